@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class User(AbstractUser):
+    """The platform's user. Custom from day one so fields can be added without pain."""
+
+    email = models.EmailField("email address", blank=True)
+
+    class Meta:
+        db_table = "accounts_user"
+
+
+class Tenant(models.Model):
+    class Kind(models.TextChoices):
+        ENTERPRISE = "enterprise", "Enterprise (facility park)"
+        CONSUMER = "consumer", "Consumer (household)"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    raw_retention_days = models.PositiveIntegerField(
+        default=400,
+        validators=[MinValueValidator(1), MaxValueValidator(36500)],
+        help_text="Raw 2-second readings are kept this many days; rollups are kept for ever.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Tenant admin"
+    FACILITY_MANAGER = "facility_manager", "Facility manager"
+    VIEWER = "viewer", "Viewer"
+
+
+class Membership(models.Model):
+    """A user's role in one tenant. A facility manager sees only the facilities granted."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=24, choices=Role.choices, default=Role.VIEWER)
+    facilities = models.ManyToManyField(
+        "devices.Facility",
+        blank=True,
+        related_name="granted_memberships",
+        help_text="Only for facility managers: the facilities they may see and manage.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")]
+        ordering = ["tenant__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.get_role_display()})"

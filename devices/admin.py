@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
+
+
+class TenantColumnMixin:
+    """A tenant column on every tenant-owned changelist; inline rows inherit the parent's tenant."""
+
+    @admin.display(description="Tenant", ordering="tenant__name")
+    def tenant_name(self, obj: Any) -> str:
+        return obj.tenant.name
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        for instance in formset.save(commit=False):
+            instance.tenant_id = form.instance.tenant_id
+            instance.save()
+        for obj in formset.deleted_objects:
+            obj.delete()
+
+
+class LoadInline(admin.TabularInline):
+    model = Load
+    extra = 0
+    fields = ["name", "kind"]
+
+
+@admin.register(Facility)
+class FacilityAdmin(TenantColumnMixin, admin.ModelAdmin):
+    list_display = ["name", "tenant_name", "kind", "timezone", "floor_area_m2", "created_at"]
+    list_filter = ["kind", "tenant", "timezone"]
+    search_fields = ["name", "address", "tenant__name"]
+    list_select_related = ["tenant"]
+    readonly_fields = ["created_at"]
+    inlines = [LoadInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Facility | None = None) -> list[str]:
+        # Moving a facility to another tenant would hand its history to them.
+        return ["tenant", "created_at"] if obj else ["created_at"]
+
+
+@admin.register(Load)
+class LoadAdmin(TenantColumnMixin, admin.ModelAdmin):
+    list_display = ["name", "facility", "tenant_name", "kind"]
+    list_filter = ["kind", "tenant"]
+    search_fields = ["name", "facility__name"]
+    list_select_related = ["tenant", "facility"]
+    autocomplete_fields = ["facility"]
+
+    def save_model(self, request: HttpRequest, obj: Load, form: Any, change: bool) -> None:
+        obj.tenant_id = obj.facility.tenant_id
+        super().save_model(request, obj, form, change)
+
+    def get_exclude(self, request: HttpRequest, obj: Load | None = None) -> list[str]:
+        return ["tenant"]
+
+
+@admin.register(DeviceType)
+class DeviceTypeAdmin(admin.ModelAdmin):
+    list_display = ["model_name", "manufacturer", "firmware_line", "channel_count"]
+    search_fields = ["model_name", "manufacturer", "firmware_line"]
+    list_filter = ["firmware_line", "manufacturer"]
+
+    @admin.display(description="Channels")
+    def channel_count(self, obj: DeviceType) -> int:
+        return len(obj.channels or [])
+
+
+@admin.register(DeviceGroup)
+class DeviceGroupAdmin(TenantColumnMixin, admin.ModelAdmin):
+    list_display = ["name", "tenant_name", "description"]
+    list_filter = ["tenant"]
+    search_fields = ["name", "description", "tenant__name"]
+    list_select_related = ["tenant"]
+
+
+class ChannelInline(admin.TabularInline):
+    model = Channel
+    extra = 0
+    fields = ["index", "name", "quantity", "unit", "scale", "phase", "load", "tags"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
+        # Changing what a channel measures, or its scale, would silently corrupt its stored history.
+        return ["index", "quantity", "unit", "scale", "phase"] if obj else []
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "load":
+            device_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+            device = Device.objects.filter(pk=device_id).first() if device_id else None
+            kwargs["queryset"] = Load.objects.filter(facility=device.facility) if device else Load.objects.none()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Device)
+class DeviceAdmin(TenantColumnMixin, admin.ModelAdmin):
+    list_display = [
+        "serial",
+        "name",
+        "tenant_name",
+        "facility",
+        "device_type",
+        "firmware_version",
+        "status",
+        "last_seen",
+    ]
+    list_filter = ["status", "tenant", "device_type", "firmware_version", "groups"]
+    search_fields = ["serial", "name", "facility__name", "tenant__name"]
+    list_select_related = ["tenant", "facility", "device_type"]
+    autocomplete_fields = ["facility", "device_type"]
+    filter_horizontal = ["groups"]
+    inlines = [ChannelInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
+        # Serial, type and tenant identify the device's history; status and last_seen belong to the gateway.
+        base = ["status", "last_seen", "created_at", "has_public_key"]
+        return ["serial", "tenant", "device_type", *base] if obj else base
+
+    @admin.display(description="Public key set", boolean=True)
+    def has_public_key(self, obj: Device) -> bool:
+        return bool(obj.public_key)
+
+
+@admin.register(Channel)
+class ChannelAdmin(TenantColumnMixin, admin.ModelAdmin):
+    list_display = ["__str__", "tenant_name", "quantity", "unit", "scale", "phase", "load"]
+    list_filter = ["quantity", "phase", "tenant", "load__kind"]
+    search_fields = ["name", "device__serial", "tenant__name"]
+    list_select_related = ["tenant", "device", "load"]
+    autocomplete_fields = ["device", "load"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> list[str]:
+        return ["tenant", "device", "index", "quantity", "unit", "scale", "phase"] if obj else []
+
+    def get_exclude(self, request: HttpRequest, obj: Channel | None = None) -> list[str]:
+        return [] if obj else ["tenant"]
+
+    def save_model(self, request: HttpRequest, obj: Channel, form: Any, change: bool) -> None:
+        if not change:
+            obj.tenant_id = obj.device.tenant_id
+        super().save_model(request, obj, form, change)

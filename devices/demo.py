@@ -1,0 +1,168 @@
+"""The demo fleet that `make run` seeds: an enterprise tenant and a household."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from accounts.models import Membership, Role, Tenant, User
+from devices import services
+from devices.models import Device, DeviceType, Facility, Load
+
+DEMO_PASSWORD = "energybox-demo"  # noqa: S105 - a documented demo login, printed by `make run`
+
+METER_12 = [
+    *({"name": f"P {p}", "quantity": "active_power", "unit": "W", "phase": p} for p in ("L1", "L2", "L3")),
+    *({"name": f"U {p}", "quantity": "voltage", "unit": "V", "phase": p} for p in ("L1", "L2", "L3")),
+    *({"name": f"I {p}", "quantity": "current", "unit": "A", "phase": p} for p in ("L1", "L2", "L3")),
+    {"name": "P total", "quantity": "active_power", "unit": "W", "phase": "total"},
+    {"name": "E import", "quantity": "active_energy", "unit": "Wh", "phase": "total"},
+    {"name": "PF total", "quantity": "power_factor", "unit": "1", "phase": "total"},
+]
+METER_1 = [
+    {"name": "P", "quantity": "active_power", "unit": "W", "phase": "L1"},
+    {"name": "E import", "quantity": "active_energy", "unit": "Wh", "phase": "L1"},
+    {"name": "U", "quantity": "voltage", "unit": "V", "phase": "L1"},
+]
+CLIMATE = [
+    {"name": "Temperature", "quantity": "temperature", "unit": "°C"},
+    {"name": "Humidity", "quantity": "humidity", "unit": "%RH"},
+]
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    password: str
+    tenant: str
+    role: str
+
+
+def _device_type(model_name: str, channels: list[dict[str, str]], line: str) -> DeviceType:
+    existing = DeviceType.objects.filter(model_name=model_name).first()
+    return existing or services.device_type_create(
+        model_name=model_name, channels=channels, firmware_line=line, manufacturer="Energybox"
+    )
+
+
+def _user(username: str, email: str, *, staff: bool = False) -> User:
+    user, _ = User.objects.get_or_create(username=username, defaults={"email": email})
+    user.set_password(DEMO_PASSWORD)
+    user.is_staff = user.is_superuser = staff
+    user.save()
+    return user
+
+
+def _devices(
+    tenant: Tenant, facility: Facility, prefix: str, specs: Sequence[tuple[DeviceType, str, str | None]]
+) -> None:
+    loads = {load.name: load for load in facility.loads.all()}
+    for n, (device_type, name, load_name) in enumerate(specs, start=1):
+        serial = f"{prefix}-{n:03d}"
+        if Device.objects.filter(serial=serial).exists():
+            continue
+        device = services.device_create(
+            tenant=tenant,
+            serial=serial,
+            device_type=device_type,
+            facility=facility,
+            name=name,
+            firmware_version="1.0.0",
+        )
+        if load_name:
+            device.channels.update(load=loads[load_name])
+
+
+@transaction.atomic
+def seed_demo() -> list[DemoLogin]:
+    """Idempotent: running it twice leaves one copy of the demo."""
+    meter12 = _device_type("EB-M12 three-phase meter", METER_12, "eb-meter")
+    meter1 = _device_type("EB-M1 single-phase meter", METER_1, "eb-meter")
+    climate = _device_type("EB-TH climate sensor", CLIMATE, "eb-climate")
+
+    retail, _ = Tenant.objects.get_or_create(
+        slug="demo-retail", defaults={"name": "Demo Retail", "kind": Tenant.Kind.ENTERPRISE}
+    )
+    home_tenant, _ = Tenant.objects.get_or_create(
+        slug="demo-home", defaults={"name": "The Lindqvist Household", "kind": Tenant.Kind.CONSUMER}
+    )
+
+    sites = [
+        (
+            "Supermarket Berlin Mitte",
+            Facility.Kind.SUPERMARKET,
+            "Torstraße 101, 10119 Berlin",
+            1850,
+            ["urban", "24h"],
+            "SM-BER",
+            [
+                ("Refrigeration", Load.Kind.REFRIGERATION),
+                ("HVAC", Load.Kind.HVAC),
+                ("Lighting", Load.Kind.LIGHTING),
+                ("Mains", Load.Kind.MAINS),
+            ],
+            lambda: [
+                (meter12, "Main distribution", "Mains"),
+                (meter12, "Cold room compressors", "Refrigeration"),
+                (meter12, "Rooftop HVAC", "HVAC"),
+                (meter1, "Sales floor lighting", "Lighting"),
+                (climate, "Cold room climate", "Refrigeration"),
+            ],
+        ),
+        (
+            "Petrol Station A9 Leipzig",
+            Facility.Kind.PETROL_STATION,
+            "Autobahn A9, 04435 Schkeuditz",
+            420,
+            ["motorway"],
+            "PS-LEJ",
+            [
+                ("Fuel pumps", Load.Kind.FUEL_PUMPS),
+                ("Shop refrigeration", Load.Kind.REFRIGERATION),
+                ("Canopy lighting", Load.Kind.LIGHTING),
+            ],
+            lambda: [
+                (meter12, "Pump island", "Fuel pumps"),
+                (meter1, "Drinks coolers", "Shop refrigeration"),
+                (meter1, "Canopy lights", "Canopy lighting"),
+            ],
+        ),
+    ]
+    for name, kind, address, area, tags, prefix, load_specs, device_specs in sites:
+        facility = Facility.objects.filter(tenant=retail, name=name).first() or services.facility_create(
+            tenant=retail,
+            name=name,
+            timezone="Europe/Berlin",
+            kind=kind,
+            address=address,
+            floor_area_m2=area,
+            tags=tags,
+        )
+        for load_name, load_kind in load_specs:
+            if not facility.loads.filter(name=load_name).exists():
+                services.load_create(facility=facility, name=load_name, kind=load_kind)
+        _devices(retail, facility, prefix, device_specs())
+
+    home = Facility.objects.filter(tenant=home_tenant, name="Home").first() or services.facility_create(
+        tenant=home_tenant,
+        name="Home",
+        timezone="Europe/Stockholm",
+        kind=Facility.Kind.HOME,
+        address="Solvägen 4, Uppsala",
+    )
+    if not home.loads.exists():
+        services.load_create(facility=home, name="Household", kind=Load.Kind.APPLIANCES)
+    _devices(home_tenant, home, "HOME-UPP", [(meter1, "Smart meter", "Household"), (climate, "Living room", None)])
+
+    logins = [
+        DemoLogin("retail-admin", DEMO_PASSWORD, retail.name, Role.ADMIN),
+        DemoLogin("household", DEMO_PASSWORD, home_tenant.name, Role.ADMIN),
+    ]
+    for login in logins:
+        user = _user(login.username, f"{login.username}@example.com")
+        tenant = retail if login.tenant == retail.name else home_tenant
+        Membership.objects.get_or_create(user=user, tenant=tenant, defaults={"role": login.role})
+    _user("admin", "admin@example.com", staff=True)
+    return [*logins, DemoLogin("admin", DEMO_PASSWORD, "(platform admin, /admin/)", "superuser")]

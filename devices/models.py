@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from accounts.models import Tenant
+from devices.quantities import Phase, Quantity, is_counter
+from devices.validators import (
+    validate_channel_template,
+    validate_metadata,
+    validate_quantity_unit,
+    validate_serial,
+    validate_tags,
+    validate_timezone,
+)
+
+
+class TenantOwned(models.Model):
+    """Every tenant-owned row carries tenant_id: the future shard key."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=True)
+
+    class Meta:
+        abstract = True
+
+
+class Facility(TenantOwned):
+    class Kind(models.TextChoices):
+        SUPERMARKET = "supermarket", "Supermarket"
+        PETROL_STATION = "petrol_station", "Petrol station"
+        OFFICE = "office", "Office"
+        WAREHOUSE = "warehouse", "Warehouse"
+        FACTORY = "factory", "Factory"
+        HOME = "home", "Home"
+        OTHER = "other", "Other"
+
+    name = models.CharField(max_length=200)
+    address = models.TextField(blank=True)
+    timezone = models.CharField(
+        max_length=64, validators=[validate_timezone], help_text="IANA name, e.g. Europe/Berlin"
+    )
+    kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.OTHER)
+    floor_area_m2 = models.DecimalField(max_digits=10, decimal_places=1, null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    metadata = models.JSONField(default=dict, blank=True, validators=[validate_metadata])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "facilities"
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="facility_unique_name_per_tenant")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Load(TenantOwned):
+    """An electricity consumer in a facility: Refrigeration, HVAC, Lighting, Fuel pumps, ..."""
+
+    class Kind(models.TextChoices):
+        REFRIGERATION = "refrigeration", "Refrigeration"
+        HVAC = "hvac", "HVAC"
+        LIGHTING = "lighting", "Lighting"
+        FUEL_PUMPS = "fuel_pumps", "Fuel pumps"
+        APPLIANCES = "appliances", "Household appliances"
+        IT = "it", "IT and servers"
+        MAINS = "mains", "Mains (whole building)"
+        OTHER = "other", "Other"
+
+    facility = models.ForeignKey(Facility, on_delete=models.CASCADE, related_name="loads")
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.OTHER)
+
+    class Meta:
+        ordering = ["facility__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["facility", "name"], name="load_unique_name_per_facility")]
+
+    def __str__(self) -> str:
+        return f"{self.facility.name}: {self.name}"
+
+    def clean(self) -> None:
+        if self.facility_id and self.tenant_id and self.facility.tenant_id != self.tenant_id:
+            raise ValidationError({"facility": "The facility belongs to another tenant."})
+
+
+class DeviceType(models.Model):
+    """A hardware model from the catalogue. Shared by all tenants, so it has no tenant."""
+
+    model_name = models.CharField(max_length=120, unique=True)
+    manufacturer = models.CharField(max_length=120, blank=True)
+    channels = models.JSONField(
+        validators=[validate_channel_template],
+        help_text='[{"name": "P L1", "quantity": "active_power", "unit": "W", "phase": "L1"}, ...]',
+    )
+    firmware_line = models.CharField(max_length=64, help_text="Firmware images of this line fit this model.")
+
+    class Meta:
+        ordering = ["model_name"]
+
+    def __str__(self) -> str:
+        return self.model_name
+
+
+class DeviceGroup(TenantOwned):
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="devicegroup_unique_name_per_tenant")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Device(TenantOwned):
+    class Status(models.TextChoices):
+        PROVISIONED = "provisioned", "Provisioned (never connected)"
+        ONLINE = "online", "Online"
+        OFFLINE = "offline", "Offline"
+        DISABLED = "disabled", "Disabled"
+
+    serial = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[validate_serial],
+        error_messages={"unique": "A device with this serial already exists."},
+    )
+    name = models.CharField(max_length=200, blank=True)
+    device_type = models.ForeignKey(DeviceType, on_delete=models.PROTECT, related_name="devices")
+    facility = models.ForeignKey(Facility, on_delete=models.PROTECT, related_name="devices")
+    groups = models.ManyToManyField(DeviceGroup, blank=True, related_name="devices")
+    firmware_version = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROVISIONED)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    # Ed25519 public key (32 raw bytes). Only the public half is ever stored, so a
+    # database leak cannot be used to impersonate a device.
+    public_key = models.BinaryField(max_length=32, null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["serial"]
+        indexes = [models.Index(fields=["tenant", "facility"])]
+
+    def __str__(self) -> str:
+        return self.name or self.serial
+
+    def clean(self) -> None:
+        if self.facility_id and self.tenant_id and self.facility.tenant_id != self.tenant_id:
+            raise ValidationError({"facility": "A device cannot be placed in another tenant's facility."})
+
+
+class Channel(TenantOwned):
+    """One measured input of a device."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="channels")
+    index = models.PositiveSmallIntegerField(help_text="Position of the channel in the device's readings frames.")
+    name = models.CharField(max_length=120)
+    quantity = models.CharField(max_length=32, choices=Quantity.choices)
+    unit = models.CharField(max_length=16)
+    scale = models.FloatField(default=1.0, help_text="Raw device value × scale = value in the unit.")
+    phase = models.CharField(max_length=8, choices=Phase.choices, blank=True, default=Phase.NONE)
+    load = models.ForeignKey(Load, on_delete=models.SET_NULL, null=True, blank=True, related_name="channels")
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+
+    class Meta:
+        ordering = ["device__serial", "index"]
+        constraints = [models.UniqueConstraint(fields=["device", "index"], name="channel_unique_index_per_device")]
+
+    def __str__(self) -> str:
+        return f"{self.device.serial}#{self.index} {self.name}"
+
+    @property
+    def is_counter(self) -> bool:
+        return is_counter(self.quantity)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = dict(validate_quantity_unit(self.quantity, self.unit))
+        if self.scale == 0:
+            errors["scale"] = "The scale must not be zero."
+        if self.device_id and self.tenant_id and self.device.tenant_id != self.tenant_id:
+            errors["device"] = "The device belongs to another tenant."
+        if self.load is not None and self.device_id and self.load.facility_id != self.device.facility_id:
+            errors["load"] = "The load must belong to the device's facility."
+        if errors:
+            raise ValidationError(errors)

@@ -1,0 +1,153 @@
+"""Writes to the fleet. Each validates fully, so the admin and the API get the same errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from accounts.access import Access
+from accounts.errors import TenantAccessDenied
+from accounts.models import Tenant
+from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
+
+
+def facility_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    timezone: str,
+    kind: str = Facility.Kind.OTHER,
+    address: str = "",
+    floor_area_m2: Decimal | float | None = None,
+    tags: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Facility:
+    facility = Facility(
+        tenant=tenant,
+        name=name,
+        timezone=timezone,
+        kind=kind,
+        address=address,
+        floor_area_m2=None if floor_area_m2 is None else Decimal(str(floor_area_m2)),
+        tags=[] if tags is None else tags,
+        metadata=metadata or {},
+    )
+    facility.full_clean()
+    facility.save()
+    return facility
+
+
+def load_create(*, facility: Facility, name: str, kind: str = Load.Kind.OTHER) -> Load:
+    load = Load(tenant_id=facility.tenant_id, facility=facility, name=name, kind=kind)
+    load.full_clean()
+    load.save()
+    return load
+
+
+def device_group_create(*, tenant: Tenant, name: str, description: str = "") -> DeviceGroup:
+    group = DeviceGroup(tenant=tenant, name=name, description=description)
+    group.full_clean()
+    group.save()
+    return group
+
+
+def device_type_create(
+    *, model_name: str, channels: list[dict[str, Any]], firmware_line: str, manufacturer: str = ""
+) -> DeviceType:
+    device_type = DeviceType(
+        model_name=model_name, channels=channels, firmware_line=firmware_line, manufacturer=manufacturer
+    )
+    device_type.full_clean()
+    device_type.save()
+    return device_type
+
+
+def _check_groups(*, tenant_id: int, groups: Iterable[DeviceGroup]) -> list[DeviceGroup]:
+    groups = list(groups)
+    if any(group.tenant_id != tenant_id for group in groups):
+        raise ValidationError({"groups": "A device can only join groups of its own tenant."})
+    return groups
+
+
+@transaction.atomic
+def device_create(
+    *,
+    tenant: Tenant,
+    serial: str,
+    device_type: DeviceType,
+    facility: Facility,
+    name: str = "",
+    groups: Iterable[DeviceGroup] = (),
+    firmware_version: str = "",
+    public_key: bytes | None = None,
+) -> Device:
+    """Create a device and its channels from the device type's template."""
+    device = Device(
+        tenant=tenant,
+        serial=serial,
+        name=name,
+        device_type=device_type,
+        facility=facility,
+        firmware_version=firmware_version,
+        public_key=public_key,
+    )
+    device.full_clean()
+    device.save()
+    device.groups.set(_check_groups(tenant_id=tenant.pk, groups=groups))
+    channels = []
+    for index, spec in enumerate(device_type.channels):
+        channel = Channel(
+            tenant=tenant,
+            device=device,
+            index=index,
+            name=spec["name"],
+            quantity=spec["quantity"],
+            unit=spec["unit"],
+            scale=float(spec.get("scale", 1.0)),
+            phase=spec.get("phase", ""),
+        )
+        channel.full_clean(validate_unique=False)
+        channels.append(channel)
+    Channel.objects.bulk_create(channels)
+    return device
+
+
+@transaction.atomic
+def device_move(*, device: Device, facility: Facility) -> Device:
+    """Move a device to another facility of the same tenant. Loads of the old facility are unassigned."""
+    if facility.tenant_id != device.tenant_id:
+        raise ValidationError({"facility": "A device cannot be moved to another tenant's facility."})
+    device.facility = facility
+    device.full_clean()
+    device.save(update_fields=["facility"])
+    device.channels.exclude(load__isnull=True).exclude(load__facility=facility).update(load=None)
+    return device
+
+
+def device_set_groups(*, device: Device, groups: Iterable[DeviceGroup]) -> None:
+    device.groups.set(_check_groups(tenant_id=device.tenant_id, groups=groups))
+
+
+def channel_assign_load(*, access: Access, channel: Channel, load: Load | None) -> Channel:
+    """A facility manager re-allocates a channel to another load of the same facility."""
+    if channel.tenant_id != access.tenant_id or not access.manages_facility(channel.device.facility_id):
+        raise TenantAccessDenied("You may not change channels of this facility.")
+    channel.load = load
+    channel.full_clean()
+    channel.save(update_fields=["load"])
+    return channel
+
+
+def channel_update(*, channel: Channel, name: str | None = None, tags: list[str] | None = None) -> Channel:
+    """Edit what does not change the meaning of stored readings (quantity, unit and scale do)."""
+    if name is not None:
+        channel.name = name
+    if tags is not None:
+        channel.tags = tags
+    channel.full_clean()
+    channel.save(update_fields=["name", "tags"])
+    return channel

@@ -1,0 +1,74 @@
+"""`/healthz`: the database, the broker and the channel layer, each ok or with an error."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from energybox.celery import app as celery_app
+
+
+def check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return f"ok ({connection.vendor})"
+
+
+def check_broker() -> str:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return "ok (in-process)"
+    with celery_app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
+        conn.ensure_connection(max_retries=1, timeout=settings.ENERGYBOX_HEALTH_TIMEOUT_S)
+        return f"ok ({conn.transport_cls})"
+
+
+def check_channel_layer() -> str:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured")
+
+    async def round_trip() -> None:
+        channel = await layer.new_channel("healthz.")
+        token = uuid.uuid4().hex
+        await layer.send(channel, {"type": "healthz.ping", "token": token})
+        message = await layer.receive(channel)
+        if message.get("token") != token:
+            raise RuntimeError("channel layer returned another message")
+
+    async def bounded() -> None:
+        await asyncio.wait_for(round_trip(), timeout=settings.ENERGYBOX_HEALTH_TIMEOUT_S)
+
+    async_to_sync(bounded)()
+    return f"ok ({type(layer).__name__})"
+
+
+CHECKS: dict[str, Callable[[], str]] = {
+    "database": check_database,
+    "broker": check_broker,
+    "channel_layer": check_channel_layer,
+}
+
+
+def run_checks() -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name, check in CHECKS.items():
+        try:
+            results[name] = {"status": "ok", "detail": check()}
+        except Exception as exc:  # noqa: BLE001 - a health check reports every failure
+            results[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    return results
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    results = run_checks()
+    healthy = all(r["status"] == "ok" for r in results.values())
+    return JsonResponse({"status": "ok" if healthy else "error", "checks": results}, status=200 if healthy else 503)

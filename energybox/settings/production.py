@@ -1,0 +1,17 @@
+"""Production: secrets and service URLs are required, not defaulted."""
+
+from __future__ import annotations
+
+from energybox import env
+from energybox.settings.base import *  # noqa: F403
+
+SECRET_KEY = env.required("DJANGO_SECRET_KEY")
+DATABASE_URL = env.required("DATABASE_URL")
+REDIS_URL = env.required("REDIS_URL")
+CELERY_BROKER_URL = env.required("CELERY_BROKER_URL")
+DEBUG = False
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env.bool_("DJANGO_SECURE_COOKIES", True)
+CSRF_COOKIE_SECURE = env.bool_("DJANGO_SECURE_COOKIES", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,0 +1,75 @@
+"""`make run`: start every process of the platform on the embedded defaults and supervise them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from devices.demo import seed_demo
+
+
+def platform_processes(*, host: str, port: int) -> list[tuple[str, list[str]]]:
+    """The processes `make run` starts. Later components add their line here."""
+    python = sys.executable
+    return [
+        ("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "energybox.asgi:application"]),
+    ]
+
+
+class Command(BaseCommand):
+    help = "Seed the demo and run the whole platform (web, and the components that exist) until Ctrl-C."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("ENERGYBOX_HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("ENERGYBOX_PORT", "8000")))
+        parser.add_argument("--no-seed", action="store_true", help="Do not seed the demo data.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        host, port = options["host"], options["port"]
+        logins = [] if options["no_seed"] else seed_demo()
+        children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        for name, argv in platform_processes(host=host, port=port):
+            self.stdout.write(f"starting {name}: {' '.join(argv[1:])}")
+            children.append((name, subprocess.Popen(argv, env=os.environ.copy())))  # noqa: S603
+
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS(f"Energybox is running: portal http://{host}:{port}/"))
+        self.stdout.write(f"  admin           http://{host}:{port}/admin/")
+        self.stdout.write(f"  health          http://{host}:{port}/healthz")
+        for login in logins:
+            self.stdout.write(f"  login {login.username:<14} password {login.password}   ({login.tenant})")
+        self.stdout.write(f"  data folder     {settings.DATA_DIR}")
+        self.stdout.write("Press Ctrl-C to stop.")
+
+        stopping = False
+
+        def stop(*_: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping:
+                for name, child in children:
+                    if child.poll() is not None:
+                        self.stderr.write(f"{name} exited with code {child.returncode}; stopping the platform.")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            for _, child in children:
+                if child.poll() is None:
+                    child.terminate()
+            deadline = time.monotonic() + 15
+            for _, child in children:
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()
