@@ -29,6 +29,9 @@ _HEADER = struct.Struct("<BBBBIqd")
 FLAG_ZSTD = 1
 FLAG_QUANTIZED = 2
 FLAG_PLAIN = 4
+# Quantized values are decoded as integer / divisor (decimal values such as 230.1, which are the
+# nearest double to the decimal) instead of integer × scale (device raw value × channel scale).
+FLAG_DIVIDE = 8
 ZSTD_LEVEL = 9
 _MAX_EXACT_INT = 2**52
 
@@ -80,20 +83,23 @@ def _unzigzag(unsigned: npt.NDArray[np.uint64]) -> Int64Array:
     return ((unsigned >> np.uint64(1)).view(np.int64)) ^ -((unsigned & np.uint64(1)).view(np.int64))
 
 
-def quantize(values: Float64Array, scale: float | None) -> Int64Array | None:
-    """The integers behind `values` if every value is exactly integer × scale, else None."""
+def quantize(values: Float64Array, scale: float | None, *, divide: bool = False) -> Int64Array | None:
+    """The integers behind `values` if every value is exactly integer × scale (or integer / scale), else None."""
     if not scale or not np.isfinite(scale) or len(values) == 0:
         return None
-    quantized = np.rint(values / scale)
+    quantized = np.rint(values * scale) if divide else np.rint(values / scale)
     if np.abs(quantized).max() >= _MAX_EXACT_INT:
         return None
-    if not np.array_equal(quantized * scale, values):
+    restored = quantized / scale if divide else quantized * scale
+    if not np.array_equal(restored, values):
         return None
     return quantized.astype(np.int64)
 
 
-def encode_packed(timestamps_ms: Int64Array, values: Float64Array, *, scale: float | None = None) -> bytes:
-    """Sorted, unique timestamps and their values as a compressed bucket."""
+def encode_packed(
+    timestamps_ms: Int64Array, values: Float64Array, *, scale: float | None = None, divide: bool = False
+) -> bytes:
+    """Sorted, unique timestamps and their values as a compressed bucket (see `infer_scale`)."""
     n = len(timestamps_ms)
     if n == 0:
         raise ValueError("a bucket holds at least one reading")
@@ -101,9 +107,9 @@ def encode_packed(timestamps_ms: Int64Array, values: Float64Array, *, scale: flo
     ts_deltas = np.diff(ts).view(np.uint64)
     ts_width = _width(int(ts_deltas.max())) if n > 1 else 1
     flags = FLAG_ZSTD
-    quantized = quantize(np.asarray(values, dtype=np.float64), scale)
+    quantized = quantize(np.asarray(values, dtype=np.float64), scale, divide=divide)
     if quantized is not None:
-        flags |= FLAG_QUANTIZED
+        flags |= FLAG_QUANTIZED | (FLAG_DIVIDE if divide else 0)
         stream = _zigzag(np.diff(quantized, prepend=np.int64(0)))
     else:
         bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
@@ -140,19 +146,36 @@ def decode(data: bytes | memoryview) -> tuple[Int64Array, Float64Array]:
     ts[1:] += first
     stream = _unshuffle(body[(n - 1) * ts_width :], n, v_width)
     if flags & FLAG_QUANTIZED:
-        values = np.cumsum(_unzigzag(stream)).astype(np.float64) * scale
+        integers = np.cumsum(_unzigzag(stream)).astype(np.float64)
+        values = integers / scale if flags & FLAG_DIVIDE else integers * scale
     else:
         values = np.bitwise_xor.accumulate(stream).view(np.float64)
     return ts, values
 
 
-# Device resolutions, coarsest first: the coarsest exact one gives the smallest integers.
-_CANDIDATE_SCALES = (1.0, 0.5, 0.25, 0.1, 0.05, 0.01, 0.005, 0.001, 0.0001, 1e-5, 1e-6)
+# Device resolutions, coarsest first: the coarsest exact one gives the smallest integers. Each is
+# tried as "raw × scale" (how the gateway scales) and as "raw / 10^k" (decimal values).
+_CANDIDATES = (
+    (1.0, False),
+    (0.5, False),
+    (0.25, False),
+    (0.1, False),
+    (10.0, True),
+    (0.01, False),
+    (100.0, True),
+    (0.001, False),
+    (1000.0, True),
+    (0.0001, False),
+    (10000.0, True),
+    (1e-5, False),
+    (1e-6, False),
+    (1e6, True),
+)
 
 
-def infer_scale(values: Float64Array) -> float | None:
-    """The coarsest common device resolution at which `values` quantize losslessly, if any."""
-    for scale in _CANDIDATE_SCALES:
-        if quantize(values, scale) is not None:
-            return scale
-    return None
+def infer_scale(values: Float64Array) -> tuple[float | None, bool]:
+    """(scale, divide): the coarsest device resolution at which `values` quantize losslessly, if any."""
+    for scale, divide in _CANDIDATES:
+        if quantize(values, scale, divide=divide) is not None:
+            return scale, divide
+    return None, False

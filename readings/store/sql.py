@@ -243,7 +243,8 @@ class SqlStore:
                 return 0
             tenant_id = rows[0][1]
             points = merge_points([codec.decode(data) for _, _, data in rows])
-            data = codec.encode_packed(points.timestamps_ms, points.values, scale=codec.infer_scale(points.values))
+            scale, divide = codec.infer_scale(points.values)
+            data = codec.encode_packed(points.timestamps_ms, points.values, scale=scale, divide=divide)
             ids = [row[0] for row in rows]
             clause, params = self._in(ids)
             cursor.execute(f"DELETE FROM readings_bucket WHERE id {clause}", params)

@@ -22,7 +22,8 @@ def test_plain_buckets_round_trip_exactly():
 
 def test_packed_buckets_are_lossless_for_quantized_values_and_small():
     ts, values = _series()
-    data = codec.encode_packed(ts, values, scale=codec.infer_scale(values))
+    scale, divide = codec.infer_scale(values)
+    data = codec.encode_packed(ts, values, scale=scale, divide=divide)
     got_ts, got_values = codec.decode(data)
     np.testing.assert_array_equal(got_ts, ts)
     assert got_values.tobytes() == values.tobytes()
@@ -34,14 +35,25 @@ def test_packed_buckets_are_lossless_for_arbitrary_floats_and_irregular_time():
     ts = np.cumsum(rng.integers(1, 10_000_000, 1_000)).astype(np.int64)
     values = rng.normal(size=1_000) * 1e6
     values[::7] = -0.0
-    got_ts, got_values = codec.decode(codec.encode_packed(ts, values, scale=codec.infer_scale(values)))
+    scale, divide = codec.infer_scale(values)
+    assert scale is None
+    got_ts, got_values = codec.decode(codec.encode_packed(ts, values, scale=scale, divide=divide))
     np.testing.assert_array_equal(got_ts, ts)
     assert got_values.tobytes() == values.tobytes()
 
 
 def test_it_refuses_to_quantize_when_that_would_lose_precision():
     assert codec.quantize(np.array([0.1, 0.15]), 0.1) is None
-    assert codec.infer_scale(np.array([0.123456789])) is None
+    assert codec.infer_scale(np.array([0.123456789])) == (None, False)
+
+
+def test_decimal_values_quantize_losslessly_too():
+    values = np.round(np.random.default_rng(4).normal(230, 3, 10_000), 1)
+    assert codec.infer_scale(values) == (10.0, True)
+    ts = np.arange(10_000, dtype=np.int64) * 2_000
+    data = codec.encode_packed(ts, values, scale=10.0, divide=True)
+    assert codec.decode(data)[1].tobytes() == values.tobytes()
+    assert len(data) < 2 * 10_000
 
 
 def test_a_single_reading_round_trips():
