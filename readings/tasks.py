@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from celery import Task, shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connections
+from django.db import InterfaceError, OperationalError, connections
 
 from readings import services
 from readings.errors import MalformedBatches
@@ -33,9 +33,10 @@ def _with_database(task: Task, work: Callable[[], T]) -> T:
             return work()
         except (OperationalError, InterfaceError) as exc:
             for connection in connections.all():
-                connection.close_if_unusable_or_obsolete()
-                if connection.connection is not None and not connection.is_usable():
+                try:
                     connection.close()
+                except (OperationalError, InterfaceError):
+                    connection.connection = None
             if task.request.is_eager:
                 raise
             if time.monotonic() > deadline:
@@ -43,7 +44,6 @@ def _with_database(task: Task, work: Callable[[], T]) -> T:
             logger.warning("database unavailable (%s); retrying in %.1fs", exc, pause)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
-            close_old_connections()
 
 
 @shared_task(

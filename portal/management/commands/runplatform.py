@@ -20,6 +20,7 @@ def platform_processes(*, host: str, port: int) -> list[tuple[str, list[str]]]:
     python = sys.executable
     return [
         ("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "energybox.asgi:application"]),
+        ("worker", [python, str(settings.BASE_DIR / "manage.py"), "runtaskworker", "--loglevel", "WARNING"]),
     ]
 
 
