@@ -32,7 +32,7 @@ lint: install
 	$(VENV)/bin/mypy .
 
 bench: install
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
 	rm -rf $(VENV) staticfiles data .pytest_cache .mypy_cache .ruff_cache
