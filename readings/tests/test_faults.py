@@ -55,7 +55,7 @@ def _load(tmp_path: Path) -> Load:
     return Load(first.tenant_id, devices, now - 3 * 86_400_000, tmp_path / "ledger.txt")
 
 
-def _sender(load: Load, seconds: float) -> subprocess.Popen:
+def _sender(load: Load, seconds: float, env: dict[str, str] | None = None) -> subprocess.Popen:
     argv = [
         sys.executable,
         "-m",
@@ -68,8 +68,13 @@ def _sender(load: Load, seconds: float) -> subprocess.Popen:
     argv += ["--seconds", str(seconds), "--base-ms", str(load.base_ms)]
     for device_id, channels in load.devices:
         argv += ["--device", f"{device_id}:{','.join(map(str, channels))}"]
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "energybox.settings.test", "DATABASE_URL": child_database_url()}
-    return subprocess.Popen(argv, cwd=ROOT, env=env)  # noqa: S603
+    child_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "energybox.settings.test",
+        "DATABASE_URL": child_database_url(),
+        **(env or {}),
+    }
+    return subprocess.Popen(argv, cwd=ROOT, env=child_env)  # noqa: S603
 
 
 def _digest(channels: np.ndarray, ts: np.ndarray, values: np.ndarray) -> tuple[int, str]:
@@ -136,7 +141,8 @@ def test_a_worker_killed_with_sigkill_mid_load_loses_and_doubles_nothing(tmp_pat
     second = None
     try:
         wait_until(lambda: _stored_digest(load)[0] > 0, timeout=60, what="the first stored readings")
-        time.sleep(1.0)
+        # Mid-batch: the worker holds delivered messages it has not acknowledged yet.
+        wait_until(lambda: _unacked("readings") > 0, timeout=30, what="messages in the worker's hands")
         stop(first, kill=True)  # SIGKILL to the whole process group: main process and pool children
         time.sleep(1.0)
         second = start_worker(concurrency=2)
@@ -146,6 +152,22 @@ def test_a_worker_killed_with_sigkill_mid_load_loses_and_doubles_nothing(tmp_pat
         stop(sender)
         if second is not None:
             stop(second)
+
+
+def _unacked(queue: str) -> int:
+    vhost = os.environ["CELERY_BROKER_URL"].rsplit("/", 1)[1] or "/"
+    listing = subprocess.run(  # noqa: S603
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages_unacknowledged"],  # noqa: S607
+        check=True,
+        timeout=30,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for line in listing.splitlines():
+        name, _, count = line.partition("\t")
+        if name == queue and count.strip().isdigit():
+            return int(count)
+    return 0
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -197,6 +219,18 @@ def test_postgresql_refusing_connections_mid_load_loses_and_doubles_nothing(tmp_
                 admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         _settle_and_check(load, sender, worker_process)
         assert "not currently accepting connections" in log.read_text(), "the outage never reached the worker"
+    finally:
+        stop(sender)
+        stop(worker_process)
+
+
+def test_a_redis_broker_carries_the_load_as_well(tmp_path, postgresql_url, redis_url):
+    load = _load(tmp_path)
+    redis_env = {"CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": ""}
+    worker_process = start_worker(concurrency=1, env=redis_env)
+    sender = _sender(load, seconds=3, env=redis_env)
+    try:
+        _settle_and_check(load, sender, worker_process)
     finally:
         stop(sender)
         stop(worker_process)
