@@ -27,6 +27,9 @@ from readings.store.base import (
 )
 
 _BUCKET_COLUMNS = "tenant_id, channel_id, window_ms, first_ms, last_ms, count, packed, data"
+# The order buckets were first written in: a packed bucket holds what was written before the last
+# compaction of its window, so it precedes the plain buckets that arrived since, whatever its id.
+_WRITE_ORDER = "packed DESC, id"
 _ROLLUP_INT_FIELDS = {"start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps"}
 
 
@@ -180,7 +183,7 @@ class SqlStore:
             cursor.execute(
                 "SELECT channel_id, data FROM readings_bucket "
                 f"WHERE tenant_id = %s AND channel_id {clause} AND window_ms >= %s AND window_ms < %s "
-                "AND last_ms >= %s AND first_ms < %s ORDER BY channel_id, id",
+                f"AND last_ms >= %s AND first_ms < %s ORDER BY channel_id, {_WRITE_ORDER}",
                 [tenant_id, *params, window_of(start_ms), end_ms, start_ms, end_ms],
             )
             for channel_id, data in cursor.fetchall():
@@ -192,7 +195,8 @@ class SqlStore:
 
     def _window_points(self, cursor: Any, tenant_id: int, channel_id: int, window_ms: int) -> Points:
         cursor.execute(
-            "SELECT data FROM readings_bucket WHERE tenant_id = %s AND channel_id = %s AND window_ms = %s ORDER BY id",
+            "SELECT data FROM readings_bucket WHERE tenant_id = %s AND channel_id = %s AND window_ms = %s "
+            f"ORDER BY {_WRITE_ORDER}",
             [tenant_id, channel_id, window_ms],
         )
         return merge_points([codec.decode(data) for (data,) in cursor.fetchall()])
@@ -267,7 +271,7 @@ class SqlStore:
         with transaction.atomic(using=self.alias), self._connection.cursor() as cursor:
             cursor.execute(
                 "SELECT id, tenant_id, data FROM readings_bucket "
-                f"WHERE channel_id = %s AND window_ms = %s ORDER BY id{lock}",
+                f"WHERE channel_id = %s AND window_ms = %s ORDER BY {_WRITE_ORDER}{lock}",
                 [channel_id, window_ms],
             )
             rows = cursor.fetchall()
