@@ -32,11 +32,13 @@ def main() -> None:
     total = ingest_days(device=device, channel_ids=channel_ids, start_ms=start_ms, days=days)
     ingest_s = time.perf_counter() - started
     merged = 0
+    started = time.perf_counter()
     while True:
         step = readings_compact(max_windows=500)
         merged += step
         if step == 0:
             break
+    compact_s = time.perf_counter() - started
     with connection.cursor() as cursor:
         cursor.execute("VACUUM FULL ANALYZE readings_bucket")
         cursor.execute("SELECT pg_total_relation_size('readings_bucket'), count(*), sum(count) FROM readings_bucket")
@@ -72,6 +74,7 @@ def main() -> None:
             "bucket_table_bytes": int(bucket_bytes),
             "plain_table_bytes": int(plain_bytes),
             "ingest_readings_per_s_in_process": round(total / ingest_s),
+            "compaction_readings_per_s": round(total / compact_s),
         }
     )
 

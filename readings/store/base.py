@@ -105,6 +105,11 @@ class ReadingsStore(Protocol):
 
     def write_rollups(self, *, rows: Sequence[RollupRows]) -> None: ...
 
+    def rollup_neighbours(
+        self, *, tenant_id: int, channel_ids: Sequence[int], at_ms: int, before: bool
+    ) -> dict[int, Points]:
+        """Per channel, the reading just before `at_ms` (or the first at or after it) per the 15m rollups."""
+
     def read_rollups(
         self,
         *,
