@@ -96,7 +96,7 @@ def readings_ingest(*, batches: Sequence[ReadingsBatch], now_ms: int | None = No
             stored += len(ts)
             channel_starts = starts if len(ts) == n else {t - t % INTERVAL_MS for t in ts.tolist()}
             for start in channel_starts:
-                dirty.add((batch.tenant_id, channel_id, start))
+                dirty.add((batch.tenant_id, batch.device_id, start))
     if dropped_foreign:
         logger.warning("dropped %d readings of channels outside their batch's tenant or device", dropped_foreign)
     chunks = []
@@ -104,7 +104,7 @@ def readings_ingest(*, batches: Sequence[ReadingsBatch], now_ms: int | None = No
         points = merge_points(channel_parts)
         chunks.append(Chunk(tenants[channel_id], channel_id, points.timestamps_ms, points.values))
     buckets = get_store().write(
-        chunks=chunks, dirty=[DirtyMark(tenant_id=t, channel_id=c, start_ms=s) for t, c, s in dirty]
+        chunks=chunks, dirty=[DirtyMark(tenant_id=t, device_id=d, start_ms=s) for t, d, s in dirty]
     )
     return IngestResult(stored, buckets, dropped_foreign, dropped_expired)
 
@@ -167,9 +167,12 @@ def rollups_refresh(*, limit: int = 5000) -> int:
     store = get_store()
     with transaction.atomic():
         marks = store.claim_dirty(limit=limit)
-        by_channel: dict[int, set[int]] = defaultdict(set)
+        by_device: dict[int, set[int]] = defaultdict(set)
         for mark in marks:
-            by_channel[mark.channel_id].add(mark.start_ms)
+            by_device[mark.device_id].add(mark.start_ms)
+        by_channel: dict[int, set[int]] = {}
+        for channel_id, device_id in Channel.objects.filter(device_id__in=by_device).values_list("id", "device_id"):
+            by_channel[channel_id] = by_device[device_id]
         metas = metadata.channel_meta(by_channel)
         runs: dict[tuple[int, int, int], list[metadata.ChannelMeta]] = defaultdict(list)
         for channel_id, starts in by_channel.items():

@@ -45,8 +45,10 @@ EMPTY = Points(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
 
 @dataclass(frozen=True, slots=True)
 class DirtyMark:
+    """The 15-minute interval starting at `start_ms` of a device's channels needs its rollups recomputed."""
+
     tenant_id: int
-    channel_id: int
+    device_id: int
     start_ms: int
 
 

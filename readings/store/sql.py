@@ -115,16 +115,16 @@ class SqlStore:
                         codec.encode_plain(part_ts, part_values),
                     )
                 )
-        marks = sorted({(m.channel_id, m.start_ms): m.tenant_id for m in dirty}.items())
+        marks = sorted({(m.device_id, m.start_ms): m.tenant_id for m in dirty}.items())
         with transaction.atomic(using=self.alias), self._connection.cursor() as cursor:
             if self._postgres:
                 self._copy_buckets(cursor.cursor, rows)
                 if marks:
                     # Array literals as text: binding three lists of Python ints element by element costs more.
                     cursor.execute(
-                        "INSERT INTO readings_dirty (tenant_id, channel_id, start_ms) "
+                        "INSERT INTO readings_dirty (tenant_id, device_id, start_ms) "
                         "SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int8[]) "
-                        "ON CONFLICT (channel_id, start_ms) DO NOTHING",
+                        "ON CONFLICT (device_id, start_ms) DO NOTHING",
                         [
                             "{" + ",".join(str(t) for _, t in marks) + "}",
                             "{" + ",".join(str(c) for (c, _), _ in marks) + "}",
@@ -138,8 +138,8 @@ class SqlStore:
                     rows,
                 )
                 cursor.executemany(
-                    "INSERT INTO readings_dirty (tenant_id, channel_id, start_ms) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (channel_id, start_ms) DO NOTHING",
+                    "INSERT INTO readings_dirty (tenant_id, device_id, start_ms) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (device_id, start_ms) DO NOTHING",
                     [(t, c, s) for (c, s), t in marks],
                 )
         return len(rows)
@@ -319,10 +319,10 @@ class SqlStore:
             cursor.execute(
                 "DELETE FROM readings_dirty WHERE id IN "
                 f"(SELECT id FROM readings_dirty ORDER BY id LIMIT %s{lock}) "
-                "RETURNING tenant_id, channel_id, start_ms",
+                "RETURNING tenant_id, device_id, start_ms",
                 [limit],
             )
-            return [DirtyMark(tenant_id=t, channel_id=c, start_ms=s) for t, c, s in cursor.fetchall()]
+            return [DirtyMark(tenant_id=t, device_id=d, start_ms=s) for t, d, s in cursor.fetchall()]
 
     def write_rollups(self, *, rows: Sequence[RollupRows]) -> None:
         blocks = [block for block in rows if len(block)]
