@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 
@@ -13,22 +14,23 @@ from devices.models import Device, DeviceType, Facility, Load
 
 DEMO_PASSWORD = "energybox-demo"  # noqa: S105 - a documented demo login, printed by `make run`
 
-METER_12 = [
+# Scales: the raw integer a meter sends × scale = the value in the unit (0.1 V, 10 mA, 0.001 of PF ...).
+METER_12: list[dict[str, Any]] = [
     *({"name": f"P {p}", "quantity": "active_power", "unit": "W", "phase": p} for p in ("L1", "L2", "L3")),
-    *({"name": f"U {p}", "quantity": "voltage", "unit": "V", "phase": p} for p in ("L1", "L2", "L3")),
-    *({"name": f"I {p}", "quantity": "current", "unit": "A", "phase": p} for p in ("L1", "L2", "L3")),
+    *({"name": f"U {p}", "quantity": "voltage", "unit": "V", "phase": p, "scale": 0.1} for p in ("L1", "L2", "L3")),
+    *({"name": f"I {p}", "quantity": "current", "unit": "A", "phase": p, "scale": 0.01} for p in ("L1", "L2", "L3")),
     {"name": "P total", "quantity": "active_power", "unit": "W", "phase": "total"},
     {"name": "E import", "quantity": "active_energy", "unit": "Wh", "phase": "total"},
-    {"name": "PF total", "quantity": "power_factor", "unit": "1", "phase": "total"},
+    {"name": "PF total", "quantity": "power_factor", "unit": "1", "phase": "total", "scale": 0.001},
 ]
-METER_1 = [
+METER_1: list[dict[str, Any]] = [
     {"name": "P", "quantity": "active_power", "unit": "W", "phase": "L1"},
     {"name": "E import", "quantity": "active_energy", "unit": "Wh", "phase": "L1"},
-    {"name": "U", "quantity": "voltage", "unit": "V", "phase": "L1"},
+    {"name": "U", "quantity": "voltage", "unit": "V", "phase": "L1", "scale": 0.1},
 ]
-CLIMATE = [
-    {"name": "Temperature", "quantity": "temperature", "unit": "°C"},
-    {"name": "Humidity", "quantity": "humidity", "unit": "%RH"},
+CLIMATE: list[dict[str, Any]] = [
+    {"name": "Temperature", "quantity": "temperature", "unit": "°C", "scale": 0.01},
+    {"name": "Humidity", "quantity": "humidity", "unit": "%RH", "scale": 0.1},
 ]
 
 
@@ -40,7 +42,7 @@ class DemoLogin:
     role: str
 
 
-def _device_type(model_name: str, channels: list[dict[str, str]], line: str) -> DeviceType:
+def _device_type(model_name: str, channels: list[dict[str, Any]], line: str) -> DeviceType:
     existing = DeviceType.objects.filter(model_name=model_name).first()
     return existing or services.device_type_create(
         model_name=model_name, channels=channels, firmware_line=line, manufacturer="Energybox"

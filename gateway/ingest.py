@@ -45,6 +45,9 @@ class IngestBatcher:
         self._executor = ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="ingest")
         self._inflight: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._flushing = 0
         self.enqueued_batches = 0
         self.enqueued_readings = 0
         self.failed_batches = 0
@@ -56,6 +59,7 @@ class IngestBatcher:
         """A future that resolves once the batch is durably enqueued (or fails with the seam's error)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((batch, future))
+        self._idle.clear()
         self._wakeup.set()
         return future
 
@@ -72,6 +76,7 @@ class IngestBatcher:
             if not group:
                 self._slots.release()
                 continue
+            self._flushing += 1
             task = asyncio.get_running_loop().create_task(self._flush(group))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
@@ -96,12 +101,18 @@ class IngestBatcher:
             logger.debug("ingest: %d batches in %.1f ms", len(batches), (time.monotonic() - started) * 1000)
         finally:
             self._slots.release()
+            self._flushing -= 1
+            if not self._pending and not self._flushing:
+                self._idle.set()
 
-    async def drain(self, *, timeout: float) -> None:
-        """Wait until every submitted batch has been enqueued or failed."""
-        deadline = time.monotonic() + timeout
-        while (self._pending or self._inflight) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+    async def drain(self, *, within_s: float) -> bool:
+        """Wait until every submitted batch has been enqueued or failed; False if time ran out."""
+        try:
+            async with asyncio.timeout(within_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def close(self) -> None:
         if self._runner is not None:

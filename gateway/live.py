@@ -77,12 +77,17 @@ class LivePublisher:
                 if self.failed in (1, 10, 100) or self.failed % 1000 == 0:
                     logger.warning("live: publishing to %s failed (%d failures so far): %r", group, self.failed, exc)
 
-    async def flush(self, *, timeout: float) -> None:
+    async def flush(self, *, within_s: float) -> None:
         """Give queued messages a chance to go out (shutdown)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (self._readings or self._statuses) and self._task is not None and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        if self._task is None:
+            return
+        try:
+            async with asyncio.timeout(within_s):
+                # The worker swaps the dicts out; polling is the simplest way to see them empty.
+                while self._readings or self._statuses:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            pass
 
     async def close(self) -> None:
         if self._task is not None:

@@ -465,9 +465,7 @@ class TimeResponse:
 
     def offset_ms(self, *, device_receive_ms: int) -> float:
         """NTP's clock offset: how far the server's clock is ahead of the device's."""
-        return (
-            (self.server_receive_ms - self.device_send_ms) + (self.server_send_ms - device_receive_ms)
-        ) / 2
+        return ((self.server_receive_ms - self.device_send_ms) + (self.server_send_ms - device_receive_ms)) / 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -721,7 +719,8 @@ def encode_readings(
         deltas = np.diff(row)
         zz1 = _zigzag(deltas)
         w1 = _width(zz1)
-        best = (1 + 6 + (samples - 1) * w1, ChannelMode.DELTA, w1, zz1)
+        # Bits after the common part (mode, width, first value): pick the cheaper order.
+        best = ((samples - 1) * w1, ChannelMode.DELTA, w1, zz1)
         if samples >= 3:
             zz2 = _zigzag(np.diff(deltas))
             w2 = _width(zz2)

@@ -476,7 +476,7 @@ class Gateway:
             self._server.close()
         for connection in list(self._all):
             connection.pause()
-        await self.batcher.drain(timeout=self.config.drain_timeout_s)
+        await self.batcher.drain(within_s=self.config.drain_timeout_s)
         await asyncio.sleep(0)  # let the ack callbacks write
         for connection in list(self._all):
             connection.close(p.ErrorCode.SHUTTING_DOWN, "the gateway is shutting down; reconnect")
@@ -488,7 +488,7 @@ class Gateway:
         self._online -= offline
         self._offline |= offline
         await self._flush_presence()
-        await self.publisher.flush(timeout=1.0)
+        await self.publisher.flush(within_s=1.0)
         await self.publisher.close()
         await self.batcher.close()
         self._stopped.set()

@@ -535,4 +535,3 @@ async def _report(stats: SimStats, out: TextIO, every_s: float) -> None:
         await asyncio.sleep(every_s)
         out.write(("\r" if interactive else "") + stats.line() + ("" if interactive else "\n"))
         out.flush()
-

@@ -104,9 +104,7 @@ class RawClient:
 
     @classmethod
     async def connect(cls, port: int, client_ctx: ssl.SSLContext) -> RawClient:
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
-        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname="localhost")
         return cls(reader, writer)
 
     def send(self, frame_type: int, payload: bytes = b"", *, seq: int | None = None, flags: int = 0) -> int:
@@ -117,7 +115,7 @@ class RawClient:
     def send_raw(self, data: bytes) -> None:
         self.writer.write(data)
 
-    async def frame(self, timeout: float = 5.0) -> p.Frame:
+    async def frame(self, timeout: float = 5.0) -> p.Frame:  # noqa: ASYNC109
         while not self.frames:
             data = await asyncio.wait_for(self.reader.read(65536), timeout)
             if not data:
@@ -125,7 +123,7 @@ class RawClient:
             self.frames.extend(self.parser.feed(data))
         return self.frames.pop(0)
 
-    async def closed(self, timeout: float = 5.0) -> bool:
+    async def closed(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
         """True once the gateway closed the connection (after any frames it sent)."""
         try:
             while True:
@@ -145,7 +143,9 @@ class RawClient:
         signature = key.sign(p.auth_message(nonce=challenge.nonce, serial=serial, version=challenge.version))
         self.send(p.FrameType.AUTH, p.Auth(signature).encode())
         frame = await self.frame()
-        assert frame.type == p.FrameType.WELCOME, p.Nack.decode(frame.payload) if frame.type == p.FrameType.NACK else frame
+        assert frame.type == p.FrameType.WELCOME, (
+            p.Nack.decode(frame.payload) if frame.type == p.FrameType.NACK else frame
+        )
         return p.Welcome.decode(frame.payload)
 
     def close(self) -> None:
