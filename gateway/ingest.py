@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+
+from django.db import close_old_connections, connections
 
 from readings.batch import ReadingsBatch
 
@@ -42,7 +45,11 @@ class IngestBatcher:
         self._pending: list[tuple[ReadingsBatch, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max_inflight)
-        self._executor = ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="ingest")
+        self._threads = 0
+        self._threads_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_inflight, thread_name_prefix="ingest", initializer=self._thread_started
+        )
         self._inflight: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -51,6 +58,15 @@ class IngestBatcher:
         self.enqueued_batches = 0
         self.enqueued_readings = 0
         self.failed_batches = 0
+
+    def _thread_started(self) -> None:
+        with self._threads_lock:
+            self._threads += 1
+
+    def _call(self, batches: Sequence[ReadingsBatch]) -> None:
+        # As Django does around a request: drop a connection that broke or outlived its age.
+        close_old_connections()
+        self._enqueue(batches)
 
     def start(self) -> None:
         self._runner = asyncio.get_running_loop().create_task(self._run(), name="ingest-batcher")
@@ -85,7 +101,7 @@ class IngestBatcher:
         batches = [batch for batch, _ in group]
         started = time.monotonic()
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._enqueue, batches)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._call, batches)
         except Exception as exc:
             self.failed_batches += len(batches)
             logger.warning("ingest: enqueue of %d batches failed: %s", len(batches), exc)
@@ -120,4 +136,21 @@ class IngestBatcher:
         for _, future in self._pending:
             if not future.done():
                 future.cancel()
+        # Close each worker thread's database connection: one task per thread, held at a barrier so
+        # that no thread runs two of them.
+        count = self._threads
+        if count:
+            barrier = threading.Barrier(count)
+
+            def close_connections() -> None:
+                try:
+                    barrier.wait(timeout=2)
+                finally:
+                    connections.close_all()
+
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(
+                *(loop.run_in_executor(self._executor, close_connections) for _ in range(count)),
+                return_exceptions=True,
+            )
         self._executor.shutdown(wait=False, cancel_futures=True)

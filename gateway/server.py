@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from devices.keys import signature_valid
 from gateway import protocol as p
@@ -491,6 +492,7 @@ class Gateway:
         await self.publisher.flush(within_s=1.0)
         await self.publisher.close()
         await self.batcher.close()
+        await sync_to_async(connections.close_all)()
         self._stopped.set()
         logger.info("gateway: stopped (%s)", self.stats)
 
