@@ -430,6 +430,8 @@ class SimulatedDevice:
 
     def _status(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer, state: p.FirmwareState, msg: str) -> None:
         held = len(self._partial.get(offer.transfer_id, b""))
+        if state in (p.FirmwareState.VERIFIED, p.FirmwareState.INSTALLED):
+            held = offer.size
         self._send(writer, p.FrameType.FIRMWARE_STATUS, p.FirmwareStatus(offer.transfer_id, state, held, msg).encode())
 
     def _on_offer(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer) -> None:
@@ -481,8 +483,8 @@ class SimulatedDevice:
             self._partial.pop(offer.transfer_id, None)
             self._finish(writer, offer, p.FirmwareState.FAILED, "signature invalid")
             return
-        self._status(writer, offer, p.FirmwareState.VERIFIED, "")
         self._partial.pop(offer.transfer_id, None)
+        self._status(writer, offer, p.FirmwareState.VERIFIED, "")
         if self.rng.random() < self.failure_share:
             self._finish(writer, offer, p.FirmwareState.FAILED, "simulated installation failure")
             return
