@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Membership, Role, Tenant, User
 from devices import services
+from devices.keys import private_key_load, public_key_bytes
 from devices.models import Device, DeviceType, Facility, Load
 
 DEMO_PASSWORD = "energybox-demo"  # noqa: S105 - a documented demo login, printed by `make run`
@@ -32,6 +37,10 @@ CLIMATE: list[dict[str, Any]] = [
     {"name": "Temperature", "quantity": "temperature", "unit": "°C", "scale": 0.01},
     {"name": "Humidity", "quantity": "humidity", "unit": "%RH", "scale": 0.1},
 ]
+
+
+DEMO_TENANTS = ("demo-retail", "demo-home")
+DEMO_KEYS_FILE = "demo-device-keys.json"
 
 
 @dataclass(frozen=True)
@@ -167,4 +176,49 @@ def seed_demo() -> list[DemoLogin]:
         tenant = retail if login.tenant == retail.name else home_tenant
         Membership.objects.get_or_create(user=user, tenant=tenant, defaults={"role": login.role})
     _user("admin", "admin@example.com", staff=True)
+    demo_device_keys_ensure(tenant_slugs=DEMO_TENANTS)
     return [*logins, DemoLogin("admin", DEMO_PASSWORD, "(platform admin, /admin/)", "superuser")]
+
+
+def demo_keys_path() -> Path:
+    return Path(settings.DATA_DIR) / DEMO_KEYS_FILE
+
+
+def demo_keys_load(path: Path | None = None) -> dict[str, str]:
+    """{serial: private key PEM} from the local demo key file (empty when there is none)."""
+    path = path or demo_keys_path()
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return {str(serial): str(pem) for serial, pem in data.items()}
+
+
+def demo_keys_save(keys: dict[str, str], path: Path | None = None) -> Path:
+    path = path or demo_keys_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(keys, handle, indent=1, sort_keys=True)
+    return path
+
+
+def demo_device_keys_ensure(*, tenant_slugs: Sequence[str] = DEMO_TENANTS, path: Path | None = None) -> int:
+    """DEMO CONVENIENCE ONLY: give the demo devices key pairs whose private halves the local simulator can read.
+
+    Real devices keep their private key to themselves and the platform never sees it. For the demo,
+    `make run` rotates the key of every demo device whose private key is not already in
+    DATA_DIR/demo-device-keys.json (mode 0600) and writes the new one there, so the simulator
+    started next to the gateway can authenticate as those devices. Returns the number of rotations.
+    """
+    keys = demo_keys_load(path)
+    rotated = 0
+    for device in Device.objects.filter(tenant__slug__in=tenant_slugs).order_by("serial"):
+        pem = keys.get(device.serial)
+        if pem and device.public_key and device.key_revoked_at is None:
+            if public_key_bytes(private_key_load(pem)) == bytes(device.public_key):
+                continue
+        keys[device.serial] = services.device_key_rotate(device=device).private_key_pem
+        rotated += 1
+    if rotated:
+        demo_keys_save(keys, path)
+    return rotated
