@@ -155,6 +155,16 @@ CELERY_BEAT_SCHEDULE = {
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))
 
+# --- Gateway and firmware ---------------------------------------------------------
+# Where `manage.py rungateway` listens and the simulator connects.
+GATEWAY_HOST = env.str_("ENERGYBOX_GATEWAY_HOST", "127.0.0.1")
+GATEWAY_PORT = env.int_("ENERGYBOX_GATEWAY_PORT", 7800)
+# TLS certificate and key (PEM). Empty: a development certificate is generated into DATA_DIR.
+GATEWAY_TLS_CERT = env.str_("ENERGYBOX_GATEWAY_TLS_CERT", "")
+GATEWAY_TLS_KEY = env.str_("ENERGYBOX_GATEWAY_TLS_KEY", "")
+# Ed25519 firmware-signing key (PEM or 64 hex digits). Empty: generated once into DATA_DIR.
+FIRMWARE_SIGNING_KEY = env.str_("ENERGYBOX_FIRMWARE_SIGNING_KEY", "")
+
 # --- Platform ---------------------------------------------------------------------
 ENERGYBOX_HEALTH_TIMEOUT_S = float(env.int_("ENERGYBOX_HEALTH_TIMEOUT_MS", 2000)) / 1000
 
