@@ -2,11 +2,25 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from oauth2_provider import urls as oauth2_urls
 
 from energybox import health
+
+# The OAuth 2.0 / OIDC provider without django-oauth-toolkit's own application pages: those
+# know nothing of tenants, so applications are managed on the portal's integrations page.
+oauth2_patterns = (
+    oauth2_urls.base_urlpatterns + oauth2_urls.oidc_urlpatterns + oauth2_urls.metadata_urlpatterns,
+    "oauth2_provider",
+)
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("o/", include(oauth2_patterns, namespace="oauth2_provider")),
+    path("api/v1/", include("integrations.api.urls", namespace="api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("", include("portal.urls")),
 ]
