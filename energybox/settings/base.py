@@ -170,6 +170,7 @@ OAUTH2_PROVIDER = {
     "DEFAULT_SCOPES": list(API_SCOPES),
     "SCOPES_BACKEND_CLASS": "integrations.oauth.ApplicationScopes",
     "OAUTH2_VALIDATOR_CLASS": "integrations.oauth.EnergyboxOAuth2Validator",
+    "APPLICATION_ADMIN_CLASS": "integrations.admin.TenantApplicationAdmin",
     "ACCESS_TOKEN_EXPIRE_SECONDS": env.int_("OAUTH_ACCESS_TOKEN_EXPIRE_SECONDS", 3600),
     "REFRESH_TOKEN_EXPIRE_SECONDS": env.int_("OAUTH_REFRESH_TOKEN_EXPIRE_SECONDS", 30 * 24 * 3600),
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
