@@ -6,11 +6,18 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from oauth2_provider import urls as oauth2_urls
 
 from energybox import health
+from integrations.views import TenantAuthorizationView, TenantIntrospectTokenView
 
 # The OAuth 2.0 / OIDC provider without django-oauth-toolkit's own application pages: those
 # know nothing of tenants, so applications are managed on the portal's integrations page.
+# The device flow is not offered; the consent page and introspection are tenant-aware.
+OAUTH2_ENDPOINTS = {"token", "revoke-token"}
 oauth2_patterns = (
-    oauth2_urls.base_urlpatterns + oauth2_urls.oidc_urlpatterns + oauth2_urls.metadata_urlpatterns,
+    [path("authorize/", TenantAuthorizationView.as_view(), name="authorize")]
+    + [p for p in oauth2_urls.base_urlpatterns if p.name in OAUTH2_ENDPOINTS]
+    + [path("introspect/", TenantIntrospectTokenView.as_view(), name="introspect")]
+    + oauth2_urls.oidc_urlpatterns
+    + oauth2_urls.metadata_urlpatterns,
     "oauth2_provider",
 )
 
