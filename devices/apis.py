@@ -6,7 +6,8 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -80,6 +81,7 @@ class ChannelOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
 # --- Input --------------------------------------------------------------------------------------
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class TenantPk(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
     """A primary key looked up through a selector, so a foreign id reads as "does not exist"."""
 

@@ -28,6 +28,10 @@ urlpatterns = [
     path("api/v1/", include("integrations.api.urls", namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="api-schema", template_name="integrations/redoc.html"),
+        name="api-redoc",
+    ),
     path("", include("portal.urls")),
 ]

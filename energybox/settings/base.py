@@ -222,6 +222,10 @@ SPECTACULAR_SETTINGS = {
     "OAUTH2_TOKEN_URL": "/o/token/",
     "OAUTH2_REFRESH_URL": "/o/token/",
     "OAUTH2_SCOPES": API_SCOPES,
+    "ENUM_NAME_OVERRIDES": {
+        "FacilityKindEnum": "devices.models.Facility.Kind",
+        "LoadKindEnum": "devices.models.Load.Kind",
+    },
 }
 
 # --- Platform ---------------------------------------------------------------------
