@@ -33,5 +33,6 @@ urlpatterns = [
         SpectacularRedocView.as_view(url_name="api-schema", template_name="integrations/redoc.html"),
         name="api-redoc",
     ),
+    path("integrations/", include("integrations.urls")),
     path("", include("portal.urls")),
 ]
