@@ -17,7 +17,7 @@ from devices import selectors, services
 from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
 from devices.quantities import Quantity
 from integrations.api.fields import OffsetDateTimeField
-from integrations.api.views import TenantApiView, filter_json_tag
+from integrations.api.views import MAX_ID, IdFilter, TenantApiView, filter_json_tag
 from integrations.scopes import FLEET_READ, FLEET_WRITE
 
 # --- Output -------------------------------------------------------------------------------------
@@ -82,7 +82,17 @@ class ChannelOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
 
 
 @extend_schema_field(OpenApiTypes.INT)
-class TenantPk(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
+class BoundedPk(serializers.PrimaryKeyRelatedField):  # type: ignore[type-arg]
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool) or not isinstance(data, int | str) or not str(data).isdigit():
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        if not 0 < int(data) <= MAX_ID:
+            self.fail("does_not_exist", pk_value=data)
+        return super().to_internal_value(int(data))
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class TenantPk(BoundedPk):  # type: ignore[type-arg]
     """A primary key looked up through a selector, so a foreign id reads as "does not exist"."""
 
     default_error_messages = {
@@ -121,7 +131,7 @@ class DeviceGroupInput(serializers.Serializer):  # type: ignore[type-arg]
 
 class DeviceInput(serializers.Serializer):  # type: ignore[type-arg]
     serial = serializers.CharField(max_length=64)
-    device_type = serializers.PrimaryKeyRelatedField(queryset=selectors.device_type_list())
+    device_type = BoundedPk(queryset=selectors.device_type_list())
     facility = TenantPk(selector=selectors.facility_list)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     groups = TenantPk(selector=selectors.device_group_list, many=True, required=False)
@@ -162,7 +172,7 @@ class FacilityFilter(TagFilterSet):
 
 
 class LoadFilter(django_filters.FilterSet):
-    facility = django_filters.NumberFilter(field_name="facility_id")
+    facility = IdFilter(field_name="facility_id")
 
     class Meta:
         model = Load
@@ -170,9 +180,9 @@ class LoadFilter(django_filters.FilterSet):
 
 
 class DeviceFilter(django_filters.FilterSet):
-    facility = django_filters.NumberFilter(field_name="facility_id")
-    device_type = django_filters.NumberFilter(field_name="device_type_id")
-    group = django_filters.NumberFilter(field_name="groups", help_text="Devices in this device group.")
+    facility = IdFilter(field_name="facility_id")
+    device_type = IdFilter(field_name="device_type_id")
+    group = IdFilter(field_name="groups", help_text="Devices in this device group.")
     serial = django_filters.CharFilter(lookup_expr="icontains")
 
     class Meta:
@@ -181,10 +191,10 @@ class DeviceFilter(django_filters.FilterSet):
 
 
 class ChannelFilter(TagFilterSet):
-    device = django_filters.NumberFilter(field_name="device_id")
-    facility = django_filters.NumberFilter(field_name="device__facility_id")
-    device_type = django_filters.NumberFilter(field_name="device__device_type_id")
-    load = django_filters.NumberFilter(field_name="load_id")
+    device = IdFilter(field_name="device_id")
+    facility = IdFilter(field_name="device__facility_id")
+    device_type = IdFilter(field_name="device__device_type_id")
+    load = IdFilter(field_name="load_id")
     quantity = django_filters.ChoiceFilter(choices=Quantity.choices)
 
     class Meta:

@@ -2,13 +2,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import django_filters
+from django import forms
 from django.db import connection
 from django.db.models import Model, QuerySet
 from rest_framework import generics, serializers
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 
 from accounts.access import Access
 from integrations.api.permissions import request_access
+
+# Ids are 64-bit: a bigger number can name no row, and would overflow the database driver.
+MAX_ID = 2**63 - 1
+
+
+class IdFilter(django_filters.NumberFilter):
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
 
 
 class TenantApiView(generics.GenericAPIView):  # type: ignore[type-arg]
@@ -29,6 +43,12 @@ class TenantApiView(generics.GenericAPIView):  # type: ignore[type-arg]
     def empty(self) -> QuerySet[Any]:
         assert self.model is not None
         return self.model._default_manager.none()
+
+    def get_object(self) -> Any:
+        pk = self.kwargs.get("pk")
+        if pk is not None and not 0 < int(pk) <= MAX_ID:
+            raise NotFound()
+        return super().get_object()
 
     def parse(self, serializer_class: type[serializers.Serializer], data: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[type-arg]
         serializer = serializer_class(data=data, context={"access": self.access, "view": self}, **kwargs)

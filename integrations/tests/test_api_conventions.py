@@ -157,3 +157,12 @@ def test_moving_a_device_and_editing_a_channel_go_through_the_services(client, t
         f"/api/v1/channels/{channel.pk}/", {"tags": [""]}, content_type="application/json", **bearer(token)
     )
     assert bad.status_code == 400 and "tags" in bad.json()["error"]["fields"]
+
+
+def test_ids_too_big_for_the_database_are_a_404_or_a_field_error_not_a_500(client, token, facility):
+    huge = 2**70
+    assert client.get(f"/api/v1/facilities/{huge}/", **bearer(token)).status_code == 404
+    listed = client.get(f"/api/v1/devices/?facility={huge}", **bearer(token))
+    assert listed.status_code == 400 and "facility" in listed.json()["error"]["fields"]
+    created = _post(client, token, "/api/v1/loads/", {"facility": huge, "name": "X"})
+    assert created.status_code == 400 and "facility" in created.json()["error"]["fields"]
