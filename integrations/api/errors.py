@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -16,9 +16,14 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.errors import TenantAccessDenied
+from readings.errors import IngestUnavailable, ReadingsError, ReadingsQueryError
 
-# Domain errors of later apps register here: (exception class, HTTP status, code).
-DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = []
+# Each domain's errors, most specific first: (exception class, HTTP status, code).
+DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (ReadingsQueryError, 400, "invalid_query"),
+    (IngestUnavailable, 503, "unavailable"),
+    (ReadingsError, 400, "readings_error"),
+]
 
 
 def _flatten(detail: Any) -> Any:
@@ -34,6 +39,9 @@ def _convert(exc: Exception) -> Exception:
         if hasattr(exc, "error_dict"):
             return exceptions.ValidationError(exc.message_dict)
         return exceptions.ValidationError({"non_field_errors": exc.messages})
+    if isinstance(exc, SuspiciousOperation):
+        # e.g. a query string with broken %-escapes, which the token check refuses to parse
+        return exceptions.ParseError(str(exc) or "The request is malformed.")
     if isinstance(exc, TenantAccessDenied | DjangoPermissionDenied):
         return exceptions.PermissionDenied(str(exc) or None)
     # Out of reach and missing look the same, so a foreign id never confirms that it exists.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from devices import apis as fleet
+from readings import apis as readings
 
 app_name = "api"
 
@@ -20,4 +21,7 @@ urlpatterns = [
     path("devices/<int:pk>/", fleet.DeviceDetailApi.as_view(), name="device-detail"),
     path("channels/", fleet.ChannelListApi.as_view(), name="channel-list"),
     path("channels/<int:pk>/", fleet.ChannelDetailApi.as_view(), name="channel-detail"),
+    path("readings/series/", readings.SeriesApi.as_view(), name="readings-series"),
+    path("readings/latest/", readings.LatestApi.as_view(), name="readings-latest"),
+    path("readings/export.csv", readings.ExportApi.as_view(), name="readings-export"),
 ]

@@ -20,6 +20,7 @@ from integrations.tests.factories import AccessTokenFactory, ApplicationFactory,
 pytestmark = pytest.mark.django_db
 
 MISSING = 987_654_321
+RANGE = "start=2026-11-01T00:00:00%2B01:00&end=2026-11-02T00:00:00%2B01:00"
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Endpoint:
     #   "list": 200 without any of A's rows
     #   "own": the request is valid within the other tenant and must only touch that tenant
     #   "shared": the shared device-type catalogue, the same for every tenant
+    #   "selection": channels chosen by a facility: A's facility selects nothing for the other tenant
     cross: str
     body: Callable[[dict[str, int]], dict[str, Any]] | None = None
     ok: int = 200
@@ -88,6 +90,11 @@ ENDPOINTS = [
     Endpoint("get", "/api/v1/channels/?device={device}", FLEET_READ, "list", reads=("channel",)),
     Endpoint("get", "/api/v1/channels/{channel}/", FLEET_READ, "hidden"),
     Endpoint("patch", "/api/v1/channels/{channel}/", FLEET_WRITE, "hidden", lambda i: {"name": "Renamed"}),
+    Endpoint("get", "/api/v1/readings/series/?channel={channel}&" + RANGE, READINGS_READ, "hidden"),
+    Endpoint("get", "/api/v1/readings/series/?channel={channel}&resolution=raw&" + RANGE, READINGS_READ, "hidden"),
+    Endpoint("get", "/api/v1/readings/series/?facility={facility}&" + RANGE, READINGS_READ, "selection"),
+    Endpoint("get", "/api/v1/readings/latest/?channel={channel}", READINGS_READ, "hidden"),
+    Endpoint("get", "/api/v1/readings/export.csv?channel={channel}&" + RANGE, READINGS_READ, "hidden"),
 ]
 
 
@@ -164,6 +171,9 @@ def test_another_tenants_token_never_reaches_or_reveals_tenant_as_data(client, w
         assert response.status_code == 200
         seen = [row["id"] for row in response.json()["results"]]
         assert all(world.ids()[kind] not in seen for kind in endpoint.reads)
+    elif endpoint.cross == "selection":
+        assert response.status_code == 200
+        assert response.json()["series"] == []
     elif endpoint.cross == "own":
         assert response.status_code == endpoint.ok
     else:
