@@ -81,8 +81,9 @@ class FacilityLive:
     def _local_day(self, at_ms: int) -> object:
         return datetime.fromtimestamp(at_ms / 1000, tz=self.layout.tz).date()
 
-    def apply(self, *, ts: list[int], values: dict[str, list[float | None]]) -> bool:
+    def apply(self, *, device_id: int, ts: list[int], values: dict[str, list[float | None]]) -> bool:
         """Take one readings message; True when the facility's kW changed."""
+        self.online.add(device_id)  # a device whose readings arrive is connected to a gateway
         if not self.power.update(values):
             return False
         if ts:
@@ -244,13 +245,12 @@ class FacilityLiveConsumer(LiveConsumer):
     def take_readings(self, event: dict[str, Any]) -> int | None:
         if not self._mine(event):
             return None
-        self.live.apply(ts=event["ts"], values=event["values"])
+        self.live.apply(device_id=event["device_id"], ts=event["ts"], values=event["values"])
         return int(event["device_id"])
 
     async def send_readings(self, device_id: int, pending: PendingReadings) -> None:
         if device_id not in self.layout.device_ids:
             return
-        self.live.online.add(device_id)
         values = {k: v for k, v in pending.values.items() if k in self.channel_ids}
         at = now_ms()
         await self.send_json(
@@ -335,7 +335,7 @@ class ParkLiveConsumer(LiveConsumer):
         live = self._facility(event)
         if live is None:
             return None
-        live.apply(ts=event["ts"], values=event["values"])
+        live.apply(device_id=event["device_id"], ts=event["ts"], values=event["values"])
         return live.layout.facility_id
 
     async def send_readings(self, device_id: int, pending: PendingReadings) -> None:

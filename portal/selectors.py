@@ -160,6 +160,7 @@ def _layout(*, access: Access, facility: Facility, devices: Iterable[Device]) ->
         LoadView(id=load.pk, name=load.name, kind=load.kind)
         for load in load_list(access=access).filter(facility=facility).order_by("name")
     ]
+    loads.sort(key=lambda load: load.kind != Load.Kind.MAINS)  # the whole building first
     if any(c.load_id is None for c in channels):
         loads.append(UNASSIGNED)
     return LiveLayout(
