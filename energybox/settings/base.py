@@ -149,6 +149,18 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int_("CELERY_PREFETCH_MULTIPLIER", 4)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # Every publish waits for RabbitMQ's confirm: the gateway acks a device only after it.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+# Ingest has its own durable queue, so its prefetch and workers can be tuned apart from other tasks.
+CELERY_TASK_ROUTES = {"readings.ingest": {"queue": "readings"}}
+CELERY_BEAT_SCHEDULE = {
+    "readings-rollups": {"task": "readings.rollups_refresh", "schedule": 10.0},
+    "readings-compact": {"task": "readings.compact", "schedule": 300.0},
+    "readings-retention": {"task": "readings.retention", "schedule": 3600.0},
+}
+# How long an ingest task waits out a database outage before it hands its message back to the broker.
+READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))
 
 # --- Platform ---------------------------------------------------------------------
 ENERGYBOX_HEALTH_TIMEOUT_S = float(env.int_("ENERGYBOX_HEALTH_TIMEOUT_MS", 2000)) / 1000

@@ -1,0 +1,103 @@
+"""Storage tables of the readings store. Rows are written by `readings.store`, never one reading at a time.
+
+Channel and tenant are plain integers, not foreign keys: ingest writes tens of thousands of rows a
+second with COPY, and a foreign-key check per row would cost more than the write. `tenant_id` is on
+every row as the shard key (Citus could distribute the tables by it).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Resolution(models.IntegerChoices):
+    M15 = 1, "15m"
+    H1 = 2, "1h"
+    D1 = 3, "1d"
+    MO1 = 4, "1mo"
+
+
+class Bucket(models.Model):
+    """Many readings of one channel, packed and compressed (see `readings/store/codec.py`).
+
+    A bucket never crosses its window (one UTC day). Ingest appends small buckets; compaction
+    merges a window's buckets into one.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant_id = models.BigIntegerField()
+    channel_id = models.BigIntegerField()
+    window_ms = models.BigIntegerField(help_text="Start of the UTC day the bucket belongs to, epoch ms.")
+    first_ms = models.BigIntegerField()
+    last_ms = models.BigIntegerField()
+    count = models.IntegerField()
+    # False for the plain buckets ingest writes; compaction finds them through a partial index.
+    packed = models.BooleanField(default=False)
+    data = models.BinaryField()
+
+    class Meta:
+        db_table = "readings_bucket"
+        constraints = [
+            # A redelivered batch produces byte-identical buckets: this key makes their insert a no-op.
+            models.UniqueConstraint(
+                fields=["channel_id", "window_ms", "first_ms", "last_ms", "count"], name="bucket_unique_span"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["tenant_id", "window_ms"], name="bucket_tenant_window"),
+            models.Index(
+                fields=["channel_id", "window_ms"], condition=models.Q(packed=False), name="bucket_to_compact"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"channel {self.channel_id}: {self.count} readings from {self.first_ms}"
+
+
+class Rollup(models.Model):
+    """Aggregates of one channel over one calendar interval in its facility's time zone."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant_id = models.BigIntegerField()
+    channel_id = models.BigIntegerField()
+    resolution = models.SmallIntegerField(choices=Resolution.choices)
+    start_ms = models.BigIntegerField()
+    end_ms = models.BigIntegerField()
+    count = models.IntegerField()
+    sum = models.FloatField()
+    min = models.FloatField()
+    max = models.FloatField()
+    first_ms = models.BigIntegerField()
+    first = models.FloatField()
+    last_ms = models.BigIntegerField()
+    last = models.FloatField()
+    # Counters: consumption in the interval (sum of non-negative deltas), resets and gaps seen.
+    delta = models.FloatField(default=0.0)
+    resets = models.IntegerField(default=0)
+    gaps = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "readings_rollup"
+        constraints = [
+            models.UniqueConstraint(fields=["channel_id", "resolution", "start_ms"], name="rollup_unique_interval")
+        ]
+        indexes = [models.Index(fields=["tenant_id", "resolution", "start_ms"], name="rollup_tenant_res_start")]
+
+    def __str__(self) -> str:
+        return f"channel {self.channel_id}: {self.get_resolution_display()} from {self.start_ms}"
+
+
+class DirtyInterval(models.Model):
+    """A 15-minute interval of a channel that received data since its rollups were last computed."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant_id = models.BigIntegerField()
+    channel_id = models.BigIntegerField()
+    start_ms = models.BigIntegerField()
+
+    class Meta:
+        db_table = "readings_dirty"
+        constraints = [models.UniqueConstraint(fields=["channel_id", "start_ms"], name="dirty_unique_interval")]
+
+    def __str__(self) -> str:
+        return f"channel {self.channel_id}: interval from {self.start_ms}"

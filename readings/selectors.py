@@ -1,0 +1,189 @@
+"""Reads from the readings store. Every selector takes an `Access`: another tenant's channels are unreachable.
+
+    readings_series(access=..., channel_ids=[41], start=..., end=..., resolution="15m")
+        -> {41: Series(timestamps_ms=[...], values={"avg": [...], "min": [...], "max": [...]}, ...)}
+    readings_latest(access=..., channel_ids=[41, 42]) -> {41: Latest(ts_ms=..., value=...), ...}
+
+The websocket snapshot of the last 15 minutes is `readings_series(..., resolution="raw")` over
+[now - 15 min, now); the REST API serves series, latest values and CSV from the same two calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal, get_args
+
+import numpy as np
+import numpy.typing as npt
+
+from accounts.access import Access
+from devices.models import Channel
+from devices.quantities import is_counter
+from readings.errors import ReadingsQueryError
+from readings.models import Resolution as ResolutionLevel
+from readings.store import get_store
+
+Resolution = Literal["raw", "15m", "1h", "1d", "1mo"]
+Aggregate = Literal["avg", "min", "max", "sum", "count", "delta", "first", "last"]
+RESOLUTIONS: tuple[str, ...] = get_args(Resolution)
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)
+_LEVELS = {"15m": ResolutionLevel.M15, "1h": ResolutionLevel.H1, "1d": ResolutionLevel.D1, "1mo": ResolutionLevel.MO1}
+
+# The longest interval of each resolution (a DST day, a 31-day month), to find those overlapping `start`.
+_LONGEST_MS = {"15m": 900_000, "1h": 3_600_000, "1d": 25 * 3_600_000, "1mo": 31 * 86_400_000 + 3_600_000}
+MAX_CHANNELS = 100
+# Raw answers are NumPy arrays of every reading: a month of one 2-second channel is 1.3 million points.
+MAX_RAW_SPAN = timedelta(days=31)
+GAUGE_DEFAULT: tuple[Aggregate, ...] = ("avg", "min", "max")
+COUNTER_DEFAULT: tuple[Aggregate, ...] = ("delta",)
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One channel's answer.
+
+    Raw: `timestamps_ms` are reading times and `values` has the single key "value".
+    Rollups: `timestamps_ms` / `ends_ms` bound each calendar interval [start, end) in the facility's
+    time zone (a day is 23, 24 or 25 hours), and `values` has one array per aggregate asked for.
+    Intervals without readings are absent; `delta` is the consumption of an energy counter.
+    """
+
+    channel_id: int
+    resolution: Resolution
+    source: str  # "raw" or "rollup:<resolution>": where the answer came from
+    timestamps_ms: npt.NDArray[np.int64]
+    values: dict[str, npt.NDArray[np.float64]]
+    ends_ms: npt.NDArray[np.int64] | None = None
+    extras: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)  # rollups: resets, gaps per interval
+
+
+@dataclass(frozen=True, slots=True)
+class Latest:
+    channel_id: int
+    ts_ms: int
+    value: float
+
+
+def _ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ReadingsQueryError("start and end must be time-zone aware")
+    return int(moment.timestamp() * 1000)
+
+
+def visible_channels(*, access: Access, channel_ids: Sequence[int]) -> dict[int, Channel]:
+    """The channels of `channel_ids` the access may read; an unknown and a foreign id fail alike."""
+    wanted = list(dict.fromkeys(int(c) for c in channel_ids))
+    if not wanted:
+        raise ReadingsQueryError("name at least one channel")
+    if len(wanted) > MAX_CHANNELS:
+        raise ReadingsQueryError(f"at most {MAX_CHANNELS} channels per query")
+    channels = Channel.objects.filter(tenant_id=access.tenant_id, id__in=wanted).select_related("device")
+    if access.facility_ids is not None:
+        channels = channels.filter(device__facility_id__in=access.facility_ids)
+    found = {channel.pk: channel for channel in channels}
+    missing = [c for c in wanted if c not in found]
+    if missing:
+        raise ReadingsQueryError(f"unknown channel(s): {', '.join(map(str, missing))}")
+    return found
+
+
+def readings_series(
+    *,
+    access: Access,
+    channel_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    resolution: Resolution = "raw",
+    aggregates: Sequence[Aggregate] | None = None,
+) -> dict[int, Series]:
+    """Readings or rollups of channels over [start, end), from the cheapest source that answers.
+
+    Rollup intervals that overlap [start, end) are returned whole: asking for March 20 to April 2
+    at "1mo" gives the whole of March and of April as far as they have data.
+
+    Rollup intervals that overlap [start, end) are returned whole: asking for March 20 to April 2
+    at "1mo" gives the whole of March and of April as far as they have data.
+
+    Raw comes from the buckets (at most 31 days per query); every other resolution comes from its
+    own rollup table (a month at 15 minutes is 2,976 rows, a year of days 365), never from a scan
+    of the raw data. Rollups trail the raw data by the refresh period (10 s by default).
+    Aggregates default to avg/min/max for gauges and delta (consumption) for counters.
+    """
+    if resolution not in RESOLUTIONS:
+        raise ReadingsQueryError(f"unknown resolution {resolution!r}; use one of {', '.join(RESOLUTIONS)}")
+    start_ms, end_ms = _ms(start), _ms(end)
+    if end_ms <= start_ms:
+        raise ReadingsQueryError("end must be after start")
+    if aggregates is not None:
+        unknown = [a for a in aggregates if a not in AGGREGATES]
+        if unknown or not aggregates:
+            raise ReadingsQueryError(f"unknown aggregate(s) {unknown}; use some of {', '.join(AGGREGATES)}")
+    channels = visible_channels(access=access, channel_ids=channel_ids)
+    store = get_store()
+    if resolution == "raw":
+        if aggregates:
+            raise ReadingsQueryError("raw readings have no aggregates; ask for a resolution such as 15m")
+        if end - start > MAX_RAW_SPAN:
+            raise ReadingsQueryError("raw readings are served for at most 31 days per query; use a rollup")
+        points = store.read(tenant_id=access.tenant_id, channel_ids=list(channels), start_ms=start_ms, end_ms=end_ms)
+        empty_ts, empty_values = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        return {
+            channel_id: Series(
+                channel_id=channel_id,
+                resolution="raw",
+                source="raw",
+                timestamps_ms=points[channel_id].timestamps_ms if channel_id in points else empty_ts,
+                values={"value": points[channel_id].values if channel_id in points else empty_values},
+            )
+            for channel_id in channels
+        }
+    rows = store.read_rollups(
+        tenant_id=access.tenant_id,
+        channel_ids=list(channels),
+        resolution=int(_LEVELS[resolution]),
+        start_ms=start_ms - _LONGEST_MS[resolution] + 1,
+        end_ms=end_ms,
+    )
+    result: dict[int, Series] = {}
+    for channel_id, channel in channels.items():
+        wanted = (
+            tuple(aggregates) if aggregates else (COUNTER_DEFAULT if is_counter(channel.quantity) else GAUGE_DEFAULT)
+        )
+        block = rows.get(channel_id)
+        columns = None
+        if block is not None:
+            overlapping = block.columns["end_ms"] > start_ms
+            columns = {name: column[overlapping] for name, column in block.columns.items()}
+        values: dict[str, npt.NDArray[np.float64]] = {}
+        for name in wanted:
+            if columns is None:
+                values[name] = np.empty(0, dtype=np.float64)
+            elif name == "avg":
+                values[name] = columns["sum"] / columns["count"]
+            else:
+                values[name] = columns[name].astype(np.float64)
+        result[channel_id] = Series(
+            channel_id=channel_id,
+            resolution=resolution,
+            source=f"rollup:{resolution}",
+            timestamps_ms=columns["start_ms"].astype(np.int64) if columns else np.empty(0, dtype=np.int64),
+            ends_ms=columns["end_ms"].astype(np.int64) if columns else np.empty(0, dtype=np.int64),
+            values=values,
+            extras={
+                "resets": columns["resets"].astype(np.int64) if columns else np.empty(0, dtype=np.int64),
+                "gaps": columns["gaps"].astype(np.int64) if columns else np.empty(0, dtype=np.int64),
+            },
+        )
+    return result
+
+
+def readings_latest(*, access: Access, channel_ids: Sequence[int]) -> dict[int, Latest]:
+    """The most recent reading of each channel; channels that never reported are absent."""
+    channels = visible_channels(access=access, channel_ids=channel_ids)
+    latest = get_store().latest(tenant_id=access.tenant_id, channel_ids=list(channels))
+    return {
+        channel_id: Latest(channel_id=channel_id, ts_ms=int(p.timestamps_ms[-1]), value=float(p.values[-1]))
+        for channel_id, p in latest.items()
+    }

@@ -1,0 +1,111 @@
+"""The narrow interface of the readings store.
+
+Everything above it (services, selectors, tasks) speaks NumPy arrays and these few methods, so a
+MongoDB time-series backend (its collections use the same bucket pattern internally) can be added
+as one more implementation. `SqlStore` implements it on PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+DAY_MS = 86_400_000
+INTERVAL_MS = 900_000  # the 15-minute rollup grid; every real UTC offset is a multiple of it
+
+Int64Array = npt.NDArray[np.int64]
+Float64Array = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Readings of one channel inside one window: ascending unique timestamps, no NaN."""
+
+    tenant_id: int
+    channel_id: int
+    timestamps_ms: Int64Array
+    values: Float64Array
+
+
+@dataclass(frozen=True, slots=True)
+class Points:
+    timestamps_ms: Int64Array
+    values: Float64Array
+
+    def __len__(self) -> int:
+        return len(self.timestamps_ms)
+
+
+EMPTY = Points(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+
+
+@dataclass(frozen=True, slots=True)
+class DirtyMark:
+    tenant_id: int
+    channel_id: int
+    start_ms: int
+
+
+# Column order of rollup arrays, shared by writers and readers.
+ROLLUP_FIELDS = (
+    "start_ms",
+    "end_ms",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "first_ms",
+    "first",
+    "last_ms",
+    "last",
+    "delta",
+    "resets",
+    "gaps",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RollupRows:
+    """Rollup intervals of one channel at one resolution, one array per field of ROLLUP_FIELDS."""
+
+    tenant_id: int
+    channel_id: int
+    resolution: int
+    columns: dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]]
+
+    def __len__(self) -> int:
+        return len(self.columns["start_ms"])
+
+
+class ReadingsStore(Protocol):
+    def write(self, *, chunks: Sequence[Chunk], dirty: Sequence[DirtyMark]) -> int:
+        """Store chunks idempotently (one value per channel and timestamp) and mark rollups dirty."""
+
+    def read(self, *, tenant_id: int, channel_ids: Sequence[int], start_ms: int, end_ms: int) -> dict[int, Points]:
+        """Deduplicated readings in [start_ms, end_ms), ascending, per channel."""
+
+    def neighbour(self, *, tenant_id: int, channel_id: int, at_ms: int, before: bool) -> Points:
+        """The last reading before `at_ms`, or the first at or after it (zero or one point)."""
+
+    def latest(self, *, tenant_id: int, channel_ids: Sequence[int]) -> dict[int, Points]:
+        """The most recent reading of each channel (channels without data are absent)."""
+
+    def compact(self, *, max_windows: int) -> int:
+        """Merge the small buckets of up to `max_windows` windows; returns the windows merged."""
+
+    def delete_raw_before(self, *, tenant_id: int, before_ms: int) -> int:
+        """Delete raw windows that end at or before `before_ms`; returns the buckets deleted."""
+
+    def claim_dirty(self, *, limit: int) -> list[DirtyMark]:
+        """Take dirty marks for recomputation; call inside the transaction that writes the rollups."""
+
+    def write_rollups(self, *, rows: Sequence[RollupRows]) -> None: ...
+
+    def read_rollups(
+        self, *, tenant_id: int, channel_ids: Sequence[int], resolution: int, start_ms: int, end_ms: int
+    ) -> dict[int, RollupRows]:
+        """Rollup intervals starting in [start_ms, end_ms), ascending, per channel."""

@@ -1,0 +1,332 @@
+"""The bucket store on PostgreSQL (production) and SQLite (embedded), through Django's connection.
+
+PostgreSQL bulk writes go through `COPY ... FROM STDIN (FORMAT BINARY)` into a temporary staging
+table, then one `INSERT ... SELECT ... ON CONFLICT DO NOTHING` moves them: COPY gives the speed,
+the conflict clause makes a redelivered batch a no-op. SQLite uses `executemany`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from django.db import IntegrityError, connections, transaction
+
+from readings.store import codec
+from readings.store.base import (
+    DAY_MS,
+    EMPTY,
+    ROLLUP_FIELDS,
+    Chunk,
+    DirtyMark,
+    Points,
+    RollupRows,
+)
+
+_BUCKET_COLUMNS = "tenant_id, channel_id, window_ms, first_ms, last_ms, count, packed, data"
+_ROLLUP_INT_FIELDS = {"start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps"}
+
+
+def window_of(timestamp_ms: int) -> int:
+    return timestamp_ms - timestamp_ms % DAY_MS
+
+
+def merge_points(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> Points:
+    """Concatenate buckets in write order; where a timestamp repeats the first written value wins."""
+    if not parts:
+        return EMPTY
+    if len(parts) == 1:
+        return Points(parts[0][0], parts[0][1])
+    ts = np.concatenate([p[0] for p in parts])
+    values = np.concatenate([p[1] for p in parts])
+    order = np.argsort(ts, kind="stable")
+    ts, values = ts[order], values[order]
+    keep = np.ones(len(ts), dtype=bool)
+    keep[1:] = ts[1:] != ts[:-1]
+    return Points(ts[keep], values[keep])
+
+
+def _clip(points: Points, start_ms: int, end_ms: int) -> Points:
+    lo, hi = np.searchsorted(points.timestamps_ms, [start_ms, end_ms], side="left")
+    if lo == 0 and hi == len(points):
+        return points
+    return Points(points.timestamps_ms[lo:hi], points.values[lo:hi])
+
+
+class SqlStore:
+    def __init__(self, alias: str = "default") -> None:
+        self.alias = alias
+
+    @property
+    def _connection(self) -> Any:
+        return connections[self.alias]
+
+    @property
+    def _postgres(self) -> bool:
+        return bool(self._connection.vendor == "postgresql")
+
+    def _in(self, values: Sequence[int]) -> tuple[str, list[Any]]:
+        if self._postgres:
+            return "= ANY(%s)", [list(values)]
+        return f"IN ({', '.join(['%s'] * len(values))})", list(values)
+
+    # --- raw buckets ---------------------------------------------------------------
+
+    def write(self, *, chunks: Sequence[Chunk], dirty: Sequence[DirtyMark]) -> int:
+        rows: list[tuple[int, int, int, int, int, int, bool, bytes]] = []
+        for chunk in chunks:
+            ts, values = chunk.timestamps_ms, chunk.values
+            if len(ts) == 0:
+                continue
+            windows = ts - ts % DAY_MS
+            cuts = np.flatnonzero(np.diff(windows)) + 1
+            for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(ts)])), strict=True):
+                part_ts, part_values = ts[lo:hi], values[lo:hi]
+                rows.append(
+                    (
+                        chunk.tenant_id,
+                        chunk.channel_id,
+                        int(windows[lo]),
+                        int(part_ts[0]),
+                        int(part_ts[-1]),
+                        len(part_ts),
+                        False,
+                        codec.encode_plain(part_ts, part_values),
+                    )
+                )
+        marks = sorted({(m.channel_id, m.start_ms): m.tenant_id for m in dirty}.items())
+        with transaction.atomic(using=self.alias), self._connection.cursor() as cursor:
+            if self._postgres:
+                self._copy_buckets(cursor.cursor, rows)
+                if marks:
+                    cursor.execute(
+                        "INSERT INTO readings_dirty (tenant_id, channel_id, start_ms) "
+                        "SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int8[]) "
+                        "ON CONFLICT (channel_id, start_ms) DO NOTHING",
+                        [[t for _, t in marks], [c for (c, _), _ in marks], [s for (_, s), _ in marks]],
+                    )
+            else:
+                cursor.executemany(
+                    f"INSERT INTO readings_bucket ({_BUCKET_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (channel_id, window_ms, first_ms, last_ms, count) DO NOTHING",
+                    rows,
+                )
+                cursor.executemany(
+                    "INSERT INTO readings_dirty (tenant_id, channel_id, start_ms) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (channel_id, start_ms) DO NOTHING",
+                    [(t, c, s) for (c, s), t in marks],
+                )
+        return len(rows)
+
+    @staticmethod
+    def _copy_buckets(cursor: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        # ON COMMIT DELETE ROWS: the staging table is per session and empties itself at commit.
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS readings_bucket_stage "
+            "(tenant_id int8, channel_id int8, window_ms int8, first_ms int8, last_ms int8, "
+            "count int4, packed bool, data bytea) ON COMMIT DELETE ROWS"
+        )
+        # Inside an outer transaction (tests, callers batching work) the commit has not emptied it yet.
+        cursor.execute("TRUNCATE readings_bucket_stage")
+        with cursor.copy(f"COPY readings_bucket_stage ({_BUCKET_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "int8", "int8", "int8", "int8", "int4", "bool", "bytea"])
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO readings_bucket ({_BUCKET_COLUMNS}) SELECT {_BUCKET_COLUMNS} FROM readings_bucket_stage "
+            "ON CONFLICT (channel_id, window_ms, first_ms, last_ms, count) DO NOTHING"
+        )
+
+    def read(self, *, tenant_id: int, channel_ids: Sequence[int], start_ms: int, end_ms: int) -> dict[int, Points]:
+        if not channel_ids or end_ms <= start_ms:
+            return {}
+        clause, params = self._in(channel_ids)
+        parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT channel_id, data FROM readings_bucket "
+                f"WHERE tenant_id = %s AND channel_id {clause} AND window_ms >= %s AND window_ms < %s "
+                "AND last_ms >= %s AND first_ms < %s ORDER BY channel_id, id",
+                [tenant_id, *params, window_of(start_ms), end_ms, start_ms, end_ms],
+            )
+            for channel_id, data in cursor.fetchall():
+                parts[channel_id].append(codec.decode(data))
+        return {
+            channel_id: _clip(merge_points(channel_parts), start_ms, end_ms)
+            for channel_id, channel_parts in parts.items()
+        }
+
+    def _window_points(self, cursor: Any, tenant_id: int, channel_id: int, window_ms: int) -> Points:
+        cursor.execute(
+            "SELECT data FROM readings_bucket WHERE tenant_id = %s AND channel_id = %s AND window_ms = %s ORDER BY id",
+            [tenant_id, channel_id, window_ms],
+        )
+        return merge_points([codec.decode(data) for (data,) in cursor.fetchall()])
+
+    def neighbour(self, *, tenant_id: int, channel_id: int, at_ms: int, before: bool) -> Points:
+        with self._connection.cursor() as cursor:
+            window = window_of(at_ms)
+            points = self._window_points(cursor, tenant_id, channel_id, window)
+            if before:
+                points = _clip(points, window, at_ms)
+                if len(points):
+                    return Points(points.timestamps_ms[-1:], points.values[-1:])
+                cursor.execute(
+                    "SELECT max(window_ms) FROM readings_bucket "
+                    "WHERE tenant_id = %s AND channel_id = %s AND window_ms < %s",
+                    [tenant_id, channel_id, window],
+                )
+            else:
+                points = _clip(points, at_ms, window + DAY_MS)
+                if len(points):
+                    return Points(points.timestamps_ms[:1], points.values[:1])
+                cursor.execute(
+                    "SELECT min(window_ms) FROM readings_bucket "
+                    "WHERE tenant_id = %s AND channel_id = %s AND window_ms > %s",
+                    [tenant_id, channel_id, window],
+                )
+            (other,) = cursor.fetchone()
+            if other is None:
+                return EMPTY
+            points = self._window_points(cursor, tenant_id, channel_id, other)
+            return (
+                Points(points.timestamps_ms[-1:], points.values[-1:])
+                if before
+                else Points(points.timestamps_ms[:1], points.values[:1])
+            )
+
+    def latest(self, *, tenant_id: int, channel_ids: Sequence[int]) -> dict[int, Points]:
+        if not channel_ids:
+            return {}
+        clause, params = self._in(channel_ids)
+        result: dict[int, Points] = {}
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT channel_id, max(window_ms) FROM readings_bucket "
+                f"WHERE tenant_id = %s AND channel_id {clause} GROUP BY channel_id",
+                [tenant_id, *params],
+            )
+            for channel_id, window in cursor.fetchall():
+                points = self._window_points(cursor, tenant_id, channel_id, window)
+                if len(points):
+                    result[channel_id] = Points(points.timestamps_ms[-1:], points.values[-1:])
+        return result
+
+    def compact(self, *, max_windows: int) -> int:
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT DISTINCT channel_id, window_ms FROM readings_bucket WHERE packed = false LIMIT %s",
+                [max_windows],
+            )
+            windows = cursor.fetchall()
+        merged = 0
+        for channel_id, window in windows:
+            try:
+                merged += self._compact_window(channel_id, window)
+            except IntegrityError:
+                # A redelivered batch with exactly the merged span arrived meanwhile; the next run merges it.
+                continue
+        return merged
+
+    def _compact_window(self, channel_id: int, window_ms: int) -> int:
+        lock = " FOR UPDATE" if self._postgres else ""
+        with transaction.atomic(using=self.alias), self._connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, tenant_id, data FROM readings_bucket "
+                f"WHERE channel_id = %s AND window_ms = %s ORDER BY id{lock}",
+                [channel_id, window_ms],
+            )
+            rows = cursor.fetchall()
+            if len(rows) == 0:
+                return 0
+            tenant_id = rows[0][1]
+            points = merge_points([codec.decode(data) for _, _, data in rows])
+            scale, divide = codec.infer_scale(points.values)
+            data = codec.encode_packed(points.timestamps_ms, points.values, scale=scale, divide=divide)
+            ids = [row[0] for row in rows]
+            clause, params = self._in(ids)
+            cursor.execute(f"DELETE FROM readings_bucket WHERE id {clause}", params)
+            cursor.execute(
+                f"INSERT INTO readings_bucket ({_BUCKET_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    tenant_id,
+                    channel_id,
+                    window_ms,
+                    int(points.timestamps_ms[0]),
+                    int(points.timestamps_ms[-1]),
+                    len(points),
+                    True,
+                    data,
+                ],
+            )
+        return 1
+
+    def delete_raw_before(self, *, tenant_id: int, before_ms: int) -> int:
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM readings_bucket WHERE tenant_id = %s AND window_ms <= %s",
+                [tenant_id, before_ms - DAY_MS],
+            )
+            return int(cursor.rowcount)
+
+    # --- rollups ---------------------------------------------------------------------
+
+    def claim_dirty(self, *, limit: int) -> list[DirtyMark]:
+        lock = " FOR UPDATE SKIP LOCKED" if self._postgres else ""
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM readings_dirty WHERE id IN "
+                f"(SELECT id FROM readings_dirty ORDER BY id LIMIT %s{lock}) "
+                "RETURNING tenant_id, channel_id, start_ms",
+                [limit],
+            )
+            return [DirtyMark(tenant_id=t, channel_id=c, start_ms=s) for t, c, s in cursor.fetchall()]
+
+    def write_rollups(self, *, rows: Sequence[RollupRows]) -> None:
+        records: list[tuple[Any, ...]] = []
+        for block in rows:
+            columns = [block.columns[name].tolist() for name in ROLLUP_FIELDS]
+            for values in zip(*columns, strict=True):
+                records.append((block.tenant_id, block.channel_id, block.resolution, *values))
+        if not records:
+            return
+        names = ", ".join(ROLLUP_FIELDS)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in ROLLUP_FIELDS if name != "start_ms")
+        placeholders = ", ".join(["%s"] * (3 + len(ROLLUP_FIELDS)))
+        with self._connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO readings_rollup (tenant_id, channel_id, resolution, {names}) VALUES ({placeholders}) "
+                f"ON CONFLICT (channel_id, resolution, start_ms) DO UPDATE SET {updates}",
+                records,
+            )
+
+    def read_rollups(
+        self, *, tenant_id: int, channel_ids: Sequence[int], resolution: int, start_ms: int, end_ms: int
+    ) -> dict[int, RollupRows]:
+        if not channel_ids or end_ms <= start_ms:
+            return {}
+        clause, params = self._in(channel_ids)
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT channel_id, {', '.join(ROLLUP_FIELDS)} FROM readings_rollup "
+                f"WHERE tenant_id = %s AND channel_id {clause} AND resolution = %s "
+                "AND start_ms >= %s AND start_ms < %s ORDER BY channel_id, start_ms",
+                [tenant_id, *params, resolution, start_ms, end_ms],
+            )
+            fetched = cursor.fetchall()
+        by_channel: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+        for record in fetched:
+            by_channel[record[0]].append(record[1:])
+        result: dict[int, RollupRows] = {}
+        for channel_id, records in by_channel.items():
+            transposed = list(zip(*records, strict=True))
+            columns: dict[str, Any] = {
+                name: np.array(column, dtype=np.int64 if name in _ROLLUP_INT_FIELDS else np.float64)
+                for name, column in zip(ROLLUP_FIELDS, transposed, strict=True)
+            }
+            result[channel_id] = RollupRows(
+                tenant_id=tenant_id, channel_id=channel_id, resolution=resolution, columns=columns
+            )
+        return result

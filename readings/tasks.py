@@ -1,0 +1,85 @@
+"""Celery tasks of the readings store: thin wrappers that decode their input and call one service."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from celery import Task, shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
+
+from readings import services
+from readings.errors import MalformedBatches
+from readings.wire import decode_batches
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _with_database(task: Task, work: Callable[[], T]) -> T:
+    """Run `work`, waiting out a database outage instead of failing the message.
+
+    While the worker waits, its unacknowledged messages stay safe in the broker (acks_late). After
+    READINGS_DATABASE_WAIT_S the task is retried through the broker, so a worker is never stuck.
+    In the embedded (eager) mode the error goes straight back to the caller, who keeps the batch.
+    """
+    deadline = time.monotonic() + settings.READINGS_DATABASE_WAIT_S
+    pause = 0.2
+    while True:
+        try:
+            return work()
+        except (OperationalError, InterfaceError) as exc:
+            for connection in connections.all():
+                connection.close_if_unusable_or_obsolete()
+                if connection.connection is not None and not connection.is_usable():
+                    connection.close()
+            if task.request.is_eager:
+                raise
+            if time.monotonic() > deadline:
+                raise task.retry(exc=exc, countdown=10) from exc
+            logger.warning("database unavailable (%s); retrying in %.1fs", exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+            close_old_connections()
+
+
+@shared_task(
+    name="readings.ingest",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def readings_ingest_task(self: Task, payload: str) -> int:
+    try:
+        batches = decode_batches(payload)
+    except MalformedBatches:
+        # Retrying cannot fix it; the log keeps the evidence. Only the trusted gateway enqueues.
+        logger.exception("dropping a malformed readings message %s", self.request.id)
+        return 0
+    return _with_database(self, lambda: services.readings_ingest(batches=batches).stored)
+
+
+@shared_task(name="readings.rollups_refresh", bind=True, acks_late=True, max_retries=None)
+def rollups_refresh_task(self: Task, limit: int = 5000, budget_s: float = 20.0) -> int:
+    deadline = time.monotonic() + budget_s
+    done = 0
+    while time.monotonic() < deadline:
+        consumed = _with_database(self, lambda: services.rollups_refresh(limit=limit))
+        done += consumed
+        if consumed < limit:
+            break
+    return done
+
+
+@shared_task(name="readings.compact", bind=True, acks_late=True, max_retries=None)
+def readings_compact_task(self: Task, max_windows: int = 2000) -> int:
+    return _with_database(self, lambda: services.readings_compact(max_windows=max_windows))
+
+
+@shared_task(name="readings.retention", bind=True, acks_late=True, max_retries=None)
+def readings_retention_task(self: Task) -> int:
+    return _with_database(self, lambda: services.readings_apply_retention())

@@ -1,0 +1,36 @@
+"""Readings test data: devices with channels, and batches built the way the gateway builds them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from devices.models import Channel, Device
+from devices.tests.factories import DeviceFactory
+from readings.batch import ReadingsBatch
+
+
+def device_with_channels(**kwargs: object) -> tuple[Device, Channel, Channel]:
+    """A device with a power channel (W, gauge) and an energy channel (Wh, counter)."""
+    device = DeviceFactory(**kwargs)
+    power, energy = device.channels.order_by("index")
+    return device, power, energy
+
+
+def batch_for(
+    device: Device,
+    channels: Sequence[Channel],
+    timestamps_ms: Sequence[int] | np.ndarray,
+    values: Sequence[Sequence[float]] | np.ndarray,
+    *,
+    seq: int = 0,
+) -> ReadingsBatch:
+    return ReadingsBatch(
+        tenant_id=device.tenant_id,
+        device_id=device.pk,
+        seq=seq,
+        channel_ids=np.array([c.pk for c in channels], dtype=np.int64),
+        timestamps_ms=np.asarray(timestamps_ms, dtype=np.int64),
+        values=np.asarray(values, dtype=np.float64).reshape(len(channels), -1),
+    )

@@ -1,0 +1,96 @@
+"""Real worker processes for the service-backed tests: started against the test database, always stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_database_url() -> str:
+    """The URL of the database pytest-django created, so that child processes share it."""
+    settings = connection.settings_dict
+    return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+
+
+def start_worker(*, queues: str = "readings,celery", concurrency: int = 1, env: dict[str, str] | None = None):
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "energybox",
+        "worker",
+        "-Q",
+        queues,
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        "WARNING",
+    ]
+    child_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "energybox.settings.test",
+        "DATABASE_URL": test_database_url(),
+        "DATABASE_CONN_MAX_AGE": "0",
+        **(env or {}),
+    }
+    return subprocess.Popen(argv, cwd=ROOT, env=child_env, start_new_session=True)  # noqa: S603
+
+
+def stop(process: subprocess.Popen, *, kill: bool = False) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@contextmanager
+def worker(**kwargs) -> Iterator[subprocess.Popen]:
+    process = start_worker(**kwargs)
+    try:
+        yield process
+    finally:
+        stop(process)
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def purge_queues(*names: str) -> None:
+    from energybox.celery import app
+
+    with app.connection_for_write() as conn:
+        channel = conn.channel()
+        for name in names:
+            try:
+                channel.queue_purge(name)
+            except Exception:  # noqa: BLE001 - a queue that does not exist yet has nothing to purge
+                channel = conn.channel()
