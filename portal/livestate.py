@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 INTERVAL_MS = 900_000  # the 15-minute demand interval billing is based on
-_KW_PER_UNIT = {"W": 0.001, "kW": 1.0}
+# Power to kW, energy to kWh.
+UNIT_TO_KILO = {"W": 0.001, "kW": 1.0, "Wh": 0.001, "kWh": 1.0}
 
 
 # --- Coalescing --------------------------------------------------------------------------
@@ -127,26 +128,35 @@ class PowerSnapshot:
         }
 
 
-class FacilityPower:
-    """The facility's current kW, from the latest value of each active-power channel.
+def counted_channels(
+    channels: Iterable[ChannelInfo], *, quantity: str, mains_load_ids: Iterable[int] = ()
+) -> tuple[dict[int, ChannelInfo], frozenset[int]]:
+    """The channels of `quantity` that add up to each load, and the loads that make the facility total.
 
     Per device and load, a channel measuring all phases (`phase="total"`) stands for the device;
     only without one are the per-phase channels added up, so a three-phase meter is not counted
     twice. The facility total is its mains load when it has one (the main meter measures the
-    sub-meters too), otherwise the sum of every load.
+    sub-meters too), otherwise the sum of every load. Returns (counted channels by id, total loads;
+    an empty set of total loads meaning "all of them").
     """
+    by_device_load: dict[tuple[int, int | None], list[ChannelInfo]] = {}
+    for channel in channels:
+        if channel.quantity == quantity and channel.unit in UNIT_TO_KILO:
+            by_device_load.setdefault((channel.device_id, channel.load_id), []).append(channel)
+    counted: dict[int, ChannelInfo] = {}
+    for group in by_device_load.values():
+        totals = [c for c in group if c.phase == "total"]
+        for channel in totals or group:
+            counted[channel.id] = channel
+    mains = frozenset(mains_load_ids) & {c.load_id for c in counted.values()}
+    return counted, mains  # type: ignore[return-value]
+
+
+class FacilityPower:
+    """The facility's current kW, from the latest value of each active-power channel (`counted_channels`)."""
 
     def __init__(self, *, channels: Iterable[ChannelInfo], mains_load_ids: Iterable[int] = ()) -> None:
-        by_device_load: dict[tuple[int, int | None], list[ChannelInfo]] = {}
-        for channel in channels:
-            if channel.quantity == "active_power" and channel.unit in _KW_PER_UNIT:
-                by_device_load.setdefault((channel.device_id, channel.load_id), []).append(channel)
-        self._counted: dict[int, ChannelInfo] = {}
-        for group in by_device_load.values():
-            totals = [c for c in group if c.phase == "total"]
-            for channel in totals or group:
-                self._counted[channel.id] = channel
-        self._mains = frozenset(mains_load_ids) & {c.load_id for c in self._counted.values()}
+        self._counted, self._mains = counted_channels(channels, quantity="active_power", mains_load_ids=mains_load_ids)
         self._latest_kw: dict[int, float] = {}
 
     @property
@@ -162,7 +172,7 @@ class FacilityPower:
                 continue
             latest = next((v for v in reversed(series) if v is not None and math.isfinite(v)), None)
             if latest is not None:
-                self._latest_kw[channel.id] = latest * _KW_PER_UNIT[channel.unit]
+                self._latest_kw[channel.id] = latest * UNIT_TO_KILO[channel.unit]
                 changed = True
         return changed
 

@@ -197,7 +197,7 @@ class LiveHistory:
 def live_history(*, access: Access, layout: LiveLayout, now_ms: int, with_totals: bool = True) -> LiveHistory:
     """The last 15 minutes of every channel of the layout, today's kWh and the month's demand peak."""
     series = history.channel_series(
-        tenant_id=access.tenant_id,
+        access=access,
         channel_ids=sorted(c.id for c in layout.channels if c.quantity not in _NOT_CHARTED),
         start_ms=now_ms - WINDOW_MS,
         end_ms=now_ms,
