@@ -16,8 +16,10 @@ from asgiref.sync import async_to_sync
 
 from devices.demo import DEMO_PASSWORD, seed_demo
 from devices.models import Channel, Facility
+from portal.tests.history import seed_history
 from portal.tests.live import publish_readings, publish_status
 from portal.tests.servers import ROOT, daphne, server_env
+from readings import metadata
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -81,9 +83,11 @@ def publish(*, device_id: int, facility_id: int, values: dict[int, float]) -> in
 
 @pytest.fixture
 def demo() -> dict:
-    """The seeded demo fleet; requested before `browser`, whose event loop rules out the ORM."""
+    """The seeded demo fleet with stored history; requested before `browser`, whose event loop rules out the ORM."""
     seed_demo()
+    metadata.clear_caches()
     market = Facility.objects.get(name="Supermarket Berlin Mitte")
+    seed_history(market, now_ms=int(time.time() * 1000) - 4_000)
     station = Facility.objects.get(name="Petrol Station A9 Leipzig")
     main = market.devices.get(name="Main distribution")
     fridges = market.devices.get(name="Cold room compressors")

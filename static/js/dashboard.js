@@ -10,6 +10,7 @@
   let clockOffset = 0; // server time minus browser time
   let series = {}; // channel id -> {ts: [], v: []}
   let charts = []; // {plot, channels: [id, ...], el}
+  const digits = {}; // channel id -> decimals shown
   let dirty = false;
 
   const serverNow = () => Date.now() + clockOffset;
@@ -67,7 +68,7 @@
         s.ts.push(ts[i]);
         s.v.push(v);
       });
-      if (s.v.length) text('[data-channel-last="' + id + '"]', format(s.v[s.v.length - 1], 1));
+      if (s.v.length) text('[data-channel-last="' + id + '"]', format(s.v[s.v.length - 1], digits[id] || 1));
     }
     dirty = true;
   }
@@ -127,7 +128,10 @@
       clockOffset = m.now - Date.now();
       windowMs = m.window_ms;
       series = {};
-      for (const c of m.channels) series[c.id] = { ts: [], v: [] };
+      for (const c of m.channels) {
+        series[c.id] = { ts: [], v: [] };
+        digits[c.id] = c.unit === "1" ? 2 : 1; // a power factor needs its second decimal
+      }
       for (const [id, s] of Object.entries(m.series)) if (series[id]) addSamples(s.ts, { [id]: s.values });
       buildCharts(m.channels);
       for (const d of m.devices) showDevice(d.id, d.online, d.last_seen);
