@@ -210,6 +210,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
 class FacilityLiveConsumer(LiveConsumer):
     """`/ws/facilities/<id>/live`: every channel of one facility, with its live figures."""
 
+    # Today's kWh and the month's peak are the facility's; a device view leaves them out.
+    with_totals = True
+
     def load_layout(self, access: Access) -> selectors.LiveLayout:
         facility_id = int(self.scope["url_route"]["kwargs"]["facility_id"])
         return selectors.facility_live_layout(access=access, facility_id=facility_id)
@@ -224,7 +227,7 @@ class FacilityLiveConsumer(LiveConsumer):
         # the client drops samples it already has.
         await self.join(self.group(self.layout))
         history = await database_sync_to_async(selectors.live_history)(
-            access=self.access, layout=self.layout, now_ms=now_ms()
+            access=self.access, layout=self.layout, now_ms=now_ms(), with_totals=self.with_totals
         )
         self.live = FacilityLive(layout=self.layout, history=history)
         self.channel_ids = {str(c) for c in self.layout.channel_ids}
@@ -279,6 +282,8 @@ class FacilityLiveConsumer(LiveConsumer):
 
 class DeviceLiveConsumer(FacilityLiveConsumer):
     """`/ws/devices/<id>/live`: the channels of one device."""
+
+    with_totals = False
 
     def load_layout(self, access: Access) -> selectors.LiveLayout:
         device_id = int(self.scope["url_route"]["kwargs"]["device_id"])
