@@ -137,6 +137,13 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- Live dashboards ----------------------------------------------------------------
+# A websocket client gets at most one message per device this often (seconds).
+LIVE_DEVICE_INTERVAL_S = float(env.str_("LIVE_DEVICE_INTERVAL_S", "2") or "2")
+# Extra websocket auth middlewares (dotted paths), inside the session's AuthMiddlewareStack;
+# e.g. the OAuth 2.0 bearer-token middleware of the API.
+WEBSOCKET_AUTH_MIDDLEWARE: list[str] = env.list_("WEBSOCKET_AUTH_MIDDLEWARE", [])
+
 # --- Celery -------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str_("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
