@@ -146,7 +146,15 @@ def main() -> None:
         )
 
     print("measuring with the store (embedded seam) ...", flush=True)
-    stored = asyncio.run(measure(real, devices, data))
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        stored = profile.runcall(asyncio.run, measure(real, devices, data))
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+    else:
+        stored = asyncio.run(measure(real, devices, data))
     print(f"  {stored}", flush=True)
     print("measuring the baseline (a seam that returns at once) ...", flush=True)
     baseline = asyncio.run(measure(null_seam, devices, data))
