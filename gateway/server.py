@@ -105,7 +105,9 @@ class Connection:
     # --- output -------------------------------------------------------------------------------
 
     def send(self, frame_type: p.FrameType, payload: bytes = b"") -> bool:
-        if self.closed or self.writer.is_closing():
+        # An ack can become due after the peer vanished but before this connection's loop noticed;
+        # the reader knows first (EOF or error), and writing then would only make asyncio complain.
+        if self.closed or self.writer.is_closing() or self.reader.at_eof() or self.reader.exception() is not None:
             return False
         self.out_seq += 1
         self.writer.write(p.encode_frame(frame_type, self.out_seq, payload))
@@ -272,6 +274,7 @@ class Connection:
             self.send(p.FrameType.TIME_RESPONSE, p.TimeResponse(request.device_send_ms, received, now_ms()).encode())
         elif kind == p.FrameType.EVENT:
             event = p.Event.decode(frame.payload)
+            gateway.count("events")
             logger.log(
                 logging.WARNING if event.severity >= p.Severity.ALARM else logging.INFO,
                 "gateway: event from %s: severity %s code %d: %s",

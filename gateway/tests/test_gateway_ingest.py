@@ -245,3 +245,15 @@ async def test_a_simulator_applies_pushed_config_and_acks_it(meter, tmp_path):
         device.stop()
         await task
     assert device.config == {"batch": "30"}
+
+
+async def test_a_counter_reset_travels_as_an_event_and_its_readings_still_arrive(meter, tmp_path):
+    issued, spec = meter
+    recorder = Recorder()
+    async with running_gateway(tmp_path, enqueue=recorder) as (gateway, port, ctx):
+        device = simulated(spec, port, ctx, max_batches=3, record=True)
+        device.meter.reset_chance = 1.0
+        await device.run(duration_s=10)
+    assert gateway.stats.get("events", 0) == 3
+    assert device.meter.counter_resets == 3 and len(device.acked) == 3
+    assert recorder.readings == 3 * 12 * 15
