@@ -11,6 +11,8 @@ from pathlib import Path
 import dj_database_url
 
 from energybox import env
+from energybox.oidc import lazy_private_key_pem
+from integrations.scopes import ALL_SCOPES, API_SCOPES
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = env.path("ENERGYBOX_DATA_DIR", BASE_DIR / "data")
@@ -29,12 +31,18 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "oauth2_provider",
     "accounts",
     "devices",
     "readings",
     "firmware",
     "gateway",
     "portal",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -129,6 +137,13 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- Live dashboards ----------------------------------------------------------------
+# A websocket client gets at most one message per device this often (seconds).
+LIVE_DEVICE_INTERVAL_S = float(env.str_("LIVE_DEVICE_INTERVAL_S", "2") or "2")
+# Extra websocket auth middlewares (dotted paths), inside the session's AuthMiddlewareStack;
+# e.g. the OAuth 2.0 bearer-token middleware of the API.
+WEBSOCKET_AUTH_MIDDLEWARE: list[str] = env.list_("WEBSOCKET_AUTH_MIDDLEWARE", [])
+
 # --- Celery -------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str_("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
@@ -164,6 +179,83 @@ GATEWAY_TLS_CERT = env.str_("ENERGYBOX_GATEWAY_TLS_CERT", "")
 GATEWAY_TLS_KEY = env.str_("ENERGYBOX_GATEWAY_TLS_KEY", "")
 # Ed25519 firmware-signing key (PEM or 64 hex digits). Empty: generated once into DATA_DIR.
 FIRMWARE_SIGNING_KEY = env.str_("ENERGYBOX_FIRMWARE_SIGNING_KEY", "")
+
+# --- Cache (API throttling) -------------------------------------------------------------
+# Throttle counters must be shared by every web process in production: point CACHE_URL at Redis.
+CACHE_URL = env.str_("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL, "KEY_PREFIX": "energybox"}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# --- OAuth 2.0 / OpenID Connect provider (/o/) -----------------------------------------
+# Swapped before the first oauth2_provider migration: every application belongs to a tenant.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "integrations.Application"
+OAUTH2_PROVIDER = {
+    "SCOPES": ALL_SCOPES,
+    "DEFAULT_SCOPES": list(API_SCOPES),
+    "SCOPES_BACKEND_CLASS": "integrations.oauth.ApplicationScopes",
+    "OAUTH2_VALIDATOR_CLASS": "integrations.oauth.EnergyboxOAuth2Validator",
+    "APPLICATION_ADMIN_CLASS": "integrations.admin.TenantApplicationAdmin",
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env.int_("OAUTH_ACCESS_TOKEN_EXPIRE_SECONDS", 3600),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": env.int_("OAUTH_REFRESH_TOKEN_EXPIRE_SECONDS", 30 * 24 * 3600),
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": lazy_private_key_pem(),
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "client_credentials", "refresh_token"],
+    "ALLOWED_REDIRECT_URI_SCHEMES": env.list_("OAUTH_ALLOWED_REDIRECT_URI_SCHEMES", ["http", "https"]),
+    # Introspection is open to any client of the platform with a valid token or credentials.
+    "REQUEST_APPROVAL_PROMPT": "auto",
+}
+
+# --- Integrator API (/api/v1/) ------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["oauth2_provider.contrib.rest_framework.OAuth2Authentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["integrations.api.permissions.HasTenantScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["integrations.api.throttling.ClientRateThrottle"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "integrations.api.pagination.IdCursorPagination",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "integrations.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "PAGE_SIZE": 100,
+}
+# Requests per client application (or per user for portal sessions), e.g. 600/min.
+API_THROTTLE_RATE = env.str_("API_THROTTLE_RATE", "1200/min")
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Energybox integrator API",
+    "DESCRIPTION": "Tenant-scoped fleet and readings API. Authenticate with an OAuth 2.0 bearer token from /o/token/.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "OAUTH2_FLOWS": ["clientCredentials", "authorizationCode"],
+    "OAUTH2_AUTHORIZATION_URL": "/o/authorize/",
+    "OAUTH2_TOKEN_URL": "/o/token/",
+    "OAUTH2_REFRESH_URL": "/o/token/",
+    "OAUTH2_SCOPES": API_SCOPES,
+    "ENUM_NAME_OVERRIDES": {
+        "FacilityKindEnum": "devices.models.Facility.Kind",
+        "LoadKindEnum": "devices.models.Load.Kind",
+    },
+}
 
 # --- Platform ---------------------------------------------------------------------
 ENERGYBOX_HEALTH_TIMEOUT_S = float(env.int_("ENERGYBOX_HEALTH_TIMEOUT_MS", 2000)) / 1000

@@ -39,6 +39,7 @@ def test_the_production_variables_select_the_real_services():
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/energybox",
             "REDIS_URL": "redis://127.0.0.1:6379/0",
             "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+            "OIDC_RSA_PRIVATE_KEY_FILE": "/etc/energybox/oidc.pem",
         },
     )
     assert got["db"] == "django.db.backends.postgresql"
@@ -53,6 +54,20 @@ def test_production_refuses_to_start_without_a_secret_key():
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in out.stderr
+
+
+def test_production_refuses_to_start_without_an_oidc_signing_key():
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE", "REDIS", "CELERY", "DJANGO", "OIDC"))}
+    clean.update(
+        DJANGO_SETTINGS_MODULE="energybox.settings.production",
+        DJANGO_SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/energybox",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+        CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:5672//",
+    )
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "OIDC_RSA_PRIVATE_KEY must be set" in out.stderr
 
 
 def test_a_malformed_boolean_is_a_clear_error():

@@ -22,6 +22,7 @@ def platform_processes(*, host: str, port: int) -> list[tuple[str, list[str]]]:
     gateway_port = str(settings.GATEWAY_PORT)
     processes = [
         ("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "energybox.asgi:application"]),
+        ("worker", [python, manage, "runtaskworker", "--loglevel", "WARNING"]),
         ("gateway", [python, manage, "rungateway", "--host", settings.GATEWAY_HOST, "--port", gateway_port]),
     ]
     if demo_keys_path().exists():

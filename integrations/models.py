@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from oauth2_provider.models import AbstractApplication
+
+from accounts.models import Tenant
+from integrations.scopes import API_SCOPES, parse_scopes
+
+
+class Application(AbstractApplication):
+    """An OAuth client. It belongs to one tenant, and so does every token issued to it.
+
+    A platform application (no tenant) is a first-party single sign-on client, such as the
+    portal or the consumer app: it can sign users in through OIDC but can never call the API.
+    """
+
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="oauth_applications",
+        help_text="Empty only for the platform's own single sign-on clients, which cannot call the API.",
+    )
+    scope = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Space-separated API scopes the application may request, e.g. 'fleet:read readings:read'.",
+    )
+
+    class Meta(AbstractApplication.Meta):
+        indexes = [models.Index(fields=["tenant", "created"])]
+
+    def clean(self) -> None:
+        super().clean()
+        unknown = [scope for scope in parse_scopes(self.scope) if scope not in API_SCOPES]
+        if unknown:
+            raise ValidationError({"scope": f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(API_SCOPES)}."})

@@ -1,0 +1,32 @@
+"""The OAuth scopes of the integrator API. No Django import: settings read these names."""
+
+from __future__ import annotations
+
+FLEET_READ = "fleet:read"
+FLEET_WRITE = "fleet:write"
+READINGS_READ = "readings:read"
+FIRMWARE_READ = "firmware:read"
+FIRMWARE_WRITE = "firmware:write"
+BILLING_READ = "billing:read"
+
+API_SCOPES: dict[str, str] = {
+    FLEET_READ: "Read facilities, devices, device groups, channels and loads",
+    FLEET_WRITE: "Create and change facilities, devices, device groups, channels and loads",
+    READINGS_READ: "Read measured values: series, latest values and CSV exports",
+    FIRMWARE_READ: "Read firmware images and rollouts",
+    FIRMWARE_WRITE: "Upload firmware and start, pause or cancel rollouts",
+    BILLING_READ: "Read bills and tariffs",
+}
+
+# OpenID Connect: only for applications that sign users in (authorization code).
+OIDC_SCOPES: dict[str, str] = {
+    "openid": "Sign you in (your user id)",
+    "profile": "Your name and user name",
+    "email": "Your e-mail address",
+}
+
+ALL_SCOPES: dict[str, str] = {**API_SCOPES, **OIDC_SCOPES}
+
+
+def parse_scopes(raw: str) -> list[str]:
+    return [scope for scope in raw.split() if scope]

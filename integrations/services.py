@@ -1,0 +1,80 @@
+"""Writes of OAuth applications: register with chosen scopes, revoke tokens, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from oauth2_provider.generators import generate_client_secret
+from oauth2_provider.models import AccessToken, RefreshToken
+
+from accounts.access import Access
+from accounts.errors import TenantAccessDenied
+from integrations.models import Application
+from integrations.scopes import API_SCOPES
+from integrations.selectors import application_get, token_list
+
+
+def _require_admin(access: Access) -> None:
+    if not access.is_admin:
+        raise TenantAccessDenied("Only tenant admins manage OAuth applications.")
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    application: Application
+    # Shown once: only its hash is stored.
+    client_secret: str
+
+
+@transaction.atomic
+def application_register(
+    *,
+    access: Access,
+    name: str,
+    grant_type: str,
+    scopes: list[str],
+    redirect_uris: str = "",
+    client_type: str = Application.CLIENT_CONFIDENTIAL,
+) -> Registered:
+    _require_admin(access)
+    if grant_type not in (Application.GRANT_CLIENT_CREDENTIALS, Application.GRANT_AUTHORIZATION_CODE):
+        raise ValidationError({"grant_type": "Choose client credentials or authorization code."})
+    unknown = [scope for scope in scopes if scope not in API_SCOPES]
+    if unknown or not scopes:
+        raise ValidationError({"scopes": "Choose at least one of: " + ", ".join(API_SCOPES) + "."})
+    if grant_type == Application.GRANT_CLIENT_CREDENTIALS and client_type != Application.CLIENT_CONFIDENTIAL:
+        raise ValidationError({"client_type": "A client-credentials application must be confidential."})
+    secret = generate_client_secret()
+    application = Application(
+        tenant_id=access.tenant_id,
+        user_id=access.user_id,
+        name=name,
+        authorization_grant_type=grant_type,
+        client_type=client_type,
+        client_secret=secret,
+        redirect_uris=" ".join(redirect_uris.split()),
+        scope=" ".join(scope for scope in API_SCOPES if scope in scopes),
+        algorithm=Application.RS256_ALGORITHM if grant_type == Application.GRANT_AUTHORIZATION_CODE else "",
+    )
+    application.full_clean()
+    application.save()
+    return Registered(application=application, client_secret=secret)
+
+
+@transaction.atomic
+def application_delete(*, access: Access, application_id: int) -> None:
+    """Deleting an application revokes every token it was given."""
+    _require_admin(access)
+    application_get(access=access, application_id=application_id).delete()
+
+
+@transaction.atomic
+def token_revoke(*, access: Access, token_id: int) -> None:
+    """Revoke an access token and the refresh token it came with."""
+    _require_admin(access)
+    token = token_list(access=access, include_expired=True).get(pk=token_id)
+    for refresh in RefreshToken.objects.filter(access_token=token):
+        refresh.revoke()
+    AccessToken.objects.filter(pk=token.pk).delete()

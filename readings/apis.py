@@ -1,0 +1,493 @@
+"""Readings under /api/v1/readings/ (scope `readings:read`): series, latest values and CSV export.
+
+Channels are chosen by id or by facility, device, device type, quantity and tag, always through
+`devices.selectors.channel_list(access)`; the values come from `readings.selectors`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import datetime as dt
+import math
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from devices.models import Channel
+from devices.quantities import Quantity
+from devices.selectors import channel_list
+from integrations.api.fields import OffsetDateTimeField, isoformat
+from integrations.api.views import MAX_ID, TenantApiView, filter_json_tag
+from integrations.scopes import READINGS_READ
+from readings.selectors import (
+    AGGREGATES,
+    COUNTER_DEFAULT,
+    GAUGE_DEFAULT,
+    MAX_CHANNELS,
+    MAX_RAW_SPAN,
+    RESOLUTIONS,
+    Series,
+    readings_latest,
+    readings_series,
+)
+
+# How long one interval of each rollup resolution lasts, at most (for the size check of a query).
+INTERVAL = {
+    "15m": dt.timedelta(minutes=15),
+    "1h": dt.timedelta(hours=1),
+    "1d": dt.timedelta(days=1),
+    "1mo": dt.timedelta(days=28),
+}
+# A JSON answer holds at most this many intervals (channels × intervals); the CSV export has no limit.
+MAX_POINTS = 200_000
+# Raw pages hold at most `limit` readings in all; each page reads a time window sized for channels
+# reporting every 2 seconds, and is cut earlier if they report faster.
+RAW_LIMIT_DEFAULT = 10_000
+RAW_LIMIT_MAX = 100_000
+NOMINAL_RAW_PERIOD = dt.timedelta(seconds=2)
+# The CSV export walks long ranges window by window, so memory stays flat whatever the range.
+EXPORT_RAW_READINGS_PER_WINDOW = 200_000
+EXPORT_WINDOW = {"15m": dt.timedelta(days=31), "1h": dt.timedelta(days=92)}
+EXPORT_WINDOW_DEFAULT = dt.timedelta(days=3660)
+MAX_EXPORT_SPAN = dt.timedelta(days=3660)
+
+
+@extend_schema_field({"type": "array", "items": {"type": "integer", "minimum": 1}})
+class IdListField(serializers.Field):  # type: ignore[type-arg]
+    """Ids given as `channel=1&channel=2` or `channel=1,2`."""
+
+    def to_internal_value(self, data: Any) -> list[int]:
+        raw = data if isinstance(data, list) else [data]
+        ids: list[int] = []
+        for chunk in raw:
+            for item in str(chunk).split(","):
+                item = item.strip()
+                if not item:
+                    continue
+                if not item.isdigit() or not 0 < int(item) <= MAX_ID:
+                    raise serializers.ValidationError(f"{item!r} is not a channel id.")
+                ids.append(int(item))
+        if len(ids) > MAX_CHANNELS:
+            raise serializers.ValidationError(f"At most {MAX_CHANNELS} channels per query; {len(ids)} were given.")
+        return list(dict.fromkeys(ids))
+
+    def to_representation(self, value: list[int]) -> list[int]:
+        return value
+
+
+@extend_schema_field({"type": "array", "items": {"type": "string", "enum": list(AGGREGATES)}})
+class ChoiceListField(serializers.Field):  # type: ignore[type-arg]
+    def __init__(self, *, choices: tuple[str, ...], **kwargs: Any) -> None:
+        self.choices = choices
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        raw = data if isinstance(data, list) else [data]
+        items = [item.strip() for chunk in raw for item in str(chunk).split(",") if item.strip()]
+        unknown = [item for item in items if item not in self.choices]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown: {', '.join(unknown)}. Choose from: {', '.join(self.choices)}.")
+        return list(dict.fromkeys(items))
+
+    def to_representation(self, value: list[str]) -> list[str]:
+        return value
+
+
+class ChannelSelection(serializers.Serializer):  # type: ignore[type-arg]
+    channel = IdListField(required=False, help_text="Channel ids, repeated or comma-separated.")
+    facility = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    device = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    device_type = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    quantity = serializers.ChoiceField(required=False, choices=Quantity.choices)
+    tag = serializers.CharField(required=False, max_length=64)
+
+    SELECTORS = ("channel", "facility", "device", "device_type", "quantity", "tag")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not any(attrs.get(name) for name in self.SELECTORS):
+            raise serializers.ValidationError(
+                {"channel": "Choose channels: give channel ids, or a facility, device, device_type, quantity or tag."}
+            )
+        return attrs
+
+
+class SeriesQuery(ChannelSelection):
+    start = OffsetDateTimeField(help_text="Inclusive, ISO 8601 with an offset, e.g. 2026-11-25T00:00:00+01:00.")
+    end = OffsetDateTimeField(help_text="Exclusive, ISO 8601 with an offset.")
+    resolution = serializers.ChoiceField(choices=RESOLUTIONS, default="15m")
+    aggregate = ChoiceListField(
+        choices=AGGREGATES,
+        required=False,
+        help_text="Rollups only. Default: avg,min,max for gauges, delta (consumption) for energy counters.",
+    )
+    limit = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=RAW_LIMIT_MAX,
+        default=RAW_LIMIT_DEFAULT,
+        help_text="Raw only: readings per channel per page.",
+    )
+    cursor = serializers.CharField(required=False, max_length=64, help_text="Raw only: the `next` page's cursor.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": "end must be after start."})
+        if attrs["resolution"] == "raw" and attrs.get("aggregate"):
+            raise serializers.ValidationError(
+                {"aggregate": "Raw readings have no aggregates; ask for a resolution such as 15m."}
+            )
+        if "cursor" in attrs:
+            attrs["start"] = _decode_cursor(attrs["cursor"], start=attrs["start"], end=attrs["end"])
+        return attrs
+
+
+class ExportQuery(SeriesQuery):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        if attrs["end"] - attrs["start"] > MAX_EXPORT_SPAN:
+            raise serializers.ValidationError({"end": "An export covers at most ten years."})
+        return attrs
+
+
+def _encode_cursor(at: dt.datetime) -> str:
+    return base64.urlsafe_b64encode(str(int(at.timestamp() * 1000)).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, *, start: dt.datetime, end: dt.datetime) -> dt.datetime:
+    try:
+        ms = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        at = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    except (ValueError, binascii.Error, UnicodeDecodeError, OverflowError, OSError) as exc:
+        raise serializers.ValidationError({"cursor": "This cursor is not valid; follow the `next` link."}) from exc
+    if not start <= at < end:
+        raise serializers.ValidationError({"cursor": "This cursor belongs to another range; follow the `next` link."})
+    return at
+
+
+def selected_channels(*, access: Any, query: dict[str, Any]) -> list[Channel]:
+    """The visible channels the query names. An id out of reach is reported exactly like a missing one."""
+    qs: QuerySet[Channel] = channel_list(access=access).select_related("device__facility")
+    ids = query.get("channel")
+    if ids:
+        qs = qs.filter(id__in=ids)
+    if query.get("facility"):
+        qs = qs.filter(device__facility_id=query["facility"])
+    if query.get("device"):
+        qs = qs.filter(device_id=query["device"])
+    if query.get("device_type"):
+        qs = qs.filter(device__device_type_id=query["device_type"])
+    if query.get("quantity"):
+        qs = qs.filter(quantity=query["quantity"])
+    if query.get("tag"):
+        qs = filter_json_tag(qs, field="tags", tag=query["tag"])
+    channels = list(qs.order_by("id")[: MAX_CHANNELS + 1])
+    if ids and len(channels) < len(ids):
+        raise NotFound("No such channel.")
+    if len(channels) > MAX_CHANNELS:
+        raise serializers.ValidationError(
+            {"channel": f"This selection matches more than {MAX_CHANNELS} channels; narrow it."}
+        )
+    return channels
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _channel_info(channel: Channel) -> dict[str, Any]:
+    return {
+        "channel": channel.pk,
+        "name": channel.name,
+        "device": channel.device_id,
+        "facility": channel.device.facility_id,
+        "quantity": channel.quantity,
+        "unit": channel.unit,
+        "timezone": channel.device.facility.timezone,
+    }
+
+
+def _stamp(ms: int, tz: ZoneInfo) -> str:
+    return isoformat(dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC), tz)
+
+
+def _points(series: Series, tz: ZoneInfo) -> list[dict[str, Any]]:
+    def stamp(ms: int) -> str:
+        return _stamp(ms, tz)
+
+    columns = {name: column.tolist() for name, column in series.values.items()}
+    starts = series.timestamps_ms.tolist()
+    if series.ends_ms is None:
+        return [{"t": stamp(ts), "value": _number(columns["value"][i])} for i, ts in enumerate(starts)]
+    ends = series.ends_ms.tolist()
+    return [
+        {"start": stamp(ts), "end": stamp(ends[i]), **{name: _number(col[i]) for name, col in columns.items()}}
+        for i, ts in enumerate(starts)
+    ]
+
+
+def _point_fields() -> dict[str, serializers.Field]:  # type: ignore[type-arg]
+    return {
+        "t": serializers.DateTimeField(required=False, help_text="Raw: the reading's time."),
+        "value": serializers.FloatField(required=False, allow_null=True),
+        "start": serializers.DateTimeField(required=False, help_text="Rollups: the interval [start, end)."),
+        "end": serializers.DateTimeField(required=False),
+        **{name: serializers.FloatField(required=False, allow_null=True) for name in AGGREGATES},
+    }
+
+
+SERIES_RESPONSE = inline_serializer(
+    "ReadingSeriesPage",
+    {
+        "resolution": serializers.ChoiceField(choices=RESOLUTIONS),
+        "start": serializers.DateTimeField(),
+        "end": serializers.DateTimeField(),
+        "next": serializers.URLField(allow_null=True, help_text="Raw only: the next page, or null."),
+        "series": inline_serializer(
+            "ReadingSeries",
+            {
+                "channel": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                "device": serializers.IntegerField(),
+                "facility": serializers.IntegerField(),
+                "quantity": serializers.CharField(),
+                "unit": serializers.CharField(),
+                "timezone": serializers.CharField(),
+                "source": serializers.CharField(),
+                "points": inline_serializer("ReadingPoint", _point_fields(), many=True),
+            },
+            many=True,
+        ),
+    },
+)
+
+
+class ReadingsApi(TenantApiView):
+    read_scope = READINGS_READ
+
+    def query(self, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:  # type: ignore[type-arg]
+        params = {key: self.request.query_params.getlist(key) for key in self.request.query_params}
+        flat = {key: values if key in ("channel", "aggregate") else values[-1] for key, values in params.items()}
+        return self.parse(serializer_class, flat)
+
+
+class SeriesApi(ReadingsApi):
+    """A series of one or more channels over [start, end): raw readings or calendar rollups.
+
+    Rollup intervals are aligned to each facility's time zone, and timestamps carry its offset.
+    Raw readings come in pages: follow `next` until it is null.
+    """
+
+    @extend_schema(
+        parameters=[SeriesQuery], responses={200: SERIES_RESPONSE, 400: OpenApiResponse(), 404: OpenApiResponse()}
+    )
+    def get(self, request: Request) -> Response:
+        query = self.query(SeriesQuery)
+        channels = selected_channels(access=self.access, query=query)
+        start, end, resolution = query["start"], query["end"], query["resolution"]
+        next_url = None
+        if not channels:
+            answer: dict[int, Series] = {}
+            end_shown = end
+        elif resolution == "raw":
+            per_channel = max(1, query["limit"] // len(channels))
+            window = min(end - start, MAX_RAW_SPAN, max(NOMINAL_RAW_PERIOD * per_channel, dt.timedelta(minutes=1)))
+            window_end = start + window
+            answer = readings_series(
+                access=self.access, channel_ids=[c.pk for c in channels], start=start, end=window_end, resolution="raw"
+            )
+            answer, cut = _truncate(answer, limit=per_channel)
+            following = cut or (window_end if window_end < end else None)
+            if following is not None:
+                params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+                params["cursor"] = _encode_cursor(following)
+                next_url = request.build_absolute_uri(request.path) + "?" + urlencode(params)
+            end_shown = following or end
+        else:
+            intervals = math.ceil((end - start) / INTERVAL[resolution]) * len(channels)
+            if intervals > MAX_POINTS:
+                raise serializers.ValidationError(
+                    {
+                        "end": f"This query asks for about {intervals:,} intervals; at most {MAX_POINTS:,} per "
+                        "answer. Narrow the range, choose fewer channels or a coarser resolution, or use the "
+                        "CSV export."
+                    }
+                )
+            answer = readings_series(
+                access=self.access,
+                channel_ids=[c.pk for c in channels],
+                start=start,
+                end=end,
+                resolution=resolution,
+                aggregates=query.get("aggregate") or None,
+            )
+            end_shown = end
+        return Response(
+            {
+                "resolution": resolution,
+                "start": isoformat(start, start.tzinfo or dt.UTC),
+                "end": isoformat(end_shown, end.tzinfo or dt.UTC),
+                "next": next_url,
+                "series": [
+                    {
+                        **_channel_info(channel),
+                        "source": answer[channel.pk].source,
+                        "points": _points(answer[channel.pk], ZoneInfo(channel.device.facility.timezone)),
+                    }
+                    for channel in channels
+                ],
+            }
+        )
+
+
+def _truncate(answer: dict[int, Series], *, limit: int) -> tuple[dict[int, Series], dt.datetime | None]:
+    """Cut every channel at the same instant so that none has more than `limit` readings; the next
+    page starts at that instant, so no reading is skipped or repeated."""
+    cuts = [int(s.timestamps_ms[limit]) for s in answer.values() if len(s.timestamps_ms) > limit]
+    if not cuts:
+        return answer, None
+    cut_ms = min(cuts)
+    trimmed = {}
+    for channel_id, series in answer.items():
+        keep = series.timestamps_ms < cut_ms
+        trimmed[channel_id] = Series(
+            channel_id=series.channel_id,
+            resolution=series.resolution,
+            source=series.source,
+            timestamps_ms=series.timestamps_ms[keep],
+            values={name: column[keep] for name, column in series.values.items()},
+        )
+    return trimmed, dt.datetime.fromtimestamp(cut_ms / 1000, tz=dt.UTC)
+
+
+class LatestApi(ReadingsApi):
+    """The most recent reading of each selected channel (null when a channel never reported)."""
+
+    @extend_schema(
+        parameters=[ChannelSelection],
+        responses={
+            200: inline_serializer(
+                "LatestReadings",
+                {
+                    "results": inline_serializer(
+                        "LatestReading",
+                        {
+                            "channel": serializers.IntegerField(),
+                            "quantity": serializers.CharField(),
+                            "unit": serializers.CharField(),
+                            "t": serializers.DateTimeField(allow_null=True),
+                            "value": serializers.FloatField(allow_null=True),
+                        },
+                        many=True,
+                    )
+                },
+            )
+        },
+    )
+    def get(self, request: Request) -> Response:
+        query = self.query(ChannelSelection)
+        channels = selected_channels(access=self.access, query=query)
+        latest = readings_latest(access=self.access, channel_ids=[c.pk for c in channels]) if channels else {}
+        results = []
+        for channel in channels:
+            reading = latest.get(channel.pk)
+            tz = ZoneInfo(channel.device.facility.timezone)
+            results.append(
+                {
+                    **_channel_info(channel),
+                    "t": _stamp(reading.ts_ms, tz) if reading else None,
+                    "value": _number(reading.value) if reading else None,
+                }
+            )
+        return Response({"results": results})
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+class ExportApi(ReadingsApi):
+    """The same query as the series, as CSV streamed window by window: any range, flat memory.
+
+    One row per reading (raw) or interval (rollups); rows come window by window, each window
+    ordered by channel and then time.
+    """
+
+    @extend_schema(
+        parameters=[ExportQuery],
+        responses={(200, "text/csv"): OpenApiTypes.STR, 400: OpenApiResponse(), 404: OpenApiResponse()},
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        query = self.query(ExportQuery)
+        channels = selected_channels(access=self.access, query=query)
+        rows = self._rows(channels=channels, query=query)
+        response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="readings.csv"'
+        return response
+
+    def _rows(self, *, channels: list[Channel], query: dict[str, Any]) -> Iterator[str]:
+        writer = csv.writer(_Echo())
+        resolution = query["resolution"]
+        access = self.access
+        ids = [c.pk for c in channels]
+        by_id = {c.pk: c for c in channels}
+        zones = {c.pk: ZoneInfo(c.device.facility.timezone) for c in channels}
+        if resolution == "raw":
+            step = max(
+                NOMINAL_RAW_PERIOD * (EXPORT_RAW_READINGS_PER_WINDOW // max(1, len(ids))), dt.timedelta(minutes=1)
+            )
+            step = min(step, MAX_RAW_SPAN)
+            names: list[str] = ["value"]
+        else:
+            step = EXPORT_WINDOW.get(resolution, EXPORT_WINDOW_DEFAULT)
+            names = list(query.get("aggregate") or [])
+            if not names:
+                for channel in channels:
+                    names += [n for n in (COUNTER_DEFAULT if channel.is_counter else GAUGE_DEFAULT) if n not in names]
+        aggregates = query.get("aggregate") or None
+        columns = ["timestamp", "value"] if resolution == "raw" else ["start", "end", *names]
+        yield writer.writerow(["channel", "quantity", "unit", *columns])
+        if not ids:
+            return
+        start, end = query["start"], query["end"]
+        seen_until_ms: dict[int, int] = {}
+        while start < end:
+            window_end = min(start + step, end)
+            answer = readings_series(
+                access=access,
+                channel_ids=ids,
+                start=start,
+                end=window_end,
+                resolution=resolution,
+                aggregates=aggregates if resolution != "raw" else None,
+            )
+            for channel_id in ids:
+                series = answer[channel_id]
+                channel, tz = by_id[channel_id], zones[channel_id]
+                starts = series.timestamps_ms.tolist()
+                ends = series.ends_ms.tolist() if series.ends_ms is not None else None
+                values = [series.values[name].tolist() if name in series.values else None for name in names]
+                for i, ts in enumerate(starts):
+                    # Rollup intervals overlapping two windows are returned by both; write them once.
+                    if ends is not None and ts < seen_until_ms.get(channel_id, -(2**62)):
+                        continue
+                    cells = [_stamp(ts, tz)] if ends is None else [_stamp(ts, tz), _stamp(ends[i], tz)]
+                    row = [channel_id, channel.quantity, channel.unit, *cells]
+                    row += ["" if column is None or math.isnan(column[i]) else repr(column[i]) for column in values]
+                    yield writer.writerow(row)
+                if ends:
+                    seen_until_ms[channel_id] = max(seen_until_ms.get(channel_id, 0), ends[-1])
+            start = window_end
