@@ -207,7 +207,7 @@ class Connection:
                                 server_time_ms=now_ms(),
                                 max_payload=gateway.config.max_payload,
                                 rate_per_s=gateway.config.rate_per_s,
-                                channels=int(len(identity.channel_ids)),
+                                channels=min(255, len(identity.channel_ids)),
                                 max_unacked=gateway.config.max_unacked,
                             ).encode(),
                         )

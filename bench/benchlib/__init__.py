@@ -30,6 +30,21 @@ def django_embedded(name: str) -> Path:
     return data
 
 
+def django_services(name: str) -> Path:
+    """Configure Django on the benchmark PostgreSQL database (BENCH_DATABASE_URL, else energybox_bench on
+    the DATABASE_URL server) with the configured broker (CELERY_BROKER_URL); returns a temp data folder."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from _common import setup
+
+    data = Path(tempfile.mkdtemp(prefix=f"energybox-bench-{name}-"))
+    os.environ["ENERGYBOX_DATA_DIR"] = str(data)
+    os.environ["LOG_LEVEL"] = "WARNING"
+    setup(needs_broker=True)
+    return data
+
+
 def provision_meters(count: int, *, prefix: str = "BENCH") -> list[tuple[str, bytes]]:
     """`count` 12-channel meters with fresh key pairs, bulk-created; returns (serial, private seed) pairs."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
