@@ -283,6 +283,8 @@ class SimulatedDevice:
     # --- session --------------------------------------------------------------------------------
 
     def _send(self, writer: asyncio.StreamWriter, frame_type: p.FrameType, payload: bytes, flags: int = 0) -> None:
+        if writer.is_closing():
+            raise ConnectionError("the connection is closed")
         self._out_seq += 1
         data = p.encode_frame(frame_type, self._out_seq, payload, flags=flags)
         self.stats.bytes_sent += len(data)
