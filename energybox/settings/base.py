@@ -202,6 +202,12 @@ OAUTH2_PROVIDER = {
     "REQUEST_APPROVAL_PROMPT": "auto",
 }
 
+# Portal sign-in through an OIDC provider (this platform's /o/, possibly on another host).
+# Register the client with `manage.py oauth_application --platform --redirect-uri .../login/sso/callback/`.
+ENERGYBOX_SSO_ISSUER = env.str_("ENERGYBOX_SSO_ISSUER", "")
+ENERGYBOX_SSO_CLIENT_ID = env.str_("ENERGYBOX_SSO_CLIENT_ID", "")
+ENERGYBOX_SSO_CLIENT_SECRET = env.str_("ENERGYBOX_SSO_CLIENT_SECRET", "")
+
 # --- Integrator API (/api/v1/) ------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["oauth2_provider.contrib.rest_framework.OAuth2Authentication"],
