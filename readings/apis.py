@@ -42,6 +42,7 @@ from readings.selectors import (
     readings_latest,
     readings_series,
 )
+from readings.timestamps import iso_strings
 
 # How long one interval of each rollup resolution lasts, at most (for the size check of a query).
 INTERVAL = {
@@ -224,18 +225,14 @@ def _stamp(ms: int, tz: ZoneInfo) -> str:
 
 
 def _points(series: Series, tz: ZoneInfo) -> list[dict[str, Any]]:
-    def stamp(ms: int) -> str:
-        return _stamp(ms, tz)
-
-    columns = {name: column.tolist() for name, column in series.values.items()}
-    starts = series.timestamps_ms.tolist()
+    columns = {name: [_number(v) for v in column.tolist()] for name, column in series.values.items()}
+    starts = iso_strings(series.timestamps_ms, tz)
     if series.ends_ms is None:
-        return [{"t": stamp(ts), "value": _number(columns["value"][i])} for i, ts in enumerate(starts)]
-    ends = series.ends_ms.tolist()
-    return [
-        {"start": stamp(ts), "end": stamp(ends[i]), **{name: _number(col[i]) for name, col in columns.items()}}
-        for i, ts in enumerate(starts)
-    ]
+        return [{"t": t, "value": value} for t, value in zip(starts, columns["value"], strict=True)]
+    ends = iso_strings(series.ends_ms, tz)
+    names = list(columns)
+    rows = zip(starts, ends, *(columns[name] for name in names), strict=True)
+    return [{"start": row[0], "end": row[1], **dict(zip(names, row[2:], strict=True))} for row in rows]
 
 
 def _point_fields() -> dict[str, serializers.Field]:  # type: ignore[type-arg]
@@ -479,12 +476,14 @@ class ExportApi(ReadingsApi):
                 channel, tz = by_id[channel_id], zones[channel_id]
                 starts = series.timestamps_ms.tolist()
                 ends = series.ends_ms.tolist() if series.ends_ms is not None else None
+                start_texts = iso_strings(series.timestamps_ms, tz)
+                end_texts = iso_strings(series.ends_ms, tz) if series.ends_ms is not None else []
                 values = [series.values[name].tolist() if name in series.values else None for name in names]
                 for i, ts in enumerate(starts):
                     # Rollup intervals overlapping two windows are returned by both; write them once.
                     if ends is not None and ts < seen_until_ms.get(channel_id, -(2**62)):
                         continue
-                    cells = [_stamp(ts, tz)] if ends is None else [_stamp(ts, tz), _stamp(ends[i], tz)]
+                    cells = [start_texts[i]] if ends is None else [start_texts[i], end_texts[i]]
                     row = [channel_id, channel.quantity, channel.unit, *cells]
                     row += ["" if column is None or math.isnan(column[i]) else repr(column[i]) for column in values]
                     yield writer.writerow(row)
