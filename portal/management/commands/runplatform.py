@@ -43,6 +43,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Energybox is running: portal http://{host}:{port}/"))
         self.stdout.write(f"  admin           http://{host}:{port}/admin/")
         self.stdout.write(f"  health          http://{host}:{port}/healthz")
+        self.stdout.write(f"  API docs        http://{host}:{port}/api/docs/   (OAuth 2.0 / OIDC at /o/)")
         for login in logins:
             self.stdout.write(f"  login {login.username:<14} password {login.password}   ({login.tenant})")
         self.stdout.write(f"  data folder     {settings.DATA_DIR}")
