@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -208,6 +209,12 @@ def _number(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _numbers(column: Any) -> list[float | None]:
+    """NaN (no value) becomes JSON null."""
+    values = column.tolist()
+    return [_number(v) for v in values] if np.isnan(column).any() else values
+
+
 def _channel_info(channel: Channel) -> dict[str, Any]:
     return {
         "channel": channel.pk,
@@ -225,7 +232,7 @@ def _stamp(ms: int, tz: ZoneInfo) -> str:
 
 
 def _points(series: Series, tz: ZoneInfo) -> list[dict[str, Any]]:
-    columns = {name: [_number(v) for v in column.tolist()] for name, column in series.values.items()}
+    columns = {name: _numbers(column) for name, column in series.values.items()}
     starts = iso_strings(series.timestamps_ms, tz)
     if series.ends_ms is None:
         return [{"t": t, "value": value} for t, value in zip(starts, columns["value"], strict=True)]
