@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -90,7 +91,10 @@ def p95(samples: list[float]) -> float:
 def main() -> None:
     setup_test_environment()
     old_name = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+    if connection.vendor == "postgresql":
+        # Not the test suite's `test_<name>`: the bench may run while the suite does.
+        connection.settings_dict["TEST"]["NAME"] = f"bench_api_{old_name}"
+    bench_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     server = None
     try:
         from readings import metadata
@@ -156,8 +160,17 @@ def main() -> None:
         if server is not None:
             server.shutdown()
             server.server_close()
+        if connection.vendor == "postgresql":
+            # The server's threads keep their connections open (CONN_MAX_AGE); end them so the
+            # database can be dropped.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                    [bench_db],
+                )
         connection.close()
         connection.creation.destroy_test_db(old_name, verbosity=0, keepdb=False)
+        shutil.rmtree(TMP, ignore_errors=True)
 
 
 if __name__ == "__main__":
