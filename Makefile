@@ -4,7 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install migrate static clean
+.PHONY: run test lint bench install migrate static vendor clean
+
+# Front-end libraries come from the npm registry (package.json, pinned by package-lock.json) and are
+# copied into static/vendor/; nothing is loaded from a CDN.
+NPM_STAMP := node_modules/.installed
+VENDOR    := static/vendor/uplot/uPlot.iife.min.js static/vendor/uplot/uPlot.min.css
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,16 +19,27 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js (with npm) to build the portal's front end"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NPM_STAMP)
+
+static/vendor/uplot/%: $(NPM_STAMP)
+	@mkdir -p $(dir $@)
+	cp node_modules/uplot/dist/$* $@
+
+vendor: $(VENDOR)
+
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-static: install
+static: install vendor
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 
 run: migrate static
 	$(PY) manage.py runplatform
 
-test: install
+test: install vendor
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -32,7 +48,7 @@ lint: install
 	$(VENV)/bin/mypy .
 
 bench: install
-	@set -e; for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) staticfiles data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules static/vendor staticfiles data .pytest_cache .mypy_cache .ruff_cache

@@ -36,3 +36,9 @@ def redis_url() -> str:
 @pytest.fixture
 def rabbitmq_url() -> str:
     return require_service("rabbitmq")
+
+
+@pytest.fixture(autouse=True)
+def _data_dir_in_tmp(settings, tmp_path_factory):
+    """Tests never write into the developer's data folder (demo keys, dev certificates, signing keys)."""
+    settings.DATA_DIR = tmp_path_factory.mktemp("data")

@@ -2,10 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
+from devices.keys import fingerprint, key_pair_generate, private_key_pem
 from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
+from devices.services import IssuedKey, device_key_revoke, device_key_rotate
 
 
 class TenantColumnMixin:
@@ -113,15 +118,80 @@ class DeviceAdmin(TenantColumnMixin, admin.ModelAdmin):
     autocomplete_fields = ["facility", "device_type"]
     filter_horizontal = ["groups"]
     inlines = [ChannelInline]
+    actions = ["rotate_keys", "revoke_keys"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
         # Serial, type and tenant identify the device's history; status and last_seen belong to the gateway.
-        base = ["status", "last_seen", "created_at", "has_public_key"]
+        base = [
+            "status",
+            "last_seen",
+            "created_at",
+            "has_public_key",
+            "key_fingerprint",
+            "key_version",
+            "key_rotated_at",
+            "key_revoked_at",
+        ]
         return ["serial", "tenant", "device_type", *base] if obj else base
 
     @admin.display(description="Public key set", boolean=True)
     def has_public_key(self, obj: Device) -> bool:
         return bool(obj.public_key)
+
+    @admin.display(description="Public key fingerprint")
+    def key_fingerprint(self, obj: Device) -> str:
+        return fingerprint(bytes(obj.public_key)) if obj.public_key else "—"
+
+    def save_model(self, request: HttpRequest, obj: Device, form: Any, change: bool) -> None:
+        if not change and not obj.public_key:
+            # A new device gets its key pair here; the private half lives only in this response.
+            private_key, obj.public_key = key_pair_generate()
+            obj.key_version = 1
+            obj.key_rotated_at = timezone.now()
+            request._energybox_issued_pem = private_key_pem(private_key)  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request: HttpRequest, obj: Device, post_url_continue: str | None = None) -> HttpResponse:
+        pem = getattr(request, "_energybox_issued_pem", None)
+        if pem is None:
+            return super().response_add(request, obj, post_url_continue)
+        return self._show_keys(request, [IssuedKey(device=obj, private_key_pem=pem)], "Device created")
+
+    def _show_keys(self, request: HttpRequest, issued: list[IssuedKey], heading: str) -> HttpResponse:
+        response = TemplateResponse(
+            request,
+            "admin/devices/device/private_keys.html",
+            {
+                **self.admin_site.each_context(request),
+                "heading": heading,
+                "issued": [
+                    {
+                        "device": item.device,
+                        "private_key_pem": item.private_key_pem,
+                        "fingerprint": fingerprint(bytes(item.device.public_key or b"")),
+                    }
+                    for item in issued
+                ],
+            },
+        )
+        # Keep the only copy of a private key out of every cache.
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Rotate keys of the selected devices (shows the new private keys once)")
+    def rotate_keys(self, request: HttpRequest, queryset: QuerySet[Device]) -> HttpResponse:
+        issued = [device_key_rotate(device=device) for device in queryset]
+        return self._show_keys(request, issued, f"New keys for {len(issued)} device(s)")
+
+    @admin.action(description="Revoke keys of the selected devices (refused at their next handshake)")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        for device in queryset:
+            device_key_revoke(device=device)
+        self.message_user(
+            request,
+            f"Revoked the keys of {queryset.count()} device(s); rotate a key to let a device back in.",
+            messages.WARNING,
+        )
 
 
 @admin.register(Channel)

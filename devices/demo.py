@@ -2,34 +2,45 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from accounts.models import Membership, Role, Tenant, User
 from devices import services
+from devices.keys import private_key_load, public_key_bytes
 from devices.models import Device, DeviceType, Facility, Load
 
 DEMO_PASSWORD = "energybox-demo"  # noqa: S105 - a documented demo login, printed by `make run`
 
-METER_12 = [
+# Scales: the raw integer a meter sends × scale = the value in the unit (0.1 V, 10 mA, 0.001 of PF ...).
+METER_12: list[dict[str, Any]] = [
     *({"name": f"P {p}", "quantity": "active_power", "unit": "W", "phase": p} for p in ("L1", "L2", "L3")),
-    *({"name": f"U {p}", "quantity": "voltage", "unit": "V", "phase": p} for p in ("L1", "L2", "L3")),
-    *({"name": f"I {p}", "quantity": "current", "unit": "A", "phase": p} for p in ("L1", "L2", "L3")),
+    *({"name": f"U {p}", "quantity": "voltage", "unit": "V", "phase": p, "scale": 0.1} for p in ("L1", "L2", "L3")),
+    *({"name": f"I {p}", "quantity": "current", "unit": "A", "phase": p, "scale": 0.01} for p in ("L1", "L2", "L3")),
     {"name": "P total", "quantity": "active_power", "unit": "W", "phase": "total"},
     {"name": "E import", "quantity": "active_energy", "unit": "Wh", "phase": "total"},
-    {"name": "PF total", "quantity": "power_factor", "unit": "1", "phase": "total"},
+    {"name": "PF total", "quantity": "power_factor", "unit": "1", "phase": "total", "scale": 0.001},
 ]
-METER_1 = [
+METER_1: list[dict[str, Any]] = [
     {"name": "P", "quantity": "active_power", "unit": "W", "phase": "L1"},
     {"name": "E import", "quantity": "active_energy", "unit": "Wh", "phase": "L1"},
-    {"name": "U", "quantity": "voltage", "unit": "V", "phase": "L1"},
+    {"name": "U", "quantity": "voltage", "unit": "V", "phase": "L1", "scale": 0.1},
 ]
-CLIMATE = [
-    {"name": "Temperature", "quantity": "temperature", "unit": "°C"},
-    {"name": "Humidity", "quantity": "humidity", "unit": "%RH"},
+CLIMATE: list[dict[str, Any]] = [
+    {"name": "Temperature", "quantity": "temperature", "unit": "°C", "scale": 0.01},
+    {"name": "Humidity", "quantity": "humidity", "unit": "%RH", "scale": 0.1},
 ]
+
+
+DEMO_TENANTS = ("demo-retail", "demo-home")
+DEMO_KEYS_FILE = "demo-device-keys.json"
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ class DemoLogin:
     role: str
 
 
-def _device_type(model_name: str, channels: list[dict[str, str]], line: str) -> DeviceType:
+def _device_type(model_name: str, channels: list[dict[str, Any]], line: str) -> DeviceType:
     existing = DeviceType.objects.filter(model_name=model_name).first()
     return existing or services.device_type_create(
         model_name=model_name, channels=channels, firmware_line=line, manufacturer="Energybox"
@@ -165,4 +176,49 @@ def seed_demo() -> list[DemoLogin]:
         tenant = retail if login.tenant == retail.name else home_tenant
         Membership.objects.get_or_create(user=user, tenant=tenant, defaults={"role": login.role})
     _user("admin", "admin@example.com", staff=True)
+    demo_device_keys_ensure(tenant_slugs=DEMO_TENANTS)
     return [*logins, DemoLogin("admin", DEMO_PASSWORD, "(platform admin, /admin/)", "superuser")]
+
+
+def demo_keys_path() -> Path:
+    return Path(settings.DATA_DIR) / DEMO_KEYS_FILE
+
+
+def demo_keys_load(path: Path | None = None) -> dict[str, str]:
+    """{serial: private key PEM} from the local demo key file (empty when there is none)."""
+    path = path or demo_keys_path()
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return {str(serial): str(pem) for serial, pem in data.items()}
+
+
+def demo_keys_save(keys: dict[str, str], path: Path | None = None) -> Path:
+    path = path or demo_keys_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(keys, handle, indent=1, sort_keys=True)
+    return path
+
+
+def demo_device_keys_ensure(*, tenant_slugs: Sequence[str] = DEMO_TENANTS, path: Path | None = None) -> int:
+    """DEMO CONVENIENCE ONLY: give the demo devices key pairs whose private halves the local simulator can read.
+
+    Real devices keep their private key to themselves and the platform never sees it. For the demo,
+    `make run` rotates the key of every demo device whose private key is not already in
+    DATA_DIR/demo-device-keys.json (mode 0600) and writes the new one there, so the simulator
+    started next to the gateway can authenticate as those devices. Returns the number of rotations.
+    """
+    keys = demo_keys_load(path)
+    rotated = 0
+    for device in Device.objects.filter(tenant__slug__in=tenant_slugs).order_by("serial"):
+        pem = keys.get(device.serial)
+        if pem and device.public_key and device.key_revoked_at is None:
+            if public_key_bytes(private_key_load(pem)) == bytes(device.public_key):
+                continue
+        keys[device.serial] = services.device_key_rotate(device=device).private_key_pem
+        rotated += 1
+    if rotated:
+        demo_keys_save(keys, path)
+    return rotated

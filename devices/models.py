@@ -136,6 +136,11 @@ class Device(TenantOwned):
     # Ed25519 public key (32 raw bytes). Only the public half is ever stored, so a
     # database leak cannot be used to impersonate a device.
     public_key = models.BinaryField(max_length=32, null=True, blank=True, editable=False)
+    # Bumped by every rotation, so logs and the admin can tell which key a device used.
+    key_version = models.PositiveIntegerField(default=0, editable=False)
+    key_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A revoked key is refused at the device's next handshake; rotating issues a new, valid key.
+    key_revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

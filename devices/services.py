@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from accounts.models import Tenant
+from devices.keys import key_pair_generate, private_key_pem
 from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
 
 
@@ -151,3 +155,56 @@ def channel_update(*, channel: Channel, name: str | None = None, tags: list[str]
     channel.full_clean()
     channel.save(update_fields=["name", "tags"])
     return channel
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A freshly issued key pair. `private_key_pem` exists only in this value: show it once, then drop it."""
+
+    device: Device
+    private_key_pem: str
+
+
+def device_provision(
+    *,
+    tenant: Tenant,
+    serial: str,
+    device_type: DeviceType,
+    facility: Facility,
+    name: str = "",
+    groups: Iterable[DeviceGroup] = (),
+    firmware_version: str = "",
+) -> IssuedKey:
+    """Create a device with a new Ed25519 key pair; only the public half is stored."""
+    private_key, public_key = key_pair_generate()
+    device = device_create(
+        tenant=tenant,
+        serial=serial,
+        device_type=device_type,
+        facility=facility,
+        name=name,
+        groups=groups,
+        firmware_version=firmware_version,
+        public_key=public_key,
+    )
+    Device.objects.filter(pk=device.pk).update(key_version=1, key_rotated_at=timezone.now())
+    device.refresh_from_db()
+    return IssuedKey(device=device, private_key_pem=private_key_pem(private_key))
+
+
+def device_key_rotate(*, device: Device) -> IssuedKey:
+    """Issue a new key pair. The old key stops working at once; a revocation is lifted."""
+    private_key, public_key = key_pair_generate()
+    Device.objects.filter(pk=device.pk).update(
+        public_key=public_key, key_version=F("key_version") + 1, key_rotated_at=timezone.now(), key_revoked_at=None
+    )
+    device.refresh_from_db()
+    return IssuedKey(device=device, private_key_pem=private_key_pem(private_key))
+
+
+def device_key_revoke(*, device: Device) -> Device:
+    """Refuse the device's current key at its next handshake (rotate to let it back in)."""
+    if device.key_revoked_at is None:
+        Device.objects.filter(pk=device.pk).update(key_revoked_at=timezone.now())
+        device.refresh_from_db()
+    return device

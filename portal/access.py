@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.http import HttpRequest
 
 from accounts.access import Access
@@ -7,6 +10,8 @@ from accounts.errors import TenantAccessDenied
 from accounts.selectors import access_for_user
 
 SESSION_TENANT_KEY = "energybox_tenant_id"
+# A websocket auth middleware (an OAuth 2.0 bearer token, say) may put a ready `Access` here.
+SCOPE_ACCESS_KEY = "energybox.access"
 
 
 def request_access(request: HttpRequest) -> Access:
@@ -20,3 +25,29 @@ def request_access(request: HttpRequest) -> Access:
         # The chosen tenant is no longer reachable (membership removed): fall back to the first one.
         request.session.pop(SESSION_TENANT_KEY, None)
         return access_for_user(user=request.user)  # type: ignore[arg-type]
+
+
+def scope_access(scope: Mapping[str, Any]) -> Access:
+    """The access of a websocket: the one an auth middleware set, else the portal session's user.
+
+    Sync (it reads the session and memberships): call it through `database_sync_to_async`.
+    Raises `NotSignedIn` for an anonymous socket and `TenantAccessDenied` for a user without a tenant.
+    """
+    preset = scope.get(SCOPE_ACCESS_KEY)
+    if isinstance(preset, Access):
+        return preset
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        raise NotSignedIn("Sign in to the portal first.")
+    session = scope.get("session")
+    tenant_id = session.get(SESSION_TENANT_KEY) if session is not None else None
+    try:
+        return access_for_user(user=user, tenant_id=tenant_id)
+    except TenantAccessDenied:
+        if tenant_id is None:
+            raise
+        return access_for_user(user=user)
+
+
+class NotSignedIn(TenantAccessDenied):
+    """No user on the socket."""

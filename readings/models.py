@@ -44,7 +44,6 @@ class Bucket(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["tenant_id", "window_ms"], name="bucket_tenant_window"),
             models.Index(
                 fields=["channel_id", "window_ms"], condition=models.Q(packed=False), name="bucket_to_compact"
             ),

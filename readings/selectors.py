@@ -56,7 +56,8 @@ class Series:
     timestamps_ms: npt.NDArray[np.int64]
     values: dict[str, npt.NDArray[np.float64]]
     ends_ms: npt.NDArray[np.int64] | None = None
-    extras: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)  # rollups: resets, gaps per interval
+    # Counter rollups: resets and gaps per interval, so a chart can mark them.
+    extras: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,42 +140,54 @@ def readings_series(
             )
             for channel_id in channels
         }
+    wanted: dict[int, tuple[str, ...]] = {
+        channel_id: tuple(aggregates)
+        if aggregates
+        else (COUNTER_DEFAULT if is_counter(channel.quantity) else GAUGE_DEFAULT)
+        for channel_id, channel in channels.items()
+    }
+    counters = {channel_id for channel_id, channel in channels.items() if is_counter(channel.quantity)}
+    fields = {"end_ms"}
+    for names in wanted.values():
+        for name in names:
+            fields.update(("sum", "count") if name == "avg" else (name,))
+    if counters:
+        fields.update(("resets", "gaps"))
     rows = store.read_rollups(
         tenant_id=access.tenant_id,
         channel_ids=list(channels),
         resolution=int(_LEVELS[resolution]),
         start_ms=start_ms - _LONGEST_MS[resolution] + 1,
         end_ms=end_ms,
+        fields=sorted(fields),
     )
+    empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
     result: dict[int, Series] = {}
-    for channel_id, channel in channels.items():
-        wanted = (
-            tuple(aggregates) if aggregates else (COUNTER_DEFAULT if is_counter(channel.quantity) else GAUGE_DEFAULT)
-        )
+    for channel_id in channels:
         block = rows.get(channel_id)
-        columns = None
+        columns: dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]] = {}
         if block is not None:
             overlapping = block.columns["end_ms"] > start_ms
             columns = {name: column[overlapping] for name, column in block.columns.items()}
         values: dict[str, npt.NDArray[np.float64]] = {}
-        for name in wanted:
-            if columns is None:
-                values[name] = np.empty(0, dtype=np.float64)
+        for name in wanted[channel_id]:
+            if not columns:
+                values[name] = empty_f
             elif name == "avg":
                 values[name] = columns["sum"] / columns["count"]
             else:
                 values[name] = columns[name].astype(np.float64)
+        extras: dict[str, npt.NDArray[np.int64]] = {}
+        if channel_id in counters:
+            extras = {name: columns[name].astype(np.int64) if columns else empty_i for name in ("resets", "gaps")}
         result[channel_id] = Series(
             channel_id=channel_id,
             resolution=resolution,
             source=f"rollup:{resolution}",
-            timestamps_ms=columns["start_ms"].astype(np.int64) if columns else np.empty(0, dtype=np.int64),
-            ends_ms=columns["end_ms"].astype(np.int64) if columns else np.empty(0, dtype=np.int64),
+            timestamps_ms=columns["start_ms"].astype(np.int64) if columns else empty_i,
+            ends_ms=columns["end_ms"].astype(np.int64) if columns else empty_i,
             values=values,
-            extras={
-                "resets": columns["resets"].astype(np.int64) if columns else np.empty(0, dtype=np.int64),
-                "gaps": columns["gaps"].astype(np.int64) if columns else np.empty(0, dtype=np.int64),
-            },
+            extras=extras,
         )
     return result
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import transaction
 
+from devices.models import Channel
 from readings import metadata
 from readings.batch import ReadingsBatch
 from readings.errors import IngestUnavailable, ReadingsError
@@ -65,26 +66,36 @@ def readings_ingest(*, batches: Sequence[ReadingsBatch], now_ms: int | None = No
     dirty: set[tuple[int, int, int]] = set()
     dropped_foreign = dropped_expired = stored = 0
     for batch in batches:
+        timestamps = batch.timestamps_ms
+        if len(timestamps) == 0:
+            continue
         days = metadata.raw_retention_days(batch.tenant_id)
         cutoff = now_ms - days * DAY_MS if days else None
-        timestamps = batch.timestamps_ms
-        fresh = timestamps >= cutoff if cutoff is not None else np.ones(len(timestamps), dtype=bool)
+        # Vectorized per batch: the loop below does dictionary work only, per channel.
+        all_fresh = cutoff is None or int(timestamps[0]) >= cutoff
+        fresh = None if all_fresh or cutoff is None else timestamps >= cutoff
+        present = ~np.isnan(batch.values)
+        counts = present.sum(axis=1).tolist()
+        n = len(timestamps)
+        starts = {t - t % INTERVAL_MS for t in timestamps.tolist()}
         for row, channel_id in enumerate(batch.channel_ids.tolist()):
-            values = batch.values[row]
-            present = ~np.isnan(values)
             meta = metas.get(channel_id)
             if meta is None or meta.tenant_id != batch.tenant_id or meta.device_id != batch.device_id:
-                dropped_foreign += int(present.sum())
+                dropped_foreign += counts[row]
                 continue
-            keep = present & fresh
-            dropped_expired += int(present.sum() - keep.sum())
-            if not keep.any():
-                continue
-            ts = timestamps[keep]
-            parts[channel_id].append((ts, values[keep]))
+            if counts[row] == n and all_fresh:
+                ts, values = timestamps, batch.values[row]
+            else:
+                keep = present[row] if fresh is None else present[row] & fresh
+                ts, values = timestamps[keep], batch.values[row][keep]
+                dropped_expired += counts[row] - len(ts)
+                if len(ts) == 0:
+                    continue
+            parts[channel_id].append((ts, values))
             tenants[channel_id] = batch.tenant_id
             stored += len(ts)
-            for start in np.unique(ts - ts % INTERVAL_MS).tolist():
+            channel_starts = starts if len(ts) == n else {t - t % INTERVAL_MS for t in ts.tolist()}
+            for start in channel_starts:
                 dirty.add((batch.tenant_id, channel_id, start))
     if dropped_foreign:
         logger.warning("dropped %d readings of channels outside their batch's tenant or device", dropped_foreign)
@@ -190,8 +201,14 @@ def readings_apply_retention(*, now_ms: int | None = None) -> int:
     deleted = 0
     store = get_store()
     for tenant_id, days in Tenant.objects.values_list("id", "raw_retention_days"):
-        with transaction.atomic():
-            deleted += store.delete_raw_before(tenant_id=tenant_id, before_ms=now_ms - days * DAY_MS)
+        channel_ids = list(Channel.objects.filter(tenant_id=tenant_id).values_list("pk", flat=True))
+        for offset in range(0, len(channel_ids), 1000):
+            with transaction.atomic():
+                deleted += store.delete_raw_before(
+                    tenant_id=tenant_id,
+                    channel_ids=channel_ids[offset : offset + 1000],
+                    before_ms=now_ms - days * DAY_MS,
+                )
     return deleted
 
 

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from celery import Task, shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, connections
+from django.db import InterfaceError, OperationalError, connections
 
 from readings import services
 from readings.errors import MalformedBatches
@@ -33,9 +33,10 @@ def _with_database(task: Task, work: Callable[[], T]) -> T:
             return work()
         except (OperationalError, InterfaceError) as exc:
             for connection in connections.all():
-                connection.close_if_unusable_or_obsolete()
-                if connection.connection is not None and not connection.is_usable():
+                try:
                     connection.close()
+                except (OperationalError, InterfaceError):
+                    connection.connection = None
             if task.request.is_eager:
                 raise
             if time.monotonic() > deadline:
@@ -43,12 +44,13 @@ def _with_database(task: Task, work: Callable[[], T]) -> T:
             logger.warning("database unavailable (%s); retrying in %.1fs", exc, pause)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
-            close_old_connections()
 
 
 @shared_task(
     name="readings.ingest",
     bind=True,
+    # Nobody waits for a result: the seam's guarantee is the broker's confirm, not the worker's answer.
+    ignore_result=True,
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=None,
@@ -63,7 +65,7 @@ def readings_ingest_task(self: Task, payload: str) -> int:
     return _with_database(self, lambda: services.readings_ingest(batches=batches).stored)
 
 
-@shared_task(name="readings.rollups_refresh", bind=True, acks_late=True, max_retries=None)
+@shared_task(name="readings.rollups_refresh", bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def rollups_refresh_task(self: Task, limit: int = 5000, budget_s: float = 20.0) -> int:
     deadline = time.monotonic() + budget_s
     done = 0
@@ -75,11 +77,11 @@ def rollups_refresh_task(self: Task, limit: int = 5000, budget_s: float = 20.0) 
     return done
 
 
-@shared_task(name="readings.compact", bind=True, acks_late=True, max_retries=None)
+@shared_task(name="readings.compact", bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def readings_compact_task(self: Task, max_windows: int = 2000) -> int:
     return _with_database(self, lambda: services.readings_compact(max_windows=max_windows))
 
 
-@shared_task(name="readings.retention", bind=True, acks_late=True, max_retries=None)
+@shared_task(name="readings.retention", bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def readings_retention_task(self: Task) -> int:
     return _with_database(self, lambda: services.readings_apply_retention())

@@ -137,6 +137,13 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# --- Live dashboards ----------------------------------------------------------------
+# A websocket client gets at most one message per device this often (seconds).
+LIVE_DEVICE_INTERVAL_S = float(env.str_("LIVE_DEVICE_INTERVAL_S", "2") or "2")
+# Extra websocket auth middlewares (dotted paths), inside the session's AuthMiddlewareStack;
+# e.g. the OAuth 2.0 bearer-token middleware of the API.
+WEBSOCKET_AUTH_MIDDLEWARE: list[str] = env.list_("WEBSOCKET_AUTH_MIDDLEWARE", [])
+
 # --- Celery -------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str_("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
@@ -162,6 +169,16 @@ CELERY_BEAT_SCHEDULE = {
 }
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))
+
+# --- Gateway and firmware ---------------------------------------------------------
+# Where `manage.py rungateway` listens and the simulator connects.
+GATEWAY_HOST = env.str_("ENERGYBOX_GATEWAY_HOST", "127.0.0.1")
+GATEWAY_PORT = env.int_("ENERGYBOX_GATEWAY_PORT", 7800)
+# TLS certificate and key (PEM). Empty: a development certificate is generated into DATA_DIR.
+GATEWAY_TLS_CERT = env.str_("ENERGYBOX_GATEWAY_TLS_CERT", "")
+GATEWAY_TLS_KEY = env.str_("ENERGYBOX_GATEWAY_TLS_KEY", "")
+# Ed25519 firmware-signing key (PEM or 64 hex digits). Empty: generated once into DATA_DIR.
+FIRMWARE_SIGNING_KEY = env.str_("ENERGYBOX_FIRMWARE_SIGNING_KEY", "")
 
 # --- Cache (API throttling) -------------------------------------------------------------
 # Throttle counters must be shared by every web process in production: point CACHE_URL at Redis.

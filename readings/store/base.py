@@ -97,8 +97,8 @@ class ReadingsStore(Protocol):
     def compact(self, *, max_windows: int) -> int:
         """Merge the small buckets of up to `max_windows` windows; returns the windows merged."""
 
-    def delete_raw_before(self, *, tenant_id: int, before_ms: int) -> int:
-        """Delete raw windows that end at or before `before_ms`; returns the buckets deleted."""
+    def delete_raw_before(self, *, tenant_id: int, channel_ids: Sequence[int], before_ms: int) -> int:
+        """Delete the channels' raw windows that end at or before `before_ms`; returns the buckets deleted."""
 
     def claim_dirty(self, *, limit: int) -> list[DirtyMark]:
         """Take dirty marks for recomputation; call inside the transaction that writes the rollups."""
@@ -106,6 +106,13 @@ class ReadingsStore(Protocol):
     def write_rollups(self, *, rows: Sequence[RollupRows]) -> None: ...
 
     def read_rollups(
-        self, *, tenant_id: int, channel_ids: Sequence[int], resolution: int, start_ms: int, end_ms: int
+        self,
+        *,
+        tenant_id: int,
+        channel_ids: Sequence[int],
+        resolution: int,
+        start_ms: int,
+        end_ms: int,
+        fields: Sequence[str] = ROLLUP_FIELDS,
     ) -> dict[int, RollupRows]:
-        """Rollup intervals starting in [start_ms, end_ms), ascending, per channel."""
+        """Rollup intervals starting in [start_ms, end_ms), ascending, per channel; `fields` (+ start_ms) only."""

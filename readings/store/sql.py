@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import psycopg
 from django.db import IntegrityError, connections, transaction
 
 from readings.store import codec
@@ -26,6 +27,9 @@ from readings.store.base import (
 )
 
 _BUCKET_COLUMNS = "tenant_id, channel_id, window_ms, first_ms, last_ms, count, packed, data"
+# The order buckets were first written in: a packed bucket holds what was written before the last
+# compaction of its window, so it precedes the plain buckets that arrived since, whatever its id.
+_WRITE_ORDER = "packed DESC, id"
 _ROLLUP_INT_FIELDS = {"start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps"}
 
 
@@ -80,6 +84,21 @@ class SqlStore:
             ts, values = chunk.timestamps_ms, chunk.values
             if len(ts) == 0:
                 continue
+            first, last = int(ts[0]), int(ts[-1])
+            if first - first % DAY_MS == last - last % DAY_MS:
+                rows.append(
+                    (
+                        chunk.tenant_id,
+                        chunk.channel_id,
+                        first - first % DAY_MS,
+                        first,
+                        last,
+                        len(ts),
+                        False,
+                        codec.encode_plain(ts, values),
+                    )
+                )
+                continue
             windows = ts - ts % DAY_MS
             cuts = np.flatnonzero(np.diff(windows)) + 1
             for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(ts)])), strict=True):
@@ -101,11 +120,16 @@ class SqlStore:
             if self._postgres:
                 self._copy_buckets(cursor.cursor, rows)
                 if marks:
+                    # Array literals as text: binding three lists of Python ints element by element costs more.
                     cursor.execute(
                         "INSERT INTO readings_dirty (tenant_id, channel_id, start_ms) "
                         "SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int8[]) "
                         "ON CONFLICT (channel_id, start_ms) DO NOTHING",
-                        [[t for _, t in marks], [c for (c, _), _ in marks], [s for (_, s), _ in marks]],
+                        [
+                            "{" + ",".join(str(t) for _, t in marks) + "}",
+                            "{" + ",".join(str(c) for (c, _), _ in marks) + "}",
+                            "{" + ",".join(str(s) for (_, s), _ in marks) + "}",
+                        ],
                     )
             else:
                 cursor.executemany(
@@ -120,8 +144,15 @@ class SqlStore:
                 )
         return len(rows)
 
-    @staticmethod
-    def _copy_buckets(cursor: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    def _copy_buckets(self, cursor: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+        # Fast path: COPY straight into the table. Only a redelivered batch collides with the unique
+        # key; then the savepoint rolls back and the rows go through staging + ON CONFLICT DO NOTHING.
+        try:
+            with transaction.atomic(using=self.alias):
+                self._copy(cursor, "readings_bucket", rows)
+            return
+        except (IntegrityError, psycopg.errors.UniqueViolation):
+            pass  # the raw COPY raises psycopg's own error; Django's wrapper is not in the way
         # ON COMMIT DELETE ROWS: the staging table is per session and empties itself at commit.
         cursor.execute(
             "CREATE TEMP TABLE IF NOT EXISTS readings_bucket_stage "
@@ -130,14 +161,18 @@ class SqlStore:
         )
         # Inside an outer transaction (tests, callers batching work) the commit has not emptied it yet.
         cursor.execute("TRUNCATE readings_bucket_stage")
-        with cursor.copy(f"COPY readings_bucket_stage ({_BUCKET_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "int8", "int8", "int8", "int8", "int4", "bool", "bytea"])
-            for row in rows:
-                copy.write_row(row)
+        self._copy(cursor, "readings_bucket_stage", rows)
         cursor.execute(
             f"INSERT INTO readings_bucket ({_BUCKET_COLUMNS}) SELECT {_BUCKET_COLUMNS} FROM readings_bucket_stage "
             "ON CONFLICT (channel_id, window_ms, first_ms, last_ms, count) DO NOTHING"
         )
+
+    @staticmethod
+    def _copy(cursor: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        with cursor.copy(f"COPY {table} ({_BUCKET_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "int8", "int8", "int8", "int8", "int4", "bool", "bytea"])
+            for row in rows:
+                copy.write_row(row)
 
     def read(self, *, tenant_id: int, channel_ids: Sequence[int], start_ms: int, end_ms: int) -> dict[int, Points]:
         if not channel_ids or end_ms <= start_ms:
@@ -148,7 +183,7 @@ class SqlStore:
             cursor.execute(
                 "SELECT channel_id, data FROM readings_bucket "
                 f"WHERE tenant_id = %s AND channel_id {clause} AND window_ms >= %s AND window_ms < %s "
-                "AND last_ms >= %s AND first_ms < %s ORDER BY channel_id, id",
+                f"AND last_ms >= %s AND first_ms < %s ORDER BY channel_id, {_WRITE_ORDER}",
                 [tenant_id, *params, window_of(start_ms), end_ms, start_ms, end_ms],
             )
             for channel_id, data in cursor.fetchall():
@@ -160,7 +195,8 @@ class SqlStore:
 
     def _window_points(self, cursor: Any, tenant_id: int, channel_id: int, window_ms: int) -> Points:
         cursor.execute(
-            "SELECT data FROM readings_bucket WHERE tenant_id = %s AND channel_id = %s AND window_ms = %s ORDER BY id",
+            "SELECT data FROM readings_bucket WHERE tenant_id = %s AND channel_id = %s AND window_ms = %s "
+            f"ORDER BY {_WRITE_ORDER}",
             [tenant_id, channel_id, window_ms],
         )
         return merge_points([codec.decode(data) for (data,) in cursor.fetchall()])
@@ -235,7 +271,7 @@ class SqlStore:
         with transaction.atomic(using=self.alias), self._connection.cursor() as cursor:
             cursor.execute(
                 "SELECT id, tenant_id, data FROM readings_bucket "
-                f"WHERE channel_id = %s AND window_ms = %s ORDER BY id{lock}",
+                f"WHERE channel_id = %s AND window_ms = %s ORDER BY {_WRITE_ORDER}{lock}",
                 [channel_id, window_ms],
             )
             rows = cursor.fetchall()
@@ -263,11 +299,15 @@ class SqlStore:
             )
         return 1
 
-    def delete_raw_before(self, *, tenant_id: int, before_ms: int) -> int:
+    def delete_raw_before(self, *, tenant_id: int, channel_ids: Sequence[int], before_ms: int) -> int:
+        if not channel_ids:
+            return 0
+        clause, params = self._in(channel_ids)
         with self._connection.cursor() as cursor:
+            # By channel, so the (channel_id, window_ms) index finds the rows; no extra index needed.
             cursor.execute(
-                "DELETE FROM readings_bucket WHERE tenant_id = %s AND window_ms <= %s",
-                [tenant_id, before_ms - DAY_MS],
+                f"DELETE FROM readings_bucket WHERE channel_id {clause} AND tenant_id = %s AND window_ms <= %s",
+                [*params, tenant_id, before_ms - DAY_MS],
             )
             return int(cursor.rowcount)
 
@@ -303,28 +343,52 @@ class SqlStore:
             )
 
     def read_rollups(
-        self, *, tenant_id: int, channel_ids: Sequence[int], resolution: int, start_ms: int, end_ms: int
+        self,
+        *,
+        tenant_id: int,
+        channel_ids: Sequence[int],
+        resolution: int,
+        start_ms: int,
+        end_ms: int,
+        fields: Sequence[str] = ROLLUP_FIELDS,
     ) -> dict[int, RollupRows]:
         if not channel_ids or end_ms <= start_ms:
             return {}
+        names = list(dict.fromkeys(["start_ms", *fields]))
+        unknown = set(names) - set(ROLLUP_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown rollup fields {sorted(unknown)}")
         clause, params = self._in(channel_ids)
+        where = f"WHERE tenant_id = %s AND channel_id {clause} AND resolution = %s AND start_ms >= %s AND start_ms < %s"
+        args = [tenant_id, *params, resolution, start_ms, end_ms]
+        columns_by_channel: dict[int, list[Any]] = {}
         with self._connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT channel_id, {', '.join(ROLLUP_FIELDS)} FROM readings_rollup "
-                f"WHERE tenant_id = %s AND channel_id {clause} AND resolution = %s "
-                "AND start_ms >= %s AND start_ms < %s ORDER BY channel_id, start_ms",
-                [tenant_id, *params, resolution, start_ms, end_ms],
-            )
-            fetched = cursor.fetchall()
-        by_channel: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-        for record in fetched:
-            by_channel[record[0]].append(record[1:])
+            if self._postgres:
+                # One row of arrays per channel, in binary: no Python tuple per interval.
+                aggregated = ", ".join(f"array_agg({name} ORDER BY start_ms)" for name in names)
+                with psycopg.Cursor(cursor.connection) as server_side_binding:
+                    server_side_binding.execute(
+                        f"SELECT channel_id, {aggregated} FROM readings_rollup {where} GROUP BY channel_id",
+                        args,
+                        binary=True,
+                    )
+                    for channel_id, *arrays in server_side_binding.fetchall():
+                        columns_by_channel[channel_id] = arrays
+            else:
+                cursor.execute(
+                    f"SELECT channel_id, {', '.join(names)} FROM readings_rollup {where} ORDER BY channel_id, start_ms",
+                    args,
+                )
+                by_channel: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+                for record in cursor.fetchall():
+                    by_channel[record[0]].append(record[1:])
+                for channel_id, records in by_channel.items():
+                    columns_by_channel[channel_id] = list(zip(*records, strict=True))
         result: dict[int, RollupRows] = {}
-        for channel_id, records in by_channel.items():
-            transposed = list(zip(*records, strict=True))
+        for channel_id, arrays in columns_by_channel.items():
             columns: dict[str, Any] = {
                 name: np.array(column, dtype=np.int64 if name in _ROLLUP_INT_FIELDS else np.float64)
-                for name, column in zip(ROLLUP_FIELDS, transposed, strict=True)
+                for name, column in zip(names, arrays, strict=True)
             }
             result[channel_id] = RollupRows(
                 tenant_id=tenant_id, channel_id=channel_id, resolution=resolution, columns=columns

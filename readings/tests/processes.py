@@ -16,13 +16,15 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_database_url() -> str:
+def child_database_url() -> str:
     """The URL of the database pytest-django created, so that child processes share it."""
     settings = connection.settings_dict
     return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
 
 
-def start_worker(*, queues: str = "readings,celery", concurrency: int = 1, env: dict[str, str] | None = None):
+def start_worker(
+    *, queues: str = "readings,celery", concurrency: int = 1, env: dict[str, str] | None = None, log: Path | None = None
+):
     argv = [
         sys.executable,
         "-m",
@@ -45,11 +47,12 @@ def start_worker(*, queues: str = "readings,celery", concurrency: int = 1, env: 
     child_env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "energybox.settings.test",
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": child_database_url(),
         "DATABASE_CONN_MAX_AGE": "0",
         **(env or {}),
     }
-    return subprocess.Popen(argv, cwd=ROOT, env=child_env, start_new_session=True)  # noqa: S603
+    stderr = open(log, "ab") if log else None  # noqa: SIM115 - the child owns it for its lifetime
+    return subprocess.Popen(argv, cwd=ROOT, env=child_env, start_new_session=True, stderr=stderr)  # noqa: S603
 
 
 def stop(process: subprocess.Popen, *, kill: bool = False) -> None:

@@ -111,19 +111,29 @@ def test_it_marks_the_touched_15_minute_intervals_dirty():
     assert sorted(DirtyInterval.objects.values_list("start_ms", flat=True)) == [T0, T0 + 900_000]
 
 
-def test_enqueue_raises_ingest_unavailable_when_the_embedded_store_is_down(settings, monkeypatch):
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_raises_ingest_unavailable_when_the_embedded_store_refuses_connections(postgresql_url):
+    import psycopg
+
+    from readings.tests.processes import child_database_url
+
     device, power, _ = device_with_channels()
-    batch = batch_for(device, [power], [int(time.time() * 1000)], [[1.0]])
-    metadata.channel_meta([power.pk])  # warm the cache: the failure must come from the store
-
-    def broken_cursor(*args, **kwargs):
-        from django.db import OperationalError
-
-        raise OperationalError("the database refuses connections")
-
-    monkeypatch.setattr(connection, "cursor", broken_cursor)
-    with pytest.raises(IngestUnavailable, match="refuses"):
-        readings_enqueue(batches=[batch])
+    now = int(time.time() * 1000)
+    batch = batch_for(device, [power], [now], [[1.0]])
+    name = connection.settings_dict["NAME"]
+    connection.close()
+    with psycopg.connect(child_database_url().rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        try:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            with pytest.raises(IngestUnavailable, match="not currently accepting connections"):
+                readings_enqueue(batches=[batch])
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    connection.close()
+    assert _stored(power, now - 1_000, now + 1_000) is None
+    readings_enqueue(batches=[batch])  # the device resends once the database is back
+    assert _stored(power, now - 1_000, now + 1_000).values.tolist() == [1.0]
 
 
 def test_enqueue_of_nothing_does_nothing():

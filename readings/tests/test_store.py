@@ -59,6 +59,11 @@ def test_late_data_after_compaction_is_merged_by_the_next_compaction():
     readings_compact()
     assert Bucket.objects.filter(channel_id=power.pk).count() == 1
     assert _read(power).values.tolist() == [1.0, 2.0, 3.0]
+    # A resend after compaction does not override the first value, before or after the next compaction.
+    readings_ingest(batches=[batch_for(device, [power], T0 + np.array([0]), [[7.0]])])
+    assert _read(power).values.tolist() == [1.0, 2.0, 3.0]
+    readings_compact()
+    assert _read(power).values.tolist() == [1.0, 2.0, 3.0]
 
 
 def test_retention_deletes_old_raw_days_of_that_tenant_only_and_keeps_rollups():

@@ -12,15 +12,25 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from devices.demo import seed_demo
+from devices.demo import demo_keys_path, seed_demo
 
 
 def platform_processes(*, host: str, port: int) -> list[tuple[str, list[str]]]:
     """The processes `make run` starts. Later components add their line here."""
     python = sys.executable
-    return [
+    manage = str(settings.BASE_DIR / "manage.py")
+    gateway_port = str(settings.GATEWAY_PORT)
+    processes = [
         ("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "energybox.asgi:application"]),
+        ("worker", [python, manage, "runtaskworker", "--loglevel", "WARNING"]),
+        ("gateway", [python, manage, "rungateway", "--host", settings.GATEWAY_HOST, "--port", gateway_port]),
     ]
+    if demo_keys_path().exists():
+        # The demo devices, live every 2 s. Their private keys sit in DATA_DIR/demo-device-keys.json:
+        # a demo convenience, real devices keep theirs to themselves.
+        simulate = [python, manage, "simulate", "--batch", "1", "--port", gateway_port, "--progress-every", "60"]
+        processes.append(("simulator", simulate))
+    return processes
 
 
 class Command(BaseCommand):
@@ -43,6 +53,9 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Energybox is running: portal http://{host}:{port}/"))
         self.stdout.write(f"  admin           http://{host}:{port}/admin/")
         self.stdout.write(f"  health          http://{host}:{port}/healthz")
+        self.stdout.write(
+            f"  device gateway  tls://{settings.GATEWAY_HOST}:{settings.GATEWAY_PORT} (simulated demo devices)"
+        )
         self.stdout.write(f"  API docs        http://{host}:{port}/api/docs/   (OAuth 2.0 / OIDC at /o/)")
         for login in logins:
             self.stdout.write(f"  login {login.username:<14} password {login.password}   ({login.tenant})")

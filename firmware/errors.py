@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+
+class FirmwareError(Exception):
+    """A firmware operation that cannot proceed; the message says why."""

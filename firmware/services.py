@@ -1,0 +1,90 @@
+"""Firmware writes: signing images, starting one transfer, recording what the device reports."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from devices.models import Device
+from firmware.errors import FirmwareError
+from firmware.models import FirmwareImage, FirmwareTransfer
+from firmware.signing import signing_key
+from gateway.protocol import firmware_message
+
+MAX_IMAGE_SIZE = 64 * 1024 * 1024
+
+
+def firmware_image_create(*, firmware_line: str, version: str, image: bytes, notes: str = "") -> FirmwareImage:
+    """Hash and sign an image with the platform's firmware-signing key."""
+    if not image:
+        raise FirmwareError("The firmware image is empty.")
+    if len(image) > MAX_IMAGE_SIZE:
+        raise FirmwareError(f"The firmware image exceeds {MAX_IMAGE_SIZE} bytes.")
+    digest = hashlib.sha256(image).digest()
+    signature = signing_key().sign(firmware_message(firmware_line=firmware_line, version=version, sha256=digest))
+    firmware = FirmwareImage(
+        firmware_line=firmware_line,
+        version=version,
+        image=image,
+        size=len(image),
+        sha256=digest,
+        signature=signature,
+        notes=notes,
+    )
+    firmware.full_clean(exclude=["image", "sha256", "signature"])
+    firmware.save()
+    return firmware
+
+
+def firmware_transfer_start(*, device: Device, image: FirmwareImage) -> FirmwareTransfer:
+    """Queue one image for one device; the gateway offers it as soon as the device is connected."""
+    if image.firmware_line != device.device_type.firmware_line:
+        raise FirmwareError(
+            f"Image line {image.firmware_line!r} does not fit device type line {device.device_type.firmware_line!r}."
+        )
+    try:
+        with transaction.atomic():
+            return FirmwareTransfer.objects.create(tenant_id=device.tenant_id, device=device, image=image)
+    except IntegrityError as exc:
+        raise FirmwareError(f"Device {device.serial} already has a firmware transfer in progress.") from exc
+
+
+def firmware_transfer_cancel(*, transfer: FirmwareTransfer) -> FirmwareTransfer:
+    if transfer.state in FirmwareTransfer.ACTIVE_STATES:
+        transfer.state = FirmwareTransfer.State.CANCELLED
+        transfer.finished_at = timezone.now()
+        transfer.save(update_fields=["state", "finished_at", "updated_at"])
+    return transfer
+
+
+_FINAL = {FirmwareTransfer.State.INSTALLED, FirmwareTransfer.State.REJECTED, FirmwareTransfer.State.FAILED}
+
+
+@transaction.atomic
+def firmware_transfer_record(
+    *, transfer_id: int, device_id: int, state: str, offset: int | None, message: str = "", offered: bool = False
+) -> FirmwareTransfer | None:
+    """Record a transfer's progress as the gateway saw it. Returns None for a transfer of another device
+    or one that is no longer active (a late report after cancellation changes nothing)."""
+    transfer = (
+        FirmwareTransfer.objects.select_for_update()
+        .select_related("image")
+        .filter(pk=transfer_id, device_id=device_id, state__in=FirmwareTransfer.ACTIVE_STATES)
+        .first()
+    )
+    if transfer is None:
+        return None
+    transfer.state = state
+    if offset is not None:
+        transfer.offset = min(max(offset, 0), transfer.image.size)
+    transfer.message = message[:255]
+    if offered:
+        transfer.attempts += 1
+    if state in _FINAL:
+        transfer.finished_at = timezone.now()
+    transfer.save()
+    if state == FirmwareTransfer.State.INSTALLED:
+        Device.objects.filter(pk=device_id).update(firmware_version=transfer.image.version)
+    return transfer

@@ -1,0 +1,156 @@
+"""Coalesce verified batches from many connections and hand each group to the seam in one call.
+
+`readings.services.readings_enqueue(batches=...)` is sync and returns once the broker confirmed;
+it runs in a thread pool so the event loop keeps serving. Each device's batch is acked only
+after the call that carried it returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import close_old_connections, connections
+
+from readings.batch import ReadingsBatch
+
+logger = logging.getLogger(__name__)
+
+Enqueue = Callable[[Sequence[ReadingsBatch]], None]
+
+
+def seam_enqueue(batches: Sequence[ReadingsBatch]) -> None:
+    """The production seam, imported lazily so the gateway module loads before the store exists."""
+    from readings.services import readings_enqueue
+
+    readings_enqueue(batches=batches)
+
+
+class IngestBatcher:
+    def __init__(
+        self,
+        *,
+        enqueue: Enqueue = seam_enqueue,
+        linger_s: float = 0.005,
+        max_group: int = 512,
+        max_inflight: int = 4,
+    ) -> None:
+        self._enqueue = enqueue
+        self._linger_s = linger_s
+        self._max_group = max_group
+        self._pending: list[tuple[ReadingsBatch, asyncio.Future[None]]] = []
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._threads = 0
+        self._threads_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_inflight, thread_name_prefix="ingest", initializer=self._thread_started
+        )
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._flushing = 0
+        self.enqueued_batches = 0
+        self.enqueued_readings = 0
+        self.failed_batches = 0
+
+    def _thread_started(self) -> None:
+        with self._threads_lock:
+            self._threads += 1
+
+    def _call(self, batches: Sequence[ReadingsBatch]) -> None:
+        # As Django does around a request: drop a connection that broke or outlived its age.
+        close_old_connections()
+        self._enqueue(batches)
+
+    def start(self) -> None:
+        self._runner = asyncio.get_running_loop().create_task(self._run(), name="ingest-batcher")
+
+    def submit(self, batch: ReadingsBatch) -> asyncio.Future[None]:
+        """A future that resolves once the batch is durably enqueued (or fails with the seam's error)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((batch, future))
+        self._idle.clear()
+        self._wakeup.set()
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if len(self._pending) < self._max_group:
+                # Let batches from other connections join this group.
+                await asyncio.sleep(self._linger_s)
+            await self._slots.acquire()
+            group, self._pending = self._pending[: self._max_group], self._pending[self._max_group :]
+            if not self._pending:
+                self._wakeup.clear()
+            if not group:
+                self._slots.release()
+                continue
+            self._flushing += 1
+            task = asyncio.get_running_loop().create_task(self._flush(group))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _flush(self, group: list[tuple[ReadingsBatch, asyncio.Future[None]]]) -> None:
+        batches = [batch for batch, _ in group]
+        started = time.monotonic()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._call, batches)
+        except Exception as exc:
+            self.failed_batches += len(batches)
+            logger.warning("ingest: enqueue of %d batches failed: %s", len(batches), exc)
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            self.enqueued_batches += len(batches)
+            self.enqueued_readings += sum(batch.reading_count for batch in batches)
+            for _, future in group:
+                if not future.done():
+                    future.set_result(None)
+            logger.debug("ingest: %d batches in %.1f ms", len(batches), (time.monotonic() - started) * 1000)
+        finally:
+            self._slots.release()
+            self._flushing -= 1
+            if not self._pending and not self._flushing:
+                self._idle.set()
+
+    async def drain(self, *, within_s: float) -> bool:
+        """Wait until every submitted batch has been enqueued or failed; False if time ran out."""
+        try:
+            async with asyncio.timeout(within_s):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        for _, future in self._pending:
+            if not future.done():
+                future.cancel()
+        # Close each worker thread's database connection: one task per thread, held at a barrier so
+        # that no thread runs two of them.
+        count = self._threads
+        if count:
+            barrier = threading.Barrier(count)
+
+            def close_connections() -> None:
+                try:
+                    barrier.wait(timeout=2)
+                finally:
+                    connections.close_all()
+
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(
+                *(loop.run_in_executor(self._executor, close_connections) for _ in range(count)),
+                return_exceptions=True,
+            )
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,100 @@
+"""`manage.py rungateway`: the device gateway, an asyncio TLS server (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from pathlib import Path
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from gateway.server import Gateway, GatewayConfig, install_signal_handlers
+from gateway.tls import dev_certificate, server_context
+
+logger = logging.getLogger("gateway")
+
+
+def raise_open_files_limit() -> int:
+    """Every device holds a socket: lift the soft file limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+class Command(BaseCommand):
+    help = "Run the device gateway: TLS 1.2+, Ed25519 device authentication, readings ingest, firmware transfers."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        defaults = GatewayConfig()
+        parser.add_argument("--host", default=settings.GATEWAY_HOST)
+        parser.add_argument("--port", type=int, default=settings.GATEWAY_PORT)
+        parser.add_argument("--cert", default=settings.GATEWAY_TLS_CERT, help="TLS certificate chain (PEM).")
+        parser.add_argument("--key", default=settings.GATEWAY_TLS_KEY, help="TLS private key (PEM).")
+        parser.add_argument("--handshake-timeout", type=float, default=defaults.handshake_timeout_s, help="seconds")
+        parser.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout_s, help="seconds")
+        parser.add_argument("--frame-timeout", type=float, default=defaults.frame_timeout_s, help="seconds")
+        parser.add_argument("--max-payload", type=int, default=defaults.max_payload, help="bytes per frame")
+        parser.add_argument("--rate", type=int, default=defaults.rate_per_s, help="frames/s per device")
+        parser.add_argument("--burst", type=int, default=defaults.rate_burst, help="frames per device burst")
+        parser.add_argument("--max-unacked", type=int, default=defaults.max_unacked, help="batches in flight")
+        parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout_s, help="seconds")
+        parser.add_argument("--stats-every", type=float, default=30.0, help="seconds between stats log lines")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cert, key = options["cert"], options["key"]
+        if bool(cert) != bool(key):
+            raise CommandError("Pass both --cert and --key, or neither (a development certificate is generated).")
+        if cert:
+            cert_path, key_path = Path(cert), Path(key)
+            for path in (cert_path, key_path):
+                if not path.is_file():
+                    raise CommandError(f"{path} does not exist.")
+        else:
+            cert_path, key_path = dev_certificate(Path(settings.DATA_DIR))
+            self.stdout.write(f"Using the development TLS certificate {cert_path} (pass --cert/--key in production).")
+        if not 64 <= options["max_payload"] <= 0xFFFF:
+            raise CommandError("--max-payload must lie between 64 and 65535 bytes.")
+        config = GatewayConfig(
+            handshake_timeout_s=options["handshake_timeout"],
+            idle_timeout_s=options["idle_timeout"],
+            frame_timeout_s=options["frame_timeout"],
+            max_payload=options["max_payload"],
+            rate_per_s=options["rate"],
+            rate_burst=options["burst"],
+            max_unacked=min(255, options["max_unacked"]),
+            drain_timeout_s=options["drain_timeout"],
+        )
+        limit = raise_open_files_limit()
+        self.stdout.write(f"Open-file limit {limit}: room for about {max(0, limit - 64):,} device connections.")
+        asyncio.run(self._serve(options, config, server_context(cert=cert_path, key=key_path)))
+
+    async def _serve(self, options: dict[str, Any], config: GatewayConfig, ssl_context: Any) -> None:
+        gateway = Gateway(ssl_context=ssl_context, config=config, channel_layer=get_channel_layer())
+        host, port = await gateway.start(host=options["host"], port=options["port"])
+        self.stdout.write(self.style.SUCCESS(f"Gateway listening on {host}:{port} (TLS). SIGTERM drains gracefully."))
+        install_signal_handlers(gateway)
+        stats = asyncio.create_task(self._stats(gateway, options["stats_every"]))
+        await gateway.wait_stopped()
+        stats.cancel()
+
+    async def _stats(self, gateway: Gateway, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            logger.info(
+                "gateway: %d devices connected, stats %s, live sent %d dropped %d failed %d",
+                len(gateway.connections),
+                gateway.stats,
+                gateway.publisher.sent,
+                gateway.publisher.dropped,
+                gateway.publisher.failed,
+            )

@@ -1,0 +1,809 @@
+"""The Energybox device protocol, version 1: bytes in, frames and messages out.
+
+Pure Python + bitstruct + NumPy, no Django import, so the simulator, the benchmarks and any
+third-party device implementation can use it alone. `docs/protocol.md` is the specification; the
+worked examples there are decoded byte for byte by `gateway/tests/test_protocol_spec.py`.
+
+Fixed-layout parts (frame header, handshake, acks, firmware messages) are packed with bitstruct.
+The readings block is bit-packed too, but decoded with NumPy: one array operation per channel,
+never one Python object per reading.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from dataclasses import dataclass, field
+
+import bitstruct.c as bitstruct
+import numpy as np
+import numpy.typing as npt
+
+MAGIC = 0x4542  # "EB"
+VERSION = 1
+SUPPORTED_VERSIONS = (1, 1)  # (min, max) this implementation speaks
+HEADER_SIZE = 10
+CRC_SIZE = 4
+FRAME_OVERHEAD = HEADER_SIZE + CRC_SIZE
+# The largest payload the length field can announce is 65535; a peer advertises its own
+# (smaller) limit in WELCOME. Before authentication the gateway accepts far less.
+DEFAULT_MAX_PAYLOAD = 16 * 1024
+PREAUTH_MAX_PAYLOAD = 512
+NONCE_SIZE = 32
+SIGNATURE_SIZE = 64
+PUBLIC_KEY_SIZE = 32
+SHA256_SIZE = 32
+MAX_SEQ = 0xFFFFFFFF
+# Raw readings are signed integers within ±2**53, so that they convert to float64 exactly and
+# every delta fits a signed 64-bit integer.
+RAW_LIMIT = 2**53
+AUTH_CONTEXT = b"energybox/auth/v1"
+FIRMWARE_CONTEXT = b"energybox/firmware/v1"
+
+_HEADER = bitstruct.compile("u16u4u4u8u32u16")
+_CRC = bitstruct.compile("u32")
+
+
+class FrameType(enum.IntEnum):
+    HELLO = 0x01
+    CHALLENGE = 0x02
+    AUTH = 0x03
+    WELCOME = 0x04
+    READINGS = 0x10
+    ACK = 0x11
+    NACK = 0x12
+    PING = 0x20
+    PONG = 0x21
+    TIME_REQUEST = 0x22
+    TIME_RESPONSE = 0x23
+    CONFIG = 0x30
+    EVENT = 0x31
+    FIRMWARE_OFFER = 0x40
+    FIRMWARE_REQUEST = 0x41
+    FIRMWARE_CHUNK = 0x42
+    FIRMWARE_STATUS = 0x43
+
+
+class Flag(enum.IntFlag):
+    # A readings batch sent again after a reconnect because it was never acked.
+    RESEND = 0x1
+
+
+KNOWN_FLAGS = int(Flag.RESEND)
+
+
+class ErrorCode(enum.IntEnum):
+    """NACK codes. `FATAL_CODES` close the connection after the NACK is sent."""
+
+    MALFORMED = 0x01
+    BAD_CRC = 0x02
+    TOO_LARGE = 0x03
+    UNKNOWN_TYPE = 0x04
+    UNSUPPORTED_VERSION = 0x05
+    BAD_SEQUENCE = 0x06
+    NOT_AUTHENTICATED = 0x07
+    AUTH_FAILED = 0x08
+    KEY_REVOKED = 0x09
+    RATE_LIMITED = 0x0A
+    UNAVAILABLE = 0x0B
+    TIMEOUT = 0x0C
+    BAD_BATCH = 0x0D
+    REPLACED = 0x0E
+    SHUTTING_DOWN = 0x0F
+    FIRMWARE = 0x10
+
+
+FATAL_CODES = frozenset(
+    {
+        ErrorCode.MALFORMED,
+        ErrorCode.BAD_CRC,
+        ErrorCode.TOO_LARGE,
+        ErrorCode.UNSUPPORTED_VERSION,
+        ErrorCode.BAD_SEQUENCE,
+        ErrorCode.NOT_AUTHENTICATED,
+        ErrorCode.AUTH_FAILED,
+        ErrorCode.KEY_REVOKED,
+        ErrorCode.TIMEOUT,
+        ErrorCode.REPLACED,
+        ErrorCode.SHUTTING_DOWN,
+    }
+)
+
+
+class ProtocolError(Exception):
+    """Bad input. `code` goes into the NACK; `fatal` errors close the connection."""
+
+    def __init__(self, code: ErrorCode, message: str, *, seq: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.seq = seq
+
+    @property
+    def fatal(self) -> bool:
+        return self.code in FATAL_CODES
+
+
+# --- Frames ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    version: int
+    flags: int
+    type: int
+    seq: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    type: int
+    seq: int
+    payload: bytes
+    flags: int = 0
+    version: int = VERSION
+
+
+def encode_frame(frame_type: int, seq: int, payload: bytes = b"", *, flags: int = 0, version: int = VERSION) -> bytes:
+    if not 0 <= seq <= MAX_SEQ:
+        raise ValueError(f"sequence number {seq} out of range")
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds the 65535-byte length field")
+    head = _HEADER.pack(MAGIC, version, flags, int(frame_type), seq, len(payload))
+    return head + payload + _CRC.pack(zlib.crc32(payload, zlib.crc32(head)))
+
+
+def parse_header(data: bytes, *, max_payload: int) -> Header:
+    """Validate the 10 header bytes before the payload is read, so an oversized length is never buffered."""
+    magic, version, flags, frame_type, seq, length = _HEADER.unpack(data[:HEADER_SIZE])
+    if magic != MAGIC:
+        raise ProtocolError(ErrorCode.MALFORMED, f"bad magic 0x{magic:04x}, expected 0x{MAGIC:04x}")
+    if version != VERSION:
+        raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"frame version {version} is not supported", seq=seq)
+    if length > max_payload:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"payload of {length} bytes exceeds {max_payload}", seq=seq)
+    if flags & ~KNOWN_FLAGS:
+        raise ProtocolError(ErrorCode.MALFORMED, f"reserved flag bits set: 0x{flags:x}", seq=seq)
+    return Header(version=version, flags=flags, type=frame_type, seq=seq, length=length)
+
+
+def check_crc(head: bytes, payload: bytes, trailer: bytes, *, seq: int) -> None:
+    (crc,) = _CRC.unpack(trailer)
+    if crc != zlib.crc32(payload, zlib.crc32(head)):
+        raise ProtocolError(ErrorCode.BAD_CRC, "CRC-32 mismatch", seq=seq)
+
+
+class FrameParser:
+    """Incremental frame parser: feed it whatever the socket returned, get complete frames back.
+
+    It raises ProtocolError on the first bad frame; after that its state is undefined (the
+    connection is closed, or for a non-fatal error the bad frame was already consumed).
+    """
+
+    def __init__(self, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self.max_payload = max_payload
+        self._buffer = bytearray()
+        self._header: Header | None = None
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held so far (0 between frames)."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._buffer += data
+        frames: list[Frame] = []
+        while True:
+            if self._header is None:
+                if len(self._buffer) < HEADER_SIZE:
+                    return frames
+                self._header = parse_header(bytes(self._buffer[:HEADER_SIZE]), max_payload=self.max_payload)
+            header = self._header
+            end = HEADER_SIZE + header.length + CRC_SIZE
+            if len(self._buffer) < end:
+                return frames
+            raw = bytes(self._buffer[:end])
+            del self._buffer[:end]
+            self._header = None
+            payload = raw[HEADER_SIZE:-CRC_SIZE]
+            check_crc(raw[:HEADER_SIZE], payload, raw[-CRC_SIZE:], seq=header.seq)
+            frames.append(Frame(header.type, header.seq, payload, header.flags, header.version))
+
+
+def decode_frame(data: bytes, *, max_payload: int = 0xFFFF) -> Frame:
+    """Decode exactly one complete frame (tests, tools)."""
+    if len(data) < FRAME_OVERHEAD:
+        raise ProtocolError(ErrorCode.MALFORMED, f"a frame has at least {FRAME_OVERHEAD} bytes, got {len(data)}")
+    parser = FrameParser(max_payload=max_payload)
+    frames = parser.feed(data)
+    if len(frames) != 1 or parser.pending:
+        raise ProtocolError(ErrorCode.MALFORMED, "the data is not exactly one frame")
+    return frames[0]
+
+
+class SequenceChecker:
+    """Each direction numbers its frames 1, 2, 3, ... within a connection; anything else is fatal."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def check(self, seq: int) -> None:
+        expected = self.last + 1
+        if seq == expected:
+            self.last = seq
+            return
+        kind = "replayed" if seq <= self.last else "out of order"
+        raise ProtocolError(ErrorCode.BAD_SEQUENCE, f"sequence number {seq} is {kind}, expected {expected}", seq=seq)
+
+
+# --- Small helpers ------------------------------------------------------------------------------
+
+
+def _need(payload: bytes, size: int, what: str) -> None:
+    if len(payload) < size:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: payload too short ({len(payload)} < {size} bytes)")
+
+
+def _exact(payload: bytes, size: int, what: str) -> None:
+    if len(payload) != size:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: payload has {len(payload)} bytes, expected {size}")
+
+
+def _short_str(value: str, what: str, *, limit: int = 255) -> bytes:
+    raw = value.encode()
+    if len(raw) > limit:
+        raise ValueError(f"{what} is longer than {limit} bytes")
+    return bytes([len(raw)]) + raw
+
+
+def _read_short_str(payload: bytes, pos: int, what: str, *, ascii_only: bool = False) -> tuple[str, int]:
+    _need(payload, pos + 1, what)
+    size = payload[pos]
+    end = pos + 1 + size
+    _need(payload, end, what)
+    try:
+        text = payload[pos + 1 : end].decode("ascii" if ascii_only else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what} is not valid {'ASCII' if ascii_only else 'UTF-8'}") from exc
+    return text, end
+
+
+def _no_trailing(payload: bytes, pos: int, what: str) -> None:
+    if pos != len(payload):
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what}: {len(payload) - pos} unexpected trailing bytes")
+
+
+# --- Handshake -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    serial: str
+    firmware_version: str = ""
+    min_version: int = SUPPORTED_VERSIONS[0]
+    max_version: int = SUPPORTED_VERSIONS[1]
+
+    def encode(self) -> bytes:
+        return (
+            bytes([(self.min_version << 4) | self.max_version])
+            + _short_str(self.serial, "serial", limit=64)
+            + _short_str(self.firmware_version, "firmware version", limit=64)
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Hello:
+        _need(payload, 1, "HELLO")
+        versions = payload[0]
+        serial, pos = _read_short_str(payload, 1, "HELLO serial", ascii_only=True)
+        firmware, pos = _read_short_str(payload, pos, "HELLO firmware version", ascii_only=True)
+        _no_trailing(payload, pos, "HELLO")
+        if not serial:
+            raise ProtocolError(ErrorCode.MALFORMED, "HELLO carries an empty serial")
+        return cls(serial=serial, firmware_version=firmware, min_version=versions >> 4, max_version=versions & 0xF)
+
+
+def negotiate_version(hello: Hello) -> int:
+    low, high = max(hello.min_version, SUPPORTED_VERSIONS[0]), min(hello.max_version, SUPPORTED_VERSIONS[1])
+    if low > high:
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"device speaks versions {hello.min_version}..{hello.max_version}, "
+            f"gateway {SUPPORTED_VERSIONS[0]}..{SUPPORTED_VERSIONS[1]}",
+        )
+    return high
+
+
+_CHALLENGE = bitstruct.compile("u8r256u64")
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    version: int
+    nonce: bytes
+    server_time_ms: int
+
+    def encode(self) -> bytes:
+        return _CHALLENGE.pack(self.version, self.nonce, self.server_time_ms)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Challenge:
+        _exact(payload, 41, "CHALLENGE")
+        version, nonce, server_time_ms = _CHALLENGE.unpack(payload)
+        return cls(version=version, nonce=bytes(nonce), server_time_ms=server_time_ms)
+
+
+def auth_message(*, nonce: bytes, serial: str, version: int) -> bytes:
+    """What the device signs: a domain tag, the fresh server nonce, its serial and the version."""
+    return AUTH_CONTEXT + nonce + bytes([version]) + serial.encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    signature: bytes
+
+    def encode(self) -> bytes:
+        if len(self.signature) != SIGNATURE_SIZE:
+            raise ValueError("an Ed25519 signature has 64 bytes")
+        return self.signature
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Auth:
+        _exact(payload, SIGNATURE_SIZE, "AUTH")
+        return cls(signature=bytes(payload))
+
+
+_WELCOME = bitstruct.compile("u64u16u16u8u8")
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    server_time_ms: int
+    max_payload: int
+    rate_per_s: int  # readings frames per second the gateway accepts from this device
+    channels: int  # channels the platform knows for this device
+    max_unacked: int  # batches the device may have in flight
+
+    def encode(self) -> bytes:
+        return _WELCOME.pack(self.server_time_ms, self.max_payload, self.rate_per_s, self.channels, self.max_unacked)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Welcome:
+        _exact(payload, 14, "WELCOME")
+        return cls(*_WELCOME.unpack(payload))
+
+
+# --- Acks, pings, time, config, events -------------------------------------------------------------
+
+_U32 = bitstruct.compile("u32")
+_U64 = bitstruct.compile("u64")
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    ref_seq: int
+
+    def encode(self) -> bytes:
+        return _U32.pack(self.ref_seq)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Ack:
+        _exact(payload, 4, "ACK")
+        return cls(ref_seq=_U32.unpack(payload)[0])
+
+
+_NACK = bitstruct.compile("u32u8")
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    ref_seq: int
+    code: int
+    message: str = ""
+
+    def encode(self) -> bytes:
+        text = self.message.encode()[:255]
+        return _NACK.pack(self.ref_seq, self.code) + bytes([len(text)]) + text
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Nack:
+        _need(payload, 5, "NACK")
+        ref_seq, code = _NACK.unpack(payload[:5])
+        message, pos = _read_short_str(payload, 5, "NACK message")
+        _no_trailing(payload, pos, "NACK")
+        return cls(ref_seq=ref_seq, code=code, message=message)
+
+    @property
+    def fatal(self) -> bool:
+        return self.code in FATAL_CODES
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """PING and PONG carry the same 8 bytes: the sender's clock, echoed back."""
+
+    time_ms: int
+
+    def encode(self) -> bytes:
+        return _U64.pack(self.time_ms)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Ping:
+        _exact(payload, 8, "PING")
+        return cls(time_ms=_U64.unpack(payload)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRequest:
+    device_send_ms: int
+
+    def encode(self) -> bytes:
+        return _U64.pack(self.device_send_ms)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> TimeRequest:
+        _exact(payload, 8, "TIME_REQUEST")
+        return cls(device_send_ms=_U64.unpack(payload)[0])
+
+
+_TIME_RESPONSE = bitstruct.compile("u64u64u64")
+
+
+@dataclass(frozen=True, slots=True)
+class TimeResponse:
+    device_send_ms: int
+    server_receive_ms: int
+    server_send_ms: int
+
+    def encode(self) -> bytes:
+        return _TIME_RESPONSE.pack(self.device_send_ms, self.server_receive_ms, self.server_send_ms)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> TimeResponse:
+        _exact(payload, 24, "TIME_RESPONSE")
+        return cls(*_TIME_RESPONSE.unpack(payload))
+
+    def offset_ms(self, *, device_receive_ms: int) -> float:
+        """NTP's clock offset: how far the server's clock is ahead of the device's."""
+        return ((self.server_receive_ms - self.device_send_ms) + (self.server_send_ms - device_receive_ms)) / 2
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    entries: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        if len(self.entries) > 255:
+            raise ValueError("a CONFIG frame carries at most 255 entries")
+        out = bytearray([len(self.entries)])
+        for key, value in self.entries.items():
+            out += _short_str(key, "config key") + _short_str(value, "config value")
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Config:
+        _need(payload, 1, "CONFIG")
+        entries: dict[str, str] = {}
+        pos = 1
+        for _ in range(payload[0]):
+            key, pos = _read_short_str(payload, pos, "CONFIG key")
+            value, pos = _read_short_str(payload, pos, "CONFIG value")
+            entries[key] = value
+        _no_trailing(payload, pos, "CONFIG")
+        return cls(entries=entries)
+
+
+class Severity(enum.IntEnum):
+    INFO = 0
+    WARNING = 1
+    ALARM = 2
+    CRITICAL = 3
+
+
+_EVENT = bitstruct.compile("u48u4u12")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    time_ms: int
+    severity: int
+    code: int
+    message: str = ""
+
+    def encode(self) -> bytes:
+        return _EVENT.pack(self.time_ms, self.severity, self.code) + _short_str(self.message, "event message")
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Event:
+        _need(payload, 8, "EVENT")
+        time_ms, severity, code = _EVENT.unpack(payload[:8])
+        if severity > Severity.CRITICAL:
+            raise ProtocolError(ErrorCode.MALFORMED, f"EVENT severity {severity} is undefined")
+        message, pos = _read_short_str(payload, 8, "EVENT message")
+        _no_trailing(payload, pos, "EVENT")
+        return cls(time_ms=time_ms, severity=severity, code=code, message=message)
+
+
+# --- Firmware ---------------------------------------------------------------------------------------
+
+_FW_OFFER = bitstruct.compile("u32u32u16r256r512")
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareOffer:
+    transfer_id: int
+    size: int
+    chunk_size: int
+    sha256: bytes
+    signature: bytes
+    firmware_line: str
+    version: str
+
+    def encode(self) -> bytes:
+        return (
+            _FW_OFFER.pack(self.transfer_id, self.size, self.chunk_size, self.sha256, self.signature)
+            + _short_str(self.firmware_line, "firmware line", limit=64)
+            + _short_str(self.version, "firmware version", limit=64)
+        )
+
+    @classmethod
+    def decode(cls, payload: bytes) -> FirmwareOffer:
+        _need(payload, 106, "FIRMWARE_OFFER")
+        transfer_id, size, chunk_size, sha256, signature = _FW_OFFER.unpack(payload[:106])
+        line, pos = _read_short_str(payload, 106, "FIRMWARE_OFFER line")
+        version, pos = _read_short_str(payload, pos, "FIRMWARE_OFFER version")
+        _no_trailing(payload, pos, "FIRMWARE_OFFER")
+        if chunk_size == 0:
+            raise ProtocolError(ErrorCode.MALFORMED, "FIRMWARE_OFFER chunk size is zero")
+        return cls(transfer_id, size, chunk_size, bytes(sha256), bytes(signature), line, version)
+
+
+def firmware_message(*, firmware_line: str, version: str, sha256: bytes) -> bytes:
+    """What the platform's firmware-signing key signs, so an image cannot be relabelled."""
+    return FIRMWARE_CONTEXT + _short_str(firmware_line, "firmware line") + _short_str(version, "version") + sha256
+
+
+_FW_REQUEST = bitstruct.compile("u32u32u16")
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareRequest:
+    transfer_id: int
+    offset: int
+    length: int
+
+    def encode(self) -> bytes:
+        return _FW_REQUEST.pack(self.transfer_id, self.offset, self.length)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> FirmwareRequest:
+        _exact(payload, 10, "FIRMWARE_REQUEST")
+        return cls(*_FW_REQUEST.unpack(payload))
+
+
+_FW_CHUNK = bitstruct.compile("u32u32")
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareChunk:
+    transfer_id: int
+    offset: int
+    data: bytes
+
+    def encode(self) -> bytes:
+        return _FW_CHUNK.pack(self.transfer_id, self.offset) + self.data
+
+    @classmethod
+    def decode(cls, payload: bytes) -> FirmwareChunk:
+        _need(payload, 8, "FIRMWARE_CHUNK")
+        transfer_id, offset = _FW_CHUNK.unpack(payload[:8])
+        return cls(transfer_id=transfer_id, offset=offset, data=bytes(payload[8:]))
+
+
+class FirmwareState(enum.IntEnum):
+    ACCEPTED = 1  # the device takes the offer (it may resume a partial download)
+    DOWNLOADING = 2
+    VERIFIED = 3  # hash and signature checked
+    INSTALLED = 4  # running the new image
+    REJECTED = 5  # refused the offer (wrong line, already installed, ...)
+    FAILED = 6  # hash, signature or installation failed
+
+
+_FW_STATUS = bitstruct.compile("u32u8u32")
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareStatus:
+    transfer_id: int
+    state: int
+    offset: int  # bytes the device holds
+    message: str = ""
+
+    def encode(self) -> bytes:
+        return _FW_STATUS.pack(self.transfer_id, self.state, self.offset) + _short_str(self.message, "status message")
+
+    @classmethod
+    def decode(cls, payload: bytes) -> FirmwareStatus:
+        _need(payload, 9, "FIRMWARE_STATUS")
+        transfer_id, state, offset = _FW_STATUS.unpack(payload[:9])
+        if state not in FirmwareState._value2member_map_:
+            raise ProtocolError(ErrorCode.MALFORMED, f"FIRMWARE_STATUS state {state} is undefined")
+        message, pos = _read_short_str(payload, 9, "FIRMWARE_STATUS message")
+        _no_trailing(payload, pos, "FIRMWARE_STATUS")
+        return cls(transfer_id=transfer_id, state=state, offset=offset, message=message)
+
+
+# --- Readings batches ------------------------------------------------------------------------------
+
+_BATCH_HEADER = bitstruct.compile("u48u24u8u8")
+BATCH_HEADER_BITS = 88
+
+
+class ChannelMode(enum.IntEnum):
+    ABSENT = 0  # no samples for this channel in this batch
+    DELTA = 1  # first value, then n-1 zigzag deltas
+    DELTA2 = 2  # first value, first delta, then n-2 zigzag deltas of deltas
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingsBlock:
+    """A decoded batch: raw integer values (× the channel's scale = value in its unit)."""
+
+    start_ms: int
+    interval_ms: int
+    raw: npt.NDArray[np.int64]  # shape (channels, samples)
+    present: npt.NDArray[np.bool_]  # shape (channels,); an absent channel has zeros in `raw`
+
+    @property
+    def timestamps_ms(self) -> npt.NDArray[np.int64]:
+        return self.start_ms + self.interval_ms * np.arange(self.raw.shape[1], dtype=np.int64)
+
+
+def _zigzag(values: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    return ((values << 1) ^ (values >> 63)).view(np.uint64)
+
+
+def _unzigzag(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    return ((values >> np.uint64(1)).view(np.int64)) ^ -((values & np.uint64(1)).view(np.int64))
+
+
+def _width(values: npt.NDArray[np.uint64]) -> int:
+    return int(values.max()).bit_length() if values.size else 0
+
+
+def _bits(value: int, width: int) -> npt.NDArray[np.uint8]:
+    if width == 0:
+        return np.zeros(0, dtype=np.uint8)
+    return ((np.uint64(int(value)) >> np.arange(width - 1, -1, -1, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+
+
+def _field_bits(values: npt.NDArray[np.uint64], width: int) -> npt.NDArray[np.uint8]:
+    if width == 0 or values.size == 0:
+        return np.zeros(0, dtype=np.uint8)
+    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
+    return ((values[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).ravel()
+
+
+def _zz_scalar(value: int) -> int:
+    return (value << 1) ^ (value >> 63) if value >= 0 else ((-value) << 1) - 1
+
+
+def _signed_bits(value: int) -> list[npt.NDArray[np.uint8]]:
+    zz = _zz_scalar(value)
+    width = zz.bit_length()
+    return [_bits(width, 6), _bits(zz, width)]
+
+
+def encode_readings(
+    *, start_ms: int, interval_ms: int, raw: npt.NDArray[np.int64], present: npt.NDArray[np.bool_] | None = None
+) -> bytes:
+    """Bit-pack a batch. `raw` is (channels, samples) of integers within ±2**53."""
+    raw = np.asarray(raw, dtype=np.int64)
+    channels, samples = raw.shape
+    if not (1 <= channels <= 255 and 1 <= samples <= 255):
+        raise ValueError("a batch has 1..255 channels and 1..255 samples")
+    if not 0 <= start_ms < 2**48 or not 0 <= interval_ms < 2**24 or (samples > 1 and interval_ms == 0):
+        raise ValueError("start_ms needs 48 bits, interval_ms 24 bits and must be positive for several samples")
+    if raw.size and int(np.abs(raw).max()) > RAW_LIMIT:
+        raise ValueError(f"raw values must lie within ±2**53 (got {int(np.abs(raw).max())})")
+    present = np.ones(channels, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    parts: list[npt.NDArray[np.uint8]] = [
+        np.unpackbits(np.frombuffer(_BATCH_HEADER.pack(start_ms, interval_ms, samples, channels), dtype=np.uint8))
+    ]
+    for c in range(channels):
+        if not present[c]:
+            parts.append(_bits(ChannelMode.ABSENT, 2))
+            continue
+        row = raw[c]
+        first = int(row[0])
+        deltas = np.diff(row)
+        zz1 = _zigzag(deltas)
+        w1 = _width(zz1)
+        # Bits after the common part (mode, width, first value): pick the cheaper order.
+        best = ((samples - 1) * w1, ChannelMode.DELTA, w1, zz1)
+        if samples >= 3:
+            zz2 = _zigzag(np.diff(deltas))
+            w2 = _width(zz2)
+            d1_bits = 6 + _zz_scalar(int(deltas[0])).bit_length()
+            cost2 = d1_bits + (samples - 2) * w2
+            if cost2 < best[0]:
+                best = (cost2, ChannelMode.DELTA2, w2, zz2)
+        _, mode, width, fields = best
+        parts += [_bits(mode, 2), _bits(width, 6), *_signed_bits(first)]
+        if mode == ChannelMode.DELTA2:
+            parts += _signed_bits(int(deltas[0]))
+        parts.append(_field_bits(fields, width))
+    return np.packbits(np.concatenate(parts)).tobytes()
+
+
+_MODE_WIDTH = bitstruct.compile("u2u6")
+_U6 = bitstruct.compile("u6")
+
+
+def _read_signed(payload: bytes, pos: int, total_bits: int) -> tuple[int, int]:
+    if pos + 6 > total_bits:
+        raise ProtocolError(ErrorCode.MALFORMED, "READINGS: truncated value")
+    (width,) = _U6.unpack_from(payload, pos)
+    pos += 6
+    if width == 0:
+        return 0, pos
+    if pos + width > total_bits:
+        raise ProtocolError(ErrorCode.MALFORMED, "READINGS: truncated value")
+    (zz,) = bitstruct.unpack_from(f"u{width}", payload, pos)
+    return (zz >> 1) ^ -(zz & 1), pos + width
+
+
+def decode_readings(payload: bytes) -> ReadingsBlock:
+    """Unpack a batch into (channels × samples) int64 arrays; bad input raises ProtocolError(MALFORMED)."""
+    total_bits = len(payload) * 8
+    if total_bits < BATCH_HEADER_BITS:
+        raise ProtocolError(ErrorCode.MALFORMED, "READINGS: shorter than its 11-byte header")
+    start_ms, interval_ms, samples, channels = _BATCH_HEADER.unpack_from(payload, 0)
+    if samples == 0 or channels == 0:
+        raise ProtocolError(ErrorCode.MALFORMED, "READINGS: a batch needs at least one channel and one sample")
+    if samples > 1 and interval_ms == 0:
+        raise ProtocolError(ErrorCode.MALFORMED, "READINGS: zero sample interval")
+    bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
+    raw = np.zeros((channels, samples), dtype=np.int64)
+    present = np.zeros(channels, dtype=bool)
+    pos = BATCH_HEADER_BITS
+    for c in range(channels):
+        if pos + 2 > total_bits:
+            raise ProtocolError(ErrorCode.MALFORMED, f"READINGS: truncated at channel {c}")
+        if bitstruct.unpack_from("u2", payload, pos)[0] == ChannelMode.ABSENT:
+            pos += 2
+            continue
+        if pos + 8 > total_bits:
+            raise ProtocolError(ErrorCode.MALFORMED, f"READINGS: truncated at channel {c}")
+        mode, width = _MODE_WIDTH.unpack_from(payload, pos)
+        pos += 8
+        if mode not in (ChannelMode.DELTA, ChannelMode.DELTA2) or (mode == ChannelMode.DELTA2 and samples < 3):
+            raise ProtocolError(ErrorCode.MALFORMED, f"READINGS: channel {c} has undefined mode {mode}")
+        first, pos = _read_signed(payload, pos, total_bits)
+        d1 = 0
+        if mode == ChannelMode.DELTA2:
+            d1, pos = _read_signed(payload, pos, total_bits)
+        count = samples - (1 if mode == ChannelMode.DELTA else 2)
+        end = pos + count * width
+        if end > total_bits:
+            raise ProtocolError(ErrorCode.MALFORMED, f"READINGS: channel {c} is truncated")
+        if width:
+            grid = bits[pos:end].reshape(count, width).astype(np.uint64)
+            weights = np.left_shift(np.uint64(1), np.arange(width - 1, -1, -1, dtype=np.uint64))
+            fields = _unzigzag((grid * weights).sum(axis=1, dtype=np.uint64))
+        else:
+            fields = np.zeros(count, dtype=np.int64)
+        pos = end
+        with np.errstate(over="ignore"):
+            if mode == ChannelMode.DELTA2:
+                fields = np.concatenate(([d1], d1 + np.cumsum(fields, dtype=np.int64)))
+            row = raw[c]
+            row[0] = first
+            row[1:] = first + np.cumsum(fields, dtype=np.int64)
+        present[c] = True
+    if total_bits - pos >= 8 or (pos < total_bits and bits[pos:].any()):
+        raise ProtocolError(ErrorCode.MALFORMED, "READINGS: trailing data after the last channel")
+    if raw.size and (np.abs(raw).max() > RAW_LIMIT or np.abs(raw).min() < 0):
+        # abs() of the most negative int64 stays negative: it can only come from an overflow.
+        raise ProtocolError(ErrorCode.MALFORMED, "READINGS: a value lies outside ±2**53")
+    return ReadingsBlock(start_ms=start_ms, interval_ms=interval_ms, raw=raw, present=present)

@@ -1,0 +1,636 @@
+"""The device gateway: an asyncio TLS server, one coroutine per connection.
+
+Layering (as healthchecks' smtpd): `gateway.protocol` turns bytes into frames, this module runs
+the connections, and `gateway.services` does the ORM work in sync functions wrapped once here.
+Stateless across processes: several gateways can sit behind a TCP load balancer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from devices.keys import signature_valid
+from gateway import protocol as p
+from gateway import services
+from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
+from gateway.live import LivePublisher
+from gateway.services import DeviceIdentity, FirmwareOfferInfo
+from readings.batch import ReadingsBatch
+
+logger = logging.getLogger(__name__)
+
+# Readings older than this or further ahead than MAX_FUTURE_MS are refused as a bad batch: they
+# are a device clock gone wrong, and the store should not get them.
+MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_FUTURE_MS = 24 * 3600 * 1000
+
+_identity_get = sync_to_async(services.device_identity_get)
+_presence_record = sync_to_async(services.device_presence_record)
+_offers_for = sync_to_async(services.firmware_offers_for)
+_image_bytes = sync_to_async(services.firmware_image_bytes)
+_status_record = sync_to_async(services.firmware_status_record)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    handshake_timeout_s: float = 10.0
+    idle_timeout_s: float = 120.0
+    # A frame that has started must complete within this time: a client that sends one byte a
+    # minute is dropped even though it is never idle.
+    frame_timeout_s: float = 15.0
+    max_payload: int = p.DEFAULT_MAX_PAYLOAD
+    rate_per_s: int = 50
+    rate_burst: int = 100
+    max_unacked: int = 16
+    presence_interval_s: float = 5.0
+    firmware_poll_s: float = 2.0
+    firmware_chunk_size: int = 8192
+    drain_timeout_s: float = 20.0
+    linger_s: float = 0.005
+    max_inflight_enqueues: int = 4
+
+
+class TokenBucket:
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, *, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class _Closed(Exception):
+    pass
+
+
+class Connection:
+    def __init__(self, gateway: Gateway, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.gateway = gateway
+        self.reader = reader
+        self.writer = writer
+        self.peer = writer.get_extra_info("peername")
+        self.identity: DeviceIdentity | None = None
+        self.out_seq = 0
+        self.inflight = 0
+        self.closed = False
+        self.offer: FirmwareOfferInfo | None = None
+        self._sequence = p.SequenceChecker()
+        self._frame_started = 0.0
+
+    # --- output -------------------------------------------------------------------------------
+
+    def send(self, frame_type: p.FrameType, payload: bytes = b"") -> bool:
+        if self.closed or self.writer.is_closing():
+            return False
+        self.out_seq += 1
+        self.writer.write(p.encode_frame(frame_type, self.out_seq, payload))
+        return True
+
+    def nack(self, ref_seq: int, code: p.ErrorCode, message: str) -> None:
+        self.gateway.count(f"nack_{code.name.lower()}")
+        self.send(p.FrameType.NACK, p.Nack(ref_seq, code, message).encode())
+
+    def close(self, code: p.ErrorCode | None = None, message: str = "", *, ref_seq: int = 0) -> None:
+        if self.closed:
+            return
+        if code is not None:
+            self.nack(ref_seq, code, message)
+        self.closed = True
+        self.writer.close()
+
+    def pause(self) -> None:
+        transport: Any = self.writer.transport
+        if not transport.is_closing():
+            transport.pause_reading()
+
+    # --- input --------------------------------------------------------------------------------
+
+    def _timeout(self, parser: p.FrameParser, handshake_deadline: float) -> float:
+        now = time.monotonic()
+        if self.identity is None:
+            return handshake_deadline - now
+        if parser.pending:
+            return self._frame_started + self.gateway.config.frame_timeout_s - now
+        return self.gateway.config.idle_timeout_s
+
+    async def _frames(self, parser: p.FrameParser, handshake_deadline: float) -> list[p.Frame]:
+        while True:
+            timeout = self._timeout(parser, handshake_deadline)
+            if timeout <= 0:
+                raise TimeoutError
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            if not data:
+                raise _Closed
+            if not parser.pending:
+                self._frame_started = time.monotonic()
+            frames = parser.feed(data)
+            if parser.pending and frames:
+                self._frame_started = time.monotonic()
+            if frames:
+                return frames
+
+    async def run(self) -> None:
+        gateway = self.gateway
+        parser = p.FrameParser(max_payload=p.PREAUTH_MAX_PAYLOAD)
+        handshake_deadline = time.monotonic() + gateway.config.handshake_timeout_s
+        nonce = b""
+        version = p.VERSION
+        hello: p.Hello | None = None
+        identity_task: asyncio.Task[DeviceIdentity | None] | None = None
+        try:
+            while not self.closed:
+                for frame in await self._frames(parser, handshake_deadline):
+                    if self.closed or gateway.draining:
+                        break
+                    self._sequence.check(frame.seq)
+                    if self.identity is not None:
+                        gateway.seen(self.identity.device_id)
+                        try:
+                            await self._dispatch(frame)
+                        except p.ProtocolError as exc:
+                            if exc.fatal:
+                                raise
+                            self.nack(frame.seq, exc.code, exc.message)
+                    elif hello is None:
+                        if frame.type != p.FrameType.HELLO:
+                            raise p.ProtocolError(
+                                p.ErrorCode.NOT_AUTHENTICATED, "the first frame must be HELLO", seq=frame.seq
+                            )
+                        hello = p.Hello.decode(frame.payload)
+                        version = p.negotiate_version(hello)
+                        nonce = os.urandom(p.NONCE_SIZE)
+                        identity_task = asyncio.create_task(_identity_get(serial=hello.serial))
+                        self.send(p.FrameType.CHALLENGE, p.Challenge(version, nonce, now_ms()).encode())
+                    else:
+                        if frame.type != p.FrameType.AUTH:
+                            raise p.ProtocolError(
+                                p.ErrorCode.NOT_AUTHENTICATED, "AUTH must follow CHALLENGE", seq=frame.seq
+                            )
+                        assert identity_task is not None
+                        auth = p.Auth.decode(frame.payload)
+                        identity = await identity_task
+                        self._authenticate(identity, hello, auth, nonce=nonce, version=version, seq=frame.seq)
+                        assert identity is not None
+                        parser.max_payload = gateway.config.max_payload
+                        self.identity = identity
+                        gateway.register(self)
+                        self.send(
+                            p.FrameType.WELCOME,
+                            p.Welcome(
+                                server_time_ms=now_ms(),
+                                max_payload=gateway.config.max_payload,
+                                rate_per_s=gateway.config.rate_per_s,
+                                channels=int(len(identity.channel_ids)),
+                                max_unacked=gateway.config.max_unacked,
+                            ).encode(),
+                        )
+                        gateway.firmware_check_soon()
+        except p.ProtocolError as exc:
+            gateway.count("protocol_errors")
+            logger.info("gateway: %s: %s (%s)", self._who(), exc.message, exc.code.name)
+            if exc.fatal:
+                self.close(exc.code, exc.message, ref_seq=exc.seq)
+        except TimeoutError:
+            gateway.count("timeouts")
+            self.close(p.ErrorCode.TIMEOUT, "timed out waiting for data")
+        except (_Closed, ConnectionError, ssl.SSLError, OSError):
+            pass
+        finally:
+            if identity_task is not None and not identity_task.done():
+                identity_task.cancel()
+            self.closed = True
+            if not self.writer.is_closing():
+                self.writer.close()
+            gateway.unregister(self)
+
+    def _who(self) -> str:
+        return self.identity.serial if self.identity else f"{self.peer}"
+
+    def _authenticate(
+        self,
+        identity: DeviceIdentity | None,
+        hello: p.Hello,
+        auth: p.Auth,
+        *,
+        nonce: bytes,
+        version: int,
+        seq: int,
+    ) -> None:
+        # The same answer for an unknown serial and a bad signature, so serials cannot be probed.
+        message = p.auth_message(nonce=nonce, serial=hello.serial, version=version)
+        if (
+            identity is None
+            or identity.public_key is None
+            or not signature_valid(public_key=identity.public_key, signature=auth.signature, message=message)
+        ):
+            raise p.ProtocolError(p.ErrorCode.AUTH_FAILED, "authentication failed", seq=seq)
+        if identity.revoked:
+            raise p.ProtocolError(p.ErrorCode.KEY_REVOKED, "this device key has been revoked", seq=seq)
+        if identity.disabled:
+            raise p.ProtocolError(p.ErrorCode.AUTH_FAILED, "this device is disabled", seq=seq)
+
+    # --- authenticated frames --------------------------------------------------------------------
+
+    async def _dispatch(self, frame: p.Frame) -> None:
+        gateway = self.gateway
+        if not gateway.bucket(self.identity).take():  # type: ignore[arg-type]
+            self.nack(frame.seq, p.ErrorCode.RATE_LIMITED, f"more than {gateway.config.rate_per_s} frames/s")
+            return
+        kind = frame.type
+        if kind == p.FrameType.READINGS:
+            self._on_readings(frame)
+        elif kind == p.FrameType.PING:
+            self.send(p.FrameType.PONG, p.Ping.decode(frame.payload).encode())
+        elif kind == p.FrameType.TIME_REQUEST:
+            received = now_ms()
+            request = p.TimeRequest.decode(frame.payload)
+            self.send(p.FrameType.TIME_RESPONSE, p.TimeResponse(request.device_send_ms, received, now_ms()).encode())
+        elif kind == p.FrameType.EVENT:
+            event = p.Event.decode(frame.payload)
+            logger.log(
+                logging.WARNING if event.severity >= p.Severity.ALARM else logging.INFO,
+                "gateway: event from %s: severity %s code %d: %s",
+                self._who(),
+                p.Severity(event.severity).name,
+                event.code,
+                event.message,
+            )
+            self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
+        elif kind == p.FrameType.ACK:
+            p.Ack.decode(frame.payload)  # the device confirms a CONFIG
+        elif kind == p.FrameType.NACK:
+            nack = p.Nack.decode(frame.payload)
+            logger.info("gateway: %s refused frame %d: %s", self._who(), nack.ref_seq, nack.message)
+        elif kind == p.FrameType.FIRMWARE_REQUEST:
+            await self._on_firmware_request(frame)
+        elif kind == p.FrameType.FIRMWARE_STATUS:
+            await self._on_firmware_status(frame)
+        elif kind in (p.FrameType.HELLO, p.FrameType.AUTH):
+            raise p.ProtocolError(p.ErrorCode.MALFORMED, "the connection is already authenticated", seq=frame.seq)
+        else:
+            self.nack(frame.seq, p.ErrorCode.UNKNOWN_TYPE, f"frame type 0x{kind:02x} is not accepted from a device")
+
+    def _on_readings(self, frame: p.Frame) -> None:
+        gateway = self.gateway
+        identity = self.identity
+        assert identity is not None
+        if self.inflight >= gateway.config.max_unacked:
+            self.nack(frame.seq, p.ErrorCode.RATE_LIMITED, f"more than {gateway.config.max_unacked} unacked batches")
+            return
+        try:
+            batch = build_batch(identity, frame)
+        except p.ProtocolError as exc:
+            self.nack(frame.seq, exc.code, exc.message)
+            return
+        gateway.count("frames")
+        if frame.flags & p.Flag.RESEND:
+            gateway.count("resent_frames")
+        if batch is None:  # every channel absent: nothing to store
+            self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
+            return
+        self.inflight += 1
+        gateway.batcher.submit(batch).add_done_callback(functools.partial(self._on_enqueued, frame.seq, batch))
+
+    def _on_enqueued(self, seq: int, batch: ReadingsBatch, future: asyncio.Future[None]) -> None:
+        self.inflight -= 1
+        if future.cancelled():
+            return
+        if future.exception() is not None:
+            self.nack(seq, p.ErrorCode.UNAVAILABLE, "ingest is unavailable; resend later")
+            return
+        self.gateway.count("frames_acked")
+        self.gateway.count("readings_acked", batch.reading_count)
+        self.send(p.FrameType.ACK, p.Ack(seq).encode())
+        assert self.identity is not None
+        self.gateway.publisher.readings(self.identity, batch)
+
+    # --- firmware -------------------------------------------------------------------------------
+
+    def offer_firmware(self, offer: FirmwareOfferInfo) -> None:
+        self.offer = offer
+        chunk = min(self.gateway.config.firmware_chunk_size, self.gateway.config.max_payload - 8)
+        self.send(
+            p.FrameType.FIRMWARE_OFFER,
+            p.FirmwareOffer(
+                offer.transfer_id, offer.size, chunk, offer.sha256, offer.signature, offer.firmware_line, offer.version
+            ).encode(),
+        )
+
+    def _active_offer(self, transfer_id: int, seq: int) -> FirmwareOfferInfo | None:
+        if self.offer is None or self.offer.transfer_id != transfer_id:
+            self.nack(seq, p.ErrorCode.FIRMWARE, f"transfer {transfer_id} is not offered on this connection")
+            return None
+        return self.offer
+
+    async def _on_firmware_request(self, frame: p.Frame) -> None:
+        request = p.FirmwareRequest.decode(frame.payload)
+        offer = self._active_offer(request.transfer_id, frame.seq)
+        if offer is None:
+            return
+        chunk_size = min(self.gateway.config.firmware_chunk_size, self.gateway.config.max_payload - 8)
+        if request.offset >= offer.size or request.length == 0 or request.length > chunk_size:
+            self.nack(frame.seq, p.ErrorCode.FIRMWARE, f"bad range {request.offset}+{request.length} of {offer.size}")
+            return
+        image = await self.gateway.firmware_image(offer.image_id)
+        data = image[request.offset : request.offset + request.length]
+        self.send(p.FrameType.FIRMWARE_CHUNK, p.FirmwareChunk(offer.transfer_id, request.offset, data).encode())
+        await self.writer.drain()
+
+    async def _on_firmware_status(self, frame: p.Frame) -> None:
+        status = p.FirmwareStatus.decode(frame.payload)
+        offer = self._active_offer(status.transfer_id, frame.seq)
+        if offer is None:
+            return
+        assert self.identity is not None
+        state = services.FIRMWARE_STATE_OF[status.state]
+        active = await _status_record(
+            transfer_id=offer.transfer_id,
+            device_id=self.identity.device_id,
+            state=state,
+            offset=status.offset,
+            message=status.message,
+        )
+        if not active or status.state >= p.FirmwareState.INSTALLED:
+            self.offer = None
+        self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
+
+
+def build_batch(identity: DeviceIdentity, frame: p.Frame) -> ReadingsBatch | None:
+    """Decode and check a READINGS frame against the device's channels; bad input is a BAD_BATCH."""
+    try:
+        block = p.decode_readings(frame.payload)
+    except p.ProtocolError as exc:
+        raise p.ProtocolError(p.ErrorCode.BAD_BATCH, exc.message, seq=frame.seq) from exc
+    channels, samples = block.raw.shape
+    if channels > len(identity.channel_ids):
+        raise p.ProtocolError(
+            p.ErrorCode.BAD_BATCH,
+            f"batch has {channels} channels, the device has {len(identity.channel_ids)}",
+            seq=frame.seq,
+        )
+    ids = identity.channel_ids[:channels][block.present]
+    if (ids < 0).any():
+        raise p.ProtocolError(p.ErrorCode.BAD_BATCH, "batch carries a channel the device does not have", seq=frame.seq)
+    last_ms = block.start_ms + block.interval_ms * (samples - 1)
+    if block.start_ms < MIN_TIMESTAMP_MS or last_ms > now_ms() + MAX_FUTURE_MS:
+        raise p.ProtocolError(p.ErrorCode.BAD_BATCH, "batch timestamps are out of range", seq=frame.seq)
+    if not len(ids):
+        return None
+    scales = identity.scales[:channels][block.present]
+    values = block.raw[block.present].astype(np.float64) * scales[:, None]
+    return ReadingsBatch(
+        tenant_id=identity.tenant_id,
+        device_id=identity.device_id,
+        seq=frame.seq,
+        channel_ids=ids.copy(),
+        timestamps_ms=block.timestamps_ms,
+        values=values,
+    )
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        config: GatewayConfig | None = None,
+        enqueue: Enqueue = seam_enqueue,
+        channel_layer: Any = None,
+    ) -> None:
+        self.config = config or GatewayConfig()
+        self.ssl_context = ssl_context
+        self.batcher = IngestBatcher(
+            enqueue=enqueue, linger_s=self.config.linger_s, max_inflight=self.config.max_inflight_enqueues
+        )
+        self.publisher = LivePublisher(layer=channel_layer)
+        self.connections: dict[int, Connection] = {}
+        self.stats: dict[str, int] = {}
+        self.draining = False
+        self._all: set[Connection] = set()
+        self._buckets: dict[int, TokenBucket] = {}
+        self._seen: dict[int, int] = {}
+        self._online: set[int] = set()
+        self._offline: set[int] = set()
+        self._images: dict[int, bytes] = {}
+        self._firmware_wakeup = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, *, host: str, port: int) -> tuple[str, int]:
+        self.batcher.start()
+        self.publisher.start()
+        self._server = await asyncio.start_server(
+            self._handle,
+            host,
+            port,
+            ssl=self.ssl_context,
+            ssl_handshake_timeout=self.config.handshake_timeout_s,
+            backlog=4096,
+            limit=2 * 65536,
+        )
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._presence_loop(), name="gateway-presence"),
+            loop.create_task(self._firmware_loop(), name="gateway-firmware"),
+        ]
+        sockname = self._server.sockets[0].getsockname()
+        logger.info("gateway: listening on %s:%s (TLS)", sockname[0], sockname[1])
+        return sockname[0], sockname[1]
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, finish the batches in flight (acking them), then close every connection."""
+        if self.draining:
+            await self._stopped.wait()
+            return
+        self.draining = True
+        logger.info("gateway: draining %d connections", len(self._all))
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._all):
+            connection.pause()
+        await self.batcher.drain(within_s=self.config.drain_timeout_s)
+        await asyncio.sleep(0)  # let the ack callbacks write
+        for connection in list(self._all):
+            connection.close(p.ErrorCode.SHUTTING_DOWN, "the gateway is shutting down; reconnect")
+        for task in self._tasks:
+            task.cancel()
+        offline = set(self.connections)
+        for device_id in offline:
+            self._seen.setdefault(device_id, now_ms())
+        self._online -= offline
+        self._offline |= offline
+        await self._flush_presence()
+        await self.publisher.flush(within_s=1.0)
+        await self.publisher.close()
+        await self.batcher.close()
+        await sync_to_async(connections.close_all)()
+        self._stopped.set()
+        logger.info("gateway: stopped (%s)", self.stats)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.draining:
+            writer.close()
+            return
+        connection = Connection(self, reader, writer)
+        self._all.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._all.discard(connection)
+
+    # --- registry and presence ---------------------------------------------------------------------
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.stats[name] = self.stats.get(name, 0) + n
+
+    def bucket(self, identity: DeviceIdentity) -> TokenBucket:
+        # Kept per device, not per connection, so reconnecting does not refill it.
+        bucket = self._buckets.get(identity.device_id)
+        if bucket is None:
+            bucket = self._buckets[identity.device_id] = TokenBucket(
+                rate=self.config.rate_per_s, burst=self.config.rate_burst
+            )
+        return bucket
+
+    def seen(self, device_id: int) -> None:
+        self._seen[device_id] = now_ms()
+
+    def register(self, connection: Connection) -> None:
+        identity = connection.identity
+        assert identity is not None
+        old = self.connections.get(identity.device_id)
+        self.connections[identity.device_id] = connection
+        if old is not None and old is not connection:
+            self.count("replaced")
+            old.close(p.ErrorCode.REPLACED, "a newer connection of this device took over")
+        else:
+            self._offline.discard(identity.device_id)
+            self._online.add(identity.device_id)
+            self.publisher.status(identity, online=True, last_seen_ms=now_ms())
+        self.count("authenticated")
+        self.seen(identity.device_id)
+
+    def unregister(self, connection: Connection) -> None:
+        identity = connection.identity
+        if identity is None or self.connections.get(identity.device_id) is not connection:
+            return
+        del self.connections[identity.device_id]
+        self.seen(identity.device_id)
+        self._online.discard(identity.device_id)
+        self._offline.add(identity.device_id)
+        self.publisher.status(identity, online=False, last_seen_ms=self._seen[identity.device_id])
+
+    async def _flush_presence(self) -> None:
+        seen, self._seen = self._seen, {}
+        online, self._online = self._online, set()
+        offline, self._offline = self._offline, set()
+        if not seen:
+            return
+        try:
+            await _presence_record(last_seen_ms=seen, online=online, offline=offline)
+        except Exception:
+            logger.exception("gateway: recording presence failed; retrying next round")
+            for device_id, stamp in seen.items():
+                self._seen.setdefault(device_id, stamp)
+            self._online |= online - self._offline
+            self._offline |= offline - self._online
+
+    async def _presence_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.presence_interval_s)
+            await self._flush_presence()
+
+    # --- firmware ---------------------------------------------------------------------------------
+
+    def firmware_check_soon(self) -> None:
+        self._firmware_wakeup.set()
+
+    async def firmware_image(self, image_id: int) -> bytes:
+        image = self._images.get(image_id)
+        if image is None:
+            image = await _image_bytes(image_id=image_id)
+            if len(self._images) >= 8:
+                self._images.pop(next(iter(self._images)))
+            self._images[image_id] = image
+        return image
+
+    async def firmware_check(self) -> int:
+        """Offer pending transfers to connected devices that have none in progress on this connection."""
+        idle = {device_id for device_id, connection in self.connections.items() if connection.offer is None}
+        if not idle:
+            return 0
+        offers = await _offers_for(device_ids=idle)
+        started = 0
+        for offer in offers:
+            connection = self.connections.get(offer.device_id)
+            if connection is None or connection.offer is not None or connection.closed:
+                continue
+            active = await _status_record(
+                transfer_id=offer.transfer_id, device_id=offer.device_id, state="offered", offset=None, offered=True
+            )
+            if active:
+                connection.offer_firmware(offer)
+                started += 1
+        return started
+
+    async def _firmware_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._firmware_wakeup.wait(), self.config.firmware_poll_s)
+            except TimeoutError:
+                pass
+            self._firmware_wakeup.clear()
+            try:
+                await self.firmware_check()
+            except Exception:
+                logger.exception("gateway: checking firmware transfers failed")
+
+    # --- config -----------------------------------------------------------------------------------
+
+    def push_config(self, device_id: int, entries: dict[str, str]) -> bool:
+        connection = self.connections.get(device_id)
+        return connection is not None and connection.send(p.FrameType.CONFIG, p.Config(entries).encode())
+
+
+def install_signal_handlers(gateway: Gateway, on_stop: Callable[[], None] | None = None) -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        logger.info("gateway: SIGTERM/SIGINT received, shutting down gracefully")
+        loop.create_task(gateway.shutdown())
+        if on_stop is not None:
+            on_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)

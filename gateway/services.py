@@ -1,0 +1,156 @@
+"""The gateway's database work, as plain sync functions the asyncio server wraps once with sync_to_async.
+
+None of these runs per frame: identities load at the handshake, presence is flushed in coalesced
+batches, firmware state changes only when a device reports one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from django.db import close_old_connections
+from django.db.models import Case, Value, When
+
+from devices.models import Channel, Device
+from firmware import selectors as firmware_selectors
+from firmware import services as firmware_services
+from firmware.models import FirmwareImage, FirmwareTransfer
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    device_id: int
+    tenant_id: int
+    facility_id: int
+    serial: str
+    public_key: bytes | None
+    key_version: int
+    revoked: bool
+    disabled: bool
+    # Indexed by the channel's position in readings frames; -1 where the device has no such channel.
+    channel_ids: npt.NDArray[np.int64]
+    scales: npt.NDArray[np.float64]
+
+
+def device_identity_get(*, serial: str) -> DeviceIdentity | None:
+    close_old_connections()
+    device = (
+        Device.objects.filter(serial=serial)
+        .only("id", "tenant_id", "facility_id", "serial", "public_key", "key_version", "key_revoked_at", "status")
+        .first()
+    )
+    if device is None:
+        return None
+    rows = list(Channel.objects.filter(device_id=device.pk).values_list("index", "id", "scale"))
+    size = max((index for index, _, _ in rows), default=-1) + 1
+    channel_ids = np.full(size, -1, dtype=np.int64)
+    scales = np.ones(size, dtype=np.float64)
+    for index, channel_id, scale in rows:
+        channel_ids[index] = channel_id
+        scales[index] = scale
+    return DeviceIdentity(
+        device_id=device.pk,
+        tenant_id=device.tenant_id,
+        facility_id=device.facility_id,
+        serial=device.serial,
+        public_key=bytes(device.public_key) if device.public_key else None,
+        key_version=device.key_version,
+        revoked=device.key_revoked_at is not None,
+        disabled=device.status == Device.Status.DISABLED,
+        channel_ids=channel_ids,
+        scales=scales,
+    )
+
+
+def device_presence_record(*, last_seen_ms: dict[int, int], online: Iterable[int], offline: Iterable[int]) -> None:
+    """One coalesced write for many devices: last_seen for all, status for those whose presence changed."""
+    close_old_connections()
+    if not last_seen_ms:
+        return
+    status_of = {device_id: Device.Status.ONLINE for device_id in online}
+    status_of.update({device_id: Device.Status.OFFLINE for device_id in offline})
+    ids = list(last_seen_ms)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        seen = Case(
+            *(
+                When(pk=device_id, then=Value(dt.datetime.fromtimestamp(last_seen_ms[device_id] / 1000, tz=dt.UTC)))
+                for device_id in chunk
+            )
+        )
+        changes = [device_id for device_id in chunk if device_id in status_of]
+        updates: dict[str, object] = {"last_seen": seen}
+        if changes:
+            updates["status"] = Case(
+                *(When(pk=device_id, then=Value(str(status_of[device_id]))) for device_id in changes),
+                default="status",
+            )
+        # A disabled device stays disabled whatever the gateway saw.
+        Device.objects.filter(pk__in=chunk).exclude(status=Device.Status.DISABLED).update(**updates)
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareOfferInfo:
+    transfer_id: int
+    device_id: int
+    image_id: int
+    firmware_line: str
+    version: str
+    size: int
+    sha256: bytes
+    signature: bytes
+
+
+def firmware_offers_for(*, device_ids: Iterable[int]) -> list[FirmwareOfferInfo]:
+    close_old_connections()
+    wanted = set(device_ids)
+    if not wanted:
+        return []
+    offers = []
+    for transfer in firmware_selectors.firmware_transfers_active_for(device_ids=wanted).defer("image__image"):
+        image = transfer.image
+        offers.append(
+            FirmwareOfferInfo(
+                transfer_id=transfer.pk,
+                device_id=transfer.device_id,
+                image_id=image.pk,
+                firmware_line=image.firmware_line,
+                version=image.version,
+                size=image.size,
+                sha256=bytes(image.sha256),
+                signature=bytes(image.signature),
+            )
+        )
+    return offers
+
+
+def firmware_image_bytes(*, image_id: int) -> bytes:
+    close_old_connections()
+    return bytes(FirmwareImage.objects.values_list("image", flat=True).get(pk=image_id))
+
+
+def firmware_status_record(
+    *, transfer_id: int, device_id: int, state: str, offset: int | None, message: str = "", offered: bool = False
+) -> bool:
+    """False when the transfer is no longer active for this device (cancelled, finished, someone else's)."""
+    close_old_connections()
+    return (
+        firmware_services.firmware_transfer_record(
+            transfer_id=transfer_id, device_id=device_id, state=state, offset=offset, message=message, offered=offered
+        )
+        is not None
+    )
+
+
+FIRMWARE_STATE_OF = {
+    1: FirmwareTransfer.State.DOWNLOADING,  # accepted
+    2: FirmwareTransfer.State.DOWNLOADING,
+    3: FirmwareTransfer.State.VERIFIED,
+    4: FirmwareTransfer.State.INSTALLED,
+    5: FirmwareTransfer.State.REJECTED,
+    6: FirmwareTransfer.State.FAILED,
+}

@@ -1,0 +1,539 @@
+"""The device side of the protocol: simulated meters over real TLS. A library for tests and benchmarks,
+and `manage.py simulate` for people. No Django import.
+
+Delivery is at least once: every batch stays in `unacked` until the gateway acks it, and is resent
+(flagged RESEND) after a reconnect; the store keeps one value per (channel, timestamp), so a resend
+never doubles a reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from gateway import protocol as p
+from gateway.loads import LoadModel, load_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    quantity: str
+    scale: float = 1.0
+    phase: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    serial: str
+    private_key: bytes  # the 32-byte Ed25519 seed (picklable, for simulator processes)
+    channels: tuple[ChannelSpec, ...]
+    load_kind: str = "other"
+    name: str = ""
+    firmware_line: str = "eb-meter"
+    firmware_version: str = "1.0.0"
+
+
+@dataclass
+class SentBatch:
+    start_ms: int
+    interval_ms: int
+    raw: npt.NDArray[np.int64]
+    payload: bytes
+
+
+@dataclass
+class SimStats:
+    devices: int = 0
+    connected: int = 0
+    batches_sent: int = 0
+    readings_sent: int = 0
+    batches_acked: int = 0
+    readings_acked: int = 0
+    resent: int = 0
+    nacks: int = 0
+    reconnects: int = 0
+    firmware_installed: int = 0
+    firmware_failed: int = 0
+    bytes_sent: int = 0
+
+    def line(self) -> str:
+        return (
+            f"devices {self.connected}/{self.devices} connected · readings sent {self.readings_sent:,} "
+            f"· acked {self.readings_acked:,} · resent {self.resent:,} batches · nacks {self.nacks:,} "
+            f"· reconnects {self.reconnects:,} · firmware {self.firmware_installed} installed, "
+            f"{self.firmware_failed} failed"
+        )
+
+
+# --- Meter: from load physics to channel values ----------------------------------------------------
+
+
+class Meter:
+    """Turns a load model into the raw integers of a device's channels."""
+
+    def __init__(
+        self, spec: DeviceSpec, rng: np.random.Generator, *, model: LoadModel | None = None, reset_chance: float = 2e-4
+    ) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.model = model or load_model(spec.load_kind, rng, name=spec.name)
+        self.scales = np.array([c.scale for c in spec.channels], dtype=np.float64)
+        self.energy_wh = float(rng.uniform(1e4, 5e6))
+        self.reset_chance = reset_chance
+        self.counter_resets = 0
+        self.shares = np.array([0.36, 0.31, 0.33]) + 0.01 * rng.standard_normal(3)
+
+    def sample(self, t_ms: npt.NDArray[np.int64], interval_ms: int) -> npt.NDArray[np.int64]:
+        n = len(t_ms)
+        total = np.maximum(self.model.power(t_ms), 0.0)
+        pf = np.clip(self.model.power_factor(t_ms, total), 0.3, 1.0)
+        voltage = 230.0 + 2.5 * np.sin(t_ms / 5_400_000.0) - total / 20_000 + 0.4 * self.rng.standard_normal((3, n))
+        energy = self.energy_wh + np.cumsum(total) * interval_ms / HOUR_MS_F
+        if self.rng.random() < self.reset_chance:
+            # A meter reboot or a counter overflow: the energy counter starts again from zero.
+            cut = int(self.rng.integers(0, n))
+            energy[cut:] -= energy[cut]
+            self.counter_resets += 1
+        self.energy_wh = float(energy[-1])
+        temperature, humidity = self.model.temperature(t_ms), self.model.humidity(t_ms)
+        values = np.empty((len(self.spec.channels), n))
+        phases = {"L1": 0, "L2": 1, "L3": 2}
+        for c, channel in enumerate(self.spec.channels):
+            phase = phases.get(channel.phase)
+            share = total * self.shares[phase] if phase is not None else total
+            u = voltage[phase if phase is not None else 0]
+            quantity = channel.quantity
+            if quantity == "active_power":
+                values[c] = share
+            elif quantity in ("reactive_power", "apparent_power"):
+                apparent = share / pf
+                values[c] = apparent if quantity == "apparent_power" else np.sqrt(apparent**2 - share**2)
+            elif quantity in ("active_energy", "reactive_energy"):
+                values[c] = energy if quantity == "active_energy" else energy * 0.3
+            elif quantity == "voltage":
+                values[c] = u
+            elif quantity == "current":
+                values[c] = share / (u * pf)
+            elif quantity == "power_factor":
+                values[c] = pf
+            elif quantity == "frequency":
+                values[c] = 50.0 + 0.02 * self.rng.standard_normal(n)
+            elif quantity == "temperature":
+                values[c] = temperature
+            elif quantity == "humidity":
+                values[c] = humidity
+            else:
+                values[c] = 0.0
+        return np.rint(values / self.scales[:, None]).astype(np.int64)
+
+
+HOUR_MS_F = 3_600_000.0
+
+
+# --- One device ---------------------------------------------------------------------------------
+
+
+class DeviceStopped(Exception):
+    pass
+
+
+class _Window:
+    """How many batches may be in flight; a NACK or ACK frees a slot, also from a plain callback."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.used = 0
+        self._free = asyncio.Event()
+        self._free.set()
+
+    async def acquire(self) -> None:
+        while self.used >= self.size:
+            self._free.clear()
+            await self._free.wait()
+        self.used += 1
+
+    def try_acquire(self) -> bool:
+        if self.used >= self.size:
+            return False
+        self.used += 1
+        return True
+
+    def release(self) -> None:
+        self.used = max(0, self.used - 1)
+        self._free.set()
+
+
+class SimulatedDevice:
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        *,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        batch: int = 15,
+        interval_ms: int = 2000,
+        realtime: bool = True,
+        start_ms: int | None = None,
+        firmware_public_key: bytes | None = None,
+        failure_share: float = 0.0,
+        stats: SimStats | None = None,
+        record: bool = False,
+        max_batches: int | None = None,
+        seed: int | None = None,
+        reconnect_delay_s: float = 1.0,
+        meter: Meter | None = None,
+        server_hostname: str | None = "localhost",
+    ) -> None:
+        self.spec = spec
+        self.host, self.port = host, port
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.batch, self.interval_ms, self.realtime = batch, interval_ms, realtime
+        self.rng = np.random.default_rng(seed if seed is not None else random.SystemRandom().randrange(2**32))
+        self.meter = meter or Meter(spec, self.rng)
+        step = batch * interval_ms
+        now = time.time_ns() // 1_000_000
+        if start_ms is None:
+            # Real time starts now; a fast run back-fills the past week so it never runs into the future.
+            start_ms = (now // step) * step if realtime else ((now - 7 * 86_400_000) // step) * step
+        self.next_start_ms = start_ms
+        self.firmware_public_key = firmware_public_key
+        self.failure_share = failure_share
+        self.stats = stats or SimStats()
+        self.record = record
+        self.max_batches = max_batches
+        self.reconnect_delay_s = reconnect_delay_s
+        self.private_key = Ed25519PrivateKey.from_private_bytes(spec.private_key)
+        self.firmware_version = spec.firmware_version
+        # Batches not yet acked, oldest first; the key is the device's own batch counter.
+        self.unacked: OrderedDict[int, SentBatch] = OrderedDict()
+        self.acked: list[SentBatch] = []
+        self.generated = 0
+        self.last_error: p.Nack | None = None
+        self.welcome: p.Welcome | None = None
+        self.config: dict[str, str] = {}
+        self.clock_offset_ms: float | None = None
+        self.firmware_requests: list[int] = []
+        self.firmware_results: list[tuple[str, int, str]] = []  # (version, state, message)
+        self.drop_connection_at: int | None = None  # tests: drop once the download holds this many bytes
+        self._partial: dict[int, bytearray] = {}
+        self._stopping = False
+        self._writer: asyncio.StreamWriter | None = None
+        self._out_seq = 0
+        self._seq_to_batch: dict[int, int] = {}
+        self._window = _Window(1)
+        self._batch_counter = 0
+        self.connected = asyncio.Event()
+        self.done = asyncio.Event()
+
+    # --- public ---------------------------------------------------------------------------------
+
+    async def run(self, *, duration_s: float | None = None) -> None:
+        """Connect, stream, reconnect on failure, until duration elapses, max_batches are acked, or stop()."""
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        try:
+            while not self._stopping and (deadline is None or time.monotonic() < deadline):
+                try:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    await asyncio.wait_for(self._session(), remaining)
+                except (TimeoutError, DeviceStopped):
+                    break
+                except (ConnectionError, OSError, ssl.SSLError, asyncio.IncompleteReadError, p.ProtocolError) as exc:
+                    logger.debug("simulator %s: session ended: %r", self.spec.serial, exc)
+                if self._finished():
+                    break
+                if not self._stopping:
+                    self.stats.reconnects += 1
+                    await asyncio.sleep(self.reconnect_delay_s * (0.5 + random.random()))  # noqa: S311
+        finally:
+            self.done.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._writer is not None:
+            self._writer.close()
+
+    def drop_connection(self) -> None:
+        """Tests: lose the link abruptly, as a mobile device does."""
+        if self._writer is not None:
+            transport = self._writer.transport
+            transport.abort()
+
+    def _finished(self) -> bool:
+        return self.max_batches is not None and self.generated >= self.max_batches and not self.unacked
+
+    # --- session --------------------------------------------------------------------------------
+
+    def _send(self, writer: asyncio.StreamWriter, frame_type: p.FrameType, payload: bytes, flags: int = 0) -> None:
+        self._out_seq += 1
+        data = p.encode_frame(frame_type, self._out_seq, payload, flags=flags)
+        self.stats.bytes_sent += len(data)
+        writer.write(data)
+
+    async def _session(self) -> None:
+        reader, writer = await asyncio.open_connection(
+            self.host, self.port, ssl=self.ssl_context, server_hostname=self.server_hostname
+        )
+        self._writer = writer
+        self._out_seq = 0
+        self._seq_to_batch = {}
+        parser = p.FrameParser(max_payload=0xFFFF)
+        incoming = p.SequenceChecker()
+        pending: list[p.Frame] = []
+
+        async def next_frame() -> p.Frame:
+            while not pending:
+                data = await reader.read(65536)
+                if not data:
+                    raise ConnectionError("the gateway closed the connection")
+                pending.extend(parser.feed(data))
+            frame = pending.pop(0)
+            incoming.check(frame.seq)
+            return frame
+
+        try:
+            self._send(writer, p.FrameType.HELLO, p.Hello(self.spec.serial, self.firmware_version).encode())
+            challenge_frame = await next_frame()
+            self._raise_nack(challenge_frame)
+            challenge = p.Challenge.decode(challenge_frame.payload)
+            message = p.auth_message(nonce=challenge.nonce, serial=self.spec.serial, version=challenge.version)
+            self._send(writer, p.FrameType.AUTH, p.Auth(self.private_key.sign(message)).encode())
+            welcome_frame = await next_frame()
+            self._raise_nack(welcome_frame)
+            self.welcome = p.Welcome.decode(welcome_frame.payload)
+            self.stats.connected += 1
+            self.connected.set()
+            self._window = _Window(max(1, self.welcome.max_unacked))
+            try:
+                sender = asyncio.create_task(self._sender(writer))
+                try:
+                    while True:
+                        if sender.done():
+                            sender.result()
+                        frame = await next_frame()
+                        await self._on_frame(writer, frame)
+                        if self._finished():
+                            return
+                finally:
+                    sender.cancel()
+            finally:
+                self.stats.connected -= 1
+                self.connected.clear()
+        finally:
+            self._writer = None
+            writer.close()
+
+    def _raise_nack(self, frame: p.Frame) -> None:
+        if frame.type == p.FrameType.NACK:
+            self.last_error = p.Nack.decode(frame.payload)
+            self.stats.nacks += 1
+            raise ConnectionError(f"refused: {p.ErrorCode(self.last_error.code).name} {self.last_error.message}")
+
+    async def _sender(self, writer: asyncio.StreamWriter) -> None:
+        # Resend what the previous connection left unacked, oldest first.
+        for key, sent in list(self.unacked.items()):
+            await self._window.acquire()
+            self._seq_to_batch[self._out_seq + 1] = key
+            self._send(writer, p.FrameType.READINGS, sent.payload, flags=p.Flag.RESEND)
+            self.stats.resent += 1
+        while self.max_batches is None or self.generated < self.max_batches:
+            step = self.batch * self.interval_ms
+            if self.realtime:
+                wait_ms = self.next_start_ms + step - time.time_ns() // 1_000_000
+                if wait_ms > 0:
+                    await asyncio.sleep(wait_ms / 1000)
+            await self._window.acquire()
+            sent = self._generate()
+            self._batch_counter += 1
+            self.unacked[self._batch_counter] = sent
+            self._seq_to_batch[self._out_seq + 1] = self._batch_counter
+            self._send(writer, p.FrameType.READINGS, sent.payload)
+            self.stats.batches_sent += 1
+            self.stats.readings_sent += sent.raw.size
+            await writer.drain()
+
+    def _generate(self) -> SentBatch:
+        start = self.next_start_ms
+        t_ms = start + self.interval_ms * np.arange(self.batch, dtype=np.int64)
+        raw = self.meter.sample(t_ms, self.interval_ms)
+        self.next_start_ms = start + self.batch * self.interval_ms
+        self.generated += 1
+        payload = p.encode_readings(start_ms=start, interval_ms=self.interval_ms, raw=raw)
+        return SentBatch(start_ms=start, interval_ms=self.interval_ms, raw=raw, payload=payload)
+
+    async def _on_frame(self, writer: asyncio.StreamWriter, frame: p.Frame) -> None:
+        kind = frame.type
+        if kind == p.FrameType.ACK:
+            key = self._seq_to_batch.pop(p.Ack.decode(frame.payload).ref_seq, None)
+            if key is not None:
+                sent = self.unacked.pop(key, None)
+                self._window.release()
+                if sent is not None:
+                    self.stats.batches_acked += 1
+                    self.stats.readings_acked += sent.raw.size
+                    if self.record:
+                        self.acked.append(sent)
+        elif kind == p.FrameType.NACK:
+            nack = p.Nack.decode(frame.payload)
+            self.last_error = nack
+            self.stats.nacks += 1
+            key = self._seq_to_batch.pop(nack.ref_seq, None)
+            if nack.fatal:
+                raise ConnectionError(f"gateway closed: {p.ErrorCode(nack.code).name} {nack.message}")
+            if key is not None:
+                self._window.release()
+                if nack.code == p.ErrorCode.BAD_BATCH:
+                    self.unacked.pop(key, None)  # the gateway will never take it; resending cannot help
+                else:
+                    asyncio.get_running_loop().call_later(0.5, self._resend, writer, key)
+        elif kind == p.FrameType.CONFIG:
+            self.config.update(p.Config.decode(frame.payload).entries)
+            self._send(writer, p.FrameType.ACK, p.Ack(frame.seq).encode())
+        elif kind == p.FrameType.PONG:
+            p.Ping.decode(frame.payload)
+        elif kind == p.FrameType.TIME_RESPONSE:
+            response = p.TimeResponse.decode(frame.payload)
+            self.clock_offset_ms = response.offset_ms(device_receive_ms=time.time_ns() // 1_000_000)
+        elif kind == p.FrameType.FIRMWARE_OFFER:
+            self._on_offer(writer, p.FirmwareOffer.decode(frame.payload))
+        elif kind == p.FrameType.FIRMWARE_CHUNK:
+            self._on_chunk(writer, p.FirmwareChunk.decode(frame.payload))
+
+    def _resend(self, writer: asyncio.StreamWriter, key: int) -> None:
+        sent = self.unacked.get(key)
+        if sent is None or writer.is_closing() or self._writer is not writer:
+            return  # acked meanwhile, or the next connection resends it
+        if not self._window.try_acquire():
+            asyncio.get_running_loop().call_later(0.2, self._resend, writer, key)
+            return
+        self._seq_to_batch[self._out_seq + 1] = key
+        self._send(writer, p.FrameType.READINGS, sent.payload, flags=p.Flag.RESEND)
+        self.stats.resent += 1
+
+    # --- firmware -------------------------------------------------------------------------------
+
+    def _status(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer, state: p.FirmwareState, msg: str) -> None:
+        held = len(self._partial.get(offer.transfer_id, b""))
+        if state in (p.FirmwareState.VERIFIED, p.FirmwareState.INSTALLED):
+            held = offer.size
+        self._send(writer, p.FrameType.FIRMWARE_STATUS, p.FirmwareStatus(offer.transfer_id, state, held, msg).encode())
+
+    def _on_offer(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer) -> None:
+        self._offer = offer
+        if offer.firmware_line != self.spec.firmware_line:
+            self._finish(writer, offer, p.FirmwareState.REJECTED, f"this device runs line {self.spec.firmware_line}")
+            return
+        if offer.version == self.firmware_version:
+            self._finish(writer, offer, p.FirmwareState.REJECTED, f"version {offer.version} is already installed")
+            return
+        held = self._partial.setdefault(offer.transfer_id, bytearray())
+        self._status(writer, offer, p.FirmwareState.ACCEPTED, "resuming" if held else "")
+        self._request_next(writer, offer)
+
+    def _request_next(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer) -> None:
+        held = len(self._partial[offer.transfer_id])
+        length = min(offer.chunk_size, offer.size - held)
+        self.firmware_requests.append(held)
+        self._send(writer, p.FrameType.FIRMWARE_REQUEST, p.FirmwareRequest(offer.transfer_id, held, length).encode())
+
+    def _on_chunk(self, writer: asyncio.StreamWriter, chunk: p.FirmwareChunk) -> None:
+        offer = getattr(self, "_offer", None)
+        held = self._partial.get(chunk.transfer_id)
+        if offer is None or held is None or chunk.transfer_id != offer.transfer_id or chunk.offset != len(held):
+            return  # a stale chunk from before a reconnect
+        held += chunk.data
+        if len(held) >= offer.size:
+            self._verify_and_install(writer, offer, bytes(held))
+            return
+        if len(held) * 4 // offer.size != (len(held) - len(chunk.data)) * 4 // offer.size:
+            self._status(writer, offer, p.FirmwareState.DOWNLOADING, f"{len(held) * 100 // offer.size}%")
+        if self.drop_connection_at is not None and len(held) >= self.drop_connection_at:
+            self.drop_connection_at = None
+            self.drop_connection()
+            return
+        self._request_next(writer, offer)
+
+    def _verify_and_install(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer, image: bytes) -> None:
+        if hashlib.sha256(image).digest() != offer.sha256:
+            self._partial.pop(offer.transfer_id, None)
+            self._finish(writer, offer, p.FirmwareState.FAILED, "sha256 mismatch")
+            return
+        message = p.firmware_message(firmware_line=offer.firmware_line, version=offer.version, sha256=offer.sha256)
+        try:
+            if self.firmware_public_key is None:
+                raise InvalidSignature
+            Ed25519PublicKey.from_public_bytes(self.firmware_public_key).verify(offer.signature, message)
+        except (InvalidSignature, ValueError):
+            self._partial.pop(offer.transfer_id, None)
+            self._finish(writer, offer, p.FirmwareState.FAILED, "signature invalid")
+            return
+        self._partial.pop(offer.transfer_id, None)
+        self._status(writer, offer, p.FirmwareState.VERIFIED, "")
+        if self.rng.random() < self.failure_share:
+            self._finish(writer, offer, p.FirmwareState.FAILED, "simulated installation failure")
+            return
+        self.firmware_version = offer.version
+        self._finish(writer, offer, p.FirmwareState.INSTALLED, "")
+
+    def _finish(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer, state: p.FirmwareState, msg: str) -> None:
+        self._status(writer, offer, state, msg)
+        self.firmware_results.append((offer.version, int(state), msg))
+        if state == p.FirmwareState.INSTALLED:
+            self.stats.firmware_installed += 1
+        elif state == p.FirmwareState.FAILED:
+            self.stats.firmware_failed += 1
+
+
+# --- Many devices -----------------------------------------------------------------------------------
+
+
+async def run_devices(
+    devices: Sequence[SimulatedDevice],
+    *,
+    duration_s: float | None,
+    progress: TextIO | None = None,
+    progress_every_s: float = 2.0,
+) -> SimStats:
+    """Run devices concurrently (staggering connects) and print a progress line while they run."""
+    stats = devices[0].stats if devices else SimStats()
+    stats.devices = len(devices)
+
+    async def start(device: SimulatedDevice, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await device.run(duration_s=None if duration_s is None else max(0.0, duration_s - delay))
+
+    tasks = [asyncio.create_task(start(d, i * 0.002)) for i, d in enumerate(devices)]
+    reporter = asyncio.create_task(_report(stats, progress, progress_every_s)) if progress else None
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+            if progress is not None:
+                progress.write("\r" + stats.line() + "\n")
+                progress.flush()
+    return stats
+
+
+async def _report(stats: SimStats, out: TextIO, every_s: float) -> None:
+    interactive = out.isatty() if hasattr(out, "isatty") else False
+    while True:
+        await asyncio.sleep(every_s)
+        out.write(("\r" if interactive else "") + stats.line() + ("" if interactive else "\n"))
+        out.flush()

@@ -1,0 +1,128 @@
+"""A signed firmware image over a real TLS socket to the simulator: resume, verification, refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from devices.models import Device
+from firmware.models import FirmwareImage, FirmwareTransfer
+from firmware.services import firmware_image_create, firmware_transfer_start
+from firmware.signing import signing_public_key
+from gateway.tests.helpers import Recorder, running_gateway, simulated
+
+pytestmark = pytest.mark.django_db(transaction=True)
+IMAGE = os.urandom(100_000)
+
+
+@pytest.fixture(autouse=True)
+def _signing_key(settings):
+    settings.FIRMWARE_SIGNING_KEY = "42" * 32
+
+
+def start_transfer(issued, *, version="1.1.0", image=IMAGE):
+    firmware = firmware_image_create(firmware_line="eb-meter", version=version, image=image)
+    return firmware_transfer_start(device=issued.device, image=firmware)
+
+
+async def run_until_finished(device, transfer_id, *, within_s=30):
+    task = asyncio.create_task(device.run(duration_s=within_s))
+    try:
+        async with asyncio.timeout(within_s):
+            while True:
+                transfer = await sync_to_async(FirmwareTransfer.objects.get)(pk=transfer_id)
+                if transfer.state not in FirmwareTransfer.ACTIVE_STATES:
+                    return transfer
+                await asyncio.sleep(0.05)
+    finally:
+        device.stop()
+        await task
+
+
+async def test_a_signed_image_is_installed_and_recorded(meter, tmp_path):
+    issued, spec = meter
+    transfer = await sync_to_async(start_transfer)(issued)
+    public_key = await sync_to_async(signing_public_key)()
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key)
+        done = await run_until_finished(device, transfer.pk)
+    assert done.state == FirmwareTransfer.State.INSTALLED and done.offset == len(IMAGE)
+    assert device.firmware_version == "1.1.0"
+    assert device.firmware_results == [("1.1.0", 4, "")]
+    assert (await sync_to_async(Device.objects.get)(pk=issued.device.pk)).firmware_version == "1.1.0"
+
+
+async def test_the_transfer_resumes_after_a_dropped_connection(meter, tmp_path):
+    issued, spec = meter
+    transfer = await sync_to_async(start_transfer)(issued)
+    public_key = await sync_to_async(signing_public_key)()
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key)
+        device.drop_connection_at = 40_000
+        done = await run_until_finished(device, transfer.pk)
+    assert done.state == FirmwareTransfer.State.INSTALLED
+    assert done.attempts == 2
+    assert device.stats.reconnects >= 1
+    # After the reconnect the device asked for the rest, not for the start again.
+    resumed_at = device.firmware_requests.index(next(o for o in device.firmware_requests if o >= 40_000))
+    assert device.firmware_requests[resumed_at] == device.firmware_requests[resumed_at - 1] + 8192
+    assert device.firmware_requests.count(0) == 1
+    assert device.firmware_version == "1.1.0"
+
+
+async def test_the_device_refuses_an_image_with_a_wrong_signature(meter, tmp_path):
+    issued, spec = meter
+    transfer = await sync_to_async(start_transfer)(issued)
+    await sync_to_async(FirmwareImage.objects.filter(pk=transfer.image_id).update)(signature=b"\x01" * 64)
+    public_key = await sync_to_async(signing_public_key)()
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key)
+        done = await run_until_finished(device, transfer.pk)
+    assert (done.state, done.message) == (FirmwareTransfer.State.FAILED, "signature invalid")
+    assert device.firmware_version == "1.0.0"
+
+
+async def test_the_device_refuses_an_image_whose_hash_is_wrong(meter, tmp_path):
+    issued, spec = meter
+    transfer = await sync_to_async(start_transfer)(issued)
+    tampered = bytes([IMAGE[0] ^ 1]) + IMAGE[1:]
+    await sync_to_async(FirmwareImage.objects.filter(pk=transfer.image_id).update)(image=tampered)
+    public_key = await sync_to_async(signing_public_key)()
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key)
+        done = await run_until_finished(device, transfer.pk)
+    assert (done.state, done.message) == (FirmwareTransfer.State.FAILED, "sha256 mismatch")
+    assert device.firmware_version == "1.0.0"
+
+
+async def test_a_device_told_to_fail_reports_the_failure(meter, tmp_path):
+    issued, spec = meter
+    transfer = await sync_to_async(start_transfer)(issued)
+    public_key = await sync_to_async(signing_public_key)()
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key, failure_share=1.0)
+        done = await run_until_finished(device, transfer.pk)
+    assert (done.state, done.message) == (FirmwareTransfer.State.FAILED, "simulated installation failure")
+
+
+async def test_a_device_already_running_the_version_rejects_the_offer(meter, tmp_path):
+    issued, spec = meter
+    transfer = await sync_to_async(start_transfer)(issued, version="1.0.0")
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        device = simulated(spec, port, ctx, max_batches=None)
+        done = await run_until_finished(device, transfer.pk)
+    assert done.state == FirmwareTransfer.State.REJECTED and "already installed" in done.message
+
+
+async def test_readings_keep_flowing_during_a_transfer(meter, tmp_path):
+    issued, spec = meter
+    transfer = await sync_to_async(start_transfer)(issued)
+    public_key = await sync_to_async(signing_public_key)()
+    recorder = Recorder()
+    async with running_gateway(tmp_path, enqueue=recorder) as (gateway, port, ctx):
+        device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key)
+        await run_until_finished(device, transfer.pk)
+    assert recorder.readings > 0 and device.stats.batches_acked > 0

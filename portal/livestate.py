@@ -1,0 +1,273 @@
+"""What a live dashboard derives from the stream of readings. Pure Python, no Django, no I/O.
+
+- `Coalescer`: at most one message per device every 2 seconds, whatever the device sends.
+- `FacilityPower`: which active-power channels add up to each load's kW and to the facility's kW.
+- `DemandTracker`: energy in the current 15-minute demand interval, and where it is heading.
+
+The consumers keep one of each per subscription and feed them the channel-layer messages of
+`readings.live`; the same rules serve the facility dashboard and the park overview.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+INTERVAL_MS = 900_000  # the 15-minute demand interval billing is based on
+# Power to kW, energy to kWh.
+UNIT_TO_KILO = {"W": 0.001, "kW": 1.0, "Wh": 0.001, "kWh": 1.0}
+
+
+# --- Coalescing --------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PendingReadings:
+    """Samples of one device waiting to be sent, merged from one or more channel-layer messages."""
+
+    ts: list[int] = field(default_factory=list)
+    values: dict[str, list[float | None]] = field(default_factory=dict)
+
+    def merge(self, ts: list[int], values: dict[str, list[float | None]], *, max_samples: int) -> None:
+        known = set(self.values) | set(values)
+        before = len(self.ts)
+        for key in known:
+            # A channel missing from one batch gets gaps, so every series stays as long as `ts`.
+            series = self.values.setdefault(key, [None] * before)
+            series.extend(values.get(key) or [None] * len(ts))
+        self.ts.extend(ts)
+        overflow = len(self.ts) - max_samples
+        if overflow > 0:
+            # A device flooding the socket loses its oldest frames, not the client its connection.
+            del self.ts[:overflow]
+            for series in self.values.values():
+                del series[:overflow]
+
+    @property
+    def newest_ts(self) -> int | None:
+        return self.ts[-1] if self.ts else None
+
+
+class Coalescer:
+    """At most one message per device per `interval_s`: what arrives sooner waits and is merged.
+
+    A device on its 2-second schedule is never held back by network jitter: a batch that starts
+    a new 2-second step of *sample* time goes out at once, provided half an interval of wall time
+    has passed. A device sending faster than that gets its batches merged into one message per
+    interval, sent when the interval is up (`due`).
+    """
+
+    def __init__(self, *, interval_s: float = 2.0, max_samples: int = 60) -> None:
+        self.interval_s = interval_s
+        self.max_samples = max_samples
+        self._last_sent_at: dict[int, float] = {}
+        self._last_sent_ts: dict[int, int] = {}
+        self._pending: dict[int, PendingReadings] = {}
+
+    def offer(
+        self, *, device_id: int, ts: list[int], values: dict[str, list[float | None]], now: float
+    ) -> PendingReadings | None:
+        """The message to send now, or None when it is held until `next_due`."""
+        pending = self._pending.setdefault(device_id, PendingReadings())
+        pending.merge(ts, values, max_samples=self.max_samples)
+        if not pending.ts:
+            del self._pending[device_id]
+            return None
+        last_at = self._last_sent_at.get(device_id)
+        if last_at is None or now - last_at >= self.interval_s:
+            return self._release(device_id, now)
+        last_ts = self._last_sent_ts.get(device_id)
+        new_step = last_ts is not None and ts and ts[0] - last_ts >= self.interval_s * 1000
+        if new_step and now - last_at >= self.interval_s / 2:
+            return self._release(device_id, now)
+        return None
+
+    def next_due(self) -> float | None:
+        """The monotonic time at which the earliest held message may go out."""
+        if not self._pending:
+            return None
+        return min(self._last_sent_at[d] + self.interval_s for d in self._pending)
+
+    def due(self, *, now: float) -> list[tuple[int, PendingReadings]]:
+        ready = [d for d in self._pending if now >= self._last_sent_at[d] + self.interval_s]
+        return [(d, self._release(d, now)) for d in ready]
+
+    def _release(self, device_id: int, now: float) -> PendingReadings:
+        pending = self._pending.pop(device_id)
+        self._last_sent_at[device_id] = now
+        if pending.newest_ts is not None:
+            self._last_sent_ts[device_id] = pending.newest_ts
+        return pending
+
+
+# --- Power ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    id: int
+    device_id: int
+    load_id: int | None
+    quantity: str
+    unit: str
+    phase: str
+
+
+@dataclass(frozen=True, slots=True)
+class PowerSnapshot:
+    total_kw: float | None
+    loads_kw: dict[int | None, float]  # None: channels not allocated to a load
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "total_kw": _round(self.total_kw),
+            "loads": {("none" if k is None else str(k)): _round(v) for k, v in self.loads_kw.items()},
+        }
+
+
+def counted_channels(
+    channels: Iterable[ChannelInfo], *, quantity: str, mains_load_ids: Iterable[int] = ()
+) -> tuple[dict[int, ChannelInfo], frozenset[int]]:
+    """The channels of `quantity` that add up to each load, and the loads that make the facility total.
+
+    Per device and load, a channel measuring all phases (`phase="total"`) stands for the device;
+    only without one are the per-phase channels added up, so a three-phase meter is not counted
+    twice. The facility total is its mains load when it has one (the main meter measures the
+    sub-meters too), otherwise the sum of every load. Returns (counted channels by id, total loads;
+    an empty set of total loads meaning "all of them").
+    """
+    by_device_load: dict[tuple[int, int | None], list[ChannelInfo]] = {}
+    for channel in channels:
+        if channel.quantity == quantity and channel.unit in UNIT_TO_KILO:
+            by_device_load.setdefault((channel.device_id, channel.load_id), []).append(channel)
+    counted: dict[int, ChannelInfo] = {}
+    for group in by_device_load.values():
+        totals = [c for c in group if c.phase == "total"]
+        for channel in totals or group:
+            counted[channel.id] = channel
+    mains = frozenset(mains_load_ids) & {c.load_id for c in counted.values()}
+    return counted, mains  # type: ignore[return-value]
+
+
+class FacilityPower:
+    """The facility's current kW, from the latest value of each active-power channel (`counted_channels`)."""
+
+    def __init__(self, *, channels: Iterable[ChannelInfo], mains_load_ids: Iterable[int] = ()) -> None:
+        self._counted, self._mains = counted_channels(channels, quantity="active_power", mains_load_ids=mains_load_ids)
+        self._latest_kw: dict[int, float] = {}
+
+    @property
+    def channel_ids(self) -> frozenset[int]:
+        return frozenset(self._counted)
+
+    def update(self, values: dict[str, list[float | None]]) -> bool:
+        """Take the newest non-empty value of each counted channel; True when one changed."""
+        changed = False
+        for key, series in values.items():
+            channel = self._counted.get(int(key))
+            if channel is None:
+                continue
+            latest = next((v for v in reversed(series) if v is not None and math.isfinite(v)), None)
+            if latest is not None:
+                self._latest_kw[channel.id] = latest * UNIT_TO_KILO[channel.unit]
+                changed = True
+        return changed
+
+    def snapshot(self) -> PowerSnapshot:
+        loads: dict[int | None, float] = {}
+        for channel_id, kw in self._latest_kw.items():
+            load_id = self._counted[channel_id].load_id
+            loads[load_id] = loads.get(load_id, 0.0) + kw
+        if not loads:
+            return PowerSnapshot(total_kw=None, loads_kw={})
+        if self._mains:
+            mains = [loads[m] for m in self._mains if m in loads]
+            total = sum(mains) if mains else None
+        else:
+            total = sum(loads.values())
+        return PowerSnapshot(total_kw=total, loads_kw=loads)
+
+
+# --- Demand ----------------------------------------------------------------------------------
+
+
+def interval_start_ms(ts_ms: int, tz: ZoneInfo) -> int:
+    """Start of the 15-minute interval holding `ts_ms`, aligned in the facility's local time."""
+    offset = datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(tz).utcoffset()
+    offset_ms = int(offset.total_seconds() * 1000) if offset is not None else 0
+    return (ts_ms + offset_ms) // INTERVAL_MS * INTERVAL_MS - offset_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    interval_start_ms: int
+    energy_kwh: float  # measured so far in this interval
+    projection_kw: float | None  # the interval's average kW if the current load holds until its end
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "interval_start": self.interval_start_ms,
+            "energy_kwh": round(self.energy_kwh, 4),
+            "projection_kw": _round(self.projection_kw),
+        }
+
+
+class DemandTracker:
+    """Integrates the facility's total kW over time, per calendar-aligned 15-minute interval.
+
+    Billing takes the highest 15-minute average power of the month as the demand peak; the
+    projection tells the manager, minutes before the interval ends, that it is about to set one.
+    """
+
+    # A silence longer than this is a gap (devices offline), not a constant load.
+    MAX_STEP_MS = 60_000
+
+    def __init__(self, *, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._interval_start: int | None = None
+        self._energy_kwh = 0.0
+        self._last_ts: int | None = None
+        self._last_kw: float | None = None
+        self._observed_from = 0
+        self.energy_total_kwh = 0.0  # integrated since the tracker started, across intervals
+
+    def add(self, *, ts_ms: int, total_kw: float | None) -> None:
+        if self._last_ts is not None and ts_ms <= self._last_ts:
+            # Devices report on their own clocks; a late sample updates the level, not the time.
+            if total_kw is not None:
+                self._last_kw = total_kw
+            return
+        start = interval_start_ms(ts_ms, self.tz)
+        if start != self._interval_start:
+            self._interval_start = start
+            self._energy_kwh = 0.0
+            # Without history the interval is known from the first sample on, not from its start.
+            self._observed_from = start if self._last_ts is not None and self._last_ts < start else ts_ms
+        last_ts, last_kw = self._last_ts, self._last_kw
+        if last_ts is not None and last_kw is not None and ts_ms - last_ts <= self.MAX_STEP_MS:
+            self._energy_kwh += last_kw * (ts_ms - max(last_ts, start)) / 3_600_000
+            self.energy_total_kwh += last_kw * (ts_ms - last_ts) / 3_600_000
+        self._last_ts = ts_ms
+        self._last_kw = total_kw
+
+    def demand(self, *, now_ms: int) -> Demand | None:
+        if self._last_ts is None:
+            return None
+        start = interval_start_ms(now_ms, self.tz)
+        if start != self._interval_start:
+            return Demand(interval_start_ms=start, energy_kwh=0.0, projection_kw=self._last_kw)
+        end = start + INTERVAL_MS
+        projection = None
+        if self._last_kw is not None:
+            # The load holds from the last sample to the end of the interval; the average is taken
+            # over the part of the interval that is known (all of it, given the store's history).
+            energy_kwh = self._energy_kwh + self._last_kw * max(0, end - self._last_ts) / 3_600_000
+            projection = energy_kwh * 3_600_000 / max(1, end - self._observed_from)
+        return Demand(interval_start_ms=start, energy_kwh=self._energy_kwh, projection_kw=projection)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -1,0 +1,296 @@
+"""Reads behind the portal's live pages: the facility dashboard, the device view and the park overview.
+
+Every function takes an `Access`, and a facility or device out of reach raises `DoesNotExist`
+exactly as a missing one does, so a consumer cannot tell another tenant's ids from unused ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from accounts.access import Access
+from devices.models import Device, Facility, Load
+from devices.quantities import Quantity
+from devices.selectors import channel_list, device_get, device_list, facility_get, facility_list, load_list
+from portal import history
+from portal.livestate import ChannelInfo
+
+WINDOW_MS = 15 * 60 * 1000  # the dashboard's rolling window
+
+
+@dataclass(frozen=True, slots=True)
+class LoadView:
+    id: int | None
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelView:
+    id: int
+    device_id: int
+    load_id: int | None
+    name: str
+    quantity: str
+    quantity_label: str
+    unit: str
+    phase: str
+
+    @property
+    def info(self) -> ChannelInfo:
+        return ChannelInfo(
+            id=self.id,
+            device_id=self.device_id,
+            load_id=self.load_id,
+            quantity=self.quantity,
+            unit=self.unit,
+            phase=self.phase,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceView:
+    id: int
+    facility_id: int
+    name: str
+    serial: str
+    online: bool
+    last_seen_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLayout:
+    """What a live view shows, before any reading: the facility, its loads, channels and devices."""
+
+    facility_id: int
+    facility_name: str
+    timezone: str
+    loads: tuple[LoadView, ...]
+    channels: tuple[ChannelView, ...]
+    devices: tuple[DeviceView, ...]
+    mains_load_ids: frozenset[int]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def channel_ids(self) -> frozenset[int]:
+        return frozenset(c.id for c in self.channels)
+
+    @property
+    def device_ids(self) -> frozenset[int]:
+        return frozenset(d.id for d in self.devices)
+
+    def load_sections(self) -> list[tuple[LoadView, list[tuple[str, list[ChannelView]]]]]:
+        """Loads in display order, each with its charts: one per quantity, one series per channel."""
+        sections = []
+        for load in self.loads:
+            charts: dict[str, list[ChannelView]] = {}
+            for channel in self.channels:
+                if channel.load_id == load.id and channel.quantity not in _NOT_CHARTED:
+                    charts.setdefault(channel.quantity, []).append(channel)
+            if charts:
+                sections.append((load, list(charts.items())))
+        return sections
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "facility": {"id": self.facility_id, "name": self.facility_name, "timezone": self.timezone},
+            "loads": [{"id": load.id, "name": load.name, "kind": load.kind} for load in self.loads],
+            "channels": [
+                {
+                    "id": c.id,
+                    "device_id": c.device_id,
+                    "load_id": c.load_id,
+                    "name": c.name,
+                    "quantity": c.quantity,
+                    "unit": c.unit,
+                    "phase": c.phase,
+                }
+                for c in self.channels
+            ],
+            "devices": [
+                {"id": d.id, "name": d.name, "serial": d.serial, "online": d.online, "last_seen": d.last_seen_ms}
+                for d in self.devices
+            ],
+        }
+
+
+# Counters only grow; their live value means nothing on a 15-minute chart.
+_NOT_CHARTED = {Quantity.ACTIVE_ENERGY, Quantity.REACTIVE_ENERGY}
+UNASSIGNED = LoadView(id=None, name="Not allocated to a load", kind="other")
+
+
+def _ms(value: Any) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)
+
+
+def _device_view(device: Device) -> DeviceView:
+    return DeviceView(
+        id=device.pk,
+        facility_id=device.facility_id,
+        name=device.name or device.serial,
+        serial=device.serial,
+        online=device.status == Device.Status.ONLINE,
+        last_seen_ms=_ms(device.last_seen),
+    )
+
+
+def _layout(*, access: Access, facility: Facility, devices: Iterable[Device]) -> LiveLayout:
+    devices = list(devices)
+    device_ids = [d.pk for d in devices]
+    channels = [
+        ChannelView(
+            id=c.pk,
+            device_id=c.device_id,
+            load_id=c.load_id,
+            name=f"{c.device.name or c.device.serial} · {c.name}",
+            quantity=c.quantity,
+            quantity_label=Quantity(c.quantity).label,
+            unit=c.unit,
+            phase=c.phase,
+        )
+        for c in channel_list(access=access).filter(device_id__in=device_ids).order_by("device__name", "index")
+    ]
+    loads = [
+        LoadView(id=load.pk, name=load.name, kind=load.kind)
+        for load in load_list(access=access).filter(facility=facility).order_by("name")
+    ]
+    loads.sort(key=lambda load: load.kind != Load.Kind.MAINS)  # the whole building first
+    if any(c.load_id is None for c in channels):
+        loads.append(UNASSIGNED)
+    return LiveLayout(
+        facility_id=facility.pk,
+        facility_name=facility.name,
+        timezone=facility.timezone,
+        loads=tuple(loads),
+        channels=tuple(channels),
+        devices=tuple(_device_view(d) for d in devices),
+        mains_load_ids=frozenset(load.id for load in loads if load.kind == Load.Kind.MAINS and load.id is not None),
+    )
+
+
+def facility_live_layout(*, access: Access, facility_id: int) -> LiveLayout:
+    facility = facility_get(access=access, facility_id=facility_id)
+    return _layout(access=access, facility=facility, devices=device_list(access=access).filter(facility=facility))
+
+
+def device_live_layout(*, access: Access, device_id: int) -> LiveLayout:
+    device = device_get(access=access, device_id=device_id)
+    return _layout(access=access, facility=device.facility, devices=[device])
+
+
+@dataclass(frozen=True, slots=True)
+class LiveHistory:
+    """What the store knows when a client connects."""
+
+    series: dict[int, tuple[list[int], list[float]]]  # channel id -> (timestamps ms, values)
+    energy_today_kwh: float | None
+    month_peak: history.Peak | None
+    until_ms: int
+
+
+def live_history(*, access: Access, layout: LiveLayout, now_ms: int, with_totals: bool = True) -> LiveHistory:
+    """The last 15 minutes of every channel of the layout, today's kWh and the month's demand peak."""
+    series = history.channel_series(
+        access=access,
+        channel_ids=sorted(c.id for c in layout.channels if c.quantity not in _NOT_CHARTED),
+        start_ms=now_ms - WINDOW_MS,
+        end_ms=now_ms,
+    )
+    energy = peak = None
+    if with_totals:
+        totals = facility_totals(access=access, facility_ids=[layout.facility_id], now_ms=now_ms)
+        energy, peak = totals.get(layout.facility_id, (None, None))
+    return LiveHistory(series=series, energy_today_kwh=energy, month_peak=peak, until_ms=now_ms)
+
+
+def facility_totals(
+    *, access: Access, facility_ids: Iterable[int], now_ms: int
+) -> dict[int, tuple[float | None, history.Peak | None]]:
+    """Today's kWh and the month's 15-minute demand peak so far, per facility, in its time zone."""
+    facilities = facility_list(access=access).filter(id__in=list(facility_ids))
+    return {
+        f.pk: (
+            history.energy_today_kwh(access=access, facility=f, now_ms=now_ms),
+            history.month_peak(access=access, facility=f, now_ms=now_ms),
+        )
+        for f in facilities
+    }
+
+
+# --- Park overview ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParkRow:
+    facility: Facility
+    devices_total: int
+    devices_online: int
+
+
+def park_rows(*, access: Access, kind: str = "", tag: str = "") -> list[ParkRow]:
+    """The facilities of the park overview, filtered by kind and tag."""
+    facilities = facility_list(access=access).order_by("name").prefetch_related("devices")
+    if kind:
+        facilities = facilities.filter(kind=kind)
+    rows = []
+    for facility in facilities:
+        if tag and tag not in (facility.tags or []):
+            continue
+        devices = list(facility.devices.all())
+        online = sum(1 for d in devices if d.status == Device.Status.ONLINE)
+        rows.append(ParkRow(facility=facility, devices_total=len(devices), devices_online=online))
+    return rows
+
+
+def park_tags(*, access: Access) -> list[str]:
+    tags: set[str] = set()
+    for facility_tags in facility_list(access=access).values_list("tags", flat=True):
+        tags.update(facility_tags or [])
+    return sorted(tags)
+
+
+def park_live_layouts(*, access: Access, facility_ids: Iterable[int]) -> dict[int, LiveLayout]:
+    """Layouts of the facilities a park client subscribes to; raises DoesNotExist if one is out of reach."""
+    wanted = set(facility_ids)
+    facilities = {f.pk: f for f in facility_list(access=access).filter(id__in=wanted)}
+    if set(facilities) != wanted:
+        raise Facility.DoesNotExist("A facility is out of reach.")
+    devices: dict[int, list[Device]] = {fid: [] for fid in wanted}
+    for device in device_list(access=access).filter(facility_id__in=wanted):
+        devices[device.facility_id].append(device)
+    power_channels = channel_list(access=access).filter(device__facility_id__in=wanted, quantity=Quantity.ACTIVE_POWER)
+    channels: dict[int, list[ChannelView]] = {fid: [] for fid in wanted}
+    for c in power_channels:
+        channels[c.device.facility_id].append(
+            ChannelView(
+                id=c.pk,
+                device_id=c.device_id,
+                load_id=c.load_id,
+                name=c.name,
+                quantity=c.quantity,
+                quantity_label="",
+                unit=c.unit,
+                phase=c.phase,
+            )
+        )
+    mains = set(
+        load_list(access=access).filter(facility_id__in=wanted, kind=Load.Kind.MAINS).values_list("facility_id", "id")
+    )
+    return {
+        fid: LiveLayout(
+            facility_id=fid,
+            facility_name=f.name,
+            timezone=f.timezone,
+            loads=(),
+            channels=tuple(channels[fid]),
+            devices=tuple(_device_view(d) for d in devices[fid]),
+            mains_load_ids=frozenset(load_id for f_id, load_id in mains if f_id == fid),
+        )
+        for fid, f in facilities.items()
+    }

@@ -1,0 +1,55 @@
+"""Helpers of the live tests: a signed-in websocket, and a publisher speaking readings/live.py."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from readings.live import device_group, device_status_message, facility_group, live_readings_message
+
+
+def require_live_layer(request: pytest.FixtureRequest) -> str:
+    """The channel layer under test: real Redis whenever CI (or the developer) configures it."""
+    backend = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    if os.environ.get("ENERGYBOX_REQUIRE_SERVICES") == "1" or os.environ.get("REDIS_URL"):
+        request.getfixturevalue("redis_url")  # fails, not skips, in CI when Redis is not configured
+        assert backend == "channels_redis.core.RedisChannelLayer", backend
+    return backend
+
+
+def session_cookie(user: Any) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+def communicator(path: str, *, cookie: bytes | None = None, application: Any = None) -> WebsocketCommunicator:
+    if application is None:
+        from energybox.asgi import application
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def publish_readings(*, device_id: int, facility_id: int, ts: list[int], values: dict[int, list[float]]) -> None:
+    """Publish as the gateway does: to the device's group and to its facility's group."""
+    message = live_readings_message(device_id=device_id, facility_id=facility_id, ts=ts, values=values)
+    layer = get_channel_layer()
+    await layer.group_send(device_group(device_id), message)
+    await layer.group_send(facility_group(facility_id), message)
+
+
+async def publish_status(*, device_id: int, facility_id: int, online: bool, last_seen_ms: int | None) -> None:
+    message = device_status_message(
+        device_id=device_id, facility_id=facility_id, online=online, last_seen_ms=last_seen_ms
+    )
+    layer = get_channel_layer()
+    await layer.group_send(device_group(device_id), message)
+    await layer.group_send(facility_group(facility_id), message)

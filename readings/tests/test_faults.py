@@ -1,0 +1,236 @@
+"""Faults under load, with real processes and services: nothing the broker confirmed is lost or doubled.
+
+A sender process (readings/tests/loadgen.py) enqueues batches through `readings_enqueue` and keeps a
+ledger of what was acknowledged; real Celery worker processes store them in PostgreSQL. During the
+load a worker is SIGKILLed, RabbitMQ is restarted, or the test database refuses connections. Then
+every acknowledged reading must be stored exactly once: count and checksum match the ledger.
+Each test stops by itself (timeouts on every wait).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from django.db import connection
+
+from readings import metadata
+from readings.models import Bucket
+from readings.services import readings_compact
+from readings.store import get_store
+from readings.tests.factories import device_with_channels
+from readings.tests.loadgen import batch_arrays
+from readings.tests.processes import ROOT, child_database_url, purge_queues, start_worker, stop, wait_until
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pytest.mark.timeout(280)]
+DEVICES = 6
+
+
+@dataclass
+class Load:
+    tenant_id: int
+    devices: list[tuple[int, list[int]]]
+    base_ms: int
+    ledger: Path
+
+    def channel_ids(self) -> list[int]:
+        return [c for _, channels in self.devices for c in channels]
+
+
+def _load(tmp_path: Path) -> Load:
+    first, p, e = device_with_channels()
+    devices = [(first.pk, [p.pk, e.pk])]
+    for _ in range(DEVICES - 1):
+        device, p, e = device_with_channels(facility=first.facility)
+        devices.append((device.pk, [p.pk, e.pk]))
+    now = int(time.time() * 1000)
+    return Load(first.tenant_id, devices, now - 3 * 86_400_000, tmp_path / "ledger.txt")
+
+
+def _sender(load: Load, seconds: float, env: dict[str, str] | None = None) -> subprocess.Popen:
+    argv = [
+        sys.executable,
+        "-m",
+        "readings.tests.loadgen",
+        "--ledger",
+        str(load.ledger),
+        "--tenant",
+        str(load.tenant_id),
+    ]
+    argv += ["--seconds", str(seconds), "--base-ms", str(load.base_ms)]
+    for device_id, channels in load.devices:
+        argv += ["--device", f"{device_id}:{','.join(map(str, channels))}"]
+    child_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "energybox.settings.test",
+        "DATABASE_URL": child_database_url(),
+        **(env or {}),
+    }
+    return subprocess.Popen(argv, cwd=ROOT, env=child_env)  # noqa: S603
+
+
+def _digest(channels: np.ndarray, ts: np.ndarray, values: np.ndarray) -> tuple[int, str]:
+    order = np.lexsort((ts, channels))
+    h = hashlib.sha256()
+    for array in (channels[order], ts[order], values[order]):
+        h.update(np.ascontiguousarray(array).tobytes())
+    return len(ts), h.hexdigest()
+
+
+def _ledger_digest(load: Load) -> tuple[int, str]:
+    seqs = sorted({int(line) for line in load.ledger.read_text().split()})
+    channels, stamps, values = [], [], []
+    for seq in seqs:
+        for index, (_, channel_ids) in enumerate(load.devices):
+            ts, v = batch_arrays(device_index=index, channel_count=len(channel_ids), seq=seq, base_ms=load.base_ms)
+            for row, channel_id in enumerate(channel_ids):
+                present = ~np.isnan(v[row])
+                channels.append(np.full(int(present.sum()), channel_id, dtype=np.int64))
+                stamps.append(ts[present])
+                values.append(v[row][present])
+    return _digest(np.concatenate(channels), np.concatenate(stamps), np.concatenate(values))
+
+
+def _stored_digest(load: Load) -> tuple[int, str]:
+    connection.close()
+    stored = get_store().read(
+        tenant_id=load.tenant_id,
+        channel_ids=load.channel_ids(),
+        start_ms=load.base_ms - 86_400_000,
+        end_ms=load.base_ms + 30 * 86_400_000,
+    )
+    if not stored:
+        return 0, ""
+    channels = np.concatenate([np.full(len(p), c, dtype=np.int64) for c, p in stored.items()])
+    return _digest(
+        channels,
+        np.concatenate([p.timestamps_ms for p in stored.values()]),
+        np.concatenate([p.values for p in stored.values()]),
+    )
+
+
+def _settle_and_check(load: Load, sender: subprocess.Popen, worker_process: subprocess.Popen) -> None:
+    assert sender.wait(timeout=150) == 0, "the sender could not get its batches acknowledged"
+    expected = _ledger_digest(load)
+    assert expected[0] > 500, "the load was too small to mean anything"
+    try:
+        wait_until(lambda: _stored_digest(load)[0] >= expected[0], timeout=120, what="the workers to catch up")
+        time.sleep(1.0)  # anything still in flight would show up as an extra reading
+    finally:
+        stop(worker_process)
+    assert _stored_digest(load) == expected
+    # Physically exactly once as well: after compaction every reading sits in one bucket.
+    metadata.clear_caches()
+    readings_compact(max_windows=10_000)
+    assert sum(Bucket.objects.filter(channel_id__in=load.channel_ids()).values_list("count", flat=True)) == expected[0]
+
+
+def test_a_worker_killed_with_sigkill_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url, rabbitmq_url):
+    purge_queues("readings")
+    load = _load(tmp_path)
+    first = start_worker(concurrency=2)
+    sender = _sender(load, seconds=8)
+    second = None
+    try:
+        wait_until(lambda: _stored_digest(load)[0] > 0, timeout=60, what="the first stored readings")
+        # Mid-batch: the worker holds delivered messages it has not acknowledged yet.
+        wait_until(lambda: _unacked("readings") > 0, timeout=30, what="messages in the worker's hands")
+        stop(first, kill=True)  # SIGKILL to the whole process group: main process and pool children
+        time.sleep(1.0)
+        second = start_worker(concurrency=2)
+        _settle_and_check(load, sender, second)
+    finally:
+        stop(first, kill=True)
+        stop(sender)
+        if second is not None:
+            stop(second)
+
+
+def _unacked(queue: str) -> int:
+    vhost = os.environ["CELERY_BROKER_URL"].rsplit("/", 1)[1] or "/"
+    listing = subprocess.run(  # noqa: S603
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages_unacknowledged"],  # noqa: S607
+        check=True,
+        timeout=30,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for line in listing.splitlines():
+        name, _, count = line.partition("\t")
+        if name == queue and count.strip().isdigit():
+            return int(count)
+    return 0
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=120, capture_output=True)  # noqa: S603, S607
+
+
+def test_a_rabbitmq_restart_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url, rabbitmq_url):
+    purge_queues("readings")
+    load = _load(tmp_path)
+    worker_process = start_worker(concurrency=2)
+    sender = _sender(load, seconds=10)
+    try:
+        wait_until(lambda: _stored_digest(load)[0] > 0, timeout=60, what="the first stored readings")
+        try:
+            _rabbitmqctl("stop_app")
+            time.sleep(3)
+        finally:
+            _rabbitmqctl("start_app")
+            _rabbitmqctl("await_startup")
+        _settle_and_check(load, sender, worker_process)
+        assert int(Path(f"{load.ledger}.refused").read_text()) > 0, "the restart never reached the sender"
+    finally:
+        stop(sender)
+        stop(worker_process)
+
+
+def test_postgresql_refusing_connections_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url, rabbitmq_url):
+    purge_queues("readings")
+    load = _load(tmp_path)
+    name = connection.settings_dict["NAME"]
+    admin_url = child_database_url().rsplit("/", 1)[0] + "/postgres"
+    log = tmp_path / "worker.log"
+    worker_process = start_worker(concurrency=2, log=log)
+    sender = _sender(load, seconds=10)
+    try:
+        wait_until(lambda: _stored_digest(load)[0] > 0, timeout=60, what="the first stored readings")
+        connection.close()
+        # Only this test's database refuses connections; the server and everyone else's databases stay up.
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            try:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    [name],
+                )
+                time.sleep(6)
+            finally:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        _settle_and_check(load, sender, worker_process)
+        assert "not currently accepting connections" in log.read_text(), "the outage never reached the worker"
+    finally:
+        stop(sender)
+        stop(worker_process)
+
+
+def test_a_redis_broker_carries_the_load_as_well(tmp_path, postgresql_url, redis_url):
+    load = _load(tmp_path)
+    redis_env = {"CELERY_BROKER_URL": redis_url, "CELERY_RESULT_BACKEND": ""}
+    worker_process = start_worker(concurrency=1, env=redis_env)
+    sender = _sender(load, seconds=3, env=redis_env)
+    try:
+        _settle_and_check(load, sender, worker_process)
+    finally:
+        stop(sender)
+        stop(worker_process)

@@ -1,0 +1,175 @@
+/* The facility dashboard: uPlot charts over a rolling 15-minute window, and the live figures. */
+(function () {
+  "use strict";
+  const root = document.getElementById("dashboard");
+  const format = window.EnergyboxLive.format;
+  const COLORS = ["#0a7c5a", "#1f6feb", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#65a30d", "#be185d"];
+  const timezone = root.dataset.timezone;
+
+  let windowMs = 15 * 60 * 1000;
+  let clockOffset = 0; // server time minus browser time
+  let series = {}; // channel id -> {ts: [], v: []}
+  let charts = []; // {plot, channels: [id, ...], el}
+  const digits = {}; // channel id -> decimals shown
+  let dirty = false;
+
+  const serverNow = () => Date.now() + clockOffset;
+  const clock = (seconds) =>
+    new Date(seconds * 1e3).toLocaleTimeString("en-GB", { timeZone: timezone, hour: "2-digit", minute: "2-digit" });
+
+  function text(selector, value) {
+    for (const el of root.querySelectorAll(selector)) el.textContent = value;
+  }
+
+  function buildCharts(channels) {
+    for (const chart of charts) chart.plot.destroy();
+    const names = new Map(channels.map((c) => [String(c.id), c.name]));
+    charts = Array.from(root.querySelectorAll(".chart")).map(function (el) {
+      const ids = el.dataset.channels.split(",");
+      ids.forEach(function (id, i) {
+        const swatch = root.querySelector('[data-swatch="' + id + '"]');
+        if (swatch) swatch.style.background = COLORS[i % COLORS.length];
+      });
+      const plot = new uPlot(
+        {
+          width: el.clientWidth || 400,
+          height: 170,
+          legend: { show: false },
+          tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), timezone),
+          scales: { x: { time: true, range: () => [(serverNow() - windowMs) / 1e3, serverNow() / 1e3] } },
+          axes: [
+            { stroke: "#6b7585", values: (u, splits) => splits.map(clock) },
+            { stroke: "#6b7585", size: 60 },
+          ],
+          series: [{}].concat(ids.map((id, i) => ({
+            label: names.get(id) || id, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
+          }))),
+        },
+        data(ids),
+        el,
+      );
+      return { plot: plot, channels: ids, el: el };
+    });
+  }
+
+  function data(ids) {
+    const tables = ids.map((id) => [series[id] ? series[id].ts.map((t) => t / 1e3) : [], series[id] ? series[id].v : []]);
+    if (tables.every((t) => t[0].length === 0)) return [[]].concat(ids.map(() => []));
+    return uPlot.join(tables.map((t) => (t[0].length ? t : [[0], [null]])));
+  }
+
+  function addSamples(ts, values) {
+    for (const id of Object.keys(values)) {
+      const s = series[id];
+      if (!s) continue;
+      values[id].forEach(function (v, i) {
+        // Samples the snapshot already had (the socket joins before reading history) are skipped.
+        if (v === null || (s.ts.length && ts[i] <= s.ts[s.ts.length - 1])) return;
+        s.ts.push(ts[i]);
+        s.v.push(v);
+      });
+      if (s.v.length) text('[data-channel-last="' + id + '"]', format(s.v[s.v.length - 1], digits[id] || 1));
+    }
+    dirty = true;
+  }
+
+  function trim() {
+    const oldest = serverNow() - windowMs;
+    for (const s of Object.values(series)) {
+      let n = 0;
+      while (n < s.ts.length && s.ts[n] < oldest) n++;
+      if (n) { s.ts.splice(0, n); s.v.splice(0, n); }
+    }
+  }
+
+  function redraw() {
+    if (dirty) {
+      trim();
+      for (const chart of charts) chart.plot.setData(data(chart.channels));
+      dirty = false;
+    } else {
+      for (const chart of charts) chart.plot.redraw(false); // slide the window
+    }
+  }
+
+  function showFigures(m) {
+    if (m.power) {
+      text('[data-figure="total_kw"]', format(m.power.total_kw, 2));
+      for (const [load, kw] of Object.entries(m.power.loads)) text('[data-load-kw="' + load + '"]', format(kw, 2));
+    }
+    if ("energy_today_kwh" in m) text('[data-figure="energy_today_kwh"]', format(m.energy_today_kwh, 1));
+    if (m.month_peak !== undefined) text('[data-figure="month_peak_kw"]', m.month_peak ? format(m.month_peak.kw, 1) : "–");
+    if (m.demand) {
+      text('[data-figure="projection_kw"]', format(m.demand.projection_kw, 1));
+      const ends = new Date(m.demand.interval_start + 15 * 60 * 1000);
+      const over = m.month_peak && m.demand.projection_kw > m.month_peak.kw;
+      text('[data-figure="demand_note"]', (over ? "on course for a new monthly peak · " : "") +
+        "interval ends " + ends.toLocaleTimeString("en-GB", { timeZone: timezone, hour: "2-digit", minute: "2-digit" }));
+      root.querySelector("[data-demand]").classList.toggle("over-peak", Boolean(over));
+    }
+    if ("devices_online" in m) {
+      text('[data-figure="devices_online"]', m.devices_online);
+      text('[data-figure="devices_total"]', m.devices_total);
+    }
+  }
+
+  function showDevice(id, online, lastSeen) {
+    for (const el of root.querySelectorAll('[data-device-status="' + id + '"]')) {
+      el.textContent = online ? "online" : "offline";
+      el.className = "status " + (online ? "online" : "offline");
+    }
+    if (lastSeen) {
+      text('[data-device-seen="' + id + '"]', new Date(lastSeen).toLocaleTimeString("en-GB", { timeZone: timezone }));
+    }
+  }
+
+  function onMessage(m) {
+    if (m.type === "snapshot") {
+      clockOffset = m.now - Date.now();
+      windowMs = m.window_ms;
+      series = {};
+      for (const c of m.channels) {
+        series[c.id] = { ts: [], v: [] };
+        digits[c.id] = c.unit === "1" ? 2 : 1; // a power factor needs its second decimal
+      }
+      for (const [id, s] of Object.entries(m.series)) if (series[id]) addSamples(s.ts, { [id]: s.values });
+      buildCharts(m.channels);
+      for (const d of m.devices) showDevice(d.id, d.online, d.last_seen);
+      showFigures(m);
+    } else if (m.type === "readings") {
+      addSamples(m.ts, m.values);
+      showDevice(m.device_id, true, m.ts[m.ts.length - 1]);
+      showFigures(m);
+    } else if (m.type === "status") {
+      showDevice(m.device_id, m.online, m.last_seen);
+      showFigures(m);
+    }
+  }
+
+  setInterval(redraw, 1000);
+  let scheduled = false;
+  function soon() {
+    if (scheduled) return;
+    scheduled = true;
+    requestAnimationFrame(function () { scheduled = false; redraw(); });
+  }
+  window.addEventListener("resize", function () {
+    for (const chart of charts) chart.plot.setSize({ width: chart.el.clientWidth, height: 170 });
+  });
+
+  window.EnergyboxLive.connect(root.dataset.ws, {
+    onMessage: function (m) { onMessage(m); if (m.type === "readings") soon(); },
+  });
+
+  // For the browser test and the curious: the charts' data as drawn.
+  window.energyboxDashboard = {
+    lastPoint: function (channelId) {
+      const chart = charts.find((c) => c.channels.includes(String(channelId)));
+      if (!chart) return null;
+      const d = chart.plot.data;
+      const column = d[chart.channels.indexOf(String(channelId)) + 1];
+      for (let i = d[0].length - 1; i >= 0; i--) if (column[i] !== null && column[i] !== undefined) return { t: d[0][i] * 1e3, v: column[i] };
+      return null;
+    },
+  };
+})();
