@@ -11,12 +11,14 @@ import binascii
 import csv
 import datetime as dt
 import math
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -418,6 +420,27 @@ class LatestApi(ReadingsApi):
         return Response({"results": results})
 
 
+CHUNK_ROWS = 2000
+
+
+def _chunked(rows: Iterator[str]) -> Iterator[str]:
+    batch: list[str] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= CHUNK_ROWS:
+            yield "".join(batch)
+            batch = []
+    if batch:
+        yield "".join(batch)
+
+
+async def _pulled_async(chunks: Iterator[str]) -> AsyncIterator[str]:
+    done = object()
+    pull = sync_to_async(lambda: next(chunks, done), thread_sensitive=True)
+    while (chunk := await pull()) is not done:
+        yield str(chunk)
+
+
 class _Echo:
     def write(self, value: str) -> str:
         return value
@@ -437,8 +460,11 @@ class ExportApi(ReadingsApi):
     def get(self, request: Request) -> StreamingHttpResponse:
         query = self.query(ExportQuery)
         channels = selected_channels(access=self.access, query=query)
-        rows = self._rows(channels=channels, query=query)
-        response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+        chunks = _chunked(self._rows(channels=channels, query=query))
+        # Under ASGI (Daphne) a synchronous iterator would be read to the end into memory before the
+        # first byte is sent; an asynchronous one streams, pulling each chunk in the sync thread.
+        content = _pulled_async(chunks) if isinstance(request._request, ASGIRequest) else chunks
+        response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="readings.csv"'
         return response
 
