@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from oauth2_provider.generators import generate_client_secret
-from oauth2_provider.models import AccessToken, RefreshToken
+from oauth2_provider.models import AccessToken, RefreshToken, clear_expired
 
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
@@ -104,3 +104,8 @@ def platform_application_register(
     application.full_clean()
     application.save()
     return Registered(application=application, client_secret=secret)
+
+
+def tokens_clear_expired() -> None:
+    """Delete expired and revoked tokens and grants (REFRESH_TOKEN_EXPIRE_SECONDS bounds refresh tokens)."""
+    clear_expired()
