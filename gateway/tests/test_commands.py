@@ -37,12 +37,12 @@ def test_rungateway_wants_both_cert_and_key(tmp_path):
 
 
 def _env(data_dir: Path) -> dict[str, str]:
-    from readings.tests.processes import test_database_url
+    from readings.tests.processes import child_database_url
 
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "energybox.settings.test",
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": child_database_url(),
         "DATABASE_CONN_MAX_AGE": "0",
         "ENERGYBOX_DATA_DIR": str(data_dir),
     }

@@ -6,6 +6,7 @@ import pytest
 import schemathesis
 from django.core.cache import cache
 from django.core.wsgi import get_wsgi_application
+from django.db import connections
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
@@ -27,6 +28,9 @@ def admin_token(db):
 # Loaded at collection (schemathesis' lazy fixture loader does not run on pytest 9). Serving the
 # schema touches no database, so this is safe before the test database exists.
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+# The WSGI request cycle may have opened a connection to the non-test database; on PostgreSQL that
+# stale connection would outlive the switch to the test database, so drop it now.
+connections.close_all()
 
 
 @schema.parametrize()
