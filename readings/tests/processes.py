@@ -99,3 +99,14 @@ def purge_queues(*names: str) -> None:
                 channel.queue_purge(name)
             except Exception:  # noqa: BLE001 - a queue that does not exist yet has nothing to purge
                 channel = conn.channel()
+
+
+def wait_for_workers(*, timeout: float = 60) -> None:
+    """Until a worker answers a broadcast ping: it is connected and consuming."""
+    from energybox.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app.control.ping(timeout=1.0):
+            return
+    raise AssertionError(f"no worker answered within {timeout:.0f}s")

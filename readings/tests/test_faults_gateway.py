@@ -25,12 +25,19 @@ from readings import metadata
 from readings.models import Bucket
 from readings.services import readings_compact
 from readings.store import get_store
-from readings.tests.processes import child_database_url, purge_queues, start_worker, stop, wait_until
+from readings.tests.processes import (
+    child_database_url,
+    purge_queues,
+    start_worker,
+    stop,
+    wait_for_workers,
+    wait_until,
+)
 from readings.tests.test_faults import _digest, _rabbitmqctl
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pytest.mark.timeout(280)]
 METERS = 6
-BATCHES = 250  # per meter: 250 × 15 samples × 12 channels = 45,000 readings each
+BATCHES = 400  # per meter: 400 × 15 samples × 12 channels = 72,000 readings each
 
 
 def blocking(fn):
@@ -128,6 +135,7 @@ async def test_every_reading_the_gateway_acked_is_stored_exactly_once_despite(
     await sync_to_async(purge_queues)("readings")
     workers = [await sync_to_async(start_worker)(concurrency=2)]
     try:
+        await blocking(wait_for_workers)()  # so that the fault lands while the load is running
         async with running_gateway(tmp_path) as (_, port, ctx):
             devices = [
                 simulated(spec, port, ctx, record=True, seed=n, max_batches=BATCHES)
