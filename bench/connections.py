@@ -80,6 +80,10 @@ def client(port: int, cafile: str, devices: list[tuple[str, bytes]], ready: mp.Q
 
 
 def main() -> None:
+    import faulthandler
+
+    # A benchmark must stop by itself: if anything hangs, dump every thread's stack and exit.
+    faulthandler.dump_traceback_later(600, exit=True)
     data = _setup.django_embedded("connections")
     print(f"provisioning {TARGET} devices ...", flush=True)
     devices = _setup.provision_meters(TARGET)

@@ -165,6 +165,10 @@ def broker_run() -> dict[str, float] | None:
 
 
 def main() -> None:
+    import faulthandler
+
+    # A benchmark must stop by itself: if anything hangs, dump every thread's stack and exit.
+    faulthandler.dump_traceback_later(480, exit=True)
     broker = broker_run()
     if broker is not None:
         print(f"  RabbitMQ (confirms) run: {broker}", flush=True)
