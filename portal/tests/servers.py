@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+
+from gateway.simulator import SimulatedDevice
 
 ROOT = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"Listening on TCP address [\d.]+:(\d+)")
@@ -46,6 +49,42 @@ class Tail:
         return "\n".join(self.lines[-60:])
 
 
+def _port(proc: subprocess.Popen[str], tail: Tail, pattern: re.Pattern[str], what: str) -> int:
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start:\n{tail.text()}")
+        port = next((m.group(1) for line in tail.lines if (m := pattern.search(line))), None)
+        if port is not None:
+            return int(port)
+        time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@contextmanager
+def gateway(env: dict[str, str]) -> Iterator[tuple[int, Path]]:
+    """`manage.py rungateway` on an ephemeral port; yields (port, CA file of its development certificate).
+
+    The gateway stores what it acks in-process (no broker), so no message outlives the test.
+    """
+    env = {k: v for k, v in env.items() if k != "CELERY_BROKER_URL"}
+    argv = [sys.executable, "manage.py", "rungateway", "--host", "127.0.0.1", "--port", "0"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail = Tail(proc.stdout)
+    try:
+        port = _port(proc, tail, re.compile(r"Gateway listening on [\d.]+:(\d+)"), "the gateway")
+        yield port, Path(env["ENERGYBOX_DATA_DIR"]) / "gateway-dev-cert.pem"
+    finally:
+        _stop(proc)
+
+
 @contextmanager
 def daphne(env: dict[str, str]) -> Iterator[str]:
     """Start Daphne on an ephemeral port; yield its base URL; stop it."""
@@ -53,17 +92,29 @@ def daphne(env: dict[str, str]) -> Iterator[str]:
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     tail = Tail(proc.stdout)
     try:
-        deadline = time.monotonic() + 30
-        port = None
-        while port is None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start:\n{tail.text()}")
-            port = next((m.group(1) for line in tail.lines if (m := _LISTENING.search(line))), None)
-            time.sleep(0.1)
+        port = _port(proc, tail, _LISTENING, "daphne")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc)
+
+
+class SimulatorThread:
+    """Real simulated devices (gateway.simulator) streaming 2-second batches over TLS, in a thread of their own."""
+
+    def __init__(self, devices: list[SimulatedDevice]) -> None:
+        self.devices = devices
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(asyncio.gather(*(d.run(duration_s=120) for d in self.devices)))
+
+    def __enter__(self) -> SimulatorThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for device in self.devices:
+            self.loop.call_soon_threadsafe(device.stop)
+        self.thread.join(timeout=10)

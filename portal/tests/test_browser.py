@@ -1,13 +1,16 @@
 """The live pages in a real browser: Debian's headless Chromium, driven by Playwright, against Daphne.
 
-Daphne runs in a subprocess on the test database and the real Redis channel layer; readings are
-published on that layer exactly as `readings/live.py` says. Screenshots go to `test-artifacts/`.
+The whole live path runs for real: the device simulator streams 2-second batches over TLS to the
+gateway (`manage.py rungateway`, a subprocess), which stores them and publishes them on the Redis
+channel layer; Daphne (a subprocess) serves the portal and its consumers. Both share this test's
+database. Screenshots go to `test-artifacts/`.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,10 +18,14 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from devices.demo import DEMO_PASSWORD, seed_demo
+from devices.keys import private_key_load
 from devices.models import Channel, Facility
+from devices.services import IssuedKey, device_key_rotate
+from gateway.simulator import ChannelSpec, DeviceSpec, SimulatedDevice
+from gateway.tls import client_context
 from portal.tests.history import seed_history
-from portal.tests.live import publish_readings, publish_status
-from portal.tests.servers import ROOT, daphne, server_env
+from portal.tests.live import publish_readings
+from portal.tests.servers import ROOT, SimulatorThread, daphne, gateway, server_env
 from readings import metadata
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -51,6 +58,50 @@ def portal(postgresql_url: str, redis_url: str):  # type: ignore[no-untyped-def]
     """Daphne serving the portal, sharing this test's database and channel layer."""
     with daphne(server_env()) as base_url:
         yield base_url
+
+
+@pytest.fixture
+def gateway_port(postgresql_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """The device gateway, sharing this test's database and channel layer."""
+    with gateway({**server_env(), "ENERGYBOX_DATA_DIR": str(tmp_path)}) as port_and_ca:
+        yield port_and_ca
+
+
+def device_spec(issued: IssuedKey, *, load_kind: str) -> DeviceSpec:
+    device = issued.device
+    return DeviceSpec(
+        serial=device.serial,
+        private_key=private_key_load(issued.private_key_pem).private_bytes_raw(),
+        channels=tuple(ChannelSpec(c.quantity, c.scale, c.phase) for c in device.channels.order_by("index")),
+        load_kind=load_kind,
+        name=device.name,
+    )
+
+
+def simulated(spec: DeviceSpec, *, port_and_ca: tuple[int, Path]) -> SimulatedDevice:
+    port, ca = port_and_ca
+    return SimulatedDevice(
+        spec,
+        host="127.0.0.1",
+        port=port,
+        ssl_context=client_context(cafile=ca),
+        batch=1,
+        interval_ms=2000,
+        realtime=True,
+        record=True,
+        seed=7,
+    )
+
+
+def next_acked(device: SimulatedDevice, channel_index: int, *, after: int, timeout: float = 15) -> tuple[int, float]:
+    """(sample time, value) of the next batch the gateway acked after the first `after` ones."""
+    deadline = time.monotonic() + timeout
+    while len(device.acked) <= after:
+        assert time.monotonic() < deadline, f"the gateway acked no batch of {device.spec.serial} in {timeout} s"
+        time.sleep(0.02)
+    batch = device.acked[after]
+    scale = device.spec.channels[channel_index].scale
+    return batch.start_ms, float(batch.raw[channel_index][0]) * scale
 
 
 @pytest.fixture
@@ -93,6 +144,9 @@ def demo() -> dict:
     fridges = market.devices.get(name="Cold room compressors")
     pumps = station.devices.get(name="Pump island")
     return {
+        # Fresh key pairs: the simulator authenticates as these devices with the private halves.
+        "main_spec": device_spec(device_key_rotate(device=main), load_kind="mains"),
+        "pumps_spec": device_spec(device_key_rotate(device=pumps), load_kind="fuel_pumps"),
         "market": market,
         "station": station,
         "main": main,
@@ -112,61 +166,66 @@ def sign_in(page, base_url: str, next_path: str) -> None:  # type: ignore[no-unt
     page.wait_for_url(f"{base_url}{next_path}")
 
 
-def test_the_facility_dashboard_shows_new_readings_live_within_5_seconds(demo, portal, browser):
-    facility, main, fridges = demo["market"], demo["main"], demo["fridges"]
-    main_total, fridge_total = demo["main_total"], demo["fridge_total"]
+def test_the_facility_dashboard_shows_the_simulators_readings_within_5_seconds(demo, portal, gateway_port, browser):
+    facility, main, main_total = demo["market"], demo["main"], demo["main_total"]
     page = browser.new_page(viewport={"width": 1280, "height": 1400})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     sign_in(page, portal, f"/facilities/{facility.pk}/")
     page.wait_for_selector('.live-state[data-state="live"]', timeout=10_000)
+    meter = simulated(demo["main_spec"], port_and_ca=gateway_port)
 
-    # A few seconds of history so the charts have lines, then the reading the test looks for.
-    for i in range(5):
-        publish(device_id=fridges.pk, facility_id=facility.pk, values={fridge_total.pk: 7000.0 + 150 * i})
-        publish(device_id=main.pk, facility_id=facility.pk, values={main_total.pk: 18000.0 + 400 * i})
-        time.sleep(0.45)
-    off_loop(async_to_sync(publish_status), device_id=main.pk, facility_id=facility.pk, online=True, last_seen_ms=None)
-    time.sleep(2.1)  # the 2-second rule: the next reading of each device goes out at once
-    sent = publish(device_id=main.pk, facility_id=facility.pk, values={main_total.pk: 23456.0})
-    started = time.monotonic()
-
-    page.wait_for_function(
-        """([channel, ts]) => {
-            const p = window.energyboxDashboard.lastPoint(channel);
-            return p !== null && p.t === ts && p.v === 23456
-               && document.querySelector('[data-figure="total_kw"]').textContent === "23.46";
-        }""",
-        arg=[main_total.pk, sent],
-        timeout=5_000,
-    )
-    assert time.monotonic() - started < 5
-    assert page.text_content(f'[data-channel-last="{main_total.pk}"]') == "23,456.0"
-    assert page.text_content(f'[data-load-kw="{main_total.load_id}"]') == "23.46"
-    assert page.text_content(f'[data-device-status="{main.pk}"]') == "online"
-    assert page.text_content('[data-figure="projection_kw"]') not in ("", "–")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_timeout(1200)  # one redraw tick so the screenshot shows the newest point
-    page.screenshot(path=str(ARTIFACTS / "facility-dashboard.png"), full_page=True)
+    with SimulatorThread([meter]):
+        for n in range(3):  # three frames in a row, each on screen within 5 s of being sent
+            sample_ms, watts = next_acked(meter, main_total.index, after=n)
+            sent_at = (sample_ms + 2000) / 1000  # a real-time device sends a sample one interval after taking it
+            page.wait_for_function(
+                """([channel, ts, watts]) => {
+                    const p = window.energyboxDashboard.lastPoint(channel);
+                    const total = document.querySelector('[data-figure="total_kw"]').textContent;
+                    const kw = parseFloat(total.replace(/,/g, ""));
+                    return p !== null && p.t === ts && p.v === watts && Math.abs(kw - watts / 1000) < 0.0051;
+                }""",
+                arg=[main_total.pk, sample_ms, watts],
+                timeout=max(100, (sent_at + 5 - time.time()) * 1000),
+            )
+            assert time.time() - sent_at < 5
+        shown = page.text_content(f'[data-channel-last="{main_total.pk}"]')
+        assert shown is not None and abs(float(shown.replace(",", "")) - watts) < 0.051
+        assert page.text_content(f'[data-device-status="{main.pk}"]') == "online"
+        kw = page.text_content(f'[data-load-kw="{main_total.load_id}"]')
+        assert kw is not None and abs(float(kw.replace(",", "")) - watts / 1000) < 0.0051
+        assert page.text_content('[data-figure="projection_kw"]') not in ("", "–")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.wait_for_timeout(1200)  # one redraw tick, so the screenshot shows the newest point
+        page.screenshot(path=str(ARTIFACTS / "facility-dashboard.png"), full_page=True)
     assert errors == []
 
 
-def test_the_park_overview_updates_a_facility_row_live(demo, portal, browser):
-    facility, pumps, pumps_total = demo["station"], demo["pumps"], demo["pumps_total"]
+def test_the_park_overview_updates_a_facility_row_live(demo, portal, gateway_port, browser):
+    facility, pumps_total = demo["station"], demo["pumps_total"]
+    market, main, main_total = demo["market"], demo["main"], demo["main_total"]
     page = browser.new_page(viewport={"width": 1280, "height": 700})
     sign_in(page, portal, "/")
     page.wait_for_selector('.live-state[data-state="live"]', timeout=10_000)
-    market, main, main_total = demo["market"], demo["main"], demo["main_total"]
-    publish(device_id=main.pk, facility_id=market.pk, values={main_total.pk: 31500.0})
-    publish(device_id=pumps.pk, facility_id=facility.pk, values={pumps_total.pk: 4321.0})
+    pumps = simulated(demo["pumps_spec"], port_and_ca=gateway_port)
     row = f'tr[data-facility-id="{facility.pk}"]'
-    page.wait_for_function(
-        "sel => document.querySelector(sel + ' [data-cell=\"power\"]').textContent === '4.3'", arg=row, timeout=5_000
-    )
-    assert page.text_content(f'tr[data-facility-id="{market.pk}"] [data-cell="power"]') == "31.5"
-    assert page.text_content(f'{row} [data-cell="online"]') == "1"
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "park-overview.png"), full_page=True)
+    with SimulatorThread([pumps]):
+        # Another facility's reading, through the channel layer as the gateway publishes it.
+        publish(device_id=main.pk, facility_id=market.pk, values={main_total.pk: 31500.0})
+        _, watts = next_acked(pumps, pumps_total.index, after=1)
+        page.wait_for_function(
+            """([sel, kw]) => {
+                const text = document.querySelector(sel + ' [data-cell="power"]').textContent;
+                return Math.abs(parseFloat(text.replace(/,/g, "")) - kw) < 0.051;
+            }""",
+            arg=[row, watts / 1000],
+            timeout=5_000,
+        )
+        assert page.text_content(f'tr[data-facility-id="{market.pk}"] [data-cell="power"]') == "31.5"
+        assert page.text_content(f'{row} [data-cell="online"]') == "1"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "park-overview.png"), full_page=True)
     # Filtering by kind leaves only the petrol station, still live.
     page.select_option('select[name="kind"]', "petrol_station")
     page.wait_for_url(f"{portal}/?kind=petrol_station&tag=")

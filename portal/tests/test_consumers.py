@@ -7,8 +7,10 @@ import json
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connections
 
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
@@ -23,6 +25,14 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 @pytest.fixture(autouse=True)
 def live_layer(request: pytest.FixtureRequest) -> str:
     return require_live_layer(request)
+
+
+@pytest.fixture(autouse=True)
+async def close_thread_connections():
+    yield
+    # The consumers' ORM calls ran in asgiref's sync thread: close its connection, or it outlives
+    # the test and blocks the test database's teardown.
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture(autouse=True)
