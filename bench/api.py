@@ -32,6 +32,9 @@ TMP = tempfile.mkdtemp(prefix="energybox-bench-api-")
 os.environ.setdefault("ENERGYBOX_DATA_DIR", TMP)
 os.environ["API_THROTTLE_RATE"] = "100000000/min"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "energybox.settings.test")
+if os.environ.get("BENCH_DATABASE_URL"):
+    # `make bench` names the benchmarks' PostgreSQL server; this bench makes its own database on it.
+    os.environ["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
 
 import django  # noqa: E402
 
