@@ -1,8 +1,11 @@
 """Benchmark: a 30-day, 15-minute series of one channel over HTTP, against the selector called directly.
 
 Builds a throw-away database (a temporary SQLite file, or a `test_` copy of DATABASE_URL's PostgreSQL
-database), stores 30 days of one 2-second channel through the real ingest and rollups, gets a token
-through /o/token/ (client credentials), then times the same query both ways in the same run.
+database), stores 30 days of one 2-second channel through the real ingest and rollups, starts Daphne
+(the production web server) on it in its own process, gets a token through /o/token/ (client
+credentials), then times the same query both ways in the same run: sequential HTTP requests with
+keep-alive, and the selector called directly in this process. BENCH_API_SERVER=wsgi uses Django's
+threaded WSGI server in-process instead.
 
 Prints one JSON object on its last line:
     {"series_req_per_s": ..., "series_ms_p95": ..., "selector_ms_p95": ...}
@@ -13,7 +16,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -27,6 +32,9 @@ TMP = tempfile.mkdtemp(prefix="energybox-bench-api-")
 os.environ.setdefault("ENERGYBOX_DATA_DIR", TMP)
 os.environ["API_THROTTLE_RATE"] = "100000000/min"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "energybox.settings.test")
+if os.environ.get("BENCH_DATABASE_URL"):
+    # `make bench` names the benchmarks' PostgreSQL server; this bench makes its own database on it.
+    os.environ["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
 
 import django  # noqa: E402
 
@@ -34,6 +42,7 @@ django.setup()
 
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -42,6 +51,8 @@ from django.test.utils import setup_test_environment  # noqa: E402
 DAYS = 30
 PERIOD_MS = 2_000
 REQUESTS = int(os.environ.get("BENCH_API_REQUESTS", "100"))
+# "daphne": the production ASGI server in its own process; "wsgi": Django's threaded server in-process.
+SERVER = os.environ.get("BENCH_API_SERVER", "daphne")
 END = datetime(2026, 11, 1, tzinfo=UTC)
 START = END - timedelta(days=DAYS)
 
@@ -84,6 +95,31 @@ def seed() -> tuple[object, int, str, str]:
     return access, power.pk, registered.application.client_id, registered.client_secret
 
 
+def start_daphne(database: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The production web server, in its own process, on the benchmark's database."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = settings.DATABASES["default"]
+    if connection.vendor == "postgresql":
+        database_url = f"postgres://{url['USER']}@{url['HOST']}:{url['PORT']}/{database}"
+    else:
+        database_url = f"sqlite:///{database}"
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "energybox.settings.test"}
+    argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "energybox.asgi:application"]
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{base}/api/schema/", timeout=5)
+            return process, base
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("daphne did not start within 60 s")
+
+
 def p95(samples: list[float]) -> float:
     return round(statistics.quantiles(samples, n=20)[18], 2)
 
@@ -94,18 +130,25 @@ def main() -> None:
     if connection.vendor == "postgresql":
         # Not the test suite's `test_<name>`: the bench may run while the suite does.
         connection.settings_dict["TEST"]["NAME"] = f"bench_api_{old_name}"
+    elif SERVER == "daphne":
+        # A file, not the test settings' in-memory database: the Daphne process must see it too.
+        connection.settings_dict["TEST"]["NAME"] = str(Path(TMP) / "bench.sqlite3")
     bench_db = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
     server = None
+    daphne = None
     try:
         from readings import metadata
         from readings.selectors import readings_series
 
         metadata.clear_caches()
         access, channel_id, client_id, secret = seed()
-        server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
-        server.set_app(get_wsgi_application())
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        base = f"http://127.0.0.1:{server.server_address[1]}"
+        if SERVER == "daphne":
+            daphne, base = start_daphne(bench_db)
+        else:
+            server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler, allow_reuse_address=False)
+            server.set_app(get_wsgi_application())
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            base = f"http://127.0.0.1:{server.server_address[1]}"
         http = requests.Session()
         token = http.post(
             f"{base}/o/token/", data={"grant_type": "client_credentials"}, auth=(client_id, secret), timeout=30
@@ -145,7 +188,7 @@ def main() -> None:
         log(
             f"{points} intervals per answer, {len(first.content):,} bytes; HTTP median "
             f"{statistics.median(http_ms):.1f} ms, selector median {statistics.median(selector_ms):.1f} ms "
-            f"({connection.vendor})"
+            f"({connection.vendor}, {SERVER})"
         )
         print(
             json.dumps(
@@ -160,6 +203,9 @@ def main() -> None:
         if server is not None:
             server.shutdown()
             server.server_close()
+        if daphne is not None:
+            daphne.terminate()
+            daphne.wait(timeout=20)
         if connection.vendor == "postgresql":
             # The server's threads keep their connections open (CONN_MAX_AGE); end them so the
             # database can be dropped.

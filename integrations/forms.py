@@ -24,6 +24,7 @@ class ApplicationForm(forms.Form):
         initial=Application.CLIENT_CONFIDENTIAL,
     )
     redirect_uris = forms.CharField(
+        label="Redirect URIs",
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="Authorization code only: the exact callback URLs, separated by spaces or new lines.",

@@ -32,6 +32,8 @@ class TenantAuthorizationView(AuthorizationView):
     """The consent page. A tenant's application can only be authorized by a member of that tenant;
     the platform's own single sign-on clients (no tenant) are open to every user."""
 
+    template_name = "integrations/authorize.html"
+
     def _refusal(self, request: HttpRequest) -> HttpResponse | None:
         client_id = request.GET.get("client_id") or request.POST.get("client_id") or ""
         application = Application.objects.filter(client_id=client_id).select_related("tenant").first()

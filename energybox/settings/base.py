@@ -212,6 +212,10 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": lazy_private_key_pem(),
+    # Retired keys stay published in the JWKS (never used to sign) while tokens they signed live on.
+    "OIDC_RSA_PRIVATE_KEYS_INACTIVE": [
+        Path(path).read_text() for path in env.list_("OIDC_RSA_PRIVATE_KEYS_INACTIVE_FILES", [])
+    ],
     "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "client_credentials", "refresh_token"],

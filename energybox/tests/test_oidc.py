@@ -43,3 +43,31 @@ def test_the_key_file_is_read_when_named(monkeypatch, tmp_path):
     path.write_text(pem)
     monkeypatch.setenv("OIDC_RSA_PRIVATE_KEY_FILE", str(path))
     assert oidc.private_key_pem() == pem
+
+
+def test_retired_keys_named_in_the_environment_are_published_beside_the_active_one(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    retired = jwk.JWK.generate(kty="RSA", size=2048)
+    path = tmp_path / "retired.pem"
+    path.write_bytes(retired.export_to_pem(private_key=True, password=None))
+    probe = (
+        "import json, django; django.setup(); from django.test import Client;"
+        "print(json.dumps(Client().get('/o/.well-known/jwks.json').json()))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "energybox.settings.test",
+        "ENERGYBOX_DATA_DIR": str(tmp_path),
+        "OIDC_RSA_PRIVATE_KEYS_INACTIVE_FILES": str(path),
+        "DJANGO_ALLOWED_HOSTS": "testserver",
+    }
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", probe], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    kids = [key["kid"] for key in json.loads(out.stdout.strip().splitlines()[-1])["keys"]]
+    assert len(kids) == 2 and retired.thumbprint() in kids
