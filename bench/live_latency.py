@@ -376,8 +376,13 @@ def main() -> None:
         web.stop()
         if broker:
             log(f"purged {purge_ingest_queue()} ingest messages from the broker (no worker ran)")
-    for line in gateway.lines[-3:]:
-        log(f"gateway: {line}")
+    warnings = [line for line in gateway.lines if " WARNING " in line or " ERROR " in line]
+    for line in warnings[:3]:
+        log(f"gateway: {line[:300]}")
+    if len(warnings) > 3:
+        log(f"gateway: … {len(warnings) - 3} more warnings")
+    for line in gateway.lines[-1:]:
+        log(f"gateway: {line[:300]}")
     print(json.dumps(result), flush=True)
 
 
