@@ -47,7 +47,12 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
-bench: install
+# The benchmarks measure the real services (each uses its own database); these defaults match the
+# machine's local PostgreSQL, Redis and RabbitMQ and yield to values already in the environment.
+bench: export BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/energybox_bench
+bench: export CELERY_BROKER_URL ?= amqp://guest:guest@127.0.0.1:5672//
+bench: export REDIS_URL ?= redis://127.0.0.1:6379/0
+bench: install vendor
 	@set -e; for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:

@@ -177,3 +177,22 @@ def plain_table(name: str, channels, timestamps_ms, values) -> None:
         with raw.copy(f"COPY {name} (channel_id, ts, value) FROM STDIN (FORMAT BINARY)") as copy:
             for offset in range(0, len(payload), 1 << 22):
                 copy.write(payload[offset : offset + (1 << 22)])
+
+
+def compacted_size(table: str) -> int:
+    """pg_total_relation_size after VACUUM FULL, repeated until stable: a concurrent snapshot (an
+    autovacuum ANALYZE, say) can keep dead rows for a moment, and we measure live data only."""
+    from django.db import connection
+
+    best = None
+    for _ in range(6):
+        with connection.cursor() as cursor:
+            cursor.execute(f"VACUUM FULL ANALYZE {table}")
+            cursor.execute("SELECT pg_total_relation_size(%s)", [table])
+            size = int(cursor.fetchone()[0])
+        if best is not None and size >= best:
+            return best
+        best = size
+        time.sleep(2)
+    assert best is not None
+    return best

@@ -13,7 +13,17 @@ from __future__ import annotations
 import sys
 import time
 
-from _common import DAY_MS, STORE_CHANNELS, fleet, ingest_days, plain_table, report, setup, truncate_readings
+from _common import (
+    DAY_MS,
+    STORE_CHANNELS,
+    compacted_size,
+    fleet,
+    ingest_days,
+    plain_table,
+    report,
+    setup,
+    truncate_readings,
+)
 
 
 def main() -> None:
@@ -32,16 +42,22 @@ def main() -> None:
     total = ingest_days(device=device, channel_ids=channel_ids, start_ms=start_ms, days=days)
     ingest_s = time.perf_counter() - started
     merged = 0
+    started = time.perf_counter()
     while True:
         step = readings_compact(max_windows=500)
         merged += step
         if step == 0:
             break
+    compact_s = time.perf_counter() - started
+    bucket_bytes = compacted_size("readings_bucket")
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM FULL ANALYZE readings_bucket")
-        cursor.execute("SELECT pg_total_relation_size('readings_bucket'), count(*), sum(count) FROM readings_bucket")
-        bucket_bytes, rows, stored = cursor.fetchone()
+        cursor.execute("SELECT count(*), sum(count) FROM readings_bucket")
+        rows, stored = cursor.fetchone()
     assert stored == total, (stored, total)
+    quantities = dict(device.channels.values_list("pk", "quantity"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT channel_id, sum(length(data)), sum(count) FROM readings_bucket GROUP BY channel_id")
+        payload = {quantities[c]: round(int(size) / int(n), 3) for c, size, n in cursor.fetchall()}
 
     from readings.store import get_store
 
@@ -55,10 +71,8 @@ def main() -> None:
         np.concatenate([p.timestamps_ms for p in points.values()]),
         np.concatenate([p.values for p in points.values()]),
     )
+    plain_bytes = compacted_size("bench_plain_storage")
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM FULL ANALYZE bench_plain_storage")
-        cursor.execute("SELECT pg_total_relation_size('bench_plain_storage')")
-        (plain_bytes,) = cursor.fetchone()
         cursor.execute("DROP TABLE bench_plain_storage")
     print(f"bench storage: {total} readings in {rows} buckets ({merged} windows compacted)", file=sys.stderr)
     report(
@@ -71,7 +85,9 @@ def main() -> None:
             "buckets": int(rows),
             "bucket_table_bytes": int(bucket_bytes),
             "plain_table_bytes": int(plain_bytes),
+            "payload_bytes_per_reading_by_quantity": payload,
             "ingest_readings_per_s_in_process": round(total / ingest_s),
+            "compaction_readings_per_s": round(total / compact_s),
         }
     )
 

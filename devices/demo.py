@@ -177,7 +177,7 @@ def seed_demo() -> list[DemoLogin]:
         Membership.objects.get_or_create(user=user, tenant=tenant, defaults={"role": login.role})
     _user("admin", "admin@example.com", staff=True)
     demo_device_keys_ensure(tenant_slugs=DEMO_TENANTS)
-    return [*logins, DemoLogin("admin", DEMO_PASSWORD, "(platform admin, /admin/)", "superuser")]
+    return [*logins, DemoLogin("admin", DEMO_PASSWORD, "platform admin, /admin/", "superuser")]
 
 
 def demo_keys_path() -> Path:

@@ -736,6 +736,7 @@ def encode_readings(
     return np.packbits(np.concatenate(parts)).tobytes()
 
 
+_MODE = bitstruct.compile("u2")
 _MODE_WIDTH = bitstruct.compile("u2u6")
 _U6 = bitstruct.compile("u6")
 
@@ -754,7 +755,12 @@ def _read_signed(payload: bytes, pos: int, total_bits: int) -> tuple[int, int]:
 
 
 def decode_readings(payload: bytes) -> ReadingsBlock:
-    """Unpack a batch into (channels × samples) int64 arrays; bad input raises ProtocolError(MALFORMED)."""
+    """Unpack a batch into (channels × samples) int64 arrays; bad input raises ProtocolError(MALFORMED).
+
+    Two passes: a short Python loop reads each channel's few header fields (bitstruct), then every
+    delta field of every channel is extracted, un-zigzagged and summed up in one set of NumPy
+    operations whose count does not depend on the number of readings.
+    """
     total_bits = len(payload) * 8
     if total_bits < BATCH_HEADER_BITS:
         raise ProtocolError(ErrorCode.MALFORMED, "READINGS: shorter than its 11-byte header")
@@ -763,14 +769,20 @@ def decode_readings(payload: bytes) -> ReadingsBlock:
         raise ProtocolError(ErrorCode.MALFORMED, "READINGS: a batch needs at least one channel and one sample")
     if samples > 1 and interval_ms == 0:
         raise ProtocolError(ErrorCode.MALFORMED, "READINGS: zero sample interval")
-    bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
-    raw = np.zeros((channels, samples), dtype=np.int64)
+    # Per channel: its row, where its fields start (bit), how many, their width, and their first column.
+    rows: list[int] = []
+    starts: list[int] = []
+    counts: list[int] = []
+    widths: list[int] = []
+    columns: list[int] = []
+    firsts: list[int] = []
+    second: list[int] = []  # DELTA2 rows
     present = np.zeros(channels, dtype=bool)
     pos = BATCH_HEADER_BITS
     for c in range(channels):
         if pos + 2 > total_bits:
             raise ProtocolError(ErrorCode.MALFORMED, f"READINGS: truncated at channel {c}")
-        if bitstruct.unpack_from("u2", payload, pos)[0] == ChannelMode.ABSENT:
+        if _MODE.unpack_from(payload, pos)[0] == ChannelMode.ABSENT:
             pos += 2
             continue
         if pos + 8 > total_bits:
@@ -780,30 +792,71 @@ def decode_readings(payload: bytes) -> ReadingsBlock:
         if mode not in (ChannelMode.DELTA, ChannelMode.DELTA2) or (mode == ChannelMode.DELTA2 and samples < 3):
             raise ProtocolError(ErrorCode.MALFORMED, f"READINGS: channel {c} has undefined mode {mode}")
         first, pos = _read_signed(payload, pos, total_bits)
-        d1 = 0
+        column = 1
         if mode == ChannelMode.DELTA2:
             d1, pos = _read_signed(payload, pos, total_bits)
-        count = samples - (1 if mode == ChannelMode.DELTA else 2)
+            firsts.append(d1)
+            rows.append(c)
+            columns.append(-1)  # marks the d1 entry, placed below
+            starts.append(0)
+            counts.append(0)
+            widths.append(0)
+            second.append(c)
+            column = 2
+        count = samples - column
         end = pos + count * width
         if end > total_bits:
             raise ProtocolError(ErrorCode.MALFORMED, f"READINGS: channel {c} is truncated")
-        if width:
-            grid = bits[pos:end].reshape(count, width).astype(np.uint64)
-            weights = np.left_shift(np.uint64(1), np.arange(width - 1, -1, -1, dtype=np.uint64))
-            fields = _unzigzag((grid * weights).sum(axis=1, dtype=np.uint64))
-        else:
-            fields = np.zeros(count, dtype=np.int64)
+        rows.append(c)
+        starts.append(pos)
+        counts.append(count)
+        widths.append(width)
+        columns.append(column)
+        firsts.append(first)
         pos = end
-        with np.errstate(over="ignore"):
-            if mode == ChannelMode.DELTA2:
-                fields = np.concatenate(([d1], d1 + np.cumsum(fields, dtype=np.int64)))
-            row = raw[c]
-            row[0] = first
-            row[1:] = first + np.cumsum(fields, dtype=np.int64)
         present[c] = True
-    if total_bits - pos >= 8 or (pos < total_bits and bits[pos:].any()):
+    if total_bits - pos >= 8 or (pos < total_bits and _trailing_bits(payload, pos)):
         raise ProtocolError(ErrorCode.MALFORMED, "READINGS: trailing data after the last channel")
-    if raw.size and (np.abs(raw).max() > RAW_LIMIT or np.abs(raw).min() < 0):
+
+    grid = np.zeros((channels, samples), dtype=np.int64)
+    row_arr = np.array(rows, dtype=np.int64)
+    column_arr = np.array(columns, dtype=np.int64)
+    first_arr = np.array(firsts, dtype=np.int64)
+    d1_entries = column_arr < 0
+    if second:
+        grid[row_arr[d1_entries], 1] = first_arr[d1_entries]
+    grid[row_arr[~d1_entries], 0] = first_arr[~d1_entries]
+    count_arr = np.array(counts, dtype=np.int64)
+    total = int(count_arr.sum())
+    if total:
+        width_arr = np.array(widths, dtype=np.int64)
+        start_arr = np.array(starts, dtype=np.int64)
+        offsets = np.cumsum(count_arr) - count_arr
+        index = np.arange(total, dtype=np.int64) - np.repeat(offsets, count_arr)
+        field_width = np.repeat(width_arr, count_arr)
+        field_start = np.repeat(start_arr, count_arr) + index * field_width
+        max_width = int(width_arr.max())
+        values = np.zeros(total, dtype=np.uint64)
+        if max_width:
+            bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
+            k = np.arange(max_width, dtype=np.int64)
+            inside = k[None, :] < field_width[:, None]
+            positions = np.where(inside, field_start[:, None] + k[None, :], 0)
+            shifts = np.where(inside, field_width[:, None] - 1 - k[None, :], 0).astype(np.uint64)
+            picked = bits[positions].astype(np.uint64) * inside
+            values = (picked << shifts).sum(axis=1, dtype=np.uint64)
+        grid[np.repeat(row_arr, count_arr), np.repeat(column_arr, count_arr) + index] = _unzigzag(values)
+    with np.errstate(over="ignore"):
+        if second:
+            grid[second, 1:] = np.cumsum(grid[second, 1:], axis=1, dtype=np.int64)
+        raw = np.cumsum(grid, axis=1, dtype=np.int64)
+    raw[~present] = 0
+    if np.abs(raw).max() > RAW_LIMIT or np.abs(raw).min() < 0:
         # abs() of the most negative int64 stays negative: it can only come from an overflow.
         raise ProtocolError(ErrorCode.MALFORMED, "READINGS: a value lies outside ±2**53")
     return ReadingsBlock(start_ms=start_ms, interval_ms=interval_ms, raw=raw, present=present)
+
+
+def _trailing_bits(payload: bytes, pos: int) -> bool:
+    """True if any padding bit after `pos` (within the last byte) is set."""
+    return bool(payload[-1] & ((1 << (len(payload) * 8 - pos)) - 1))

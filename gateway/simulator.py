@@ -143,6 +143,8 @@ class Meter:
 
 
 HOUR_MS_F = 3_600_000.0
+PING_EVERY_MS = 30_000
+COUNTER_RESET = 0x010  # EVENT code a meter sends when its energy counter restarts from zero
 
 
 # --- One device ---------------------------------------------------------------------------------
@@ -281,6 +283,8 @@ class SimulatedDevice:
     # --- session --------------------------------------------------------------------------------
 
     def _send(self, writer: asyncio.StreamWriter, frame_type: p.FrameType, payload: bytes, flags: int = 0) -> None:
+        if writer.is_closing():
+            raise ConnectionError("the connection is closed")
         self._out_seq += 1
         data = p.encode_frame(frame_type, self._out_seq, payload, flags=flags)
         self.stats.bytes_sent += len(data)
@@ -320,6 +324,7 @@ class SimulatedDevice:
             self.stats.connected += 1
             self.connected.set()
             self._window = _Window(max(1, self.welcome.max_unacked))
+            self._send(writer, p.FrameType.TIME_REQUEST, p.TimeRequest(time.time_ns() // 1_000_000).encode())
             try:
                 sender = asyncio.create_task(self._sender(writer))
                 try:
@@ -355,11 +360,13 @@ class SimulatedDevice:
         while self.max_batches is None or self.generated < self.max_batches:
             step = self.batch * self.interval_ms
             if self.realtime:
-                wait_ms = self.next_start_ms + step - time.time_ns() // 1_000_000
-                if wait_ms > 0:
-                    await asyncio.sleep(wait_ms / 1000)
+                await self._wait_until(writer, self.next_start_ms + step)
             await self._window.acquire()
+            resets = self.meter.counter_resets
             sent = self._generate()
+            if self.meter.counter_resets != resets:
+                event = p.Event(time.time_ns() // 1_000_000, p.Severity.WARNING, COUNTER_RESET, "energy counter reset")
+                self._send(writer, p.FrameType.EVENT, event.encode())
             self._batch_counter += 1
             self.unacked[self._batch_counter] = sent
             self._seq_to_batch[self._out_seq + 1] = self._batch_counter
@@ -367,6 +374,18 @@ class SimulatedDevice:
             self.stats.batches_sent += 1
             self.stats.readings_sent += sent.raw.size
             await writer.drain()
+
+    async def _wait_until(self, writer: asyncio.StreamWriter, when_ms: int) -> None:
+        """Sleep until the batch is complete, pinging meanwhile so the gateway's idle timeout never fires."""
+        while True:
+            wait_ms = when_ms - time.time_ns() // 1_000_000
+            if wait_ms <= 0:
+                return
+            if wait_ms <= PING_EVERY_MS:
+                await asyncio.sleep(wait_ms / 1000)
+                return
+            await asyncio.sleep(PING_EVERY_MS / 1000)
+            self._send(writer, p.FrameType.PING, p.Ping(time.time_ns() // 1_000_000).encode())
 
     def _generate(self) -> SentBatch:
         start = self.next_start_ms

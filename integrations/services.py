@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from oauth2_provider.generators import generate_client_secret
-from oauth2_provider.models import AccessToken, RefreshToken
+from oauth2_provider.models import AccessToken, RefreshToken, clear_expired
 
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
@@ -78,3 +78,34 @@ def token_revoke(*, access: Access, token_id: int) -> None:
     for refresh in RefreshToken.objects.filter(access_token=token):
         refresh.revoke()
     AccessToken.objects.filter(pk=token.pk).delete()
+
+
+@transaction.atomic
+def platform_application_register(
+    *, name: str, redirect_uris: str, client_type: str = Application.CLIENT_CONFIDENTIAL
+) -> Registered:
+    """A first-party single sign-on client (the portal on another host, the consumer app).
+
+    It has no tenant and no API scope: it can only sign users in with OIDC, and the platform
+    trusts it, so users are not asked to approve it.
+    """
+    secret = generate_client_secret()
+    application = Application(
+        tenant=None,
+        name=name,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        client_type=client_type,
+        client_secret=secret,
+        redirect_uris=" ".join(redirect_uris.split()),
+        scope="",
+        algorithm=Application.RS256_ALGORITHM,
+        skip_authorization=True,
+    )
+    application.full_clean()
+    application.save()
+    return Registered(application=application, client_secret=secret)
+
+
+def tokens_clear_expired() -> None:
+    """Delete expired and revoked tokens and grants (REFRESH_TOKEN_EXPIRE_SECONDS bounds refresh tokens)."""
+    clear_expired()

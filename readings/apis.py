@@ -11,11 +11,14 @@ import binascii
 import csv
 import datetime as dt
 import math
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+import numpy as np
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -42,6 +45,7 @@ from readings.selectors import (
     readings_latest,
     readings_series,
 )
+from readings.timestamps import iso_strings
 
 # How long one interval of each rollup resolution lasts, at most (for the size check of a query).
 INTERVAL = {
@@ -207,6 +211,12 @@ def _number(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+def _numbers(column: Any) -> list[float | None]:
+    """NaN (no value) becomes JSON null."""
+    values = column.tolist()
+    return [_number(v) for v in values] if np.isnan(column).any() else values
+
+
 def _channel_info(channel: Channel) -> dict[str, Any]:
     return {
         "channel": channel.pk,
@@ -224,18 +234,14 @@ def _stamp(ms: int, tz: ZoneInfo) -> str:
 
 
 def _points(series: Series, tz: ZoneInfo) -> list[dict[str, Any]]:
-    def stamp(ms: int) -> str:
-        return _stamp(ms, tz)
-
-    columns = {name: column.tolist() for name, column in series.values.items()}
-    starts = series.timestamps_ms.tolist()
+    columns = {name: _numbers(column) for name, column in series.values.items()}
+    starts = iso_strings(series.timestamps_ms, tz)
     if series.ends_ms is None:
-        return [{"t": stamp(ts), "value": _number(columns["value"][i])} for i, ts in enumerate(starts)]
-    ends = series.ends_ms.tolist()
-    return [
-        {"start": stamp(ts), "end": stamp(ends[i]), **{name: _number(col[i]) for name, col in columns.items()}}
-        for i, ts in enumerate(starts)
-    ]
+        return [{"t": t, "value": value} for t, value in zip(starts, columns["value"], strict=True)]
+    ends = iso_strings(series.ends_ms, tz)
+    names = list(columns)
+    rows = zip(starts, ends, *(columns[name] for name in names), strict=True)
+    return [{"start": row[0], "end": row[1], **dict(zip(names, row[2:], strict=True))} for row in rows]
 
 
 def _point_fields() -> dict[str, serializers.Field]:  # type: ignore[type-arg]
@@ -414,6 +420,27 @@ class LatestApi(ReadingsApi):
         return Response({"results": results})
 
 
+CHUNK_ROWS = 2000
+
+
+def _chunked(rows: Iterator[str]) -> Iterator[str]:
+    batch: list[str] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= CHUNK_ROWS:
+            yield "".join(batch)
+            batch = []
+    if batch:
+        yield "".join(batch)
+
+
+async def _pulled_async(chunks: Iterator[str]) -> AsyncIterator[str]:
+    done = object()
+    pull = sync_to_async(lambda: next(chunks, done), thread_sensitive=True)
+    while (chunk := await pull()) is not done:
+        yield str(chunk)
+
+
 class _Echo:
     def write(self, value: str) -> str:
         return value
@@ -433,8 +460,11 @@ class ExportApi(ReadingsApi):
     def get(self, request: Request) -> StreamingHttpResponse:
         query = self.query(ExportQuery)
         channels = selected_channels(access=self.access, query=query)
-        rows = self._rows(channels=channels, query=query)
-        response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+        chunks = _chunked(self._rows(channels=channels, query=query))
+        # Under ASGI (Daphne) a synchronous iterator would be read to the end into memory before the
+        # first byte is sent; an asynchronous one streams, pulling each chunk in the sync thread.
+        content = _pulled_async(chunks) if isinstance(request._request, ASGIRequest) else chunks
+        response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="readings.csv"'
         return response
 
@@ -479,12 +509,14 @@ class ExportApi(ReadingsApi):
                 channel, tz = by_id[channel_id], zones[channel_id]
                 starts = series.timestamps_ms.tolist()
                 ends = series.ends_ms.tolist() if series.ends_ms is not None else None
+                start_texts = iso_strings(series.timestamps_ms, tz)
+                end_texts = iso_strings(series.ends_ms, tz) if series.ends_ms is not None else []
                 values = [series.values[name].tolist() if name in series.values else None for name in names]
                 for i, ts in enumerate(starts):
                     # Rollup intervals overlapping two windows are returned by both; write them once.
                     if ends is not None and ts < seen_until_ms.get(channel_id, -(2**62)):
                         continue
-                    cells = [_stamp(ts, tz)] if ends is None else [_stamp(ts, tz), _stamp(ends[i], tz)]
+                    cells = [start_texts[i]] if ends is None else [start_texts[i], end_texts[i]]
                     row = [channel_id, channel.quantity, channel.unit, *cells]
                     row += ["" if column is None or math.isnan(column[i]) else repr(column[i]) for column in values]
                     yield writer.writerow(row)

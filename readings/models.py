@@ -87,16 +87,20 @@ class Rollup(models.Model):
 
 
 class DirtyInterval(models.Model):
-    """A 15-minute interval of a channel that received data since its rollups were last computed."""
+    """A 15-minute interval of a device that received data since its channels' rollups were computed.
+
+    Per device, not per channel: a batch carries all of a device's channels, so this is one mark
+    per batch instead of one per channel, which keeps the ingest transaction short.
+    """
 
     id = models.BigAutoField(primary_key=True)
     tenant_id = models.BigIntegerField()
-    channel_id = models.BigIntegerField()
+    device_id = models.BigIntegerField()
     start_ms = models.BigIntegerField()
 
     class Meta:
         db_table = "readings_dirty"
-        constraints = [models.UniqueConstraint(fields=["channel_id", "start_ms"], name="dirty_unique_interval")]
+        constraints = [models.UniqueConstraint(fields=["device_id", "start_ms"], name="dirty_unique_device_interval")]
 
     def __str__(self) -> str:
-        return f"channel {self.channel_id}: interval from {self.start_ms}"
+        return f"device {self.device_id}: interval from {self.start_ms}"

@@ -16,6 +16,7 @@ The rules (docs/architecture.md, "Rollups"):
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -84,6 +85,7 @@ def interval_edges(resolution: str, tz: ZoneInfo, start_ms: int, end_ms: int) ->
     return edges[lo_index : hi_index + 1]
 
 
+@lru_cache(maxsize=65_536)
 def containing_interval(resolution: str, tz: ZoneInfo, at_ms: int) -> tuple[int, int]:
     edges = interval_edges(resolution, tz, at_ms, at_ms + 1)
     return int(edges[0]), int(edges[1])

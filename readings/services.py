@@ -15,9 +15,9 @@ from devices.models import Channel
 from readings import metadata
 from readings.batch import ReadingsBatch
 from readings.errors import IngestUnavailable, ReadingsError
-from readings.rollups import RESOLUTIONS, aggregate, combine, containing_interval
+from readings.rollups import RESOLUTIONS, Columns, aggregate, combine, containing_interval
 from readings.store import get_store
-from readings.store.base import DAY_MS, INTERVAL_MS, Chunk, DirtyMark, Points, RollupRows
+from readings.store.base import DAY_MS, EMPTY, INTERVAL_MS, Chunk, DirtyMark, Points, RollupRows
 from readings.store.sql import merge_points
 from readings.wire import encode_batches
 
@@ -96,7 +96,7 @@ def readings_ingest(*, batches: Sequence[ReadingsBatch], now_ms: int | None = No
             stored += len(ts)
             channel_starts = starts if len(ts) == n else {t - t % INTERVAL_MS for t in ts.tolist()}
             for start in channel_starts:
-                dirty.add((batch.tenant_id, channel_id, start))
+                dirty.add((batch.tenant_id, batch.device_id, start))
     if dropped_foreign:
         logger.warning("dropped %d readings of channels outside their batch's tenant or device", dropped_foreign)
     chunks = []
@@ -104,7 +104,7 @@ def readings_ingest(*, batches: Sequence[ReadingsBatch], now_ms: int | None = No
         points = merge_points(channel_parts)
         chunks.append(Chunk(tenants[channel_id], channel_id, points.timestamps_ms, points.values))
     buckets = get_store().write(
-        chunks=chunks, dirty=[DirtyMark(tenant_id=t, channel_id=c, start_ms=s) for t, c, s in dirty]
+        chunks=chunks, dirty=[DirtyMark(tenant_id=t, device_id=d, start_ms=s) for t, d, s in dirty]
     )
     return IngestResult(stored, buckets, dropped_foreign, dropped_expired)
 
@@ -119,72 +119,145 @@ def _runs(starts: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _rollups_for_channel(*, meta: metadata.ChannelMeta, starts: list[int]) -> list[RollupRows]:
-    store = get_store()
-    tenant_id, channel_id = meta.tenant_id, meta.channel_id
-    blocks: list[RollupRows] = []
-    touched: set[int] = set()
-    for run_start, run_end in _runs(starts):
-        points = store.read(tenant_id=tenant_id, channel_ids=[channel_id], start_ms=run_start, end_ms=run_end).get(
-            channel_id, Points(np.empty(0, np.int64), np.empty(0, np.float64))
-        )
-        previous = None
-        end = run_end
-        if meta.is_counter:
-            previous = store.neighbour(tenant_id=tenant_id, channel_id=channel_id, at_ms=run_start, before=True)
-            # A late reading changes the delta of the reading after it, which may sit in a later interval.
-            following = store.neighbour(tenant_id=tenant_id, channel_id=channel_id, at_ms=run_end, before=False)
-            if len(following):
-                next_start = int(following.timestamps_ms[0]) - int(following.timestamps_ms[0]) % INTERVAL_MS
-                end = next_start + INTERVAL_MS
-                extra = store.read(tenant_id=tenant_id, channel_ids=[channel_id], start_ms=next_start, end_ms=end).get(
-                    channel_id
-                )
-                if extra is not None:
-                    points = merge_points([(points.timestamps_ms, points.values), (extra.timestamps_ms, extra.values)])
-        edges = np.arange(run_start, end + 1, INTERVAL_MS, dtype=np.int64)
-        columns = aggregate(points, edges, counter=meta.is_counter, previous=previous)
-        if len(columns["start_ms"]):
-            blocks.append(RollupRows(tenant_id, channel_id, 1, columns))
-            touched.update(columns["start_ms"].tolist())
-    store.write_rollups(rows=blocks)
-    # Coarser levels are recomputed from the level below, one touched interval at a time.
-    for level in (2, 3, 4):
-        resolution = RESOLUTIONS[level - 1]
-        intervals = sorted({containing_interval(resolution, meta.tz, start) for start in touched})
-        coarse: list[RollupRows] = []
-        for lo, hi in intervals:
-            finer = store.read_rollups(
-                tenant_id=tenant_id, channel_ids=[channel_id], resolution=level - 1, start_ms=lo, end_ms=hi
-            ).get(channel_id)
-            if finer is None:
-                continue
-            columns = combine(finer.columns, np.array([lo, hi], dtype=np.int64))
-            if len(columns["start_ms"]):
-                coarse.append(RollupRows(tenant_id, channel_id, level, columns))
-        store.write_rollups(rows=coarse)
-        blocks += coarse
-        touched = {lo for lo, _ in intervals}
-    return blocks
+def _fine_rollups(
+    *,
+    meta: metadata.ChannelMeta,
+    points: Points,
+    run_start: int,
+    run_end: int,
+    previous: Points | None,
+    following: Points | None,
+) -> Columns:
+    """15-minute rollup columns of one channel over a run of dirty intervals.
+
+    For a counter, `previous` is the reading just before the run (its first delta needs it) and
+    `following` holds the readings of the interval of the first reading after the run, whose delta
+    a late reading changes.
+    """
+    end = run_end
+    if meta.is_counter and following is not None and len(following):
+        first = int(following.timestamps_ms[0])
+        end = first - first % INTERVAL_MS + INTERVAL_MS
+        points = merge_points([(points.timestamps_ms, points.values), (following.timestamps_ms, following.values)])
+    edges = np.arange(run_start, end + 1, INTERVAL_MS, dtype=np.int64)
+    return aggregate(points, edges, counter=meta.is_counter, previous=previous)
+
+
+def _first(points: Points | None) -> int | None:
+    return int(points.timestamps_ms[0]) if points is not None and len(points) else None
+
+
+def _last(points: Points | None) -> int | None:
+    return int(points.timestamps_ms[-1]) if points is not None and len(points) else None
 
 
 def rollups_refresh(*, limit: int = 5000) -> int:
     """Recompute the rollups of the intervals that received data; returns the dirty marks consumed.
 
-    Marks are claimed and rollups written in one transaction, so a crash loses neither.
+    Marks are claimed and rollups written in one transaction, so a crash loses neither. Work is
+    batched across channels: channels with the same dirty run share one raw read (and, for
+    counters, one query for the readings around the run), channels in the same coarse interval
+    share one rollup read, and each level is written in one statement.
+
+    Counters need the reading just before each run and must recompute the interval of the first
+    reading after it. Both come from the 15-minute rollups around the run (up to date unless dirty)
+    or from this batch's own runs of the channel, whichever is nearer: a dirty neighbour interval
+    is recomputed anyway, and its own refresh recomputes the intervals next to it.
     """
     store = get_store()
     with transaction.atomic():
         marks = store.claim_dirty(limit=limit)
-        by_channel: dict[int, set[int]] = defaultdict(set)
+        by_device: dict[int, set[int]] = defaultdict(set)
         for mark in marks:
-            by_channel[mark.channel_id].add(mark.start_ms)
+            by_device[mark.device_id].add(mark.start_ms)
+        by_channel: dict[int, set[int]] = {}
+        for channel_id, device_id in Channel.objects.filter(device_id__in=by_device).values_list("id", "device_id"):
+            by_channel[channel_id] = by_device[device_id]
         metas = metadata.channel_meta(by_channel)
+        runs: dict[tuple[int, int, int], list[metadata.ChannelMeta]] = defaultdict(list)
         for channel_id, starts in by_channel.items():
             meta = metas.get(channel_id)
             if meta is None:
                 continue  # the channel was deleted; its rollups went with it
-            _rollups_for_channel(meta=meta, starts=sorted(starts))
+            for run_start, run_end in _runs(sorted(starts)):
+                runs[(meta.tenant_id, run_start, run_end)].append(meta)
+
+        keys = sorted(runs, key=lambda key: (key[1], key[2], key[0]))
+        points: dict[tuple[int, int, int], dict[int, Points]] = {}
+        before: dict[tuple[int, int, int], dict[int, Points]] = {}
+        after: dict[tuple[int, int, int], dict[int, Points]] = {}
+        channel_runs: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        for key in keys:
+            tenant_id, run_start, run_end = key
+            channel_ids = [m.channel_id for m in runs[key]]
+            counters = [m.channel_id for m in runs[key] if m.is_counter]
+            points[key] = store.read(tenant_id=tenant_id, channel_ids=channel_ids, start_ms=run_start, end_ms=run_end)
+            if counters:
+                before[key] = store.rollup_neighbours(
+                    tenant_id=tenant_id, channel_ids=counters, at_ms=run_start, before=True
+                )
+                after[key] = store.rollup_neighbours(
+                    tenant_id=tenant_id, channel_ids=counters, at_ms=run_end, before=False
+                )
+            for channel_id in channel_ids:
+                channel_runs[channel_id].append(key)
+
+        blocks: list[RollupRows] = []
+        touched: dict[int, set[int]] = defaultdict(set)
+        for channel_id, channel_keys in channel_runs.items():
+            meta = metas[channel_id]
+            for index, key in enumerate(channel_keys):
+                tenant_id, run_start, run_end = key
+                previous = following = None
+                if meta.is_counter:
+                    earlier = [points[k].get(channel_id) for k in channel_keys[:index]]
+                    later = [points[k].get(channel_id) for k in channel_keys[index + 1 :]]
+                    in_batch_previous = next((p for p in reversed(earlier) if p is not None and len(p)), None)
+                    in_batch_next = next((p for p in later if p is not None and len(p)), None)
+                    previous = before[key].get(channel_id)
+                    if (_last(in_batch_previous) or -1) > (_last(previous) or -1):
+                        assert in_batch_previous is not None
+                        previous = Points(in_batch_previous.timestamps_ms[-1:], in_batch_previous.values[-1:])
+                    next_ts = _first(after[key].get(channel_id))
+                    later_ts = _first(in_batch_next)
+                    if next_ts is not None and (later_ts is None or next_ts < later_ts):
+                        start = next_ts - next_ts % INTERVAL_MS
+                        following = store.read(
+                            tenant_id=tenant_id, channel_ids=[channel_id], start_ms=start, end_ms=start + INTERVAL_MS
+                        ).get(channel_id)
+                columns = _fine_rollups(
+                    meta=meta,
+                    points=points[key].get(channel_id, EMPTY),
+                    run_start=run_start,
+                    run_end=run_end,
+                    previous=previous,
+                    following=following,
+                )
+                if len(columns["start_ms"]):
+                    blocks.append(RollupRows(tenant_id, channel_id, 1, columns))
+                    touched[channel_id].update(columns["start_ms"].tolist())
+        store.write_rollups(rows=blocks)
+
+        # Coarser levels are recomputed from the level below, one touched interval at a time.
+        for level in (2, 3, 4):
+            resolution = RESOLUTIONS[level - 1]
+            groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+            for channel_id, starts in touched.items():
+                meta = metas[channel_id]
+                for lo, hi in {containing_interval(resolution, meta.tz, start) for start in starts}:
+                    groups[(meta.tenant_id, lo, hi)].append(channel_id)
+            coarse: list[RollupRows] = []
+            touched = defaultdict(set)
+            for (tenant_id, lo, hi), channel_ids in groups.items():
+                finer = store.read_rollups(
+                    tenant_id=tenant_id, channel_ids=channel_ids, resolution=level - 1, start_ms=lo, end_ms=hi
+                )
+                for channel_id, block in finer.items():
+                    columns = combine(block.columns, np.array([lo, hi], dtype=np.int64))
+                    if len(columns["start_ms"]):
+                        coarse.append(RollupRows(tenant_id, channel_id, level, columns))
+                        touched[channel_id].add(lo)
+            store.write_rollups(rows=coarse)
     return len(marks)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from celery import Task, shared_task
+from celery.exceptions import Reject, Retry
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
@@ -17,6 +18,20 @@ from readings.wire import decode_batches
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def _retry_or_requeue(task: Task, exc: Exception, *, countdown: float) -> NoReturn:
+    """Hand the message back: as a delayed retry, or, when even that publish fails, unacknowledged.
+
+    Failing a task would ack (or drop) its message; readings the broker confirmed must not vanish
+    because of a bug or an outage, so a failing ingest message is kept until it succeeds.
+    """
+    try:
+        raise task.retry(exc=exc, countdown=countdown)
+    except Retry:
+        raise
+    except Exception as publish_error:  # noqa: BLE001 - the broker is unreachable: requeue the original
+        raise Reject(publish_error, requeue=True) from exc
 
 
 def _with_database(task: Task, work: Callable[[], T]) -> T:
@@ -40,7 +55,7 @@ def _with_database(task: Task, work: Callable[[], T]) -> T:
             if task.request.is_eager:
                 raise
             if time.monotonic() > deadline:
-                raise task.retry(exc=exc, countdown=10) from exc
+                _retry_or_requeue(task, exc, countdown=10)
             logger.warning("database unavailable (%s); retrying in %.1fs", exc, pause)
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
@@ -62,7 +77,15 @@ def readings_ingest_task(self: Task, payload: str) -> int:
         # Retrying cannot fix it; the log keeps the evidence. Only the trusted gateway enqueues.
         logger.exception("dropping a malformed readings message %s", self.request.id)
         return 0
-    return _with_database(self, lambda: services.readings_ingest(batches=batches).stored)
+    try:
+        return _with_database(self, lambda: services.readings_ingest(batches=batches).stored)
+    except (Retry, Reject):
+        raise
+    except Exception as exc:
+        if self.request.is_eager:
+            raise
+        logger.exception("ingest of message %s failed; it will be retried", self.request.id)
+        _retry_or_requeue(self, exc, countdown=min(300, 10 * 2 ** min(self.request.retries, 5)))
 
 
 @shared_task(name="readings.rollups_refresh", bind=True, acks_late=True, ignore_result=True, max_retries=None)

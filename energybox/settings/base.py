@@ -166,6 +166,7 @@ CELERY_BEAT_SCHEDULE = {
     "readings-rollups": {"task": "readings.rollups_refresh", "schedule": 10.0},
     "readings-compact": {"task": "readings.compact", "schedule": 300.0},
     "readings-retention": {"task": "readings.retention", "schedule": 3600.0},
+    "oauth-clear-expired-tokens": {"task": "integrations.clear_expired_tokens", "schedule": 3600.0},
 }
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))
@@ -218,6 +219,12 @@ OAUTH2_PROVIDER = {
     # Introspection is open to any client of the platform with a valid token or credentials.
     "REQUEST_APPROVAL_PROMPT": "auto",
 }
+
+# Portal sign-in through an OIDC provider (this platform's /o/, possibly on another host).
+# Register the client with `manage.py oauth_application --platform --redirect-uri .../login/sso/callback/`.
+ENERGYBOX_SSO_ISSUER = env.str_("ENERGYBOX_SSO_ISSUER", "")
+ENERGYBOX_SSO_CLIENT_ID = env.str_("ENERGYBOX_SSO_CLIENT_ID", "")
+ENERGYBOX_SSO_CLIENT_SECRET = env.str_("ENERGYBOX_SSO_CLIENT_SECRET", "")
 
 # --- Integrator API (/api/v1/) ------------------------------------------------------------
 REST_FRAMEWORK = {

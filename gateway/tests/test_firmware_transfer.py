@@ -126,3 +126,24 @@ async def test_readings_keep_flowing_during_a_transfer(meter, tmp_path):
         device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key)
         await run_until_finished(device, transfer.pk)
     assert recorder.readings > 0 and device.stats.batches_acked > 0
+
+
+async def test_a_device_cannot_touch_another_tenants_transfer(meter, other_meter, tmp_path):
+    from gateway import protocol as p
+    from gateway.tests.helpers import RawClient, nack_of
+
+    victim, _ = other_meter
+    issued, spec = meter
+    transfer = await sync_to_async(start_transfer)(victim)
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        client = await RawClient.connect(port, ctx)
+        await client.handshake(spec.serial, spec.private_key)
+        client.send(p.FrameType.FIRMWARE_REQUEST, p.FirmwareRequest(transfer.pk, 0, 1024).encode())
+        nack = nack_of(await client.frame())
+        assert (nack.code, nack.fatal) == (p.ErrorCode.FIRMWARE, False)
+        client.send(p.FrameType.FIRMWARE_STATUS, p.FirmwareStatus(transfer.pk, p.FirmwareState.FAILED, 0).encode())
+        assert nack_of(await client.frame()).code == p.ErrorCode.FIRMWARE
+        client.close()
+    untouched = await sync_to_async(FirmwareTransfer.objects.get)(pk=transfer.pk)
+    assert untouched.state in (FirmwareTransfer.State.PENDING, FirmwareTransfer.State.OFFERED)
+    assert untouched.device_id == victim.device.pk

@@ -245,3 +245,39 @@ async def test_a_simulator_applies_pushed_config_and_acks_it(meter, tmp_path):
         device.stop()
         await task
     assert device.config == {"batch": "30"}
+
+
+async def test_a_counter_reset_travels_as_an_event_and_its_readings_still_arrive(meter, tmp_path):
+    issued, spec = meter
+    recorder = Recorder()
+    async with running_gateway(tmp_path, enqueue=recorder) as (gateway, port, ctx):
+        device = simulated(spec, port, ctx, max_batches=3, record=True)
+        device.meter.reset_chance = 1.0
+        await device.run(duration_s=10)
+    assert gateway.stats.get("events", 0) == 3
+    assert device.meter.counter_resets == 3 and len(device.acked) == 3
+    assert recorder.readings == 3 * 12 * 15
+
+
+async def test_presence_is_one_coalesced_write_per_round_not_one_per_frame(meter, tmp_path, monkeypatch):
+    from gateway import server
+
+    issued, spec = meter
+    calls = []
+    real = server._presence_record
+
+    async def counting(**kwargs):
+        calls.append(kwargs)
+        return await real(**kwargs)
+
+    monkeypatch.setattr(server, "_presence_record", counting)
+    config = server.GatewayConfig(presence_interval_s=0.5, rate_per_s=1000, rate_burst=1000)
+    async with running_gateway(tmp_path, enqueue=Recorder(), config=config) as (gateway, port, ctx):
+        device = simulated(spec, port, ctx, max_batches=200)
+        started = asyncio.get_running_loop().time()
+        await device.run(duration_s=20)
+        elapsed = asyncio.get_running_loop().time() - started
+    assert device.stats.batches_acked == 200
+    # One write per presence round (plus the final one at shutdown), however many frames arrived.
+    assert len(calls) <= elapsed / 0.5 + 2
+    assert all(set(call["last_seen_ms"]) == {issued.device.pk} for call in calls)

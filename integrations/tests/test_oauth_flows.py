@@ -162,6 +162,20 @@ def test_the_authorization_code_flow_with_pkce_signs_a_user_in_and_limits_them_t
         f"{live_server.url}/o/token/", authorization_response=callback, include_client_id=True, timeout=10
     )
 
+    # Replaying the authorization code gets nothing (and revokes what it gave, per RFC 6749 4.1.2).
+    replayed = requests.post(
+        f"{live_server.url}/o/token/",
+        data={
+            "grant_type": "authorization_code",
+            "code": parse_qs(urlparse(callback).query)["code"][0],
+            "redirect_uri": REDIRECT_URI,
+            "client_id": application.client_id,
+            "code_verifier": oauth._code_verifier,
+        },
+        timeout=10,
+    )
+    assert replayed.status_code == 400 and replayed.json()["error"] == "invalid_grant"
+
     # The API: the user's own role narrows the token, a facility manager sees the granted facility only.
     names = [row["name"] for row in oauth.get(f"{live_server.url}/api/v1/facilities/", timeout=10).json()["results"]]
     assert names == ["Granted"]
@@ -204,6 +218,27 @@ def test_the_authorization_code_flow_refuses_a_request_without_pkce(live_server)
     answer = browser.get(url, allow_redirects=False, timeout=10)
     location = answer.headers.get("Location", "")
     assert "error=invalid_request" in location or answer.status_code == 400
+
+
+def test_a_code_redeemed_with_the_wrong_pkce_verifier_is_refused(live_server):
+    membership = MembershipFactory()
+    application = _pkce_app(membership.tenant)
+    browser = _signed_in_browser(live_server, membership.user)
+    oauth = OAuth2Session(application.client_id, redirect_uri=REDIRECT_URI, scope=[FLEET_READ], pkce="S256")
+    url, _ = oauth.authorization_url(f"{live_server.url}/o/authorize/")
+    callback = _authorize(live_server, browser, url).headers["Location"]
+    stolen = requests.post(
+        f"{live_server.url}/o/token/",
+        data={
+            "grant_type": "authorization_code",
+            "code": parse_qs(urlparse(callback).query)["code"][0],
+            "redirect_uri": REDIRECT_URI,
+            "client_id": application.client_id,
+            "code_verifier": "a" * 64,
+        },
+        timeout=10,
+    )
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
 
 
 def test_a_user_outside_the_applications_tenant_cannot_authorize_it(live_server):

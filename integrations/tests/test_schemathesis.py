@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core import signals
 from django.core.cache import cache
 from django.core.wsgi import get_wsgi_application
-from django.db import connections
+from django.db import close_old_connections, connections
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
@@ -49,3 +50,10 @@ def test_no_generated_request_gets_a_server_error(case, admin_token, settings_fo
 @pytest.fixture
 def settings_for_fuzzing(settings):
     settings.API_THROTTLE_RATE = "1000000/min"
+    # Called straight through WSGI, each request would end by closing the database connection,
+    # and with it the test's transaction; Django's own test client avoids it the same way.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)

@@ -45,8 +45,10 @@ EMPTY = Points(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
 
 @dataclass(frozen=True, slots=True)
 class DirtyMark:
+    """The 15-minute interval starting at `start_ms` of a device's channels needs its rollups recomputed."""
+
     tenant_id: int
-    channel_id: int
+    device_id: int
     start_ms: int
 
 
@@ -104,6 +106,11 @@ class ReadingsStore(Protocol):
         """Take dirty marks for recomputation; call inside the transaction that writes the rollups."""
 
     def write_rollups(self, *, rows: Sequence[RollupRows]) -> None: ...
+
+    def rollup_neighbours(
+        self, *, tenant_id: int, channel_ids: Sequence[int], at_ms: int, before: bool
+    ) -> dict[int, Points]:
+        """Per channel, the reading just before `at_ms` (or the first at or after it) per the 15m rollups."""
 
     def read_rollups(
         self,

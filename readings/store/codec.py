@@ -34,6 +34,9 @@ FLAG_PLAIN = 4
 FLAG_DIVIDE = 8
 ZSTD_LEVEL = 9
 _MAX_EXACT_INT = 2**52
+# Little-endian on disk; the same dtype as np.int64 / np.float64 on every platform we run on.
+_NATIVE_I8 = np.dtype("<i8")
+_NATIVE_F8 = np.dtype("<f8")
 
 Int64Array = npt.NDArray[np.int64]
 Float64Array = npt.NDArray[np.float64]
@@ -122,19 +125,19 @@ def encode_packed(
 
 
 def decode(data: bytes | memoryview) -> tuple[Int64Array, Float64Array]:
-    data = bytes(data)
     if len(data) < _HEADER.size:
         raise CorruptBucket("bucket shorter than its header")
     version, flags, ts_width, v_width, n, first, scale = _HEADER.unpack_from(data, 0)
     if version != VERSION or ts_width not in (1, 2, 4, 8) or v_width not in (1, 2, 4, 8):
         raise CorruptBucket(f"unknown bucket layout (version {version}, widths {ts_width}/{v_width})")
-    body = data[_HEADER.size :]
     if flags & FLAG_PLAIN:
-        if len(body) != 16 * n:
+        # Read-only views on the stored bytes: no copy for the layout ingest writes most.
+        if len(data) != _HEADER.size + 16 * n:
             raise CorruptBucket("plain bucket has the wrong length")
-        ts = np.frombuffer(body, dtype="<i8", count=n).astype(np.int64)
-        values = np.frombuffer(body, dtype="<f8", count=n, offset=8 * n).astype(np.float64)
+        ts = np.frombuffer(data, dtype=_NATIVE_I8, count=n, offset=_HEADER.size)
+        values = np.frombuffer(data, dtype=_NATIVE_F8, count=n, offset=_HEADER.size + 8 * n)
         return ts, values
+    body = bytes(data[_HEADER.size :])
     if flags & FLAG_ZSTD:
         body = _decompressor.decompress(body, max_output_size=n * 16 + 16)
     if len(body) != (n - 1) * ts_width + n * v_width:

@@ -115,16 +115,16 @@ class SqlStore:
                         codec.encode_plain(part_ts, part_values),
                     )
                 )
-        marks = sorted({(m.channel_id, m.start_ms): m.tenant_id for m in dirty}.items())
+        marks = sorted({(m.device_id, m.start_ms): m.tenant_id for m in dirty}.items())
         with transaction.atomic(using=self.alias), self._connection.cursor() as cursor:
             if self._postgres:
                 self._copy_buckets(cursor.cursor, rows)
                 if marks:
                     # Array literals as text: binding three lists of Python ints element by element costs more.
                     cursor.execute(
-                        "INSERT INTO readings_dirty (tenant_id, channel_id, start_ms) "
+                        "INSERT INTO readings_dirty (tenant_id, device_id, start_ms) "
                         "SELECT * FROM unnest(%s::int8[], %s::int8[], %s::int8[]) "
-                        "ON CONFLICT (channel_id, start_ms) DO NOTHING",
+                        "ON CONFLICT (device_id, start_ms) DO NOTHING",
                         [
                             "{" + ",".join(str(t) for _, t in marks) + "}",
                             "{" + ",".join(str(c) for (c, _), _ in marks) + "}",
@@ -138,8 +138,8 @@ class SqlStore:
                     rows,
                 )
                 cursor.executemany(
-                    "INSERT INTO readings_dirty (tenant_id, channel_id, start_ms) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (channel_id, start_ms) DO NOTHING",
+                    "INSERT INTO readings_dirty (tenant_id, device_id, start_ms) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (device_id, start_ms) DO NOTHING",
                     [(t, c, s) for (c, s), t in marks],
                 )
         return len(rows)
@@ -319,28 +319,87 @@ class SqlStore:
             cursor.execute(
                 "DELETE FROM readings_dirty WHERE id IN "
                 f"(SELECT id FROM readings_dirty ORDER BY id LIMIT %s{lock}) "
-                "RETURNING tenant_id, channel_id, start_ms",
+                "RETURNING tenant_id, device_id, start_ms",
                 [limit],
             )
-            return [DirtyMark(tenant_id=t, channel_id=c, start_ms=s) for t, c, s in cursor.fetchall()]
+            return [DirtyMark(tenant_id=t, device_id=d, start_ms=s) for t, d, s in cursor.fetchall()]
 
     def write_rollups(self, *, rows: Sequence[RollupRows]) -> None:
-        records: list[tuple[Any, ...]] = []
-        for block in rows:
-            columns = [block.columns[name].tolist() for name in ROLLUP_FIELDS]
-            for values in zip(*columns, strict=True):
-                records.append((block.tenant_id, block.channel_id, block.resolution, *values))
-        if not records:
+        blocks = [block for block in rows if len(block)]
+        if not blocks:
             return
         names = ", ".join(ROLLUP_FIELDS)
         updates = ", ".join(f"{name} = excluded.{name}" for name in ROLLUP_FIELDS if name != "start_ms")
-        placeholders = ", ".join(["%s"] * (3 + len(ROLLUP_FIELDS)))
+        conflict = f"ON CONFLICT (channel_id, resolution, start_ms) DO UPDATE SET {updates}"
         with self._connection.cursor() as cursor:
+            if self._postgres:
+                # One statement for every row: each column travels as one array literal.
+                def literal(values: Any) -> str:
+                    return "{" + ",".join(map(repr, values)) + "}"
+
+                keys = [
+                    np.concatenate(
+                        [np.full(len(b), value, dtype=np.int64) for b in blocks for value in [getattr(b, key)]]
+                    )
+                    for key in ("tenant_id", "channel_id", "resolution")
+                ]
+                columns = [np.concatenate([b.columns[name] for b in blocks]) for name in ROLLUP_FIELDS]
+                # One statement may not upsert a row twice: where a channel's interval was computed by
+                # two runs (a counter's following interval), keep the last computation.
+                channel, resolution, start = keys[1], keys[2], columns[0]
+                order = np.lexsort((np.arange(len(start)), start, resolution, channel))
+                same_as_next = np.zeros(len(order), dtype=bool)
+                same_as_next[:-1] = (
+                    (channel[order][1:] == channel[order][:-1])
+                    & (resolution[order][1:] == resolution[order][:-1])
+                    & (start[order][1:] == start[order][:-1])
+                )
+                keep = order[~same_as_next]
+                keys = [array[keep] for array in keys]
+                columns = [array[keep] for array in columns]
+                types = ["int8", "int8", "int2"] + [
+                    "int8" if name in _ROLLUP_INT_FIELDS else "float8" for name in ROLLUP_FIELDS
+                ]
+                arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+                cursor.execute(
+                    f"INSERT INTO readings_rollup (tenant_id, channel_id, resolution, {names}) "
+                    f"SELECT * FROM unnest({arrays}) {conflict}",
+                    [literal(array.tolist()) for array in [*keys, *columns]],
+                )
+                return
+            records: list[tuple[Any, ...]] = []
+            for block in blocks:
+                values = [block.columns[name].tolist() for name in ROLLUP_FIELDS]
+                for row in zip(*values, strict=True):
+                    records.append((block.tenant_id, block.channel_id, block.resolution, *row))
+            placeholders = ", ".join(["%s"] * (3 + len(ROLLUP_FIELDS)))
             cursor.executemany(
                 f"INSERT INTO readings_rollup (tenant_id, channel_id, resolution, {names}) VALUES ({placeholders}) "
-                f"ON CONFLICT (channel_id, resolution, start_ms) DO UPDATE SET {updates}",
+                + conflict,
                 records,
             )
+
+    def rollup_neighbours(
+        self, *, tenant_id: int, channel_ids: Sequence[int], at_ms: int, before: bool
+    ) -> dict[int, Points]:
+        """Per channel, the last reading before `at_ms` (or the first at or after it), as the 15-minute
+        rollups record it: the `last` of the latest interval before, or the `first` of the earliest after."""
+        if not channel_ids:
+            return {}
+        clause, params = self._in(channel_ids)
+        pick, compare, ts, value = ("max", "<", "last_ms", "last") if before else ("min", ">=", "first_ms", "first")
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT r.channel_id, r.{ts}, r.{value} FROM readings_rollup r "
+                f"WHERE r.tenant_id = %s AND r.channel_id {clause} AND r.resolution = 1 AND r.start_ms = "
+                f"(SELECT {pick}(o.start_ms) FROM readings_rollup o "
+                f"WHERE o.channel_id = r.channel_id AND o.resolution = 1 AND o.start_ms {compare} %s)",
+                [tenant_id, *params, at_ms - at_ms % 900_000],
+            )
+            return {
+                channel_id: Points(np.array([moment], dtype=np.int64), np.array([reading], dtype=np.float64))
+                for channel_id, moment, reading in cursor.fetchall()
+            }
 
     def read_rollups(
         self,

@@ -88,9 +88,11 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> N
 
 
 def purge_queues(*names: str) -> None:
+    """Empty our queues; waits up to a minute for the broker, which other fault tests may be restarting."""
     from energybox.celery import app
 
     with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=30, interval_start=1, interval_step=1, interval_max=2)
         channel = conn.channel()
         for name in names:
             try:

@@ -235,3 +235,36 @@ def test_a_channel_in_a_day_with_no_data_gives_an_empty_series(client, day):
     start, end = quote(later.isoformat()), quote((later + timedelta(days=1)).isoformat())
     url = f"/api/v1/readings/series/?channel={power.pk}&start={start}&end={end}"
     assert _get(client, token, url).json()["series"][0]["points"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_under_asgi_the_export_streams_chunk_by_chunk_instead_of_buffering(async_client, monkeypatch):
+    import warnings
+
+    from asgiref.sync import sync_to_async
+
+    from readings import apis
+
+    monkeypatch.setattr(apis, "CHUNK_ROWS", 10)
+
+    @sync_to_async
+    def seed():
+        device, power, energy = device_with_channels(facility=FacilityFactory(timezone="Europe/Berlin"))
+        minutes = np.arange(1440)
+        ts = DAY_START_MS + minutes * 60_000
+        readings_ingest(batches=[batch_for(device, [power, energy], ts, [minutes * 1.0, 1000 + minutes * 2.0])])
+        rollups_refresh()
+        return power, AccessTokenFactory(application__tenant=device.tenant, scope=READINGS_READ)
+
+    power, token = await seed()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Django warns when it has to buffer a synchronous iterator
+        response = await async_client.get(
+            f"/api/v1/readings/export.csv?channel={power.pk}&{LOCAL_DAY}",
+            headers={"Authorization": f"Bearer {token.token}"},
+        )
+        chunks = [chunk async for chunk in response.streaming_content]
+    assert response.status_code == 200
+    assert len(chunks) == 10  # 97 lines in chunks of 10 rows
+    rows = list(csv.reader(io.StringIO(b"".join(chunks).decode())))
+    assert len(rows) == 97

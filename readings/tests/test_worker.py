@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from django.db import connection
@@ -55,3 +57,18 @@ def _queue_empty() -> bool:
     with app.connection_for_write() as conn:
         _, messages, _ = conn.channel().queue_declare("readings", passive=True)
         return messages == 0
+
+
+def test_a_message_that_fails_unexpectedly_is_retried_until_it_succeeds_not_dropped(postgresql_url, rabbitmq_url):
+    from devices.models import Facility
+
+    purge_queues("readings")
+    device, power, energy = device_with_channels()
+    # A data bug the ingest cannot get past: the facility's time zone is not a zone (bypassing validation).
+    Facility.objects.filter(pk=device.facility_id).update(timezone="Not/AZone")
+    readings_enqueue(batches=[batch_for(device, [power, energy], T0 + np.arange(3) * 2_000, np.ones((2, 3)))])
+    with worker():
+        time.sleep(5)
+        assert _count([power, energy]) == 0
+        Facility.objects.filter(pk=device.facility_id).update(timezone="Europe/Berlin")
+        wait_until(lambda: _count([power, energy]) == 6, timeout=90, what="the retried message to be stored")

@@ -56,6 +56,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  device gateway  tls://{settings.GATEWAY_HOST}:{settings.GATEWAY_PORT} (simulated demo devices)"
         )
+        self.stdout.write(f"  API docs        http://{host}:{port}/api/docs/   (OAuth 2.0 / OIDC at /o/)")
         for login in logins:
             self.stdout.write(f"  login {login.username:<14} password {login.password}   ({login.tenant})")
         self.stdout.write(f"  data folder     {settings.DATA_DIR}")
