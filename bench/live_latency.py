@@ -16,7 +16,7 @@ server or 127.0.0.1) and Redis (REDIS_URL, default redis://127.0.0.1:6379/0, und
 own). With CELERY_BROKER_URL set the gateway enqueues to that broker (the production path, its
 ingest queue is purged afterwards); without it the batches are stored in-process.
 
-    .venv/bin/python bench/live_latency.py [--devices 1000] [--clients 50] [--seconds 60]
+    .venv/bin/python bench/live_latency.py [--devices 1000] [--clients 50] [--seconds 60] [--breakdown]
 
 Prints progress, then one JSON object on its last line.
 """
@@ -345,6 +345,11 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=50, help="dashboards, one facility each")
     parser.add_argument("--seconds", type=float, default=60, help="measured seconds, after a 15-s warm-up")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time when each message reaches the channel layer (adds a subscriber to every facility group)",
+    )
     args = parser.parse_args()
     warmup = 15.0
 
@@ -376,8 +381,13 @@ def main() -> None:
         web.stop()
         if broker:
             log(f"purged {purge_ingest_queue()} ingest messages from the broker (no worker ran)")
-    for line in gateway.lines[-3:]:
-        log(f"gateway: {line}")
+    warnings = [line for line in gateway.lines if " WARNING " in line or " ERROR " in line]
+    for line in warnings[:3]:
+        log(f"gateway: {line[:300]}")
+    if len(warnings) > 3:
+        log(f"gateway: … {len(warnings) - 3} more warnings")
+    for line in gateway.lines[-1:]:
+        log(f"gateway: {line[:300]}")
     print(json.dumps(result), flush=True)
 
 
@@ -408,7 +418,7 @@ async def measure(args, warmup, specs, by_facility, session_key, gateway_port, w
     base: list[float] = []
     pinger = asyncio.create_task(baseline(base, stop))
     tapped: list[tuple[int, int, float]] = []
-    tapper = asyncio.create_task(tap(list(by_facility), tapped, stop))
+    tapper = asyncio.create_task(tap(list(by_facility), tapped, stop) if args.breakdown else asyncio.sleep(0))
     for elapsed in range(0, int(args.seconds), 10):
         await asyncio.sleep(min(10, args.seconds - elapsed))
         log(f"measuring: {elapsed + 10:.0f}/{args.seconds:.0f} s, {len(received):,} readings received")
@@ -444,9 +454,12 @@ def summarize(args, specs, by_facility, out_path, window_start, window_end, rece
         "frames": len(latencies),
         "frames_not_received": missing,
         "seconds": args.seconds,
-        # Where the time goes: device → gateway → channel layer, then layer → consumer → websocket.
-        "frame_to_channel_layer": percentiles(to_layer),
-        "channel_layer_to_websocket": percentiles(layer_to_ws),
+        # --breakdown: device → gateway → channel layer, then layer → consumer → websocket.
+        **(
+            {"frame_to_channel_layer": percentiles(to_layer), "channel_layer_to_websocket": percentiles(layer_to_ws)}
+            if args.breakdown
+            else {}
+        ),
         "baseline_channel_layer": {"what": "group_send -> receive, bare Redis channel layer", **percentiles(base)},
         "bar_p95_ms": 100,
     }

@@ -16,6 +16,7 @@ from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
 from devices.models import Device, Load
 from devices.tests.factories import DeviceFactory, FacilityFactory, LoadFactory
+from portal.livestate import Coalescer
 from portal.tests.live import communicator, publish_readings, publish_status, require_live_layer, session_cookie
 from readings.live import facility_group
 
@@ -293,7 +294,7 @@ async def test_a_device_on_its_2_second_schedule_is_never_held_back(settings):
         message = await ws.receive_json_from(timeout=5)
         assert message["ts"] == [base + step_ms * i]
         assert time.monotonic() - sent < settings.LIVE_DEVICE_INTERVAL_S * 0.5
-        await asyncio.sleep(settings.LIVE_DEVICE_INTERVAL_S * 0.8)
+        await asyncio.sleep(settings.LIVE_DEVICE_INTERVAL_S * 0.85)
     await ws.disconnect()
 
 
@@ -318,8 +319,9 @@ async def test_a_stalled_client_slows_neither_the_publisher_nor_other_clients(se
         received.append(await ws.receive_json_from())
     elapsed = time.monotonic() - started
     assert received, "the live client got nothing while another subscriber was stalled"
-    # Merged or skipped: at most one websocket message per interval, never one per batch.
-    assert len(received) <= elapsed / settings.LIVE_DEVICE_INTERVAL_S + 1
+    # Merged or skipped: never one websocket message per batch. A backlog whose sample time runs
+    # ahead of the clock may go out every 3/4 interval (Coalescer.JITTER_SHARE), never faster.
+    assert len(received) <= elapsed / (settings.LIVE_DEVICE_INTERVAL_S * Coalescer.JITTER_SHARE) + 1
     assert len(received) < burst / 10
     # And it is still live: the next reading after the burst arrives, the stalled subscriber notwithstanding.
     await publish_readings(
