@@ -277,5 +277,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str_("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        # One line per task succeeded would drown everything else at 2-second ingest rates.
+        "celery.app.trace": {"level": env.str_("CELERY_TASK_LOG_LEVEL", "WARNING")},
+    },
 }

@@ -51,6 +51,11 @@ class Command(BaseCommand):
         parser.add_argument("--stats-every", type=float, default=30.0, help="seconds between stats log lines")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        config, ssl_context = self.prepare(options)
+        asyncio.run(self._serve(options, config, ssl_context))
+
+    def prepare(self, options: dict[str, Any]) -> tuple[GatewayConfig, Any]:
+        """Validate the options; the gateway's configuration and TLS context."""
         cert, key = options["cert"], options["key"]
         if bool(cert) != bool(key):
             raise CommandError("Pass both --cert and --key, or neither (a development certificate is generated).")
@@ -76,7 +81,7 @@ class Command(BaseCommand):
         )
         limit = raise_open_files_limit()
         self.stdout.write(f"Open-file limit {limit}: room for about {max(0, limit - 64):,} device connections.")
-        asyncio.run(self._serve(options, config, server_context(cert=cert_path, key=key_path)))
+        return config, server_context(cert=cert_path, key=key_path)
 
     async def _serve(self, options: dict[str, Any], config: GatewayConfig, ssl_context: Any) -> None:
         gateway = Gateway(ssl_context=ssl_context, config=config, channel_layer=get_channel_layer())

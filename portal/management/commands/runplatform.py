@@ -20,11 +20,18 @@ def platform_processes(*, host: str, port: int) -> list[tuple[str, list[str]]]:
     python = sys.executable
     manage = str(settings.BASE_DIR / "manage.py")
     gateway_port = str(settings.GATEWAY_PORT)
-    processes = [
-        ("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "energybox.asgi:application"]),
-        ("worker", [python, manage, "runtaskworker", "--loglevel", "WARNING"]),
-        ("gateway", [python, manage, "rungateway", "--host", settings.GATEWAY_HOST, "--port", gateway_port]),
-    ]
+    gateway_address = ["--host", settings.GATEWAY_HOST, "--port", gateway_port]
+    if settings.REDIS_URL:
+        processes = [
+            ("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "energybox.asgi:application"]),
+            ("gateway", [python, manage, "rungateway", *gateway_address]),
+        ]
+    else:
+        # The in-memory channel layer is per process: the gateway must publish where the websockets are.
+        processes = [
+            ("web+gateway", [python, manage, "runweb", "--web-host", host, "--web-port", str(port), *gateway_address])
+        ]
+    processes.append(("worker", [python, manage, "runtaskworker", "--loglevel", "WARNING"]))
     if demo_keys_path().exists():
         # The demo devices, live every 2 s. Their private keys sit in DATA_DIR/demo-device-keys.json:
         # a demo convenience, real devices keep theirs to themselves.
