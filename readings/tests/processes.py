@@ -107,6 +107,11 @@ def wait_for_workers(*, timeout: float = 60) -> None:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if app.control.ping(timeout=1.0):
-            return
+        try:
+            if app.control.ping(timeout=1.0):
+                return
+        except OSError:
+            # A broker restarted by an earlier fault test leaves pooled connections dead.
+            app.pool.force_close_all()
+            time.sleep(1.0)
     raise AssertionError(f"no worker answered within {timeout:.0f}s")

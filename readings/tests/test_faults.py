@@ -31,7 +31,9 @@ from readings.tests.loadgen import batch_arrays
 from readings.tests.processes import ROOT, child_database_url, purge_queues, start_worker, stop, wait_until
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pytest.mark.timeout(280)]
-DEVICES = 6
+# Enough devices that each message keeps the worker busy for a while: the SIGKILL test waits until
+# the worker holds unacknowledged messages, which a worker idling between tiny messages rarely does.
+DEVICES = 20
 
 
 @dataclass
@@ -142,7 +144,7 @@ def test_a_worker_killed_with_sigkill_mid_load_loses_and_doubles_nothing(tmp_pat
     try:
         wait_until(lambda: _stored_digest(load)[0] > 0, timeout=60, what="the first stored readings")
         # Mid-batch: the worker holds delivered messages it has not acknowledged yet.
-        wait_until(lambda: _unacked("readings") > 0, timeout=30, what="messages in the worker's hands")
+        wait_until(lambda: _unacked("readings") > 0, timeout=60, what="messages in the worker's hands")
         stop(first, kill=True)  # SIGKILL to the whole process group: main process and pool children
         time.sleep(1.0)
         second = start_worker(concurrency=2)

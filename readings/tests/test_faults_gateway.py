@@ -131,6 +131,8 @@ def _restart_rabbitmq() -> None:
 async def test_every_reading_the_gateway_acked_is_stored_exactly_once_despite(
     fault, tmp_path, postgresql_url, rabbitmq_url
 ):
+    # The ORM thread shared by async tests may hold a connection an earlier fault test terminated.
+    await sync_to_async(connections.close_all)()
     meters = await sync_to_async(_meters)()
     await sync_to_async(purge_queues)("readings")
     workers = [await sync_to_async(start_worker)(concurrency=2)]
