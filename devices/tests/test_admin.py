@@ -13,6 +13,7 @@ from oauth2_provider.models import Grant, IDToken, RefreshToken
 from accounts.tests.factories import MembershipFactory, UserFactory
 from devices.models import Device
 from devices.tests.factories import DeviceFactory, DeviceGroupFactory, LoadFactory
+from firmware.services import firmware_image_create, firmware_transfer_start
 from integrations.tests.factories import AccessTokenFactory
 
 pytestmark = pytest.mark.django_db
@@ -37,6 +38,8 @@ def populated():
         code_challenge="x" * 43,
         code_challenge_method="S256",
     )
+    image = firmware_image_create(firmware_line="eb-meter", version="1.0.1", image=b"\x7fELF-image")
+    firmware_transfer_start(device=device, image=image)
     return device
 
 
@@ -44,6 +47,9 @@ def populated():
 def staff_client(client):
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     return client
+
+
+NO_ADD_PAGE = {("firmware", "firmwaretransfer")}
 
 
 def _registered():
@@ -55,8 +61,10 @@ def test_every_changelist_add_and_change_page_renders(staff_client, populated, a
     model_class = next(m for m in admin.site._registry if m._meta.model_name == model)
     assert staff_client.get(reverse(f"admin:{app}_{model}_changelist")).status_code == 200
     add = staff_client.get(reverse(f"admin:{app}_{model}_add"))
-    # Tokens and grants are only ever issued by /o/, so their admin has no add page.
-    assert add.status_code == 200 or (app == "oauth2_provider" and add.status_code == 403)
+    # Tokens and grants are only ever issued by /o/, and transfers by the firmware services: no add page.
+    assert (
+        add.status_code == 200 or ((app, model) in NO_ADD_PAGE or app == "oauth2_provider") and add.status_code == 403
+    )
     obj = model_class.objects.first()
     assert obj is not None, f"no {model} to open"
     assert staff_client.get(reverse(f"admin:{app}_{model}_change", args=[obj.pk])).status_code == 200
@@ -127,3 +135,33 @@ def test_a_devices_channel_history_fields_are_read_only(staff_client, populated)
     assert 'name="channels-0-quantity"' not in html
     assert 'name="channels-0-name"' in html
     assert 'name="serial"' not in html
+
+
+def test_a_firmware_image_uploaded_in_the_admin_is_hashed_and_signed(staff_client, populated):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from firmware.models import FirmwareImage
+
+    response = staff_client.post(
+        reverse("admin:firmware_firmwareimage_add"),
+        {
+            "firmware_line": "eb-meter",
+            "version": "2.0.0",
+            "notes": "",
+            "upload": SimpleUploadedFile("fw.bin", b"new-image"),
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    image = FirmwareImage.objects.get(version="2.0.0")
+    assert bytes(image.image) == b"new-image" and image.size == 9 and len(bytes(image.signature)) == 64
+
+
+def test_the_admin_refuses_an_empty_firmware_image(staff_client, populated):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = staff_client.post(
+        reverse("admin:firmware_firmwareimage_add"),
+        {"firmware_line": "eb-meter", "version": "2.0.1", "upload": SimpleUploadedFile("fw.bin", b"")},
+    )
+    assert response.status_code == 200
+    assert "empty" in response.content.decode()
