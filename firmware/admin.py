@@ -48,7 +48,7 @@ class FirmwareImageAdmin(admin.ModelAdmin):
         # A signed image never changes: a new build is a new version.
         return ["firmware_line", "version", "size", "sha256_hex", "created_at"] if obj else []
 
-    def get_fields(self, request: HttpRequest, obj: FirmwareImage | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: FirmwareImage | None = None) -> list[str]:  # type: ignore[override]
         if obj is None:
             return ["firmware_line", "version", "upload", "notes"]
         return ["firmware_line", "version", "size", "sha256_hex", "notes", "created_at"]
