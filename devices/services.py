@@ -102,10 +102,18 @@ def device_create(
     device.full_clean()
     device.save()
     device.groups.set(_check_groups(tenant_id=tenant.pk, groups=groups))
-    channels = []
-    for index, spec in enumerate(device_type.channels):
-        channel = Channel(
-            tenant=tenant,
+    channels = channels_from_template(device=device, specs=device_type.channels)
+    for channel in channels:
+        channel.full_clean(validate_unique=False)
+    Channel.objects.bulk_create(channels)
+    return device
+
+
+def channels_from_template(*, device: Device, specs: list[dict[str, Any]]) -> list[Channel]:
+    """The unsaved channels a device gets from its type's template, in frame order."""
+    return [
+        Channel(
+            tenant_id=device.tenant_id,
             device=device,
             index=index,
             name=spec["name"],
@@ -114,10 +122,8 @@ def device_create(
             scale=float(spec.get("scale", 1.0)),
             phase=spec.get("phase", ""),
         )
-        channel.full_clean(validate_unique=False)
-        channels.append(channel)
-    Channel.objects.bulk_create(channels)
-    return device
+        for index, spec in enumerate(specs)
+    ]
 
 
 @transaction.atomic

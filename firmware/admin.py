@@ -61,15 +61,13 @@ class FirmwareImageAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        try:
-            created = firmware_image_create(
-                firmware_line=obj.firmware_line,
-                version=obj.version,
-                image=form.cleaned_data["upload"],
-                notes=obj.notes,
-            )
-        except (FirmwareError, ValidationError) as exc:
-            raise ValidationError(str(exc)) from exc
+        # The form has already refused an empty, oversized or duplicate image.
+        created = firmware_image_create(
+            firmware_line=obj.firmware_line,
+            version=obj.version,
+            image=form.cleaned_data["upload"],
+            notes=obj.notes,
+        )
         obj.pk = created.pk
 
 

@@ -53,6 +53,7 @@ def provision_meters(count: int, *, prefix: str = "BENCH") -> list[tuple[str, by
     from devices.demo import METER_12
     from devices.keys import public_key_bytes
     from devices.models import Channel, Device, DeviceType, Facility
+    from devices.services import channels_from_template
 
     tenant = Tenant.objects.create(name=f"{prefix} tenant", slug=f"{prefix.lower()}-tenant", kind="enterprise")
     facility = Facility.objects.create(tenant=tenant, name="Bench site", timezone="Europe/Berlin")
@@ -74,20 +75,7 @@ def provision_meters(count: int, *, prefix: str = "BENCH") -> list[tuple[str, by
         batch_size=1000,
     )
     Channel.objects.bulk_create(
-        [
-            Channel(
-                tenant=tenant,
-                device=device,
-                index=index,
-                name=spec["name"],
-                quantity=spec["quantity"],
-                unit=spec["unit"],
-                scale=float(spec.get("scale", 1.0)),
-                phase=spec.get("phase", ""),
-            )
-            for device in devices
-            for index, spec in enumerate(METER_12)
-        ],
+        [channel for device in devices for channel in channels_from_template(device=device, specs=METER_12)],
         batch_size=2000,
     )
     return [(device.serial, key.private_bytes_raw()) for device, key in zip(devices, seeds, strict=True)]

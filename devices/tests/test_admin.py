@@ -165,3 +165,17 @@ def test_the_admin_refuses_an_empty_firmware_image(staff_client, populated):
     )
     assert response.status_code == 200
     assert "empty" in response.content.decode()
+
+
+def test_the_admin_refuses_a_duplicate_firmware_version_with_a_clear_error(staff_client, populated):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from firmware.models import FirmwareImage
+
+    response = staff_client.post(
+        reverse("admin:firmware_firmwareimage_add"),
+        {"firmware_line": "eb-meter", "version": "1.0.1", "upload": SimpleUploadedFile("fw.bin", b"other")},
+    )
+    assert response.status_code == 200
+    assert "already exists" in response.content.decode()
+    assert FirmwareImage.objects.filter(firmware_line="eb-meter", version="1.0.1").count() == 1
