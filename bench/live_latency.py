@@ -1,8 +1,8 @@
 """Live latency: a device frame sent → a dashboard websocket receiving its reading, under load.
 
 Real processes all the way: simulated devices (a child process) stream 12-channel batches every
-2 seconds over TLS to the real gateway (`manage.py rungateway`, a child process), which acks them
-after the durable enqueue and publishes them to the Redis channel layer; Daphne (a child process)
+2 seconds over TLS to the real gateway (`manage.py rungateway`, a child process), which publishes
+each verified batch to the Redis channel layer and acks it after the durable enqueue; Daphne (a child process)
 runs the portal's consumers, and 50 websocket clients (this process), signed in with portal
 sessions, each watch one facility's dashboard. Every frame of every device is timed: the simulator
 records the wall-clock time it writes each READINGS frame, the clients the time each `readings`
@@ -314,8 +314,9 @@ async def tap(facility_ids: list[int], arrivals: list[tuple[int, int, float]], s
             continue
         at = time.time()
         if message.get("type") == "readings.live":
-            for ts in message["ts"]:
-                arrivals.append((message["device_id"], ts, at))
+            for batch in message["batches"]:
+                for ts in batch["ts"]:
+                    arrivals.append((batch["device_id"], ts, at))
     for facility_id in facility_ids:
         await layer.group_discard(facility_group(facility_id), channel)
 
@@ -386,7 +387,7 @@ def main() -> None:
         log(f"gateway: {line[:300]}")
     if len(warnings) > 3:
         log(f"gateway: … {len(warnings) - 3} more warnings")
-    for line in gateway.lines[-1:]:
+    for line in [line for line in gateway.lines if "live sent" in line][-1:] + gateway.lines[-1:]:
         log(f"gateway: {line[:300]}")
     print(json.dumps(result), flush=True)
 

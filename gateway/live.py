@@ -1,9 +1,14 @@
 """Fire-and-forget publishing to the channel layer, per `readings/live.py`.
 
-Publishing must never slow ingest: the connection only drops the latest batch of its device into
-a dict (one slot per device, so the buffer is bounded by the fleet size and a slow layer loses
-stale samples, not fresh ones), and one background task sends. A layer failure is logged and
-counted, never raised into a connection.
+Publishing must never slow ingest: a connection only appends its verified batch to its facility's
+list, and one background task sends, in rounds. Each round takes everything pending and sends one
+message per facility (statuses first), side by side; the next round starts when it is done. A
+round costs a few Redis round trips per facility whatever it carries, so a busy gateway sends
+bigger messages, not more of them, and a lightly loaded one sends each batch at once.
+
+The pending lists are bounded (`max_pending` batches in all): while the layer is down or stuck the
+newest batches beyond that are dropped and counted. A layer failure is logged and counted, never
+raised into a connection.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ logger = logging.getLogger(__name__)
 
 class LivePublisher:
     def __init__(
-        self, *, layer: Any, send_timeout_s: float = 1.0, max_pending: int = 50_000, concurrency: int = 24
+        self, *, layer: Any, send_timeout_s: float = 1.0, max_pending: int = 20_000, concurrency: int = 32
     ) -> None:
         self._layer = layer
-        self._concurrency = concurrency
         self._send_timeout_s = send_timeout_s
         self._max_pending = max_pending
-        self._readings: dict[int, tuple[DeviceIdentity, ReadingsBatch]] = {}
+        # Bounds the Redis connections in use at once (redis-py's pool holds 100).
+        self._slots = asyncio.Semaphore(concurrency)
+        self._readings: dict[int, list[dict[str, Any]]] = {}
+        self._pending = 0
         self._statuses: dict[int, dict[str, Any]] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -42,12 +49,11 @@ class LivePublisher:
     def readings(self, identity: DeviceIdentity, batch: ReadingsBatch) -> None:
         if self._layer is None:
             return
-        if identity.device_id in self._readings:
-            self.dropped += 1  # superseded before it was sent
-        elif len(self._readings) >= self._max_pending:
+        if self._pending >= self._max_pending:
             self.dropped += 1
             return
-        self._readings[identity.device_id] = (identity, batch)
+        self._readings.setdefault(identity.facility_id, []).append(_batch_entry(identity, batch))
+        self._pending += 1
         self._wakeup.set()
 
     def status(self, identity: DeviceIdentity, *, online: bool, last_seen_ms: int | None) -> None:
@@ -63,24 +69,20 @@ class LivePublisher:
             await self._wakeup.wait()
             self._wakeup.clear()
             statuses, self._statuses = self._statuses, {}
-            readings, self._readings = self._readings, {}
-            # A group_send costs a few Redis round trips; one after another they cap the gateway at a
-            # few hundred messages a second, so they go out side by side, at most `concurrency` at once
-            # (two groups each: well inside redis-py's pool of 100 connections).
+            readings, self._readings, self._pending = self._readings, {}, 0
             await self._send_all(list(statuses.values()))
-            await self._send_all([_readings_message(identity, batch) for identity, batch in readings.values()])
+            await self._send_all(
+                [live.live_readings_message(facility_id=f, batches=batches) for f, batches in readings.items()]
+            )
 
     async def _send_all(self, messages: list[dict[str, Any]]) -> None:
-        for first in range(0, len(messages), self._concurrency):
-            await asyncio.gather(*(self._send(m) for m in messages[first : first + self._concurrency]))
+        if messages:
+            await asyncio.gather(*(self._send(live.facility_group(m["facility_id"]), m) for m in messages))
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        groups = (live.device_group(message["device_id"]), live.facility_group(message["facility_id"]))
-        await asyncio.gather(*(self._send_to(group, message) for group in groups))
-
-    async def _send_to(self, group: str, message: dict[str, Any]) -> None:
+    async def _send(self, group: str, message: dict[str, Any]) -> None:
         try:
-            await asyncio.wait_for(self._layer.group_send(group, message), self._send_timeout_s)
+            async with self._slots:
+                await asyncio.wait_for(self._layer.group_send(group, message), self._send_timeout_s)
             self.sent += 1
         except Exception as exc:  # a broken layer must not stop publishing, let alone ingest
             self.failed += 1
@@ -104,12 +106,7 @@ class LivePublisher:
             self._task.cancel()
 
 
-def _readings_message(identity: DeviceIdentity, batch: ReadingsBatch) -> dict[str, Any]:
+def _batch_entry(identity: DeviceIdentity, batch: ReadingsBatch) -> dict[str, Any]:
     # The gateway drops absent channels before building a batch, so no NaN reaches JSON.
     values = {channel_id: batch.values[row].tolist() for row, channel_id in enumerate(batch.channel_ids.tolist())}
-    return live.live_readings_message(
-        device_id=identity.device_id,
-        facility_id=identity.facility_id,
-        ts=batch.timestamps_ms.tolist(),
-        values=values,
-    )
+    return live.live_batch(device_id=identity.device_id, ts=batch.timestamps_ms.tolist(), values=values)

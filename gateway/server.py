@@ -316,6 +316,10 @@ class Connection:
         if batch is None:  # every channel absent: nothing to store
             self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
             return
+        # Live viewers get the verified batch now, not after the durable enqueue: the dashboard
+        # shows what the device measured, and a batch that fails to enqueue is resent and shown
+        # again (clients drop samples they already have).
+        gateway.publisher.readings(identity, batch)
         self.inflight += 1
         gateway.batcher.submit(batch).add_done_callback(functools.partial(self._on_enqueued, frame.seq, batch))
 
@@ -329,8 +333,6 @@ class Connection:
         self.gateway.count("frames_acked")
         self.gateway.count("readings_acked", batch.reading_count)
         self.send(p.FrameType.ACK, p.Ack(seq).encode())
-        assert self.identity is not None
-        self.gateway.publisher.readings(self.identity, batch)
 
     # --- firmware -------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -31,7 +32,7 @@ from portal import selectors
 from portal.access import NotSignedIn, scope_access
 from portal.liveprotocol import CloseCode, LiveError, parse_client_message
 from portal.livestate import Coalescer, DemandTracker, FacilityPower, PendingReadings
-from readings.live import device_group, facility_group
+from readings.live import DEVICE_STATUS, LIVE_READINGS, facility_group
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
             self.flush_task.cancel()
         await self.leave_groups()
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # The live path's channel-layer messages touch no database, so they skip Channels'
+        # close_old_connections before each handler: a thread hop that costs more than the handler.
+        if message["type"] in (LIVE_READINGS, DEVICE_STATUS):
+            await getattr(self, get_handler_name(message))(message)
+        else:
+            await super().dispatch(message)
+
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, separators=(",", ":"), allow_nan=False))
 
@@ -178,15 +187,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def readings_live(self, event: dict[str, Any]) -> None:
         if self.refused:
             return
-        key = self.take_readings(event)
-        if key is None:
-            return
-        values = event["values"] if self.forwards_values else {}
-        pending = self.coalescer.offer(device_id=key, ts=event["ts"], values=values, now=time.monotonic())
-        if pending is not None:
-            await self.send_readings(key, pending)
-        elif self.flush_task is None or self.flush_task.done():
-            self.flush_task = asyncio.create_task(self._flush_later())
+        for batch in event["batches"]:
+            key = self.take_readings(batch)
+            if key is None:
+                continue
+            values = batch["values"] if self.forwards_values else {}
+            pending = self.coalescer.offer(device_id=key, ts=batch["ts"], values=values, now=time.monotonic())
+            if pending is not None:
+                await self.send_readings(key, pending)
+            elif self.flush_task is None or self.flush_task.done():
+                self.flush_task = asyncio.create_task(self._flush_later())
 
     async def _flush_later(self) -> None:
         while (due_at := self.coalescer.next_due()) is not None:
@@ -196,8 +206,8 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     forwards_values = True
 
-    def take_readings(self, event: dict[str, Any]) -> int | None:
-        """Update the live figures with a message; return its coalescing key, or None to ignore it."""
+    def take_readings(self, batch: dict[str, Any]) -> int | None:
+        """Update the live figures with one device's batch; return its coalescing key, or None to ignore it."""
         raise NotImplementedError
 
     async def send_readings(self, device_id: int, pending: PendingReadings) -> None:
@@ -217,15 +227,13 @@ class FacilityLiveConsumer(LiveConsumer):
         facility_id = int(self.scope["url_route"]["kwargs"]["facility_id"])
         return selectors.facility_live_layout(access=access, facility_id=facility_id)
 
-    def group(self, layout: selectors.LiveLayout) -> str:
-        return facility_group(layout.facility_id)
-
     async def start(self) -> None:
         assert self.access is not None
         self.layout = await database_sync_to_async(self.load_layout)(self.access)
+        self.device_ids = self.layout.device_ids
         # Join before reading history, so nothing published in between is missed;
         # the client drops samples it already has.
-        await self.join(self.group(self.layout))
+        await self.join(facility_group(self.layout.facility_id))
         history = await database_sync_to_async(selectors.live_history)(
             access=self.access, layout=self.layout, now_ms=now_ms(), with_totals=self.with_totals
         )
@@ -243,16 +251,17 @@ class FacilityLiveConsumer(LiveConsumer):
         )
 
     def _mine(self, event: dict[str, Any]) -> bool:
-        return event.get("device_id") in self.layout.device_ids
+        # A device page shares its facility's group: it keeps its own device's entries only.
+        return event.get("device_id") in self.device_ids
 
-    def take_readings(self, event: dict[str, Any]) -> int | None:
-        if not self._mine(event):
+    def take_readings(self, batch: dict[str, Any]) -> int | None:
+        if not self._mine(batch):
             return None
-        self.live.apply(device_id=event["device_id"], ts=event["ts"], values=event["values"])
-        return int(event["device_id"])
+        self.live.apply(device_id=batch["device_id"], ts=batch["ts"], values=batch["values"])
+        return int(batch["device_id"])
 
     async def send_readings(self, device_id: int, pending: PendingReadings) -> None:
-        if device_id not in self.layout.device_ids:
+        if device_id not in self.device_ids:
             return
         values = {k: v for k, v in pending.values.items() if k in self.channel_ids}
         at = now_ms()
@@ -288,10 +297,6 @@ class DeviceLiveConsumer(FacilityLiveConsumer):
     def load_layout(self, access: Access) -> selectors.LiveLayout:
         device_id = int(self.scope["url_route"]["kwargs"]["device_id"])
         return selectors.device_live_layout(access=access, device_id=device_id)
-
-    def group(self, layout: selectors.LiveLayout) -> str:
-        (device,) = layout.devices
-        return device_group(device.id)
 
 
 class ParkLiveConsumer(LiveConsumer):
@@ -336,11 +341,11 @@ class ParkLiveConsumer(LiveConsumer):
     # The park coalesces per facility: one summary per facility every interval.
     forwards_values = False
 
-    def take_readings(self, event: dict[str, Any]) -> int | None:
-        live = self._facility(event)
+    def take_readings(self, batch: dict[str, Any]) -> int | None:
+        live = self._facility(batch)
         if live is None:
             return None
-        live.apply(device_id=event["device_id"], ts=event["ts"], values=event["values"])
+        live.apply(device_id=batch["device_id"], ts=batch["ts"], values=batch["values"])
         return live.layout.facility_id
 
     async def send_readings(self, device_id: int, pending: PendingReadings) -> None:

@@ -52,19 +52,21 @@ class PendingReadings:
 
 
 class Coalescer:
-    """At most one message per device per `interval_s`: what arrives sooner waits and is merged.
+    """One message per device per `interval_s` of its samples: what arrives sooner is merged.
 
-    A device on its 2-second schedule is never held back by network jitter: a batch that starts
-    a new 2-second step of *sample* time goes out at once, provided `JITTER_SHARE` of an interval of wall
-    time
-    has passed. A device sending faster than that gets its batches merged into one message per
-    interval, sent when the interval is up (`due`).
+    A device on its 2-second schedule is never held back by jitter: a batch that starts a new
+    2-second step of *sample* time goes out at once, provided `JITTER_SHARE` of an interval of wall
+    time has passed since the device's last message. A device sending faster than that (or a
+    backlog resent after a reconnect) gets its batches merged into one message per interval, sent
+    when the interval is up (`due`).
     """
 
-    # Holding a frame that arrived early by network jitter would not just delay it: a throttle whose
-    # rate equals the source's lets those delays add up (a queue at 100 % load). Frames on the
-    # device's schedule therefore pass from 3/4 of an interval on; faster senders are merged.
-    JITTER_SHARE = 0.75
+    # Holding a frame that arrived early by jitter would not just delay it: a throttle whose rate
+    # equals the source's lets those delays add up (a queue at 100 % load). Measured under load
+    # (bench/live_latency.py), gateway rounds and busy event loops shift single frames by up to
+    # ~0.6 s, and a 3/4-interval guard then held about one frame in twenty for over a second.
+    # Frames on the device's schedule therefore pass from 1/4 of an interval on.
+    JITTER_SHARE = 0.25
 
     def __init__(self, *, interval_s: float = 2.0, max_samples: int = 60) -> None:
         self.interval_s = interval_s

@@ -1,10 +1,18 @@
 """Channel-layer contract between the gateway (publisher) and the websocket consumers.
 
-Groups: `device.<id>` and `facility.<id>`. Messages are plain JSON-able dicts:
+One group per facility, `facility.<id>`. A device page joins its device's facility group and keeps
+that device's entries, so the gateway publishes each batch once, whoever watches it.
 
-    {"type": "readings.live", "device_id": 7, "facility_id": 3,
-     "ts": [1764170000000, ...],                  # UTC epoch ms of the samples in the batch
-     "values": {"41": [1234.5, ...], "42": [...]}} # channel id (str) -> values, same length as ts
+The gateway publishes in rounds: one `readings.live` message per facility and round, carrying
+every batch that arrived from the facility's devices since the previous round, oldest first. A
+channel-layer send costs the same few Redis round trips whatever it carries, so under load the
+rounds grow and the sends per second stay bounded by the number of facilities, not of frames.
+
+    {"type": "readings.live", "facility_id": 3,
+     "batches": [{"device_id": 7,
+                  "ts": [1764170000000, ...],                      # UTC epoch ms of the samples
+                  "values": {"41": [1234.5, ...], "42": [...]}},   # channel id (str) -> values
+                 ...]}
 
     {"type": "device.status", "device_id": 7, "facility_id": 3,
      "online": true, "last_seen": 1764170000000}
@@ -18,24 +26,21 @@ LIVE_READINGS = "readings.live"
 DEVICE_STATUS = "device.status"
 
 
-def device_group(device_id: int) -> str:
-    return f"device.{device_id}"
-
-
 def facility_group(facility_id: int) -> str:
     return f"facility.{facility_id}"
 
 
-def live_readings_message(
-    *, device_id: int, facility_id: int, ts: list[int], values: dict[int, list[float]]
-) -> dict[str, Any]:
+def live_batch(*, device_id: int, ts: list[int], values: dict[int, list[float]]) -> dict[str, Any]:
+    """One device's batch inside a `readings.live` message; `values` has a list per channel, as long as `ts`."""
     return {
-        "type": LIVE_READINGS,
         "device_id": device_id,
-        "facility_id": facility_id,
         "ts": ts,
         "values": {str(channel_id): series for channel_id, series in values.items()},
     }
+
+
+def live_readings_message(*, facility_id: int, batches: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": LIVE_READINGS, "facility_id": facility_id, "batches": batches}
 
 
 def device_status_message(

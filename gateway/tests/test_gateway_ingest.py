@@ -164,19 +164,18 @@ async def test_presence_is_written_in_coalesced_rounds(meter, tmp_path):
     assert offline.status == Device.Status.OFFLINE
 
 
-async def test_accepted_batches_and_status_changes_are_published_to_the_device_and_facility_groups(meter, tmp_path):
+async def test_accepted_batches_and_status_changes_are_published_to_the_facility_group(meter, tmp_path):
     issued, spec = meter
     layer = InMemoryChannelLayer()
-    device_channel = await layer.new_channel()
     facility_channel = await layer.new_channel()
-    await layer.group_add(f"device.{issued.device.pk}", device_channel)
     await layer.group_add(f"facility.{issued.device.facility_id}", facility_channel)
     async with running_gateway(tmp_path, enqueue=Recorder(), channel_layer=layer) as (gateway, port, ctx):
-        device = simulated(spec, port, ctx, max_batches=1, record=True)
+        device = simulated(spec, port, ctx, max_batches=3, record=True)
         await device.run(duration_s=10)
-        messages = [await asyncio.wait_for(layer.receive(device_channel), 2) for _ in range(2)]
-        facility_message = await asyncio.wait_for(layer.receive(facility_channel), 2)
-    status, readings = messages
+        status = await asyncio.wait_for(layer.receive(facility_channel), 2)
+        messages = []
+        while sum(len(m["batches"]) for m in messages) < 3:
+            messages.append(await asyncio.wait_for(layer.receive(facility_channel), 2))
     assert status == {
         "type": "device.status",
         "device_id": issued.device.pk,
@@ -184,12 +183,13 @@ async def test_accepted_batches_and_status_changes_are_published_to_the_device_a
         "online": True,
         "last_seen": status["last_seen"],
     }
-    assert facility_message["type"] == "device.status"
-    assert readings["type"] == "readings.live" and readings["device_id"] == issued.device.pk
-    sent = device.acked[0]
-    assert readings["ts"] == [sent.start_ms + 2000 * k for k in range(15)]
+    assert {(m["type"], m["facility_id"]) for m in messages} == {("readings.live", issued.device.facility_id)}
+    batches = [batch for m in messages for batch in m["batches"]]
+    assert [b["device_id"] for b in batches] == [issued.device.pk] * 3
     first_channel = await sync_to_async(lambda: issued.device.channels.get(index=0).pk)()
-    assert readings["values"][str(first_channel)] == (sent.raw[0] * spec.channels[0].scale).tolist()
+    for batch, sent in zip(batches, device.acked, strict=True):
+        assert batch["ts"] == [sent.start_ms + 2000 * k for k in range(15)]
+        assert batch["values"][str(first_channel)] == (sent.raw[0] * spec.channels[0].scale).tolist()
 
 
 class BrokenLayer:

@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
-from readings.live import device_group, device_status_message, facility_group, live_readings_message
+from readings.live import device_status_message, facility_group, live_batch, live_readings_message
 
 
 def require_live_layer(request: pytest.FixtureRequest) -> str:
@@ -39,17 +39,18 @@ def communicator(path: str, *, cookie: bytes | None = None, application: Any = N
 
 
 async def publish_readings(*, device_id: int, facility_id: int, ts: list[int], values: dict[int, list[float]]) -> None:
-    """Publish as the gateway does: to the device's group and to its facility's group."""
-    message = live_readings_message(device_id=device_id, facility_id=facility_id, ts=ts, values=values)
-    layer = get_channel_layer()
-    await layer.group_send(device_group(device_id), message)
-    await layer.group_send(facility_group(facility_id), message)
+    """Publish as the gateway does: one batch in a message to the device's facility group."""
+    batch = live_batch(device_id=device_id, ts=ts, values=values)
+    await publish_batches(facility_id=facility_id, batches=[batch])
+
+
+async def publish_batches(*, facility_id: int, batches: list[dict[str, Any]]) -> None:
+    message = live_readings_message(facility_id=facility_id, batches=batches)
+    await get_channel_layer().group_send(facility_group(facility_id), message)
 
 
 async def publish_status(*, device_id: int, facility_id: int, online: bool, last_seen_ms: int | None) -> None:
     message = device_status_message(
         device_id=device_id, facility_id=facility_id, online=online, last_seen_ms=last_seen_ms
     )
-    layer = get_channel_layer()
-    await layer.group_send(device_group(device_id), message)
-    await layer.group_send(facility_group(facility_id), message)
+    await get_channel_layer().group_send(facility_group(facility_id), message)

@@ -17,8 +17,15 @@ from accounts.tests.factories import MembershipFactory
 from devices.models import Device, Load
 from devices.tests.factories import DeviceFactory, FacilityFactory, LoadFactory
 from portal.livestate import Coalescer
-from portal.tests.live import communicator, publish_readings, publish_status, require_live_layer, session_cookie
-from readings.live import facility_group
+from portal.tests.live import (
+    communicator,
+    publish_batches,
+    publish_readings,
+    publish_status,
+    require_live_layer,
+    session_cookie,
+)
+from readings.live import facility_group, live_batch
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
@@ -320,7 +327,7 @@ async def test_a_stalled_client_slows_neither_the_publisher_nor_other_clients(se
     elapsed = time.monotonic() - started
     assert received, "the live client got nothing while another subscriber was stalled"
     # Merged or skipped: never one websocket message per batch. A backlog whose sample time runs
-    # ahead of the clock may go out every 3/4 interval (Coalescer.JITTER_SHARE), never faster.
+    # ahead of the clock may go out every 1/4 interval (Coalescer.JITTER_SHARE), never faster.
     assert len(received) <= elapsed / (settings.LIVE_DEVICE_INTERVAL_S * Coalescer.JITTER_SHARE) + 1
     assert len(received) < burst / 10
     # And it is still live: the next reading after the burst arrives, the stalled subscriber notwithstanding.
@@ -368,6 +375,32 @@ async def test_a_device_socket_gets_only_that_device():
     assert message["device_id"] == main
     assert await ws.receive_nothing(timeout=0.3)
     await ws.disconnect()
+
+
+async def test_one_message_with_several_devices_batches_reaches_each_page_as_its_devices_readings():
+    s = await site()
+    facility_ws = await connect(f"/ws/facilities/{s['facility'].pk}/live", cookie=s["cookie"])
+    device_ws = await connect(f"/ws/devices/{s['fridge_meter'].pk}/live", cookie=s["cookie"])
+    await snapshot_of(facility_ws)
+    await snapshot_of(device_ws)
+    now = int(time.time() * 1000)
+    main, fridge = s["main_meter"].pk, s["fridge_meter"].pk
+    await publish_batches(
+        facility_id=s["facility"].pk,
+        batches=[
+            live_batch(device_id=main, ts=[now], values={s["power"][main]: [4000.0]}),
+            live_batch(device_id=fridge, ts=[now, now + 2000], values={s["power"][fridge]: [500.0, 600.0]}),
+        ],
+    )
+    first, second = [await facility_ws.receive_json_from(timeout=5) for _ in range(2)]
+    assert (first["device_id"], first["values"]) == (main, {str(s["power"][main]): [4000.0]})
+    assert (second["device_id"], second["ts"]) == (fridge, [now, now + 2000])
+    assert second["power"]["total_kw"] == first["power"]["total_kw"] == 4.0  # the fridge is behind the main meter
+    mine = await device_ws.receive_json_from(timeout=5)
+    assert (mine["device_id"], mine["values"]) == (fridge, {str(s["power"][fridge]): [500.0, 600.0]})
+    assert await device_ws.receive_nothing(timeout=0.3)
+    await facility_ws.disconnect()
+    await device_ws.disconnect()
 
 
 async def test_a_ping_gets_a_pong_with_the_server_clock():

@@ -1,0 +1,86 @@
+"""The live publisher's rounds: one channel-layer message per facility and round, never per frame.
+
+The channel layer here is Channels' in-memory layer with a delay: these tests are about how the
+publisher groups batches, not about Redis (the consumer tests cover the Redis layer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from channels.layers import InMemoryChannelLayer
+
+from gateway.live import LivePublisher
+from gateway.services import DeviceIdentity
+from readings.batch import ReadingsBatch
+
+
+def identity(device_id: int, facility_id: int) -> DeviceIdentity:
+    return DeviceIdentity(
+        device_id=device_id,
+        tenant_id=1,
+        facility_id=facility_id,
+        serial=f"D{device_id}",
+        public_key=None,
+        key_version=1,
+        revoked=False,
+        disabled=False,
+        channel_ids=np.array([10 * device_id]),
+        scales=np.array([1.0]),
+    )
+
+
+def batch(device_id: int, start_ms: int) -> ReadingsBatch:
+    return ReadingsBatch(
+        tenant_id=1,
+        device_id=device_id,
+        seq=1,
+        channel_ids=np.array([10 * device_id]),
+        timestamps_ms=np.array([start_ms]),
+        values=np.array([[float(start_ms)]]),
+    )
+
+
+async def test_batches_arriving_while_a_round_is_sent_go_out_together_in_one_message_per_facility():
+    class SlowLayer(InMemoryChannelLayer):
+        async def group_send(self, group, message):
+            await asyncio.sleep(0.2)
+            await super().group_send(group, message)
+
+    layer = SlowLayer()
+    channels = {f: await layer.new_channel() for f in (1, 2)}
+    for facility_id, channel in channels.items():
+        await layer.group_add(f"facility.{facility_id}", channel)
+    publisher = LivePublisher(layer=layer)
+    publisher.start()
+
+    publisher.readings(identity(1, 1), batch(1, 1000))
+    await asyncio.sleep(0.05)  # the first round is on its way; these three wait for the next one
+    publisher.readings(identity(2, 1), batch(2, 2000))
+    publisher.readings(identity(1, 1), batch(1, 3000))
+    publisher.readings(identity(3, 2), batch(3, 4000))
+    first = await asyncio.wait_for(layer.receive(channels[1]), 2)
+    second = await asyncio.wait_for(layer.receive(channels[1]), 2)
+    other = await asyncio.wait_for(layer.receive(channels[2]), 2)
+    await asyncio.sleep(0.05)  # the publisher counts a send once group_send has returned
+    await publisher.close()
+    assert [(b["device_id"], b["ts"]) for b in first["batches"]] == [(1, [1000])]
+    assert [(b["device_id"], b["ts"]) for b in second["batches"]] == [(2, [2000]), (1, [3000])]
+    assert other["batches"] == [{"device_id": 3, "ts": [4000], "values": {"30": [4000.0]}}]
+    assert publisher.sent == 3 and publisher.dropped == 0
+
+
+async def test_while_the_layer_hangs_the_pending_batches_are_capped_and_the_excess_counted_as_dropped():
+    class HangingLayer:
+        async def group_send(self, group, message):
+            await asyncio.sleep(3600)
+
+    publisher = LivePublisher(layer=HangingLayer(), max_pending=5, send_timeout_s=60)
+    publisher.start()
+    publisher.readings(identity(1, 1), batch(1, 0))
+    await asyncio.sleep(0.01)  # the first round hangs in group_send
+    for k in range(1, 9):
+        publisher.readings(identity(1, 1), batch(1, 2000 * k))
+    await publisher.close()
+    assert publisher.dropped == 3 and publisher.sent == 0
