@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
@@ -47,7 +47,11 @@ def check_channel_layer() -> str:
     async def bounded() -> None:
         await asyncio.wait_for(round_trip(), timeout=settings.ENERGYBOX_HEALTH_TIMEOUT_S)
 
-    async_to_sync(bounded)()
+    # On a loop of its own, closed afterwards: the Redis pub/sub layer keeps a subscription per
+    # channel for the life of the loop that made it, and a probe every few seconds must not leave
+    # one behind on the server's loop.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, bounded()).result()
     return f"ok ({type(layer).__name__})"
 
 

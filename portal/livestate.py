@@ -54,18 +54,20 @@ class PendingReadings:
 class Coalescer:
     """One message per device per `interval_s` of its samples: what arrives sooner is merged.
 
-    A device on its 2-second schedule is never held back by jitter: a batch that starts a new
-    2-second step of *sample* time goes out at once, provided `JITTER_SHARE` of an interval of wall
-    time has passed since the device's last message. A device sending faster than that (or a
-    backlog resent after a reconnect) gets its batches merged into one message per interval, sent
-    when the interval is up (`due`).
+    A batch that starts a new `interval_s` step of the device's *sample* time (a device on its
+    2-second schedule) goes out at once, provided `JITTER_SHARE` of an interval of wall time has
+    passed since the device's last message; if not, it waits only for that. Anything else (a
+    device sending faster, a backlog resent after a reconnect) is merged into one message per
+    interval, sent when the interval is up (`due`). So a client never gets two messages of a
+    device within `JITTER_SHARE` of an interval, and on average no more than one per interval.
     """
 
     # Holding a frame that arrived early by jitter would not just delay it: a throttle whose rate
     # equals the source's lets those delays add up (a queue at 100 % load). Measured under load
-    # (bench/live_latency.py), gateway rounds and busy event loops shift single frames by up to
-    # ~0.6 s, and a 3/4-interval guard then held about one frame in twenty for over a second.
-    # Frames on the device's schedule therefore pass from 1/4 of an interval on.
+    # (bench/live_latency.py), a frame on schedule held for the full interval behind a late one
+    # kept every later frame of that device about 1.9 s late, for good. Frames on schedule
+    # therefore wait at most until 1/4 of an interval after the last message, which also lets a
+    # late device catch up.
     JITTER_SHARE = 0.25
 
     def __init__(self, *, interval_s: float = 2.0, max_samples: int = 60) -> None:
@@ -74,6 +76,7 @@ class Coalescer:
         self._last_sent_at: dict[int, float] = {}
         self._last_sent_ts: dict[int, int] = {}
         self._pending: dict[int, PendingReadings] = {}
+        self._due_at: dict[int, float] = {}
 
     def offer(
         self, *, device_id: int, ts: list[int], values: dict[str, list[float | None]], now: float
@@ -88,23 +91,24 @@ class Coalescer:
         if last_at is None or now - last_at >= self.interval_s:
             return self._release(device_id, now)
         last_ts = self._last_sent_ts.get(device_id)
-        new_step = last_ts is not None and ts and ts[0] - last_ts >= self.interval_s * 1000
-        if new_step and now - last_at >= self.interval_s * self.JITTER_SHARE:
+        new_step = bool(last_ts is not None and ts and ts[0] - last_ts >= self.interval_s * 1000)
+        earliest = last_at + self.interval_s * (self.JITTER_SHARE if new_step else 1.0)
+        if now >= earliest:
             return self._release(device_id, now)
+        self._due_at[device_id] = min(self._due_at.get(device_id, earliest), earliest)
         return None
 
     def next_due(self) -> float | None:
         """The monotonic time at which the earliest held message may go out."""
-        if not self._pending:
-            return None
-        return min(self._last_sent_at[d] + self.interval_s for d in self._pending)
+        return min(self._due_at.values()) if self._due_at else None
 
     def due(self, *, now: float) -> list[tuple[int, PendingReadings]]:
-        ready = [d for d in self._pending if now >= self._last_sent_at[d] + self.interval_s]
+        ready = [d for d, at in self._due_at.items() if now >= at]
         return [(d, self._release(d, now)) for d in ready]
 
     def _release(self, device_id: int, now: float) -> PendingReadings:
         pending = self._pending.pop(device_id)
+        self._due_at.pop(device_id, None)
         self._last_sent_at[device_id] = now
         if pending.newest_ts is not None:
             self._last_sent_ts[device_id] = pending.newest_ts

@@ -121,17 +121,16 @@ STORAGES = {
 # --- Channel layer ----------------------------------------------------------------
 REDIS_URL = env.str_("REDIS_URL", "")
 if REDIS_URL:
+    # Redis pub/sub, not the list-based `channels_redis.core` layer: a live message is pushed to
+    # every subscribed process in one PUBLISH, where the core layer costs four round trips to send
+    # and three more, one after another, for every message a process receives. Under the live
+    # benchmark's load (1,000 devices, 50 dashboards) that made the core layer's p95 430 ms against
+    # 34 ms here (docs/decisions/0004-live-channel-layer-redis-pubsub.md). Live data is
+    # at-most-once by nature: what nobody is subscribed to is not kept.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [REDIS_URL],
-                "prefix": env.str_("CHANNEL_LAYER_PREFIX", "energybox"),
-                # A slow websocket client must never back up the gateway: its
-                # channel overflows and drops instead.
-                "capacity": env.int_("CHANNEL_LAYER_CAPACITY", 200),
-                "expiry": 10,
-            },
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str_("CHANNEL_LAYER_PREFIX", "energybox")},
         }
     }
 else:

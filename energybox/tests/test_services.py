@@ -71,7 +71,7 @@ def test_a_celery_task_round_trips_through_rabbitmq_to_a_real_worker(rabbitmq_ur
 @pytest.mark.services
 def test_a_channel_layer_message_round_trips_through_redis(redis_url):
     layer = get_channel_layer()
-    assert type(layer).__name__ == "RedisChannelLayer"
+    assert type(layer).__name__ == "RedisPubSubChannelLayer"
 
     async def round_trip() -> dict:
         channel = await layer.new_channel("smoke.")

@@ -43,7 +43,7 @@ def test_the_production_variables_select_the_real_services():
         },
     )
     assert got["db"] == "django.db.backends.postgresql"
-    assert got["layer"] == "channels_redis.core.RedisChannelLayer"
+    assert got["layer"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert got["eager"] is False
     assert got["debug"] is False
 

@@ -19,7 +19,7 @@ def require_live_layer(request: pytest.FixtureRequest) -> str:
     backend = settings.CHANNEL_LAYERS["default"]["BACKEND"]
     if os.environ.get("ENERGYBOX_REQUIRE_SERVICES") == "1" or os.environ.get("REDIS_URL"):
         request.getfixturevalue("redis_url")  # fails, not skips, in CI when Redis is not configured
-        assert backend == "channels_redis.core.RedisChannelLayer", backend
+        assert backend == "channels_redis.pubsub.RedisPubSubChannelLayer", backend
     return backend
 
 

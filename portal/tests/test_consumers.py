@@ -308,16 +308,16 @@ async def test_a_device_on_its_2_second_schedule_is_never_held_back(settings):
 async def test_a_stalled_client_slows_neither_the_publisher_nor_other_clients(settings):
     s = await site()
     layer = get_channel_layer()
-    # A subscriber that never reads: its channel fills up to the layer's capacity and then drops.
+    # A subscriber that never reads: Redis pushes to it regardless, and what piles up is its own.
     stalled = await layer.new_channel()
     await layer.group_add(facility_group(s["facility"].pk), stalled)
     ws = await connect(f"/ws/facilities/{s['facility'].pk}/live", cookie=s["cookie"])
     await snapshot_of(ws)
     device, channel = s["main_meter"].pk, s["power"][s["main_meter"].pk]
     base = int(time.time() * 1000)
-    burst = layer.capacity + 50
+    burst = 250
     started = time.monotonic()
-    for i in range(burst):  # more than the stalled channel can hold; group_send must not block or raise
+    for i in range(burst):  # group_send must neither block nor raise
         await publish_readings(
             device_id=device, facility_id=s["facility"].pk, ts=[base + 10 * i], values={channel: [float(i)]}
         )

@@ -46,7 +46,25 @@ def test_sample_time_alone_cannot_push_a_device_past_the_limit():
     c.offer(device_id=1, ts=[0], values={}, now=100.0)
     # Timestamps jumping ahead do not buy a message within 1/4 of an interval of the last one.
     assert c.offer(device_id=1, ts=[60_000], values={}, now=100.4) is None
-    assert c.next_due() == 102.0
+    assert c.next_due() == 100.5
+    assert c.due(now=100.49) == []
+    [(_, held)] = c.due(now=100.5)
+    assert held.ts == [60_000]
+
+
+def test_a_device_held_behind_a_late_frame_catches_up_instead_of_staying_late():
+    c = Coalescer(interval_s=2)
+    c.offer(device_id=1, ts=[0], values={}, now=101.9)  # frame 0 came 1.9 s late
+    released = []
+    for k in range(1, 4):  # the next frames come on time, every 2 s from 102.0
+        now = 100.0 + 2 * k
+        out = c.offer(device_id=1, ts=[2000 * k], values={}, now=now)
+        if out is None:
+            now = c.next_due()
+            [(_, out)] = c.due(now=now)
+        released.append((out.ts, round(now - (100.0 + 2 * k), 3)))
+    # Frame 1 waits 0.4 s (to 1/4 interval after frame 0), then the device is back on time.
+    assert released == [([2000], 0.4), ([4000], 0.0), ([6000], 0.0)]
 
 
 def test_devices_are_limited_independently():
