@@ -2,7 +2,7 @@
 
 Publishing must never slow ingest: a connection only appends its verified batch to its facility's
 list, and one background task sends, in rounds. Each round takes everything pending and sends one
-message per facility (statuses first), side by side; the next round starts when it is done. A
+message per facility (statuses first, then readings), side by side; the next round starts when it is done. A
 round costs a few Redis round trips per facility whatever it carries, so a busy gateway sends
 bigger messages, not more of them, and a lightly loaded one sends each batch at once.
 
@@ -35,7 +35,7 @@ class LivePublisher:
         self._slots = asyncio.Semaphore(concurrency)
         self._readings: dict[int, list[dict[str, Any]]] = {}
         self._pending = 0
-        self._statuses: dict[int, dict[str, Any]] = {}
+        self._statuses: dict[int, dict[int, dict[str, Any]]] = {}  # facility -> device -> latest
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
@@ -59,8 +59,8 @@ class LivePublisher:
     def status(self, identity: DeviceIdentity, *, online: bool, last_seen_ms: int | None) -> None:
         if self._layer is None:
             return
-        self._statuses[identity.device_id] = live.device_status_message(
-            device_id=identity.device_id, facility_id=identity.facility_id, online=online, last_seen_ms=last_seen_ms
+        self._statuses.setdefault(identity.facility_id, {})[identity.device_id] = live.device_status(
+            device_id=identity.device_id, online=online, last_seen_ms=last_seen_ms
         )
         self._wakeup.set()
 
@@ -70,7 +70,9 @@ class LivePublisher:
             self._wakeup.clear()
             statuses, self._statuses = self._statuses, {}
             readings, self._readings, self._pending = self._readings, {}, 0
-            await self._send_all(list(statuses.values()))
+            await self._send_all(
+                [live.device_status_message(facility_id=f, statuses=list(s.values())) for f, s in statuses.items()]
+            )
             await self._send_all(
                 [live.live_readings_message(facility_id=f, batches=batches) for f, batches in readings.items()]
             )

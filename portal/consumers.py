@@ -214,6 +214,10 @@ class LiveConsumer(AsyncWebsocketConsumer):
         raise NotImplementedError
 
     async def device_status(self, event: dict[str, Any]) -> None:
+        if not self.refused:
+            await self.take_statuses(event["statuses"])
+
+    async def take_statuses(self, statuses: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
 
@@ -269,24 +273,25 @@ class FacilityLiveConsumer(LiveConsumer):
             {"type": "readings", "device_id": device_id, "ts": pending.ts, "values": values, **self.live.figures(at)}
         )
 
-    async def device_status(self, event: dict[str, Any]) -> None:
-        if self.refused or not self._mine(event):
-            return
-        device_id = event["device_id"]
-        if event.get("online"):
-            self.live.online.add(device_id)
-        else:
-            self.live.online.discard(device_id)
-        await self.send_json(
-            {
-                "type": "status",
-                "device_id": device_id,
-                "online": bool(event.get("online")),
-                "last_seen": event.get("last_seen"),
-                "devices_online": len(self.live.online),
-                "devices_total": len(self.layout.devices),
-            }
-        )
+    async def take_statuses(self, statuses: list[dict[str, Any]]) -> None:
+        for status in statuses:
+            if not self._mine(status):
+                continue
+            device_id = status["device_id"]
+            if status.get("online"):
+                self.live.online.add(device_id)
+            else:
+                self.live.online.discard(device_id)
+            await self.send_json(
+                {
+                    "type": "status",
+                    "device_id": device_id,
+                    "online": bool(status.get("online")),
+                    "last_seen": status.get("last_seen"),
+                    "devices_online": len(self.live.online),
+                    "devices_total": len(self.layout.devices),
+                }
+            )
 
 
 class DeviceLiveConsumer(FacilityLiveConsumer):
@@ -353,12 +358,16 @@ class ParkLiveConsumer(LiveConsumer):
         if live is not None:
             await self.send_json({"type": "facility", "id": device_id, **live.figures(now_ms())})
 
-    async def device_status(self, event: dict[str, Any]) -> None:
-        live = self._facility(event)
-        if self.refused or live is None:
-            return
-        if event.get("online"):
-            live.online.add(event["device_id"])
-        else:
-            live.online.discard(event["device_id"])
-        await self.send_json({"type": "facility", "id": live.layout.facility_id, **live.figures(now_ms())})
+    async def take_statuses(self, statuses: list[dict[str, Any]]) -> None:
+        changed: dict[int, FacilityLive] = {}
+        for status in statuses:
+            live = self._facility(status)
+            if live is None:
+                continue
+            if status.get("online"):
+                live.online.add(status["device_id"])
+            else:
+                live.online.discard(status["device_id"])
+            changed[live.layout.facility_id] = live
+        for facility_id, live in changed.items():
+            await self.send_json({"type": "facility", "id": facility_id, **live.figures(now_ms())})

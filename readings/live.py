@@ -14,8 +14,8 @@ rounds grow and the sends per second stay bounded by the number of facilities, n
                   "values": {"41": [1234.5, ...], "42": [...]}},   # channel id (str) -> values
                  ...]}
 
-    {"type": "device.status", "device_id": 7, "facility_id": 3,
-     "online": true, "last_seen": 1764170000000}
+    {"type": "device.status", "facility_id": 3,
+     "statuses": [{"device_id": 7, "online": true, "last_seen": 1764170000000}, ...]}  # latest per device
 """
 
 from __future__ import annotations
@@ -43,13 +43,10 @@ def live_readings_message(*, facility_id: int, batches: list[dict[str, Any]]) ->
     return {"type": LIVE_READINGS, "facility_id": facility_id, "batches": batches}
 
 
-def device_status_message(
-    *, device_id: int, facility_id: int, online: bool, last_seen_ms: int | None
-) -> dict[str, Any]:
-    return {
-        "type": DEVICE_STATUS,
-        "device_id": device_id,
-        "facility_id": facility_id,
-        "online": online,
-        "last_seen": last_seen_ms,
-    }
+def device_status(*, device_id: int, online: bool, last_seen_ms: int | None) -> dict[str, Any]:
+    """One device's presence inside a `device.status` message."""
+    return {"device_id": device_id, "online": online, "last_seen": last_seen_ms}
+
+
+def device_status_message(*, facility_id: int, statuses: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": DEVICE_STATUS, "facility_id": facility_id, "statuses": statuses}

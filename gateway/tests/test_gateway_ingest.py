@@ -178,10 +178,8 @@ async def test_accepted_batches_and_status_changes_are_published_to_the_facility
             messages.append(await asyncio.wait_for(layer.receive(facility_channel), 2))
     assert status == {
         "type": "device.status",
-        "device_id": issued.device.pk,
         "facility_id": issued.device.facility_id,
-        "online": True,
-        "last_seen": status["last_seen"],
+        "statuses": [{"device_id": issued.device.pk, "online": True, "last_seen": status["statuses"][0]["last_seen"]}],
     }
     assert {(m["type"], m["facility_id"]) for m in messages} == {("readings.live", issued.device.facility_id)}
     batches = [batch for m in messages for batch in m["batches"]]

@@ -84,3 +84,20 @@ async def test_while_the_layer_hangs_the_pending_batches_are_capped_and_the_exce
         publisher.readings(identity(1, 1), batch(1, 2000 * k))
     await publisher.close()
     assert publisher.dropped == 3 and publisher.sent == 0
+
+
+async def test_a_reconnect_storm_goes_out_as_one_status_message_per_facility_with_each_devices_latest():
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()
+    await layer.group_add("facility.1", channel)
+    publisher = LivePublisher(layer=layer)
+    for device_id in range(1, 201):
+        publisher.status(identity(device_id, 1), online=False, last_seen_ms=1000)
+        publisher.status(identity(device_id, 1), online=True, last_seen_ms=2000 + device_id)
+    publisher.start()
+    message = await asyncio.wait_for(layer.receive(channel), 2)
+    await asyncio.sleep(0.05)
+    await publisher.close()
+    assert message["type"] == "device.status" and message["facility_id"] == 1
+    assert message["statuses"] == [{"device_id": d, "online": True, "last_seen": 2000 + d} for d in range(1, 201)]
+    assert publisher.sent == 1

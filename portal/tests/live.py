@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
-from readings.live import device_status_message, facility_group, live_batch, live_readings_message
+from readings.live import device_status, device_status_message, facility_group, live_batch, live_readings_message
 
 
 def require_live_layer(request: pytest.FixtureRequest) -> str:
@@ -50,7 +50,10 @@ async def publish_batches(*, facility_id: int, batches: list[dict[str, Any]]) ->
 
 
 async def publish_status(*, device_id: int, facility_id: int, online: bool, last_seen_ms: int | None) -> None:
-    message = device_status_message(
-        device_id=device_id, facility_id=facility_id, online=online, last_seen_ms=last_seen_ms
-    )
+    status = device_status(device_id=device_id, online=online, last_seen_ms=last_seen_ms)
+    await publish_statuses(facility_id=facility_id, statuses=[status])
+
+
+async def publish_statuses(*, facility_id: int, statuses: list[dict[str, Any]]) -> None:
+    message = device_status_message(facility_id=facility_id, statuses=statuses)
     await get_channel_layer().group_send(facility_group(facility_id), message)

@@ -22,10 +22,11 @@ from portal.tests.live import (
     publish_batches,
     publish_readings,
     publish_status,
+    publish_statuses,
     require_live_layer,
     session_cookie,
 )
-from readings.live import facility_group, live_batch
+from readings.live import device_status, facility_group, live_batch
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
@@ -356,6 +357,24 @@ async def test_device_status_changes_reach_the_dashboard():
         "devices_online": 1,
         "devices_total": 2,
     }
+    await ws.disconnect()
+
+
+async def test_a_status_message_for_several_devices_updates_each_of_them_on_the_dashboard():
+    s = await site()
+    ws = await connect(f"/ws/facilities/{s['facility'].pk}/live", cookie=s["cookie"])
+    await snapshot_of(ws)
+    now = int(time.time() * 1000)
+    main, fridge = s["main_meter"].pk, s["fridge_meter"].pk
+    await publish_statuses(
+        facility_id=s["facility"].pk,
+        statuses=[
+            device_status(device_id=main, online=True, last_seen_ms=now),
+            device_status(device_id=fridge, online=True, last_seen_ms=now),
+        ],
+    )
+    first, second = [await ws.receive_json_from(timeout=5) for _ in range(2)]
+    assert [(m["device_id"], m["devices_online"]) for m in (first, second)] == [(main, 1), (fridge, 2)]
     await ws.disconnect()
 
 
