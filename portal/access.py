@@ -10,7 +10,8 @@ from accounts.errors import TenantAccessDenied
 from accounts.selectors import access_for_user
 
 SESSION_TENANT_KEY = "energybox_tenant_id"
-# A websocket auth middleware (an OAuth 2.0 bearer token, say) may put a ready `Access` here.
+# A websocket auth middleware (an OAuth 2.0 bearer token, say) may put a ready `Access` here, or the
+# exception that refuses the socket.
 SCOPE_ACCESS_KEY = "energybox.access"
 
 
@@ -36,6 +37,8 @@ def scope_access(scope: Mapping[str, Any]) -> Access:
     preset = scope.get(SCOPE_ACCESS_KEY)
     if isinstance(preset, Access):
         return preset
+    if isinstance(preset, Exception):
+        raise preset
     user = scope.get("user")
     if user is None or not user.is_authenticated:
         raise NotSignedIn("Sign in to the portal first.")

@@ -5,10 +5,11 @@ Routes (see `portal/routing.py`):
 - `/ws/devices/<id>/live`: one device
 - `/ws/facilities/live`: the park overview (one summary per subscribed facility)
 
-The gateway publishes to the channel layer as `readings/live.py` describes. A slow client never
-slows it down: the channel layer drops what a full channel cannot hold (`CHANNEL_LAYER_CAPACITY`),
-and each consumer sends at most one message per device every `LIVE_DEVICE_INTERVAL_S`, merging or
-skipping the rest.
+The gateway publishes to the channel layer as `readings/live.py` describes: one message per
+facility and round, which every consumer of the facility's group (a dashboard, a device page, the
+park) reads, keeping its own devices' entries. A slow client never slows it down: a publish never
+waits for a subscriber, and each consumer sends one message per device per `LIVE_DEVICE_INTERVAL_S`
+of its samples, merging the rest (`portal.livestate.Coalescer`).
 """
 
 from __future__ import annotations

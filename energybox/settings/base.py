@@ -137,11 +137,14 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Live dashboards ----------------------------------------------------------------
-# A websocket client gets at most one message per device this often (seconds).
+# A websocket client gets one message per device per this many seconds of the device's samples;
+# faster senders are merged, and two messages of a device are never sent within a quarter of it.
 LIVE_DEVICE_INTERVAL_S = float(env.str_("LIVE_DEVICE_INTERVAL_S", "2") or "2")
-# Extra websocket auth middlewares (dotted paths), inside the session's AuthMiddlewareStack;
-# e.g. the OAuth 2.0 bearer-token middleware of the API.
-WEBSOCKET_AUTH_MIDDLEWARE: list[str] = env.list_("WEBSOCKET_AUTH_MIDDLEWARE", [])
+# Websocket auth middlewares (dotted paths), inside the session's AuthMiddlewareStack. The default
+# accepts the API's OAuth 2.0 bearer tokens (`Authorization: Bearer …`, scope readings:read).
+WEBSOCKET_AUTH_MIDDLEWARE: list[str] = env.list_(
+    "WEBSOCKET_AUTH_MIDDLEWARE", ["integrations.websocket.BearerTokenMiddleware"]
+)
 
 # --- Celery -------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str_("CELERY_BROKER_URL", "")

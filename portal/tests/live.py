@@ -29,13 +29,32 @@ def session_cookie(user: Any) -> bytes:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
 
 
-def communicator(path: str, *, cookie: bytes | None = None, application: Any = None) -> WebsocketCommunicator:
+def communicator(
+    path: str, *, cookie: bytes | None = None, authorization: bytes | None = None, application: Any = None
+) -> WebsocketCommunicator:
     if application is None:
         from energybox.asgi import application
     headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
     if cookie:
         headers.append((b"cookie", cookie))
+    if authorization:
+        headers.append((b"authorization", authorization))
     return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def closed_with(ws, code: int) -> dict:
+    """The error message and close code of a refused socket."""
+    error = await ws.receive_json_from(timeout=5)
+    closing = await ws.receive_output(timeout=5)
+    assert closing == {"type": "websocket.close", "code": code}
+    assert error["type"] == "error" and error["code"] == code
+    return error
+
+
+async def snapshot_of(ws) -> dict:
+    message = await ws.receive_json_from(timeout=5)
+    assert message["type"] == "snapshot", message
+    return message
 
 
 async def publish_readings(*, device_id: int, facility_id: int, ts: list[int], values: dict[int, list[float]]) -> None:

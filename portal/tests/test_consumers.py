@@ -18,6 +18,7 @@ from devices.models import Device, Load
 from devices.tests.factories import DeviceFactory, FacilityFactory, LoadFactory
 from portal.livestate import Coalescer
 from portal.tests.live import (
+    closed_with,
     communicator,
     publish_batches,
     publish_readings,
@@ -25,6 +26,7 @@ from portal.tests.live import (
     publish_statuses,
     require_live_layer,
     session_cookie,
+    snapshot_of,
 )
 from readings.live import device_status, facility_group, live_batch
 
@@ -76,26 +78,11 @@ def make_site(*, role: str = Role.ADMIN, granted: bool = True) -> dict:
 site = database_sync_to_async(make_site)
 
 
-async def closed_with(ws, code: int) -> dict:
-    """The error message and close code of a refused socket."""
-    error = await ws.receive_json_from(timeout=5)
-    closing = await ws.receive_output(timeout=5)
-    assert closing == {"type": "websocket.close", "code": code}
-    assert error["type"] == "error" and error["code"] == code
-    return error
-
-
 async def connect(path: str, cookie: bytes | None):
     ws = communicator(path, cookie=cookie)
     connected, _ = await ws.connect(timeout=5)
     assert connected
     return ws
-
-
-async def snapshot_of(ws) -> dict:
-    message = await ws.receive_json_from(timeout=5)
-    assert message["type"] == "snapshot", message
-    return message
 
 
 # --- Refusals ---------------------------------------------------------------------------------
@@ -452,35 +439,3 @@ async def test_the_park_sends_one_summary_per_facility_with_its_kw():
     status = await ws.receive_json_from(timeout=5)
     assert status["devices_online"] == 1
     await ws.disconnect()
-
-
-class BearerStandIn:
-    """Stands in for the API's OAuth 2.0 middleware: it resolves a token header to an Access."""
-
-    def __init__(self, inner):  # type: ignore[no-untyped-def]
-        self.inner = inner
-
-    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
-        headers = dict(scope.get("headers", []))
-        if headers.get(b"authorization") == b"Bearer test-token":
-            scope = {**scope, "energybox.access": self.access}
-        return await self.inner(scope, receive, send)
-
-
-async def test_an_auth_middleware_slot_can_authenticate_a_socket_without_a_session(settings):
-    from accounts.access import Access
-    from energybox.routing import websocket_application
-
-    s = await site()
-    BearerStandIn.access = Access(tenant_id=s["facility"].tenant_id, role=Role.VIEWER, facility_ids=None)
-    settings.WEBSOCKET_AUTH_MIDDLEWARE = [f"{__name__}.BearerStandIn"]
-    application = websocket_application()
-    path = f"/ws/facilities/{s['facility'].pk}/live"
-    ws = communicator(path, application=application)
-    ws.scope["headers"].append((b"authorization", b"Bearer test-token"))
-    assert (await ws.connect(timeout=5))[0]
-    assert (await snapshot_of(ws))["facility"]["id"] == s["facility"].pk
-    await ws.disconnect()
-    anonymous = communicator(path, application=application)
-    assert (await anonymous.connect(timeout=5))[0]
-    await closed_with(anonymous, 4401)
