@@ -86,8 +86,9 @@ def device_presence_record(*, last_seen_ms: dict[int, int], online: Iterable[int
         for chunk in _chunks(ids):
             devices.filter(pk__in=chunk).update(last_seen=at)
     offline_ids = set(offline)
-    for status, ids in ((Device.Status.ONLINE, set(online) - offline_ids), (Device.Status.OFFLINE, offline_ids)):
-        for chunk in _chunks(sorted(ids)):
+    changes = ((Device.Status.ONLINE, set(online) - offline_ids), (Device.Status.OFFLINE, offline_ids))
+    for status, changed in changes:
+        for chunk in _chunks(sorted(changed)):
             devices.filter(pk__in=chunk).update(status=status)
 
 

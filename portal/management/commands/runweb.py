@@ -53,6 +53,8 @@ class Command(GatewayCommand):
         loop = asyncio.get_running_loop()
         # Twisted owns the signals here: on SIGTERM it runs this trigger, so the gateway still drains.
         reactor.addSystemEventTrigger(  # type: ignore[attr-defined]
-            "before", "shutdown", lambda: defer.Deferred.fromFuture(loop.create_task(gateway.shutdown()))
+            "before",
+            "shutdown",  # type: ignore[arg-type]  # Twisted's interface stub omits the event type
+            lambda: defer.Deferred.fromFuture(loop.create_task(gateway.shutdown())),
         )
         await self._stats(gateway, options["stats_every"])
