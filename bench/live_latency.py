@@ -301,7 +301,7 @@ async def tap(facility_ids: list[int], arrivals: list[tuple[int, int, float]], s
     """A bare channel in every facility group: when the gateway's messages reach the channel layer."""
     from channels.layers import get_channel_layer
 
-    from readings.live import facility_group
+    from readings.live import batch_readings, facility_group
 
     layer = get_channel_layer()
     channel = await layer.new_channel()
@@ -315,7 +315,7 @@ async def tap(facility_ids: list[int], arrivals: list[tuple[int, int, float]], s
         at = time.time()
         if message.get("type") == "readings.live":
             for batch in message["batches"]:
-                for ts in batch["ts"]:
+                for ts in batch_readings(batch)[0]:
                     arrivals.append((batch["device_id"], ts, at))
     for facility_id in facility_ids:
         await layer.group_discard(facility_group(facility_id), channel)

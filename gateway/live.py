@@ -110,5 +110,9 @@ class LivePublisher:
 
 def _batch_entry(identity: DeviceIdentity, batch: ReadingsBatch) -> dict[str, Any]:
     # The gateway drops absent channels before building a batch, so no NaN reaches JSON.
-    values = {channel_id: batch.values[row].tolist() for row, channel_id in enumerate(batch.channel_ids.tolist())}
-    return live.live_batch(device_id=identity.device_id, ts=batch.timestamps_ms.tolist(), values=values)
+    return live.live_batch(
+        device_id=identity.device_id,
+        channel_ids=batch.channel_ids,
+        timestamps_ms=batch.timestamps_ms,
+        values=batch.values,
+    )

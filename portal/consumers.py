@@ -33,7 +33,7 @@ from portal import selectors
 from portal.access import NotSignedIn, scope_access
 from portal.liveprotocol import CloseCode, LiveError, parse_client_message
 from portal.livestate import Coalescer, DemandTracker, FacilityPower, PendingReadings
-from readings.live import DEVICE_STATUS, LIVE_READINGS, facility_group
+from readings.live import DEVICE_STATUS, LIVE_READINGS, batch_readings, facility_group
 
 logger = logging.getLogger(__name__)
 
@@ -189,11 +189,13 @@ class LiveConsumer(AsyncWebsocketConsumer):
         if self.refused:
             return
         for batch in event["batches"]:
-            key = self.take_readings(batch)
-            if key is None:
+            device_id = batch["device_id"]
+            if not self.watches(device_id):
                 continue
-            values = batch["values"] if self.forwards_values else {}
-            pending = self.coalescer.offer(device_id=key, ts=batch["ts"], values=values, now=time.monotonic())
+            ts, values = batch_readings(batch)
+            key = self.take_readings(device_id, ts, values)
+            forwarded = values if self.forwards_values else {}
+            pending = self.coalescer.offer(device_id=key, ts=ts, values=forwarded, now=time.monotonic())
             if pending is not None:
                 await self.send_readings(key, pending)
             elif self.flush_task is None or self.flush_task.done():
@@ -207,8 +209,12 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     forwards_values = True
 
-    def take_readings(self, batch: dict[str, Any]) -> int | None:
-        """Update the live figures with one device's batch; return its coalescing key, or None to ignore it."""
+    def watches(self, device_id: int) -> bool:
+        """Whether this socket shows the device (its group carries the whole facility's)."""
+        raise NotImplementedError
+
+    def take_readings(self, device_id: int, ts: list[int], values: dict[str, list[float | None]]) -> int:
+        """Update the live figures with one device's batch; return its coalescing key."""
         raise NotImplementedError
 
     async def send_readings(self, device_id: int, pending: PendingReadings) -> None:
@@ -255,15 +261,13 @@ class FacilityLiveConsumer(LiveConsumer):
             }
         )
 
-    def _mine(self, event: dict[str, Any]) -> bool:
+    def watches(self, device_id: int) -> bool:
         # A device page shares its facility's group: it keeps its own device's entries only.
-        return event.get("device_id") in self.device_ids
+        return device_id in self.device_ids
 
-    def take_readings(self, batch: dict[str, Any]) -> int | None:
-        if not self._mine(batch):
-            return None
-        self.live.apply(device_id=batch["device_id"], ts=batch["ts"], values=batch["values"])
-        return int(batch["device_id"])
+    def take_readings(self, device_id: int, ts: list[int], values: dict[str, list[float | None]]) -> int:
+        self.live.apply(device_id=device_id, ts=ts, values=values)
+        return device_id
 
     async def send_readings(self, device_id: int, pending: PendingReadings) -> None:
         if device_id not in self.device_ids:
@@ -276,7 +280,7 @@ class FacilityLiveConsumer(LiveConsumer):
 
     async def take_statuses(self, statuses: list[dict[str, Any]]) -> None:
         for status in statuses:
-            if not self._mine(status):
+            if not self.watches(status["device_id"]):
                 continue
             device_id = status["device_id"]
             if status.get("online"):
@@ -347,12 +351,13 @@ class ParkLiveConsumer(LiveConsumer):
     # The park coalesces per facility: one summary per facility every interval.
     forwards_values = False
 
-    def take_readings(self, batch: dict[str, Any]) -> int | None:
-        live = self._facility(batch)
-        if live is None:
-            return None
-        live.apply(device_id=batch["device_id"], ts=batch["ts"], values=batch["values"])
-        return live.layout.facility_id
+    def watches(self, device_id: int) -> bool:
+        return device_id in self.device_facility
+
+    def take_readings(self, device_id: int, ts: list[int], values: dict[str, list[float | None]]) -> int:
+        facility_id = self.device_facility[device_id]
+        self.facilities[facility_id].apply(device_id=device_id, ts=ts, values=values)
+        return facility_id
 
     async def send_readings(self, device_id: int, pending: PendingReadings) -> None:
         live = self.facilities.get(device_id)

@@ -10,9 +10,13 @@ rounds grow and the sends per second stay bounded by the number of facilities, n
 
     {"type": "readings.live", "facility_id": 3,
      "batches": [{"device_id": 7,
-                  "ts": [1764170000000, ...],                      # UTC epoch ms of the samples
-                  "values": {"41": [1234.5, ...], "42": [...]}},   # channel id (str) -> values
+                  "channels": [41, 42, ...],       # channel ids, one row of `values` each
+                  "ts": b"...",                    # int64 LE: UTC epoch ms of the samples
+                  "values": b"..."},               # float64 LE: channels x samples, row-major
                  ...]}
+
+The arrays travel as bytes: the gateway only copies memory for every frame it accepts, and only a
+process with a subscriber turns them into lists (`batch_readings`).
 
     {"type": "device.status", "facility_id": 3,
      "statuses": [{"device_id": 7, "online": true, "last_seen": 1764170000000}, ...]}  # latest per device
@@ -22,6 +26,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 LIVE_READINGS = "readings.live"
 DEVICE_STATUS = "device.status"
 
@@ -30,12 +37,28 @@ def facility_group(facility_id: int) -> str:
     return f"facility.{facility_id}"
 
 
-def live_batch(*, device_id: int, ts: list[int], values: dict[int, list[float]]) -> dict[str, Any]:
-    """One device's batch inside a `readings.live` message; `values` has a list per channel, as long as `ts`."""
+def live_batch(
+    *, device_id: int, channel_ids: npt.NDArray[Any], timestamps_ms: npt.NDArray[Any], values: npt.NDArray[Any]
+) -> dict[str, Any]:
+    """One device's batch inside a `readings.live` message: `values` has a row per channel, a column per sample."""
+    if values.shape != (len(channel_ids), len(timestamps_ms)):
+        raise ValueError(
+            f"values of shape {values.shape} for {len(channel_ids)} channels x {len(timestamps_ms)} samples"
+        )
     return {
         "device_id": device_id,
-        "ts": ts,
-        "values": {str(channel_id): series for channel_id, series in values.items()},
+        "channels": channel_ids.tolist(),
+        "ts": timestamps_ms.astype("<i8").tobytes(),
+        "values": values.astype("<f8").tobytes(),
+    }
+
+
+def batch_readings(batch: dict[str, Any]) -> tuple[list[int], dict[str, list[float | None]]]:
+    """The sample times and, by channel id (as a string, as in JSON), the values of a batch entry."""
+    ts = np.frombuffer(batch["ts"], dtype="<i8")
+    values = np.frombuffer(batch["values"], dtype="<f8").reshape(len(batch["channels"]), len(ts))
+    return ts.tolist(), {
+        str(channel_id): row for channel_id, row in zip(batch["channels"], values.tolist(), strict=True)
     }
 
 

@@ -12,6 +12,7 @@ from channels.layers import InMemoryChannelLayer
 from devices.models import Device
 from gateway import protocol as p
 from gateway.tests.helpers import RawClient, Recorder, batch_payload, nack_of, running_gateway, simulated
+from readings.live import batch_readings
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -186,8 +187,9 @@ async def test_accepted_batches_and_status_changes_are_published_to_the_facility
     assert [b["device_id"] for b in batches] == [issued.device.pk] * 3
     first_channel = await sync_to_async(lambda: issued.device.channels.get(index=0).pk)()
     for batch, sent in zip(batches, device.acked, strict=True):
-        assert batch["ts"] == [sent.start_ms + 2000 * k for k in range(15)]
-        assert batch["values"][str(first_channel)] == (sent.raw[0] * spec.channels[0].scale).tolist()
+        ts, values = batch_readings(batch)
+        assert ts == [sent.start_ms + 2000 * k for k in range(15)]
+        assert values[str(first_channel)] == (sent.raw[0] * spec.channels[0].scale).tolist()
 
 
 class BrokenLayer:

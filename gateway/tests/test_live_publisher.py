@@ -14,6 +14,7 @@ from channels.layers import InMemoryChannelLayer
 from gateway.live import LivePublisher
 from gateway.services import DeviceIdentity
 from readings.batch import ReadingsBatch
+from readings.live import batch_readings
 
 
 def identity(device_id: int, facility_id: int) -> DeviceIdentity:
@@ -65,9 +66,13 @@ async def test_batches_arriving_while_a_round_is_sent_go_out_together_in_one_mes
     other = await asyncio.wait_for(layer.receive(channels[2]), 2)
     await asyncio.sleep(0.05)  # the publisher counts a send once group_send has returned
     await publisher.close()
-    assert [(b["device_id"], b["ts"]) for b in first["batches"]] == [(1, [1000])]
-    assert [(b["device_id"], b["ts"]) for b in second["batches"]] == [(2, [2000]), (1, [3000])]
-    assert other["batches"] == [{"device_id": 3, "ts": [4000], "values": {"30": [4000.0]}}]
+
+    def entries(message):  # type: ignore[no-untyped-def]
+        return [(b["device_id"], *batch_readings(b)) for b in message["batches"]]
+
+    assert entries(first) == [(1, [1000], {"10": [1000.0]})]
+    assert entries(second) == [(2, [2000], {"20": [2000.0]}), (1, [3000], {"10": [3000.0]})]
+    assert entries(other) == [(3, [4000], {"30": [4000.0]})]
     assert publisher.sent == 3 and publisher.dropped == 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -57,10 +58,19 @@ async def snapshot_of(ws) -> dict:
     return message
 
 
+def batch_of(*, device_id: int, ts: list[int], values: dict[int, list[float]]) -> dict[str, Any]:
+    """A `readings.live` batch entry, as the gateway builds it from a verified frame."""
+    return live_batch(
+        device_id=device_id,
+        channel_ids=np.array(list(values), dtype=np.int64),
+        timestamps_ms=np.array(ts, dtype=np.int64),
+        values=np.array(list(values.values()), dtype=np.float64).reshape(len(values), len(ts)),
+    )
+
+
 async def publish_readings(*, device_id: int, facility_id: int, ts: list[int], values: dict[int, list[float]]) -> None:
     """Publish as the gateway does: one batch in a message to the device's facility group."""
-    batch = live_batch(device_id=device_id, ts=ts, values=values)
-    await publish_batches(facility_id=facility_id, batches=[batch])
+    await publish_batches(facility_id=facility_id, batches=[batch_of(device_id=device_id, ts=ts, values=values)])
 
 
 async def publish_batches(*, facility_id: int, batches: list[dict[str, Any]]) -> None:

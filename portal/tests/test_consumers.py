@@ -18,6 +18,7 @@ from devices.models import Device, Load
 from devices.tests.factories import DeviceFactory, FacilityFactory, LoadFactory
 from portal.livestate import Coalescer
 from portal.tests.live import (
+    batch_of,
     closed_with,
     communicator,
     publish_batches,
@@ -28,7 +29,7 @@ from portal.tests.live import (
     session_cookie,
     snapshot_of,
 )
-from readings.live import device_status, facility_group, live_batch
+from readings.live import device_status, facility_group
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
@@ -394,8 +395,8 @@ async def test_one_message_with_several_devices_batches_reaches_each_page_as_its
     await publish_batches(
         facility_id=s["facility"].pk,
         batches=[
-            live_batch(device_id=main, ts=[now], values={s["power"][main]: [4000.0]}),
-            live_batch(device_id=fridge, ts=[now, now + 2000], values={s["power"][fridge]: [500.0, 600.0]}),
+            batch_of(device_id=main, ts=[now], values={s["power"][main]: [4000.0]}),
+            batch_of(device_id=fridge, ts=[now, now + 2000], values={s["power"][fridge]: [500.0, 600.0]}),
         ],
     )
     first, second = [await facility_ws.receive_json_from(timeout=5) for _ in range(2)]
