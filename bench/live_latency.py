@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -416,6 +417,10 @@ async def measure(args, warmup, specs, by_facility, session_key, gateway_port, w
     log(f"{len(specs)} devices streaming a batch every {INTERVAL_MS / 1000:.0f} s; warming up {warmup:.0f} s")
     window_start = time.time() + warmup
     await asyncio.sleep(warmup)
+    # This process timestamps every arrival: its own garbage collector must not pause it (a full
+    # pass over the growing arrival lists took up to 100 ms, which would count as latency).
+    gc.freeze()
+    gc.disable()
     base: list[float] = []
     pinger = asyncio.create_task(baseline(base, stop))
     tapped: list[tuple[int, int, float]] = []
@@ -428,6 +433,7 @@ async def measure(args, warmup, specs, by_facility, session_key, gateway_port, w
     await asyncio.sleep(1)
     stop.set()
     await asyncio.gather(pinger, tapper, *clients, return_exceptions=True)
+    gc.enable()  # only now: the first collection after the window is a long one
 
     return summarize(args, specs, by_facility, out_path, window_start, window_end, received, tapped, base)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 from pathlib import Path
@@ -86,6 +87,9 @@ class Command(BaseCommand):
     async def _serve(self, options: dict[str, Any], config: GatewayConfig, ssl_context: Any) -> None:
         gateway = Gateway(ssl_context=ssl_context, config=config, channel_layer=get_channel_layer())
         host, port = await gateway.start(host=options["host"], port=options["port"])
+        # What is loaded by now lives as long as the process: spare it the collector's full passes,
+        # which paused every connection for about 100 ms at a thousand devices.
+        gc.freeze()
         self.stdout.write(self.style.SUCCESS(f"Gateway listening on {host}:{port} (TLS). SIGTERM drains gracefully."))
         install_signal_handlers(gateway)
         stats = asyncio.create_task(self._stats(gateway, options["stats_every"]))
