@@ -9,7 +9,8 @@ records the wall-clock time it writes each READINGS frame, the clients the time 
 message arrives, and the two are joined on (device, sample time).
 
 Baseline, in the same run and under the same load: a bare channel-layer round trip, group_send →
-receive on a plain layer channel of this process.
+receive on a plain layer channel of this process. This process keeps its garbage collector off
+during the measured window, so its own pauses are not counted as the platform's latency.
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default the energybox_bench_live database on the DATABASE_URL
 server or 127.0.0.1) and Redis (REDIS_URL, default redis://127.0.0.1:6379/0, under a prefix of its
