@@ -126,6 +126,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.refused = False
         self.coalescer = Coalescer(interval_s=settings.LIVE_DEVICE_INTERVAL_S)
         self.flush_task: asyncio.Task[None] | None = None
+        self.flush_wakeup = asyncio.Event()
         # Accept first: a socket refused during the handshake shows the browser only 1006.
         await self.accept()
         try:
@@ -200,10 +201,19 @@ class LiveConsumer(AsyncWebsocketConsumer):
                 await self.send_readings(key, pending)
             elif self.flush_task is None or self.flush_task.done():
                 self.flush_task = asyncio.create_task(self._flush_later())
+            else:
+                self.flush_wakeup.set()  # this hold may be due before the one the task waits for
 
     async def _flush_later(self) -> None:
         while (due_at := self.coalescer.next_due()) is not None:
-            await asyncio.sleep(max(0.0, due_at - time.monotonic()))
+            self.flush_wakeup.clear()
+            delay = due_at - time.monotonic()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(self.flush_wakeup.wait(), delay)
+                    continue  # a new hold came in: look again for the earliest
+                except TimeoutError:
+                    pass
             for key, pending in self.coalescer.due(now=time.monotonic()):
                 await self.send_readings(key, pending)
 

@@ -274,6 +274,36 @@ async def test_a_device_sending_faster_than_the_interval_gets_one_merged_message
     await ws.disconnect()
 
 
+async def test_a_short_hold_is_released_on_time_even_behind_a_longer_one(settings):
+    s = await site()
+    ws = await connect(f"/ws/facilities/{s['facility'].pk}/live", cookie=s["cookie"])
+    await snapshot_of(ws)
+    interval = settings.LIVE_DEVICE_INTERVAL_S
+    main, fridge = s["main_meter"].pk, s["fridge_meter"].pk
+    base = int(time.time() * 1000)
+
+    async def publish(device: int, ts: int) -> None:
+        await publish_readings(
+            device_id=device, facility_id=s["facility"].pk, ts=[ts], values={s["power"][device]: [1.0]}
+        )
+
+    # The main meter sends faster than the interval: its second batch waits a full interval.
+    await publish(main, base)
+    await publish(main, base + 100)
+    # The fridge meter is on its schedule: its second batch (a new step) waits only 1/4 interval.
+    await publish(fridge, base)
+    first_two = [await ws.receive_json_from(timeout=5) for _ in range(2)]
+    await publish(fridge, base + int(interval * 1000))
+    started = time.monotonic()
+    held = await ws.receive_json_from(timeout=5)
+    assert [m["device_id"] for m in first_two] == [main, fridge]
+    assert (held["device_id"], held["ts"]) == (fridge, [base + int(interval * 1000)])
+    assert time.monotonic() - started < interval * 0.75  # not kept until the main meter's release
+    merged = await ws.receive_json_from(timeout=5)
+    assert (merged["device_id"], merged["ts"]) == (main, [base + 100])
+    await ws.disconnect()
+
+
 async def test_a_device_on_its_2_second_schedule_is_never_held_back(settings):
     s = await site()
     ws = await connect(f"/ws/facilities/{s['facility'].pk}/live", cookie=s["cookie"])
