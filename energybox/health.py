@@ -51,7 +51,7 @@ def check_channel_layer() -> str:
     # channel for the life of the loop that made it, and a probe every few seconds must not leave
     # one behind on the server's loop.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, bounded()).result()
+        pool.submit(asyncio.run, bounded()).result(timeout=settings.ENERGYBOX_HEALTH_TIMEOUT_S + 2)
     return f"ok ({type(layer).__name__})"
 
 

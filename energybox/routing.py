@@ -26,4 +26,30 @@ def websocket_application() -> Any:
     app: Any = URLRouter(websocket_urlpatterns)
     for dotted in reversed(settings.WEBSOCKET_AUTH_MIDDLEWARE):
         app = import_string(dotted)(app)
-    return AllowedHostsOriginValidator(AuthMiddlewareStack(app))
+    return OriginOrBearer(AuthMiddlewareStack(app))
+
+
+class OriginOrBearer:
+    """Channels' allowed-hosts origin check, except for a handshake with a Bearer token and no Origin.
+
+    The origin check stops other sites from opening a socket with the visitor's session cookie. A
+    browser always sends `Origin` and cannot set `Authorization` on a websocket, so a handshake that
+    has the second without the first comes from an app or a script, and its token, checked by the
+    auth middleware, is its only credential.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.checked = AllowedHostsOriginValidator(inner)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        names = {name.lower() for name, _ in scope.get("headers", ())}
+        if b"origin" not in names and _has_bearer(scope):
+            return await self.inner(scope, receive, send)
+        return await self.checked(scope, receive, send)
+
+
+def _has_bearer(scope: Any) -> bool:
+    return any(
+        name.lower() == b"authorization" and value[:7].lower() == b"bearer " for name, value in scope.get("headers", ())
+    )

@@ -31,7 +31,9 @@ class LivePublisher:
         self._layer = layer
         self._send_timeout_s = send_timeout_s
         self._max_pending = max_pending
-        # Bounds the Redis connections in use at once (redis-py's pool holds 100).
+        # Bounds the sends in flight. channels_redis' pub/sub layer sends one PUBLISH at a time per
+        # Redis connection anyway (a lock), and the per-send timeout includes that wait; with one
+        # message per facility and round that has been enough (docs/decisions/0004).
         self._slots = asyncio.Semaphore(concurrency)
         self._readings: dict[int, list[dict[str, Any]]] = {}
         self._pending = 0

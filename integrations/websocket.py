@@ -7,13 +7,22 @@ for the REST API), and the consumers authorize every subscription with it exactl
 session's. A header that is present but wrong is never ignored in favour of the session:
 
 - an unknown, expired or revoked token closes the socket with 4401;
-- a valid token without `readings:read`, or whose application has no tenant, closes it with 4403.
+- a valid token without `readings:read`, or whose application has no tenant, closes it with 4403;
+- an open socket is closed with 4401 when its token expires, and within `LIVE_TOKEN_RECHECK_S`
+  of the token being revoked or losing its scope.
+
+A request with a Bearer header and no `Origin` is not a browser's (a browser always sends one and
+cannot set the header), so `energybox.routing` lets it past the origin check.
 
 Enabled by default through `WEBSOCKET_AUTH_MIDDLEWARE`.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -24,25 +33,29 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from integrations.scopes import READINGS_READ
 from integrations.selectors import access_for_token
-from portal.access import SCOPE_ACCESS_KEY
+from portal.access import SCOPE_ACCESS_KEY, SCOPE_CREDENTIAL_KEY
 from portal.liveprotocol import CloseCode, LiveError
 
 MAX_TOKEN_LENGTH = 512
 
 
 def bearer_token(scope: dict[str, Any]) -> str | None:
-    """The token of an `Authorization: Bearer …` header, '' for a malformed one, None without one."""
-    for name, value in scope.get("headers", ()):
-        if name.lower() == b"authorization":
-            kind, _, token = value.decode("latin-1").strip().partition(" ")
-            if kind.lower() != "bearer":
-                return None  # another scheme is not ours to judge
-            token = token.strip()
-            return token if 0 < len(token) <= MAX_TOKEN_LENGTH and " " not in token else ""
-    return None
+    """The token of an `Authorization: Bearer …` header, '' for a malformed one, None without one.
+
+    Another scheme (Basic, say) is not ours to judge: None. Two Authorization headers are malformed.
+    """
+    values = [value for name, value in scope.get("headers", ()) if name.lower() == b"authorization"]
+    if not values:
+        return None
+    parts = values[0].decode("latin-1").split()
+    if not parts or not parts[0].lower().startswith("bearer"):
+        return "" if len(values) > 1 else None
+    if len(values) > 1 or len(parts) != 2 or parts[0].lower() != "bearer" or len(parts[1]) > MAX_TOKEN_LENGTH:
+        return ""
+    return parts[1]
 
 
-def access_for_bearer(token: str) -> Access:
+def access_for_bearer(token: str) -> TokenAccess:
     """The `Access` of a bearer token with `readings:read`; raises `LiveError` with the close code."""
     if not token:
         raise LiveError(CloseCode.UNAUTHENTICATED, "Malformed Authorization header: expected 'Bearer <token>'.")
@@ -54,9 +67,19 @@ def access_for_bearer(token: str) -> Access:
     if not access_token.allow_scopes([READINGS_READ]):
         raise LiveError(CloseCode.FORBIDDEN, f"This token lacks the scope {READINGS_READ!r}.")
     try:
-        return access_for_token(token=access_token)
+        access = access_for_token(token=access_token)
     except TenantAccessDenied as exc:
         raise LiveError(CloseCode.FORBIDDEN, str(exc)) from exc
+    return TokenAccess(access=access, recheck=functools.partial(access_for_bearer, token), expires=access_token.expires)
+
+
+@dataclass(frozen=True)
+class TokenAccess:
+    """A token's `Access`, when the token expires, and how to check it again (revocation)."""
+
+    access: Access
+    recheck: Callable[[], TokenAccess]
+    expires: datetime
 
 
 class BearerTokenMiddleware:
@@ -69,8 +92,9 @@ class BearerTokenMiddleware:
         token = bearer_token(scope)
         if token is not None:
             try:
-                outcome: Access | LiveError = await database_sync_to_async(access_for_bearer)(token)
+                granted = await database_sync_to_async(access_for_bearer)(token)
             except LiveError as exc:
-                outcome = exc
-            scope = {**scope, SCOPE_ACCESS_KEY: outcome}
+                scope = {**scope, SCOPE_ACCESS_KEY: exc}
+            else:
+                scope = {**scope, SCOPE_ACCESS_KEY: granted.access, SCOPE_CREDENTIAL_KEY: granted}
         return await self.inner(scope, receive, send)

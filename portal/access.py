@@ -13,6 +13,9 @@ SESSION_TENANT_KEY = "energybox_tenant_id"
 # A websocket auth middleware (an OAuth 2.0 bearer token, say) may put a ready `Access` here, or the
 # exception that refuses the socket.
 SCOPE_ACCESS_KEY = "energybox.access"
+# ... and, for a credential that can lapse while the socket is open, an object with `expires` (an
+# aware datetime) and `recheck()` (sync: raises the refusing exception once it is no longer valid).
+SCOPE_CREDENTIAL_KEY = "energybox.credential"
 
 
 def request_access(request: HttpRequest) -> Access:

@@ -15,6 +15,7 @@ of its samples, merging the rest (`portal.livestate.Coalescer`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -26,11 +27,12 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
+from django.utils import timezone
 
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from portal import selectors
-from portal.access import NotSignedIn, scope_access
+from portal.access import SCOPE_CREDENTIAL_KEY, NotSignedIn, scope_access
 from portal.liveprotocol import CloseCode, LiveError, parse_client_message
 from portal.livestate import Coalescer, DemandTracker, FacilityPower, PendingReadings
 from readings.live import DEVICE_STATUS, LIVE_READINGS, batch_readings, facility_group
@@ -127,6 +129,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.coalescer = Coalescer(interval_s=settings.LIVE_DEVICE_INTERVAL_S)
         self.flush_task: asyncio.Task[None] | None = None
         self.flush_wakeup = asyncio.Event()
+        self.credential_task: asyncio.Task[None] | None = None
         # Accept first: a socket refused during the handshake shows the browser only 1006.
         await self.accept()
         try:
@@ -134,6 +137,32 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.start()
         except Exception as exc:  # noqa: BLE001 - mapped to a close code or re-raised by _live_error
             await self.refuse(_live_error(exc))
+            return
+        credential = self.scope.get(SCOPE_CREDENTIAL_KEY)
+        if credential is not None:
+            self.credential_task = asyncio.create_task(self._watch_credential(credential))
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A handler that raised never reaches disconnect(), and the pub/sub layer would keep the
+            # process subscribed to the groups for good.
+            with contextlib.suppress(Exception):
+                await self.leave_groups()
+
+    async def _watch_credential(self, credential: Any) -> None:
+        """Close the socket when its bearer token expires, or is revoked (checked every few seconds)."""
+        try:
+            while True:
+                remaining = (credential.expires - timezone.now()).total_seconds()
+                if remaining <= 0:
+                    raise LiveError(CloseCode.UNAUTHENTICATED, "The bearer token has expired.")
+                await asyncio.sleep(min(remaining, settings.LIVE_TOKEN_RECHECK_S))
+                credential = await database_sync_to_async(credential.recheck)()
+        except Exception as exc:  # noqa: BLE001 - mapped to a close code or re-raised by _live_error
+            if not self.refused:
+                await self.refuse(_live_error(exc))
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -149,13 +178,14 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.joined.add(group)
 
     async def leave_groups(self) -> None:
-        for group in list(self.joined):
+        for group in list(getattr(self, "joined", ())):
             await self.channel_layer.group_discard(group, self.channel_name)
         self.joined.clear()
 
     async def disconnect(self, code: int) -> None:
-        if self.flush_task is not None:
-            self.flush_task.cancel()
+        for task in (self.flush_task, self.credential_task):
+            if task is not None:
+                task.cancel()
         await self.leave_groups()
 
     async def dispatch(self, message: dict[str, Any]) -> None:

@@ -139,6 +139,8 @@ else:
 # --- Live dashboards ----------------------------------------------------------------
 # A websocket client gets one message per device per this many seconds of the device's samples;
 # faster senders are merged, and two messages of a device are never sent within a quarter of it.
+# How often an open websocket re-checks its OAuth bearer token (revoked, scope removed), in seconds.
+LIVE_TOKEN_RECHECK_S = float(env.str_("LIVE_TOKEN_RECHECK_S", "60") or "60")
 LIVE_DEVICE_INTERVAL_S = float(env.str_("LIVE_DEVICE_INTERVAL_S", "2") or "2")
 # Websocket auth middlewares (dotted paths), inside the session's AuthMiddlewareStack. The default
 # accepts the API's OAuth 2.0 bearer tokens (`Authorization: Bearer …`, scope readings:read).

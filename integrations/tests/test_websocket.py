@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.db import connections
+from django.utils import timezone
 
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
 from devices.tests.factories import DeviceFactory, FacilityFactory
+from energybox.asgi import application
 from integrations.scopes import FLEET_READ, READINGS_READ
 from integrations.tests.factories import AccessTokenFactory, ApplicationFactory
 from integrations.websocket import bearer_token
@@ -151,11 +155,51 @@ async def test_a_token_replayed_after_revocation_is_refused():
 
 
 def test_the_authorization_header_is_read_strictly():
-    def scope(value: bytes) -> dict:
-        return {"headers": [(b"authorization", value)]}
+    def scope(*values: bytes) -> dict:
+        return {"headers": [(b"authorization", value) for value in values]}
 
     assert bearer_token(scope(b"Bearer abc")) == "abc"
-    assert bearer_token(scope(b"bearer abc")) == "abc"
+    assert bearer_token(scope(b"bearer\tabc")) == "abc"
     assert bearer_token(scope(b"Basic dXNlcjpwdw==")) is None  # not ours: the session decides
     assert bearer_token(scope(b"Bearer")) == ""
+    assert bearer_token(scope(b"Bearerabc")) == ""
+    assert bearer_token(scope(b"Bearer abc", b"Bearer def")) == ""
+    assert bearer_token(scope(b"Basic dXNlcjpwdw==", b"Bearer abc")) == ""
     assert bearer_token({"headers": []}) is None
+
+
+async def test_an_app_without_an_origin_header_connects_with_its_token_but_not_with_a_session():
+    from portal.tests.live import session_cookie
+
+    w = await world()
+    path = f"/ws/facilities/{w['facility'].pk}/live"
+    app = WebsocketCommunicator(application, path, headers=[(b"authorization", f"Bearer {w['token'].token}".encode())])
+    assert (await app.connect(timeout=5))[0]
+    assert (await snapshot_of(app))["facility"]["id"] == w["facility"].pk
+    await app.disconnect()
+    membership = await database_sync_to_async(MembershipFactory)(tenant=w["facility"].tenant)
+    cookie = await database_sync_to_async(session_cookie)(membership.user)
+    cross_site = WebsocketCommunicator(application, path, headers=[(b"cookie", cookie)])
+    assert (await cross_site.connect(timeout=5))[0] is False
+
+
+async def test_an_open_socket_is_closed_when_its_token_expires():
+    w = await world()
+    soon = await token_for(
+        application=w["application"], scope=READINGS_READ, expires=timezone.now() + dt.timedelta(seconds=1.5)
+    )
+    ws = await open_socket(f"/ws/facilities/{w['facility'].pk}/live", soon.token)
+    await snapshot_of(ws)
+    error = await ws.receive_json_from(timeout=5)
+    assert error["code"] == 4401 and "expired" in error["reason"]
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+
+
+async def test_an_open_socket_is_closed_soon_after_its_token_is_revoked(settings):
+    settings.LIVE_TOKEN_RECHECK_S = 0.3
+    w = await world()
+    ws = await open_socket(f"/ws/facilities/{w['facility'].pk}/live", w["token"].token)
+    await snapshot_of(ws)
+    assert await ws.receive_nothing(timeout=0.8)  # rechecks pass while the token is valid
+    await database_sync_to_async(w["token"].revoke)()
+    await closed_with(ws, 4401)
