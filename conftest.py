@@ -42,3 +42,25 @@ def rabbitmq_url() -> str:
 def _data_dir_in_tmp(settings, tmp_path_factory):
     """Tests never write into the developer's data folder (demo keys, dev certificates, signing keys)."""
     settings.DATA_DIR = tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def live_layer(request: pytest.FixtureRequest) -> str:
+    """The channel layer of the live tests: real Redis whenever CI (or the developer) configures it."""
+    from portal.tests.live import require_live_layer
+
+    return require_live_layer(request)
+
+
+@pytest.fixture
+async def close_thread_connections():
+    """For async tests whose ORM calls run in asgiref's sync thread (consumers, async views).
+
+    Closes that thread's database connection afterwards, or it outlives the test and blocks the test
+    database's teardown.
+    """
+    yield
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    await sync_to_async(connections.close_all)()

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def bench_database_url() -> str:
+def bench_database_url(default_name: str = "energybox_bench") -> str:
     explicit = os.environ.get("BENCH_DATABASE_URL")
     if explicit:
         return explicit
@@ -26,13 +26,14 @@ def bench_database_url() -> str:
     if not base.startswith("postgres"):
         base = "postgres://postgres@127.0.0.1:5432/energybox"
     parts = urlsplit(base)
-    return urlunsplit(parts._replace(path="/energybox_bench"))
+    return urlunsplit(parts._replace(path=f"/{default_name}"))
 
 
-def setup(*, needs_broker: bool = False) -> str:
+def setup(*, needs_broker: bool = False, default_name: str = "energybox_bench") -> str:
+    """Create and migrate the benchmark's database (BENCH_DATABASE_URL, else `default_name`); set up Django."""
     import psycopg
 
-    url = bench_database_url()
+    url = bench_database_url(default_name)
     parts = urlsplit(url)
     name = parts.path.lstrip("/")
     admin = urlunsplit(parts._replace(path="/postgres"))

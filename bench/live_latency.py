@@ -37,12 +37,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
+from _common import ROOT, setup  # bench/ is this script's folder, so it is on sys.path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 INTERVAL_MS = 2000
 
 
@@ -53,44 +52,19 @@ def log(message: str) -> None:
 # --- Set-up --------------------------------------------------------------------------------------
 
 
-def bench_database_url() -> str:
-    explicit = os.environ.get("BENCH_DATABASE_URL")
-    if explicit:
-        return explicit
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith("postgres"):
-        base = "postgres://postgres@127.0.0.1:5432/energybox"
-    return urlunsplit(urlsplit(base)._replace(path="/energybox_bench_live"))
-
-
 def configure() -> dict[str, str]:
     """Environment shared by this process and its children; creates and migrates the database."""
-    import psycopg
-
-    url = bench_database_url()
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-    data_dir = Path(tempfile.mkdtemp(prefix="energybox-bench-live-"))
-    env = {
-        "DATABASE_URL": url,
-        "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
-        "CHANNEL_LAYER_PREFIX": f"bench-live-{os.getpid()}",
-        "DJANGO_SETTINGS_MODULE": "energybox.settings.test",
-        "ENERGYBOX_DATA_DIR": str(data_dir),
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "INFO",  # Daphne and the gateway announce their ports at INFO
-    }
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    return {**os.environ, **env}
+    os.environ.update(
+        {
+            "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            "CHANNEL_LAYER_PREFIX": f"bench-live-{os.getpid()}",
+            "ENERGYBOX_DATA_DIR": tempfile.mkdtemp(prefix="energybox-bench-live-"),
+            "PYTHONUNBUFFERED": "1",
+            "LOG_LEVEL": "INFO",  # Daphne and the gateway announce their ports at INFO
+        }
+    )
+    setup(default_name="energybox_bench_live")
+    return dict(os.environ)
 
 
 def provision(*, devices: int, facilities: int) -> tuple[list[dict], dict[int, list[int]], str]:

@@ -17,6 +17,7 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from integrations.websocket import bearer_token
 from portal.routing import websocket_urlpatterns as portal_patterns
 
 websocket_urlpatterns: list[Any] = [*portal_patterns]
@@ -44,12 +45,7 @@ class OriginOrBearer:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
         names = {name.lower() for name, _ in scope.get("headers", ())}
-        if b"origin" not in names and _has_bearer(scope):
+        if b"origin" not in names and bearer_token(scope) is not None:
+            # The auth middleware refuses a malformed or wrong token with 4401.
             return await self.inner(scope, receive, send)
         return await self.checked(scope, receive, send)
-
-
-def _has_bearer(scope: Any) -> bool:
-    return any(
-        name.lower() == b"authorization" and value[:7].lower() == b"bearer " for name, value in scope.get("headers", ())
-    )

@@ -219,11 +219,16 @@ class LiveConsumer(AsyncWebsocketConsumer):
     async def readings_live(self, event: dict[str, Any]) -> None:
         if self.refused:
             return
-        for batch in event["batches"]:
-            device_id = batch["device_id"]
-            if not self.watches(device_id):
+        for batch in event.get("batches", ()):
+            try:
+                device_id = batch["device_id"]
+                if not self.watches(device_id):
+                    continue
+                ts, values = batch_readings(batch)
+            except (KeyError, TypeError, ValueError) as exc:
+                # Only the gateway publishes here; a bad entry is its bug, and costs only itself.
+                logger.warning("live: skipped a malformed batch for facility %s: %r", event.get("facility_id"), exc)
                 continue
-            ts, values = batch_readings(batch)
             key = self.take_readings(device_id, ts, values)
             forwarded = values if self.forwards_values else {}
             pending = self.coalescer.offer(device_id=key, ts=ts, values=forwarded, now=time.monotonic())
@@ -262,7 +267,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def device_status(self, event: dict[str, Any]) -> None:
         if not self.refused:
-            await self.take_statuses(event["statuses"])
+            await self.take_statuses([s for s in event.get("statuses", ()) if isinstance(s, dict)])
 
     async def take_statuses(self, statuses: list[dict[str, Any]]) -> None:
         raise NotImplementedError
@@ -320,7 +325,7 @@ class FacilityLiveConsumer(LiveConsumer):
 
     async def take_statuses(self, statuses: list[dict[str, Any]]) -> None:
         for status in statuses:
-            if not self.watches(status["device_id"]):
+            if not self.watches(status.get("device_id")):  # type: ignore[arg-type]
                 continue
             device_id = status["device_id"]
             if status.get("online"):

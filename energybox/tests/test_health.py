@@ -25,12 +25,11 @@ def test_healthz_reports_a_broken_broker_as_an_error(client, settings):
 
 
 @pytest.mark.services
+@pytest.mark.usefixtures("close_thread_connections")
 async def test_healthz_probes_leave_no_channel_layer_subscription_behind(async_client, redis_url):
     # Through the ASGI handler, as under Daphne: the view's thread has the server's loop above it.
     import redis.asyncio as redis
-    from asgiref.sync import sync_to_async
     from django.conf import settings
-    from django.db import connections
 
     prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
     server = redis.Redis.from_url(redis_url)
@@ -39,5 +38,3 @@ async def test_healthz_probes_leave_no_channel_layer_subscription_behind(async_c
         assert response.json()["checks"]["channel_layer"]["status"] == "ok"
     assert await server.pubsub_channels(f"{prefix}healthz.*") == []
     await server.aclose()
-    # The view ran in asgiref's sync thread: close its database connection before teardown.
-    await sync_to_async(connections.close_all)()

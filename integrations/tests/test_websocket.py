@@ -6,10 +6,8 @@ import datetime as dt
 import time
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connections
 from django.utils import timezone
 
 from accounts.models import Role
@@ -19,20 +17,13 @@ from energybox.asgi import application
 from integrations.scopes import FLEET_READ, READINGS_READ
 from integrations.tests.factories import AccessTokenFactory, ApplicationFactory
 from integrations.websocket import bearer_token
-from portal.tests.live import closed_with, communicator, publish_readings, require_live_layer, snapshot_of
+from portal.tests.live import closed_with, communicator, publish_readings, snapshot_of
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
-
-
-@pytest.fixture(autouse=True)
-def live_layer(request: pytest.FixtureRequest) -> str:
-    return require_live_layer(request)
-
-
-@pytest.fixture(autouse=True)
-async def close_thread_connections():
-    yield
-    await sync_to_async(connections.close_all)()
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.services,
+    pytest.mark.usefixtures("live_layer", "close_thread_connections"),
+]
 
 
 def make_world() -> dict:
@@ -181,6 +172,11 @@ async def test_an_app_without_an_origin_header_connects_with_its_token_but_not_w
     cookie = await database_sync_to_async(session_cookie)(membership.user)
     cross_site = WebsocketCommunicator(application, path, headers=[(b"cookie", cookie)])
     assert (await cross_site.connect(timeout=5))[0] is False
+    forged = WebsocketCommunicator(
+        application, path, headers=[(b"authorization", b"Bearer forged"), (b"cookie", cookie)]
+    )
+    assert (await forged.connect(timeout=5))[0]
+    await closed_with(forged, 4401)  # past the origin check, the token is all that counts
 
 
 async def test_an_open_socket_is_closed_when_its_token_expires():

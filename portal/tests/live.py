@@ -17,7 +17,7 @@ from readings.live import device_status, device_status_message, facility_group, 
 
 def require_live_layer(request: pytest.FixtureRequest) -> str:
     """The channel layer under test: real Redis whenever CI (or the developer) configures it."""
-    backend = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    backend = str(settings.CHANNEL_LAYERS["default"]["BACKEND"])
     if os.environ.get("ENERGYBOX_REQUIRE_SERVICES") == "1" or os.environ.get("REDIS_URL"):
         request.getfixturevalue("redis_url")  # fails, not skips, in CI when Redis is not configured
         assert backend == "channels_redis.pubsub.RedisPubSubChannelLayer", backend

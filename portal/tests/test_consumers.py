@@ -7,10 +7,8 @@ import json
 import time
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import connections
 
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
@@ -25,26 +23,16 @@ from portal.tests.live import (
     publish_readings,
     publish_status,
     publish_statuses,
-    require_live_layer,
     session_cookie,
     snapshot_of,
 )
 from readings.live import device_status, facility_group
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
-
-
-@pytest.fixture(autouse=True)
-def live_layer(request: pytest.FixtureRequest) -> str:
-    return require_live_layer(request)
-
-
-@pytest.fixture(autouse=True)
-async def close_thread_connections():
-    yield
-    # The consumers' ORM calls ran in asgiref's sync thread: close its connection, or it outlives
-    # the test and blocks the test database's teardown.
-    await sync_to_async(connections.close_all)()
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.services,
+    pytest.mark.usefixtures("live_layer", "close_thread_connections"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -375,6 +363,30 @@ async def test_device_status_changes_reach_the_dashboard():
         "devices_online": 1,
         "devices_total": 2,
     }
+    await ws.disconnect()
+
+
+async def test_a_malformed_entry_from_the_channel_layer_costs_only_itself():
+    s = await site()
+    ws = await connect(f"/ws/facilities/{s['facility'].pk}/live", cookie=s["cookie"])
+    await snapshot_of(ws)
+    now = int(time.time() * 1000)
+    main = s["main_meter"].pk
+    good = batch_of(device_id=main, ts=[now], values={s["power"][main]: [2500.0]})
+    await publish_batches(
+        facility_id=s["facility"].pk,
+        batches=[
+            {"device_id": main, "channels": [1, 2], "ts": b"\x00" * 3, "values": b""},  # bytes of no array
+            {"device_id": [main]},  # unhashable id
+            {"nothing": "here"},
+            good,
+        ],
+    )
+    await publish_statuses(facility_id=s["facility"].pk, statuses=["not a status", {"online": True}])
+    message = await ws.receive_json_from(timeout=5)
+    assert (message["type"], message["values"]) == ("readings", {str(s["power"][main]): [2500.0]})
+    await ws.send_json_to({"type": "ping", "id": 1})
+    assert (await ws.receive_json_from(timeout=5))["type"] == "pong"  # the socket is still live
     await ws.disconnect()
 
 
