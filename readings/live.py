@@ -48,8 +48,8 @@ def live_batch(
     return {
         "device_id": device_id,
         "channels": channel_ids.tolist(),
-        "ts": timestamps_ms.astype("<i8").tobytes(),
-        "values": values.astype("<f8").tobytes(),
+        "ts": timestamps_ms.astype("<i8", copy=False).tobytes(),
+        "values": values.astype("<f8", copy=False).tobytes(),
     }
 
 

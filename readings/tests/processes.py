@@ -115,3 +115,17 @@ def wait_for_workers(*, timeout: float = 60) -> None:
             app.pool.force_close_all()
             time.sleep(1.0)
     raise AssertionError(f"no worker answered within {timeout:.0f}s")
+
+
+def restart_rabbitmq() -> None:
+    """Stop the broker's application for a few seconds and wait until it serves again."""
+    try:
+        _rabbitmqctl("stop_app")
+        time.sleep(3)
+    finally:
+        _rabbitmqctl("start_app")
+        _rabbitmqctl("await_startup")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=120, capture_output=True)  # noqa: S603, S607

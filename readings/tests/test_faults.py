@@ -28,7 +28,15 @@ from readings.services import readings_compact
 from readings.store import get_store
 from readings.tests.factories import device_with_channels
 from readings.tests.loadgen import batch_arrays
-from readings.tests.processes import ROOT, child_database_url, purge_queues, start_worker, stop, wait_until
+from readings.tests.processes import (
+    ROOT,
+    child_database_url,
+    purge_queues,
+    restart_rabbitmq,
+    start_worker,
+    stop,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pytest.mark.timeout(280)]
 # Enough devices that each message keeps the worker busy for a while: the SIGKILL test waits until
@@ -172,10 +180,6 @@ def _unacked(queue: str) -> int:
     return 0
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=120, capture_output=True)  # noqa: S603, S607
-
-
 def test_a_rabbitmq_restart_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url, rabbitmq_url):
     purge_queues("readings")
     load = _load(tmp_path)
@@ -183,12 +187,7 @@ def test_a_rabbitmq_restart_mid_load_loses_and_doubles_nothing(tmp_path, postgre
     sender = _sender(load, seconds=10)
     try:
         wait_until(lambda: _stored_digest(load)[0] > 0, timeout=60, what="the first stored readings")
-        try:
-            _rabbitmqctl("stop_app")
-            time.sleep(3)
-        finally:
-            _rabbitmqctl("start_app")
-            _rabbitmqctl("await_startup")
+        restart_rabbitmq()
         _settle_and_check(load, sender, worker_process)
         assert int(Path(f"{load.ledger}.refused").read_text()) > 0, "the restart never reached the sender"
     finally:

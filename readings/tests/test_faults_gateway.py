@@ -28,12 +28,13 @@ from readings.store import get_store
 from readings.tests.processes import (
     child_database_url,
     purge_queues,
+    restart_rabbitmq,
     start_worker,
     stop,
     wait_for_workers,
     wait_until,
 )
-from readings.tests.test_faults import _digest, _rabbitmqctl
+from readings.tests.test_faults import _digest
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pytest.mark.timeout(280)]
 METERS = 6
@@ -118,15 +119,6 @@ def _refuse_connections(seconds: float) -> None:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
-def _restart_rabbitmq() -> None:
-    try:
-        _rabbitmqctl("stop_app")
-        time.sleep(3)
-    finally:
-        _rabbitmqctl("start_app")
-        _rabbitmqctl("await_startup")
-
-
 @pytest.mark.parametrize("fault", ["worker-sigkill", "rabbitmq-restart", "postgresql-refuses"])
 async def test_every_reading_the_gateway_acked_is_stored_exactly_once_despite(
     fault, tmp_path, postgresql_url, rabbitmq_url
@@ -152,7 +144,7 @@ async def test_every_reading_the_gateway_acked_is_stored_exactly_once_despite(
                 stop(workers[0], kill=True)
                 workers.append(await sync_to_async(start_worker)(concurrency=2))
             elif fault == "rabbitmq-restart":
-                await blocking(_restart_rabbitmq)()
+                await blocking(restart_rabbitmq)()
             else:
                 await blocking(_refuse_connections)(6)
             await asyncio.wait_for(asyncio.gather(*runs), timeout=180)
