@@ -61,6 +61,8 @@ def configure() -> dict[str, str]:
             "ENERGYBOX_DATA_DIR": tempfile.mkdtemp(prefix="energybox-bench-live-"),
             "PYTHONUNBUFFERED": "1",
             "LOG_LEVEL": "INFO",  # Daphne and the gateway announce their ports at INFO
+            # The gateway and Daphne run with the platform's own default, not _common's 600 s.
+            "DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "60"),
         }
     )
     setup(default_name="energybox_bench_live")
