@@ -8,6 +8,7 @@ from devices.quantities import Phase, Quantity, is_counter
 from devices.validators import (
     validate_channel_template,
     validate_metadata,
+    validate_opening_hours,
     validate_quantity_unit,
     validate_serial,
     validate_tags,
@@ -43,6 +44,25 @@ class Facility(TenantOwned):
     floor_area_m2 = models.DecimalField(max_digits=10, decimal_places=1, null=True, blank=True)
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
     metadata = models.JSONField(default=dict, blank=True, validators=[validate_metadata])
+    opening_hours = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_opening_hours],
+        help_text='Local time, e.g. {"mon": [["07:00", "21:00"]], "sun": []}; days left out are closed.',
+    )
+    peak_target_kw = models.DecimalField(
+        max_digits=12,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="The 15-minute demand the facility should stay below, in kW.",
+    )
+    holiday_region = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        help_text="Public-holiday calendar: a country code with an optional subdivision, e.g. DE or DE-BY.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -75,3 +75,38 @@ def validate_channel_template(value: Any) -> None:
             raise ValidationError(f"Channel {index}: unknown phase {spec.get('phase')!r}.", code="invalid_phase")
         if not str(spec.get("name", "")).strip():
             raise ValidationError(f"Channel {index} needs a name.", code="invalid_channel")
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HHMM_RE = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$")
+
+
+def validate_opening_hours(value: Any) -> None:
+    """Opening hours in the facility's local time: {"mon": [["07:00", "21:00"]], ..., "sun": []}.
+
+    Days left out are closed. Each interval is [start, end) with start < end, "24:00" allowed as an end.
+    """
+    if not isinstance(value, dict):
+        raise ValidationError("Opening hours must be an object keyed by weekday (mon … sun).", code="invalid_hours")
+    for day, intervals in value.items():
+        if day not in WEEKDAYS:
+            raise ValidationError(
+                "Unknown weekday %(day)r; use mon, tue, wed, thu, fri, sat, sun.",
+                code="invalid_hours",
+                params={"day": day},
+            )
+        if not isinstance(intervals, list) or len(intervals) > 4:
+            raise ValidationError("Each day holds a list of at most 4 [start, end] intervals.", code="invalid_hours")
+        for interval in intervals:
+            if (
+                not isinstance(interval, list | tuple)
+                or len(interval) != 2
+                or not all(isinstance(t, str) and _HHMM_RE.match(t) for t in interval)
+                or interval[0] >= interval[1]
+                or interval[0] == "24:00"
+            ):
+                raise ValidationError(
+                    'Opening interval %(interval)r on %(day)s must be ["HH:MM", "HH:MM"] with start before end.',
+                    code="invalid_hours",
+                    params={"interval": interval, "day": day},
+                )
