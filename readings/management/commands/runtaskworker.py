@@ -39,6 +39,8 @@ class Command(BaseCommand):
                 broker_transport_options={
                     "data_folder_in": str(folder),
                     "data_folder_out": str(folder),
+                    # kombu's default control folder is ./control, which would land in the working tree.
+                    "control_folder": str(folder / "control"),
                     "store_processed": False,
                 },
                 task_always_eager=False,
