@@ -252,6 +252,8 @@ REST_FRAMEWORK = {
 }
 # Requests per client application (or per user for portal sessions), e.g. 600/min.
 API_THROTTLE_RATE = env.str_("API_THROTTLE_RATE", "1200/min")
+# Refused device registrations (a serial that cannot be registered) per client application, e.g. 20/hour.
+API_SERIAL_REFUSAL_RATE = env.str_("API_SERIAL_REFUSAL_RATE", "20/hour")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Energybox integrator API",

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import binascii
+from base64 import b64decode
+
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
@@ -22,9 +25,12 @@ class IdCursorPagination(CursorPagination):
     def decode_cursor(self, request: Request) -> Cursor | None:
         # A cursor is client input: DRF checks its offset but hands its position straight to the
         # queryset, so a forged one ("p=6 OR 1=1") would fail in the database as a 500.
+        encoded = request.query_params.get(self.cursor_query_param)
         try:
+            if encoded is not None:
+                b64decode(encoded.encode("ascii"), validate=True)  # DRF skips stray characters silently
             cursor = super().decode_cursor(request)
-        except NotFound as exc:
+        except (NotFound, UnicodeEncodeError, binascii.Error) as exc:
             raise ValidationError({self.cursor_query_param: [INVALID_CURSOR]}) from exc
         if cursor is None or cursor.position is None:
             return cursor
