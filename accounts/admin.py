@@ -1,13 +1,31 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
 from accounts.models import Membership, Tenant, User
 
 
+class MembershipForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Hands the submitted grants to the model's clean(), which refuses another tenant's facilities."""
+
+    class Meta:
+        model = Membership
+        fields = "__all__"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if "facilities" in data:
+            self.instance.pending_facilities = data["facilities"]
+        return data
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    form = MembershipForm
     extra = 0
     autocomplete_fields = ["tenant"]
     filter_horizontal = ["facilities"]
@@ -37,6 +55,7 @@ class TenantAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    form = MembershipForm
     list_display = ["user", "tenant", "role", "created_at"]
     list_filter = ["role", "tenant"]
     search_fields = ["user__username", "user__email", "tenant__name"]

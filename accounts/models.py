@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -62,3 +66,16 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant} ({self.get_role_display()})"
+
+    # A form sets the grants it is about to save, since many-to-many rows are written after the row.
+    pending_facilities: Iterable[Any] | None = None
+
+    def clean(self) -> None:
+        """A grant can only name facilities of the membership's own tenant."""
+        if self.tenant_id is None:
+            return
+        facilities = self.pending_facilities
+        if facilities is None:
+            facilities = self.facilities.all() if self.pk is not None else []
+        if any(facility.tenant_id != self.tenant_id for facility in facilities):
+            raise ValidationError({"facilities": "A membership can only grant facilities of its own tenant."})

@@ -2,15 +2,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.utils import timezone
 
-from devices.keys import fingerprint, key_pair_generate, private_key_pem
+from devices.keys import fingerprint
 from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
-from devices.services import IssuedKey, device_key_revoke, device_key_rotate
+from devices.services import IssuedKey, device_key_revoke, device_key_rotate, device_provision
+
+
+def _object_id(request: HttpRequest) -> str | None:
+    return request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
 
 
 class TenantColumnMixin:
@@ -94,14 +99,30 @@ class ChannelInline(admin.TabularInline):
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "load":
-            device_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+            device_id = _object_id(request)
             device = Device.objects.filter(pk=device_id).first() if device_id else None
             kwargs["queryset"] = Load.objects.filter(facility=device.facility) if device else Load.objects.none()
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class DeviceAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Device
+        fields = "__all__"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        # On a change page the tenant is read-only, so it comes from the instance.
+        tenant = data["tenant"] if "tenant" in data else (self.instance.tenant if self.instance.tenant_id else None)
+        groups = data.get("groups")
+        if tenant is not None and groups is not None and any(group.tenant_id != tenant.pk for group in groups):
+            self.add_error("groups", ValidationError("A device can only join groups of its own tenant."))
+        return data
+
+
 @admin.register(Device)
 class DeviceAdmin(TenantColumnMixin, admin.ModelAdmin):
+    form = DeviceAdminForm
     list_display = [
         "serial",
         "name",
@@ -142,14 +163,33 @@ class DeviceAdmin(TenantColumnMixin, admin.ModelAdmin):
     def key_fingerprint(self, obj: Device) -> str:
         return fingerprint(bytes(obj.public_key)) if obj.public_key else "—"
 
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "groups":
+            device = Device.objects.filter(pk=_object_id(request)).first() if _object_id(request) else None
+            if device is not None:
+                kwargs["queryset"] = DeviceGroup.objects.filter(tenant_id=device.tenant_id)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
     def save_model(self, request: HttpRequest, obj: Device, form: Any, change: bool) -> None:
-        if not change and not obj.public_key:
-            # A new device gets its key pair here; the private half lives only in this response.
-            private_key, obj.public_key = key_pair_generate()
-            obj.key_version = 1
-            obj.key_rotated_at = timezone.now()
-            request._energybox_issued_pem = private_key_pem(private_key)  # type: ignore[attr-defined]
-        super().save_model(request, obj, form, change)
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # Through the service, as the API does: the device gets its type's channels and a key pair,
+        # whose private half lives only in this response.
+        issued = device_provision(
+            tenant=obj.tenant,
+            serial=obj.serial,
+            device_type=obj.device_type,
+            facility=obj.facility,
+            name=obj.name,
+            groups=form.cleaned_data.get("groups") or (),
+            firmware_version=obj.firmware_version,
+        )
+        saved = issued.device
+        for field in Device._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+        obj._state.adding, obj._state.db = False, saved._state.db
+        request._energybox_issued_pem = issued.private_key_pem  # type: ignore[attr-defined]
 
     def response_add(self, request: HttpRequest, obj: Device, post_url_continue: str | None = None) -> HttpResponse:
         pem = getattr(request, "_energybox_issued_pem", None)
@@ -200,7 +240,17 @@ class ChannelAdmin(TenantColumnMixin, admin.ModelAdmin):
     list_filter = ["quantity", "phase", "tenant", "load__kind"]
     search_fields = ["name", "device__serial", "tenant__name"]
     list_select_related = ["tenant", "device", "load"]
-    autocomplete_fields = ["device", "load"]
+    autocomplete_fields = ["device"]
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "load":
+            # Only the loads of the channel's own device's facility (so never another tenant's); a new
+            # channel gets its load once saved, when its device is known.
+            channel = Channel.objects.filter(pk=_object_id(request)).select_related("device").first()
+            kwargs["queryset"] = (
+                Load.objects.filter(facility_id=channel.device.facility_id) if channel else Load.objects.none()
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> list[str]:
         return ["tenant", "device", "index", "quantity", "unit", "scale", "phase"] if obj else []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -17,6 +18,7 @@ from devices import selectors, services
 from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
 from devices.quantities import Quantity
 from integrations.api.fields import OffsetDateTimeField
+from integrations.api.throttling import FailureBudget
 from integrations.api.views import MAX_ID, IdFilter, TenantApiView, filter_json_tag
 from integrations.scopes import FLEET_READ, FLEET_WRITE
 
@@ -202,6 +204,9 @@ class ChannelFilter(TagFilterSet):
         fields = ["phase"]
 
 
+# Serials answer alike whoever holds them; this also bounds how fast a client can probe them.
+SERIAL_REFUSALS = FailureBudget(name="serial", setting="API_SERIAL_REFUSAL_RATE")
+
 # --- Views --------------------------------------------------------------------------------------
 
 
@@ -304,9 +309,15 @@ class DeviceListApi(FleetApi, generics.ListAPIView):  # type: ignore[type-arg]
 
     @extend_schema(request=DeviceInput, responses={201: DeviceOutput})
     def post(self, request: Request) -> Response:
+        SERIAL_REFUSALS.check(request)
         data = self.parse(DeviceInput, request.data)
         self.require(self.access.manages_facility(data["facility"].pk), "You may not add devices to this facility.")
-        device = services.device_create(tenant=tenant_get(access=self.access), **data)
+        try:
+            device = services.device_create(tenant=tenant_get(access=self.access), **data)
+        except ValidationError as exc:
+            if services.serial_refused(exc):
+                SERIAL_REFUSALS.spend(request)
+            raise
         return Response(DeviceOutput(device).data, status=status.HTTP_201_CREATED)
 
 

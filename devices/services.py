@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
@@ -70,6 +71,19 @@ def device_type_create(
     return device_type
 
 
+# Serials are global, since devices authenticate by serial. Whether a serial is taken (by this tenant or
+# another) is never said, or a tenant could enumerate other tenants' serials through this answer.
+SERIAL_UNAVAILABLE = "serial_unavailable"
+SERIAL_UNAVAILABLE_MESSAGE = _(
+    "This serial cannot be registered. A device pre-provisioned at the factory is claimed with the code on its "
+    "label instead."
+)
+
+
+def serial_refused(error: ValidationError) -> bool:
+    return any(item.code == SERIAL_UNAVAILABLE for item in getattr(error, "error_dict", {}).get("serial", []))
+
+
 def _check_groups(*, tenant_id: int, groups: Iterable[DeviceGroup]) -> list[DeviceGroup]:
     groups = list(groups)
     if any(group.tenant_id != tenant_id for group in groups):
@@ -90,6 +104,8 @@ def device_create(
     public_key: bytes | None = None,
 ) -> Device:
     """Create a device and its channels from the device type's template."""
+    if Device.objects.filter(serial=serial).exists():
+        raise ValidationError({"serial": ValidationError(SERIAL_UNAVAILABLE_MESSAGE, code=SERIAL_UNAVAILABLE)})
     device = Device(
         tenant=tenant,
         serial=serial,

@@ -31,6 +31,8 @@ DEFAULT_MAX_PAYLOAD = 16 * 1024
 PREAUTH_MAX_PAYLOAD = 512
 NONCE_SIZE = 32
 SIGNATURE_SIZE = 64
+# Serials and firmware versions in HELLO: at most this many bytes (the spec; the device table's limit too).
+MAX_SERIAL = 64
 PUBLIC_KEY_SIZE = 32
 SHA256_SIZE = 32
 MAX_SEQ = 0xFFFFFFFF
@@ -257,9 +259,13 @@ def _short_str(value: str, what: str, *, limit: int = 255) -> bytes:
     return bytes([len(raw)]) + raw
 
 
-def _read_short_str(payload: bytes, pos: int, what: str, *, ascii_only: bool = False) -> tuple[str, int]:
+def _read_short_str(
+    payload: bytes, pos: int, what: str, *, ascii_only: bool = False, limit: int = 255
+) -> tuple[str, int]:
     _need(payload, pos + 1, what)
     size = payload[pos]
+    if size > limit:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{what} is longer than {limit} bytes")
     end = pos + 1 + size
     _need(payload, end, what)
     try:
@@ -287,16 +293,16 @@ class Hello:
     def encode(self) -> bytes:
         return (
             bytes([(self.min_version << 4) | self.max_version])
-            + _short_str(self.serial, "serial", limit=64)
-            + _short_str(self.firmware_version, "firmware version", limit=64)
+            + _short_str(self.serial, "serial", limit=MAX_SERIAL)
+            + _short_str(self.firmware_version, "firmware version", limit=MAX_SERIAL)
         )
 
     @classmethod
     def decode(cls, payload: bytes) -> Hello:
         _need(payload, 1, "HELLO")
         versions = payload[0]
-        serial, pos = _read_short_str(payload, 1, "HELLO serial", ascii_only=True)
-        firmware, pos = _read_short_str(payload, pos, "HELLO firmware version", ascii_only=True)
+        serial, pos = _read_short_str(payload, 1, "HELLO serial", ascii_only=True, limit=MAX_SERIAL)
+        firmware, pos = _read_short_str(payload, pos, "HELLO firmware version", ascii_only=True, limit=MAX_SERIAL)
         _no_trailing(payload, pos, "HELLO")
         if not serial:
             raise ProtocolError(ErrorCode.MALFORMED, "HELLO carries an empty serial")

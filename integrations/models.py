@@ -37,3 +37,30 @@ class Application(AbstractApplication):
         unknown = [scope for scope in parse_scopes(self.scope) if scope not in API_SCOPES]
         if unknown:
             raise ValidationError({"scope": f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(API_SCOPES)}."})
+        if self.tenant_id is not None and self.user_id is not None:
+            if not self.tenant.memberships.filter(user_id=self.user_id).exists():
+                raise ValidationError({"user": "The owner must be a member of the application's tenant."})
+
+
+class RedeemedCode(models.Model):
+    """An authorization code that was exchanged, and what it was exchanged for.
+
+    django-oauth-toolkit deletes a grant once used, so a replayed code would only be refused. RFC
+    6749 §4.1.2 asks that the tokens issued from it be revoked too: this row remembers them. Only
+    checksums are kept, never a usable code or token.
+    """
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    code_checksum = models.CharField(max_length=64)
+    access_token_checksum = models.CharField(max_length=64)
+    token_family = models.UUIDField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["application", "code_checksum"], name="redeemedcode_unique_code")
+        ]
+        indexes = [models.Index(fields=["created"])]
+
+    def __str__(self) -> str:
+        return f"code {self.code_checksum[:8]} of application {self.application_id}"

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import AccessToken, RefreshToken, clear_expired
+from oauth2_provider.settings import oauth2_settings
 
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
-from integrations.models import Application
+from integrations.models import Application, RedeemedCode
 from integrations.scopes import API_SCOPES
 from integrations.selectors import application_get, token_list
 
@@ -107,5 +110,10 @@ def platform_application_register(
 
 
 def tokens_clear_expired() -> None:
-    """Delete expired and revoked tokens and grants (REFRESH_TOKEN_EXPIRE_SECONDS bounds refresh tokens)."""
+    """Delete expired and revoked tokens and grants (REFRESH_TOKEN_EXPIRE_SECONDS bounds refresh tokens).
+
+    A redeemed code is remembered as long as a refresh token it led to can live.
+    """
     clear_expired()
+    lifetime = dt.timedelta(seconds=oauth2_settings.REFRESH_TOKEN_EXPIRE_SECONDS)
+    RedeemedCode.objects.filter(created__lt=timezone.now() - lifetime).delete()

@@ -42,7 +42,7 @@ class TenantAuthorizationView(AuthorizationView):
         try:
             access_for_user(user=request.user, tenant_id=application.tenant_id)  # type: ignore[arg-type]
         except TenantAccessDenied:
-            return render(request, "integrations/not_a_member.html", {"application": application}, status=403)
+            return render(request, "integrations/not_a_member.html", status=403)
         return None
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -214,6 +214,8 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    # Bearer tokens only in the Authorization header (also enforced in integrations.oauth, for /o/userinfo/).
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": lazy_private_key_pem(),
     # Retired keys stay published in the JWKS (never used to sign) while tokens they signed live on.
@@ -250,6 +252,8 @@ REST_FRAMEWORK = {
 }
 # Requests per client application (or per user for portal sessions), e.g. 600/min.
 API_THROTTLE_RATE = env.str_("API_THROTTLE_RATE", "1200/min")
+# Refused device registrations (a serial that cannot be registered) per client application, e.g. 20/hour.
+API_SERIAL_REFUSAL_RATE = env.str_("API_SERIAL_REFUSAL_RATE", "20/hour")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Energybox integrator API",

@@ -10,10 +10,10 @@ from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
 
 from accounts.access import Access
+from integrations.api.pagination import MAX_ID
 from integrations.api.permissions import request_access
 
-# Ids are 64-bit: a bigger number can name no row, and would overflow the database driver.
-MAX_ID = 2**63 - 1
+__all__ = ["MAX_ID", "IdFilter", "TenantApiView", "filter_json_tag"]
 
 
 class IdFilter(django_filters.NumberFilter):
