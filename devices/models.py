@@ -226,9 +226,7 @@ class ChannelAllocation(TenantOwned):
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="allocations")
     load = models.ForeignKey(Load, on_delete=models.PROTECT, null=True, blank=True, related_name="allocations")
     valid_from = models.DateTimeField()
-    created_by = models.ForeignKey(
-        "accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+    created_by = models.ForeignKey("accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

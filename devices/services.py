@@ -289,7 +289,9 @@ def facility_archive(*, access: Access, facility: Facility) -> Facility:
     return facility
 
 
-def load_add(*, access: Access, facility: Facility, name: str, kind: str = Load.Kind.OTHER, cost_centre: str = "") -> Load:
+def load_add(
+    *, access: Access, facility: Facility, name: str, kind: str = Load.Kind.OTHER, cost_centre: str = ""
+) -> Load:
     _require_manages(access, facility)
     if facility.archived_at is not None:
         raise ValidationError({"facility": "The facility is archived."})
