@@ -9,11 +9,13 @@ from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.selectors import tenant_get
-from devices import selectors, services
+from devices import csvimport, selectors, services
 from devices.models import Channel, ChannelAllocation, Device, DeviceGroup, DeviceType, Facility, Load
 from devices.quantities import Quantity
 from integrations.api.fields import OffsetDateTimeField
@@ -624,3 +626,68 @@ class ChannelAllocationListApi(FleetApi, generics.ListAPIView):  # type: ignore[
             return ChannelAllocation.objects.none()
         channel = selectors.channel_get(access=self.access, channel_id=int(self.kwargs["pk"]))
         return selectors.channel_allocation_list(access=self.access, channel_id=channel.pk)
+
+
+class BulkProvisionInput(serializers.Serializer):  # type: ignore[type-arg]
+    file = serializers.FileField(help_text="The CSV: serial, type, facility, name, channels (see docs/api.md).")
+    dry_run = serializers.BooleanField(default=False, help_text="Only check the file; store nothing.")
+
+
+class BulkErrorOutput(serializers.Serializer):  # type: ignore[type-arg]
+    line = serializers.IntegerField(help_text="Line in the file; 0 for the file as a whole.")
+    messages = serializers.ListField(child=serializers.CharField())
+
+
+class BulkDeviceOutput(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    serial = serializers.CharField()
+    private_key_pem = serializers.CharField(help_text="Shown only in this answer (not stored).")
+
+
+class BulkProvisionOutput(serializers.Serializer):  # type: ignore[type-arg]
+    ok = serializers.BooleanField()
+    dry_run = serializers.BooleanField()
+    rows = serializers.IntegerField()
+    errors: Any = BulkErrorOutput(many=True)
+    preview = serializers.ListField(child=serializers.DictField(), help_text="The first 200 rows as read.")
+    devices = BulkDeviceOutput(many=True)
+
+
+class DeviceBulkProvisionApi(FleetApi):
+    """Provision devices from a CSV upload, all or nothing (the portal's import page calls the same service)."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={"multipart/form-data": BulkProvisionInput},
+        responses={201: BulkProvisionOutput, 200: BulkProvisionOutput, 400: BulkProvisionOutput},
+        description="A dry run answers 200 with the preview; an import 201 with each device's private key, "
+        "once. A file with any bad row answers 400 with the errors by line, and nothing is stored.",
+    )
+    def post(self, request: Request) -> Response:
+        upload = request.FILES.get("file")
+        if upload is not None and upload.size and upload.size > csvimport.MAX_BYTES:
+            raise PayloadTooLarge(f"The file is larger than {csvimport.MAX_BYTES // (1024 * 1024)} MB.")
+        data = self.parse(BulkProvisionInput, request.data)
+        self.require(self.access.role in ("admin", "facility_manager"), "You may not add devices.")
+        try:
+            rows, read_errors = csvimport.parse(data["file"].read(csvimport.MAX_BYTES + 1))
+        except csvimport.CsvImportError as exc:
+            raise serializers.ValidationError({"file": [str(exc)]}) from exc
+        result = services.device_bulk_provision(
+            access=self.access, rows=rows, read_errors=read_errors, dry_run=data["dry_run"]
+        )
+        body = result.body()
+        code: int
+        if not result.ok:
+            code = status.HTTP_400_BAD_REQUEST
+        else:
+            code = status.HTTP_200_OK if result.dry_run else status.HTTP_201_CREATED
+        response = Response(body, status=code)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"

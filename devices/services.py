@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from accounts.models import Tenant
+from devices.csvimport import BulkRow
 from devices.keys import key_pair_generate, private_key_pem
 from devices.models import Channel, ChannelAllocation, Device, DeviceGroup, DeviceType, Facility, Load
+from devices.selectors import facility_active_list
+from devices.validators import validate_serial
 
 
 def facility_create(
@@ -503,3 +506,181 @@ def channel_allocate(
     channel.full_clean()
     channel.save(update_fields=["load"])
     return channel
+
+
+# --- Bulk provisioning ----------------------------------------------------------------------------
+
+BULK_BATCH = 500
+
+
+@dataclass
+class BulkResult:
+    """What a bulk provisioning found (errors by file line) and, unless a dry run or refused, issued."""
+
+    rows: list[BulkRow]
+    errors: dict[int, list[str]]
+    dry_run: bool
+    issued: list[IssuedKey]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def body(self, *, preview_rows: int = 200) -> dict[str, Any]:
+        """The JSON answer of the portal's import page and of the API."""
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "rows": len(self.rows),
+            "errors": [{"line": line, "messages": messages} for line, messages in sorted(self.errors.items())],
+            "preview": [
+                {
+                    "line": row.line,
+                    "serial": row.serial,
+                    "type": row.device_type,
+                    "facility": row.facility,
+                    "name": row.name,
+                    "channels": [f"{channel}={load}" for channel, load in row.allocations],
+                }
+                for row in self.rows[:preview_rows]
+            ],
+            "devices": [
+                {"id": item.device.pk, "serial": item.device.serial, "private_key_pem": item.private_key_pem}
+                for item in self.issued
+            ],
+        }
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def device_bulk_provision(
+    *,
+    access: Access,
+    rows: list[BulkRow],
+    read_errors: dict[int, list[str]] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BulkResult:
+    """Provision many devices from CSV rows, all or nothing: one bad row and nothing is stored.
+
+    Every row is checked first, with a fixed number of queries for the whole file; the devices, their
+    channels and allocations are then written in batches, and `progress(done, total)` follows them.
+    """
+    errors: dict[int, list[str]] = {line: list(msgs) for line, msgs in (read_errors or {}).items()}
+
+    def error(line: int, message: str) -> None:
+        errors.setdefault(line, []).append(message)
+
+    type_refs = {row.device_type for row in rows}
+    types = {t.model_name: t for t in DeviceType.objects.filter(model_name__in=type_refs)}
+    facility_refs = {row.facility for row in rows}
+    facilities = {f.name: f for f in facility_active_list(access=access).filter(name__in=facility_refs)}
+    loads = {
+        (load.facility_id, load.name): load
+        for load in Load.objects.filter(facility__in=list(facilities.values()), archived_at__isnull=True)
+    }
+    serials = [row.serial for row in rows]
+    taken: set[str] = set()
+    for chunk in _chunks(serials, 2000):
+        taken.update(Device.objects.filter(serial__in=chunk).values_list("serial", flat=True))
+
+    seen: dict[str, int] = {}
+    plans: list[tuple[BulkRow, DeviceType, Facility, dict[int, Load]]] = []
+    for row in rows:
+        try:
+            validate_serial(row.serial)
+        except ValidationError as exc:
+            error(row.line, f"{row.serial!r}: {' '.join(exc.messages)}")
+        if row.serial in seen:
+            error(row.line, f"Serial {row.serial} is also on line {seen[row.serial]}.")
+        seen.setdefault(row.serial, row.line)
+        if row.serial in taken:
+            error(row.line, f"A device with serial {row.serial} already exists.")
+        if len(row.name) > 200:
+            error(row.line, "The name is longer than 200 characters.")
+        device_type = types.get(row.device_type)
+        if device_type is None:
+            error(row.line, f"Unknown device type {row.device_type!r}.")
+        facility = facilities.get(row.facility)
+        if facility is None:
+            error(row.line, f"No facility {row.facility!r} in your park.")
+        elif not access.manages_facility(facility.pk):
+            error(row.line, f"You may not add devices to {facility.name}.")
+        if device_type is None or facility is None:
+            continue
+        by_name = {str(spec["name"]): index for index, spec in enumerate(device_type.channels)}
+        allocation: dict[int, Load] = {}
+        for channel_ref, load_name in row.allocations:
+            index = int(channel_ref) if channel_ref.isdigit() else by_name.get(channel_ref)
+            if index is None or not 0 <= index < len(device_type.channels):
+                error(row.line, f"{device_type.model_name} has no channel {channel_ref!r}.")
+                continue
+            if not load_name:
+                continue
+            load = loads.get((facility.pk, load_name))
+            if load is None:
+                error(row.line, f"{facility.name} has no load {load_name!r}.")
+                continue
+            allocation[index] = load
+        plans.append((row, device_type, facility, allocation))
+
+    result = BulkResult(rows=rows, errors=errors, dry_run=dry_run, issued=[])
+    if errors or dry_run:
+        return result
+    result.issued = _bulk_create(access=access, plans=plans, progress=progress)
+    return result
+
+
+@transaction.atomic
+def _bulk_create(
+    *,
+    access: Access,
+    plans: list[tuple[BulkRow, DeviceType, Facility, dict[int, Load]]],
+    progress: Callable[[int, int], None] | None,
+) -> list[IssuedKey]:
+    now = timezone.now()
+    total = len(plans)
+    issued: list[IssuedKey] = []
+    for batch in _chunks(plans, BULK_BATCH):
+        devices, pems = [], []
+        for row, device_type, facility, _allocation in batch:
+            private_key, public_key = key_pair_generate()
+            pems.append(private_key_pem(private_key))
+            devices.append(
+                Device(
+                    tenant_id=access.tenant_id,
+                    serial=row.serial,
+                    name=row.name,
+                    device_type=device_type,
+                    facility=facility,
+                    public_key=public_key,
+                    key_version=1,
+                    key_rotated_at=now,
+                )
+            )
+        try:
+            with transaction.atomic():
+                Device.objects.bulk_create(devices)
+        except IntegrityError as exc:
+            # A device with one of these serials was added since the check: refuse the whole file.
+            raise ValidationError({"serial": "A serial in the file was just taken; check the file again."}) from exc
+        channels: list[Channel] = []
+        for device, (_row, device_type, _facility, allocation) in zip(devices, batch, strict=True):
+            for channel in channels_from_template(device=device, specs=device_type.channels):
+                channel.load = allocation.get(channel.index)
+                channels.append(channel)
+        Channel.objects.bulk_create(channels)
+        ChannelAllocation.objects.bulk_create(
+            [
+                ChannelAllocation(tenant_id=access.tenant_id, channel=c, load=c.load, valid_from=now)
+                for c in channels
+                if c.load is not None
+            ]
+        )
+        issued.extend(IssuedKey(device=d, private_key_pem=pem) for d, pem in zip(devices, pems, strict=True))
+        if progress is not None:
+            progress(len(issued), total)
+    return issued

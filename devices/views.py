@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Callable
+import json
+from collections.abc import AsyncIterator, Callable
 from functools import wraps
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.paginator import Paginator
 from django.forms import Form
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -21,7 +32,7 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from accounts.selectors import tenant_get
 from accounts.session import request_access
-from devices import selectors, services
+from devices import csvimport, selectors, services
 from devices.config import device_config_json
 from devices.forms import (
     AllocationForm,
@@ -435,3 +446,93 @@ def group_detail(request: HttpRequest, access: Access, group_id: int) -> HttpRes
             candidates=devices.exclude(groups=group).order_by("serial")[:500],
         ),
     )
+
+
+# --- Bulk provisioning from a CSV ---------------------------------------------------------------
+
+
+@park_view
+def device_import(request: HttpRequest, access: Access) -> HttpResponse:
+    if access.role not in ("admin", "facility_manager"):
+        raise TenantAccessDenied(_("You may not add devices."))
+    return render(
+        request,
+        "devices/device_import.html",
+        _context(
+            access,
+            max_rows=csvimport.MAX_ROWS,
+            max_mb=csvimport.MAX_BYTES // (1024 * 1024),
+            device_types=selectors.device_type_list(),
+        ),
+    )
+
+
+def _bulk_run(access: Access, raw: bytes, dry_run: bool, progress: Callable[[int, int], None]) -> dict[str, Any]:
+    try:
+        rows, read_errors = csvimport.parse(raw)
+        result = services.device_bulk_provision(
+            access=access, rows=rows, read_errors=read_errors, dry_run=dry_run, progress=progress
+        )
+    except csvimport.CsvImportError as exc:
+        return {"ok": False, "dry_run": dry_run, "rows": 0, "errors": [{"line": 0, "messages": [str(exc)]}]}
+    except ValidationError as exc:
+        return {"ok": False, "dry_run": dry_run, "rows": 0, "errors": [{"line": 0, "messages": exc.messages}]}
+    return result.body()
+
+
+def _import_refusal(message: str, status: int) -> JsonResponse:
+    return JsonResponse(
+        {"ok": False, "dry_run": False, "rows": 0, "errors": [{"line": 0, "messages": [message]}]}, status=status
+    )
+
+
+@login_required
+async def device_import_run(request: HttpRequest) -> HttpResponseBase:
+    """Check (dry run) or import an uploaded CSV, streaming progress as NDJSON lines, the result last.
+
+    The import itself runs in Django's sync thread, in one transaction; this coroutine only relays
+    its progress, so the page can show it while the rows are written.
+    """
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        access = await sync_to_async(request_access)(request)
+    except TenantAccessDenied as exc:
+        return _import_refusal(str(exc), 403)
+    if access.role not in ("admin", "facility_manager"):
+        return _import_refusal(_("You may not add devices."), 403)
+    too_large = _("The file is larger than %(mb)d MB.") % {"mb": csvimport.MAX_BYTES // (1024 * 1024)}
+    # Refused before Django reads the body, when the client says how big it is.
+    if int(request.META.get("CONTENT_LENGTH") or 0) > csvimport.MAX_BYTES + 64 * 1024:
+        return _import_refusal(too_large, 413)
+    upload = request.FILES.get("file")
+    if upload is None:
+        return _import_refusal(_("Choose a CSV file."), 400)
+    if upload.size and upload.size > csvimport.MAX_BYTES:
+        return _import_refusal(too_large, 413)
+    raw = upload.read(csvimport.MAX_BYTES + 1)
+    dry_run = request.POST.get("dry_run") == "1"
+
+    async def stream() -> AsyncIterator[str]:
+        # The loop that consumes the response, which need not be the one that ran the view.
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def progress(done: int, total: int) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, {"done": done, "total": total})
+
+        async def run() -> None:
+            try:
+                queue.put_nowait({"result": await sync_to_async(_bulk_run)(access, raw, dry_run, progress)})
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.create_task(run())
+        while (item := await queue.get()) is not None:
+            yield json.dumps(item) + "\n"
+        await task
+
+    response = StreamingHttpResponse(stream(), content_type="application/x-ndjson")
+    # The result holds the only copy of the new private keys.
+    response["Cache-Control"] = "no-store"
+    return response
