@@ -149,8 +149,13 @@ class GroupMembersForm(forms.Form):
         self.fields["device"].queryset = devices  # type: ignore[attr-defined]
 
 
+class LoadChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.name} ({obj.cost_centre})" if obj.cost_centre else str(obj.name)
+
+
 class AllocationForm(forms.Form):
-    load = forms.ModelChoiceField(label=_("Load"), queryset=Load.objects.none(), required=False)
+    load = LoadChoiceField(label=_("Load"), queryset=Load.objects.none(), required=False, empty_label=_("— no load —"))
 
     def __init__(self, *args: Any, loads: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
