@@ -35,5 +35,6 @@ urlpatterns = [
     ),
     path("integrations/", include("integrations.urls")),
     path("manage/", include("devices.urls")),
+    path("manage/", include("accounts.urls")),
     path("", include("portal.urls")),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from accounts import apis as people
 from devices import apis as fleet
 from readings import apis as readings
 
@@ -25,6 +26,11 @@ urlpatterns = [
     path("channels/<int:pk>/allocations/", fleet.ChannelAllocationListApi.as_view(), name="channel-allocations"),
     path("devices/<int:pk>/rotate-key/", fleet.DeviceKeyRotateApi.as_view(), name="device-rotate-key"),
     path("devices/<int:pk>/revoke-key/", fleet.DeviceKeyRevokeApi.as_view(), name="device-revoke-key"),
+    path("invitations/", people.InvitationListApi.as_view(), name="invitation-list"),
+    path("invitations/<int:pk>/", people.InvitationDetailApi.as_view(), name="invitation-detail"),
+    path("invitations/<int:pk>/resend/", people.InvitationResendApi.as_view(), name="invitation-resend"),
+    path("members/", people.MemberListApi.as_view(), name="member-list"),
+    path("members/<int:pk>/", people.MemberDetailApi.as_view(), name="member-detail"),
     path("readings/series/", readings.SeriesApi.as_view(), name="readings-series"),
     path("readings/latest/", readings.LatestApi.as_view(), name="readings-latest"),
     path("readings/export.csv", readings.ExportApi.as_view(), name="readings-export"),
