@@ -79,3 +79,32 @@ class Membership(models.Model):
             facilities = self.facilities.all() if self.pk is not None else []
         if any(facility.tenant_id != self.tenant_id for facility in facilities):
             raise ValidationError({"facilities": "A membership can only grant facilities of its own tenant."})
+
+
+class Invitation(models.Model):
+    """A pending invitation to a tenant. Only a hash of the link's token is stored."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=24, choices=Role.choices, default=Role.VIEWER)
+    facilities = models.ManyToManyField("devices.Facility", blank=True, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "email"],
+                condition=models.Q(accepted_at__isnull=True),
+                name="invitation_one_open_per_email_and_tenant",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.tenant}"

@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
-from accounts.models import Membership, Role, Tenant, User
+from accounts.models import Invitation, Membership, Role, Tenant, User
 
 
 def membership_list(*, user: User) -> QuerySet[Membership]:
@@ -39,3 +39,25 @@ def access_for_tenant(*, tenant: Tenant, role: Role = Role.ADMIN) -> Access:
 
 def tenant_get(*, access: Access) -> Tenant:
     return Tenant.objects.get(pk=access.tenant_id)
+
+
+def member_list(*, access: Access) -> QuerySet[Membership]:
+    """The tenant's members; only tenant admins see them."""
+    if not access.is_admin:
+        raise TenantAccessDenied("Only tenant admins manage users.")
+    return (
+        Membership.objects.filter(tenant_id=access.tenant_id)
+        .select_related("user")
+        .prefetch_related("facilities")
+        .order_by("user__username")
+    )
+
+
+def invitation_list(*, access: Access) -> QuerySet[Invitation]:
+    if not access.is_admin:
+        raise TenantAccessDenied("Only tenant admins manage users.")
+    return (
+        Invitation.objects.filter(tenant_id=access.tenant_id, accepted_at__isnull=True)
+        .prefetch_related("facilities")
+        .order_by("email")
+    )

@@ -10,12 +10,14 @@ from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.selectors import tenant_get
-from devices import selectors, services
-from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
+from devices import csvimport, selectors, services
+from devices.models import Channel, ChannelAllocation, Device, DeviceGroup, DeviceType, Facility, Load
 from devices.quantities import Quantity
 from integrations.api.fields import OffsetDateTimeField
 from integrations.api.throttling import FailureBudget
@@ -30,13 +32,26 @@ class FacilityOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     class Meta:
         model = Facility
-        fields = ["id", "name", "kind", "timezone", "address", "floor_area_m2", "tags", "metadata", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "timezone",
+            "address",
+            "floor_area_m2",
+            "tags",
+            "metadata",
+            "opening_hours",
+            "peak_target_kw",
+            "holiday_region",
+            "created_at",
+        ]
 
 
 class LoadOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = Load
-        fields = ["id", "facility", "name", "kind"]
+        fields = ["id", "facility", "name", "kind", "cost_centre"]
 
 
 class DeviceGroupOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -118,12 +133,18 @@ class FacilityInput(serializers.Serializer):  # type: ignore[type-arg]
     floor_area_m2 = serializers.DecimalField(max_digits=10, decimal_places=1, required=False, allow_null=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=32)
     metadata = serializers.DictField(required=False)
+    opening_hours = serializers.JSONField(
+        required=False, help_text='Local time, e.g. {"mon": [["07:00", "21:00"]]}; days left out are closed.'
+    )
+    peak_target_kw = serializers.DecimalField(max_digits=12, decimal_places=3, required=False, allow_null=True)
+    holiday_region = serializers.CharField(max_length=16, required=False, allow_blank=True)
 
 
 class LoadInput(serializers.Serializer):  # type: ignore[type-arg]
     facility = TenantPk(selector=selectors.facility_list)
     name = serializers.CharField(max_length=120)
     kind = serializers.ChoiceField(choices=Load.Kind.choices, default=Load.Kind.OTHER)
+    cost_centre = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
 
 
 class DeviceGroupInput(serializers.Serializer):  # type: ignore[type-arg]
@@ -370,3 +391,314 @@ class ChannelDetailApi(FleetApi, generics.RetrieveAPIView):  # type: ignore[type
         if "name" in data or "tags" in data:
             channel = services.channel_update(channel=channel, name=data.get("name"), tags=data.get("tags"))
         return Response(ChannelOutput(channel).data)
+
+
+# --- Managing the park: the same services as the portal's pages ----------------------------------
+
+
+class FacilityPatch(FacilityInput):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, partial=True, **kwargs)
+
+
+class FacilityManageListApi(FacilityListApi):
+    """Facilities. Archived ones are left out; creating one needs a tenant admin."""
+
+    def get_queryset(self) -> QuerySet[Facility]:
+        return self.empty() if self.is_schema_generation else selectors.facility_active_list(access=self.access)
+
+    @extend_schema(request=FacilityInput, responses={201: FacilityOutput})
+    def post(self, request: Request) -> Response:
+        data = self.parse(FacilityInput, request.data)
+        facility = services.facility_register(access=self.access, **data)
+        return Response(FacilityOutput(facility).data, status=status.HTTP_201_CREATED)
+
+
+class FacilityManageApi(FacilityDetailApi):
+    def get_queryset(self) -> QuerySet[Facility]:
+        return self.empty() if self.is_schema_generation else selectors.facility_active_list(access=self.access)
+
+    @extend_schema(request=FacilityInput, responses={200: FacilityOutput}, description="Change some fields.")
+    def patch(self, request: Request, pk: int) -> Response:
+        facility = self.get_object()
+        data = self.parse(FacilityPatch, request.data)
+        facility = services.facility_update(access=self.access, facility=facility, **data)
+        return Response(FacilityOutput(facility).data)
+
+    @extend_schema(responses={204: None}, description="Archive: the facility leaves the park, its history stays.")
+    def delete(self, request: Request, pk: int) -> Response:
+        services.facility_archive(access=self.access, facility=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class LoadPatch(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=120, required=False)
+    kind = serializers.ChoiceField(choices=Load.Kind.choices, required=False)
+    cost_centre = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+
+class LoadManageListApi(LoadListApi):
+    def get_queryset(self) -> QuerySet[Load]:
+        return self.empty() if self.is_schema_generation else selectors.load_active_list(access=self.access)
+
+    @extend_schema(request=LoadInput, responses={201: LoadOutput})
+    def post(self, request: Request) -> Response:
+        data = self.parse(LoadInput, request.data)
+        load = services.load_add(access=self.access, **data)
+        return Response(LoadOutput(load).data, status=status.HTTP_201_CREATED)
+
+
+class LoadManageApi(LoadDetailApi):
+    def get_queryset(self) -> QuerySet[Load]:
+        return self.empty() if self.is_schema_generation else selectors.load_active_list(access=self.access)
+
+    @extend_schema(request=LoadPatch, responses={200: LoadOutput})
+    def patch(self, request: Request, pk: int) -> Response:
+        load = self.get_object()
+        data = self.parse(LoadPatch, request.data)
+        return Response(LoadOutput(services.load_update(access=self.access, load=load, **data)).data)
+
+    @extend_schema(responses={204: None}, description="Archive: no longer offered for allocation; past ones stay.")
+    def delete(self, request: Request, pk: int) -> Response:
+        services.load_archive(access=self.access, load=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DeviceGroupPatch(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=120, required=False)
+    description = serializers.CharField(required=False, allow_blank=True)
+    add_devices = TenantPk(selector=selectors.device_list, many=True, required=False)
+    remove_devices = TenantPk(selector=selectors.device_list, many=True, required=False)
+
+
+class DeviceGroupManageListApi(DeviceGroupListApi):
+    @extend_schema(request=DeviceGroupInput, responses={201: DeviceGroupOutput})
+    def post(self, request: Request) -> Response:
+        data = self.parse(DeviceGroupInput, request.data)
+        group = services.device_group_add(access=self.access, **data)
+        return Response(DeviceGroupOutput(group).data, status=status.HTTP_201_CREATED)
+
+
+class DeviceGroupManageApi(DeviceGroupDetailApi):
+    @extend_schema(
+        request=DeviceGroupPatch,
+        responses={200: DeviceGroupOutput},
+        description="Rename the group, and add or remove devices (ids) in one call.",
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        group = self.get_object()
+        data = self.parse(DeviceGroupPatch, request.data)
+        add, remove = data.pop("add_devices", []), data.pop("remove_devices", [])
+        if data:
+            group = services.device_group_update(access=self.access, group=group, **data)
+        if add or remove:
+            services.device_group_set_members(access=self.access, group=group, add=add, remove=remove)
+        return Response(DeviceGroupOutput(group).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        services.device_group_delete(access=self.access, group=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class PublicKeyField(serializers.Field):  # type: ignore[type-arg]
+    """An Ed25519 public key the device generated itself: 64 hex digits (32 raw bytes)."""
+
+    def to_internal_value(self, data: Any) -> bytes:
+        try:
+            raw = bytes.fromhex(data) if isinstance(data, str) else b""
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise serializers.ValidationError("An Ed25519 public key is 64 hex digits (32 bytes).")
+        return raw
+
+
+class DeviceRegisterInput(DeviceInput):
+    public_key = PublicKeyField(
+        required=False,
+        help_text="The device's own Ed25519 public key as 64 hex digits. Without it a key pair is issued "
+        "and the private key is returned once.",
+    )
+
+
+class IssuedKeyOutput(serializers.Serializer):  # type: ignore[type-arg]
+    device = DeviceOutput()
+    private_key_pem = serializers.CharField(
+        allow_null=True, help_text="Shown only in this answer (not stored); null when the device brought its key."
+    )
+    key_version = serializers.IntegerField(source="device.key_version")
+
+
+def issued_key_body(issued: services.IssuedKey) -> dict[str, Any]:
+    return IssuedKeyOutput({"device": issued.device, "private_key_pem": issued.private_key_pem or None}).data
+
+
+class DeviceManageListApi(DeviceListApi):
+    @extend_schema(
+        request=DeviceRegisterInput,
+        responses={201: IssuedKeyOutput},
+        description="Register a device. The answer carries its private key once, unless the request gave a public key.",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.parse(DeviceRegisterInput, request.data)
+        issued = services.device_register(access=self.access, **data)
+        response = Response(issued_key_body(issued), status=status.HTTP_201_CREATED)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class DeviceManagePatch(DevicePatch):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    enabled = serializers.BooleanField(required=False, help_text="false disables the device (status disabled).")
+
+
+class DeviceManageApi(DeviceDetailApi):
+    @extend_schema(request=DeviceManagePatch, responses={200: DeviceOutput})
+    def patch(self, request: Request, pk: int) -> Response:
+        device = self.get_object()
+        data = self.parse(DeviceManagePatch, request.data)
+        user_id = self.access.user_id
+        if "facility" in data:
+            services.device_relocate(access=self.access, device=device, facility=data["facility"], user_id=user_id)
+        if "groups" in data:
+            self.require(self.access.manages_facility(device.facility_id), "You may not change this device.")
+            services.device_set_groups(device=device, groups=data["groups"])
+        if "name" in data:
+            services.device_update(access=self.access, device=device, name=data["name"])
+        if "enabled" in data:
+            services.device_set_enabled(access=self.access, device=device, enabled=data["enabled"])
+        return Response(DeviceOutput(self.get_object()).data)
+
+    @extend_schema(responses={204: None}, description="Disable the device (PATCH enabled=true brings it back).")
+    def delete(self, request: Request, pk: int) -> Response:
+        services.device_set_enabled(access=self.access, device=self.get_object(), enabled=False)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DeviceKeyRotateApi(DeviceDetailApi):
+    @extend_schema(request=None, responses={200: IssuedKeyOutput}, description="Issue a new key pair, shown once.")
+    def post(self, request: Request, pk: int) -> Response:
+        issued = services.device_key_reissue(access=self.access, device=self.get_object())
+        response = Response(issued_key_body(issued))
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class DeviceKeyRevokeApi(DeviceDetailApi):
+    @extend_schema(request=None, responses={200: DeviceOutput}, description="Refuse the key at the next handshake.")
+    def post(self, request: Request, pk: int) -> Response:
+        device = services.device_key_withdraw(access=self.access, device=self.get_object())
+        return Response(DeviceOutput(device).data)
+
+
+class ChannelManagePatch(ChannelPatch):
+    valid_from = OffsetDateTimeField(
+        required=False, help_text="When the new load allocation starts (default now; never in the future)."
+    )
+
+
+class ChannelAllocationOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
+    valid_from = OffsetDateTimeField(read_only=True)
+
+    class Meta:
+        model = ChannelAllocation
+        fields = ["id", "channel", "load", "valid_from"]
+
+
+class ChannelManageApi(ChannelDetailApi):
+    @extend_schema(request=ChannelManagePatch, responses={200: ChannelOutput})
+    def patch(self, request: Request, pk: int) -> Response:
+        channel = self.get_object()
+        data = self.parse(ChannelManagePatch, request.data)
+        self.require(self.access.manages_facility(channel.device.facility_id), "You may not change this channel.")
+        if "load" in data:
+            channel = services.channel_allocate(
+                access=self.access,
+                channel=channel,
+                load=data["load"],
+                valid_from=data.get("valid_from"),
+                user_id=self.access.user_id,
+            )
+        if "name" in data or "tags" in data:
+            channel = services.channel_update(channel=channel, name=data.get("name"), tags=data.get("tags"))
+        return Response(ChannelOutput(channel).data)
+
+
+class ChannelAllocationListApi(FleetApi, generics.ListAPIView):  # type: ignore[type-arg]
+    """A channel's load allocations, oldest first: which load it fed from when."""
+
+    serializer_class = ChannelAllocationOutput
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[Any]:
+        if self.is_schema_generation:
+            return ChannelAllocation.objects.none()
+        channel = selectors.channel_get(access=self.access, channel_id=int(self.kwargs["pk"]))
+        return selectors.channel_allocation_list(access=self.access, channel_id=channel.pk)
+
+
+class BulkProvisionInput(serializers.Serializer):  # type: ignore[type-arg]
+    file = serializers.FileField(help_text="The CSV: serial, type, facility, name, channels (see docs/api.md).")
+    dry_run = serializers.BooleanField(default=False, help_text="Only check the file; store nothing.")
+
+
+class BulkErrorOutput(serializers.Serializer):  # type: ignore[type-arg]
+    line = serializers.IntegerField(help_text="Line in the file; 0 for the file as a whole.")
+    messages = serializers.ListField(child=serializers.CharField())
+
+
+class BulkDeviceOutput(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    serial = serializers.CharField()
+    private_key_pem = serializers.CharField(help_text="Shown only in this answer (not stored).")
+
+
+class BulkProvisionOutput(serializers.Serializer):  # type: ignore[type-arg]
+    ok = serializers.BooleanField()
+    dry_run = serializers.BooleanField()
+    rows = serializers.IntegerField()
+    errors: Any = BulkErrorOutput(many=True)
+    preview = serializers.ListField(child=serializers.DictField(), help_text="The first 200 rows as read.")
+    devices = BulkDeviceOutput(many=True)
+
+
+class DeviceBulkProvisionApi(FleetApi):
+    """Provision devices from a CSV upload, all or nothing (the portal's import page calls the same service)."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={"multipart/form-data": BulkProvisionInput},
+        responses={201: BulkProvisionOutput, 200: BulkProvisionOutput, 400: BulkProvisionOutput},
+        description="A dry run answers 200 with the preview; an import 201 with each device's private key, "
+        "once. A file with any bad row answers 400 with the errors by line, and nothing is stored.",
+    )
+    def post(self, request: Request) -> Response:
+        upload = request.FILES.get("file")
+        if upload is not None and upload.size and upload.size > csvimport.MAX_BYTES:
+            raise PayloadTooLarge(f"The file is larger than {csvimport.MAX_BYTES // (1024 * 1024)} MB.")
+        data = self.parse(BulkProvisionInput, request.data)
+        self.require(self.access.role in ("admin", "facility_manager"), "You may not add devices.")
+        try:
+            rows, read_errors = csvimport.parse(data["file"].read(csvimport.MAX_BYTES + 1))
+        except csvimport.CsvImportError as exc:
+            raise serializers.ValidationError({"file": [str(exc)]}) from exc
+        result = services.device_bulk_provision(
+            access=self.access, rows=rows, read_errors=read_errors, dry_run=data["dry_run"]
+        )
+        body = result.body()
+        code: int
+        if not result.ok:
+            code = status.HTTP_400_BAD_REQUEST
+        else:
+            code = status.HTTP_200_OK if result.dry_run else status.HTTP_201_CREATED
+        response = Response(body, status=code)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"

@@ -64,6 +64,8 @@ class Facility(TenantOwned):
         help_text="Public-holiday calendar: a country code with an optional subdivision, e.g. DE or DE-BY.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # An archived facility leaves the park and the pickers; its history (readings, bills) stays.
+    archived_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name_plural = "facilities"
@@ -90,6 +92,9 @@ class Load(TenantOwned):
     facility = models.ForeignKey(Facility, on_delete=models.CASCADE, related_name="loads")
     name = models.CharField(max_length=120)
     kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.OTHER)
+    cost_centre = models.CharField(max_length=64, blank=True, default="")
+    # An archived load is no longer offered for allocation; past allocations keep pointing at it.
+    archived_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["facility__name", "name"]
@@ -209,3 +214,27 @@ class Channel(TenantOwned):
             errors["load"] = "The load must belong to the device's facility."
         if errors:
             raise ValidationError(errors)
+
+
+class ChannelAllocation(TenantOwned):
+    """From `valid_from` on (until the channel's next allocation), the channel feeds `load` (None: nothing).
+
+    `Channel.load` mirrors the allocation valid now, so code that only needs the present keeps reading it;
+    reports and bills ask `devices.selectors.channel_load_at` for the load at a reading's time.
+    """
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="allocations")
+    load = models.ForeignKey(Load, on_delete=models.PROTECT, null=True, blank=True, related_name="allocations")
+    valid_from = models.DateTimeField()
+    created_by = models.ForeignKey("accounts.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["channel", "valid_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "valid_from"], name="allocation_unique_channel_valid_from")
+        ]
+        indexes = [models.Index(fields=["channel", "-valid_from"])]
+
+    def __str__(self) -> str:
+        return f"{self.channel_id} → {self.load_id} from {self.valid_from.isoformat()}"

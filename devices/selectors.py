@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import datetime
+
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from accounts.access import Access
-from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
+from devices.models import Channel, ChannelAllocation, Device, DeviceGroup, DeviceType, Facility, Load
 
 
 def facility_list(*, access: Access) -> QuerySet[Facility]:
@@ -56,3 +58,54 @@ def channel_get(*, access: Access, channel_id: int) -> Channel:
 def device_type_list() -> QuerySet[DeviceType]:
     """The hardware catalogue is shared by every tenant."""
     return DeviceType.objects.all()
+
+
+def facility_active_list(*, access: Access) -> QuerySet[Facility]:
+    """The park without archived facilities: what pickers and the management pages offer."""
+    return facility_list(access=access).filter(archived_at__isnull=True)
+
+
+def load_active_list(*, access: Access) -> QuerySet[Load]:
+    return load_list(access=access).filter(archived_at__isnull=True)
+
+
+def channel_allocation_list(*, access: Access, channel_id: int) -> QuerySet[ChannelAllocation]:
+    """A channel's allocations, oldest first. Empty for a channel out of reach."""
+    return (
+        ChannelAllocation.objects.filter(tenant_id=access.tenant_id, channel__in=channel_list(access=access))
+        .filter(channel_id=channel_id)
+        .select_related("load", "created_by")
+        .order_by("valid_from")
+    )
+
+
+def channel_loads_at(*, access: Access, channel_ids: list[int], at: datetime) -> dict[int, int | None]:
+    """{channel id: id of the load it fed at `at`, or None}, for the channels within reach.
+
+    Reports and bills ask this for a reading's time, so a reallocation never rewrites the past. A
+    channel that was never allocated through `channel_allocate` reports its current `Channel.load`.
+    """
+    latest = ChannelAllocation.objects.filter(channel_id=OuterRef("pk"), valid_from__lte=at).order_by("-valid_from")
+    rows = (
+        channel_list(access=access)
+        .filter(pk__in=channel_ids)
+        .annotate(load_then=Subquery(latest.values("load_id")[:1]), any_then=Subquery(latest.values("pk")[:1]))
+        .values_list("pk", "load_id", "load_then", "any_then")
+    )
+    allocated = set(
+        ChannelAllocation.objects.filter(channel_id__in=channel_ids).values_list("channel_id", flat=True).distinct()
+    )
+    result: dict[int, int | None] = {}
+    for pk, current, then, any_then in rows:
+        if pk not in allocated:
+            result[pk] = current
+        else:
+            result[pk] = then if any_then is not None else None
+    return result
+
+
+def channel_load_at(*, access: Access, channel_id: int, at: datetime) -> Load | None:
+    """The load channel `channel_id` fed at time `at` (aware), or None. Raises Channel.DoesNotExist out of reach."""
+    channel_get(access=access, channel_id=channel_id)
+    load_id = channel_loads_at(access=access, channel_ids=[channel_id], at=at).get(channel_id)
+    return None if load_id is None else Load.objects.get(pk=load_id)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -16,8 +17,11 @@ from django.utils.translation import gettext_lazy as _
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from accounts.models import Tenant
+from devices.csvimport import BulkRow
 from devices.keys import key_pair_generate, private_key_pem
-from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
+from devices.models import Channel, ChannelAllocation, Device, DeviceGroup, DeviceType, Facility, Load
+from devices.selectors import facility_active_list
+from devices.validators import validate_serial
 
 
 def facility_create(
@@ -30,6 +34,9 @@ def facility_create(
     floor_area_m2: Decimal | float | None = None,
     tags: list[str] | None = None,
     metadata: dict[str, Any] | None = None,
+    opening_hours: dict[str, Any] | None = None,
+    peak_target_kw: Decimal | float | None = None,
+    holiday_region: str = "",
 ) -> Facility:
     facility = Facility(
         tenant=tenant,
@@ -40,14 +47,17 @@ def facility_create(
         floor_area_m2=None if floor_area_m2 is None else Decimal(str(floor_area_m2)),
         tags=[] if tags is None else tags,
         metadata=metadata or {},
+        opening_hours=opening_hours or {},
+        peak_target_kw=None if peak_target_kw is None else Decimal(str(peak_target_kw)),
+        holiday_region=holiday_region,
     )
     facility.full_clean()
     facility.save()
     return facility
 
 
-def load_create(*, facility: Facility, name: str, kind: str = Load.Kind.OTHER) -> Load:
-    load = Load(tenant_id=facility.tenant_id, facility=facility, name=name, kind=kind)
+def load_create(*, facility: Facility, name: str, kind: str = Load.Kind.OTHER, cost_centre: str = "") -> Load:
+    load = Load(tenant_id=facility.tenant_id, facility=facility, name=name, kind=kind, cost_centre=cost_centre)
     load.full_clean()
     load.save()
     return load
@@ -230,3 +240,463 @@ def device_key_revoke(*, device: Device) -> Device:
         Device.objects.filter(pk=device.pk).update(key_revoked_at=timezone.now())
         device.refresh_from_db()
     return device
+
+
+# --- Managing the park (portal and API share these; each checks the caller's role) ---------------
+
+FACILITY_FIELDS = (
+    "name",
+    "address",
+    "timezone",
+    "kind",
+    "floor_area_m2",
+    "tags",
+    "metadata",
+    "opening_hours",
+    "peak_target_kw",
+    "holiday_region",
+)
+
+
+def _require(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise TenantAccessDenied(message)
+
+
+def _require_manages(access: Access, facility: Facility) -> None:
+    _require(
+        facility.tenant_id == access.tenant_id and access.manages_facility(facility.pk),
+        "You may not change this facility.",
+    )
+
+
+def facility_register(*, access: Access, **fields: Any) -> Facility:
+    """A tenant admin adds a facility to the park."""
+    _require(access.is_admin, "Only tenant admins add facilities.")
+    unknown = set(fields) - set(FACILITY_FIELDS)
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in unknown})
+    return facility_create(tenant=Tenant.objects.get(pk=access.tenant_id), **fields)
+
+
+def facility_update(*, access: Access, facility: Facility, **fields: Any) -> Facility:
+    _require_manages(access, facility)
+    unknown = set(fields) - set(FACILITY_FIELDS)
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in unknown})
+    for name, value in fields.items():
+        if name in ("floor_area_m2", "peak_target_kw") and value is not None:
+            value = Decimal(str(value))
+        if name in ("tags", "opening_hours", "metadata") and value is None:
+            value = {} if name != "tags" else []
+        setattr(facility, name, value)
+    facility.full_clean()
+    facility.save()
+    return facility
+
+
+def facility_archive(*, access: Access, facility: Facility) -> Facility:
+    """Take a facility out of the park. Its devices must be moved or disabled first, so none keeps streaming."""
+    _require(access.is_admin and facility.tenant_id == access.tenant_id, "Only tenant admins archive facilities.")
+    if facility.devices.exclude(status=Device.Status.DISABLED).exists():
+        raise ValidationError(
+            {"facility": "The facility still has active devices: move or disable them before archiving it."}
+        )
+    if facility.archived_at is None:
+        facility.archived_at = timezone.now()
+        facility.save(update_fields=["archived_at"])
+    return facility
+
+
+def load_add(
+    *, access: Access, facility: Facility, name: str, kind: str = Load.Kind.OTHER, cost_centre: str = ""
+) -> Load:
+    _require_manages(access, facility)
+    if facility.archived_at is not None:
+        raise ValidationError({"facility": "The facility is archived."})
+    return load_create(facility=facility, name=name, kind=kind, cost_centre=cost_centre)
+
+
+def load_update(
+    *, access: Access, load: Load, name: str | None = None, kind: str | None = None, cost_centre: str | None = None
+) -> Load:
+    _require_manages(access, load.facility)
+    if name is not None:
+        load.name = name
+    if kind is not None:
+        load.kind = kind
+    if cost_centre is not None:
+        load.cost_centre = cost_centre
+    load.full_clean()
+    load.save(update_fields=["name", "kind", "cost_centre"])
+    return load
+
+
+def load_archive(*, access: Access, load: Load) -> Load:
+    """Stop offering a load for allocation. Past allocations (and so past bills) keep it."""
+    _require_manages(access, load.facility)
+    if load.channels.exists():
+        raise ValidationError({"load": "Channels still feed this load: allocate them elsewhere first."})
+    if load.archived_at is None:
+        load.archived_at = timezone.now()
+        load.save(update_fields=["archived_at"])
+    return load
+
+
+def device_group_add(*, access: Access, name: str, description: str = "") -> DeviceGroup:
+    _require(access.is_admin, "Only tenant admins create device groups.")
+    return device_group_create(tenant=Tenant.objects.get(pk=access.tenant_id), name=name, description=description)
+
+
+def device_group_update(
+    *, access: Access, group: DeviceGroup, name: str | None = None, description: str | None = None
+) -> DeviceGroup:
+    _require(access.is_admin and group.tenant_id == access.tenant_id, "Only tenant admins change device groups.")
+    if name is not None:
+        group.name = name
+    if description is not None:
+        group.description = description
+    group.full_clean()
+    group.save(update_fields=["name", "description"])
+    return group
+
+
+def device_group_delete(*, access: Access, group: DeviceGroup) -> None:
+    _require(access.is_admin and group.tenant_id == access.tenant_id, "Only tenant admins delete device groups.")
+    group.delete()
+
+
+def device_group_set_members(
+    *, access: Access, group: DeviceGroup, add: Iterable[Device] = (), remove: Iterable[Device] = ()
+) -> DeviceGroup:
+    """Add and remove devices; a facility manager may only move devices of granted facilities."""
+    add, remove = list(add), list(remove)
+    _require(group.tenant_id == access.tenant_id, "You may not change this group.")
+    for device in (*add, *remove):
+        _require(
+            device.tenant_id == access.tenant_id and access.manages_facility(device.facility_id),
+            "You may not change the groups of this device.",
+        )
+    group.devices.add(*add)
+    group.devices.remove(*remove)
+    return group
+
+
+@transaction.atomic
+def device_register(
+    *,
+    access: Access,
+    serial: str,
+    device_type: DeviceType,
+    facility: Facility,
+    name: str = "",
+    groups: Iterable[DeviceGroup] = (),
+    firmware_version: str = "",
+    public_key: bytes | None = None,
+) -> IssuedKey:
+    """Add one device. Without `public_key` a key pair is issued (the private half is returned once);
+    with one the device generated itself, that key is stored and `private_key_pem` is empty."""
+    _require_manages(access, facility)
+    if facility.archived_at is not None:
+        raise ValidationError({"facility": "The facility is archived."})
+    tenant = Tenant.objects.get(pk=access.tenant_id)
+    if public_key is None:
+        return device_provision(
+            tenant=tenant,
+            serial=serial,
+            device_type=device_type,
+            facility=facility,
+            name=name,
+            groups=groups,
+            firmware_version=firmware_version,
+        )
+    if len(public_key) != 32:
+        raise ValidationError({"public_key": "An Ed25519 public key is 32 bytes."})
+    device = device_create(
+        tenant=tenant,
+        serial=serial,
+        device_type=device_type,
+        facility=facility,
+        name=name,
+        groups=groups,
+        firmware_version=firmware_version,
+        public_key=public_key,
+    )
+    Device.objects.filter(pk=device.pk).update(key_version=1, key_rotated_at=timezone.now())
+    device.refresh_from_db()
+    return IssuedKey(device=device, private_key_pem="")
+
+
+def device_update(*, access: Access, device: Device, name: str) -> Device:
+    _require_manages(access, device.facility)
+    device.name = name
+    device.full_clean()
+    device.save(update_fields=["name"])
+    return device
+
+
+@transaction.atomic
+def device_relocate(*, access: Access, device: Device, facility: Facility, user_id: int | None = None) -> Device:
+    """Move a device to another facility; its channels' allocations end now (loads belong to a facility)."""
+    _require_manages(access, device.facility)
+    _require_manages(access, facility)
+    if facility.archived_at is not None:
+        raise ValidationError({"facility": "The facility is archived."})
+    now = timezone.now()
+    for channel in device.channels.exclude(load__isnull=True):
+        _allocation_record(channel=channel, load=None, valid_from=now, user_id=user_id)
+    return device_move(device=device, facility=facility)
+
+
+def device_set_enabled(*, access: Access, device: Device, enabled: bool) -> Device:
+    """Disable (the gateway refuses it, presence stops updating it) or enable a device."""
+    _require_manages(access, device.facility)
+    if not enabled:
+        device.status = Device.Status.DISABLED
+    elif device.status == Device.Status.DISABLED:
+        device.status = Device.Status.OFFLINE if device.last_seen else Device.Status.PROVISIONED
+    device.save(update_fields=["status"])
+    return device
+
+
+def device_key_reissue(*, access: Access, device: Device) -> IssuedKey:
+    _require_manages(access, device.facility)
+    return device_key_rotate(device=device)
+
+
+def device_key_withdraw(*, access: Access, device: Device) -> Device:
+    _require_manages(access, device.facility)
+    return device_key_revoke(device=device)
+
+
+def _allocation_record(*, channel: Channel, load: Load | None, valid_from: Any, user_id: int | None) -> None:
+    latest = channel.allocations.order_by("-valid_from").first()
+    if latest is None and channel.load_id is not None:
+        # Allocated before allocations had dates (the admin, older code): that allocation held until now.
+        ChannelAllocation.objects.create(
+            tenant_id=channel.tenant_id, channel=channel, load_id=channel.load_id, valid_from=SINCE_EVER
+        )
+    elif latest is not None and valid_from <= latest.valid_from:
+        raise ValidationError(
+            {"valid_from": "An allocation can only start after the channel's latest one; it never rewrites history."}
+        )
+    ChannelAllocation.objects.create(
+        tenant_id=channel.tenant_id, channel=channel, load=load, valid_from=valid_from, created_by_id=user_id
+    )
+
+
+SINCE_EVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@transaction.atomic
+def channel_allocate(
+    *,
+    access: Access,
+    channel: Channel,
+    load: Load | None,
+    valid_from: datetime | None = None,
+    user_id: int | None = None,
+) -> Channel:
+    """From `valid_from` (default now, never in the future) the channel feeds `load` (None: nothing).
+
+    Readings taken before keep their earlier load, so reallocating today does not rewrite last month.
+    """
+    _require(
+        channel.tenant_id == access.tenant_id and access.manages_facility(channel.device.facility_id),
+        "You may not change channels of this facility.",
+    )
+    now = timezone.now()
+    valid_from = now if valid_from is None else valid_from
+    if timezone.is_naive(valid_from):
+        raise ValidationError({"valid_from": "Give a time with its UTC offset."})
+    if valid_from > now:
+        raise ValidationError({"valid_from": "An allocation cannot start in the future."})
+    if load is not None:
+        if load.facility_id != channel.device.facility_id:
+            raise ValidationError({"load": "The load must belong to the device's facility."})
+        if load.archived_at is not None:
+            raise ValidationError({"load": "The load is archived."})
+    Channel.objects.select_for_update().filter(pk=channel.pk).first()
+    _allocation_record(channel=channel, load=load, valid_from=valid_from, user_id=user_id)
+    channel.load = load
+    channel.full_clean()
+    channel.save(update_fields=["load"])
+    return channel
+
+
+# --- Bulk provisioning ----------------------------------------------------------------------------
+
+BULK_BATCH = 500
+
+
+@dataclass
+class BulkResult:
+    """What a bulk provisioning found (errors by file line) and, unless a dry run or refused, issued."""
+
+    rows: list[BulkRow]
+    errors: dict[int, list[str]]
+    dry_run: bool
+    issued: list[IssuedKey]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def body(self, *, preview_rows: int = 200) -> dict[str, Any]:
+        """The JSON answer of the portal's import page and of the API."""
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "rows": len(self.rows),
+            "errors": [{"line": line, "messages": messages} for line, messages in sorted(self.errors.items())],
+            "preview": [
+                {
+                    "line": row.line,
+                    "serial": row.serial,
+                    "type": row.device_type,
+                    "facility": row.facility,
+                    "name": row.name,
+                    "channels": [f"{channel}={load}" for channel, load in row.allocations],
+                }
+                for row in self.rows[:preview_rows]
+            ],
+            "devices": [
+                {"id": item.device.pk, "serial": item.device.serial, "private_key_pem": item.private_key_pem}
+                for item in self.issued
+            ],
+        }
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def device_bulk_provision(
+    *,
+    access: Access,
+    rows: list[BulkRow],
+    read_errors: dict[int, list[str]] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> BulkResult:
+    """Provision many devices from CSV rows, all or nothing: one bad row and nothing is stored.
+
+    Every row is checked first, with a fixed number of queries for the whole file; the devices, their
+    channels and allocations are then written in batches, and `progress(done, total)` follows them.
+    """
+    errors: dict[int, list[str]] = {line: list(msgs) for line, msgs in (read_errors or {}).items()}
+
+    def error(line: int, message: str) -> None:
+        errors.setdefault(line, []).append(message)
+
+    type_refs = {row.device_type for row in rows}
+    types = {t.model_name: t for t in DeviceType.objects.filter(model_name__in=type_refs)}
+    facility_refs = {row.facility for row in rows}
+    facilities = {f.name: f for f in facility_active_list(access=access).filter(name__in=facility_refs)}
+    loads = {
+        (load.facility_id, load.name): load
+        for load in Load.objects.filter(facility__in=list(facilities.values()), archived_at__isnull=True)
+    }
+    serials = [row.serial for row in rows]
+    taken: set[str] = set()
+    for chunk in _chunks(serials, 2000):
+        taken.update(Device.objects.filter(serial__in=chunk).values_list("serial", flat=True))
+
+    seen: dict[str, int] = {}
+    plans: list[tuple[BulkRow, DeviceType, Facility, dict[int, Load]]] = []
+    for row in rows:
+        try:
+            validate_serial(row.serial)
+        except ValidationError as exc:
+            error(row.line, f"{row.serial!r}: {' '.join(exc.messages)}")
+        if row.serial in seen:
+            error(row.line, f"Serial {row.serial} is also on line {seen[row.serial]}.")
+        seen.setdefault(row.serial, row.line)
+        if row.serial in taken:
+            error(row.line, f"A device with serial {row.serial} already exists.")
+        if len(row.name) > 200:
+            error(row.line, "The name is longer than 200 characters.")
+        device_type = types.get(row.device_type)
+        if device_type is None:
+            error(row.line, f"Unknown device type {row.device_type!r}.")
+        facility = facilities.get(row.facility)
+        if facility is None:
+            error(row.line, f"No facility {row.facility!r} in your park.")
+        elif not access.manages_facility(facility.pk):
+            error(row.line, f"You may not add devices to {facility.name}.")
+        if device_type is None or facility is None:
+            continue
+        by_name = {str(spec["name"]): index for index, spec in enumerate(device_type.channels)}
+        allocation: dict[int, Load] = {}
+        for channel_ref, load_name in row.allocations:
+            index = int(channel_ref) if channel_ref.isdigit() else by_name.get(channel_ref)
+            if index is None or not 0 <= index < len(device_type.channels):
+                error(row.line, f"{device_type.model_name} has no channel {channel_ref!r}.")
+                continue
+            if not load_name:
+                continue
+            load = loads.get((facility.pk, load_name))
+            if load is None:
+                error(row.line, f"{facility.name} has no load {load_name!r}.")
+                continue
+            allocation[index] = load
+        plans.append((row, device_type, facility, allocation))
+
+    result = BulkResult(rows=rows, errors=errors, dry_run=dry_run, issued=[])
+    if errors or dry_run:
+        return result
+    result.issued = _bulk_create(access=access, plans=plans, progress=progress)
+    return result
+
+
+@transaction.atomic
+def _bulk_create(
+    *,
+    access: Access,
+    plans: list[tuple[BulkRow, DeviceType, Facility, dict[int, Load]]],
+    progress: Callable[[int, int], None] | None,
+) -> list[IssuedKey]:
+    now = timezone.now()
+    total = len(plans)
+    issued: list[IssuedKey] = []
+    for batch in _chunks(plans, BULK_BATCH):
+        devices, pems = [], []
+        for row, device_type, facility, _allocation in batch:
+            private_key, public_key = key_pair_generate()
+            pems.append(private_key_pem(private_key))
+            devices.append(
+                Device(
+                    tenant_id=access.tenant_id,
+                    serial=row.serial,
+                    name=row.name,
+                    device_type=device_type,
+                    facility=facility,
+                    public_key=public_key,
+                    key_version=1,
+                    key_rotated_at=now,
+                )
+            )
+        try:
+            with transaction.atomic():
+                Device.objects.bulk_create(devices)
+        except IntegrityError as exc:
+            # A device with one of these serials was added since the check: refuse the whole file.
+            raise ValidationError({"serial": "A serial in the file was just taken; check the file again."}) from exc
+        channels: list[Channel] = []
+        for device, (_row, device_type, _facility, allocation) in zip(devices, batch, strict=True):
+            for channel in channels_from_template(device=device, specs=device_type.channels):
+                channel.load = allocation.get(channel.index)
+                channels.append(channel)
+        Channel.objects.bulk_create(channels)
+        ChannelAllocation.objects.bulk_create(
+            [
+                ChannelAllocation(tenant_id=access.tenant_id, channel=c, load=c.load, valid_from=now)
+                for c in channels
+                if c.load is not None
+            ]
+        )
+        issued.extend(IssuedKey(device=d, private_key_pem=pem) for d, pem in zip(devices, pems, strict=True))
+        if progress is not None:
+            progress(len(issued), total)
+    return issued

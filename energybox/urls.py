@@ -34,5 +34,7 @@ urlpatterns = [
         name="api-redoc",
     ),
     path("integrations/", include("integrations.urls")),
+    path("manage/", include("devices.urls")),
+    path("manage/", include("accounts.urls")),
     path("", include("portal.urls")),
 ]

@@ -8,6 +8,8 @@ READINGS_READ = "readings:read"
 FIRMWARE_READ = "firmware:read"
 FIRMWARE_WRITE = "firmware:write"
 BILLING_READ = "billing:read"
+USERS_READ = "users:read"
+USERS_WRITE = "users:write"
 
 API_SCOPES: dict[str, str] = {
     FLEET_READ: "Read facilities, devices, device groups, channels and loads",
@@ -16,6 +18,8 @@ API_SCOPES: dict[str, str] = {
     FIRMWARE_READ: "Read firmware images and rollouts",
     FIRMWARE_WRITE: "Upload firmware and start, pause or cancel rollouts",
     BILLING_READ: "Read bills and tariffs",
+    USERS_READ: "Read the tenant's members and open invitations",
+    USERS_WRITE: "Invite users, change their roles and remove them",
 }
 
 # OpenID Connect: only for applications that sign users in (authorization code).

@@ -3,32 +3,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django.http import HttpRequest
-
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from accounts.selectors import access_for_user
+from accounts.session import SESSION_TENANT_KEY, request_access  # noqa: F401  (re-exported: portal and integrations import them here)
 
-SESSION_TENANT_KEY = "energybox_tenant_id"
 # A websocket auth middleware (an OAuth 2.0 bearer token, say) may put a ready `Access` here, or the
 # exception that refuses the socket.
 SCOPE_ACCESS_KEY = "energybox.access"
 # ... and, for a credential that can lapse while the socket is open, an object with `expires` (an
 # aware datetime) and `recheck()` (sync: raises the refusing exception once it is no longer valid).
 SCOPE_CREDENTIAL_KEY = "energybox.credential"
-
-
-def request_access(request: HttpRequest) -> Access:
-    """The signed-in user's access to the tenant chosen in this session (their first one by default)."""
-    tenant_id = request.session.get(SESSION_TENANT_KEY)
-    try:
-        return access_for_user(user=request.user, tenant_id=tenant_id)  # type: ignore[arg-type]
-    except TenantAccessDenied:
-        if tenant_id is None:
-            raise
-        # The chosen tenant is no longer reachable (membership removed): fall back to the first one.
-        request.session.pop(SESSION_TENANT_KEY, None)
-        return access_for_user(user=request.user)  # type: ignore[arg-type]
 
 
 def scope_access(scope: Mapping[str, Any]) -> Access:

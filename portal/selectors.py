@@ -234,8 +234,10 @@ class ParkRow:
 
 
 def park_rows(*, access: Access, kind: str = "", tag: str = "") -> list[ParkRow]:
-    """The facilities of the park overview, filtered by kind and tag."""
-    facilities = facility_list(access=access).order_by("name").prefetch_related("devices")
+    """The facilities of the park overview (archived ones left out), filtered by kind and tag."""
+    facilities = (
+        facility_list(access=access).filter(archived_at__isnull=True).order_by("name").prefetch_related("devices")
+    )
     if kind:
         facilities = facilities.filter(kind=kind)
     rows = []

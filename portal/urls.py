@@ -15,4 +15,5 @@ urlpatterns = [
     path("login/sso/callback/", sso.sso_callback, name="sso_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tenant/", views.tenant_switch, name="tenant_switch"),
+    path("platform/enter/", views.platform_enter_tenant, name="platform_enter"),
 ]

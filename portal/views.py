@@ -8,7 +8,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.errors import TenantAccessDenied
+from accounts.models import Tenant
 from accounts.selectors import access_for_user, membership_list, tenant_get
+from accounts.services import membership_enter_as_platform_admin
 from devices.models import Facility
 from portal.access import SESSION_TENANT_KEY, request_access
 from portal.selectors import facility_live_layout, facility_totals, park_rows, park_tags
@@ -20,6 +22,8 @@ def home(request: HttpRequest) -> HttpResponse:
     try:
         access = request_access(request)
     except TenantAccessDenied:
+        if request.user.is_staff:
+            return platform_admin_landing(request)
         return render(request, "portal/no_tenant.html", status=403)
     kind = request.GET.get("kind", "")
     tag = request.GET.get("tag", "")
@@ -82,4 +86,24 @@ def tenant_switch(request: HttpRequest) -> HttpResponse:
     except (ValueError, TenantAccessDenied):
         return render(request, "portal/no_tenant.html", status=403)
     request.session[SESSION_TENANT_KEY] = tenant_id
+    return redirect("portal:home")
+
+
+def platform_admin_landing(request: HttpRequest) -> HttpResponse:
+    """A platform admin without a tenant: the way to the Django admin, or into a tenant."""
+    tenants = Tenant.objects.order_by("name") if request.user.is_superuser else Tenant.objects.none()
+    return render(request, "portal/platform_admin.html", {"tenants": tenants})
+
+
+@login_required
+@require_POST
+def platform_enter_tenant(request: HttpRequest) -> HttpResponse:
+    try:
+        tenant = Tenant.objects.get(pk=int(request.POST.get("tenant_id", "")))
+        membership_enter_as_platform_admin(user=request.user, tenant=tenant)  # type: ignore[arg-type]
+    except (ValueError, Tenant.DoesNotExist) as exc:
+        raise Http404("No such tenant.") from exc
+    except TenantAccessDenied:
+        return render(request, "portal/no_tenant.html", status=403)
+    request.session[SESSION_TENANT_KEY] = tenant.pk
     return redirect("portal:home")

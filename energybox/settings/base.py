@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "gateway",
     "portal",
     "integrations",
+    "auditlog",
 ]
 
 MIDDLEWARE = [
@@ -70,6 +71,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.context_processors.navigation",
             ],
         },
     },
@@ -195,6 +197,16 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+
+# --- E-mail (invitations) ----------------------------------------------------------------
+# Django's SMTP backend; the embedded default prints mails to the console.
+EMAIL_BACKEND = env.str_("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+EMAIL_HOST = env.str_("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.int_("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env.str_("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.str_("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.bool_("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env.str_("DEFAULT_FROM_EMAIL", "Energybox <noreply@localhost>")
 
 # --- OAuth 2.0 / OpenID Connect provider (/o/) -----------------------------------------
 # Swapped before the first oauth2_provider migration: every application belongs to a tenant.
