@@ -38,6 +38,7 @@ MAX_CHANNELS = 100
 MAX_RAW_SPAN = timedelta(days=31)
 GAUGE_DEFAULT: tuple[Aggregate, ...] = ("avg", "min", "max")
 COUNTER_DEFAULT: tuple[Aggregate, ...] = ("delta",)
+_LEVEL_AGGREGATES = frozenset({"min", "max", "first", "last"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class Series:
     timestamps_ms: npt.NDArray[np.int64]
     values: dict[str, npt.NDArray[np.float64]]
     ends_ms: npt.NDArray[np.int64] | None = None
-    # Counter rollups: resets and gaps per interval, so a chart can mark them.
+    # Rollups: "flags" per interval (a bit mask of readings.rollups.Flag); counters also "resets" and "gaps".
     extras: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
 
@@ -147,7 +148,7 @@ def readings_series(
         for channel_id, channel in channels.items()
     }
     counters = {channel_id for channel_id, channel in channels.items() if is_counter(channel.quantity)}
-    fields = {"end_ms"}
+    fields = {"end_ms", "count", "flags"}
     for names in wanted.values():
         for name in names:
             fields.update(("sum", "count") if name == "avg" else (name,))
@@ -170,16 +171,22 @@ def readings_series(
             overlapping = block.columns["end_ms"] > start_ms
             columns = {name: column[overlapping] for name, column in block.columns.items()}
         values: dict[str, npt.NDArray[np.float64]] = {}
+        # An interval with count 0 holds only estimated energy or only implausible readings: no level.
+        no_reading = columns["count"] == 0 if columns else np.empty(0, dtype=bool)
         for name in wanted[channel_id]:
             if not columns:
                 values[name] = empty_f
             elif name == "avg":
-                values[name] = columns["sum"] / columns["count"]
+                values[name] = np.divide(
+                    columns["sum"], columns["count"], out=np.full(len(no_reading), np.nan), where=~no_reading
+                )
             else:
                 values[name] = columns[name].astype(np.float64)
-        extras: dict[str, npt.NDArray[np.int64]] = {}
+                if name in _LEVEL_AGGREGATES:
+                    values[name][no_reading] = np.nan
+        extras: dict[str, npt.NDArray[np.int64]] = {"flags": columns["flags"].astype(np.int64) if columns else empty_i}
         if channel_id in counters:
-            extras = {name: columns[name].astype(np.int64) if columns else empty_i for name in ("resets", "gaps")}
+            extras |= {name: columns[name].astype(np.int64) if columns else empty_i for name in ("resets", "gaps")}
         result[channel_id] = Series(
             channel_id=channel_id,
             resolution=resolution,

@@ -5,17 +5,28 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from django.db import transaction
 
 from devices.models import Channel
 from readings import metadata
 from readings.batch import ReadingsBatch
 from readings.errors import IngestUnavailable, ReadingsError
-from readings.rollups import RESOLUTIONS, Columns, aggregate, combine, containing_interval
+from readings.models import ConfirmedSpan, CounterReset
+from readings.rollups import (
+    GAP_MS,
+    NO_LIMITS,
+    RESOLUTIONS,
+    Columns,
+    Plausibility,
+    aggregate,
+    combine,
+    containing_interval,
+)
 from readings.store import get_store
 from readings.store.base import DAY_MS, EMPTY, INTERVAL_MS, Chunk, DirtyMark, Points, RollupRows
 from readings.store.sql import merge_points
@@ -127,6 +138,8 @@ def _fine_rollups(
     run_end: int,
     previous: Points | None,
     following: Points | None,
+    plausibility: Plausibility = NO_LIMITS,
+    reported_resets_ms: npt.NDArray[np.int64] | None = None,
 ) -> Columns:
     """15-minute rollup columns of one channel over a run of dirty intervals.
 
@@ -140,7 +153,42 @@ def _fine_rollups(
         end = first - first % INTERVAL_MS + INTERVAL_MS
         points = merge_points([(points.timestamps_ms, points.values), (following.timestamps_ms, following.values)])
     edges = np.arange(run_start, end + 1, INTERVAL_MS, dtype=np.int64)
-    return aggregate(points, edges, counter=meta.is_counter, previous=previous)
+    return aggregate(
+        points,
+        edges,
+        counter=meta.is_counter,
+        previous=previous,
+        plausibility=plausibility,
+        reported_resets_ms=reported_resets_ms,
+    )
+
+
+def _plausibility(meta: metadata.ChannelMeta, spans: dict[int, list[tuple[int, int]]]) -> Plausibility:
+    if meta.is_counter or (meta.plausible_min is None and meta.plausible_max is None):
+        return NO_LIMITS
+    return Plausibility(meta.plausible_min, meta.plausible_max, tuple(spans.get(meta.channel_id, ())))
+
+
+def _confirmed_spans(metas: Iterable[metadata.ChannelMeta]) -> dict[int, list[tuple[int, int]]]:
+    limited = [
+        m.channel_id for m in metas if not m.is_counter and (m.plausible_min is not None or m.plausible_max is not None)
+    ]
+    spans: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    if limited:
+        rows = ConfirmedSpan.objects.filter(channel_id__in=limited).values_list("channel_id", "start_ms", "end_ms")
+        for channel_id, start, end in rows:
+            spans[channel_id].append((start, end))
+    return spans
+
+
+def _reported_resets(device_ids: Iterable[int], start_ms: int, end_ms: int) -> dict[int, npt.NDArray[np.int64]]:
+    found: dict[int, list[int]] = defaultdict(list)
+    rows = CounterReset.objects.filter(
+        device_id__in=list(device_ids), at_ms__gte=start_ms - DAY_MS, at_ms__lt=end_ms + DAY_MS
+    ).values_list("device_id", "at_ms")
+    for device_id, at_ms in rows:
+        found[device_id].append(at_ms)
+    return {device_id: np.array(sorted(times), dtype=np.int64) for device_id, times in found.items()}
 
 
 def _first(points: Points | None) -> int | None:
@@ -202,6 +250,9 @@ def rollups_refresh(*, limit: int = 5000) -> int:
             for channel_id in channel_ids:
                 channel_runs[channel_id].append(key)
 
+        spans = _confirmed_spans(metas[c] for c in channel_runs)
+        counter_devices = {metas[c].device_id for c in channel_runs if metas[c].is_counter}
+        resets = _reported_resets(counter_devices, keys[0][1], keys[-1][2]) if counter_devices and keys else {}
         blocks: list[RollupRows] = []
         touched: dict[int, set[int]] = defaultdict(set)
         for channel_id, channel_keys in channel_runs.items():
@@ -225,13 +276,32 @@ def rollups_refresh(*, limit: int = 5000) -> int:
                         following = store.read(
                             tenant_id=tenant_id, channel_ids=[channel_id], start_ms=start, end_ms=start + INTERVAL_MS
                         ).get(channel_id)
+                channel_points = points[key].get(channel_id, EMPTY)
+                if meta.is_counter and previous is not None and len(previous):
+                    # Energy across a gap is shared with the interval of the reading before it.
+                    previous_ts = int(previous.timestamps_ms[-1])
+                    next_ts = _first(channel_points) if len(channel_points) else _first(following)
+                    if next_ts is not None and previous_ts < run_start and next_ts - previous_ts > GAP_MS:
+                        run_start = previous_ts - previous_ts % INTERVAL_MS
+                        extra = store.read(
+                            tenant_id=tenant_id, channel_ids=[channel_id], start_ms=run_start, end_ms=key[1]
+                        ).get(channel_id, EMPTY)
+                        channel_points = merge_points(
+                            [(extra.timestamps_ms, extra.values), (channel_points.timestamps_ms, channel_points.values)]
+                        )
+                        # From the raw data: the rollups before may be stale within this very refresh.
+                        previous = store.neighbour(
+                            tenant_id=tenant_id, channel_id=channel_id, at_ms=run_start, before=True
+                        )
                 columns = _fine_rollups(
                     meta=meta,
-                    points=points[key].get(channel_id, EMPTY),
+                    points=channel_points,
                     run_start=run_start,
                     run_end=run_end,
                     previous=previous,
                     following=following,
+                    plausibility=_plausibility(meta, spans),
+                    reported_resets_ms=resets.get(meta.device_id),
                 )
                 if len(columns["start_ms"]):
                     blocks.append(RollupRows(tenant_id, channel_id, 1, columns))
