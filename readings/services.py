@@ -239,10 +239,16 @@ def rollups_refresh(*, limit: int = 5000) -> int:
             tenant_id, run_start, run_end = key
             channel_ids = [m.channel_id for m in runs[key]]
             counters = [m.channel_id for m in runs[key] if m.is_counter]
-            points[key] = store.read(tenant_id=tenant_id, channel_ids=channel_ids, start_ms=run_start, end_ms=run_end)
+            gauges = [m.channel_id for m in runs[key] if not m.is_counter]
+            points[key] = store.read(tenant_id=tenant_id, channel_ids=gauges, start_ms=run_start, end_ms=run_end)
             if counters:
+                # Counters recompute the interval before the run too: a gap's estimated share in it
+                # (from before late data filled the gap) must go.
+                points[key] |= store.read(
+                    tenant_id=tenant_id, channel_ids=counters, start_ms=run_start - INTERVAL_MS, end_ms=run_end
+                )
                 before[key] = store.rollup_neighbours(
-                    tenant_id=tenant_id, channel_ids=counters, at_ms=run_start, before=True
+                    tenant_id=tenant_id, channel_ids=counters, at_ms=run_start - INTERVAL_MS, before=True
                 )
                 after[key] = store.rollup_neighbours(
                     tenant_id=tenant_id, channel_ids=counters, at_ms=run_end, before=False
@@ -261,6 +267,7 @@ def rollups_refresh(*, limit: int = 5000) -> int:
                 tenant_id, run_start, run_end = key
                 previous = following = None
                 if meta.is_counter:
+                    run_start -= INTERVAL_MS
                     earlier = [points[k].get(channel_id) for k in channel_keys[:index]]
                     later = [points[k].get(channel_id) for k in channel_keys[index + 1 :]]
                     in_batch_previous = next((p for p in reversed(earlier) if p is not None and len(p)), None)
@@ -284,7 +291,10 @@ def rollups_refresh(*, limit: int = 5000) -> int:
                     if next_ts is not None and previous_ts < run_start and next_ts - previous_ts > GAP_MS:
                         run_start = previous_ts - previous_ts % INTERVAL_MS
                         extra = store.read(
-                            tenant_id=tenant_id, channel_ids=[channel_id], start_ms=run_start, end_ms=key[1]
+                            tenant_id=tenant_id,
+                            channel_ids=[channel_id],
+                            start_ms=run_start,
+                            end_ms=key[1] - INTERVAL_MS,
                         ).get(channel_id, EMPTY)
                         channel_points = merge_points(
                             [(extra.timestamps_ms, extra.values), (channel_points.timestamps_ms, channel_points.values)]
