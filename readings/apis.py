@@ -34,6 +34,7 @@ from devices.selectors import channel_list
 from integrations.api.fields import OffsetDateTimeField, isoformat
 from integrations.api.views import MAX_ID, TenantApiView, filter_json_tag
 from integrations.scopes import READINGS_READ
+from readings.rollups import FLAG_NAMES, flag_names
 from readings.selectors import (
     AGGREGATES,
     COUNTER_DEFAULT,
@@ -240,8 +241,16 @@ def _points(series: Series, tz: ZoneInfo) -> list[dict[str, Any]]:
         return [{"t": t, "value": value} for t, value in zip(starts, columns["value"], strict=True)]
     ends = iso_strings(series.ends_ms, tz)
     names = list(columns)
-    rows = zip(starts, ends, *(columns[name] for name in names), strict=True)
-    return [{"start": row[0], "end": row[1], **dict(zip(names, row[2:], strict=True))} for row in rows]
+    flags = _flag_lists(series)
+    rows = zip(starts, ends, flags, *(columns[name] for name in names), strict=True)
+    return [{"start": row[0], "end": row[1], **dict(zip(names, row[3:], strict=True)), "flags": row[2]} for row in rows]
+
+
+def _flag_lists(series: Series) -> list[list[str]]:
+    masks = series.extras.get("flags")
+    if masks is None:
+        return [[] for _ in series.timestamps_ms]
+    return [flag_names(mask) for mask in masks.tolist()]
 
 
 def _point_fields() -> dict[str, serializers.Field]:  # type: ignore[type-arg]
@@ -251,6 +260,16 @@ def _point_fields() -> dict[str, serializers.Field]:  # type: ignore[type-arg]
         "start": serializers.DateTimeField(required=False, help_text="Rollups: the interval [start, end)."),
         "end": serializers.DateTimeField(required=False),
         **{name: serializers.FloatField(required=False, allow_null=True) for name in AGGREGATES},
+        "flags": serializers.ListField(
+            child=serializers.ChoiceField(choices=[name for name, _ in FLAG_NAMES]),
+            required=False,
+            help_text=(
+                "Rollups: what the interval's figures rest on besides plain readings. reset: a counter reset; "
+                "gap: data resumed after a silence; estimated: part of the energy is a gap's share, spread over "
+                "the missing time; implausible: readings outside the channel's plausible range were left out; "
+                "glitch: a counter stepped back and was ignored."
+            ),
+        ),
     }
 
 
@@ -488,7 +507,7 @@ class ExportApi(ReadingsApi):
                 for channel in channels:
                     names += [n for n in (COUNTER_DEFAULT if channel.is_counter else GAUGE_DEFAULT) if n not in names]
         aggregates = query.get("aggregate") or None
-        columns = ["timestamp", "value"] if resolution == "raw" else ["start", "end", *names]
+        columns = ["timestamp", "value"] if resolution == "raw" else ["start", "end", *names, "flags"]
         yield writer.writerow(["channel", "quantity", "unit", *columns])
         if not ids:
             return
@@ -512,6 +531,7 @@ class ExportApi(ReadingsApi):
                 start_texts = iso_strings(series.timestamps_ms, tz)
                 end_texts = iso_strings(series.ends_ms, tz) if series.ends_ms is not None else []
                 values = [series.values[name].tolist() if name in series.values else None for name in names]
+                flags = _flag_lists(series)
                 for i, ts in enumerate(starts):
                     # Rollup intervals overlapping two windows are returned by both; write them once.
                     if ends is not None and ts < seen_until_ms.get(channel_id, -(2**62)):
@@ -519,6 +539,8 @@ class ExportApi(ReadingsApi):
                     cells = [start_texts[i]] if ends is None else [start_texts[i], end_texts[i]]
                     row = [channel_id, channel.quantity, channel.unit, *cells]
                     row += ["" if column is None or math.isnan(column[i]) else repr(column[i]) for column in values]
+                    if ends is not None:
+                        row.append(" ".join(flags[i]))
                     yield writer.writerow(row)
                 if ends:
                     seen_until_ms[channel_id] = max(seen_until_ms.get(channel_id, 0), ends[-1])
