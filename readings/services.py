@@ -7,25 +7,32 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from accounts.access import Access
+from accounts.errors import TenantAccessDenied
 from devices.models import Channel
 from readings import metadata
 from readings.batch import ReadingsBatch
-from readings.errors import IngestUnavailable, ReadingsError
-from readings.models import ConfirmedSpan, CounterReset
+from readings.errors import IngestUnavailable, ReadingsError, ReadingsQueryError
+from readings.models import ConfirmedSpan, CounterReset, DirtyInterval
 from readings.rollups import (
     GAP_MS,
     NO_LIMITS,
+    RESET_MATCH_MS,
     RESOLUTIONS,
     Columns,
     Plausibility,
     aggregate,
     combine,
     containing_interval,
+    interval_edges,
 )
 from readings.store import get_store
 from readings.store.base import DAY_MS, EMPTY, INTERVAL_MS, Chunk, DirtyMark, Points, RollupRows
@@ -365,8 +372,175 @@ def readings_apply_retention(*, now_ms: int | None = None) -> int:
     return deleted
 
 
+# --- Data quality: reported resets, confirmed readings, plausible ranges ------------------------
+
+
+def _mark_dirty(*, tenant_id: int, device_id: int, start_ms: int, end_ms: int) -> int:
+    """Mark the device's 15-minute intervals overlapping [start_ms, end_ms) for recomputation."""
+    first = start_ms - start_ms % INTERVAL_MS
+    marks = [
+        DirtyInterval(tenant_id=tenant_id, device_id=device_id, start_ms=at) for at in range(first, end_ms, INTERVAL_MS)
+    ]
+    DirtyInterval.objects.bulk_create(marks, ignore_conflicts=True, batch_size=1000)
+    return len(marks)
+
+
+def readings_counter_reset_record(*, tenant_id: int, device_id: int, at_ms: int) -> None:
+    """A device reported that its energy counters restarted (protocol EVENT COUNTER_RESET) at `at_ms`.
+
+    The drop of each of its counters within RESET_MATCH_MS of that moment is then a reset whatever
+    its size; the intervals around it are recomputed.
+    """
+    with transaction.atomic():
+        CounterReset.objects.get_or_create(tenant_id=tenant_id, device_id=device_id, at_ms=at_ms)
+        _mark_dirty(
+            tenant_id=tenant_id, device_id=device_id, start_ms=at_ms - RESET_MATCH_MS, end_ms=at_ms + RESET_MATCH_MS
+        )
+
+
+MAX_CONFIRM_SPAN_MS = 31 * DAY_MS
+
+
+def _managed_channel(*, access: Access, channel_id: int) -> Channel:
+    channel = Channel.objects.filter(tenant_id=access.tenant_id, pk=channel_id).select_related("device").first()
+    if channel is None or not access.sees_facility(channel.device.facility_id):
+        raise ReadingsQueryError(f"unknown channel(s): {channel_id}")
+    if not access.manages_facility(channel.device.facility_id):
+        raise TenantAccessDenied("You may not change this channel's readings.")
+    return channel
+
+
+def readings_confirm(
+    *, access: Access, channel_id: int, start: datetime, end: datetime, confirmed_by: str = "", note: str = ""
+) -> ConfirmedSpan:
+    """Confirm a channel's readings in [start, end) although they lie outside its plausible range.
+
+    From then on they count in the rollups, peaks and bills: the intervals are recomputed. At most
+    31 days per confirmation; another tenant's channel fails like a missing one.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ReadingsQueryError("start and end must be time-zone aware")
+    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    if end_ms <= start_ms:
+        raise ReadingsQueryError("end must be after start")
+    if end_ms - start_ms > MAX_CONFIRM_SPAN_MS:
+        raise ReadingsQueryError("confirm at most 31 days at a time")
+    channel = _managed_channel(access=access, channel_id=channel_id)
+    with transaction.atomic():
+        span = ConfirmedSpan.objects.create(
+            tenant_id=channel.tenant_id,
+            channel_id=channel.pk,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            confirmed_by=confirmed_by[:150],
+            note=note[:500],
+        )
+        _mark_dirty(tenant_id=channel.tenant_id, device_id=channel.device_id, start_ms=start_ms, end_ms=end_ms)
+    return span
+
+
+def channel_plausible_range_set(
+    *,
+    access: Access,
+    channel_id: int,
+    low: float | None,
+    high: float | None,
+    recompute_start: datetime | None = None,
+    recompute_end: datetime | None = None,
+) -> Channel:
+    """Set a channel's plausible range; readings outside it are flagged and kept out of peaks and bills.
+
+    Intervals computed from now on use it; `recompute_start`/`recompute_end` (at most 31 days)
+    also recompute a past period.
+    """
+    channel = _managed_channel(access=access, channel_id=channel_id)
+    channel.plausible_min, channel.plausible_max = low, high
+    try:
+        channel.full_clean()
+    except ValidationError as exc:
+        raise ReadingsQueryError(" ".join(exc.messages)) from exc
+    window: tuple[int, int] | None = None
+    if recompute_start is not None and recompute_end is not None:
+        if recompute_start.tzinfo is None or recompute_end.tzinfo is None:
+            raise ReadingsQueryError("start and end must be time-zone aware")
+        window = (int(recompute_start.timestamp() * 1000), int(recompute_end.timestamp() * 1000))
+        if not 0 < window[1] - window[0] <= MAX_CONFIRM_SPAN_MS:
+            raise ReadingsQueryError("recompute a period of at most 31 days, with its end after its start")
+    with transaction.atomic():
+        channel.save(update_fields=["plausible_min", "plausible_max"])
+        if window is not None:
+            _mark_dirty(tenant_id=channel.tenant_id, device_id=channel.device_id, start_ms=window[0], end_ms=window[1])
+    metadata.clear_caches()
+    return channel
+
+
+# --- Re-computation after a time-zone change ---------------------------------------------------
+
+# Other processes cache a channel's zone for up to metadata.CACHE_SECONDS: a refresh there may
+# still write a coarse interval in the old zone, so the re-zoning runs once more after that.
+REZONE_AGAIN_AFTER_S = metadata.CACHE_SECONDS + 15
+
+
+def rollups_rezone(*, facility_id: int | None = None, device_id: int | None = None, again: bool = True) -> int:
+    """Recompute the hour, day and month rollups of a facility's (or a device's) channels in its zone.
+
+    Call it after a facility's time zone changed or a device moved to another facility. The 15-minute
+    rollups lie on the UTC 15-minute grid whatever the zone, so they stay; the coarser levels are
+    deleted and combined again from them, so no raw data is needed. Returns the channels done.
+    """
+    channels = Channel.objects.all()
+    if facility_id is not None:
+        channels = channels.filter(device__facility_id=facility_id)
+    elif device_id is not None:
+        channels = channels.filter(device_id=device_id)
+    else:
+        raise ValueError("name a facility or a device")
+    rows = list(channels.values_list("id", "tenant_id", "device__facility__timezone"))
+    metadata.clear_caches()
+    store = get_store()
+    with transaction.atomic():
+        for channel_id, tenant_id, zone in rows:
+            store.delete_rollups(tenant_id=tenant_id, channel_ids=[channel_id], resolutions=[2, 3, 4])
+            fine = store.read_rollups(
+                tenant_id=tenant_id, channel_ids=[channel_id], resolution=1, start_ms=0, end_ms=2**62
+            ).get(channel_id)
+            if fine is not None and len(fine):
+                store.write_rollups(
+                    rows=coarse_rollups(
+                        tenant_id=tenant_id, channel_id=channel_id, fine=fine.columns, tz=ZoneInfo(zone)
+                    )
+                )
+        if again and rows:
+            from readings.tasks import rollups_rezone_task
+
+            transaction.on_commit(
+                lambda: rollups_rezone_task.apply_async(
+                    kwargs={"facility_id": facility_id, "device_id": device_id}, countdown=REZONE_AGAIN_AFTER_S
+                )
+            )
+    return len(rows)
+
+
+def coarse_rollups(*, tenant_id: int, channel_id: int, fine: Columns, tz: ZoneInfo) -> list[RollupRows]:
+    """The hour, day and month rollups of one channel from its ascending 15-minute rollup columns."""
+    blocks: list[RollupRows] = []
+    finer = fine
+    for level in (2, 3, 4):
+        if len(finer["start_ms"]) == 0:
+            break
+        edges = interval_edges(RESOLUTIONS[level - 1], tz, int(finer["start_ms"][0]), int(finer["end_ms"][-1]))
+        finer = combine(finer, edges)
+        blocks.append(RollupRows(tenant_id, channel_id, level, finer))
+    return blocks
+
+
 __all__ = [
     "IngestResult",
+    "channel_plausible_range_set",
+    "coarse_rollups",
+    "readings_confirm",
+    "readings_counter_reset_record",
+    "rollups_rezone",
     "ReadingsError",
     "readings_apply_retention",
     "readings_compact",
