@@ -33,7 +33,8 @@ from devices.quantities import Quantity
 from devices.selectors import channel_list
 from integrations.api.fields import OffsetDateTimeField, isoformat
 from integrations.api.views import MAX_ID, TenantApiView, filter_json_tag
-from integrations.scopes import READINGS_READ
+from integrations.scopes import FLEET_WRITE, READINGS_READ
+from readings.models import ConfirmedSpan
 from readings.rollups import FLAG_NAMES, flag_names
 from readings.selectors import (
     AGGREGATES,
@@ -46,6 +47,7 @@ from readings.selectors import (
     readings_latest,
     readings_series,
 )
+from readings.services import channel_plausible_range_set, readings_confirm
 from readings.timestamps import iso_strings
 
 # How long one interval of each rollup resolution lasts, at most (for the size check of a query).
@@ -545,3 +547,103 @@ class ExportApi(ReadingsApi):
                 if ends:
                     seen_until_ms[channel_id] = max(seen_until_ms.get(channel_id, 0), ends[-1])
             start = window_end
+
+
+# --- Data quality: confirming readings outside the plausible range, and the range itself ---------
+
+
+class ConfirmationInput(serializers.Serializer):  # type: ignore[type-arg]
+    channel = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    start = OffsetDateTimeField(help_text="Inclusive, ISO 8601 with an offset.")
+    end = OffsetDateTimeField(help_text="Exclusive, ISO 8601 with an offset; at most 31 days after start.")
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class ConfirmationOutput(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    channel = serializers.IntegerField(source="channel_id")
+    start = serializers.SerializerMethodField()
+    end = serializers.SerializerMethodField()
+    note = serializers.CharField()
+    confirmed_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+    def get_start(self, span: ConfirmedSpan) -> str:
+        return isoformat(dt.datetime.fromtimestamp(span.start_ms / 1000, tz=dt.UTC))
+
+    def get_end(self, span: ConfirmedSpan) -> str:
+        return isoformat(dt.datetime.fromtimestamp(span.end_ms / 1000, tz=dt.UTC))
+
+
+class ConfirmationApi(ReadingsApi):
+    """Confirm a channel's readings in [start, end) that lie outside its plausible range.
+
+    Such readings are stored but flagged `implausible` and kept out of the rollups' means, peaks and
+    bills; once confirmed they count, and the intervals are recomputed within seconds.
+    """
+
+    write_scope = FLEET_WRITE
+
+    @extend_schema(
+        request=ConfirmationInput,
+        responses={201: ConfirmationOutput, 400: OpenApiResponse(), 403: OpenApiResponse(), 404: OpenApiResponse()},
+    )
+    def post(self, request: Request) -> Response:
+        data = self.parse(ConfirmationInput, request.data)
+        user = getattr(request, "user", None)
+        span = readings_confirm(
+            access=self.access,
+            channel_id=data["channel"],
+            start=data["start"],
+            end=data["end"],
+            confirmed_by=getattr(user, "username", "") or "",
+            note=data["note"],
+        )
+        return Response(ConfirmationOutput(span).data, status=201)
+
+
+class PlausibleRangeInput(serializers.Serializer):  # type: ignore[type-arg]
+    min = serializers.FloatField(allow_null=True, help_text="Lowest plausible value in the channel's unit, or null.")
+    max = serializers.FloatField(allow_null=True, help_text="Highest plausible value in the channel's unit, or null.")
+    recompute_start = OffsetDateTimeField(required=False, help_text="Also recompute the past from here ...")
+    recompute_end = OffsetDateTimeField(required=False, help_text="... to here (at most 31 days).")
+
+
+class PlausibleRangeOutput(serializers.Serializer):  # type: ignore[type-arg]
+    channel = serializers.IntegerField(source="pk")
+    unit = serializers.CharField()
+    min = serializers.FloatField(source="plausible_min", allow_null=True)
+    max = serializers.FloatField(source="plausible_max", allow_null=True)
+
+
+class PlausibleRangeApi(ReadingsApi):
+    """A channel's plausible range (copied from its device type's rated range): readings outside it
+    are flagged `implausible` and kept out of peaks and bills until confirmed."""
+
+    write_scope = FLEET_WRITE
+
+    def _channel(self, pk: int) -> Channel:
+        if not 0 < int(pk) <= MAX_ID:
+            raise NotFound()
+        return channel_list(access=self.access).get(pk=pk)
+
+    @extend_schema(responses={200: PlausibleRangeOutput, 404: OpenApiResponse()})
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(PlausibleRangeOutput(self._channel(pk)).data)
+
+    @extend_schema(
+        request=PlausibleRangeInput,
+        responses={200: PlausibleRangeOutput, 400: OpenApiResponse(), 403: OpenApiResponse(), 404: OpenApiResponse()},
+    )
+    def put(self, request: Request, pk: int) -> Response:
+        channel = self._channel(pk)
+        data = self.parse(PlausibleRangeInput, request.data)
+        channel = channel_plausible_range_set(
+            access=self.access,
+            channel_id=channel.pk,
+            low=data["min"],
+            high=data["max"],
+            recompute_start=data.get("recompute_start"),
+            recompute_end=data.get("recompute_end"),
+        )
+        return Response(PlausibleRangeOutput(channel).data)

@@ -404,7 +404,7 @@ MAX_CONFIRM_SPAN_MS = 31 * DAY_MS
 def _managed_channel(*, access: Access, channel_id: int) -> Channel:
     channel = Channel.objects.filter(tenant_id=access.tenant_id, pk=channel_id).select_related("device").first()
     if channel is None or not access.sees_facility(channel.device.facility_id):
-        raise ReadingsQueryError(f"unknown channel(s): {channel_id}")
+        raise Channel.DoesNotExist(f"No channel {channel_id}.")
     if not access.manages_facility(channel.device.facility_id):
         raise TenantAccessDenied("You may not change this channel's readings.")
     return channel
@@ -427,13 +427,13 @@ def readings_confirm(
         raise ReadingsQueryError("confirm at most 31 days at a time")
     channel = _managed_channel(access=access, channel_id=channel_id)
     with transaction.atomic():
-        span = ConfirmedSpan.objects.create(
+        # A replayed confirmation finds the first one and stores nothing more.
+        span, _ = ConfirmedSpan.objects.get_or_create(
             tenant_id=channel.tenant_id,
             channel_id=channel.pk,
             start_ms=start_ms,
             end_ms=end_ms,
-            confirmed_by=confirmed_by[:150],
-            note=note[:500],
+            defaults={"confirmed_by": confirmed_by[:150], "note": note[:500]},
         )
         _mark_dirty(tenant_id=channel.tenant_id, device_id=channel.device_id, start_ms=start_ms, end_ms=end_ms)
     return span
