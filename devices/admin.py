@@ -11,6 +11,7 @@ from django.utils import timezone
 from devices.keys import fingerprint, key_pair_generate, private_key_pem
 from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
 from devices.services import IssuedKey, device_key_revoke, device_key_rotate
+from readings.admin import RezoneOnSaveMixin
 
 
 class TenantColumnMixin:
@@ -35,7 +36,7 @@ class LoadInline(admin.TabularInline):
 
 
 @admin.register(Facility)
-class FacilityAdmin(TenantColumnMixin, admin.ModelAdmin):
+class FacilityAdmin(TenantColumnMixin, RezoneOnSaveMixin, admin.ModelAdmin):
     list_display = ["name", "tenant_name", "kind", "timezone", "floor_area_m2", "created_at"]
     list_filter = ["kind", "tenant", "timezone"]
     search_fields = ["name", "address", "tenant__name"]
@@ -101,7 +102,7 @@ class ChannelInline(admin.TabularInline):
 
 
 @admin.register(Device)
-class DeviceAdmin(TenantColumnMixin, admin.ModelAdmin):
+class DeviceAdmin(TenantColumnMixin, RezoneOnSaveMixin, admin.ModelAdmin):
     list_display = [
         "serial",
         "name",
