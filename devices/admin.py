@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from devices.keys import fingerprint
 from devices.models import Channel, Device, DeviceGroup, DeviceType, Facility, Load
 from devices.services import IssuedKey, device_key_revoke, device_key_rotate, device_provision
+from readings.admin import RezoneOnSaveMixin
 
 
 def _object_id(request: HttpRequest) -> str | None:
@@ -40,7 +41,7 @@ class LoadInline(admin.TabularInline):
 
 
 @admin.register(Facility)
-class FacilityAdmin(TenantColumnMixin, admin.ModelAdmin):
+class FacilityAdmin(TenantColumnMixin, RezoneOnSaveMixin, admin.ModelAdmin):
     list_display = ["name", "tenant_name", "kind", "timezone", "floor_area_m2", "created_at"]
     list_filter = ["kind", "tenant", "timezone"]
     search_fields = ["name", "address", "tenant__name"]
@@ -121,7 +122,7 @@ class DeviceAdminForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(Device)
-class DeviceAdmin(TenantColumnMixin, admin.ModelAdmin):
+class DeviceAdmin(TenantColumnMixin, RezoneOnSaveMixin, admin.ModelAdmin):
     form = DeviceAdminForm
     list_display = [
         "serial",

@@ -23,6 +23,7 @@ from integrations.api.fields import OffsetDateTimeField
 from integrations.api.throttling import FailureBudget
 from integrations.api.views import MAX_ID, IdFilter, TenantApiView, filter_json_tag
 from integrations.scopes import FLEET_READ, FLEET_WRITE
+from readings.services import rollups_rezone
 
 # --- Output -------------------------------------------------------------------------------------
 
@@ -360,6 +361,7 @@ class DeviceDetailApi(FleetApi, generics.RetrieveAPIView):  # type: ignore[type-
             target = data["facility"]
             self.require(self.access.manages_facility(target.pk), "You may not move devices to that facility.")
             services.device_move(device=device, facility=target)
+            rollups_rezone(device_id=device.pk)
         if "groups" in data:
             services.device_set_groups(device=device, groups=data["groups"])
         return Response(DeviceOutput(self.get_object()).data)

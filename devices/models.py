@@ -192,6 +192,10 @@ class Channel(TenantOwned):
     phase = models.CharField(max_length=8, choices=Phase.choices, blank=True, default=Phase.NONE)
     load = models.ForeignKey(Load, on_delete=models.SET_NULL, null=True, blank=True, related_name="channels")
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    # Readings outside [plausible_min, plausible_max] are stored but flagged, and kept out of peaks
+    # and bills until a user confirms them. Copied from the device type's rated range; editable.
+    plausible_min = models.FloatField(null=True, blank=True, help_text="Lowest plausible value, in the unit.")
+    plausible_max = models.FloatField(null=True, blank=True, help_text="Highest plausible value, in the unit.")
 
     class Meta:
         ordering = ["device__serial", "index"]
@@ -208,6 +212,12 @@ class Channel(TenantOwned):
         errors: dict[str, str] = dict(validate_quantity_unit(self.quantity, self.unit))
         if self.scale == 0:
             errors["scale"] = "The scale must not be zero."
+        if (
+            self.plausible_min is not None
+            and self.plausible_max is not None
+            and self.plausible_min > self.plausible_max
+        ):
+            errors["plausible_max"] = "The highest plausible value must not be below the lowest."
         if self.device_id and self.tenant_id and self.device.tenant_id != self.tenant_id:
             errors["device"] = "The device belongs to another tenant."
         if self.load is not None and self.device_id and self.load.facility_id != self.device.facility_id:

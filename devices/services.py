@@ -147,6 +147,8 @@ def channels_from_template(*, device: Device, specs: list[dict[str, Any]]) -> li
             unit=spec["unit"],
             scale=float(spec.get("scale", 1.0)),
             phase=spec.get("phase", ""),
+            plausible_min=None if spec.get("min") is None else float(spec["min"]),
+            plausible_max=None if spec.get("max") is None else float(spec["max"]),
         )
         for index, spec in enumerate(specs)
     ]

@@ -60,7 +60,10 @@ def validate_quantity_unit(quantity: str, unit: str) -> dict[str, str]:
 
 
 def validate_channel_template(value: Any) -> None:
-    """A device type's channel list: [{name, quantity, unit, phase?, scale?}, ...]."""
+    """A device type's channel list: [{name, quantity, unit, phase?, scale?, min?, max?}, ...].
+
+    `min` and `max` are the rated range in the channel's unit; channels copy it as their plausible range.
+    """
     if not isinstance(value, list) or not value:
         raise ValidationError("A device type needs a non-empty list of channels.", code="invalid_channels")
     if len(value) > 64:
@@ -75,6 +78,12 @@ def validate_channel_template(value: Any) -> None:
             raise ValidationError(f"Channel {index}: unknown phase {spec.get('phase')!r}.", code="invalid_phase")
         if not str(spec.get("name", "")).strip():
             raise ValidationError(f"Channel {index} needs a name.", code="invalid_channel")
+        bounds = [spec.get(key) for key in ("min", "max")]
+        for bound in bounds:
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float)):
+                raise ValidationError(f"Channel {index}: min and max must be numbers.", code="invalid_range")
+        if None not in bounds and bounds[0] > bounds[1]:  # type: ignore[operator]
+            raise ValidationError(f"Channel {index}: min must not exceed max.", code="invalid_range")
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

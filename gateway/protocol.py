@@ -508,6 +508,13 @@ class Severity(enum.IntEnum):
 
 _EVENT = bitstruct.compile("u48u4u12")
 
+# EVENT codes 0x000-0x0FF mean the same on every device (the platform acts on them); the others
+# are device-specific and only logged.
+PLATFORM_EVENT_CODES = range(0x000, 0x100)
+# The device's energy counters restarted from zero (a reboot, an overflow, a replaced meter).
+# `time_ms` is the time of the first reading after the restart.
+COUNTER_RESET = 0x010
+
 
 @dataclass(frozen=True, slots=True)
 class Event:

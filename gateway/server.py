@@ -42,6 +42,7 @@ _presence_record = sync_to_async(services.device_presence_record)
 _offers_for = sync_to_async(services.firmware_offers_for)
 _image_bytes = sync_to_async(services.firmware_image_bytes)
 _status_record = sync_to_async(services.firmware_status_record)
+_counter_reset_record = sync_to_async(services.counter_reset_record)
 
 
 def now_ms() -> int:
@@ -283,6 +284,13 @@ class Connection:
                 event.code,
                 event.message,
             )
+            if event.code == p.COUNTER_RESET and self.identity is not None:
+                try:
+                    await _counter_reset_record(
+                        tenant_id=self.identity.tenant_id, device_id=self.identity.device_id, at_ms=event.time_ms
+                    )
+                except Exception:  # noqa: BLE001 - the size rule still tells most resets; the device goes on
+                    logger.exception("gateway: could not record the counter reset of %s", self._who())
             self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
         elif kind == p.FrameType.ACK:
             p.Ack.decode(frame.payload)  # the device confirms a CONFIG

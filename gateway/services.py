@@ -18,6 +18,7 @@ from devices.models import Channel, Device
 from firmware import selectors as firmware_selectors
 from firmware import services as firmware_services
 from firmware.models import FirmwareImage, FirmwareTransfer
+from readings import services as readings_services
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,12 @@ def firmware_status_record(
         )
         is not None
     )
+
+
+def counter_reset_record(*, tenant_id: int, device_id: int, at_ms: int) -> None:
+    """The device reported an energy counter reset (EVENT COUNTER_RESET)."""
+    close_old_connections()
+    readings_services.readings_counter_reset_record(tenant_id=tenant_id, device_id=device_id, at_ms=at_ms)
 
 
 FIRMWARE_STATE_OF = {

@@ -96,6 +96,7 @@ class Meter:
         self.energy_wh = float(rng.uniform(1e4, 5e6))
         self.reset_chance = reset_chance
         self.counter_resets = 0
+        self.last_reset_ms = 0  # time of the first reading after the latest counter reset
         self.shares = np.array([0.36, 0.31, 0.33]) + 0.01 * rng.standard_normal(3)
 
     def sample(self, t_ms: npt.NDArray[np.int64], interval_ms: int) -> npt.NDArray[np.int64]:
@@ -109,6 +110,7 @@ class Meter:
             cut = int(self.rng.integers(0, n))
             energy[cut:] -= energy[cut]
             self.counter_resets += 1
+            self.last_reset_ms = int(t_ms[cut])
         self.energy_wh = float(energy[-1])
         temperature, humidity = self.model.temperature(t_ms), self.model.humidity(t_ms)
         values = np.empty((len(self.spec.channels), n))
@@ -144,7 +146,7 @@ class Meter:
 
 HOUR_MS_F = 3_600_000.0
 PING_EVERY_MS = 30_000
-COUNTER_RESET = 0x010  # EVENT code a meter sends when its energy counter restarts from zero
+COUNTER_RESET = p.COUNTER_RESET  # EVENT code a meter sends when its energy counter restarts from zero
 
 
 # --- One device ---------------------------------------------------------------------------------
@@ -365,7 +367,7 @@ class SimulatedDevice:
             resets = self.meter.counter_resets
             sent = self._generate()
             if self.meter.counter_resets != resets:
-                event = p.Event(time.time_ns() // 1_000_000, p.Severity.WARNING, COUNTER_RESET, "energy counter reset")
+                event = p.Event(self.meter.last_reset_ms, p.Severity.WARNING, COUNTER_RESET, "energy counter reset")
                 self._send(writer, p.FrameType.EVENT, event.encode())
             self._batch_counter += 1
             self.unacked[self._batch_counter] = sent

@@ -33,6 +33,7 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from portal import selectors
 from portal.access import SCOPE_CREDENTIAL_KEY, NotSignedIn, scope_access
+from portal.history import Peak
 from portal.liveprotocol import CloseCode, LiveError, parse_client_message
 from portal.livestate import Coalescer, DemandTracker, FacilityPower, PendingReadings
 from readings.live import DEVICE_STATUS, LIVE_READINGS, batch_readings, facility_group
@@ -61,14 +62,17 @@ class FacilityLive:
     def __init__(self, *, layout: selectors.LiveLayout, history: selectors.LiveHistory | None) -> None:
         self.layout = layout
         self.power = FacilityPower(channels=(c.info for c in layout.channels), mains_load_ids=layout.mains_load_ids)
-        self.demand = DemandTracker(tz=layout.tz)
+        # The store's figure counts up to `energy_until_ms`; the live integration counts from there,
+        # including the replayed history, so the running quarter is counted once.
+        self.demand = DemandTracker(tz=layout.tz, count_from_ms=history.energy_until_ms if history else None)
         self.online = {d.id for d in layout.devices if d.online}
         self._energy_stored = history.energy_today_kwh if history else None
         self.month_peak = history.month_peak if history else None
         if history:
             self._replay(history.series)
-        self._energy_base = self.demand.energy_total_kwh
+        self._energy_base = 0.0 if history and history.energy_until_ms is not None else self.demand.energy_total_kwh
         self._day = self._local_day(now_ms())
+        self._take_completed()
 
     def _replay(self, series: dict[int, tuple[list[int], list[float]]]) -> None:
         counted = self.power.channel_ids
@@ -88,11 +92,32 @@ class FacilityLive:
     def apply(self, *, device_id: int, ts: list[int], values: dict[str, list[float | None]]) -> bool:
         """Take one readings message; True when the facility's kW changed."""
         self.online.add(device_id)  # a device whose readings arrive is connected to a gateway
-        if not self.power.update(values):
+        counted = {key: series for key, series in values.items() if int(key) in self.power.channel_ids}
+        if not counted:
             return False
-        if ts:
-            self.demand.add(ts_ms=ts[-1], total_kw=self.power.snapshot().total_kw)
-        return True
+        changed = False
+        # Every sample counts: a batch of 15 samples is 15 steps of the integration, not one.
+        for index, ts_ms in enumerate(ts):
+            sample = {key: [series[index]] for key, series in counted.items() if index < len(series)}
+            if self.power.update(sample):
+                changed = True
+                self.demand.add(ts_ms=ts_ms, total_kw=self.power.snapshot().total_kw)
+        self._take_completed()
+        return changed
+
+    def _take_completed(self) -> None:
+        """A completed interval above the month's peak is the new peak (same month, facility's time zone)."""
+        for start, kw in self.demand.completed:
+            peak = self.month_peak
+            month = self._local_month(start)
+            peak_month = self._local_month(peak.interval_start_ms) if peak is not None else None
+            if peak is None or peak_month is None or month > peak_month or (month == peak_month and kw > peak.kw):
+                self.month_peak = Peak(kw=kw, interval_start_ms=start)
+        self.demand.completed.clear()
+
+    def _local_month(self, at_ms: int) -> tuple[int, int]:
+        local = datetime.fromtimestamp(at_ms / 1000, tz=self.layout.tz)
+        return (local.year, local.month)
 
     def energy_today_kwh(self, at_ms: int) -> float | None:
         day = self._local_day(at_ms)
@@ -106,6 +131,10 @@ class FacilityLive:
 
     def figures(self, at_ms: int) -> dict[str, Any]:
         demand = self.demand.demand(now_ms=at_ms)
+        if self.month_peak is not None and self._local_month(self.month_peak.interval_start_ms) != self._local_month(
+            at_ms
+        ):
+            self.month_peak = None  # a new month in the facility's time zone starts without a peak
         peak = self.month_peak
         return {
             "power": self.power.snapshot().as_json(),

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+# The counting rule is the store's too (readings.totals); re-exported for the portal's modules.
+from readings.totals import UNIT_TO_KILO, ChannelInfo, counted_channels
+
 INTERVAL_MS = 900_000  # the 15-minute demand interval billing is based on
-# Power to kW, energy to kWh.
-UNIT_TO_KILO = {"W": 0.001, "kW": 1.0, "Wh": 0.001, "kWh": 1.0}
 
 
 # --- Coalescing --------------------------------------------------------------------------
@@ -119,16 +120,6 @@ class Coalescer:
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelInfo:
-    id: int
-    device_id: int
-    load_id: int | None
-    quantity: str
-    unit: str
-    phase: str
-
-
-@dataclass(frozen=True, slots=True)
 class PowerSnapshot:
     total_kw: float | None
     loads_kw: dict[int | None, float]  # None: channels not allocated to a load
@@ -138,30 +129,6 @@ class PowerSnapshot:
             "total_kw": _round(self.total_kw),
             "loads": {("none" if k is None else str(k)): _round(v) for k, v in self.loads_kw.items()},
         }
-
-
-def counted_channels(
-    channels: Iterable[ChannelInfo], *, quantity: str, mains_load_ids: Iterable[int] = ()
-) -> tuple[dict[int, ChannelInfo], frozenset[int]]:
-    """The channels of `quantity` that add up to each load, and the loads that make the facility total.
-
-    Per device and load, a channel measuring all phases (`phase="total"`) stands for the device;
-    only without one are the per-phase channels added up, so a three-phase meter is not counted
-    twice. The facility total is its mains load when it has one (the main meter measures the
-    sub-meters too), otherwise the sum of every load. Returns (counted channels by id, total loads;
-    an empty set of total loads meaning "all of them").
-    """
-    by_device_load: dict[tuple[int, int | None], list[ChannelInfo]] = {}
-    for channel in channels:
-        if channel.quantity == quantity and channel.unit in UNIT_TO_KILO:
-            by_device_load.setdefault((channel.device_id, channel.load_id), []).append(channel)
-    counted: dict[int, ChannelInfo] = {}
-    for group in by_device_load.values():
-        totals = [c for c in group if c.phase == "total"]
-        for channel in totals or group:
-            counted[channel.id] = channel
-    mains = frozenset(mains_load_ids) & {c.load_id for c in counted.values()}
-    return counted, mains  # type: ignore[return-value]
 
 
 class FacilityPower:
@@ -237,14 +204,18 @@ class DemandTracker:
     # A silence longer than this is a gap (devices offline), not a constant load.
     MAX_STEP_MS = 60_000
 
-    def __init__(self, *, tz: ZoneInfo) -> None:
+    def __init__(self, *, tz: ZoneInfo, count_from_ms: int | None = None) -> None:
         self.tz = tz
         self._interval_start: int | None = None
         self._energy_kwh = 0.0
         self._last_ts: int | None = None
         self._last_kw: float | None = None
         self._observed_from = 0
-        self.energy_total_kwh = 0.0  # integrated since the tracker started, across intervals
+        # Integrated across intervals, from `count_from_ms` on (the moment the store's figure stops).
+        self.count_from_ms = count_from_ms
+        self.energy_total_kwh = 0.0
+        # Intervals that ended while observed: (start, average kW), for the live month peak.
+        self.completed: list[tuple[int, float]] = []
 
     def add(self, *, ts_ms: int, total_kw: float | None) -> None:
         if self._last_ts is not None and ts_ms <= self._last_ts:
@@ -254,6 +225,7 @@ class DemandTracker:
             return
         start = interval_start_ms(ts_ms, self.tz)
         if start != self._interval_start:
+            self._complete(next_start=start)
             self._interval_start = start
             self._energy_kwh = 0.0
             # Without history the interval is known from the first sample on, not from its start.
@@ -261,9 +233,23 @@ class DemandTracker:
         last_ts, last_kw = self._last_ts, self._last_kw
         if last_ts is not None and last_kw is not None and ts_ms - last_ts <= self.MAX_STEP_MS:
             self._energy_kwh += last_kw * (ts_ms - max(last_ts, start)) / 3_600_000
-            self.energy_total_kwh += last_kw * (ts_ms - last_ts) / 3_600_000
+            counted_from = last_ts if self.count_from_ms is None else max(last_ts, self.count_from_ms)
+            self.energy_total_kwh += last_kw * max(0, ts_ms - counted_from) / 3_600_000
         self._last_ts = ts_ms
         self._last_kw = total_kw
+
+    def _complete(self, *, next_start: int) -> None:
+        """Record the interval that just ended, when it was watched from its start to its end."""
+        start = self._interval_start
+        if start is None or self._last_ts is None or self._last_kw is None:
+            return
+        end = start + INTERVAL_MS
+        if next_start < end or self._observed_from != start:
+            return
+        # The last level holds to the end of the interval, unless the silence was a gap.
+        tail = end - self._last_ts if end - self._last_ts <= self.MAX_STEP_MS else 0
+        energy_kwh = self._energy_kwh + self._last_kw * tail / 3_600_000
+        self.completed.append((start, energy_kwh * 3_600_000 / INTERVAL_MS))
 
     def demand(self, *, now_ms: int) -> Demand | None:
         if self._last_ts is None:

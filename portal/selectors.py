@@ -192,6 +192,7 @@ class LiveHistory:
     energy_today_kwh: float | None
     month_peak: history.Peak | None
     until_ms: int
+    energy_until_ms: int | None = None  # where `energy_today_kwh` stops and the live integration takes over
 
 
 def live_history(*, access: Access, layout: LiveLayout, now_ms: int, with_totals: bool = True) -> LiveHistory:
@@ -202,11 +203,14 @@ def live_history(*, access: Access, layout: LiveLayout, now_ms: int, with_totals
         start_ms=now_ms - WINDOW_MS,
         end_ms=now_ms,
     )
-    energy = peak = None
+    energy = peak = until = None
     if with_totals:
-        totals = facility_totals(access=access, facility_ids=[layout.facility_id], now_ms=now_ms)
-        energy, peak = totals.get(layout.facility_id, (None, None))
-    return LiveHistory(series=series, energy_today_kwh=energy, month_peak=peak, until_ms=now_ms)
+        facility = facility_list(access=access).filter(id=layout.facility_id).first()
+        if facility is not None:
+            today = history.energy_today(access=access, facility=facility, now_ms=now_ms, running_quarter=False)
+            energy, until = today.kwh, today.until_ms
+            peak = history.month_peak(access=access, facility=facility, now_ms=now_ms)
+    return LiveHistory(series=series, energy_today_kwh=energy, month_peak=peak, until_ms=now_ms, energy_until_ms=until)
 
 
 def facility_totals(

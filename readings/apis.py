@@ -33,7 +33,9 @@ from devices.quantities import Quantity
 from devices.selectors import channel_list
 from integrations.api.fields import OffsetDateTimeField, isoformat
 from integrations.api.views import MAX_ID, TenantApiView, filter_json_tag
-from integrations.scopes import READINGS_READ
+from integrations.scopes import FLEET_WRITE, READINGS_READ
+from readings.models import ConfirmedSpan
+from readings.rollups import FLAG_NAMES, flag_names
 from readings.selectors import (
     AGGREGATES,
     COUNTER_DEFAULT,
@@ -45,6 +47,7 @@ from readings.selectors import (
     readings_latest,
     readings_series,
 )
+from readings.services import channel_plausible_range_set, readings_confirm
 from readings.timestamps import iso_strings
 
 # How long one interval of each rollup resolution lasts, at most (for the size check of a query).
@@ -240,8 +243,16 @@ def _points(series: Series, tz: ZoneInfo) -> list[dict[str, Any]]:
         return [{"t": t, "value": value} for t, value in zip(starts, columns["value"], strict=True)]
     ends = iso_strings(series.ends_ms, tz)
     names = list(columns)
-    rows = zip(starts, ends, *(columns[name] for name in names), strict=True)
-    return [{"start": row[0], "end": row[1], **dict(zip(names, row[2:], strict=True))} for row in rows]
+    flags = _flag_lists(series)
+    rows = zip(starts, ends, flags, *(columns[name] for name in names), strict=True)
+    return [{"start": row[0], "end": row[1], **dict(zip(names, row[3:], strict=True)), "flags": row[2]} for row in rows]
+
+
+def _flag_lists(series: Series) -> list[list[str]]:
+    masks = series.extras.get("flags")
+    if masks is None:
+        return [[] for _ in series.timestamps_ms]
+    return [flag_names(mask) for mask in masks.tolist()]
 
 
 def _point_fields() -> dict[str, serializers.Field]:  # type: ignore[type-arg]
@@ -251,6 +262,16 @@ def _point_fields() -> dict[str, serializers.Field]:  # type: ignore[type-arg]
         "start": serializers.DateTimeField(required=False, help_text="Rollups: the interval [start, end)."),
         "end": serializers.DateTimeField(required=False),
         **{name: serializers.FloatField(required=False, allow_null=True) for name in AGGREGATES},
+        "flags": serializers.ListField(
+            child=serializers.ChoiceField(choices=[name for name, _ in FLAG_NAMES]),
+            required=False,
+            help_text=(
+                "Rollups: what the interval's figures rest on besides plain readings. reset: a counter reset; "
+                "gap: data resumed after a silence; estimated: part of the energy is a gap's share, spread over "
+                "the missing time; implausible: readings outside the channel's plausible range were left out; "
+                "glitch: a counter stepped back and was ignored."
+            ),
+        ),
     }
 
 
@@ -488,7 +509,7 @@ class ExportApi(ReadingsApi):
                 for channel in channels:
                     names += [n for n in (COUNTER_DEFAULT if channel.is_counter else GAUGE_DEFAULT) if n not in names]
         aggregates = query.get("aggregate") or None
-        columns = ["timestamp", "value"] if resolution == "raw" else ["start", "end", *names]
+        columns = ["timestamp", "value"] if resolution == "raw" else ["start", "end", *names, "flags"]
         yield writer.writerow(["channel", "quantity", "unit", *columns])
         if not ids:
             return
@@ -512,6 +533,7 @@ class ExportApi(ReadingsApi):
                 start_texts = iso_strings(series.timestamps_ms, tz)
                 end_texts = iso_strings(series.ends_ms, tz) if series.ends_ms is not None else []
                 values = [series.values[name].tolist() if name in series.values else None for name in names]
+                flags = _flag_lists(series)
                 for i, ts in enumerate(starts):
                     # Rollup intervals overlapping two windows are returned by both; write them once.
                     if ends is not None and ts < seen_until_ms.get(channel_id, -(2**62)):
@@ -519,7 +541,109 @@ class ExportApi(ReadingsApi):
                     cells = [start_texts[i]] if ends is None else [start_texts[i], end_texts[i]]
                     row = [channel_id, channel.quantity, channel.unit, *cells]
                     row += ["" if column is None or math.isnan(column[i]) else repr(column[i]) for column in values]
+                    if ends is not None:
+                        row.append(" ".join(flags[i]))
                     yield writer.writerow(row)
                 if ends:
                     seen_until_ms[channel_id] = max(seen_until_ms.get(channel_id, 0), ends[-1])
             start = window_end
+
+
+# --- Data quality: confirming readings outside the plausible range, and the range itself ---------
+
+
+class ConfirmationInput(serializers.Serializer):  # type: ignore[type-arg]
+    channel = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    start = OffsetDateTimeField(help_text="Inclusive, ISO 8601 with an offset.")
+    end = OffsetDateTimeField(help_text="Exclusive, ISO 8601 with an offset; at most 31 days after start.")
+    note = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class ConfirmationOutput(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    channel = serializers.IntegerField(source="channel_id")
+    start = serializers.SerializerMethodField()
+    end = serializers.SerializerMethodField()
+    note = serializers.CharField()
+    confirmed_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+    def get_start(self, span: ConfirmedSpan) -> str:
+        return isoformat(dt.datetime.fromtimestamp(span.start_ms / 1000, tz=dt.UTC))
+
+    def get_end(self, span: ConfirmedSpan) -> str:
+        return isoformat(dt.datetime.fromtimestamp(span.end_ms / 1000, tz=dt.UTC))
+
+
+class ConfirmationApi(ReadingsApi):
+    """Confirm a channel's readings in [start, end) that lie outside its plausible range.
+
+    Such readings are stored but flagged `implausible` and kept out of the rollups' means, peaks and
+    bills; once confirmed they count, and the intervals are recomputed within seconds.
+    """
+
+    write_scope = FLEET_WRITE
+
+    @extend_schema(
+        request=ConfirmationInput,
+        responses={201: ConfirmationOutput, 400: OpenApiResponse(), 403: OpenApiResponse(), 404: OpenApiResponse()},
+    )
+    def post(self, request: Request) -> Response:
+        data = self.parse(ConfirmationInput, request.data)
+        user = getattr(request, "user", None)
+        span = readings_confirm(
+            access=self.access,
+            channel_id=data["channel"],
+            start=data["start"],
+            end=data["end"],
+            confirmed_by=getattr(user, "username", "") or "",
+            note=data["note"],
+        )
+        return Response(ConfirmationOutput(span).data, status=201)
+
+
+class PlausibleRangeInput(serializers.Serializer):  # type: ignore[type-arg]
+    min = serializers.FloatField(allow_null=True, help_text="Lowest plausible value in the channel's unit, or null.")
+    max = serializers.FloatField(allow_null=True, help_text="Highest plausible value in the channel's unit, or null.")
+    recompute_start = OffsetDateTimeField(required=False, help_text="Also recompute the past from here ...")
+    recompute_end = OffsetDateTimeField(required=False, help_text="... to here (at most 31 days).")
+
+
+class PlausibleRangeOutput(serializers.Serializer):  # type: ignore[type-arg]
+    channel = serializers.IntegerField(source="pk")
+    unit = serializers.CharField()
+    min = serializers.FloatField(source="plausible_min", allow_null=True)
+    max = serializers.FloatField(source="plausible_max", allow_null=True)
+
+
+class PlausibleRangeApi(ReadingsApi):
+    """A channel's plausible range (copied from its device type's rated range): readings outside it
+    are flagged `implausible` and kept out of peaks and bills until confirmed."""
+
+    write_scope = FLEET_WRITE
+
+    def _channel(self, pk: int) -> Channel:
+        if not 0 < int(pk) <= MAX_ID:
+            raise NotFound()
+        return channel_list(access=self.access).get(pk=pk)
+
+    @extend_schema(responses={200: PlausibleRangeOutput, 404: OpenApiResponse()})
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(PlausibleRangeOutput(self._channel(pk)).data)
+
+    @extend_schema(
+        request=PlausibleRangeInput,
+        responses={200: PlausibleRangeOutput, 400: OpenApiResponse(), 403: OpenApiResponse(), 404: OpenApiResponse()},
+    )
+    def put(self, request: Request, pk: int) -> Response:
+        channel = self._channel(pk)
+        data = self.parse(PlausibleRangeInput, request.data)
+        channel = channel_plausible_range_set(
+            access=self.access,
+            channel_id=channel.pk,
+            low=data["min"],
+            high=data["max"],
+            recompute_start=data.get("recompute_start"),
+            recompute_end=data.get("recompute_end"),
+        )
+        return Response(PlausibleRangeOutput(channel).data)

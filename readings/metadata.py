@@ -27,6 +27,8 @@ class ChannelMeta:
     facility_id: int
     is_counter: bool
     tz: ZoneInfo
+    plausible_min: float | None = None
+    plausible_max: float | None = None
 
 
 _channels: dict[int, tuple[float, ChannelMeta]] = {}
@@ -44,10 +46,19 @@ def channel_meta(channel_ids: Iterable[int]) -> dict[int, ChannelMeta]:
     missing = wanted - found.keys()
     if missing:
         rows = Channel.objects.filter(id__in=missing).values_list(
-            "id", "tenant_id", "device_id", "device__facility_id", "quantity", "device__facility__timezone"
+            "id",
+            "tenant_id",
+            "device_id",
+            "device__facility_id",
+            "quantity",
+            "device__facility__timezone",
+            "plausible_min",
+            "plausible_max",
         )
-        for channel_id, tenant_id, device_id, facility_id, quantity, tz in rows:
-            meta = ChannelMeta(channel_id, tenant_id, device_id, facility_id, is_counter(quantity), ZoneInfo(tz))
+        for channel_id, tenant_id, device_id, facility_id, quantity, tz, low, high in rows:
+            meta = ChannelMeta(
+                channel_id, tenant_id, device_id, facility_id, is_counter(quantity), ZoneInfo(tz), low, high
+            )
             _channels[channel_id] = (now, meta)
             found[channel_id] = meta
     return found

@@ -74,6 +74,8 @@ class Rollup(models.Model):
     delta = models.FloatField(default=0.0)
     resets = models.IntegerField(default=0)
     gaps = models.IntegerField(default=0)
+    # A bit mask of readings.rollups.Flag: reset, gap, estimated, implausible, glitch.
+    flags = models.IntegerField(default=0)
 
     class Meta:
         db_table = "readings_rollup"
@@ -104,3 +106,39 @@ class DirtyInterval(models.Model):
 
     def __str__(self) -> str:
         return f"device {self.device_id}: interval from {self.start_ms}"
+
+
+class CounterReset(models.Model):
+    """A device reported that its energy counters restarted (protocol EVENT code COUNTER_RESET)."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant_id = models.BigIntegerField()
+    device_id = models.BigIntegerField()
+    at_ms = models.BigIntegerField(help_text="When the device says its counters restarted, epoch ms.")
+
+    class Meta:
+        db_table = "readings_counter_reset"
+        constraints = [models.UniqueConstraint(fields=["device_id", "at_ms"], name="counter_reset_unique")]
+
+    def __str__(self) -> str:
+        return f"device {self.device_id}: counters reset at {self.at_ms}"
+
+
+class ConfirmedSpan(models.Model):
+    """A user confirmed a channel's readings in [start_ms, end_ms) although they lie outside its plausible range."""
+
+    id = models.BigAutoField(primary_key=True)
+    tenant_id = models.BigIntegerField()
+    channel_id = models.BigIntegerField()
+    start_ms = models.BigIntegerField()
+    end_ms = models.BigIntegerField()
+    confirmed_by = models.CharField(max_length=150, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "readings_confirmed_span"
+        indexes = [models.Index(fields=["channel_id", "start_ms"], name="confirmed_channel_start")]
+
+    def __str__(self) -> str:
+        return f"channel {self.channel_id}: confirmed from {self.start_ms} to {self.end_ms}"

@@ -15,6 +15,8 @@ The rules (docs/architecture.md, "Rollups"):
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -25,6 +27,10 @@ import numpy.typing as npt
 from readings.store.base import INTERVAL_MS, ROLLUP_FIELDS, Points
 
 GAP_MS = 15 * 60_000
+# A counter reading below this share of the previous value is a reset even without a report.
+RESET_FRACTION = 0.1
+# A reported reset (protocol EVENT COUNTER_RESET) matches a drop within this much of its time.
+RESET_MATCH_MS = 15 * 60_000
 RESOLUTIONS = ("15m", "1h", "1d", "1mo")
 HOUR_MS = 3_600_000
 
@@ -91,7 +97,47 @@ def containing_interval(resolution: str, tz: ZoneInfo, at_ms: int) -> tuple[int,
     return int(edges[0]), int(edges[1])
 
 
-INT_FIELDS = frozenset({"start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps"})
+INT_FIELDS = frozenset({"start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps", "flags"})
+
+
+class Flag(enum.IntFlag):
+    """What a rollup interval's figures rest on, besides plain readings (`flags`, a bit mask)."""
+
+    RESET = 1  # a counter reset: the energy since the reset is counted
+    GAP = 2  # data resumed after more than GAP_MS of silence in this interval
+    ESTIMATED = 4  # part of the energy is a share of a gap's energy, spread over the missing time
+    IMPLAUSIBLE = 8  # readings outside the channel's plausible range were left out
+    GLITCH = 16  # a counter stepped back without a reset: zero energy, the sample ignored
+
+
+FLAG_NAMES: tuple[tuple[str, int], ...] = tuple((flag.name.lower(), int(flag)) for flag in Flag)  # type: ignore[union-attr]
+
+
+def flag_names(mask: int) -> list[str]:
+    return [name for name, bit in FLAG_NAMES if mask & bit]
+
+
+@dataclass(frozen=True, slots=True)
+class Plausibility:
+    """A gauge channel's plausible range; readings outside it count only inside a confirmed span."""
+
+    low: float | None = None
+    high: float | None = None
+    confirmed: tuple[tuple[int, int], ...] = ()  # [start_ms, end_ms) spans a user confirmed
+
+    def implausible(self, ts: Int64Array, values: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+        out = np.zeros(len(values), dtype=bool)
+        if self.low is not None:
+            out |= values < self.low
+        if self.high is not None:
+            out |= values > self.high
+        if out.any():
+            for start, end in self.confirmed:
+                out &= ~((ts >= start) & (ts < end))
+        return out
+
+
+NO_LIMITS = Plausibility()
 
 
 def _empty_columns() -> Columns:
@@ -101,58 +147,191 @@ def _empty_columns() -> Columns:
     return columns
 
 
-def aggregate(points: Points, edges: Int64Array, *, counter: bool, previous: Points | None = None) -> Columns:
+@dataclass(frozen=True, slots=True)
+class CounterSteps:
+    deltas: npt.NDArray[np.float64]  # energy each reading adds (a reset: its value; a glitch: 0)
+    resets: npt.NDArray[np.bool_]
+    glitches: npt.NDArray[np.bool_]
+    previous_ts: Int64Array  # time of the reading before each one (itself for the very first)
+
+
+def counter_steps(
+    points: Points, *, previous: Points | None, reported_resets_ms: Int64Array | None = None
+) -> CounterSteps:
+    """Per reading of an energy counter: the energy it adds, and whether it is a reset or a glitch.
+
+    The rule (docs/architecture.md, "Counter resets and glitches"): a reading below the one before
+    it is a reset when the device reported one within RESET_MATCH_MS of that step, or when it is
+    below RESET_FRACTION of the reading before; a reset adds the energy since the reset (its value).
+    Any other step back is a glitch: it adds nothing. Each reading depends only on the one before,
+    so late data changes no more than the interval of the next reading.
+    """
+    ts, values = points.timestamps_ms, points.values
+    n = len(ts)
+    if n == 0:
+        empty = np.zeros(0, dtype=bool)
+        return CounterSteps(np.zeros(0), empty, empty, np.empty(0, dtype=np.int64))
+    if previous is not None and len(previous):
+        previous_ts = np.concatenate((previous.timestamps_ms[-1:], ts[:-1]))
+        before = np.concatenate((previous.values[-1:], values[:-1]))
+    else:
+        previous_ts = np.concatenate((ts[:1], ts[:-1]))
+        before = np.concatenate((values[:1], values[:-1]))
+    drops = values < before
+    resets = drops & (values < RESET_FRACTION * before)
+    if reported_resets_ms is not None and len(reported_resets_ms) and drops.any():
+        lo = np.searchsorted(reported_resets_ms, previous_ts - RESET_MATCH_MS, side="right")
+        hi = np.searchsorted(reported_resets_ms, ts + RESET_MATCH_MS, side="right")
+        resets |= drops & (hi > lo)
+    glitches = drops & ~resets
+    deltas = np.where(resets, values, np.where(glitches, 0.0, values - before))
+    return CounterSteps(deltas, resets, glitches, previous_ts)
+
+
+def aggregate(
+    points: Points,
+    edges: Int64Array,
+    *,
+    counter: bool,
+    previous: Points | None = None,
+    plausibility: Plausibility = NO_LIMITS,
+    reported_resets_ms: Int64Array | None = None,
+) -> Columns:
     """Rollup columns of the non-empty intervals between `edges`, from ascending unique readings.
 
     `previous` is the channel's last reading before `points` (counters need it for the first delta).
+    A counter's energy across a gap (readings more than GAP_MS apart) is spread over the gap's
+    time, interval by interval, and those intervals are flagged ESTIMATED; an interval that gets
+    only such a share has count 0. The share of intervals outside `edges` is left to them.
     """
     ts, values = points.timestamps_ms, points.values
-    if len(ts) == 0:
+    k = len(edges) - 1
+    if k <= 0 or (len(ts) == 0):
         return _empty_columns()
+    count = np.zeros(k, dtype=np.int64)
+    total = np.zeros(k, dtype=np.float64)
+    low = np.zeros(k, dtype=np.float64)
+    high = np.zeros(k, dtype=np.float64)
+    first = np.zeros(k, dtype=np.float64)
+    last = np.zeros(k, dtype=np.float64)
+    first_ms = edges[:-1].copy()
+    last_ms = edges[1:] - 1
+    delta = np.zeros(k, dtype=np.float64)
+    resets_n = np.zeros(k, dtype=np.int64)
+    gaps_n = np.zeros(k, dtype=np.int64)
+    flags = np.zeros(k, dtype=np.int64)
+    present = np.zeros(k, dtype=bool)
+
     inside = (ts >= edges[0]) & (ts < edges[-1])
+    index_all = np.searchsorted(edges, ts, side="right") - 1
+    keep = inside.copy()
+    if not counter:
+        odd = plausibility.implausible(ts, values) & inside
+        if odd.any():
+            np.bitwise_or.at(flags, index_all[odd], int(Flag.IMPLAUSIBLE))
+            present[index_all[odd]] = True
+            keep &= ~odd
+    kts, kvalues, kindex = ts[keep], values[keep], index_all[keep]
+    if len(kts):
+        starts = np.flatnonzero(np.diff(kindex, prepend=-1))
+        ends = np.concatenate((starts[1:], [len(kts)])) - 1
+        bucket = kindex[starts]
+        present[bucket] = True
+        count[bucket] = np.diff(np.concatenate((starts, [len(kts)])))
+        total[bucket] = np.add.reduceat(kvalues, starts)
+        low[bucket] = np.minimum.reduceat(kvalues, starts)
+        high[bucket] = np.maximum.reduceat(kvalues, starts)
+        first_ms[bucket] = kts[starts]
+        first[bucket] = kvalues[starts]
+        last_ms[bucket] = kts[ends]
+        last[bucket] = kvalues[ends]
     if counter:
-        prev_ts = np.concatenate((previous.timestamps_ms[-1:] if previous else np.empty(0, np.int64), ts))
-        prev_values = np.concatenate((previous.values[-1:] if previous else np.empty(0, np.float64), values))
-        deltas = np.diff(prev_values)
-        steps = np.diff(prev_ts)
-        if not previous or len(previous) == 0:
-            deltas = np.concatenate(([0.0], deltas))
-            steps = np.concatenate(([0], steps))
-        resets = deltas < 0
-        deltas = np.where(resets, values, deltas)
-        gaps = steps > GAP_MS
-    ts, values = ts[inside], values[inside]
-    if len(ts) == 0:
-        return _empty_columns()
-    index = np.searchsorted(edges, ts, side="right") - 1
-    starts = np.flatnonzero(np.diff(index, prepend=-1))
-    ends = np.concatenate((starts[1:], [len(ts)])) - 1
-    bucket = index[starts]
-    columns: Columns = {
-        "start_ms": edges[bucket],
-        "end_ms": edges[bucket + 1],
-        "count": np.diff(np.concatenate((starts, [len(ts)]))).astype(np.int64),
-        "sum": np.add.reduceat(values, starts),
-        "min": np.minimum.reduceat(values, starts),
-        "max": np.maximum.reduceat(values, starts),
-        "first_ms": ts[starts],
-        "first": values[starts],
-        "last_ms": ts[ends],
-        "last": values[ends],
+        steps = counter_steps(points, previous=previous, reported_resets_ms=reported_resets_ms)
+        gap = (ts - steps.previous_ts) > GAP_MS
+        plain = inside & ~gap
+        np.add.at(delta, index_all[plain], steps.deltas[plain])
+        np.add.at(resets_n, index_all[inside], steps.resets[inside].astype(np.int64))
+        np.add.at(gaps_n, index_all[inside], gap[inside].astype(np.int64))
+        np.bitwise_or.at(flags, index_all[inside & steps.resets], int(Flag.RESET))
+        np.bitwise_or.at(flags, index_all[inside & gap], int(Flag.GAP))
+        np.bitwise_or.at(flags, index_all[inside & steps.glitches], int(Flag.GLITCH))
+        for i in np.flatnonzero(gap).tolist():
+            _spread(
+                delta=delta,
+                flags=flags,
+                present=present,
+                first=first,
+                last=last,
+                count=count,
+                edges=edges,
+                a=int(steps.previous_ts[i]),
+                b=int(ts[i]),
+                energy=float(steps.deltas[i]),
+                value_b=float(values[i]),
+            )
+    rows = np.flatnonzero(present)
+    return {
+        "start_ms": edges[rows],
+        "end_ms": edges[rows + 1],
+        "count": count[rows],
+        "sum": total[rows],
+        "min": low[rows],
+        "max": high[rows],
+        "first_ms": first_ms[rows],
+        "first": first[rows],
+        "last_ms": last_ms[rows],
+        "last": last[rows],
+        "delta": delta[rows],
+        "resets": resets_n[rows],
+        "gaps": gaps_n[rows],
+        "flags": flags[rows],
     }
-    if counter:
-        columns["delta"] = np.add.reduceat(deltas[inside], starts)
-        columns["resets"] = np.add.reduceat(resets[inside].astype(np.int64), starts)
-        columns["gaps"] = np.add.reduceat(gaps[inside].astype(np.int64), starts)
-    else:
-        columns["delta"] = np.zeros(len(starts))
-        columns["resets"] = np.zeros(len(starts), dtype=np.int64)
-        columns["gaps"] = np.zeros(len(starts), dtype=np.int64)
-    return columns
+
+
+def _spread(
+    *,
+    delta: npt.NDArray[np.float64],
+    flags: npt.NDArray[np.int64],
+    present: npt.NDArray[np.bool_],
+    first: npt.NDArray[np.float64],
+    last: npt.NDArray[np.float64],
+    count: npt.NDArray[np.int64],
+    edges: Int64Array,
+    a: int,
+    b: int,
+    energy: float,
+    value_b: float,
+) -> None:
+    """Share a gap's energy, measured from `a` to `b`, among the intervals by their overlap with [a, b)."""
+    lo = max(int(np.searchsorted(edges, a, side="right")) - 1, 0)
+    hi = min(int(np.searchsorted(edges, b, side="right")) - 1, len(edges) - 2)
+    if hi < lo:
+        return
+    cells = np.arange(lo, hi + 1)
+    overlap = np.minimum(edges[cells + 1], b) - np.maximum(edges[cells], a)
+    overlap = np.clip(overlap, 0, None)
+    cells, overlap = cells[overlap > 0], overlap[overlap > 0]
+    if len(cells) == 0:
+        return
+    delta[cells] += energy * overlap / (b - a)
+    flags[cells] |= int(Flag.ESTIMATED)
+    present[cells] = True
+    # Intervals with no reading of their own show the counter as estimated along the gap.
+    empty = cells[count[cells] == 0]
+    if len(empty):
+        at_start = np.maximum(edges[empty], a)
+        at_end = np.minimum(edges[empty + 1], b)
+        base = value_b - energy
+        first[empty] = base + energy * (at_start - a) / (b - a)
+        last[empty] = base + energy * (at_end - a) / (b - a)
 
 
 def combine(finer: Columns, edges: Int64Array) -> Columns:
-    """Coarser rollup columns from ascending finer intervals that each lie inside one coarse interval."""
+    """Coarser rollup columns from ascending finer intervals that each lie inside one coarse interval.
+
+    Intervals with count 0 (estimated or all readings implausible) add their energy and flags but
+    take no part in min, max, first and last, unless a coarse interval has nothing else.
+    """
     starts_ms = finer["start_ms"]
     inside = (starts_ms >= edges[0]) & (starts_ms < edges[-1])
     rows = {name: column[inside] for name, column in finer.items()}
@@ -160,20 +339,28 @@ def combine(finer: Columns, edges: Int64Array) -> Columns:
         return _empty_columns()
     index = np.searchsorted(edges, rows["start_ms"], side="right") - 1
     starts = np.flatnonzero(np.diff(index, prepend=-1))
-    ends = np.concatenate((starts[1:], [len(index)])) - 1
     bucket = index[starts]
-    return {
+    result: Columns = {
         "start_ms": edges[bucket],
         "end_ms": edges[bucket + 1],
         "count": np.add.reduceat(rows["count"], starts),
         "sum": np.add.reduceat(rows["sum"], starts),
-        "min": np.minimum.reduceat(rows["min"], starts),
-        "max": np.maximum.reduceat(rows["max"], starts),
-        "first_ms": rows["first_ms"][starts],
-        "first": rows["first"][starts],
-        "last_ms": rows["last_ms"][ends],
-        "last": rows["last"][ends],
         "delta": np.add.reduceat(rows["delta"], starts),
         "resets": np.add.reduceat(rows["resets"], starts),
         "gaps": np.add.reduceat(rows["gaps"], starts),
+        "flags": np.bitwise_or.reduceat(rows["flags"], starts),
     }
+    counted = rows["count"] > 0
+    # Groups with no counted row take their values from all rows; the others from counted rows only.
+    has_counted = np.add.reduceat(counted.astype(np.int64), starts) > 0
+    use = counted | ~has_counted[np.searchsorted(bucket, index)]
+    sub_index = index[use]
+    sub_starts = np.flatnonzero(np.diff(sub_index, prepend=-1))
+    sub_ends = np.concatenate((sub_starts[1:], [len(sub_index)])) - 1
+    for name, reduce in (("min", np.minimum.reduceat), ("max", np.maximum.reduceat)):
+        result[name] = reduce(rows[name][use], sub_starts)
+    for name in ("first_ms", "first"):
+        result[name] = rows[name][use][sub_starts]
+    for name in ("last_ms", "last"):
+        result[name] = rows[name][use][sub_ends]
+    return result

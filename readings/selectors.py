@@ -19,11 +19,12 @@ import numpy as np
 import numpy.typing as npt
 
 from accounts.access import Access
-from devices.models import Channel
-from devices.quantities import is_counter
+from devices.models import Channel, Facility
+from devices.quantities import Quantity, is_counter
 from readings.errors import ReadingsQueryError
 from readings.models import Resolution as ResolutionLevel
 from readings.store import get_store
+from readings.totals import UNIT_TO_KILO, ChannelInfo, counted_channels
 
 Resolution = Literal["raw", "15m", "1h", "1d", "1mo"]
 Aggregate = Literal["avg", "min", "max", "sum", "count", "delta", "first", "last"]
@@ -38,6 +39,7 @@ MAX_CHANNELS = 100
 MAX_RAW_SPAN = timedelta(days=31)
 GAUGE_DEFAULT: tuple[Aggregate, ...] = ("avg", "min", "max")
 COUNTER_DEFAULT: tuple[Aggregate, ...] = ("delta",)
+_LEVEL_AGGREGATES = frozenset({"min", "max", "first", "last"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ class Series:
     timestamps_ms: npt.NDArray[np.int64]
     values: dict[str, npt.NDArray[np.float64]]
     ends_ms: npt.NDArray[np.int64] | None = None
-    # Counter rollups: resets and gaps per interval, so a chart can mark them.
+    # Rollups: "flags" per interval (a bit mask of readings.rollups.Flag); counters also "resets" and "gaps".
     extras: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
 
 
@@ -147,7 +149,7 @@ def readings_series(
         for channel_id, channel in channels.items()
     }
     counters = {channel_id for channel_id, channel in channels.items() if is_counter(channel.quantity)}
-    fields = {"end_ms"}
+    fields = {"end_ms", "count", "flags"}
     for names in wanted.values():
         for name in names:
             fields.update(("sum", "count") if name == "avg" else (name,))
@@ -170,16 +172,22 @@ def readings_series(
             overlapping = block.columns["end_ms"] > start_ms
             columns = {name: column[overlapping] for name, column in block.columns.items()}
         values: dict[str, npt.NDArray[np.float64]] = {}
+        # An interval with count 0 holds only estimated energy or only implausible readings: no level.
+        no_reading = columns["count"] == 0 if columns else np.empty(0, dtype=bool)
         for name in wanted[channel_id]:
             if not columns:
                 values[name] = empty_f
             elif name == "avg":
-                values[name] = columns["sum"] / columns["count"]
+                values[name] = np.divide(
+                    columns["sum"], columns["count"], out=np.full(len(no_reading), np.nan), where=~no_reading
+                )
             else:
                 values[name] = columns[name].astype(np.float64)
-        extras: dict[str, npt.NDArray[np.int64]] = {}
+                if name in _LEVEL_AGGREGATES:
+                    values[name][no_reading] = np.nan
+        extras: dict[str, npt.NDArray[np.int64]] = {"flags": columns["flags"].astype(np.int64) if columns else empty_i}
         if channel_id in counters:
-            extras = {name: columns[name].astype(np.int64) if columns else empty_i for name in ("resets", "gaps")}
+            extras |= {name: columns[name].astype(np.int64) if columns else empty_i for name in ("resets", "gaps")}
         result[channel_id] = Series(
             channel_id=channel_id,
             resolution=resolution,
@@ -200,3 +208,182 @@ def readings_latest(*, access: Access, channel_ids: Sequence[int]) -> dict[int, 
         channel_id: Latest(channel_id=channel_id, ts_ms=int(p.timestamps_ms[-1]), value=float(p.values[-1]))
         for channel_id, p in latest.items()
     }
+
+
+# --- Demand: what bills and peaks stand on ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DemandSeries:
+    """15-minute energy and demand, in the facility's time zone, with each interval's flags.
+
+    Each interval comes from the energy counters where they have data in it, else from the mean
+    power (`source` is "counter", "power", "mixed" or "none"). From counters, `demand_kw` is the
+    interval's energy × 4, as a utility meter measures it. From power, `demand_kw` is the mean
+    active power over the interval's readings and `energy_kwh` that mean × the time the readings
+    cover (a quarter cut by a gap or still running counts only its covered part). Readings outside
+    a channel's plausible range are left out unless confirmed.
+    `flags` is a bit mask of `readings.rollups.Flag` (use `flag_names`); intervals without data are absent.
+    """
+
+    facility_id: int
+    timezone: str
+    source: Literal["counter", "power", "mixed", "none"]
+    timestamps_ms: npt.NDArray[np.int64]
+    ends_ms: npt.NDArray[np.int64]
+    energy_kwh: npt.NDArray[np.float64]
+    demand_kw: npt.NDArray[np.float64]
+    flags: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class DemandPeak:
+    """The highest 15-minute demand of a period, the interval that set it, and that interval's flags."""
+
+    kw: float
+    start_ms: int
+    end_ms: int
+    flags: int
+
+
+def _covered_ms(columns: dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]]) -> npt.NDArray[np.float64]:
+    """The time each interval's readings stand for: their span plus one sample step, at most the interval."""
+    count = columns["count"].astype(np.float64)
+    span = (columns["last_ms"] - columns["first_ms"]).astype(np.float64)
+    covered = np.divide(span * count, count - 1, out=np.zeros(len(count)), where=count > 1)
+    return np.minimum(covered, (columns["end_ms"] - columns["start_ms"]).astype(np.float64))
+
+
+def _demand(
+    *, tenant_id: int, channels: list[Channel], facility_id: int, timezone: str, start: datetime, end: datetime
+) -> DemandSeries:
+    infos = [
+        ChannelInfo(id=c.pk, device_id=c.device_id, load_id=c.load_id, quantity=c.quantity, unit=c.unit, phase=c.phase)
+        for c in channels
+    ]
+    mains = [c.load.pk for c in channels if c.load is not None and c.load.kind == "mains"]
+    start_ms, end_ms = _ms(start), _ms(end)
+    if end_ms <= start_ms:
+        raise ReadingsQueryError("end must be after start")
+    store = get_store()
+    energy: dict[int, float] = {}
+    power: dict[int, float] = {}
+    ends: dict[int, int] = {}
+    flags: dict[int, int] = {}
+    used: set[str] = set()
+    # Counters first; the mean power answers the intervals no counter covers.
+    for quantity, source in ((Quantity.ACTIVE_ENERGY, "counter"), (Quantity.ACTIVE_POWER, "power")):
+        counted, mains_ids = counted_channels(infos, quantity=quantity, mains_load_ids=mains)
+        wanted = {c.id: c for c in counted.values() if not mains_ids or c.load_id in mains_ids}
+        if not wanted:
+            continue
+        rows = store.read_rollups(
+            tenant_id=tenant_id,
+            channel_ids=list(wanted),
+            resolution=int(ResolutionLevel.M15),
+            start_ms=start_ms - _LONGEST_MS["15m"] + 1,
+            end_ms=end_ms,
+            fields=["end_ms", "count", "sum", "delta", "first_ms", "last_ms", "flags"],
+        )
+        covered = set(energy)
+        for channel_id, block in rows.items():
+            columns = block.columns
+            factor = UNIT_TO_KILO[wanted[channel_id].unit]
+            if source == "counter":
+                kwh = columns["delta"] * factor
+                kw = kwh * 4
+            else:
+                kw = np.divide(
+                    columns["sum"], columns["count"], out=np.zeros(len(columns["count"])), where=columns["count"] > 0
+                )
+                kw = kw * factor
+                kwh = kw * _covered_ms(columns) / 3_600_000
+            for at, until, e, p, mask in zip(
+                columns["start_ms"].tolist(),
+                columns["end_ms"].tolist(),
+                kwh.tolist(),
+                kw.tolist(),
+                columns["flags"].tolist(),
+                strict=True,
+            ):
+                if until <= start_ms or at in covered:
+                    continue
+                used.add(source)
+                energy[at] = energy.get(at, 0.0) + e
+                power[at] = power.get(at, 0.0) + p
+                ends[at] = until
+                flags[at] = flags.get(at, 0) | int(mask)
+    if energy:
+        starts = sorted(energy)
+        return DemandSeries(
+            facility_id=facility_id,
+            timezone=timezone,
+            source=used.pop() if len(used) == 1 else "mixed",  # type: ignore[arg-type]
+            timestamps_ms=np.array(starts, dtype=np.int64),
+            ends_ms=np.array([ends[s] for s in starts], dtype=np.int64),
+            energy_kwh=np.array([energy[s] for s in starts], dtype=np.float64),
+            demand_kw=np.array([power[s] for s in starts], dtype=np.float64),
+            flags=np.array([flags[s] for s in starts], dtype=np.int64),
+        )
+    empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+    return DemandSeries(facility_id, timezone, "none", empty_i, empty_i, empty_f, empty_f, empty_i)
+
+
+def readings_facility_demand(*, access: Access, facility_id: int, start: datetime, end: datetime) -> DemandSeries:
+    """The facility's 15-minute energy and demand over the intervals overlapping [start, end).
+
+    The facility total follows `readings.totals.counted_channels` (the live dashboard's rule). Its
+    energy counters answer each interval where they have data, else the mean active power. Another
+    tenant's or a non-granted facility fails like a missing one, with `ReadingsQueryError`.
+    """
+    facilities = Facility.objects.filter(tenant_id=access.tenant_id, pk=facility_id)
+    if access.facility_ids is not None:
+        facilities = facilities.filter(pk__in=access.facility_ids)
+    facility = facilities.first()
+    if facility is None:
+        raise ReadingsQueryError(f"unknown facility: {facility_id}")
+    channels = list(
+        Channel.objects.filter(tenant_id=access.tenant_id, device__facility_id=facility_id).select_related("load")
+    )
+    return _demand(
+        tenant_id=access.tenant_id,
+        channels=channels,
+        facility_id=facility_id,
+        timezone=facility.timezone,
+        start=start,
+        end=end,
+    )
+
+
+def readings_channel_demand(*, access: Access, channel_id: int, start: datetime, end: datetime) -> DemandSeries:
+    """One energy-counter or active-power channel's 15-minute energy and demand (for cost allocation)."""
+    channel = visible_channels(access=access, channel_ids=[channel_id])[int(channel_id)]
+    facility = channel.device.facility
+    return _demand(
+        tenant_id=access.tenant_id,
+        channels=[channel],
+        facility_id=facility.pk,
+        timezone=facility.timezone,
+        start=start,
+        end=end,
+    )
+
+
+def readings_demand_peak(
+    series: DemandSeries, *, start_ms: int | None = None, end_ms: int | None = None
+) -> DemandPeak | None:
+    """The highest demand interval of `series` starting in [start_ms, end_ms); ties go to the earliest."""
+    keep = np.ones(len(series.timestamps_ms), dtype=bool)
+    if start_ms is not None:
+        keep &= series.timestamps_ms >= start_ms
+    if end_ms is not None:
+        keep &= series.timestamps_ms < end_ms
+    if not keep.any():
+        return None
+    index = np.flatnonzero(keep)[int(np.argmax(series.demand_kw[keep]))]
+    return DemandPeak(
+        kw=float(series.demand_kw[index]),
+        start_ms=int(series.timestamps_ms[index]),
+        end_ms=int(series.ends_ms[index]),
+        flags=int(series.flags[index]),
+    )

@@ -5,17 +5,35 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from accounts.access import Access
+from accounts.errors import TenantAccessDenied
 from devices.models import Channel
 from readings import metadata
 from readings.batch import ReadingsBatch
-from readings.errors import IngestUnavailable, ReadingsError
-from readings.rollups import RESOLUTIONS, Columns, aggregate, combine, containing_interval
+from readings.errors import IngestUnavailable, ReadingsError, ReadingsQueryError
+from readings.models import ConfirmedSpan, CounterReset, DirtyInterval
+from readings.rollups import (
+    GAP_MS,
+    NO_LIMITS,
+    RESET_MATCH_MS,
+    RESOLUTIONS,
+    Columns,
+    Plausibility,
+    aggregate,
+    combine,
+    containing_interval,
+    interval_edges,
+)
 from readings.store import get_store
 from readings.store.base import DAY_MS, EMPTY, INTERVAL_MS, Chunk, DirtyMark, Points, RollupRows
 from readings.store.sql import merge_points
@@ -127,6 +145,8 @@ def _fine_rollups(
     run_end: int,
     previous: Points | None,
     following: Points | None,
+    plausibility: Plausibility = NO_LIMITS,
+    reported_resets_ms: npt.NDArray[np.int64] | None = None,
 ) -> Columns:
     """15-minute rollup columns of one channel over a run of dirty intervals.
 
@@ -140,7 +160,42 @@ def _fine_rollups(
         end = first - first % INTERVAL_MS + INTERVAL_MS
         points = merge_points([(points.timestamps_ms, points.values), (following.timestamps_ms, following.values)])
     edges = np.arange(run_start, end + 1, INTERVAL_MS, dtype=np.int64)
-    return aggregate(points, edges, counter=meta.is_counter, previous=previous)
+    return aggregate(
+        points,
+        edges,
+        counter=meta.is_counter,
+        previous=previous,
+        plausibility=plausibility,
+        reported_resets_ms=reported_resets_ms,
+    )
+
+
+def _plausibility(meta: metadata.ChannelMeta, spans: dict[int, list[tuple[int, int]]]) -> Plausibility:
+    if meta.is_counter or (meta.plausible_min is None and meta.plausible_max is None):
+        return NO_LIMITS
+    return Plausibility(meta.plausible_min, meta.plausible_max, tuple(spans.get(meta.channel_id, ())))
+
+
+def _confirmed_spans(metas: Iterable[metadata.ChannelMeta]) -> dict[int, list[tuple[int, int]]]:
+    limited = [
+        m.channel_id for m in metas if not m.is_counter and (m.plausible_min is not None or m.plausible_max is not None)
+    ]
+    spans: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    if limited:
+        rows = ConfirmedSpan.objects.filter(channel_id__in=limited).values_list("channel_id", "start_ms", "end_ms")
+        for channel_id, start, end in rows:
+            spans[channel_id].append((start, end))
+    return spans
+
+
+def _reported_resets(device_ids: Iterable[int], start_ms: int, end_ms: int) -> dict[int, npt.NDArray[np.int64]]:
+    found: dict[int, list[int]] = defaultdict(list)
+    rows = CounterReset.objects.filter(
+        device_id__in=list(device_ids), at_ms__gte=start_ms - DAY_MS, at_ms__lt=end_ms + DAY_MS
+    ).values_list("device_id", "at_ms")
+    for device_id, at_ms in rows:
+        found[device_id].append(at_ms)
+    return {device_id: np.array(sorted(times), dtype=np.int64) for device_id, times in found.items()}
 
 
 def _first(points: Points | None) -> int | None:
@@ -191,10 +246,16 @@ def rollups_refresh(*, limit: int = 5000) -> int:
             tenant_id, run_start, run_end = key
             channel_ids = [m.channel_id for m in runs[key]]
             counters = [m.channel_id for m in runs[key] if m.is_counter]
-            points[key] = store.read(tenant_id=tenant_id, channel_ids=channel_ids, start_ms=run_start, end_ms=run_end)
+            gauges = [m.channel_id for m in runs[key] if not m.is_counter]
+            points[key] = store.read(tenant_id=tenant_id, channel_ids=gauges, start_ms=run_start, end_ms=run_end)
             if counters:
+                # Counters recompute the interval before the run too: a gap's estimated share in it
+                # (from before late data filled the gap) must go.
+                points[key] |= store.read(
+                    tenant_id=tenant_id, channel_ids=counters, start_ms=run_start - INTERVAL_MS, end_ms=run_end
+                )
                 before[key] = store.rollup_neighbours(
-                    tenant_id=tenant_id, channel_ids=counters, at_ms=run_start, before=True
+                    tenant_id=tenant_id, channel_ids=counters, at_ms=run_start - INTERVAL_MS, before=True
                 )
                 after[key] = store.rollup_neighbours(
                     tenant_id=tenant_id, channel_ids=counters, at_ms=run_end, before=False
@@ -202,6 +263,9 @@ def rollups_refresh(*, limit: int = 5000) -> int:
             for channel_id in channel_ids:
                 channel_runs[channel_id].append(key)
 
+        spans = _confirmed_spans(metas[c] for c in channel_runs)
+        counter_devices = {metas[c].device_id for c in channel_runs if metas[c].is_counter}
+        resets = _reported_resets(counter_devices, keys[0][1], keys[-1][2]) if counter_devices and keys else {}
         blocks: list[RollupRows] = []
         touched: dict[int, set[int]] = defaultdict(set)
         for channel_id, channel_keys in channel_runs.items():
@@ -210,6 +274,7 @@ def rollups_refresh(*, limit: int = 5000) -> int:
                 tenant_id, run_start, run_end = key
                 previous = following = None
                 if meta.is_counter:
+                    run_start -= INTERVAL_MS
                     earlier = [points[k].get(channel_id) for k in channel_keys[:index]]
                     later = [points[k].get(channel_id) for k in channel_keys[index + 1 :]]
                     in_batch_previous = next((p for p in reversed(earlier) if p is not None and len(p)), None)
@@ -225,13 +290,35 @@ def rollups_refresh(*, limit: int = 5000) -> int:
                         following = store.read(
                             tenant_id=tenant_id, channel_ids=[channel_id], start_ms=start, end_ms=start + INTERVAL_MS
                         ).get(channel_id)
+                channel_points = points[key].get(channel_id, EMPTY)
+                if meta.is_counter and previous is not None and len(previous):
+                    # Energy across a gap is shared with the interval of the reading before it.
+                    previous_ts = int(previous.timestamps_ms[-1])
+                    next_ts = _first(channel_points) if len(channel_points) else _first(following)
+                    if next_ts is not None and previous_ts < run_start and next_ts - previous_ts > GAP_MS:
+                        run_start = previous_ts - previous_ts % INTERVAL_MS
+                        extra = store.read(
+                            tenant_id=tenant_id,
+                            channel_ids=[channel_id],
+                            start_ms=run_start,
+                            end_ms=key[1] - INTERVAL_MS,
+                        ).get(channel_id, EMPTY)
+                        channel_points = merge_points(
+                            [(extra.timestamps_ms, extra.values), (channel_points.timestamps_ms, channel_points.values)]
+                        )
+                        # From the raw data: the rollups before may be stale within this very refresh.
+                        previous = store.neighbour(
+                            tenant_id=tenant_id, channel_id=channel_id, at_ms=run_start, before=True
+                        )
                 columns = _fine_rollups(
                     meta=meta,
-                    points=points[key].get(channel_id, EMPTY),
+                    points=channel_points,
                     run_start=run_start,
                     run_end=run_end,
                     previous=previous,
                     following=following,
+                    plausibility=_plausibility(meta, spans),
+                    reported_resets_ms=resets.get(meta.device_id),
                 )
                 if len(columns["start_ms"]):
                     blocks.append(RollupRows(tenant_id, channel_id, 1, columns))
@@ -285,8 +372,175 @@ def readings_apply_retention(*, now_ms: int | None = None) -> int:
     return deleted
 
 
+# --- Data quality: reported resets, confirmed readings, plausible ranges ------------------------
+
+
+def _mark_dirty(*, tenant_id: int, device_id: int, start_ms: int, end_ms: int) -> int:
+    """Mark the device's 15-minute intervals overlapping [start_ms, end_ms) for recomputation."""
+    first = start_ms - start_ms % INTERVAL_MS
+    marks = [
+        DirtyInterval(tenant_id=tenant_id, device_id=device_id, start_ms=at) for at in range(first, end_ms, INTERVAL_MS)
+    ]
+    DirtyInterval.objects.bulk_create(marks, ignore_conflicts=True, batch_size=1000)
+    return len(marks)
+
+
+def readings_counter_reset_record(*, tenant_id: int, device_id: int, at_ms: int) -> None:
+    """A device reported that its energy counters restarted (protocol EVENT COUNTER_RESET) at `at_ms`.
+
+    The drop of each of its counters within RESET_MATCH_MS of that moment is then a reset whatever
+    its size; the intervals around it are recomputed.
+    """
+    with transaction.atomic():
+        CounterReset.objects.get_or_create(tenant_id=tenant_id, device_id=device_id, at_ms=at_ms)
+        _mark_dirty(
+            tenant_id=tenant_id, device_id=device_id, start_ms=at_ms - RESET_MATCH_MS, end_ms=at_ms + RESET_MATCH_MS
+        )
+
+
+MAX_CONFIRM_SPAN_MS = 31 * DAY_MS
+
+
+def _managed_channel(*, access: Access, channel_id: int) -> Channel:
+    channel = Channel.objects.filter(tenant_id=access.tenant_id, pk=channel_id).select_related("device").first()
+    if channel is None or not access.sees_facility(channel.device.facility_id):
+        raise Channel.DoesNotExist(f"No channel {channel_id}.")
+    if not access.manages_facility(channel.device.facility_id):
+        raise TenantAccessDenied("You may not change this channel's readings.")
+    return channel
+
+
+def readings_confirm(
+    *, access: Access, channel_id: int, start: datetime, end: datetime, confirmed_by: str = "", note: str = ""
+) -> ConfirmedSpan:
+    """Confirm a channel's readings in [start, end) although they lie outside its plausible range.
+
+    From then on they count in the rollups, peaks and bills: the intervals are recomputed. At most
+    31 days per confirmation; another tenant's channel fails like a missing one.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ReadingsQueryError("start and end must be time-zone aware")
+    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    if end_ms <= start_ms:
+        raise ReadingsQueryError("end must be after start")
+    if end_ms - start_ms > MAX_CONFIRM_SPAN_MS:
+        raise ReadingsQueryError("confirm at most 31 days at a time")
+    channel = _managed_channel(access=access, channel_id=channel_id)
+    with transaction.atomic():
+        # A replayed confirmation finds the first one and stores nothing more.
+        span, _ = ConfirmedSpan.objects.get_or_create(
+            tenant_id=channel.tenant_id,
+            channel_id=channel.pk,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            defaults={"confirmed_by": confirmed_by[:150], "note": note[:500]},
+        )
+        _mark_dirty(tenant_id=channel.tenant_id, device_id=channel.device_id, start_ms=start_ms, end_ms=end_ms)
+    return span
+
+
+def channel_plausible_range_set(
+    *,
+    access: Access,
+    channel_id: int,
+    low: float | None,
+    high: float | None,
+    recompute_start: datetime | None = None,
+    recompute_end: datetime | None = None,
+) -> Channel:
+    """Set a channel's plausible range; readings outside it are flagged and kept out of peaks and bills.
+
+    Intervals computed from now on use it; `recompute_start`/`recompute_end` (at most 31 days)
+    also recompute a past period.
+    """
+    channel = _managed_channel(access=access, channel_id=channel_id)
+    channel.plausible_min, channel.plausible_max = low, high
+    try:
+        channel.full_clean()
+    except ValidationError as exc:
+        raise ReadingsQueryError(" ".join(exc.messages)) from exc
+    window: tuple[int, int] | None = None
+    if recompute_start is not None and recompute_end is not None:
+        if recompute_start.tzinfo is None or recompute_end.tzinfo is None:
+            raise ReadingsQueryError("start and end must be time-zone aware")
+        window = (int(recompute_start.timestamp() * 1000), int(recompute_end.timestamp() * 1000))
+        if not 0 < window[1] - window[0] <= MAX_CONFIRM_SPAN_MS:
+            raise ReadingsQueryError("recompute a period of at most 31 days, with its end after its start")
+    with transaction.atomic():
+        channel.save(update_fields=["plausible_min", "plausible_max"])
+        if window is not None:
+            _mark_dirty(tenant_id=channel.tenant_id, device_id=channel.device_id, start_ms=window[0], end_ms=window[1])
+    metadata.clear_caches()
+    return channel
+
+
+# --- Re-computation after a time-zone change ---------------------------------------------------
+
+# Other processes cache a channel's zone for up to metadata.CACHE_SECONDS: a refresh there may
+# still write a coarse interval in the old zone, so the re-zoning runs once more after that.
+REZONE_AGAIN_AFTER_S = metadata.CACHE_SECONDS + 15
+
+
+def rollups_rezone(*, facility_id: int | None = None, device_id: int | None = None, again: bool = True) -> int:
+    """Recompute the hour, day and month rollups of a facility's (or a device's) channels in its zone.
+
+    Call it after a facility's time zone changed or a device moved to another facility. The 15-minute
+    rollups lie on the UTC 15-minute grid whatever the zone, so they stay; the coarser levels are
+    deleted and combined again from them, so no raw data is needed. Returns the channels done.
+    """
+    channels = Channel.objects.all()
+    if facility_id is not None:
+        channels = channels.filter(device__facility_id=facility_id)
+    elif device_id is not None:
+        channels = channels.filter(device_id=device_id)
+    else:
+        raise ValueError("name a facility or a device")
+    rows = list(channels.values_list("id", "tenant_id", "device__facility__timezone"))
+    metadata.clear_caches()
+    store = get_store()
+    with transaction.atomic():
+        for channel_id, tenant_id, zone in rows:
+            store.delete_rollups(tenant_id=tenant_id, channel_ids=[channel_id], resolutions=[2, 3, 4])
+            fine = store.read_rollups(
+                tenant_id=tenant_id, channel_ids=[channel_id], resolution=1, start_ms=0, end_ms=2**62
+            ).get(channel_id)
+            if fine is not None and len(fine):
+                store.write_rollups(
+                    rows=coarse_rollups(
+                        tenant_id=tenant_id, channel_id=channel_id, fine=fine.columns, tz=ZoneInfo(zone)
+                    )
+                )
+        if again and rows:
+            from readings.tasks import rollups_rezone_task
+
+            transaction.on_commit(
+                lambda: rollups_rezone_task.apply_async(
+                    kwargs={"facility_id": facility_id, "device_id": device_id}, countdown=REZONE_AGAIN_AFTER_S
+                )
+            )
+    return len(rows)
+
+
+def coarse_rollups(*, tenant_id: int, channel_id: int, fine: Columns, tz: ZoneInfo) -> list[RollupRows]:
+    """The hour, day and month rollups of one channel from its ascending 15-minute rollup columns."""
+    blocks: list[RollupRows] = []
+    finer = fine
+    for level in (2, 3, 4):
+        if len(finer["start_ms"]) == 0:
+            break
+        edges = interval_edges(RESOLUTIONS[level - 1], tz, int(finer["start_ms"][0]), int(finer["end_ms"][-1]))
+        finer = combine(finer, edges)
+        blocks.append(RollupRows(tenant_id, channel_id, level, finer))
+    return blocks
+
+
 __all__ = [
     "IngestResult",
+    "channel_plausible_range_set",
+    "coarse_rollups",
+    "readings_confirm",
+    "readings_counter_reset_record",
+    "rollups_rezone",
     "ReadingsError",
     "readings_apply_retention",
     "readings_compact",

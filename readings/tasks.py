@@ -108,3 +108,11 @@ def readings_compact_task(self: Task, max_windows: int = 2000) -> int:
 @shared_task(name="readings.retention", bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def readings_retention_task(self: Task) -> int:
     return _with_database(self, lambda: services.readings_apply_retention())
+
+
+@shared_task(name="readings.rollups_rezone", bind=True, acks_late=True, ignore_result=True, max_retries=5)
+def rollups_rezone_task(self: Task, facility_id: int | None = None, device_id: int | None = None) -> int:
+    try:
+        return services.rollups_rezone(facility_id=facility_id, device_id=device_id, again=False)
+    except Exception as exc:  # noqa: BLE001 - retried with a countdown like the other tasks
+        raise self.retry(exc=exc, countdown=30) from exc

@@ -34,4 +34,6 @@ urlpatterns = [
     path("readings/series/", readings.SeriesApi.as_view(), name="readings-series"),
     path("readings/latest/", readings.LatestApi.as_view(), name="readings-latest"),
     path("readings/export.csv", readings.ExportApi.as_view(), name="readings-export"),
+    path("readings/confirmations/", readings.ConfirmationApi.as_view(), name="readings-confirmations"),
+    path("readings/plausible-ranges/<int:pk>/", readings.PlausibleRangeApi.as_view(), name="readings-plausible-range"),
 ]

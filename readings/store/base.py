@@ -67,6 +67,7 @@ ROLLUP_FIELDS = (
     "delta",
     "resets",
     "gaps",
+    "flags",
 )
 
 
@@ -107,10 +108,16 @@ class ReadingsStore(Protocol):
 
     def write_rollups(self, *, rows: Sequence[RollupRows]) -> None: ...
 
+    def delete_rollups(self, *, tenant_id: int, channel_ids: Sequence[int], resolutions: Sequence[int]) -> int:
+        """Delete the channels' rollups at the given resolutions (1 = 15m ... 4 = 1mo); returns the rows deleted."""
+
     def rollup_neighbours(
         self, *, tenant_id: int, channel_ids: Sequence[int], at_ms: int, before: bool
     ) -> dict[int, Points]:
-        """Per channel, the reading just before `at_ms` (or the first at or after it) per the 15m rollups."""
+        """Per channel, the reading just before `at_ms` (or the first at or after it) per the 15m rollups.
+
+        Intervals with count 0 (only estimated energy, or only implausible readings) hold no reading and are skipped.
+        """
 
     def read_rollups(
         self,

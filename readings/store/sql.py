@@ -30,7 +30,7 @@ _BUCKET_COLUMNS = "tenant_id, channel_id, window_ms, first_ms, last_ms, count, p
 # The order buckets were first written in: a packed bucket holds what was written before the last
 # compaction of its window, so it precedes the plain buckets that arrived since, whatever its id.
 _WRITE_ORDER = "packed DESC, id"
-_ROLLUP_INT_FIELDS = {"start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps"}
+_ROLLUP_INT_FIELDS = {"start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps", "flags"}
 
 
 def window_of(timestamp_ms: int) -> int:
@@ -379,6 +379,18 @@ class SqlStore:
                 records,
             )
 
+    def delete_rollups(self, *, tenant_id: int, channel_ids: Sequence[int], resolutions: Sequence[int]) -> int:
+        if not channel_ids or not resolutions:
+            return 0
+        clause, params = self._in(channel_ids)
+        levels, level_params = self._in(resolutions)
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM readings_rollup WHERE tenant_id = %s AND channel_id {clause} AND resolution {levels}",
+                [tenant_id, *params, *level_params],
+            )
+            return int(cursor.rowcount)
+
     def rollup_neighbours(
         self, *, tenant_id: int, channel_ids: Sequence[int], at_ms: int, before: bool
     ) -> dict[int, Points]:
@@ -393,7 +405,7 @@ class SqlStore:
                 f"SELECT r.channel_id, r.{ts}, r.{value} FROM readings_rollup r "
                 f"WHERE r.tenant_id = %s AND r.channel_id {clause} AND r.resolution = 1 AND r.start_ms = "
                 f"(SELECT {pick}(o.start_ms) FROM readings_rollup o "
-                f"WHERE o.channel_id = r.channel_id AND o.resolution = 1 AND o.start_ms {compare} %s)",
+                f"WHERE o.channel_id = r.channel_id AND o.resolution = 1 AND o.count > 0 AND o.start_ms {compare} %s)",
                 [tenant_id, *params, at_ms - at_ms % 900_000],
             )
             return {

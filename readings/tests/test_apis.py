@@ -64,7 +64,7 @@ def test_a_day_of_15_minute_data_is_96_intervals_in_the_facilitys_local_time(cli
     assert len(points) == 96
     assert points[0]["start"] == "2026-11-25T00:00:00+01:00" and points[0]["end"] == "2026-11-25T00:15:00+01:00"
     assert points[0] == {**points[0], "avg": 7.0, "min": 0.0, "max": 14.0}
-    assert set(energy_series["points"][0]) == {"start", "end", "delta"}
+    assert set(energy_series["points"][0]) == {"start", "end", "delta", "flags"}
     assert body["next"] is None
 
 
@@ -74,7 +74,7 @@ def test_aggregates_can_be_chosen(client, day):
         client, token, f"/api/v1/readings/series/?channel={power.pk}&resolution=1h&aggregate=count,max&{LOCAL_DAY}"
     )
     first = body.json()["series"][0]["points"][0]
-    assert set(first) == {"start", "end", "count", "max"} and first["count"] == 60
+    assert set(first) == {"start", "end", "count", "max", "flags"} and first["count"] == 60
 
 
 def test_channels_are_selected_by_facility_quantity_or_tag(client, day):
@@ -172,7 +172,7 @@ def test_the_csv_export_streams_every_interval_with_offsets(client, day):
     response = _get(client, token, f"/api/v1/readings/export.csv?channel={power.pk}&channel={energy.pk}&{LOCAL_DAY}")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == ["channel", "quantity", "unit", "start", "end", "avg", "min", "max", "delta"]
+    assert rows[0] == ["channel", "quantity", "unit", "start", "end", "avg", "min", "max", "delta", "flags"]
     assert len(rows) == 1 + 2 * 96
     assert rows[1][3] == "2026-11-25T00:00:00+01:00" and rows[1][5] == "7.0"
     energy_row = next(r for r in rows[1:] if r[0] == str(energy.pk))
