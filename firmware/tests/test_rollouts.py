@@ -7,15 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from accounts.models import Role
-from accounts.tests.factories import MembershipFactory, TenantFactory
+from accounts.tests.factories import MembershipFactory
 from devices.models import Device
-from devices.tests.factories import DeviceFactory, DeviceGroupFactory, DeviceTypeFactory, FacilityFactory
+from devices.tests.factories import DeviceGroupFactory, FacilityFactory
 from firmware.errors import FirmwareError
-from firmware.models import FirmwareImage, FirmwareTransfer, Rollout, RolloutDevice, RolloutWave
-from firmware.planning import RolloutSpec, rollout_plan, wave_sizes
+from firmware.models import FirmwareTransfer, Rollout, RolloutDevice, RolloutWave
+from firmware.planning import rollout_plan, wave_sizes
 from firmware.services import firmware_transfer_record, firmware_transfer_start, firmware_version_reported
 from firmware.services.rollouts import (
     rollout_advance,
@@ -29,49 +28,15 @@ from firmware.services.rollouts import (
     rollout_wave_start_next,
 )
 from firmware.tests.factories import FirmwareImageFactory
+from firmware.tests.helpers import T0, Fleet
 
 pytestmark = pytest.mark.django_db
-T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 Status = RolloutDevice.Status
 
 
 @pytest.fixture(autouse=True)
 def _signing_key(settings):
     settings.FIRMWARE_SIGNING_KEY = "42" * 32
-
-
-def image_of(version: str) -> FirmwareImage:
-    """Images belong to the platform, so two fleets of one test share them."""
-    return FirmwareImage.objects.filter(firmware_line="eb-meter", version=version).first() or FirmwareImageFactory(
-        version=version
-    )
-
-
-class Fleet:
-    def __init__(self, n: int = 10, *, timezone: str = "Europe/Berlin") -> None:
-        self.tenant = TenantFactory()
-        self.admin = MembershipFactory(tenant=self.tenant, role=Role.ADMIN).user
-        self.access = Access(tenant_id=self.tenant.pk, role=Role.ADMIN, facility_ids=None, user_id=self.admin.pk)
-        self.facility = FacilityFactory(tenant=self.tenant, timezone=timezone)
-        self.device_type = DeviceTypeFactory(firmware_line="eb-meter")
-        self.old = image_of("1.0.0")
-        self.new = image_of("1.1.0")
-        self.devices = [self.device() for _ in range(n)]
-
-    def device(self, **kwargs) -> Device:
-        kwargs.setdefault("facility", self.facility)
-        kwargs.setdefault("device_type", self.device_type)
-        device = DeviceFactory(firmware_version="1.0.0", **kwargs)
-        Device.objects.filter(pk=device.pk).update(status=Device.Status.ONLINE)
-        device.refresh_from_db()
-        return device
-
-    def spec(self, **kwargs) -> RolloutSpec:
-        kwargs.setdefault("target_kind", Rollout.TargetKind.DEVICE_TYPE)
-        return RolloutSpec(name="Spring update", image=self.new, device_type=self.device_type, **kwargs)
-
-    def create(self, **kwargs) -> Rollout:
-        return rollout_create(access=self.access, spec=self.spec(**kwargs), now=T0)
 
 
 def report(entry: RolloutDevice, state: str, message: str = "") -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from devices import apis as fleet
+from firmware import apis as firmware
 from readings import apis as readings
 
 app_name = "api"
@@ -24,4 +25,16 @@ urlpatterns = [
     path("readings/series/", readings.SeriesApi.as_view(), name="readings-series"),
     path("readings/latest/", readings.LatestApi.as_view(), name="readings-latest"),
     path("readings/export.csv", readings.ExportApi.as_view(), name="readings-export"),
+    path("firmware/images/", firmware.FirmwareImageListApi.as_view(), name="firmware-image-list"),
+    path("firmware/images/<int:pk>/", firmware.FirmwareImageDetailApi.as_view(), name="firmware-image-detail"),
+    path("firmware/rollouts/", firmware.RolloutListApi.as_view(), name="rollout-list"),
+    path("firmware/rollouts/preview/", firmware.RolloutPreviewApi.as_view(), name="rollout-preview"),
+    path("firmware/rollouts/<int:pk>/", firmware.RolloutDetailApi.as_view(), name="rollout-detail"),
+    path("firmware/rollouts/<int:pk>/devices/", firmware.RolloutDeviceListApi.as_view(), name="rollout-devices"),
+    path("firmware/rollouts/<int:pk>/pause/", firmware.RolloutPauseApi.as_view(), name="rollout-pause"),
+    path("firmware/rollouts/<int:pk>/resume/", firmware.RolloutResumeApi.as_view(), name="rollout-resume"),
+    path("firmware/rollouts/<int:pk>/cancel/", firmware.RolloutCancelApi.as_view(), name="rollout-cancel"),
+    path("firmware/rollouts/<int:pk>/approve/", firmware.RolloutApproveApi.as_view(), name="rollout-approve"),
+    path("firmware/rollouts/<int:pk>/next-wave/", firmware.RolloutNextWaveApi.as_view(), name="rollout-next-wave"),
+    path("firmware/rollouts/<int:pk>/rollback/", firmware.RolloutRollbackApi.as_view(), name="rollout-rollback"),
 ]
