@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from accounts.access import Access
-from firmware.models import FirmwareImage, FirmwareTransfer
+from devices.models import Device
+from firmware.models import FirmwareImage, FirmwareTransfer, Rollout, RolloutDevice
 
 
 def firmware_transfer_list(*, access: Access) -> QuerySet[FirmwareTransfer]:
@@ -24,3 +26,79 @@ def firmware_transfers_active_for(*, device_ids: Iterable[int]) -> QuerySet[Firm
 
 def firmware_image_list() -> QuerySet[FirmwareImage]:
     return FirmwareImage.objects.defer("image")
+
+
+def rollout_list(*, access: Access) -> QuerySet[Rollout]:
+    return Rollout.objects.filter(tenant_id=access.tenant_id).select_related("image", "device_type")
+
+
+def rollout_get(*, access: Access, rollout_id: int) -> Rollout:
+    return rollout_list(access=access).get(pk=rollout_id)
+
+
+def rollout_device_list(*, access: Access, rollout: Rollout) -> QuerySet[RolloutDevice]:
+    """The rollout's devices this access may see (a facility manager sees those of their facilities)."""
+    qs = RolloutDevice.objects.filter(tenant_id=access.tenant_id, rollout_id=rollout.pk)
+    if access.facility_ids is not None:
+        qs = qs.filter(device__facility_id__in=access.facility_ids)
+    return qs.select_related("device", "wave", "transfer").order_by("wave__index", "id")
+
+
+@dataclass(frozen=True)
+class WaveSummary:
+    index: int
+    size: int
+    state: str
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RolloutSummary:
+    counts: dict[str, int]
+    waves: list[WaveSummary]
+
+
+def _zero_counts() -> dict[str, int]:
+    return dict.fromkeys(RolloutDevice.Status.values, 0)
+
+
+def rollout_summary(*, access: Access, rollout: Rollout) -> RolloutSummary:
+    """Devices per status, overall and per wave, over the devices this access sees."""
+    rows = (
+        rollout_device_list(access=access, rollout=rollout)
+        .order_by()
+        .values_list("wave__index", "status")
+        .annotate(n=Count("id"))
+    )
+    overall = _zero_counts()
+    per_wave: dict[int, dict[str, int]] = {}
+    for index, status, n in rows:
+        overall[status] += n
+        per_wave.setdefault(index, _zero_counts())[status] += n
+    waves = [
+        WaveSummary(index=w.index, size=w.size, state=w.state, counts=per_wave.get(w.index, _zero_counts()))
+        for w in rollout.waves.order_by("index")
+    ]
+    return RolloutSummary(counts=overall, waves=waves)
+
+
+@dataclass(frozen=True)
+class VersionShare:
+    device_type_id: int
+    device_type: str
+    version: str
+    devices: int
+
+
+def firmware_version_distribution(*, access: Access) -> list[VersionShare]:
+    """The fleet's running versions, as the devices last reported them in HELLO."""
+    qs = Device.objects.filter(tenant_id=access.tenant_id)
+    if access.facility_ids is not None:
+        qs = qs.filter(facility_id__in=access.facility_ids)
+    rows = (
+        qs.order_by()
+        .values_list("device_type_id", "device_type__model_name", "firmware_version")
+        .annotate(n=Count("id"))
+        .order_by("device_type__model_name", "firmware_version")
+    )
+    return [VersionShare(device_type_id=t, device_type=name, version=v, devices=n) for t, name, v, n in rows]

@@ -43,6 +43,7 @@ _offers_for = sync_to_async(services.firmware_offers_for)
 _image_bytes = sync_to_async(services.firmware_image_bytes)
 _status_record = sync_to_async(services.firmware_status_record)
 _counter_reset_record = sync_to_async(services.counter_reset_record)
+_version_record = sync_to_async(services.device_firmware_version_record)
 
 
 def now_ms() -> int:
@@ -200,6 +201,8 @@ class Connection:
                         self._authenticate(identity, hello, auth, nonce=nonce, version=version, seq=frame.seq)
                         assert identity is not None
                         parser.max_payload = gateway.config.max_payload
+                        if hello.firmware_version and hello.firmware_version != identity.firmware_version:
+                            await _version_record(device_id=identity.device_id, version=hello.firmware_version)
                         self.identity = identity
                         gateway.register(self)
                         self.send(
@@ -603,15 +606,23 @@ class Gateway:
         return image
 
     async def firmware_check(self) -> int:
-        """Offer pending transfers to connected devices that have none in progress on this connection."""
-        idle = {device_id for device_id, connection in self.connections.items() if connection.offer is None}
-        if not idle:
+        """Offer active transfers to connected devices that do not hold that transfer's offer.
+
+        Every connected device is asked about, not only idle ones: a rollout that timed a transfer out
+        cancels it and starts a new one, and the connection must drop the stale offer for the new.
+        The database is the only shared state, so whichever gateway process holds the device's
+        connection makes the offer.
+        """
+        connected = set(self.connections)
+        if not connected:
             return 0
-        offers = await _offers_for(device_ids=idle)
+        offers = await _offers_for(device_ids=connected)
         started = 0
         for offer in offers:
             connection = self.connections.get(offer.device_id)
-            if connection is None or connection.offer is not None or connection.closed:
+            if connection is None or connection.closed:
+                continue
+            if connection.offer is not None and connection.offer.transfer_id == offer.transfer_id:
                 continue
             active = await _status_record(
                 transfer_id=offer.transfer_id, device_id=offer.device_id, state="offered", offset=None, offered=True

@@ -34,13 +34,24 @@ class DeviceIdentity:
     # Indexed by the channel's position in readings frames; -1 where the device has no such channel.
     channel_ids: npt.NDArray[np.int64]
     scales: npt.NDArray[np.float64]
+    firmware_version: str = ""
 
 
 def device_identity_get(*, serial: str) -> DeviceIdentity | None:
     close_old_connections()
     device = (
         Device.objects.filter(serial=serial)
-        .only("id", "tenant_id", "facility_id", "serial", "public_key", "key_version", "key_revoked_at", "status")
+        .only(
+            "id",
+            "tenant_id",
+            "facility_id",
+            "serial",
+            "public_key",
+            "key_version",
+            "key_revoked_at",
+            "status",
+            "firmware_version",
+        )
         .first()
     )
     if device is None:
@@ -63,7 +74,14 @@ def device_identity_get(*, serial: str) -> DeviceIdentity | None:
         disabled=device.status == Device.Status.DISABLED,
         channel_ids=channel_ids,
         scales=scales,
+        firmware_version=device.firmware_version,
     )
+
+
+def device_firmware_version_record(*, device_id: int, version: str) -> None:
+    """Called at the handshake only when the reported version differs from the stored one."""
+    close_old_connections()
+    firmware_services.firmware_version_reported(device_id=device_id, version=version)
 
 
 def device_presence_record(*, last_seen_ms: dict[int, int], online: Iterable[int], offline: Iterable[int]) -> None:

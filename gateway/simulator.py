@@ -196,6 +196,9 @@ class SimulatedDevice:
         start_ms: int | None = None,
         firmware_public_key: bytes | None = None,
         failure_share: float = 0.0,
+        silent_share: float = 0.0,
+        install_time_s: float = 0.0,
+        reboot_after_install: bool = True,
         stats: SimStats | None = None,
         record: bool = False,
         max_batches: int | None = None,
@@ -219,6 +222,12 @@ class SimulatedDevice:
         self.next_start_ms = start_ms
         self.firmware_public_key = firmware_public_key
         self.failure_share = failure_share
+        # A device that never answers an offer (hung bootloader, full flash): the rollout times it out.
+        self.firmware_silent = random.Random(seed).random() < silent_share  # noqa: S311
+        self.install_time_s = install_time_s
+        # A real device boots the new image: it drops the link and says HELLO with the new version.
+        self.reboot_after_install = reboot_after_install
+        self.reboots = 0
         self.stats = stats or SimStats()
         self.record = record
         self.max_batches = max_batches
@@ -456,6 +465,8 @@ class SimulatedDevice:
         self._send(writer, p.FrameType.FIRMWARE_STATUS, p.FirmwareStatus(offer.transfer_id, state, held, msg).encode())
 
     def _on_offer(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer) -> None:
+        if self.firmware_silent:
+            return
         self._offer = offer
         if offer.firmware_line != self.spec.firmware_line:
             self._finish(writer, offer, p.FirmwareState.REJECTED, f"this device runs line {self.spec.firmware_line}")
@@ -511,6 +522,13 @@ class SimulatedDevice:
             return
         self.firmware_version = offer.version
         self._finish(writer, offer, p.FirmwareState.INSTALLED, "")
+        if self.reboot_after_install:
+            asyncio.get_running_loop().call_later(self.install_time_s, self._reboot, writer)
+
+    def _reboot(self, writer: asyncio.StreamWriter) -> None:
+        if self._writer is writer and not writer.is_closing():
+            self.reboots += 1
+            writer.close()  # a clean close, so the INSTALLED status still reaches the gateway
 
     def _finish(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer, state: p.FirmwareState, msg: str) -> None:
         self._status(writer, offer, state, msg)

@@ -173,6 +173,7 @@ CELERY_BEAT_SCHEDULE = {
     "readings-compact": {"task": "readings.compact", "schedule": 300.0},
     "readings-retention": {"task": "readings.retention", "schedule": 3600.0},
     "oauth-clear-expired-tokens": {"task": "integrations.clear_expired_tokens", "schedule": 3600.0},
+    "firmware-rollouts-advance": {"task": "firmware.rollouts_advance", "schedule": 5.0},
 }
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))

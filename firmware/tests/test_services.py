@@ -13,6 +13,7 @@ from firmware.services import (
     firmware_transfer_cancel,
     firmware_transfer_record,
     firmware_transfer_start,
+    firmware_version_reported,
 )
 from firmware.signing import signing_key, signing_public_key
 from gateway.protocol import firmware_message
@@ -67,7 +68,7 @@ def test_a_transfer_needs_an_image_of_the_devices_line_and_one_at_a_time():
     assert firmware_transfer_start(device=device, image=image).state == FirmwareTransfer.State.PENDING
 
 
-def test_recording_installed_updates_the_devices_firmware_version_and_ignores_late_reports():
+def test_recording_installed_leaves_the_version_to_the_devices_next_hello_and_ignores_late_reports():
     device = DeviceFactory(firmware_version="1.0.0")
     image = firmware_image_create(firmware_line=device.device_type.firmware_line, version="1.1.0", image=b"m" * 10)
     transfer = firmware_transfer_start(device=device, image=image)
@@ -75,6 +76,9 @@ def test_recording_installed_updates_the_devices_firmware_version_and_ignores_la
     assert firmware_transfer_record(transfer_id=transfer.pk, device_id=other.pk, state="failed", offset=0) is None
     recorded = firmware_transfer_record(transfer_id=transfer.pk, device_id=device.pk, state="installed", offset=99)
     assert recorded is not None and recorded.offset == 10 and recorded.finished_at is not None
+    device.refresh_from_db()
+    assert device.firmware_version == "1.0.0"  # installed is not running: the device must come back
+    firmware_version_reported(device_id=device.pk, version="1.1.0")
     device.refresh_from_db()
     assert device.firmware_version == "1.1.0"
     assert firmware_transfer_record(transfer_id=transfer.pk, device_id=device.pk, state="failed", offset=0) is None

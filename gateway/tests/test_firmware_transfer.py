@@ -28,14 +28,17 @@ def start_transfer(issued, *, version="1.1.0", image=IMAGE):
     return firmware_transfer_start(device=issued.device, image=firmware)
 
 
-async def run_until_finished(device, transfer_id, *, within_s=30):
+async def run_until_finished(device, transfer_id, *, within_s=30, version=None):
+    """Run the device until the transfer has ended (and, given `version`, the device is back reporting it)."""
     task = asyncio.create_task(device.run(duration_s=within_s))
     try:
         async with asyncio.timeout(within_s):
             while True:
                 transfer = await sync_to_async(FirmwareTransfer.objects.get)(pk=transfer_id)
                 if transfer.state not in FirmwareTransfer.ACTIVE_STATES:
-                    return transfer
+                    reported = await sync_to_async(Device.objects.get)(pk=transfer.device_id)
+                    if version is None or reported.firmware_version == version:
+                        return transfer
                 await asyncio.sleep(0.05)
     finally:
         device.stop()
@@ -48,10 +51,11 @@ async def test_a_signed_image_is_installed_and_recorded(meter, tmp_path):
     public_key = await sync_to_async(signing_public_key)()
     async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
         device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key)
-        done = await run_until_finished(device, transfer.pk)
+        done = await run_until_finished(device, transfer.pk, version="1.1.0")
     assert done.state == FirmwareTransfer.State.INSTALLED and done.offset == len(IMAGE)
     assert device.firmware_version == "1.1.0"
     assert device.firmware_results == [("1.1.0", 4, "")]
+    assert device.reboots == 1  # it booted the image and said HELLO again, with the new version
     assert (await sync_to_async(Device.objects.get)(pk=issued.device.pk)).firmware_version == "1.1.0"
 
 

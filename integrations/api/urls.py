@@ -6,6 +6,7 @@ from django.urls import path
 
 from accounts import apis as people
 from devices import apis as fleet
+from firmware import apis as firmware
 from readings import apis as readings
 
 app_name = "api"
@@ -36,4 +37,16 @@ urlpatterns = [
     path("readings/export.csv", readings.ExportApi.as_view(), name="readings-export"),
     path("readings/confirmations/", readings.ConfirmationApi.as_view(), name="readings-confirmations"),
     path("readings/plausible-ranges/<int:pk>/", readings.PlausibleRangeApi.as_view(), name="readings-plausible-range"),
+    path("firmware/images/", firmware.FirmwareImageListApi.as_view(), name="firmware-image-list"),
+    path("firmware/images/<int:pk>/", firmware.FirmwareImageDetailApi.as_view(), name="firmware-image-detail"),
+    path("firmware/rollouts/", firmware.RolloutListApi.as_view(), name="rollout-list"),
+    path("firmware/rollouts/preview/", firmware.RolloutPreviewApi.as_view(), name="rollout-preview"),
+    path("firmware/rollouts/<int:pk>/", firmware.RolloutDetailApi.as_view(), name="rollout-detail"),
+    path("firmware/rollouts/<int:pk>/devices/", firmware.RolloutDeviceListApi.as_view(), name="rollout-devices"),
+    path("firmware/rollouts/<int:pk>/pause/", firmware.RolloutPauseApi.as_view(), name="rollout-pause"),
+    path("firmware/rollouts/<int:pk>/resume/", firmware.RolloutResumeApi.as_view(), name="rollout-resume"),
+    path("firmware/rollouts/<int:pk>/cancel/", firmware.RolloutCancelApi.as_view(), name="rollout-cancel"),
+    path("firmware/rollouts/<int:pk>/approve/", firmware.RolloutApproveApi.as_view(), name="rollout-approve"),
+    path("firmware/rollouts/<int:pk>/next-wave/", firmware.RolloutNextWaveApi.as_view(), name="rollout-next-wave"),
+    path("firmware/rollouts/<int:pk>/rollback/", firmware.RolloutRollbackApi.as_view(), name="rollout-rollback"),
 ]

@@ -85,6 +85,12 @@ def firmware_transfer_record(
     if state in _FINAL:
         transfer.finished_at = timezone.now()
     transfer.save()
-    if state == FirmwareTransfer.State.INSTALLED:
-        Device.objects.filter(pk=device_id).update(firmware_version=transfer.image.version)
+    # The device's firmware_version changes only when it comes back and reports it in HELLO: an
+    # image that installs but does not boot must not count as running.
     return transfer
+
+
+def firmware_version_reported(*, device_id: int, version: str) -> None:
+    """The version a device reported in HELLO after it authenticated: how a rollout learns the device
+    came back running the new image."""
+    Device.objects.filter(pk=device_id).exclude(firmware_version=version).update(firmware_version=version[:64])
