@@ -467,3 +467,30 @@ def peaks_report(*, access: Access, facility_id: int, year: int, month: int, now
         year_peak=(int(usage.starts_ms[year_index]), float(demand[year_index])) if year_index is not None else None,
         target_kw=float(facility.peak_target_kw) if facility.peak_target_kw is not None else None,
     )
+
+
+def client_month(*, access: Access, year: int, month: int, now_ms: int) -> list[Bill | ComputedBill]:
+    """Each facility's month for the client: its latest issued bill, else the bill computed now.
+
+    Facilities without a contract in the month are left out; a month that has not begun is refused.
+    """
+    rows: list[Bill | ComputedBill] = []
+    issued: dict[int, Bill] = {}
+    for bill in bill_list(access=access).filter(year=year, month=month, facility__isnull=False).prefetch_related("lines"):
+        if bill.facility_id not in issued or bill.version > issued[bill.facility_id].version:
+            issued[bill.facility_id] = bill  # type: ignore[index]
+    facilities = facility_list(access=access).filter(contracts__isnull=False).distinct().order_by("name")
+    begun = False
+    for facility in facilities:
+        if Month(year, month, ZoneInfo(facility.timezone)).start_ms <= now_ms:
+            begun = True
+        if facility.pk in issued:
+            rows.append(issued[facility.pk])
+            continue
+        try:
+            rows.append(bill_compute(access=access, facility_id=facility.pk, year=year, month=month, now_ms=now_ms))
+        except BillingError:
+            continue
+    if not begun and facilities:
+        raise BillingError(f"{year}-{month:02d} has not begun; there is nothing to bill yet.")
+    return rows

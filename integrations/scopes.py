@@ -8,6 +8,7 @@ READINGS_READ = "readings:read"
 FIRMWARE_READ = "firmware:read"
 FIRMWARE_WRITE = "firmware:write"
 BILLING_READ = "billing:read"
+BILLING_WRITE = "billing:write"
 
 API_SCOPES: dict[str, str] = {
     FLEET_READ: "Read facilities, devices, device groups, channels and loads",
@@ -16,6 +17,7 @@ API_SCOPES: dict[str, str] = {
     FIRMWARE_READ: "Read firmware images and rollouts",
     FIRMWARE_WRITE: "Upload firmware and start, pause or cancel rollouts",
     BILLING_READ: "Read bills and tariffs",
+    BILLING_WRITE: "Create and change tariffs and assign them to facilities",
 }
 
 # OpenID Connect: only for applications that sign users in (authorization code).

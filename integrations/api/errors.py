@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.errors import TenantAccessDenied
+from billing.errors import BillingError
 from readings.errors import IngestUnavailable, ReadingsError, ReadingsQueryError
 
 # Each domain's errors, most specific first: (exception class, HTTP status, code).
@@ -23,6 +24,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (ReadingsQueryError, 400, "invalid_query"),
     (IngestUnavailable, 503, "unavailable"),
     (ReadingsError, 400, "readings_error"),
+    (BillingError, 400, "billing_error"),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from billing import apis as billing
 from devices import apis as fleet
 from readings import apis as readings
 
@@ -24,4 +25,14 @@ urlpatterns = [
     path("readings/series/", readings.SeriesApi.as_view(), name="readings-series"),
     path("readings/latest/", readings.LatestApi.as_view(), name="readings-latest"),
     path("readings/export.csv", readings.ExportApi.as_view(), name="readings-export"),
+    path("tariffs/", billing.TariffListApi.as_view(), name="tariff-list"),
+    path("tariffs/<int:pk>/", billing.TariffDetailApi.as_view(), name="tariff-detail"),
+    path("contracts/", billing.ContractListApi.as_view(), name="contract-list"),
+    path("contracts/<int:pk>/", billing.ContractDetailApi.as_view(), name="contract-detail"),
+    path("bills/", billing.BillListApi.as_view(), name="bill-list"),
+    path("bills/draft/", billing.BillDraftApi.as_view(), name="bill-draft"),
+    path("bills/client.csv", billing.ClientExportApi.as_view(), name="bill-client-export"),
+    path("bills/<int:pk>/", billing.BillDetailApi.as_view(), name="bill-detail"),
+    path("bills/<int:pk>/export.<str:fmt>", billing.BillExportApi.as_view(), name="bill-export"),
+    path("peaks/", billing.PeakApi.as_view(), name="peaks"),
 ]
