@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
@@ -64,9 +63,6 @@ class BillDocument:
     def allocation(self) -> list[dict[str, Any]]:
         return list(self.detail.get("allocation", []))
 
-    @property
-    def peak_start_local(self) -> datetime | None:
-        return self.peak_start.astimezone(ZoneInfo(self.timezone)) if self.peak_start else None
 
 
 def _dt(ms: int | None) -> datetime | None:

@@ -100,3 +100,23 @@ def ingest_counter(channel: Channel, timestamps_ms: np.ndarray, counter_wh: np.n
 def refresh_rollups() -> None:
     while rollups_refresh(limit=20_000):
         pass
+
+
+def billing_objects(*, facility: Facility) -> None:
+    """One of each billing row, for pages that list every model (the admin test)."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from billing.models import Bill, BillingProfile, BillLine, CostCentre
+
+    tariff = TariffFactory(tenant=facility.tenant)
+    services.contract_create(facility=facility, tariff=tariff, valid_from=date(2026, 1, 1))
+    CostCentre.objects.create(tenant=facility.tenant, name="Store")
+    BillingProfile.objects.create(tenant=facility.tenant)
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    bill = Bill.objects.create(
+        tenant=facility.tenant, facility=facility, year=2026, month=1, period_start=moment, period_end=moment,
+        net=Decimal(1), vat=Decimal(0), gross=Decimal(1),
+    )
+    BillLine.objects.create(bill=bill, position=0, kind="fixed", label="x", quantity=1, unit="mo",
+                            unit_price=Decimal(1), amount=Decimal(1))
