@@ -36,5 +36,6 @@ urlpatterns = [
     path("integrations/", include("integrations.urls")),
     path("manage/", include("devices.urls")),
     path("manage/", include("accounts.urls")),
+    path("billing/", include("billing.urls")),
     path("", include("portal.urls")),
 ]

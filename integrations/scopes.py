@@ -10,6 +10,7 @@ FIRMWARE_WRITE = "firmware:write"
 BILLING_READ = "billing:read"
 USERS_READ = "users:read"
 USERS_WRITE = "users:write"
+BILLING_WRITE = "billing:write"
 
 API_SCOPES: dict[str, str] = {
     FLEET_READ: "Read facilities, devices, device groups, channels and loads",
@@ -20,6 +21,7 @@ API_SCOPES: dict[str, str] = {
     BILLING_READ: "Read bills and tariffs",
     USERS_READ: "Read the tenant's members and open invitations",
     USERS_WRITE: "Invite users, change their roles and remove them",
+    BILLING_WRITE: "Create and change tariffs and assign them to facilities",
 }
 
 # OpenID Connect: only for applications that sign users in (authorization code).

@@ -40,6 +40,9 @@ def populated():
     )
     image = firmware_image_create(firmware_line="eb-meter", version="1.0.1", image=b"\x7fELF-image")
     firmware_transfer_start(device=device, image=image)
+    from billing.tests.factories import billing_objects
+
+    billing_objects(facility=device.facility)
     return device
 
 
@@ -50,6 +53,8 @@ def staff_client(client):
 
 
 NO_ADD_PAGE = {("firmware", "firmwaretransfer")}
+# Billing is read-only in the admin: tenants write it through the services.
+NO_ADD_PAGE |= {("billing", m) for m in ("tariff", "contract", "bill", "costcentre", "billingprofile")}
 
 
 def _registered():

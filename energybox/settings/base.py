@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "portal",
     "integrations",
     "auditlog",
+    "billing",
 ]
 
 MIDDLEWARE = [
@@ -174,6 +175,8 @@ CELERY_BEAT_SCHEDULE = {
     "readings-retention": {"task": "readings.retention", "schedule": 3600.0},
     "oauth-clear-expired-tokens": {"task": "integrations.clear_expired_tokens", "schedule": 3600.0},
     "firmware-rollouts-advance": {"task": "firmware.rollouts_advance", "schedule": 5.0},
+    # Issues last month's bills once it has ended in each facility's zone; re-issues on late data.
+    "billing-issue-bills": {"task": "billing.issue_bills", "schedule": 3600.0},
 }
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))

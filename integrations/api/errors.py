@@ -17,6 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.errors import TenantAccessDenied
 from firmware.errors import FirmwareError
+from billing.errors import BillingError
 from readings.errors import IngestUnavailable, ReadingsError, ReadingsQueryError
 
 # Each domain's errors, most specific first: (exception class, HTTP status, code).
@@ -25,6 +26,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (IngestUnavailable, 503, "unavailable"),
     (ReadingsError, 400, "readings_error"),
     (FirmwareError, 400, "firmware_error"),
+    (BillingError, 400, "billing_error"),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from accounts import apis as people
+from billing import apis as billing
 from devices import apis as fleet
 from firmware import apis as firmware
 from readings import apis as readings
@@ -49,4 +50,14 @@ urlpatterns = [
     path("firmware/rollouts/<int:pk>/approve/", firmware.RolloutApproveApi.as_view(), name="rollout-approve"),
     path("firmware/rollouts/<int:pk>/next-wave/", firmware.RolloutNextWaveApi.as_view(), name="rollout-next-wave"),
     path("firmware/rollouts/<int:pk>/rollback/", firmware.RolloutRollbackApi.as_view(), name="rollout-rollback"),
+    path("tariffs/", billing.TariffListApi.as_view(), name="tariff-list"),
+    path("tariffs/<int:pk>/", billing.TariffDetailApi.as_view(), name="tariff-detail"),
+    path("contracts/", billing.ContractListApi.as_view(), name="contract-list"),
+    path("contracts/<int:pk>/", billing.ContractDetailApi.as_view(), name="contract-detail"),
+    path("bills/", billing.BillListApi.as_view(), name="bill-list"),
+    path("bills/draft/", billing.BillDraftApi.as_view(), name="bill-draft"),
+    path("bills/client.csv", billing.ClientExportApi.as_view(), name="bill-client-export"),
+    path("bills/<int:pk>/", billing.BillDetailApi.as_view(), name="bill-detail"),
+    path("bills/<int:pk>/export.<str:fmt>", billing.BillExportApi.as_view(), name="bill-export"),
+    path("peaks/", billing.PeakApi.as_view(), name="peaks"),
 ]

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from billing.demo import seed_billing_demo
 from devices.demo import demo_keys_path, seed_demo
 
 
@@ -51,6 +52,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
         logins = [] if options["no_seed"] else seed_demo()
+        if not options["no_seed"]:
+            seed_billing_demo()
         children: list[tuple[str, subprocess.Popen[bytes]]] = []
         for name, argv in platform_processes(host=host, port=port):
             self.stdout.write(f"starting {name}: {' '.join(argv[1:])}")

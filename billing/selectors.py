@@ -1,0 +1,496 @@
+"""Reads of billing: tariffs, contracts, bills, and a facility's month computed from the 15-minute rollups.
+
+The readings selector this app needs and `readings/` does not have, `facility_usage` (a facility's
+15-minute energy on the full calendar grid, main meter and submeters), is built here on top of
+`readings.selectors.readings_series`.
+"""
+
+from __future__ import annotations
+
+import calendar as pycalendar
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays as holiday_calendars
+import numpy as np
+from django.db.models import Q, QuerySet
+
+from accounts.access import Access
+from billing.calculation import (
+    INTERVAL_MS,
+    AllocationInput,
+    BillResult,
+    History,
+    MonthPeak,
+    Segment,
+    Terms,
+    Usage,
+    compute_bill,
+)
+from billing.errors import BillingError
+from billing.models import Bill, BillingProfile, Contract, CostCentre, Tariff, TariffVersion
+from devices.models import Channel, Facility, Load
+from devices.quantities import Quantity
+from devices.selectors import facility_list
+from readings.rollups import interval_edges
+from readings.selectors import MAX_CHANNELS, readings_series
+
+logger = logging.getLogger(__name__)
+TO_KILO = {"W": 0.001, "kW": 1.0, "Wh": 0.001, "kWh": 1.0}
+
+
+# --- Tariffs, contracts, bills ----------------------------------------------------------------
+
+
+def tariff_list(*, access: Access) -> QuerySet[Tariff]:
+    return Tariff.objects.filter(tenant_id=access.tenant_id).prefetch_related("versions")
+
+
+def tariff_get(*, access: Access, tariff_id: int) -> Tariff:
+    return tariff_list(access=access).get(pk=tariff_id)
+
+
+def contract_list(*, access: Access) -> QuerySet[Contract]:
+    qs = Contract.objects.filter(tenant_id=access.tenant_id).select_related("facility", "tariff")
+    if access.facility_ids is not None:
+        qs = qs.filter(facility_id__in=access.facility_ids)
+    return qs
+
+
+def bill_list(*, access: Access) -> QuerySet[Bill]:
+    qs = Bill.objects.filter(tenant_id=access.tenant_id).select_related("facility")
+    if access.facility_ids is not None:
+        # A facility manager sees the bills of granted facilities, never the client's sum.
+        qs = qs.filter(facility_id__in=access.facility_ids)
+    return qs
+
+
+def bill_get(*, access: Access, bill_id: int) -> Bill:
+    return bill_list(access=access).prefetch_related("lines").get(pk=bill_id)
+
+
+def bill_latest(*, access: Access, facility_id: int | None, year: int, month: int) -> Bill | None:
+    qs = bill_list(access=access).filter(year=year, month=month)
+    qs = qs.filter(facility__isnull=True) if facility_id is None else qs.filter(facility_id=facility_id)
+    return qs.order_by("-version").first()
+
+
+def billing_profile(*, tenant_id: int) -> BillingProfile:
+    return BillingProfile.objects.filter(tenant_id=tenant_id).first() or BillingProfile(tenant_id=tenant_id)
+
+
+# --- Months in a facility's time zone ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Month:
+    year: int
+    month: int
+    tz: ZoneInfo
+
+    @property
+    def first_day(self) -> date:
+        return date(self.year, self.month, 1)
+
+    @property
+    def days(self) -> int:
+        return pycalendar.monthrange(self.year, self.month)[1]
+
+    @property
+    def year_days(self) -> int:
+        return 366 if pycalendar.isleap(self.year) else 365
+
+    @property
+    def last_day(self) -> date:
+        return date(self.year, self.month, self.days)
+
+    def midnight_ms(self, day: date) -> int:
+        return int(datetime(day.year, day.month, day.day, tzinfo=self.tz).timestamp() * 1000)
+
+    @property
+    def start_ms(self) -> int:
+        return self.midnight_ms(self.first_day)
+
+    @property
+    def end_ms(self) -> int:
+        return self.midnight_ms(self.last_day + timedelta(days=1))
+
+    def previous(self) -> Month:
+        return Month(self.year - 1, 12, self.tz) if self.month == 1 else Month(self.year, self.month - 1, self.tz)
+
+    def __str__(self) -> str:
+        return f"{self.year}-{self.month:02d}"
+
+
+def parse_month(raw: str) -> tuple[int, int]:
+    try:
+        year, month = (int(part) for part in raw.strip().split("-"))
+    except (ValueError, AttributeError) as exc:
+        raise BillingError(f"{raw!r} is not a month such as 2026-11.") from exc
+    if not (2000 <= year <= 2200 and 1 <= month <= 12):
+        raise BillingError(f"{raw!r} is not a month such as 2026-11.")
+    return year, month
+
+
+def month_check(*, month: Month, now_ms: int) -> None:
+    if month.start_ms > now_ms:
+        raise BillingError(f"{month} has not begun in the facility's time zone; there is nothing to bill yet.")
+
+
+@lru_cache(maxsize=512)
+def holiday_dates(region: str, year: int) -> tuple[date, ...]:
+    if not region:
+        return ()
+    country, _, subdivision = region.upper().partition("-")
+    try:
+        calendar = holiday_calendars.country_holidays(country, subdiv=subdivision or None, years=year)
+    except NotImplementedError:
+        logger.warning("no holiday calendar for region %r", region)
+        return ()
+    return tuple(sorted(calendar))
+
+
+# --- A facility's 15-minute energy -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Metering:
+    """Which channels measure the facility (main) and each load (submeters), energy counters first."""
+
+    main: tuple[Channel, ...]
+    loads: dict[int, tuple[Channel, ...]]
+    meters: int
+
+
+def facility_metering(*, facility: Facility) -> Metering:
+    """Per device and load: the all-phase channel if there is one, else the phases; an energy counter
+    where the group has one, else mean power. The main meter is the mains load where there is one,
+    otherwise every load together."""
+    channels = Channel.objects.filter(
+        device__facility=facility,
+        quantity__in=(Quantity.ACTIVE_ENERGY, Quantity.ACTIVE_POWER),
+        unit__in=tuple(TO_KILO),
+    ).select_related("load")
+    groups: dict[tuple[int, int | None], list[Channel]] = defaultdict(list)
+    for channel in channels:
+        groups[(channel.device_id, channel.load_id)].append(channel)
+    chosen: dict[tuple[int, int | None], list[Channel]] = {}
+    for key, members in groups.items():
+        energy = [c for c in members if c.quantity == Quantity.ACTIVE_ENERGY]
+        pick = energy or members
+        totals = [c for c in pick if c.phase == "total"]
+        chosen[key] = totals or pick
+    mains = {key for key, members in chosen.items() if members[0].load and members[0].load.kind == Load.Kind.MAINS}
+    main = [c for key in (mains or chosen) for c in chosen[key]]
+    loads: dict[int, list[Channel]] = defaultdict(list)
+    for (_, load_id), members in chosen.items():
+        if load_id is not None and (not mains or (_, load_id) not in mains):
+            loads[load_id].extend(members)
+    return Metering(
+        main=tuple(main),
+        loads={lid: tuple(members) for lid, members in loads.items()},
+        meters=len({c.device_id for c in main}),
+    )
+
+
+def _kwh_by_channel(*, access: Access, channels: Sequence[Channel], edges: np.ndarray) -> dict[int, np.ndarray]:
+    """Each channel's kWh per 15-minute interval of `edges` (NaN where it has no data)."""
+    result: dict[int, np.ndarray] = {}
+    ids = [c.pk for c in channels]
+    by_id = {c.pk: c for c in channels}
+    start, end = (datetime.fromtimestamp(int(ms) / 1000, tz=UTC) for ms in (edges[0], edges[-1]))
+    for first in range(0, len(ids), MAX_CHANNELS):
+        chunk = ids[first : first + MAX_CHANNELS]
+        counters = [c for c in chunk if by_id[c].quantity == Quantity.ACTIVE_ENERGY]
+        gauges = [c for c in chunk if c not in counters]
+        for wanted, aggregate in ((counters, "delta"), (gauges, "avg")):
+            if not wanted:
+                continue
+            answer = readings_series(
+                access=access, channel_ids=wanted, start=start, end=end, resolution="15m", aggregates=[aggregate]
+            )
+            for channel_id, series in answer.items():
+                values = np.full(len(edges) - 1, np.nan)
+                at = np.searchsorted(edges, series.timestamps_ms)
+                keep = (at < len(values)) & (edges[np.minimum(at, len(edges) - 1)] == series.timestamps_ms)
+                factor = TO_KILO[by_id[channel_id].unit] * (1.0 if aggregate == "delta" else 0.25)
+                values[at[keep]] = series.values[aggregate][keep] * factor
+                result[channel_id] = values
+    return result
+
+
+def _sum(columns: Sequence[np.ndarray], length: int) -> np.ndarray:
+    if not columns:
+        return np.zeros(length)
+    stacked = np.vstack(columns)
+    return np.where(np.isnan(stacked).all(axis=0), np.nan, np.nansum(stacked, axis=0))
+
+
+def facility_usage(*, access: Access, facility: Facility, start_ms: int, end_ms: int, metering: Metering) -> Usage:
+    """The facility's kWh per 15-minute interval over [start_ms, end_ms), main meter and each load."""
+    edges = interval_edges("15m", ZoneInfo(facility.timezone), start_ms, end_ms)
+    channels = list({c.pk: c for c in (*metering.main, *(c for cs in metering.loads.values() for c in cs))}.values())
+    kwh = _kwh_by_channel(access=access, channels=channels, edges=edges) if channels else {}
+    length = len(edges) - 1
+    main = _sum([kwh[c.pk] for c in metering.main if c.pk in kwh], length)
+    loads = {lid: _sum([kwh[c.pk] for c in members if c.pk in kwh], length) for lid, members in metering.loads.items()}
+    return Usage(starts_ms=edges[:-1], kwh=main, loads=loads)
+
+
+# --- Tariff segments of a month ---------------------------------------------------------------
+
+
+def terms_of(version: TariffVersion, tariff: Tariff) -> Terms:
+    return Terms(
+        version_id=version.pk,
+        tariff_name=tariff.name,
+        currency=tariff.currency,
+        energy_rates=tuple(float(r) for r in version.energy_rates),
+        schedules={
+            "weekday": version.weekday_schedule,
+            "weekend": version.weekend_schedule,
+            "holiday": version.holiday_schedule,
+        },
+        tiers=tuple((t["up_to_kwh"], float(t["adder"])) for t in version.energy_tiers),
+        demand_mode=version.demand_mode,
+        demand_price=float(version.demand_price),
+        demand_windows=version.demand_windows or {},
+        ratchet_percent=float(version.ratchet_percent),
+        ratchet_months=version.ratchet_months,
+        utilisation_split_hours=float(version.utilisation_split_hours),
+        low_use_demand_price=float(version.low_use_demand_price),
+        low_use_energy_price=float(version.low_use_energy_price),
+        high_use_demand_price=float(version.high_use_demand_price),
+        high_use_energy_price=float(version.high_use_energy_price),
+        fixed_per_day=float(version.fixed_per_day),
+        fixed_per_month=float(version.fixed_per_month),
+        fixed_per_meter_month=float(version.fixed_per_meter_month),
+        levies=tuple((levy["name"], float(levy["per_kwh"])) for levy in version.levies),
+        vat_percent=float(version.vat_percent),
+    )
+
+
+def _overlapping(qs: QuerySet, first: date, last: date) -> QuerySet:  # type: ignore[type-arg]
+    return qs.filter(valid_from__lte=last).filter(Q(valid_to__isnull=True) | Q(valid_to__gte=first))
+
+
+def month_segments(*, facility: Facility, month: Month, until: date | None = None) -> list[Segment]:
+    """The parts of the month (up to `until`, inclusive) priced by one tariff version each."""
+    last = min(month.last_day, until) if until else month.last_day
+    contracts = _overlapping(Contract.objects.filter(facility=facility), month.first_day, last).select_related(
+        "tariff"
+    )
+    segments: list[Segment] = []
+    for contract in contracts.order_by("valid_from"):
+        lo = max(contract.valid_from, month.first_day)
+        hi = min(contract.valid_to or last, last)
+        versions = _overlapping(TariffVersion.objects.filter(tariff=contract.tariff), lo, hi)
+        for version in versions.order_by("valid_from"):
+            v_lo, v_hi = max(version.valid_from, lo), min(version.valid_to or hi, hi)
+            segments.append(
+                Segment(
+                    start_ms=month.midnight_ms(v_lo),
+                    end_ms=month.midnight_ms(v_hi + timedelta(days=1)),
+                    days=(v_hi - v_lo).days + 1,
+                    terms=terms_of(version, contract.tariff),
+                )
+            )
+    return segments
+
+
+# --- Bills --------------------------------------------------------------------------------------
+
+
+def _month_peak(usage: Usage, segments: Sequence[Segment], tz: ZoneInfo, region: str, year: int) -> float:
+    if not segments:
+        return float(np.nanmax(usage.kwh) * 4) if len(usage.kwh) and not np.isnan(usage.kwh).all() else 0.0
+    result = compute_bill(
+        usage=Usage(usage.starts_ms, usage.kwh),
+        segments=segments,
+        tz=tz,
+        holidays=holiday_dates(region, year),
+        month_days=31,
+        year_days=365,
+        meters=0,
+    )
+    return result.peak_kw or 0.0
+
+
+def _history(*, access: Access, facility: Facility, month: Month, metering: Metering, terms: Terms) -> History:
+    """Earlier months' peaks (inside each month's own demand windows) and this year's kWh before the month."""
+    if terms.demand_mode not in ("annual", "utilisation", "ratchet"):
+        return History()
+    back = month.month - 1 if terms.demand_mode != "ratchet" else terms.ratchet_months
+    months: list[Month] = []
+    cursor = month
+    for _ in range(back):
+        cursor = cursor.previous()
+        months.append(cursor)
+    if not months:
+        return History()
+    usage = facility_usage(
+        access=access, facility=facility, start_ms=months[-1].start_ms, end_ms=month.start_ms, metering=metering
+    )
+    earlier: list[MonthPeak] = []
+    ratchet: list[float] = []
+    year_kwh = 0.0
+    for m in months:
+        inside = (usage.starts_ms >= m.start_ms) & (usage.starts_ms < m.end_ms)
+        part = Usage(usage.starts_ms[inside], usage.kwh[inside])
+        if np.isnan(part.kwh).all():
+            continue
+        peak = _month_peak(part, month_segments(facility=facility, month=m), month.tz, facility.holiday_region, m.year)
+        if m.year == month.year:
+            earlier.append(MonthPeak(m.year, m.month, peak, m.days))
+            year_kwh += float(np.nansum(part.kwh))
+        ratchet.append(peak)
+    return History(earlier_peaks=tuple(earlier), ratchet_peaks=tuple(ratchet), year_kwh_before=year_kwh)
+
+
+@dataclass(frozen=True, slots=True)
+class ComputedBill:
+    facility: Facility
+    month: Month
+    result: BillResult
+    segments: tuple[Segment, ...]
+    draft: bool
+    usage: Usage
+
+
+def bill_compute(*, access: Access, facility_id: int, year: int, month: int, now_ms: int | None = None) -> ComputedBill:
+    """A facility's bill for a calendar month in its time zone, from the 15-minute rollups.
+
+    The running month is a draft up to now, with a projection to month end; a future month is refused.
+    """
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    facility = facility_list(access=access).get(pk=facility_id)
+    tz = ZoneInfo(facility.timezone)
+    period = Month(year, month, tz)
+    month_check(month=period, now_ms=now_ms)
+    draft = now_ms < period.end_ms
+    segments = month_segments(facility=facility, month=period)
+    if not segments:
+        raise BillingError(f"{facility.name} has no contract covering {period}.")
+    metering = facility_metering(facility=facility)
+    end_ms = min(period.end_ms, now_ms) if draft else period.end_ms
+    end_ms = max(end_ms - end_ms % INTERVAL_MS, period.start_ms + INTERVAL_MS)
+    usage = facility_usage(access=access, facility=facility, start_ms=period.start_ms, end_ms=end_ms, metering=metering)
+    loads = Load.objects.filter(pk__in=list(usage.loads)).prefetch_related("cost_centres")
+    centre_of = {load.pk: next(iter(load.cost_centres.all()), None) for load in loads}
+    areas: dict[int, float] = {}
+    for centre in CostCentre.objects.filter(loads__in=list(usage.loads)).distinct().prefetch_related("loads"):
+        members = [lid for lid in usage.loads if centre_of.get(lid) == centre]
+        for lid in members:
+            areas[lid] = float(centre.area_m2) / len(members)
+    allocation = AllocationInput(
+        key=billing_profile(tenant_id=facility.tenant_id).fixed_charge_key,
+        names={load.pk: load.name for load in loads},
+        cost_centres={lid: centre.name for lid, centre in centre_of.items() if centre is not None},
+        areas=areas,
+    )
+    result = compute_bill(
+        usage=usage,
+        segments=segments,
+        tz=tz,
+        holidays=holiday_dates(facility.holiday_region, year),
+        month_days=period.days,
+        year_days=period.year_days,
+        meters=metering.meters,
+        history=_history(access=access, facility=facility, month=period, metering=metering, terms=segments[0].terms),
+        allocation=allocation,
+        elapsed_fraction=(end_ms - period.start_ms) / (period.end_ms - period.start_ms) if draft else None,
+    )
+    return ComputedBill(facility, period, result, tuple(segments), draft, usage)
+
+
+# --- Peaks --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PeakRow:
+    start_ms: int
+    kw: float
+    loads: list[tuple[str, float]]  # the loads' kW in that interval, largest first
+
+
+@dataclass(frozen=True, slots=True)
+class PeakReport:
+    facility: Facility
+    month: Month
+    curve_starts_ms: list[int]
+    curve_kw: list[float | None]
+    top: list[PeakRow]
+    month_peak: PeakRow | None
+    year_peak: tuple[int, float] | None  # (interval start, kW), January up to this month
+    target_kw: float | None
+
+
+def peaks_report(*, access: Access, facility_id: int, year: int, month: int, now_ms: int | None = None) -> PeakReport:
+    """The month's 15-minute demand curve, its top 10 intervals with the loads that made them, and the year's peak."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    facility = facility_list(access=access).get(pk=facility_id)
+    tz = ZoneInfo(facility.timezone)
+    period = Month(year, month, tz)
+    month_check(month=period, now_ms=now_ms)
+    metering = facility_metering(facility=facility)
+    year_start = Month(year, 1, tz).start_ms
+    end_ms = min(period.end_ms, now_ms - now_ms % INTERVAL_MS)
+    end_ms = max(end_ms, period.start_ms + INTERVAL_MS)
+    usage = facility_usage(access=access, facility=facility, start_ms=year_start, end_ms=end_ms, metering=metering)
+    demand = usage.kwh * 4
+    inside = usage.starts_ms >= period.start_ms
+    names = dict(Load.objects.filter(pk__in=list(usage.loads)).values_list("pk", "name"))
+
+    def row(index: int) -> PeakRow:
+        contributions = [(names.get(lid, str(lid)), float(kwh[index] * 4)) for lid, kwh in usage.loads.items()]
+        contributions = [(n, kw) for n, kw in contributions if np.isfinite(kw)]
+        return PeakRow(int(usage.starts_ms[index]), float(demand[index]), sorted(contributions, key=lambda c: -c[1]))
+
+    month_demand = np.where(inside & np.isfinite(demand), demand, -np.inf)
+    order = [int(i) for i in np.argsort(-month_demand, kind="stable")[:10] if np.isfinite(month_demand[i])]
+    year_demand = np.where(np.isfinite(demand), demand, -np.inf)
+    year_index = int(np.argmax(year_demand)) if len(year_demand) and np.isfinite(year_demand.max()) else None
+    curve = demand[inside]
+    return PeakReport(
+        facility=facility,
+        month=period,
+        curve_starts_ms=usage.starts_ms[inside].tolist(),
+        curve_kw=[None if not np.isfinite(v) else float(v) for v in curve],
+        top=[row(i) for i in order],
+        month_peak=row(order[0]) if order else None,
+        year_peak=(int(usage.starts_ms[year_index]), float(demand[year_index])) if year_index is not None else None,
+        target_kw=float(facility.peak_target_kw) if facility.peak_target_kw is not None else None,
+    )
+
+
+def client_month(*, access: Access, year: int, month: int, now_ms: int) -> list[Bill | ComputedBill]:
+    """Each facility's month for the client: its latest issued bill, else the bill computed now.
+
+    Facilities without a contract in the month are left out; a month that has not begun is refused.
+    """
+    rows: list[Bill | ComputedBill] = []
+    issued: dict[int, Bill] = {}
+    for bill in bill_list(access=access).filter(year=year, month=month, facility__isnull=False).prefetch_related("lines"):
+        if bill.facility_id not in issued or bill.version > issued[bill.facility_id].version:
+            issued[bill.facility_id] = bill  # type: ignore[index]
+    facilities = facility_list(access=access).filter(contracts__isnull=False).distinct().order_by("name")
+    begun = False
+    for facility in facilities:
+        if Month(year, month, ZoneInfo(facility.timezone)).start_ms <= now_ms:
+            begun = True
+        if facility.pk in issued:
+            rows.append(issued[facility.pk])
+            continue
+        try:
+            rows.append(bill_compute(access=access, facility_id=facility.pk, year=year, month=month, now_ms=now_ms))
+        except BillingError:
+            continue
+    if not begun and facilities:
+        raise BillingError(f"{year}-{month:02d} has not begun; there is nothing to bill yet.")
+    return rows

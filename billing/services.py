@@ -1,0 +1,392 @@
+"""Writes of billing: tariffs and their versions, contracts, allocation settings, and issued bills."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import DecimalField, ProtectedError
+from django.utils.translation import gettext as _
+
+from accounts.models import Tenant
+from accounts.selectors import access_for_tenant
+from billing import selectors
+from billing.calculation import money
+from billing.errors import BillingError
+from billing.models import Bill, BillingProfile, BillLine, Contract, CostCentre, DemandMode, Tariff, TariffVersion
+from billing.validation import validate_currency, validate_energy, validate_levies, validate_tiers, validate_windows
+from devices.models import Facility, Load
+
+VERSION_FIELDS = (
+    "valid_from",
+    "valid_to",
+    "energy_rates",
+    "weekday_schedule",
+    "weekend_schedule",
+    "holiday_schedule",
+    "energy_tiers",
+    "demand_mode",
+    "demand_price",
+    "demand_windows",
+    "ratchet_percent",
+    "ratchet_months",
+    "utilisation_split_hours",
+    "low_use_demand_price",
+    "low_use_energy_price",
+    "high_use_demand_price",
+    "high_use_energy_price",
+    "fixed_per_day",
+    "fixed_per_month",
+    "fixed_per_meter_month",
+    "levies",
+    "vat_percent",
+)
+
+
+def _overlaps(a_from: date, a_to: date | None, b_from: date, b_to: date | None) -> bool:
+    return (b_to is None or a_from <= b_to) and (a_to is None or b_from <= a_to)
+
+
+def _check_range(valid_from: date, valid_to: date | None) -> None:
+    if valid_to is not None and valid_to < valid_from:
+        raise ValidationError({"valid_to": _("The validity ends before it begins.")})
+
+
+def _version(*, tariff: Tariff, data: dict[str, Any]) -> TariffVersion:
+    unknown = set(data) - set(VERSION_FIELDS)
+    if unknown:
+        raise ValidationError({"versions": _("Unknown fields: %(f)s.") % {"f": ", ".join(sorted(unknown))}})
+    for name, value in data.items():
+        # Prices arrive as JSON numbers; a float's binary expansion is not the price that was meant.
+        if isinstance(TariffVersion._meta.get_field(name), DecimalField) and isinstance(value, float | int):
+            data[name] = Decimal(str(value))
+    version = TariffVersion(tenant_id=tariff.tenant_id, tariff=tariff, **data)
+    if not version.weekend_schedule:
+        version.weekend_schedule = version.weekday_schedule
+    if not version.holiday_schedule:
+        version.holiday_schedule = version.weekend_schedule
+    validate_energy(
+        version.energy_rates,
+        {
+            "weekday": version.weekday_schedule,
+            "weekend": version.weekend_schedule,
+            "holiday": version.holiday_schedule,
+        },
+    )
+    validate_windows(version.demand_windows)
+    validate_tiers(version.energy_tiers)
+    validate_levies(version.levies)
+    if version.demand_mode not in DemandMode.values:
+        raise ValidationError({"demand_mode": _("Unknown demand mode.")})
+    _check_range(version.valid_from, version.valid_to)
+    version.full_clean(exclude=["tariff", "tenant"])
+    return version
+
+
+def _versions(*, tariff: Tariff, versions: Sequence[dict[str, Any]]) -> list[TariffVersion]:
+    if not versions:
+        raise ValidationError({"versions": _("A tariff needs at least one version.")})
+    built = sorted((_version(tariff=tariff, data=dict(v)) for v in versions), key=lambda v: v.valid_from)
+    for earlier, later in zip(built, built[1:], strict=False):
+        if _overlaps(earlier.valid_from, earlier.valid_to, later.valid_from, later.valid_to):
+            raise ValidationError(
+                {
+                    "versions": _("The versions from %(a)s and from %(b)s overlap.")
+                    % {"a": earlier.valid_from, "b": later.valid_from}
+                }
+            )
+    return built
+
+
+@transaction.atomic
+def tariff_create(*, tenant: Tenant, name: str, versions: Sequence[dict[str, Any]], currency: str = "EUR") -> Tariff:
+    tariff = Tariff(tenant=tenant, name=name, currency=validate_currency(currency))
+    tariff.full_clean()
+    tariff.save()
+    for version in _versions(tariff=tariff, versions=versions):
+        version.save()
+    return tariff
+
+
+@transaction.atomic
+def tariff_update(
+    *,
+    tariff: Tariff,
+    name: str | None = None,
+    currency: str | None = None,
+    versions: Sequence[dict[str, Any]] | None = None,
+) -> Tariff:
+    """Change a tariff; `versions` replaces all of them. Issued bills keep the prices they were issued with."""
+    if name is not None:
+        tariff.name = name
+    if currency is not None:
+        tariff.currency = validate_currency(currency)
+    tariff.full_clean()
+    tariff.save()
+    if versions is not None:
+        built = _versions(tariff=tariff, versions=versions)
+        tariff.versions.all().delete()
+        for version in built:
+            version.save()
+    return tariff
+
+
+@transaction.atomic
+def tariff_delete(*, tariff: Tariff) -> None:
+    try:
+        tariff.delete()
+    except ProtectedError as exc:
+        raise ValidationError({"tariff": _("The tariff is assigned to facilities; end those contracts first.")}) from exc
+
+
+@transaction.atomic
+def contract_create(*, facility: Facility, tariff: Tariff, valid_from: date, valid_to: date | None = None) -> Contract:
+    if tariff.tenant_id != facility.tenant_id:
+        raise ValidationError({"tariff": _("There is no such tariff in your tenant.")})
+    _check_range(valid_from, valid_to)
+    # Locks the facility's contracts, so two overlapping assignments cannot both pass the check.
+    for other in Contract.objects.select_for_update().filter(facility=facility):
+        if _overlaps(valid_from, valid_to, other.valid_from, other.valid_to):
+            raise ValidationError(
+                {
+                    "valid_from": _("The facility already has the contract %(c)s over these dates.")
+                    % {"c": f"{other.tariff.name} from {other.valid_from}"}
+                }
+            )
+    contract = Contract(
+        tenant_id=facility.tenant_id, facility=facility, tariff=tariff, valid_from=valid_from, valid_to=valid_to
+    )
+    contract.full_clean()
+    contract.save()
+    return contract
+
+
+@transaction.atomic
+def contract_delete(*, contract: Contract) -> None:
+    contract.delete()
+
+
+@transaction.atomic
+def billing_profile_set(*, tenant: Tenant, fixed_charge_key: str) -> BillingProfile:
+    profile = selectors.billing_profile(tenant_id=tenant.pk)
+    profile.fixed_charge_key = fixed_charge_key
+    profile.full_clean(exclude=["tenant"])
+    profile.save()
+    return profile
+
+
+@transaction.atomic
+def cost_centre_create(*, tenant: Tenant, name: str, area_m2: Decimal | float = 0, loads: Iterable[Load] = ()) -> CostCentre:
+    loads = list(loads)
+    if any(load.tenant_id != tenant.pk for load in loads):
+        raise ValidationError({"loads": _("There is no such load in your tenant.")})
+    centre = CostCentre(tenant=tenant, name=name, area_m2=Decimal(str(area_m2)))
+    centre.full_clean()
+    centre.save()
+    centre.loads.set(loads)
+    return centre
+
+
+# --- Bills --------------------------------------------------------------------------------------
+
+
+def _dt(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def bill_detail(computed: selectors.ComputedBill) -> dict[str, Any]:
+    """The parts of a computation a bill keeps beside its lines: segments, allocation, top peaks, projection."""
+    result = computed.result
+    return {
+        "segments": [
+            {
+                "from": _dt(s.start_ms).isoformat(),  # type: ignore[union-attr]
+                "to": _dt(s.end_ms).isoformat(),  # type: ignore[union-attr]
+                "days": s.days,
+                "tariff": s.terms.tariff_name,
+                "tariff_version": s.terms.version_id,
+            }
+            for s in computed.segments
+        ],
+        "billed_demand_kw": result.billed_demand_kw,
+        "projected_gross": str(result.projected_gross) if result.projected_gross is not None else None,
+        "top_peaks": [{"start": _dt(ms).isoformat(), "kw": kw} for ms, kw in result.top_peaks],  # type: ignore[union-attr]
+        "allocation": [
+            {
+                "load": row.load_id,
+                "name": row.name,
+                "cost_centre": row.cost_centre,
+                "kwh": row.kwh,
+                "peak_kw": row.peak_kw,
+                "energy": str(row.energy),
+                "demand": str(row.demand),
+                "fixed": str(row.fixed),
+                "vat": str(row.vat),
+                "total": str(row.total),
+            }
+            for row in result.allocation
+        ],
+    }
+
+
+def _signature(lines: Iterable[tuple[str, str, float, str, Decimal, Decimal]]) -> list[tuple[Any, ...]]:
+    return [(kind, label, round(q, 6), unit, Decimal(p).quantize(Decimal("0.000001")), a) for kind, label, q, unit, p, a in lines]
+
+
+def _store(
+    *,
+    tenant_id: int,
+    facility: Facility | None,
+    year: int,
+    month: int,
+    start: datetime,
+    end: datetime,
+    currency: str,
+    lines: list[tuple[str, str, float, str, Decimal, Decimal, datetime | None]],
+    energy_kwh: float,
+    peak: tuple[float, datetime | None] | None,
+    detail: dict[str, Any],
+) -> Bill:
+    """Issue a final bill, or a new version of it when anything differs from the latest; else return the latest."""
+    latest = (
+        Bill.objects.select_for_update()
+        .filter(tenant_id=tenant_id, facility=facility, year=year, month=month)
+        .order_by("-version")
+        .first()
+    )
+    if latest is not None:
+        old = [(x.kind, x.label, x.quantity, x.unit, x.unit_price, x.amount) for x in latest.lines.all()]
+        if _signature(old) == _signature([line[:6] for line in lines]):
+            return latest
+    net = sum((line[5] for line in lines if line[0] != "vat"), Decimal(0))
+    vat = sum((line[5] for line in lines if line[0] == "vat"), Decimal(0))
+    bill = Bill.objects.create(
+        tenant_id=tenant_id,
+        facility=facility,
+        year=year,
+        month=month,
+        version=latest.version + 1 if latest else 1,
+        status=Bill.Status.FINAL,
+        currency=currency,
+        period_start=start,
+        period_end=end,
+        net=net,
+        vat=vat,
+        gross=net + vat,
+        energy_kwh=energy_kwh,
+        peak_kw=peak[0] if peak else None,
+        peak_start=peak[1] if peak else None,
+        previous=latest,
+        difference=(net + vat - latest.gross) if latest else None,
+        detail=detail,
+    )
+    BillLine.objects.bulk_create(
+        BillLine(
+            bill=bill,
+            position=i,
+            kind=kind,
+            label=label,
+            quantity=quantity,
+            unit=unit,
+            unit_price=Decimal(unit_price).quantize(Decimal("0.000001")),
+            amount=amount,
+            interval_start=interval,
+        )
+        for i, (kind, label, quantity, unit, unit_price, amount, interval) in enumerate(lines)
+    )
+    return bill
+
+
+@transaction.atomic
+def bill_issue(*, facility: Facility, year: int, month: int, now_ms: int | None = None) -> Bill:
+    """Issue the final bill of a month that has ended (in the facility's time zone).
+
+    Idempotent: issuing again with unchanged data returns the same bill; late data or a corrected
+    tariff issues a new version that records the difference to the previous one.
+    """
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    computed = selectors.bill_compute(
+        access=access_for_tenant(tenant=facility.tenant), facility_id=facility.pk, year=year, month=month, now_ms=now_ms
+    )
+    if computed.draft:
+        raise BillingError(f"{computed.month} has not ended yet; its bill is a draft.")
+    result = computed.result
+    lines = [
+        (x.kind, x.label, x.quantity, x.unit, Decimal(str(x.unit_price)), x.amount, _dt(x.interval_start_ms))
+        for x in result.lines
+    ]
+    return _store(
+        tenant_id=facility.tenant_id,
+        facility=facility,
+        year=year,
+        month=month,
+        start=_dt(computed.month.start_ms),  # type: ignore[arg-type]
+        end=_dt(computed.month.end_ms),  # type: ignore[arg-type]
+        currency=result.currency,
+        lines=lines,
+        energy_kwh=result.energy_kwh,
+        peak=(result.peak_kw, _dt(result.peak_start_ms)) if result.peak_kw is not None else None,
+        detail=bill_detail(computed),
+    )
+
+
+@transaction.atomic
+def client_bill_issue(*, tenant: Tenant, year: int, month: int) -> Bill:
+    """The client's month: one line per facility, the latest final version of each facility's bill."""
+    access = access_for_tenant(tenant=tenant)
+    latest: dict[int, Bill] = {}
+    for bill in selectors.bill_list(access=access).filter(year=year, month=month, facility__isnull=False):
+        if bill.facility_id not in latest or bill.version > latest[bill.facility_id].version:
+            latest[bill.facility_id] = bill  # type: ignore[index]
+    if not latest:
+        raise BillingError(f"No facility bill of {year}-{month:02d} has been issued yet.")
+    bills = sorted(latest.values(), key=lambda b: b.facility.name if b.facility else "")
+    currencies = {b.currency for b in bills}
+    if len(currencies) != 1:
+        raise BillingError(_("The facilities are billed in different currencies: %(c)s.") % {"c": ", ".join(sorted(currencies))})
+    lines = [
+        ("facility", f"{b.facility.name} (v{b.version})" if b.facility else "", 1.0, "bill", b.net, money(b.net), None)
+        for b in bills
+    ]
+    vat_total = sum((b.vat for b in bills), Decimal(0))
+    lines.append(("vat", "VAT", float(sum(b.net for b in bills)), bills[0].currency, Decimal(0), vat_total, None))
+    return _store(
+        tenant_id=tenant.pk,
+        facility=None,
+        year=year,
+        month=month,
+        start=min(b.period_start for b in bills),
+        end=max(b.period_end for b in bills),
+        currency=bills[0].currency,
+        lines=lines,
+        energy_kwh=sum(b.energy_kwh for b in bills),
+        peak=None,
+        detail={"facilities": [{"facility": b.facility_id, "bill": b.pk, "version": b.version} for b in bills]},
+    )
+
+
+def bills_issue_ended_month(*, now_ms: int | None = None) -> int:
+    """Issue (or re-issue, when data changed) every facility's and client's bill of the month before now.
+
+    Each facility is billed in its own time zone; the facilities without a contract are skipped.
+    """
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    issued = 0
+    clients: set[tuple[int, int, int]] = set()
+    for facility in Facility.objects.filter(contracts__isnull=False).distinct().select_related("tenant"):
+        local = datetime.fromtimestamp(now_ms / 1000, tz=UTC).astimezone(selectors.ZoneInfo(facility.timezone))
+        year, month = (local.year - 1, 12) if local.month == 1 else (local.year, local.month - 1)
+        try:
+            bill_issue(facility=facility, year=year, month=month, now_ms=now_ms)
+        except BillingError:
+            continue
+        issued += 1
+        clients.add((facility.tenant_id, year, month))
+    for tenant_id, year, month in sorted(clients):
+        client_bill_issue(tenant=Tenant.objects.get(pk=tenant_id), year=year, month=month)
+    return issued

@@ -1,0 +1,283 @@
+"""Portal pages of billing: a facility's bill, the client's month, tariffs and peaks.
+
+Each page calls the same selectors and services as /api/v1/, so the figures are the API's.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts.access import Access
+from accounts.errors import TenantAccessDenied
+from accounts.selectors import tenant_get
+from billing import documents, selectors, services
+from billing.errors import BillingError
+from billing.forms import ContractForm, TariffForm, VersionForm
+from billing.models import Bill, Contract, Tariff
+from devices.models import Facility
+from devices.selectors import facility_list
+from portal.access import request_access
+
+MS = 1000
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _access(request: HttpRequest) -> Access:
+    try:
+        return request_access(request)
+    except TenantAccessDenied as exc:
+        raise Http404(_("You are not a member of any tenant.")) from exc
+
+
+def _facility(access: Access, request: HttpRequest) -> tuple[Facility | None, list[Facility]]:
+    facilities = list(facility_list(access=access).order_by("name"))
+    raw = request.GET.get("facility", "")
+    if raw:
+        chosen = next((f for f in facilities if str(f.pk) == raw), None)
+        if chosen is None:
+            raise Http404(_("No such facility."))
+        return chosen, facilities
+    return (facilities[0] if facilities else None), facilities
+
+
+def _month(request: HttpRequest, tz: ZoneInfo) -> tuple[int, int]:
+    raw = request.GET.get("month", "")
+    if raw:
+        try:
+            return selectors.parse_month(raw)
+        except BillingError as exc:
+            raise Http404(str(exc)) from exc
+    local = datetime.now(tz=UTC).astimezone(tz)
+    return local.year, local.month
+
+
+def _document(access: Access, facility: Facility, year: int, month: int) -> documents.BillDocument:
+    issued = selectors.bill_latest(access=access, facility_id=facility.pk, year=year, month=month)
+    if issued is not None:
+        return documents.document_from_bill(selectors.bill_get(access=access, bill_id=issued.pk))
+    computed = selectors.bill_compute(access=access, facility_id=facility.pk, year=year, month=month, now_ms=_now_ms())
+    return documents.document_from_computed(computed)
+
+
+def _chart(access: Access, facility: Facility, year: int, month: int) -> dict[str, Any]:
+    report = selectors.peaks_report(access=access, facility_id=facility.pk, year=year, month=month, now_ms=_now_ms())
+    return {
+        "t": [ms // MS for ms in report.curve_starts_ms],
+        "kw": report.curve_kw,
+        "peak": report.month_peak.start_ms // MS if report.month_peak else None,
+        "target": report.target_kw,
+        "timezone": facility.timezone,
+    }
+
+
+@login_required
+def bill_page(request: HttpRequest) -> HttpResponse:
+    access = _access(request)
+    facility, facilities = _facility(access, request)
+    context: dict[str, Any] = {"tenant": tenant_get(access=access), "facilities": facilities, "facility": facility}
+    if facility is not None:
+        year, month = _month(request, ZoneInfo(facility.timezone))
+        context["month"] = f"{year}-{month:02d}"
+        try:
+            context["bill"] = _document(access, facility, year, month)
+            context["chart"] = _chart(access, facility, year, month)
+        except BillingError as exc:
+            context["error"] = str(exc)
+    return render(request, "billing/bill.html", context)
+
+
+@login_required
+def bill_export(request: HttpRequest, facility_id: int, month: str, fmt: str) -> HttpResponse:
+    access = _access(request)
+    if fmt not in ("csv", "pdf"):
+        raise Http404()
+    try:
+        facility = facility_list(access=access).get(pk=facility_id)
+        year, number = selectors.parse_month(month)
+        document = _document(access, facility, year, number)
+    except Facility.DoesNotExist as exc:
+        raise Http404() from exc
+    except BillingError as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+    from billing.apis import export_response
+
+    return export_response(document, fmt)
+
+
+@login_required
+def client_page(request: HttpRequest) -> HttpResponse:
+    access = _access(request)
+    local = datetime.now(tz=UTC)
+    raw = request.GET.get("month") or f"{local.year}-{local.month:02d}"
+    context: dict[str, Any] = {"tenant": tenant_get(access=access), "month": raw}
+    try:
+        year, month = selectors.parse_month(raw)
+        rows = selectors.client_month(access=access, year=year, month=month, now_ms=_now_ms())
+        docs = [documents.document_from_bill(r) if isinstance(r, Bill) else documents.document_from_computed(r) for r in rows]
+        context["documents"] = docs
+        context["currencies"] = sorted({d.currency for d in docs})
+        context["totals"] = {
+            "net": sum(d.net for d in docs),
+            "vat": sum(d.vat for d in docs),
+            "gross": sum(d.gross for d in docs),
+            "kwh": sum(d.energy_kwh for d in docs),
+        }
+    except BillingError as exc:
+        context["error"] = str(exc)
+    return render(request, "billing/client.html", context)
+
+
+@login_required
+def client_export(request: HttpRequest, month: str) -> HttpResponse:
+    access = _access(request)
+    try:
+        year, number = selectors.parse_month(month)
+        rows = selectors.client_month(access=access, year=year, month=number, now_ms=_now_ms())
+    except BillingError as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+    docs = [documents.document_from_bill(r) if isinstance(r, Bill) else documents.document_from_computed(r) for r in rows]
+    response = HttpResponse(documents.client_csv(docs), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="client-{month}.csv"'
+    return response
+
+
+@login_required
+def peaks_page(request: HttpRequest) -> HttpResponse:
+    access = _access(request)
+    facility, facilities = _facility(access, request)
+    context: dict[str, Any] = {"tenant": tenant_get(access=access), "facilities": facilities, "facility": facility}
+    if facility is not None:
+        year, month = _month(request, ZoneInfo(facility.timezone))
+        context["month"] = f"{year}-{month:02d}"
+        try:
+            report = selectors.peaks_report(access=access, facility_id=facility.pk, year=year, month=month, now_ms=_now_ms())
+            tz = ZoneInfo(facility.timezone)
+            context["report"] = report
+            context["top"] = [
+                (datetime.fromtimestamp(r.start_ms / MS, tz=UTC).astimezone(tz), r.kw, r.loads) for r in report.top
+            ]
+            if report.year_peak:
+                context["year_peak"] = (
+                    datetime.fromtimestamp(report.year_peak[0] / MS, tz=UTC).astimezone(tz),
+                    report.year_peak[1],
+                )
+            context["chart"] = {
+                "t": [ms // MS for ms in report.curve_starts_ms],
+                "kw": report.curve_kw,
+                "peak": report.month_peak.start_ms // MS if report.month_peak else None,
+                "target": report.target_kw,
+                "timezone": facility.timezone,
+            }
+        except BillingError as exc:
+            context["error"] = str(exc)
+    return render(request, "billing/peaks.html", context)
+
+
+def _version_dict(version: Any) -> dict[str, Any]:
+    return {name: getattr(version, name) for name in services.VERSION_FIELDS}
+
+
+@login_required
+def tariffs_page(request: HttpRequest) -> HttpResponse:
+    access = _access(request)
+    tenant = tenant_get(access=access)
+    tariffs = list(selectors.tariff_list(access=access))
+    facilities = list(facility_list(access=access).order_by("name"))
+    tariff_form = TariffForm(prefix="tariff")
+    version_form = VersionForm(prefix="version")
+    contract_form = ContractForm(
+        prefix="contract",
+        facilities=[(f.pk, f.name) for f in facilities],
+        tariffs=[(t.pk, t.name) for t in tariffs],
+    )
+    if request.method == "POST":
+        if not access.is_admin:
+            return render(request, "billing/tariffs.html", {"tenant": tenant, "forbidden": True}, status=403)
+        action = request.POST.get("action", "")
+        try:
+            if action == "create":
+                tariff_form = TariffForm(request.POST, prefix="tariff")
+                if tariff_form.is_valid():
+                    services.tariff_create(
+                        tenant=tenant,
+                        name=tariff_form.cleaned_data["name"],
+                        currency=tariff_form.cleaned_data["currency"],
+                        versions=[tariff_form.version()],
+                    )
+                    messages.success(request, _("Tariff created."))
+                    return redirect("billing:tariffs")
+            elif action == "add_version":
+                version_form = VersionForm(request.POST, prefix="version")
+                tariff = selectors.tariff_get(access=access, tariff_id=int(request.POST.get("tariff", "0") or 0))
+                if version_form.is_valid():
+                    existing = [_version_dict(v) for v in tariff.versions.all()]
+                    services.tariff_update(tariff=tariff, versions=[*existing, version_form.version()])
+                    messages.success(request, _("New version added."))
+                    return redirect("billing:tariffs")
+            elif action == "assign":
+                contract_form = ContractForm(
+                    request.POST,
+                    prefix="contract",
+                    facilities=[(f.pk, f.name) for f in facilities],
+                    tariffs=[(t.pk, t.name) for t in tariffs],
+                )
+                if contract_form.is_valid():
+                    d = contract_form.cleaned_data
+                    services.contract_create(
+                        facility=facility_list(access=access).get(pk=d["facility"]),
+                        tariff=selectors.tariff_get(access=access, tariff_id=d["tariff"]),
+                        valid_from=d["valid_from"],
+                        valid_to=d["valid_to"],
+                    )
+                    messages.success(request, _("Tariff assigned."))
+                    return redirect("billing:tariffs")
+        except (Tariff.DoesNotExist, Facility.DoesNotExist) as exc:
+            raise Http404() from exc
+        except (ValueError, ValidationError) as exc:
+            text = "; ".join(
+                f"{field}: {' '.join(errors)}" for field, errors in getattr(exc, "message_dict", {"": [str(exc)]}).items()
+            )
+            messages.error(request, text)
+    return render(
+        request,
+        "billing/tariffs.html",
+        {
+            "tenant": tenant,
+            "tariffs": tariffs,
+            "contracts": list(selectors.contract_list(access=access).order_by("facility__name", "valid_from")),
+            "tariff_form": tariff_form,
+            "version_form": version_form,
+            "contract_form": contract_form,
+            "can_edit": access.is_admin,
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@login_required
+@require_POST
+def contract_delete(request: HttpRequest, contract_id: int) -> HttpResponse:
+    access = _access(request)
+    if not access.is_admin:
+        raise Http404()
+    try:
+        contract = selectors.contract_list(access=access).get(pk=contract_id)
+    except Contract.DoesNotExist as exc:
+        raise Http404() from exc
+    services.contract_delete(contract=contract)
+    messages.success(request, _("Contract ended."))
+    return redirect("billing:tariffs")
