@@ -55,7 +55,7 @@ def channel_series(
     return result
 
 
-def _total_channels(*, access: Access, facility: Facility, quantity: str) -> list[ChannelInfo]:
+def total_channels(*, access: Access, facility: Facility, quantity: str) -> list[ChannelInfo]:
     """The channels whose sum is the facility's total of `quantity`."""
     channels = [
         ChannelInfo(id=c.pk, device_id=c.device_id, load_id=c.load_id, quantity=c.quantity, unit=c.unit, phase=c.phase)
@@ -66,7 +66,7 @@ def _total_channels(*, access: Access, facility: Facility, quantity: str) -> lis
     return [c for c in counted.values() if not mains or c.load_id in mains]
 
 
-def _sum_by_interval(
+def sum_by_interval(
     *, access: Access, channels: list[ChannelInfo], start_ms: int, end_ms: int, resolution: str, aggregate: str
 ) -> dict[int, float]:
     """Per interval start: the sum over channels of `aggregate`, in kW or kWh."""
@@ -93,16 +93,16 @@ def _sum_by_interval(
 def energy_today_kwh(*, access: Access, facility: Facility, now_ms: int) -> float | None:
     tz = ZoneInfo(facility.timezone)
     day_start, _ = containing_interval("1d", tz, now_ms)
-    counters = _total_channels(access=access, facility=facility, quantity=Quantity.ACTIVE_ENERGY)
+    counters = total_channels(access=access, facility=facility, quantity=Quantity.ACTIVE_ENERGY)
     if counters:
-        days = _sum_by_interval(
+        days = sum_by_interval(
             access=access, channels=counters, start_ms=day_start, end_ms=now_ms, resolution="1d", aggregate="delta"
         )
         if day_start in days:
             return days[day_start]
     # No counter, or none that reported today: the power's 15-minute averages tell the energy too.
-    power = _total_channels(access=access, facility=facility, quantity=Quantity.ACTIVE_POWER)
-    quarters = _sum_by_interval(
+    power = total_channels(access=access, facility=facility, quantity=Quantity.ACTIVE_POWER)
+    quarters = sum_by_interval(
         access=access, channels=power, start_ms=day_start, end_ms=now_ms, resolution="15m", aggregate="avg"
     )
     if not quarters:
@@ -114,8 +114,8 @@ def month_peak(*, access: Access, facility: Facility, now_ms: int) -> Peak | Non
     tz = ZoneInfo(facility.timezone)
     month_start, _ = containing_interval("1mo", tz, now_ms)
     current_start, _ = containing_interval("15m", tz, now_ms)
-    power = _total_channels(access=access, facility=facility, quantity=Quantity.ACTIVE_POWER)
-    quarters = _sum_by_interval(
+    power = total_channels(access=access, facility=facility, quantity=Quantity.ACTIVE_POWER)
+    quarters = sum_by_interval(
         access=access, channels=power, start_ms=month_start, end_ms=current_start, resolution="15m", aggregate="avg"
     )
     # Only completed intervals of this month: the running one is the live projection's business.
