@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from portal import sso, views
 
@@ -19,4 +21,6 @@ urlpatterns = [
     path("login/sso/callback/", sso.sso_callback, name="sso_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tenant/", views.tenant_switch, name="tenant_switch"),
+    path("language/", views.language_switch, name="language"),
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
 ]

@@ -5,9 +5,11 @@ import time
 from datetime import UTC, date, datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -21,10 +23,12 @@ from portal.selectors import (
     device_live_layout,
     facility_live_layout,
     facility_totals,
+    park_current_kw,
     park_live_layouts,
     park_rows,
     park_tags,
 )
+from portal.services import LanguageError, user_language_set
 
 
 @login_required
@@ -37,14 +41,17 @@ def home(request: HttpRequest) -> HttpResponse:
     kind = request.GET.get("kind", "")
     tag = request.GET.get("tag", "")
     rows = park_rows(access=access, kind=kind, tag=tag)
-    totals = facility_totals(access=access, facility_ids=[r.facility.pk for r in rows], now_ms=now_ms())
+    ids = [r.facility.pk for r in rows]
+    at = now_ms()
+    totals = facility_totals(access=access, facility_ids=ids, now_ms=at)
+    current = park_current_kw(access=access, layouts=park_live_layouts(access=access, facility_ids=ids), now_ms=at)
     return render(
         request,
         "portal/home.html",
         {
             "tenant": tenant_get(access=access),
             "memberships": membership_list(user=request.user),  # type: ignore[arg-type]
-            "rows": [(row, *totals.get(row.facility.pk, (None, None))) for row in rows],
+            "rows": [(row, current.get(row.facility.pk), *totals.get(row.facility.pk, (None, None))) for row in rows],
             "kind": kind,
             "kinds": Facility.Kind.choices,
             "tag": tag,
@@ -88,6 +95,27 @@ def facility_dashboard(request: HttpRequest, facility_id: int) -> HttpResponse:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@require_POST
+def language_switch(request: HttpRequest) -> HttpResponse:
+    """The language switch: a signed-in user's choice is kept on their account, anyone's in a cookie."""
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated:
+        try:
+            user_language_set(user=request.user, language=language)  # type: ignore[arg-type]
+        except LanguageError as exc:
+            return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+    elif language not in {code for code, _name in settings.LANGUAGES}:
+        return HttpResponse(_("The portal is offered in German and English."), status=400)
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = "/"
+    response = redirect(target)
+    response.set_cookie(settings.LANGUAGE_COOKIE_NAME, language, max_age=365 * 86400, samesite="Lax")
+    return response
 
 
 @login_required

@@ -13,12 +13,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from accounts.selectors import access_for_user
 from accounts.tests.factories import MembershipFactory
 from devices.models import Load
 from devices.tests.factories import FacilityFactory, LoadFactory
 from integrations.scopes import READINGS_READ
 from integrations.tests.factories import AccessTokenFactory, bearer
 from portal import analysis
+from portal.selectors import facility_live_layout
 from readings import metadata
 from readings.services import readings_ingest, rollups_refresh
 from readings.tests.factories import batch_for, device_with_channels
@@ -190,9 +192,6 @@ def test_comparing_with_the_previous_day_gives_the_difference_in_kwh_and_percent
 def test_the_carpet_has_one_row_per_local_day_and_the_demand_of_each_quarter_hour():
     facility = FacilityFactory(timezone="Europe/Berlin")
     seed(facility, first=date(2026, 3, 28), days=3)  # across the switch to summer time
-    from portal.selectors import facility_live_layout
-    from accounts.selectors import access_for_user
-
     membership = MembershipFactory(tenant=facility.tenant)
     access = access_for_user(user=membership.user)
     layout = facility_live_layout(access=access, facility_id=facility.pk)
@@ -244,7 +243,11 @@ def test_the_csv_of_the_total_chart_holds_the_figures_the_chart_draws(client):
     assert rows[0] == ["start", "end", "total_kw"]
     assert rows[1][0] == "2026-11-20T00:00:00+01:00"
     assert [float(r[2]) for r in rows[1:]] == data["total_kw"]
-    carpet = list(csv.reader(io.StringIO(client.get(f"/facilities/{facility.pk}/export.csv?{query}&chart=carpet").content.decode())))
+    carpet = list(
+        csv.reader(
+            io.StringIO(client.get(f"/facilities/{facility.pk}/export.csv?{query}&chart=carpet").content.decode())
+        )
+    )
     assert carpet[0][1] == "00:00" and len(carpet[0]) == 97
     assert carpet[1][0] == "2026-11-20" and float(carpet[1][1 + 8 * 4]) == pytest.approx(2.0)
 
