@@ -75,6 +75,10 @@ class Period:
         return int(self.end.timestamp() * 1000)
 
     @property
+    def first_day(self) -> date:
+        return self.start.date()  # in the facility's zone: the template's `date` filter would shift it to UTC
+
+    @property
     def last_day(self) -> date:
         return (self.end - timedelta(days=1)).date()
 
@@ -298,6 +302,22 @@ def period_analysis(*, access: Access, layout: LiveLayout, period: Period, compa
                 "kw": _none(kw),
                 "energy_kwh": kwh,
                 "share": kwh / total_kwh if kwh is not None and total_kwh else None,
+            }
+        )
+    if loads and mains and total_kwh:
+        # What the main meter measured beyond the sub-meters: lighting, sockets, anything unmetered.
+        rest = total_kw - _sum(
+            (np.array([np.nan if v is None else v for v in load["kw"]]) for load in loads), len(starts)
+        )
+        rest_kwh = energy_kwh(rest, starts, ends)
+        loads.append(
+            {
+                "id": None,
+                "name": str(_("Not sub-metered")),
+                "kind": "other",
+                "kw": _none(rest),
+                "energy_kwh": rest_kwh,
+                "share": rest_kwh / total_kwh if rest_kwh is not None else None,
             }
         )
     answer: dict[str, Any] = {

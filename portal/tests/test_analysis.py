@@ -221,10 +221,12 @@ def test_the_load_breakdown_gives_each_loads_kwh_and_share_of_the_mains(client):
     mains_kwh = 10 * 4.0 + 14 * 1.0
     assert data["energy_kwh"] == pytest.approx(mains_kwh)
     shares = {load["name"]: load for load in data["loads"]}
-    assert set(shares) == {"Cold", "Light"}
+    assert set(shares) == {"Cold", "Light", "Not sub-metered"}
     assert shares["Cold"]["energy_kwh"] == pytest.approx(mains_kwh * 0.3)
     assert shares["Cold"]["share"] == pytest.approx(0.3)
     assert shares["Light"]["share"] == pytest.approx(0.2)
+    assert shares["Not sub-metered"]["energy_kwh"] == pytest.approx(mains_kwh * 0.5)
+    assert shares["Not sub-metered"]["share"] == pytest.approx(0.5)
 
 
 # --- Pages, export and refusals ---------------------------------------------------------------

@@ -16,9 +16,9 @@
   const serverNow = () => Date.now() + clockOffset;
   const lang = document.documentElement.lang || "en";
   const clock = (seconds) =>
-    new Date(seconds * 1e3).toLocaleTimeString(lang, { timeZone: timezone, hour: "2-digit", minute: "2-digit" });
+    new Date(seconds * 1e3).toLocaleTimeString(lang, { timeZone: timezone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   const clockWithZone = (ms) =>
-    new Date(ms).toLocaleTimeString(lang, { timeZone: timezone, hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short" });
+    new Date(ms).toLocaleTimeString(lang, { timeZone: timezone, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short" });
   // Totals read in kW, or in W below 1 kW.
   const power = (kw) => (window.EnergyboxFormat ? window.EnergyboxFormat.power(kw, 2) : format(kw, 2) + " kW");
 
@@ -47,7 +47,11 @@
           scales: { x: { time: true, range: () => [(serverNow() - windowMs) / 1e3, serverNow() / 1e3] } },
           axes: [
             { stroke: "#6b7585", values: (u, splits) => splits.map(clock) },
-            { stroke: "#6b7585", size: 60, values: (u, splits) => splits.map((v) => format(v, Math.abs(v) < 10 && v % 1 ? 1 : 0)) },
+            {
+              stroke: "#6b7585",
+              values: (u, splits) => splits.map((v) => format(v, Math.abs(v) < 10 && v % 1 ? 1 : 0)),
+              size: (u, values) => 18 + 7.5 * Math.max(3, ...(values || []).map((v) => String(v).length)),
+            },
           ],
           series: [{ value: (u, v) => (v === null ? "–" : clockWithZone(v * 1e3)) }].concat(ids.map((id, i) => ({
             label: names.get(id) || id, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,

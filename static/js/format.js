@@ -31,7 +31,7 @@
 
   // Every time shown carries its zone.
   function stamp(ms, timezone, withDate) {
-    const options = { hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
+    const options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "short" };
     if (withDate) Object.assign(options, { year: "numeric", month: "2-digit", day: "2-digit" });
     return dateTime(ms, timezone, options);
   }

@@ -17,7 +17,7 @@
   function tick(seconds) {
     const options = data.resolution === "1mo" ? { month: "short", year: "2-digit" }
       : data.resolution === "1d" || (range[1] - range[0]) > 2 * 86400 ? { day: "2-digit", month: "2-digit" }
-      : { hour: "2-digit", minute: "2-digit" };
+      : { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
     return fmt.dateTime(seconds * 1e3, timezone, options);
   }
 
@@ -31,7 +31,12 @@
       legend: { live: true },
       axes: [
         { stroke: "#6b7585", values: (u, splits) => splits.map(tick) },
-        { stroke: "#6b7585", size: 64, values: (u, splits) => splits.map((v) => fmt.number(v, Math.abs(v) < 10 && v % 1 ? 1 : 0)) },
+        {
+          stroke: "#6b7585",
+          values: (u, splits) => splits.map((v) => fmt.number(v, Math.abs(v) < 10 && v % 1 ? 1 : 0)),
+          // Wide enough for the longest tick label, so "2,500,000" is never cut.
+          size: (u, values) => 18 + 7.5 * Math.max(3, ...(values || []).map((v) => String(v).length)),
+        },
       ],
       series: [{ label: "", value: (u, v) => (v === null ? "–" : fmt.stamp(v * 1e3, timezone, withDate)) }].concat(series.map(
         (s, i) => Object.assign({
