@@ -285,7 +285,8 @@ def period_analysis(*, access: Access, layout: LiveLayout, period: Period, compa
     counted, mains = _power_channels(layout)
     total_kw = _total_kw(grid, counted, mains) if grid else np.empty(0)
     total_kwh = energy_kwh(total_kw, starts, ends)
-    loads = []
+    loads: list[dict[str, Any]] = []
+    load_arrays: list[npt.NDArray[np.float64]] = []
     for load in layout.loads:
         if load.id in mains:
             continue
@@ -294,6 +295,7 @@ def period_analysis(*, access: Access, layout: LiveLayout, period: Period, compa
             continue
         kw = _sum((grid.values[c.id] * UNIT_TO_KILO[c.unit] for c in members), len(starts))
         kwh = energy_kwh(kw, starts, ends)
+        load_arrays.append(kw)
         loads.append(
             {
                 "id": load.id,

@@ -13,7 +13,7 @@ from accounts.tests.factories import USER_PASSWORD, MembershipFactory
 from devices.models import Load
 from devices.tests.factories import FacilityFactory, LoadFactory
 from portal.tests.test_analysis import seed
-from portal.tests.test_browser import ARTIFACTS, browser, chromium, portal  # noqa: F401 - fixtures
+from portal.tests.test_browser import ARTIFACTS
 from readings import metadata
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
