@@ -265,6 +265,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "integrations.api.descriptions.describe_operations",
+    ],
     "OAUTH2_FLOWS": ["clientCredentials", "authorizationCode"],
     "OAUTH2_AUTHORIZATION_URL": "/o/authorize/",
     "OAUTH2_TOKEN_URL": "/o/token/",
