@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from _common import DAY_MS, percentile, report, setup, truncate_readings
 
@@ -196,7 +196,7 @@ def main() -> None:
     ours, theirs = month_15m(), raw_month()
     first = ours["channels"][0]
     raw_first = theirs[first["id"]]
-    assert len(first["values"]) == len(raw_first) == (month.end - month.start) // timedelta(minutes=15)
+    assert len(first["values"]) == len(raw_first) == (month.end_ms - month.start_ms) // 900_000
     assert np.allclose(np.array(first["values"], dtype=float), raw_first, rtol=1e-9, equal_nan=True)
     carpet = year_carpet()
     assert len(carpet["kw"]) == days * 96  # 35,040 in a common year

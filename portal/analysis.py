@@ -363,6 +363,53 @@ def period_analysis(*, access: Access, layout: LiveLayout, period: Period, compa
     return answer
 
 
+# --- Device status history ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRun:
+    """A stretch of time in which a device reported (readings in every 15 minutes) or was silent."""
+
+    start: datetime
+    end: datetime
+    reporting: bool
+
+
+STATUS_RUNS_SHOWN = 20
+
+
+def device_status_history(*, access: Access, layout: LiveLayout, period: Period) -> list[StatusRun]:
+    """When the device reported over the period, newest first, from its 15-minute reading counts."""
+    if not layout.channels:
+        return []
+    channel = layout.channels[0]
+    grid = channel_grid(access=access, channel_ids=[channel.id], period=period, resolution="15m", aggregate="count")
+    tz = layout.tz
+    reported = {
+        int(start) for start, n in zip(grid.starts_ms.tolist(), grid.values[channel.id].tolist(), strict=True) if n > 0
+    }
+    now_ms = int(datetime.now(tz=UTC).timestamp() * 1000)
+    runs: list[StatusRun] = []
+    edge = period.start_ms
+    last = min(period.end_ms, now_ms - now_ms % QUARTER_MS + QUARTER_MS)
+    state: bool | None = None
+    run_start = edge
+    for at in range(edge, last, QUARTER_MS):
+        here = at in reported
+        if state is None:
+            state = here
+        elif here != state:
+            runs.append(StatusRun(start=_local(run_start, tz), end=_local(at, tz), reporting=state))
+            run_start, state = at, here
+    if state is not None:
+        runs.append(StatusRun(start=_local(run_start, tz), end=_local(last, tz), reporting=state))
+    return runs[::-1][:STATUS_RUNS_SHOWN]
+
+
+def _local(ms: int, tz: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(tz)
+
+
 # --- Carpet plot ------------------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import csv
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -174,6 +174,8 @@ def _period_page(request: HttpRequest, *, access: Any, layout: LiveLayout, templ
         return render(request, template, {**context, "error": str(exc)}, status=400)
     data = analysis.period_analysis(access=access, layout=layout, period=period, compare=compare)
     carpet = analysis.layout_carpet(access=access, layout=layout, period=period)
+    if context.pop("with_status", False):
+        context["status_runs"] = analysis.device_status_history(access=access, layout=layout, period=period)
     return render(
         request,
         template,
@@ -201,7 +203,13 @@ def device_page(request: HttpRequest, device_id: int) -> HttpResponse:
         raise Http404("No such device.") from exc
     device = layout.devices[0]
     if request.GET.get("range", "live") != "live":
-        return _period_page(request, access=access, layout=layout, template="portal/device_period.html", device=device)
+        return _period_page(
+            request, access=access, layout=layout, template="portal/device_period.html", device=device, with_status=True
+        )
+    today = datetime.now(tz=UTC).astimezone(layout.tz).date()
+    week = analysis.period_resolve(
+        range_name="custom", tz=layout.tz, now=datetime.now(tz=UTC), start=today - timedelta(days=6), end=today
+    )
     return render(
         request,
         "portal/device.html",
@@ -213,6 +221,7 @@ def device_page(request: HttpRequest, device_id: int) -> HttpResponse:
             "ranges": list(analysis.RANGE_LABELS.items()),
             "range": "live",
             "ws_path": f"/ws/devices/{device_id}/live",
+            "status_runs": analysis.device_status_history(access=access, layout=layout, period=week),
         },
     )
 

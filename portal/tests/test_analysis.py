@@ -337,3 +337,40 @@ def test_the_benchmark_filters_by_kind_and_refuses_an_unknown_ranking(client):
     response = client.get("/benchmark/?kind=office&sort=name")
     assert [r.facility.name for r in response.context["rows"]] == ["Office"]
     assert client.get("/benchmark/?sort=password").status_code == 400
+
+
+def test_a_device_page_lists_when_the_device_reported_and_when_it_was_silent(client):
+    facility = FacilityFactory(timezone="Europe/Berlin")
+    device, power, energy = device_with_channels(facility=facility, tenant=facility.tenant)
+    day = datetime(2026, 11, 20, tzinfo=BERLIN)
+    start = int(day.timestamp() * 1000)
+    # 00:00–06:00 and 12:00–24:00 local: a six-hour silence in between.
+    ts = np.array([t for t in range(start, start + 86_400_000, MINUTE_MS) if not 6 <= (t - start) // 3_600_000 < 12])
+    readings_ingest(
+        batches=[batch_for(device, [power, energy], ts, [np.full(len(ts), 100.0), np.arange(len(ts)) * 1.0])]
+    )
+    rollups_refresh()
+    signed_in(client, facility)
+    response = client.get(f"/devices/{device.pk}/?range=custom&from=2026-11-20&to=2026-11-20")
+    runs = response.context["status_runs"]
+    assert [(r.start.hour, r.end.hour, r.reporting) for r in runs] == [(12, 0, True), (6, 12, False), (0, 6, True)]
+    assert runs[1].start.tzinfo == BERLIN
+    html = response.content.decode()
+    assert html.count('data-status-run="silent"') == 1
+
+
+def test_the_park_page_shows_each_facilitys_current_load_on_load_small_ones_in_w(client):
+    now_ms = int(datetime.now(tz=UTC).timestamp() * 1000)
+    shop = FacilityFactory(name="Shop")
+    home = FacilityFactory(name="Home", tenant=shop.tenant)
+    for facility, watts in ((shop, [700.0, 900.0]), (home, [20.0, 25.0])):
+        for w in watts:  # two meters each: the page adds them up before the socket says anything
+            device, power, energy = device_with_channels(facility=facility, tenant=facility.tenant)
+            readings_ingest(batches=[batch_for(device, [power, energy], [now_ms - 5_000], [[w], [1.0]])])
+    signed_in(client, shop)
+    html = client.get("/").content.decode()
+    assert f'<tr data-facility-id="{shop.pk}">' in html
+    shop_row = html[html.index(f'data-facility-id="{shop.pk}"') :]
+    home_row = html[html.index(f'data-facility-id="{home.pk}"') :]
+    assert 'data-cell="power">1.6 kW<' in shop_row.replace("\n", "")
+    assert 'data-cell="power">45 W<' in home_row.replace("\n", "")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from babel.messages.pofile import read_po
 from django.core.management import call_command
 
 from accounts.tests.factories import MembershipFactory
 from devices.tests.factories import FacilityFactory
+from portal.tests.servers import ROOT
 from portal.tests.test_analysis import seed
 
 pytestmark = pytest.mark.django_db
@@ -71,3 +73,10 @@ def test_a_missing_page_is_the_projects_404_page_not_the_debug_page(client):
 def test_the_favicon_is_served_from_static(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 301 and response.url.endswith("favicon.svg")
+
+
+def test_every_portal_string_has_a_german_translation():
+    with (ROOT / "locale/de/LC_MESSAGES/django.po").open("rb") as source:
+        catalog = read_po(source, locale="de")
+    untranslated = [m.id for m in catalog if m.id and (not m.string or m.fuzzy)]
+    assert untranslated == []

@@ -52,7 +52,7 @@
 
   // Total, with the compared period moved onto this period's time axis.
   const totalEl = root.querySelector('[data-chart="total"]');
-  const totalSeries = [{ label: document.documentElement.lang === "de" ? "Gesamt" : "Total" }];
+  const totalSeries = [{ label: root.dataset.labelTotal }];
   let totalColumns = [xs, data.total_kw];
   if (data.compare) {
     const shifted = data.compare.t.map((t) => (t + data.compare.shift_ms) / 1e3);
