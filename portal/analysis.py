@@ -51,6 +51,7 @@ MAX_CUSTOM_SPAN = timedelta(days=3660)
 QUARTER_MS = 900_000
 HOUR_MS = 3_600_000
 SLOTS_PER_DAY = 96
+CARPET_MAX_DAYS = 366  # a year of quarter-hours is 35,136 cells at most: beyond that a carpet is unreadable
 
 
 class AnalysisError(ValueError):
@@ -448,7 +449,9 @@ def _slots(starts_ms: npt.NDArray[np.int64], tz: ZoneInfo, edges: npt.NDArray[np
 
 
 def layout_carpet(*, access: Access, layout: LiveLayout, period: Period) -> Carpet:
-    """The total's 15-minute averages over the period, days × time of day."""
+    """The total's 15-minute averages over the period, days × time of day (at most CARPET_MAX_DAYS)."""
+    if (period.last_day - period.first_day).days + 1 > CARPET_MAX_DAYS:
+        raise AnalysisError(_("The carpet plot shows at most a year; choose a shorter period."))
     totals = layout_totals(access=access, layout=layout, period=period, resolution="15m")
     tz = layout.tz
     edges = interval_edges("1d", tz, period.start_ms, period.end_ms)

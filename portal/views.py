@@ -173,7 +173,10 @@ def _period_page(request: HttpRequest, *, access: Any, layout: LiveLayout, templ
     except analysis.AnalysisError as exc:
         return render(request, template, {**context, "error": str(exc)}, status=400)
     data = analysis.period_analysis(access=access, layout=layout, period=period, compare=compare)
-    carpet = analysis.layout_carpet(access=access, layout=layout, period=period)
+    try:
+        carpet: dict[str, Any] = analysis.layout_carpet(access=access, layout=layout, period=period).as_json()
+    except analysis.AnalysisError as exc:
+        carpet = {"days": [], "slots": analysis.SLOTS_PER_DAY, "kw": [], "note": str(exc)}
     if context.pop("with_status", False):
         context["status_runs"] = analysis.device_status_history(access=access, layout=layout, period=period)
     return render(
@@ -184,7 +187,7 @@ def _period_page(request: HttpRequest, *, access: Any, layout: LiveLayout, templ
             "period": period,
             "sections": layout.load_sections(),
             "analysis": data,
-            "carpet": carpet.as_json(),
+            "carpet": carpet,
             "export_query": request.GET.urlencode(),
         },
     )
@@ -284,8 +287,13 @@ def _export(request: HttpRequest, *, access: Any, layout: LiveLayout, name: str)
         period, compare = _request_period(request, layout)
     except analysis.AnalysisError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+    try:
+        carpet = (
+            analysis.layout_carpet(access=access, layout=layout, period=period).as_json() if chart == "carpet" else {}
+        )
+    except analysis.AnalysisError as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
     data = analysis.period_analysis(access=access, layout=layout, period=period, compare=compare)
-    carpet = analysis.layout_carpet(access=access, layout=layout, period=period).as_json() if chart == "carpet" else {}
     writer = csv.writer(_Echo())
     body = "".join(writer.writerow(row) for row in _csv_rows(data, carpet, chart=chart, channel_ids=channel_ids))
     response = HttpResponse(body, content_type="text/csv; charset=utf-8")

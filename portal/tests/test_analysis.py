@@ -374,3 +374,15 @@ def test_the_park_page_shows_each_facilitys_current_load_on_load_small_ones_in_w
     home_row = html[html.index(f'data-facility-id="{home.pk}"') :]
     assert 'data-cell="power">1.6 kW<' in shop_row.replace("\n", "")
     assert 'data-cell="power">45 W<' in home_row.replace("\n", "")
+
+
+def test_a_period_longer_than_a_year_has_no_carpet_but_its_other_charts(client):
+    facility = FacilityFactory(timezone="Europe/Berlin")
+    seed(facility, first=date(2026, 11, 20), days=1)
+    signed_in(client, facility)
+    query = "range=custom&from=2024-01-01&to=2026-12-31"
+    response = client.get(f"/facilities/{facility.pk}/?{query}")
+    assert response.status_code == 200
+    assert page_data(response)["resolution"] == "1d"
+    assert "at most a year" in response.content.decode()
+    assert client.get(f"/facilities/{facility.pk}/export.csv?{query}&chart=carpet").status_code == 400
