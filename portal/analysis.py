@@ -231,7 +231,11 @@ def energy_kwh(
 
 
 def _none(values: npt.NDArray[np.float64]) -> list[float | None]:
-    return [None if math.isnan(v) else v for v in values.tolist()]
+    """JSON-ready: NaN (no value) becomes null."""
+    listed: list[float | None] = values.tolist()
+    if not np.isnan(values).any():
+        return listed
+    return [None if v is None or math.isnan(v) else v for v in listed]
 
 
 def _iso(ms: int, tz: ZoneInfo) -> str:
