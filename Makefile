@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install migrate static vendor clean
+.PHONY: run test lint bench install migrate static vendor clean messages
 
 # Front-end libraries come from the npm registry (package.json, pinned by package-lock.json) and are
 # copied into static/vendor/; nothing is loaded from a CDN.
@@ -36,10 +36,14 @@ migrate: install
 static: install vendor
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 
-run: migrate static
+# The message catalogs (German) are compiled by Babel, so no GNU gettext is needed.
+messages: install
+	$(PY) manage.py compilecatalogs
+
+run: migrate static messages
 	$(PY) manage.py runplatform
 
-test: install vendor
+test: install vendor messages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

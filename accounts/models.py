@@ -13,6 +13,8 @@ class User(AbstractUser):
     """The platform's user. Custom from day one so fields can be added without pain."""
 
     email = models.EmailField("email address", blank=True)
+    # The portal's language for this user (one of settings.LANGUAGES); blank follows the browser.
+    language = models.CharField(max_length=8, blank=True, default="")
 
     class Meta:
         db_table = "accounts_user"

@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from accounts.access import Access
-from devices.models import Facility
+from devices.models import Facility, Load
+from devices.selectors import channel_list, load_list
 from readings.rollups import containing_interval
 from readings.selectors import MAX_CHANNELS, readings_demand_peak, readings_facility_demand, readings_series
+from readings.totals import UNIT_TO_KILO, ChannelInfo, counted_channels
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,41 @@ def energy_today(*, access: Access, facility: Facility, now_ms: int, running_qua
 def energy_today_kwh(*, access: Access, facility: Facility, now_ms: int) -> float | None:
     """Today's kWh so far, for pages and the park overview (whose live part starts when they connect)."""
     return energy_today(access=access, facility=facility, now_ms=now_ms).kwh
+
+
+def total_channels(*, access: Access, facility: Facility, quantity: str) -> list[ChannelInfo]:
+    """The channels whose sum is the facility's total of `quantity`."""
+    channels = [
+        ChannelInfo(id=c.pk, device_id=c.device_id, load_id=c.load_id, quantity=c.quantity, unit=c.unit, phase=c.phase)
+        for c in channel_list(access=access).filter(device__facility=facility, quantity=quantity)
+    ]
+    mains_ids = load_list(access=access).filter(facility=facility, kind=Load.Kind.MAINS).values_list("id", flat=True)
+    counted, mains = counted_channels(channels, quantity=quantity, mains_load_ids=mains_ids)
+    return [c for c in counted.values() if not mains or c.load_id in mains]
+
+
+def sum_by_interval(
+    *, access: Access, channels: list[ChannelInfo], start_ms: int, end_ms: int, resolution: str, aggregate: str
+) -> dict[int, float]:
+    """Per interval start: the sum over channels of `aggregate`, in kW or kWh."""
+    totals: dict[int, float] = {}
+    if not channels or end_ms <= start_ms:
+        return totals
+    by_id = {c.id: c for c in channels}
+    answer = readings_series(
+        access=access,
+        channel_ids=list(by_id),
+        start=_dt(start_ms),
+        end=_dt(end_ms),
+        resolution=resolution,  # type: ignore[arg-type]
+        aggregates=[aggregate],  # type: ignore[list-item]
+    )
+    for channel_id, series in answer.items():
+        factor = UNIT_TO_KILO[by_id[channel_id].unit]
+        for start, value in zip(series.timestamps_ms.tolist(), series.values[aggregate].tolist(), strict=True):
+            if np.isfinite(value):
+                totals[start] = totals.get(start, 0.0) + value * factor
+    return totals
 
 
 def month_peak(*, access: Access, facility: Facility, now_ms: int) -> Peak | None:

@@ -16,7 +16,8 @@ from devices.models import Device, Facility, Load
 from devices.quantities import Quantity
 from devices.selectors import channel_list, device_get, device_list, facility_get, facility_list, load_list
 from portal import history
-from portal.livestate import ChannelInfo
+from portal.livestate import ChannelInfo, FacilityPower
+from readings.selectors import MAX_CHANNELS, readings_latest
 
 WINDOW_MS = 15 * 60 * 1000  # the dashboard's rolling window
 
@@ -300,3 +301,31 @@ def park_live_layouts(*, access: Access, facility_ids: Iterable[int]) -> dict[in
         )
         for fid, f in facilities.items()
     }
+
+
+# A latest reading older than this says nothing about the current load.
+CURRENT_MAX_AGE_MS = 5 * 60 * 1000
+
+
+def park_current_kw(*, access: Access, layouts: dict[int, LiveLayout], now_ms: int) -> dict[int, float | None]:
+    """Each facility's current kW from its channels' latest readings, as the live view adds them up,
+    so the park page shows the whole facility on load instead of whichever device reports first."""
+    powers = {
+        fid: FacilityPower(channels=(c.info for c in layout.channels), mains_load_ids=layout.mains_load_ids)
+        for fid, layout in layouts.items()
+    }
+    ids = sorted(cid for power in powers.values() for cid in power.channel_ids)
+    latest = {}
+    for first in range(0, len(ids), MAX_CHANNELS):
+        latest.update(readings_latest(access=access, channel_ids=ids[first : first + MAX_CHANNELS]))
+    result: dict[int, float | None] = {}
+    for fid, power in powers.items():
+        power.update(
+            {
+                str(cid): [latest[cid].value]
+                for cid in power.channel_ids
+                if cid in latest and now_ms - latest[cid].ts_ms <= CURRENT_MAX_AGE_MS
+            }
+        )
+        result[fid] = power.snapshot().total_kw
+    return result

@@ -6,7 +6,8 @@ from energybox import env
 from energybox.settings.base import *  # noqa: F403
 from energybox.settings.base import DATA_DIR
 
-DEBUG = env.bool_("DJANGO_DEBUG", True)
+# Off by default, so a user meets the 404 and 500 pages users see; DJANGO_DEBUG=1 for the debug pages.
+DEBUG = env.bool_("DJANGO_DEBUG", False)
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 # WhiteNoise serves from STATIC_ROOT; make sure it exists before `collectstatic` has run.

@@ -14,8 +14,13 @@
   let dirty = false;
 
   const serverNow = () => Date.now() + clockOffset;
+  const lang = document.documentElement.lang || "en";
   const clock = (seconds) =>
-    new Date(seconds * 1e3).toLocaleTimeString("en-GB", { timeZone: timezone, hour: "2-digit", minute: "2-digit" });
+    new Date(seconds * 1e3).toLocaleTimeString(lang, { timeZone: timezone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const clockWithZone = (ms) =>
+    new Date(ms).toLocaleTimeString(lang, { timeZone: timezone, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short" });
+  // Totals read in kW, or in W below 1 kW.
+  const power = (kw) => (window.EnergyboxFormat ? window.EnergyboxFormat.power(kw, 2) : format(kw, 2) + " kW");
 
   function text(selector, value) {
     for (const el of root.querySelectorAll(selector)) el.textContent = value;
@@ -30,19 +35,27 @@
         const swatch = root.querySelector('[data-swatch="' + id + '"]');
         if (swatch) swatch.style.background = COLORS[i % COLORS.length];
       });
+      const unit = el.dataset.unit === "1" ? "" : " " + el.dataset.unit;
       const plot = new uPlot(
         {
           width: el.clientWidth || 400,
           height: 170,
-          legend: { show: false },
+          // Hovering shows the time (with its zone) and each series' value beside its label.
+          legend: { show: true, live: true },
+          cursor: { sync: { key: "dashboard" } }, // charts in a row share the time axis and the cursor
           tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), timezone),
           scales: { x: { time: true, range: () => [(serverNow() - windowMs) / 1e3, serverNow() / 1e3] } },
           axes: [
             { stroke: "#6b7585", values: (u, splits) => splits.map(clock) },
-            { stroke: "#6b7585", size: 60 },
+            {
+              stroke: "#6b7585",
+              values: (u, splits) => splits.map((v) => format(v, Math.abs(v) < 10 && v % 1 ? 1 : 0)),
+              size: (u, values) => 18 + 7.5 * Math.max(3, ...(values || []).map((v) => String(v).length)),
+            },
           ],
-          series: [{}].concat(ids.map((id, i) => ({
+          series: [{ value: (u, v) => (v === null ? "–" : clockWithZone(v * 1e3)) }].concat(ids.map((id, i) => ({
             label: names.get(id) || id, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
+            value: (u, v) => (v === null || v === undefined ? "–" : format(v, digits[id] || 1) + unit),
           }))),
         },
         data(ids),
@@ -94,8 +107,8 @@
 
   function showFigures(m) {
     if (m.power) {
-      text('[data-figure="total_kw"]', format(m.power.total_kw, 2));
-      for (const [load, kw] of Object.entries(m.power.loads)) text('[data-load-kw="' + load + '"]', format(kw, 2));
+      text('[data-figure="total_kw"]', power(m.power.total_kw));
+      for (const [load, kw] of Object.entries(m.power.loads)) text('[data-load-kw="' + load + '"]', power(kw));
     }
     if ("energy_today_kwh" in m) text('[data-figure="energy_today_kwh"]', format(m.energy_today_kwh, 1));
     if (m.month_peak !== undefined) text('[data-figure="month_peak_kw"]', m.month_peak ? format(m.month_peak.kw, 1) : "–");
@@ -103,9 +116,12 @@
       text('[data-figure="projection_kw"]', format(m.demand.projection_kw, 1));
       const ends = new Date(m.demand.interval_start + 15 * 60 * 1000);
       const over = m.month_peak && m.demand.projection_kw > m.month_peak.kw;
-      text('[data-figure="demand_note"]', (over ? "on course for a new monthly peak · " : "") +
-        "interval ends " + ends.toLocaleTimeString("en-GB", { timeZone: timezone, hour: "2-digit", minute: "2-digit" }));
-      root.querySelector("[data-demand]").classList.toggle("over-peak", Boolean(over));
+      const note = root.querySelector('[data-figure="demand_note"]');
+      if (note) {
+        text('[data-figure="demand_note"]', (over ? note.dataset.overPeak + " · " : "") +
+          note.dataset.ends + " " + ends.toLocaleTimeString(lang, { timeZone: timezone, hour: "2-digit", minute: "2-digit", timeZoneName: "short" }));
+        root.querySelector("[data-demand]").classList.toggle("over-peak", Boolean(over));
+      }
     }
     if ("devices_online" in m) {
       text('[data-figure="devices_online"]', m.devices_online);
@@ -115,11 +131,11 @@
 
   function showDevice(id, online, lastSeen) {
     for (const el of root.querySelectorAll('[data-device-status="' + id + '"]')) {
-      el.textContent = online ? "online" : "offline";
+      el.textContent = online ? (root.dataset.online || "online") : (root.dataset.offline || "offline");
       el.className = "status " + (online ? "online" : "offline");
     }
     if (lastSeen) {
-      text('[data-device-seen="' + id + '"]', new Date(lastSeen).toLocaleTimeString("en-GB", { timeZone: timezone }));
+      text('[data-device-seen="' + id + '"]', clockWithZone(lastSeen));
     }
   }
 

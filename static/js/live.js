@@ -81,7 +81,8 @@
 
   function format(value, digits) {
     if (value === null || value === undefined || !isFinite(value)) return "–";
-    return value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    // The page's language decides the separators: "1.234,5" in German, "1,234.5" in English.
+    return value.toLocaleString(document.documentElement.lang || "en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
   }
 
   window.EnergyboxLive = { connect: connect, format: format, connections: connections };

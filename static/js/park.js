@@ -6,6 +6,7 @@
   for (const tr of table.querySelectorAll("tr[data-facility-id]")) rows.set(Number(tr.dataset.facilityId), tr);
   if (!rows.size) return;
   const format = window.EnergyboxLive.format;
+  const power = window.EnergyboxFormat.power;
 
   function set(tr, cell, text) {
     const el = tr.querySelector('[data-cell="' + cell + '"]');
@@ -15,7 +16,8 @@
   function show(summary) {
     const tr = rows.get(summary.id);
     if (!tr) return;
-    set(tr, "power", format(summary.power.total_kw, 1));
+    // Until the socket has heard of a facility its total is null: keep the server-rendered snapshot.
+    if (summary.power.total_kw !== null && summary.power.total_kw !== undefined) set(tr, "power", power(summary.power.total_kw));
     set(tr, "energy", format(summary.energy_today_kwh, 1));
     set(tr, "peak", summary.month_peak ? format(summary.month_peak.kw, 1) : "–");
     set(tr, "online", summary.devices_online);
