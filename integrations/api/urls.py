@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from devices import apis as fleet
+from portal import apis as analysis
 from readings import apis as readings
 
 app_name = "api"
@@ -24,4 +25,6 @@ urlpatterns = [
     path("readings/series/", readings.SeriesApi.as_view(), name="readings-series"),
     path("readings/latest/", readings.LatestApi.as_view(), name="readings-latest"),
     path("readings/export.csv", readings.ExportApi.as_view(), name="readings-export"),
+    path("facilities/<int:pk>/analysis/", analysis.FacilityAnalysisApi.as_view(), name="facility-analysis"),
+    path("benchmark/", analysis.BenchmarkApi.as_view(), name="benchmark"),
 ]
