@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime
 
 from _common import DAY_MS, percentile, report, setup, truncate_readings
+from query import timed
 
 STEP_MS = int(os.environ.get("BENCH_ANALYSIS_STEP_S", "300")) * 1000
 METERS = 10
@@ -32,16 +33,6 @@ CHANNELS = [
 ]
 REPEAT = 30
 RAW_REPEAT = 3
-
-
-def timed(fn, repeat: int) -> list[float]:
-    fn()  # warm caches and connections: we measure the steady state
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
 
 
 def build(year_start_ms: int, days: int):

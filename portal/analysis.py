@@ -48,6 +48,11 @@ RESOLUTION_SPANS: tuple[tuple[timedelta, str], ...] = (
     (timedelta(days=3 * 366), "1d"),
 )
 MAX_CUSTOM_SPAN = timedelta(days=3660)
+# A period answer holds at most this many channel intervals, as a JSON series of the API does; a
+# facility with many channels gets its period at the next coarser resolution instead.
+MAX_POINTS = 200_000
+_COARSER = ("15m", "1h", "1d", "1mo")
+_INTERVAL_MS = {"15m": 900_000, "1h": 3_600_000, "1d": 86_400_000, "1mo": 28 * 86_400_000}
 QUARTER_MS = 900_000
 HOUR_MS = 3_600_000
 SLOTS_PER_DAY = 96
@@ -157,6 +162,15 @@ def period_compared(period: Period, *, compare: str) -> Period:
     return Period(
         range=period.range, start=_midnight(first, tz), end=_midnight(after, tz), resolution=period.resolution
     )
+
+
+def period_for_channels(period: Period, *, channels: int) -> Period:
+    """The period at the finest resolution from its own that keeps channels × intervals ≤ MAX_POINTS."""
+    level = _COARSER.index(period.resolution)
+    span = period.end_ms - period.start_ms
+    while level < len(_COARSER) - 1 and channels * span / _INTERVAL_MS[_COARSER[level]] > MAX_POINTS:
+        level += 1
+    return Period(range=period.range, start=period.start, end=period.end, resolution=_COARSER[level])
 
 
 # --- Reading the store ------------------------------------------------------------------------
@@ -284,6 +298,7 @@ def _percent(now: float | None, before: float | None) -> float | None:
 def period_analysis(*, access: Access, layout: LiveLayout, period: Period, compare: str = "") -> dict[str, Any]:
     """Everything a period view draws, JSON-ready: each charted channel, the total, the loads and a comparison."""
     charted = [c for c in layout.channels if not is_counter(c.quantity)]
+    period = period_for_channels(period, channels=len(charted))
     grid = channel_grid(access=access, channel_ids=[c.id for c in charted], period=period) if charted else None
     starts = grid.starts_ms if grid else np.empty(0, dtype=np.int64)
     ends = grid.ends_ms if grid else np.empty(0, dtype=np.int64)

@@ -5,17 +5,17 @@ from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
-from portal import sso, views
+from portal import analysis_views, sso, views
 
 app_name = "portal"
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("facilities/<int:facility_id>/", views.facility_dashboard, name="facility"),
-    path("facilities/<int:facility_id>/export.csv", views.facility_export, name="facility_export"),
-    path("devices/<int:device_id>/", views.device_page, name="device"),
-    path("devices/<int:device_id>/export.csv", views.device_export, name="device_export"),
-    path("benchmark/", views.benchmark, name="benchmark"),
+    path("facilities/<int:facility_id>/export.csv", analysis_views.facility_export, name="facility_export"),
+    path("devices/<int:device_id>/", analysis_views.device_page, name="device"),
+    path("devices/<int:device_id>/export.csv", analysis_views.device_export, name="device_export"),
+    path("benchmark/", analysis_views.benchmark, name="benchmark"),
     path("login/", sso.PortalLoginView.as_view(), name="login"),
     path("login/sso/", sso.sso_start, name="sso_start"),
     path("login/sso/callback/", sso.sso_callback, name="sso_callback"),

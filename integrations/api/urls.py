@@ -8,6 +8,7 @@ from accounts import apis as people
 from billing import apis as billing
 from devices import apis as fleet
 from firmware import apis as firmware
+from portal import apis as analysis
 from readings import apis as readings
 
 app_name = "api"
@@ -60,4 +61,6 @@ urlpatterns = [
     path("bills/<int:pk>/", billing.BillDetailApi.as_view(), name="bill-detail"),
     path("bills/<int:pk>/export.<str:fmt>", billing.BillExportApi.as_view(), name="bill-export"),
     path("peaks/", billing.PeakApi.as_view(), name="peaks"),
+    path("facilities/<int:pk>/analysis/", analysis.FacilityAnalysisApi.as_view(), name="facility-analysis"),
+    path("benchmark/", analysis.BenchmarkApi.as_view(), name="benchmark"),
 ]

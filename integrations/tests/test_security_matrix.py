@@ -95,6 +95,8 @@ ENDPOINTS = [
     Endpoint("get", "/api/v1/readings/series/?facility={facility}&" + RANGE, READINGS_READ, "selection"),
     Endpoint("get", "/api/v1/readings/latest/?channel={channel}", READINGS_READ, "hidden"),
     Endpoint("get", "/api/v1/readings/export.csv?channel={channel}&" + RANGE, READINGS_READ, "hidden"),
+    Endpoint("get", "/api/v1/facilities/{facility}/analysis/?range=today", READINGS_READ, "hidden"),
+    Endpoint("get", "/api/v1/benchmark/", READINGS_READ, "list", reads=("facility",)),
 ]
 
 

@@ -386,3 +386,10 @@ def test_a_period_longer_than_a_year_has_no_carpet_but_its_other_charts(client):
     assert page_data(response)["resolution"] == "1d"
     assert "at most a year" in response.content.decode()
     assert client.get(f"/facilities/{facility.pk}/export.csv?{query}&chart=carpet").status_code == 400
+
+
+@pytest.mark.parametrize(("channels", "resolution"), [(1, "15m"), (67, "15m"), (68, "1h"), (268, "1h"), (269, "1d")])
+def test_a_facility_with_many_channels_gets_a_month_at_a_coarser_resolution(channels, resolution):  # type: ignore[no-untyped-def]
+    month = analysis.period_resolve(range_name="month", tz=BERLIN, now=datetime(2026, 1, 15, tzinfo=UTC))
+    # January: 31 × 96 = 2,976 quarter-hours; 67 channels stay within 200,000 points, 68 do not.
+    assert analysis.period_for_channels(month, channels=channels).resolution == resolution

@@ -127,6 +127,8 @@ def test_the_language_switch_changes_how_numbers_are_written(park, portal, brows
 
 def test_every_portal_page_fits_a_390_px_phone_without_horizontal_scrolling(park, portal, browser):  # type: ignore[no-untyped-def]
     page = browser.new_page(viewport=PHONE)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
     facility, device = park["facility"], park["device"]
     page.goto(f"{portal}/login/")
     assert page.evaluate("document.documentElement.scrollWidth <= innerWidth"), "/login/"
@@ -139,6 +141,7 @@ def test_every_portal_page_fits_a_390_px_phone_without_horizontal_scrolling(park
         f"/facilities/{facility.pk}/?range=year&compare=last_year",
         f"/devices/{device.pk}/",
         f"/devices/{device.pk}/?range=month",
+        "/integrations/",
         "/no/such/page/",
     ]
     ARTIFACTS.mkdir(exist_ok=True)
@@ -153,6 +156,7 @@ def test_every_portal_page_fits_a_390_px_phone_without_horizontal_scrolling(park
     page.goto(f"{portal}/facilities/{facility.pk}/?range=today")
     page.screenshot(path=str(ARTIFACTS / "period-phone.png"), full_page=True)
     assert too_wide == {}
+    assert errors == []
 
 
 def test_a_missing_page_shows_the_projects_404_page(park, portal, browser):  # type: ignore[no-untyped-def]
