@@ -14,7 +14,7 @@ class MembershipForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = Membership
-        fields = "__all__"
+        fields = ["user", "tenant", "role", "facilities"]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -109,7 +109,8 @@ class ChannelInline(admin.TabularInline):
 class DeviceAdminForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Device
-        fields = "__all__"
+        # The admin narrows these to its fieldsets (the change page makes serial, tenant and type read-only).
+        fields = ["tenant", "serial", "name", "device_type", "facility", "groups", "firmware_version"]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -166,7 +167,8 @@ class DeviceAdmin(TenantColumnMixin, RezoneOnSaveMixin, admin.ModelAdmin):
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.name == "groups":
-            device = Device.objects.filter(pk=_object_id(request)).first() if _object_id(request) else None
+            object_id = _object_id(request)
+            device = Device.objects.filter(pk=object_id).first() if object_id else None
             if device is not None:
                 kwargs["queryset"] = DeviceGroup.objects.filter(tenant_id=device.tenant_id)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
@@ -247,7 +249,8 @@ class ChannelAdmin(TenantColumnMixin, admin.ModelAdmin):
         if db_field.name == "load":
             # Only the loads of the channel's own device's facility (so never another tenant's); a new
             # channel gets its load once saved, when its device is known.
-            channel = Channel.objects.filter(pk=_object_id(request)).select_related("device").first()
+            object_id = _object_id(request)
+            channel = Channel.objects.filter(pk=object_id).select_related("device").first() if object_id else None
             kwargs["queryset"] = (
                 Load.objects.filter(facility_id=channel.device.facility_id) if channel else Load.objects.none()
             )

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from oauth2_provider.models import AbstractApplication
 
-from accounts.models import Tenant
+from accounts.models import Membership, Tenant
 from integrations.scopes import API_SCOPES, parse_scopes
 
 
@@ -38,7 +38,7 @@ class Application(AbstractApplication):
         if unknown:
             raise ValidationError({"scope": f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(API_SCOPES)}."})
         if self.tenant_id is not None and self.user_id is not None:
-            if not self.tenant.memberships.filter(user_id=self.user_id).exists():
+            if not Membership.objects.filter(tenant_id=self.tenant_id, user_id=self.user_id).exists():
                 raise ValidationError({"user": "The owner must be a member of the application's tenant."})
 
 

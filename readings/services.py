@@ -34,9 +34,9 @@ from readings.rollups import (
     containing_interval,
     interval_edges,
 )
-from readings.store import get_store
+from readings.store import ReadingsStore, get_store
 from readings.store.base import DAY_MS, EMPTY, INTERVAL_MS, Chunk, DirtyMark, Points, RollupRows
-from readings.store.sql import merge_points
+from readings.store.sql import log_conflicts, merge_counting, merge_points
 from readings.wire import encode_batches
 
 logger = logging.getLogger(__name__)
@@ -72,6 +72,8 @@ class IngestResult:
     buckets: int
     dropped_foreign: int  # readings of channels unknown or not owned by the batch's tenant and device
     dropped_expired: int  # readings older than the tenant's raw retention
+    # readings whose channel and timestamp already held another value, which was kept (first write wins)
+    conflicting: int = 0
 
 
 def readings_ingest(*, batches: Sequence[ReadingsBatch], now_ms: int | None = None) -> IngestResult:
@@ -118,13 +120,17 @@ def readings_ingest(*, batches: Sequence[ReadingsBatch], now_ms: int | None = No
     if dropped_foreign:
         logger.warning("dropped %d readings of channels outside their batch's tenant or device", dropped_foreign)
     chunks = []
+    in_group = 0
     for channel_id, channel_parts in parts.items():
-        points = merge_points(channel_parts)
+        points, conflicts = merge_counting(channel_parts)
+        if conflicts:
+            log_conflicts(channel_id, conflicts, "batches of one group")
+            in_group += conflicts
         chunks.append(Chunk(tenants[channel_id], channel_id, points.timestamps_ms, points.values))
-    buckets = get_store().write(
+    written = get_store().write(
         chunks=chunks, dirty=[DirtyMark(tenant_id=t, device_id=d, start_ms=s) for t, d, s in dirty]
     )
-    return IngestResult(stored, buckets, dropped_foreign, dropped_expired)
+    return IngestResult(stored, written.buckets, dropped_foreign, dropped_expired, written.conflicting + in_group)
 
 
 def _runs(starts: list[int]) -> list[tuple[int, int]]:
@@ -209,7 +215,7 @@ def _last(points: Points | None) -> int | None:
 def rollups_refresh(*, limit: int = 5000) -> int:
     """Recompute the rollups of the intervals that received data; returns the dirty marks consumed.
 
-    Marks are claimed and rollups written in one transaction, so a crash loses neither. Work is
+    Marks are consumed and rollups written in one transaction, so a crash loses neither. Work is
     batched across channels: channels with the same dirty run share one raw read (and, for
     counters, one query for the readings around the run), channels in the same coarse interval
     share one rollup read, and each level is written in one statement.
@@ -220,132 +226,204 @@ def rollups_refresh(*, limit: int = 5000) -> int:
     is recomputed anyway, and its own refresh recomputes the intervals next to it.
     """
     store = get_store()
+    if not store.snapshot_refresh:
+        # PostgreSQL: readers never wait for writers, and SKIP LOCKED lets several workers share the marks.
+        with transaction.atomic():
+            marks = store.claim_dirty(limit=limit)
+            metas, blocks, touched = _fine_level(store, marks)
+            store.write_rollups(rows=blocks)
+            _coarse_levels(store, metas, touched)
+        return len(marks)
+    # SQLite has one writer at a time, and a write transaction holds the lock from its first statement:
+    # reading and aggregating inside it made every ingest wait behind the whole refresh (ack stalls every
+    # 10 s, issue 18). So the reads and the arithmetic run outside it, on committed data, and only the
+    # writes take the lock, every level at once: the coarse levels read the stored finer rollups overlaid
+    # with this refresh's own (only the embedded worker writes rollups). Ingest that lands meanwhile is
+    # caught by the bucket watermark: its buckets have higher ids (one writer, AUTOINCREMENT), and the
+    # marks of the intervals it touched stay for the next refresh.
+    watermark, claimed = store.dirty_snapshot(limit=limit)
+    metas, blocks, touched = _fine_level(store, [mark for _, mark in claimed])
+    blocks += _coarse_levels(store, metas, touched, fresh=blocks)
     with transaction.atomic():
-        marks = store.claim_dirty(limit=limit)
-        by_device: dict[int, set[int]] = defaultdict(set)
-        for mark in marks:
-            by_device[mark.device_id].add(mark.start_ms)
-        by_channel: dict[int, set[int]] = {}
-        for channel_id, device_id in Channel.objects.filter(device_id__in=by_device).values_list("id", "device_id"):
-            by_channel[channel_id] = by_device[device_id]
-        metas = metadata.channel_meta(by_channel)
-        runs: dict[tuple[int, int, int], list[metadata.ChannelMeta]] = defaultdict(list)
-        for channel_id, starts in by_channel.items():
-            meta = metas.get(channel_id)
-            if meta is None:
-                continue  # the channel was deleted; its rollups went with it
-            for run_start, run_end in _runs(sorted(starts)):
-                runs[(meta.tenant_id, run_start, run_end)].append(meta)
-
-        keys = sorted(runs, key=lambda key: (key[1], key[2], key[0]))
-        points: dict[tuple[int, int, int], dict[int, Points]] = {}
-        before: dict[tuple[int, int, int], dict[int, Points]] = {}
-        after: dict[tuple[int, int, int], dict[int, Points]] = {}
-        channel_runs: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-        for key in keys:
-            tenant_id, run_start, run_end = key
-            channel_ids = [m.channel_id for m in runs[key]]
-            counters = [m.channel_id for m in runs[key] if m.is_counter]
-            gauges = [m.channel_id for m in runs[key] if not m.is_counter]
-            points[key] = store.read(tenant_id=tenant_id, channel_ids=gauges, start_ms=run_start, end_ms=run_end)
-            if counters:
-                # Counters recompute the interval before the run too: a gap's estimated share in it
-                # (from before late data filled the gap) must go.
-                points[key] |= store.read(
-                    tenant_id=tenant_id, channel_ids=counters, start_ms=run_start - INTERVAL_MS, end_ms=run_end
-                )
-                before[key] = store.rollup_neighbours(
-                    tenant_id=tenant_id, channel_ids=counters, at_ms=run_start - INTERVAL_MS, before=True
-                )
-                after[key] = store.rollup_neighbours(
-                    tenant_id=tenant_id, channel_ids=counters, at_ms=run_end, before=False
-                )
-            for channel_id in channel_ids:
-                channel_runs[channel_id].append(key)
-
-        spans = _confirmed_spans(metas[c] for c in channel_runs)
-        counter_devices = {metas[c].device_id for c in channel_runs if metas[c].is_counter}
-        resets = _reported_resets(counter_devices, keys[0][1], keys[-1][2]) if counter_devices and keys else {}
-        blocks: list[RollupRows] = []
-        touched: dict[int, set[int]] = defaultdict(set)
-        for channel_id, channel_keys in channel_runs.items():
-            meta = metas[channel_id]
-            for index, key in enumerate(channel_keys):
-                tenant_id, run_start, run_end = key
-                previous = following = None
-                if meta.is_counter:
-                    run_start -= INTERVAL_MS
-                    earlier = [points[k].get(channel_id) for k in channel_keys[:index]]
-                    later = [points[k].get(channel_id) for k in channel_keys[index + 1 :]]
-                    in_batch_previous = next((p for p in reversed(earlier) if p is not None and len(p)), None)
-                    in_batch_next = next((p for p in later if p is not None and len(p)), None)
-                    previous = before[key].get(channel_id)
-                    if (_last(in_batch_previous) or -1) > (_last(previous) or -1):
-                        assert in_batch_previous is not None
-                        previous = Points(in_batch_previous.timestamps_ms[-1:], in_batch_previous.values[-1:])
-                    next_ts = _first(after[key].get(channel_id))
-                    later_ts = _first(in_batch_next)
-                    if next_ts is not None and (later_ts is None or next_ts < later_ts):
-                        start = next_ts - next_ts % INTERVAL_MS
-                        following = store.read(
-                            tenant_id=tenant_id, channel_ids=[channel_id], start_ms=start, end_ms=start + INTERVAL_MS
-                        ).get(channel_id)
-                channel_points = points[key].get(channel_id, EMPTY)
-                if meta.is_counter and previous is not None and len(previous):
-                    # Energy across a gap is shared with the interval of the reading before it.
-                    previous_ts = int(previous.timestamps_ms[-1])
-                    next_ts = _first(channel_points) if len(channel_points) else _first(following)
-                    if next_ts is not None and previous_ts < run_start and next_ts - previous_ts > GAP_MS:
-                        run_start = previous_ts - previous_ts % INTERVAL_MS
-                        extra = store.read(
-                            tenant_id=tenant_id,
-                            channel_ids=[channel_id],
-                            start_ms=run_start,
-                            end_ms=key[1] - INTERVAL_MS,
-                        ).get(channel_id, EMPTY)
-                        channel_points = merge_points(
-                            [(extra.timestamps_ms, extra.values), (channel_points.timestamps_ms, channel_points.values)]
-                        )
-                        # From the raw data: the rollups before may be stale within this very refresh.
-                        previous = store.neighbour(
-                            tenant_id=tenant_id, channel_id=channel_id, at_ms=run_start, before=True
-                        )
-                columns = _fine_rollups(
-                    meta=meta,
-                    points=channel_points,
-                    run_start=run_start,
-                    run_end=run_end,
-                    previous=previous,
-                    following=following,
-                    plausibility=_plausibility(meta, spans),
-                    reported_resets_ms=resets.get(meta.device_id),
-                )
-                if len(columns["start_ms"]):
-                    blocks.append(RollupRows(tenant_id, channel_id, 1, columns))
-                    touched[channel_id].update(columns["start_ms"].tolist())
+        late = {
+            (metas[channel_id].device_id, start)
+            for channel_id, first_ms, last_ms in store.buckets_since(watermark=watermark, channel_ids=list(metas))
+            for start in range(first_ms - first_ms % INTERVAL_MS, last_ms + 1, INTERVAL_MS)
+        }
         store.write_rollups(rows=blocks)
+        done = [mark_id for mark_id, mark in claimed if (mark.device_id, mark.start_ms) not in late]
+        store.release_dirty(ids=done)
+    return len(done)
 
-        # Coarser levels are recomputed from the level below, one touched interval at a time.
-        for level in (2, 3, 4):
-            resolution = RESOLUTIONS[level - 1]
-            groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
-            for channel_id, starts in touched.items():
-                meta = metas[channel_id]
-                for lo, hi in {containing_interval(resolution, meta.tz, start) for start in starts}:
-                    groups[(meta.tenant_id, lo, hi)].append(channel_id)
-            coarse: list[RollupRows] = []
-            touched = defaultdict(set)
-            for (tenant_id, lo, hi), channel_ids in groups.items():
-                finer = store.read_rollups(
-                    tenant_id=tenant_id, channel_ids=channel_ids, resolution=level - 1, start_ms=lo, end_ms=hi
-                )
-                for channel_id, block in finer.items():
-                    columns = combine(block.columns, np.array([lo, hi], dtype=np.int64))
-                    if len(columns["start_ms"]):
-                        coarse.append(RollupRows(tenant_id, channel_id, level, columns))
-                        touched[channel_id].add(lo)
+
+def _fine_level(
+    store: ReadingsStore, marks: Sequence[DirtyMark]
+) -> tuple[dict[int, metadata.ChannelMeta], list[RollupRows], dict[int, set[int]]]:
+    """The 15-minute rollups of the marked intervals, and the intervals each channel had touched."""
+    by_device: dict[int, set[int]] = defaultdict(set)
+    for mark in marks:
+        by_device[mark.device_id].add(mark.start_ms)
+    by_channel: dict[int, set[int]] = {}
+    for channel_id, device_id in Channel.objects.filter(device_id__in=by_device).values_list("id", "device_id"):
+        by_channel[channel_id] = by_device[device_id]
+    metas = metadata.channel_meta(by_channel)
+    runs: dict[tuple[int, int, int], list[metadata.ChannelMeta]] = defaultdict(list)
+    for channel_id, starts in by_channel.items():
+        meta = metas.get(channel_id)
+        if meta is None:
+            continue  # the channel was deleted; its rollups went with it
+        for run_start, run_end in _runs(sorted(starts)):
+            runs[(meta.tenant_id, run_start, run_end)].append(meta)
+
+    keys = sorted(runs, key=lambda key: (key[1], key[2], key[0]))
+    points: dict[tuple[int, int, int], dict[int, Points]] = {}
+    before: dict[tuple[int, int, int], dict[int, Points]] = {}
+    after: dict[tuple[int, int, int], dict[int, Points]] = {}
+    channel_runs: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for key in keys:
+        tenant_id, run_start, run_end = key
+        channel_ids = [m.channel_id for m in runs[key]]
+        counters = [m.channel_id for m in runs[key] if m.is_counter]
+        gauges = [m.channel_id for m in runs[key] if not m.is_counter]
+        points[key] = store.read(tenant_id=tenant_id, channel_ids=gauges, start_ms=run_start, end_ms=run_end)
+        if counters:
+            # Counters recompute the interval before the run too: a gap's estimated share in it
+            # (from before late data filled the gap) must go.
+            points[key] |= store.read(
+                tenant_id=tenant_id, channel_ids=counters, start_ms=run_start - INTERVAL_MS, end_ms=run_end
+            )
+            before[key] = store.rollup_neighbours(
+                tenant_id=tenant_id, channel_ids=counters, at_ms=run_start - INTERVAL_MS, before=True
+            )
+            after[key] = store.rollup_neighbours(tenant_id=tenant_id, channel_ids=counters, at_ms=run_end, before=False)
+        for channel_id in channel_ids:
+            channel_runs[channel_id].append(key)
+
+    spans = _confirmed_spans(metas[c] for c in channel_runs)
+    counter_devices = {metas[c].device_id for c in channel_runs if metas[c].is_counter}
+    resets = _reported_resets(counter_devices, keys[0][1], keys[-1][2]) if counter_devices and keys else {}
+    blocks: list[RollupRows] = []
+    touched: dict[int, set[int]] = defaultdict(set)
+    for channel_id, channel_keys in channel_runs.items():
+        meta = metas[channel_id]
+        for index, key in enumerate(channel_keys):
+            tenant_id, run_start, run_end = key
+            previous = following = None
+            if meta.is_counter:
+                run_start -= INTERVAL_MS
+                earlier = [points[k].get(channel_id) for k in channel_keys[:index]]
+                later = [points[k].get(channel_id) for k in channel_keys[index + 1 :]]
+                in_batch_previous = next((p for p in reversed(earlier) if p is not None and len(p)), None)
+                in_batch_next = next((p for p in later if p is not None and len(p)), None)
+                previous = before[key].get(channel_id)
+                if (_last(in_batch_previous) or -1) > (_last(previous) or -1):
+                    assert in_batch_previous is not None
+                    previous = Points(in_batch_previous.timestamps_ms[-1:], in_batch_previous.values[-1:])
+                next_ts = _first(after[key].get(channel_id))
+                later_ts = _first(in_batch_next)
+                if next_ts is not None and (later_ts is None or next_ts < later_ts):
+                    start = next_ts - next_ts % INTERVAL_MS
+                    following = store.read(
+                        tenant_id=tenant_id, channel_ids=[channel_id], start_ms=start, end_ms=start + INTERVAL_MS
+                    ).get(channel_id)
+            channel_points = points[key].get(channel_id, EMPTY)
+            if meta.is_counter and previous is not None and len(previous):
+                # Energy across a gap is shared with the interval of the reading before it.
+                previous_ts = int(previous.timestamps_ms[-1])
+                next_ts = _first(channel_points) if len(channel_points) else _first(following)
+                if next_ts is not None and previous_ts < run_start and next_ts - previous_ts > GAP_MS:
+                    run_start = previous_ts - previous_ts % INTERVAL_MS
+                    extra = store.read(
+                        tenant_id=tenant_id,
+                        channel_ids=[channel_id],
+                        start_ms=run_start,
+                        end_ms=key[1] - INTERVAL_MS,
+                    ).get(channel_id, EMPTY)
+                    channel_points = merge_points(
+                        [(extra.timestamps_ms, extra.values), (channel_points.timestamps_ms, channel_points.values)]
+                    )
+                    # From the raw data: the rollups before may be stale within this very refresh.
+                    previous = store.neighbour(tenant_id=tenant_id, channel_id=channel_id, at_ms=run_start, before=True)
+            columns = _fine_rollups(
+                meta=meta,
+                points=channel_points,
+                run_start=run_start,
+                run_end=run_end,
+                previous=previous,
+                following=following,
+                plausibility=_plausibility(meta, spans),
+                reported_resets_ms=resets.get(meta.device_id),
+            )
+            if len(columns["start_ms"]):
+                blocks.append(RollupRows(tenant_id, channel_id, 1, columns))
+                touched[channel_id].update(columns["start_ms"].tolist())
+    return metas, blocks, touched
+
+
+def _overlay(stored: Columns | None, fresh: Columns | None) -> Columns | None:
+    """Stored rollup intervals with the freshly computed ones in their place, ascending."""
+    if fresh is None or not len(fresh["start_ms"]):
+        return stored
+    if stored is None or not len(stored["start_ms"]):
+        return fresh
+    keep = ~np.isin(stored["start_ms"], fresh["start_ms"])
+    merged: Columns = {}
+    for name, column in fresh.items():
+        merged[name] = np.concatenate((stored[name][keep], column))  # type: ignore[assignment]
+    order = np.argsort(merged["start_ms"], kind="stable")
+    return {name: column[order] for name, column in merged.items()}
+
+
+def _by_channel(blocks: Sequence[RollupRows]) -> dict[int, Columns]:
+    merged: dict[int, Columns | None] = {}
+    for block in blocks:
+        merged[block.channel_id] = _overlay(merged.get(block.channel_id), block.columns)
+    return {channel_id: columns for channel_id, columns in merged.items() if columns is not None}
+
+
+def _coarse_levels(
+    store: ReadingsStore,
+    metas: dict[int, metadata.ChannelMeta],
+    touched: dict[int, set[int]],
+    *,
+    fresh: Sequence[RollupRows] | None = None,
+) -> list[RollupRows]:
+    """Recompute the coarser levels from the level below, one touched interval at a time.
+
+    Without `fresh`, each level is written before the next reads it. With `fresh` (this refresh's
+    unwritten 15-minute rows), nothing is written: the level below is the stored one overlaid with
+    the fresh rows, and the coarse rows are returned for the caller to write.
+    """
+    below = None if fresh is None else _by_channel(fresh)
+    computed: list[RollupRows] = []
+    for level in (2, 3, 4):
+        resolution = RESOLUTIONS[level - 1]
+        groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+        for channel_id, starts in touched.items():
+            meta = metas[channel_id]
+            for lo, hi in {containing_interval(resolution, meta.tz, start) for start in starts}:
+                groups[(meta.tenant_id, lo, hi)].append(channel_id)
+        coarse: list[RollupRows] = []
+        touched = defaultdict(set)
+        for (tenant_id, lo, hi), channel_ids in groups.items():
+            finer = store.read_rollups(
+                tenant_id=tenant_id, channel_ids=channel_ids, resolution=level - 1, start_ms=lo, end_ms=hi
+            )
+            for channel_id in channel_ids:
+                stored = finer[channel_id].columns if channel_id in finer else None
+                rows = stored if below is None else _overlay(stored, below.get(channel_id))
+                if rows is None:
+                    continue
+                columns = combine(rows, np.array([lo, hi], dtype=np.int64))
+                if len(columns["start_ms"]):
+                    coarse.append(RollupRows(tenant_id, channel_id, level, columns))
+                    touched[channel_id].add(lo)
+        if below is None:
             store.write_rollups(rows=coarse)
-    return len(marks)
+        else:
+            below = _by_channel(coarse)
+        computed += coarse
+    return computed
 
 
 def readings_compact(*, max_windows: int = 500) -> int:

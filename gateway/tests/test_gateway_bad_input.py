@@ -337,9 +337,7 @@ async def test_a_nonce_is_never_reused(meter, tmp_path):
 
 
 @pytest.mark.parametrize("size", [65, 255])
-async def test_an_over_long_serial_in_hello_is_refused_as_malformed_and_never_challenged(
-    gateway_with_bystander, size
-):
+async def test_an_over_long_serial_in_hello_is_refused_as_malformed_and_never_challenged(gateway_with_bystander, size):
     gateway, port, ctx, recorder, spec = gateway_with_bystander
     client = await RawClient.connect(port, ctx)
     client.send(p.FrameType.HELLO, bytes([0x11, size]) + b"S" * size + bytes([5]) + b"1.0.0")

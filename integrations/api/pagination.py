@@ -7,7 +7,6 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 
-
 # Ids are 64-bit: a bigger number can name no row, and would overflow the database driver.
 MAX_ID = 2**63 - 1
 INVALID_CURSOR = "This cursor is not valid; follow the `next` or `previous` link."

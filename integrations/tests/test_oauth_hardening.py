@@ -86,7 +86,11 @@ def test_replaying_an_authorization_code_revokes_the_tokens_issued_from_it(live_
     assert oauth.get(f"{live_server.url}/api/v1/facilities/", timeout=10).status_code == 401
     refresh = requests.post(
         f"{live_server.url}/o/token/",
-        data={"grant_type": "refresh_token", "refresh_token": token["refresh_token"], "client_id": application.client_id},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": token["refresh_token"],
+            "client_id": application.client_id,
+        },
         timeout=10,
     )
     assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
@@ -143,7 +147,10 @@ def test_token_revocation_still_takes_the_token_in_the_form_body_as_rfc_7009_req
     session = _client_credentials_session(live_server, application)
     token = session.token["access_token"]
     revoked = requests.post(
-        f"{live_server.url}/o/revoke_token/", data={"token": token}, auth=(application.client_id, CLIENT_SECRET), timeout=10
+        f"{live_server.url}/o/revoke_token/",
+        data={"token": token},
+        auth=(application.client_id, CLIENT_SECRET),
+        timeout=10,
     )
     assert revoked.status_code == 200
     assert session.get(f"{live_server.url}/api/v1/facilities/", timeout=10).status_code == 401

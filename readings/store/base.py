@@ -84,9 +84,17 @@ class RollupRows:
         return len(self.columns["start_ms"])
 
 
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    buckets: int
+    # Values refused because another value was stored first for the same channel and timestamp
+    # (first write wins; a redelivery of the same values is not a conflict).
+    conflicting: int = 0
+
+
 class ReadingsStore(Protocol):
-    def write(self, *, chunks: Sequence[Chunk], dirty: Sequence[DirtyMark]) -> int:
-        """Store chunks idempotently (one value per channel and timestamp) and mark rollups dirty."""
+    def write(self, *, chunks: Sequence[Chunk], dirty: Sequence[DirtyMark]) -> WriteResult:
+        """Store chunks idempotently (the first value per channel and timestamp wins) and mark rollups dirty."""
 
     def read(self, *, tenant_id: int, channel_ids: Sequence[int], start_ms: int, end_ms: int) -> dict[int, Points]:
         """Deduplicated readings in [start_ms, end_ms), ascending, per channel."""
@@ -105,6 +113,20 @@ class ReadingsStore(Protocol):
 
     def claim_dirty(self, *, limit: int) -> list[DirtyMark]:
         """Take dirty marks for recomputation; call inside the transaction that writes the rollups."""
+
+    @property
+    def snapshot_refresh(self) -> bool:
+        """True when a write transaction would block ingest for its whole length (one writer at a time):
+        rollups are then computed outside it, from `dirty_snapshot`, and only written inside it."""
+
+    def dirty_snapshot(self, *, limit: int) -> tuple[int, list[tuple[int, DirtyMark]]]:
+        """A watermark (no bucket stored later has an id at or below it) and the oldest marks with their ids."""
+
+    def buckets_since(self, *, watermark: int, channel_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+        """(channel_id, first_ms, last_ms) of the channels' buckets stored after `watermark`."""
+
+    def release_dirty(self, *, ids: Sequence[int]) -> None:
+        """Delete the marks of `dirty_snapshot` whose rollups were written; inside that write transaction."""
 
     def write_rollups(self, *, rows: Sequence[RollupRows]) -> None: ...
 

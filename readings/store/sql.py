@@ -7,6 +7,7 @@ the conflict clause makes a redelivered batch a no-op. SQLite uses `executemany`
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,10 @@ from readings.store.base import (
     DirtyMark,
     Points,
     RollupRows,
+    WriteResult,
 )
+
+logger = logging.getLogger(__name__)
 
 _BUCKET_COLUMNS = "tenant_id, channel_id, window_ms, first_ms, last_ms, count, packed, data"
 # The order buckets were first written in: a packed bucket holds what was written before the last
@@ -39,17 +43,43 @@ def window_of(timestamp_ms: int) -> int:
 
 def merge_points(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> Points:
     """Concatenate buckets in write order; where a timestamp repeats the first written value wins."""
+    return merge_counting(parts)[0]
+
+
+def conflicting_values(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> int:
+    """How many later values disagree with the first value written for their timestamp (which wins)."""
+    return merge_counting(parts)[1]
+
+
+def merge_counting(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[Points, int]:
+    """`merge_points`, and the number of values it dropped that differed from the kept one."""
     if not parts:
-        return EMPTY
+        return EMPTY, 0
     if len(parts) == 1:
-        return Points(parts[0][0], parts[0][1])
+        return Points(parts[0][0], parts[0][1]), 0
     ts = np.concatenate([p[0] for p in parts])
     values = np.concatenate([p[1] for p in parts])
     order = np.argsort(ts, kind="stable")
     ts, values = ts[order], values[order]
     keep = np.ones(len(ts), dtype=bool)
     keep[1:] = ts[1:] != ts[:-1]
-    return Points(ts[keep], values[keep])
+    repeat = np.flatnonzero(~keep)
+    if not len(repeat):
+        return Points(ts, values), 0
+    # Each repeated timestamp is compared with the first value of its run, the one kept.
+    run_start = np.maximum.accumulate(np.where(keep, np.arange(len(ts)), 0))
+    kept, later = values[run_start[repeat]], values[repeat]
+    same = (kept == later) | (np.isnan(kept) & np.isnan(later))
+    return Points(ts[keep], values[keep]), int((~same).sum())
+
+
+def log_conflicts(channel_id: int, count: int, where: str) -> None:
+    logger.warning(
+        "readings: %d conflicting duplicate value(s) of channel %d (%s); the first value written was kept",
+        count,
+        channel_id,
+        where,
+    )
 
 
 def _clip(points: Points, start_ms: int, end_ms: int) -> Points:
@@ -78,7 +108,7 @@ class SqlStore:
 
     # --- raw buckets ---------------------------------------------------------------
 
-    def write(self, *, chunks: Sequence[Chunk], dirty: Sequence[DirtyMark]) -> int:
+    def write(self, *, chunks: Sequence[Chunk], dirty: Sequence[DirtyMark]) -> WriteResult:
         rows: list[tuple[int, int, int, int, int, int, bool, bytes]] = []
         for chunk in chunks:
             ts, values = chunk.timestamps_ms, chunk.values
@@ -116,9 +146,10 @@ class SqlStore:
                     )
                 )
         marks = sorted({(m.device_id, m.start_ms): m.tenant_id for m in dirty}.items())
+        conflicts = 0
         with transaction.atomic(using=self.alias), self._connection.cursor() as cursor:
             if self._postgres:
-                self._copy_buckets(cursor.cursor, rows)
+                conflicts = self._copy_buckets(cursor.cursor, rows)
                 if marks:
                     # Array literals as text: binding three lists of Python ints element by element costs more.
                     cursor.execute(
@@ -137,20 +168,49 @@ class SqlStore:
                     "ON CONFLICT (channel_id, window_ms, first_ms, last_ms, count) DO NOTHING",
                     rows,
                 )
+                if cursor.rowcount < len(rows):
+                    conflicts = self._sqlite_collisions(cursor, rows)
                 cursor.executemany(
                     "INSERT INTO readings_dirty (tenant_id, device_id, start_ms) VALUES (%s, %s, %s) "
                     "ON CONFLICT (device_id, start_ms) DO NOTHING",
                     [(t, c, s) for (c, s), t in marks],
                 )
-        return len(rows)
+        return WriteResult(buckets=len(rows), conflicting=conflicts)
 
-    def _copy_buckets(self, cursor: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    @staticmethod
+    def _compare(collided: Sequence[tuple[int, bytes, bytes]]) -> int:
+        """Conflicting values among (channel, new data, stored data) of buckets whose span was taken."""
+        total = 0
+        for channel_id, new, stored in collided:
+            if bytes(new) == bytes(stored):
+                continue  # a redelivery: the same values again
+            count = conflicting_values([codec.decode(stored), codec.decode(new)])
+            if count:
+                log_conflicts(channel_id, count, "a batch with the span of a stored one")
+                total += count
+        return total
+
+    def _sqlite_collisions(self, cursor: Any, rows: Sequence[tuple[Any, ...]]) -> int:
+        # Only after a redelivery or a conflicting resend: some rows were not inserted.
+        collided = []
+        for _, channel_id, window_ms, first_ms, last_ms, count, _, data in rows:
+            cursor.execute(
+                "SELECT data FROM readings_bucket WHERE channel_id = %s AND window_ms = %s AND first_ms = %s "
+                "AND last_ms = %s AND count = %s",
+                [channel_id, window_ms, first_ms, last_ms, count],
+            )
+            stored = cursor.fetchone()
+            if stored is not None:
+                collided.append((channel_id, data, stored[0]))
+        return self._compare(collided)
+
+    def _copy_buckets(self, cursor: Any, rows: Sequence[tuple[Any, ...]]) -> int:
         # Fast path: COPY straight into the table. Only a redelivered batch collides with the unique
         # key; then the savepoint rolls back and the rows go through staging + ON CONFLICT DO NOTHING.
         try:
             with transaction.atomic(using=self.alias):
                 self._copy(cursor, "readings_bucket", rows)
-            return
+            return 0
         except (IntegrityError, psycopg.errors.UniqueViolation):
             pass  # the raw COPY raises psycopg's own error; Django's wrapper is not in the way
         # ON COMMIT DELETE ROWS: the staging table is per session and empties itself at commit.
@@ -166,6 +226,12 @@ class SqlStore:
             f"INSERT INTO readings_bucket ({_BUCKET_COLUMNS}) SELECT {_BUCKET_COLUMNS} FROM readings_bucket_stage "
             "ON CONFLICT (channel_id, window_ms, first_ms, last_ms, count) DO NOTHING"
         )
+        cursor.execute(
+            "SELECT s.channel_id, s.data, b.data FROM readings_bucket_stage s JOIN readings_bucket b "
+            "ON b.channel_id = s.channel_id AND b.window_ms = s.window_ms AND b.first_ms = s.first_ms "
+            "AND b.last_ms = s.last_ms AND b.count = s.count WHERE s.data <> b.data"
+        )
+        return self._compare(cursor.fetchall())
 
     @staticmethod
     def _copy(cursor: Any, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -278,7 +344,9 @@ class SqlStore:
             if len(rows) == 0:
                 return 0
             tenant_id = rows[0][1]
-            points = merge_points([codec.decode(data) for _, _, data in rows])
+            points, conflicts = merge_counting([codec.decode(data) for _, _, data in rows])
+            if conflicts:
+                log_conflicts(channel_id, conflicts, "overlapping batches, found by compaction")
             scale, divide = codec.infer_scale(points.values)
             data = codec.encode_packed(points.timestamps_ms, points.values, scale=scale, divide=divide)
             ids = [row[0] for row in rows]
@@ -323,6 +391,38 @@ class SqlStore:
                 [limit],
             )
             return [DirtyMark(tenant_id=t, device_id=d, start_ms=s) for t, d, s in cursor.fetchall()]
+
+    @property
+    def snapshot_refresh(self) -> bool:
+        return not self._postgres
+
+    def dirty_snapshot(self, *, limit: int) -> tuple[int, list[tuple[int, DirtyMark]]]:
+        # The watermark is read first: every bucket at or below it is committed, so the reads that follow
+        # see it. SQLite writes one transaction at a time and its AUTOINCREMENT ids only grow, so whatever
+        # commits later gets a higher id. (PostgreSQL hands out sequence values out of commit order: it
+        # claims its marks under row locks instead.)
+        with self._connection.cursor() as cursor:
+            cursor.execute("SELECT COALESCE(MAX(id), 0) FROM readings_bucket")
+            watermark = int(cursor.fetchone()[0])
+            cursor.execute(
+                "SELECT id, tenant_id, device_id, start_ms FROM readings_dirty ORDER BY id LIMIT %s", [limit]
+            )
+            marks = [(i, DirtyMark(tenant_id=t, device_id=d, start_ms=s)) for i, t, d, s in cursor.fetchall()]
+        return watermark, marks
+
+    def buckets_since(self, *, watermark: int, channel_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+        if not channel_ids:
+            return []
+        wanted = set(channel_ids)
+        with self._connection.cursor() as cursor:
+            cursor.execute("SELECT channel_id, first_ms, last_ms FROM readings_bucket WHERE id > %s", [watermark])
+            return [(c, f, last) for c, f, last in cursor.fetchall() if c in wanted]
+
+    def release_dirty(self, *, ids: Sequence[int]) -> None:
+        with self._connection.cursor() as cursor:
+            for offset in range(0, len(ids), 500):
+                clause, params = self._in(ids[offset : offset + 500])
+                cursor.execute(f"DELETE FROM readings_dirty WHERE id {clause}", params)
 
     def write_rollups(self, *, rows: Sequence[RollupRows]) -> None:
         blocks = [block for block in rows if len(block)]
