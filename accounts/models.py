@@ -63,6 +63,10 @@ class Membership(models.Model):
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant} ({self.get_role_display()})"
 
+    def get_additional_data(self) -> dict[str, int]:
+        """Stored with each audit-log entry (django-auditlog), so a tenant's log is one filter away."""
+        return {"tenant_id": self.tenant_id}
+
 
 class Invitation(models.Model):
     """A pending invitation to a tenant. Only a hash of the link's token is stored."""
@@ -91,3 +95,6 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} → {self.tenant}"
+
+    def get_additional_data(self) -> dict[str, int]:
+        return {"tenant_id": self.tenant_id}

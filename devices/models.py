@@ -24,6 +24,10 @@ class TenantOwned(models.Model):
     class Meta:
         abstract = True
 
+    def get_additional_data(self) -> dict[str, int]:
+        """Stored with each audit-log entry (django-auditlog), so a tenant's log is one filter away."""
+        return {"tenant_id": self.tenant_id}
+
 
 class Facility(TenantOwned):
     class Kind(models.TextChoices):

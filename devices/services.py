@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from auditlog.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -211,10 +213,12 @@ def device_provision(
 def device_key_rotate(*, device: Device) -> IssuedKey:
     """Issue a new key pair. The old key stops working at once; a revocation is lifted."""
     private_key, public_key = key_pair_generate()
+    old_version = device.key_version
     Device.objects.filter(pk=device.pk).update(
         public_key=public_key, key_version=F("key_version") + 1, key_rotated_at=timezone.now(), key_revoked_at=None
     )
     device.refresh_from_db()
+    _audit_key(device, {"key_version": [str(old_version), str(device.key_version)]})
     return IssuedKey(device=device, private_key_pem=private_key_pem(private_key))
 
 
@@ -223,7 +227,13 @@ def device_key_revoke(*, device: Device) -> Device:
     if device.key_revoked_at is None:
         Device.objects.filter(pk=device.pk).update(key_revoked_at=timezone.now())
         device.refresh_from_db()
+        _audit_key(device, {"key_revoked_at": ["None", str(device.key_revoked_at)]})
     return device
+
+
+def _audit_key(device: Device, changes: dict[str, list[str]]) -> None:
+    """Key writes bypass save() (they must not race the gateway's presence updates), so they log themselves."""
+    LogEntry.objects.log_create(device, force_log=True, action=LogEntry.Action.UPDATE, changes=changes)
 
 
 # --- Managing the park (portal and API share these; each checks the caller's role) ---------------
@@ -680,7 +690,38 @@ def _bulk_create(
                 if c.load is not None
             ]
         )
+        _audit_bulk(access=access, devices=devices, channels=channels)
         issued.extend(IssuedKey(device=d, private_key_pem=pem) for d, pem in zip(devices, pems, strict=True))
         if progress is not None:
             progress(len(issued), total)
     return issued
+
+
+def _audit_bulk(*, access: Access, devices: list[Device], channels: list[Channel]) -> None:
+    """bulk_create sends no signals: one audit-log entry per imported device, written in bulk too."""
+    content_type = ContentType.objects.get_for_model(Device)
+    allocated: dict[int, int] = {}
+    for channel in channels:
+        if channel.load_id is not None:
+            allocated[channel.device_id] = allocated.get(channel.device_id, 0) + 1
+    LogEntry.objects.bulk_create(
+        [
+            LogEntry(
+                content_type=content_type,
+                object_pk=str(device.pk),
+                object_id=device.pk,
+                object_repr=str(device),
+                action=LogEntry.Action.CREATE,
+                changes={
+                    "serial": ["None", device.serial],
+                    "facility": ["None", str(device.facility_id)],
+                    "key_version": ["None", "1"],
+                    "allocated_channels": ["0", str(allocated.get(device.pk, 0))],
+                },
+                changes_text="bulk import",
+                actor_id=access.user_id,
+                additional_data={"tenant_id": access.tenant_id},
+            )
+            for device in devices
+        ]
+    )
