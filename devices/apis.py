@@ -691,3 +691,21 @@ class DeviceBulkProvisionApi(FleetApi):
 class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "too_large"
+
+
+class DeviceClaimInput(serializers.Serializer):  # type: ignore[type-arg]
+    serial = serializers.CharField(max_length=64)
+    claim_code = serializers.CharField(max_length=32, help_text="Printed on the device's label.")
+    facility = TenantPk(selector=selectors.facility_active_list)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class DeviceClaimApi(FleetApi):
+    """Claim a device pre-provisioned at the factory. It keeps its factory key, so no key is returned.
+    Failed claims are limited (429) per serial and per tenant."""
+
+    @extend_schema(request=DeviceClaimInput, responses={201: DeviceOutput})
+    def post(self, request: Request) -> Response:
+        data = self.parse(DeviceClaimInput, request.data)
+        device = services.device_claim(access=self.access, **data)
+        return Response(DeviceOutput(device).data, status=status.HTTP_201_CREATED)

@@ -160,3 +160,14 @@ class AllocationForm(forms.Form):
     def __init__(self, *args: Any, loads: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["load"].queryset = loads  # type: ignore[attr-defined]
+
+
+class ClaimForm(forms.Form):
+    serial = forms.CharField(label=_("Serial"), max_length=64)
+    claim_code = forms.CharField(label=_("Claim code"), max_length=32, help_text=_("Printed on the device's label."))
+    facility = forms.ModelChoiceField(label=_("Facility"), queryset=Facility.objects.none())
+    name = forms.CharField(label=_("Name"), max_length=200, required=False)
+
+    def __init__(self, *args: Any, facilities: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["facility"].queryset = facilities  # type: ignore[attr-defined]

@@ -242,3 +242,28 @@ class ChannelAllocation(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.channel_id} → {self.load_id} from {self.valid_from.isoformat()}"
+
+
+class FactoryDevice(models.Model):
+    """A device made and keyed at the factory, waiting to be claimed by a tenant with the code on its label.
+
+    It belongs to no tenant yet. The factory installs the private key on the device; only the public half
+    and a hash of the claim code are stored here.
+    """
+
+    serial = models.CharField(max_length=64, unique=True, validators=[validate_serial])
+    device_type = models.ForeignKey(DeviceType, on_delete=models.PROTECT, related_name="+")
+    firmware_version = models.CharField(max_length=64, blank=True)
+    public_key = models.BinaryField(max_length=32, editable=False)
+    claim_code_hash = models.CharField(max_length=128, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    claimed_device = models.OneToOneField(
+        Device, on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="factory_record"
+    )
+
+    class Meta:
+        ordering = ["serial"]
+
+    def __str__(self) -> str:
+        return self.serial

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache as cache_function
 from typing import Any
 
 from auditlog.models import LogEntry
+from django.contrib.auth.hashers import check_password, make_password
 from django.contrib.contenttypes.models import ContentType
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -19,8 +24,18 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from accounts.models import Tenant
 from devices.csvimport import BulkRow
+from devices.errors import ClaimRateLimited
 from devices.keys import key_pair_generate, private_key_pem
-from devices.models import Channel, ChannelAllocation, Device, DeviceGroup, DeviceType, Facility, Load
+from devices.models import (
+    Channel,
+    ChannelAllocation,
+    Device,
+    DeviceGroup,
+    DeviceType,
+    Facility,
+    FactoryDevice,
+    Load,
+)
 from devices.selectors import facility_active_list
 from devices.validators import validate_serial
 
@@ -725,3 +740,94 @@ def _audit_bulk(*, access: Access, devices: list[Device], channels: list[Channel
             for device in devices
         ]
     )
+
+
+# --- Claiming factory devices ---------------------------------------------------------------------
+
+CLAIM_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: it is read off a label
+CLAIM_CODE_LENGTH = 12
+# Failed claims allowed per window, per serial and per tenant (shared through the cache, i.e. Redis
+# in production), so a code cannot be found by trying: 32**12 codes, 5 tries per serial per 15 minutes.
+CLAIM_FAILURES_PER_SERIAL = 5
+CLAIM_FAILURES_PER_TENANT = 20
+CLAIM_WINDOW_S = 15 * 60
+CLAIM_MISMATCH = "The serial and claim code do not match a device waiting to be claimed."
+
+
+@dataclass(frozen=True)
+class FactoryIssued:
+    factory_device: FactoryDevice
+    claim_code: str
+    private_key_pem: str
+
+
+@transaction.atomic
+def factory_device_create(*, serial: str, device_type: DeviceType, firmware_version: str = "") -> FactoryIssued:
+    """Pre-provision a device at the factory: its key pair and claim code are returned once, for the
+    device's flash and its label."""
+    if Device.objects.filter(serial=serial).exists():
+        raise ValidationError({"serial": "A device with this serial already exists."})
+    private_key, public_key = key_pair_generate()
+    code = "".join(secrets.choice(CLAIM_CODE_ALPHABET) for _ in range(CLAIM_CODE_LENGTH))
+    record = FactoryDevice(
+        serial=serial,
+        device_type=device_type,
+        firmware_version=firmware_version,
+        public_key=public_key,
+        claim_code_hash=make_password(code),
+    )
+    record.full_clean()
+    record.save()
+    return FactoryIssued(factory_device=record, claim_code=code, private_key_pem=private_key_pem(private_key))
+
+
+def _claim_counters(access: Access, serial: str) -> list[tuple[str, int]]:
+    digest = hashlib.sha256(serial.encode()).hexdigest()[:32]
+    return [
+        (f"claim-failures:serial:{digest}", CLAIM_FAILURES_PER_SERIAL),
+        (f"claim-failures:tenant:{access.tenant_id}", CLAIM_FAILURES_PER_TENANT),
+    ]
+
+
+def device_claim(*, access: Access, serial: str, claim_code: str, facility: Facility, name: str = "") -> Device:
+    """A tenant claims a factory device with the serial and claim code on its label. The device keeps the
+    key the factory installed, so no key is shown. Failed attempts are limited per serial and tenant."""
+    _require_manages(access, facility)
+    if facility.archived_at is not None:
+        raise ValidationError({"facility": "The facility is archived."})
+    counters = _claim_counters(access, serial)
+    if any((cache.get(key) or 0) >= limit for key, limit in counters):
+        raise ClaimRateLimited("Too many failed claims; try again in 15 minutes.")
+    normalized = claim_code.strip().upper().replace("-", "").replace(" ", "")
+    with transaction.atomic():
+        record = FactoryDevice.objects.select_for_update().filter(serial=serial, claimed_at__isnull=True).first()
+        # An unknown serial checks a dummy hash, so both answers take the same time.
+        valid = check_password(normalized, record.claim_code_hash if record else _dummy_claim_hash())
+        if record is not None and valid:
+            device = device_create(
+                tenant=Tenant.objects.get(pk=access.tenant_id),
+                serial=record.serial,
+                device_type=record.device_type,
+                facility=facility,
+                name=name,
+                firmware_version=record.firmware_version,
+                public_key=bytes(record.public_key),
+            )
+            Device.objects.filter(pk=device.pk).update(key_version=1, key_rotated_at=timezone.now())
+            record.claimed_at = timezone.now()
+            record.claimed_device = device
+            record.save(update_fields=["claimed_at", "claimed_device"])
+            device.refresh_from_db()
+            return device
+    for key, _limit in counters:
+        cache.add(key, 0, CLAIM_WINDOW_S)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, CLAIM_WINDOW_S)
+    raise ValidationError({"claim_code": CLAIM_MISMATCH})
+
+
+@cache_function
+def _dummy_claim_hash() -> str:
+    return make_password("not-a-claim-code")

@@ -19,6 +19,7 @@ urlpatterns = [
     path("devices/", views.device_list, name="devices"),
     path("devices/new/", views.device_provision, name="device_provision"),
     path("devices/import/", views.device_import, name="device_import"),
+    path("devices/claim/", views.device_claim, name="device_claim"),
     path("devices/import/run/", views.device_import_run, name="device_import_run"),
     path("devices/<int:device_id>/", views.device_detail, name="device"),
     path("devices/<int:device_id>/move/", views.device_move, name="device_move"),

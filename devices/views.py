@@ -34,8 +34,10 @@ from accounts.selectors import tenant_get
 from accounts.session import request_access
 from devices import csvimport, selectors, services
 from devices.config import device_config_json
+from devices.errors import ClaimRateLimited
 from devices.forms import (
     AllocationForm,
+    ClaimForm,
     DeviceGroupForm,
     DeviceMoveForm,
     DeviceProvisionForm,
@@ -536,3 +538,26 @@ async def device_import_run(request: HttpRequest) -> HttpResponseBase:
     # The result holds the only copy of the new private keys.
     response["Cache-Control"] = "no-store"
     return response
+
+
+@park_view
+def device_claim(request: HttpRequest, access: Access) -> HttpResponse:
+    """Claim a device pre-provisioned at the factory with the serial and claim code on its label."""
+    if access.role not in ("admin", "facility_manager"):
+        raise TenantAccessDenied(_("You may not add devices."))
+    form = ClaimForm(request.POST or None, facilities=_managed_facilities(access))
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            device = services.device_claim(access=access, **form.cleaned_data)
+        except ClaimRateLimited as exc:
+            form.add_error(None, str(exc))
+            status = 429
+        except ValidationError as exc:
+            form_errors(form, exc)
+        else:
+            messages.success(request, _("Device %(serial)s claimed.") % {"serial": device.serial})
+            return redirect("devices:device", device_id=device.pk)
+    if status == 200 and form.is_bound and form.errors:
+        status = 400
+    return render(request, "devices/device_claim.html", _context(access, form=form), status=status)

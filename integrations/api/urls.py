@@ -21,6 +21,7 @@ urlpatterns = [
     path("devices/", fleet.DeviceManageListApi.as_view(), name="device-list"),
     path("devices/<int:pk>/", fleet.DeviceManageApi.as_view(), name="device-detail"),
     path("devices/bulk/", fleet.DeviceBulkProvisionApi.as_view(), name="device-bulk"),
+    path("devices/claim/", fleet.DeviceClaimApi.as_view(), name="device-claim"),
     path("channels/", fleet.ChannelListApi.as_view(), name="channel-list"),
     path("channels/<int:pk>/", fleet.ChannelManageApi.as_view(), name="channel-detail"),
     path("channels/<int:pk>/allocations/", fleet.ChannelAllocationListApi.as_view(), name="channel-allocations"),
