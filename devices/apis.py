@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from accounts.selectors import tenant_get
 from devices import csvimport, selectors, services
 from devices.models import Channel, ChannelAllocation, Device, DeviceGroup, DeviceType, Facility, Load
-from devices.quantities import Quantity
+from devices.quantities import Phase, Quantity
 from integrations.api.fields import OffsetDateTimeField
 from integrations.api.views import MAX_ID, IdFilter, TenantApiView, filter_json_tag
 from integrations.scopes import FLEET_READ, FLEET_WRITE
@@ -61,7 +61,12 @@ class DeviceGroupOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
 class DeviceTypeOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = DeviceType
-        fields = ["id", "model_name", "manufacturer", "firmware_line", "channels"]
+        fields = ["id", "model_name", "manufacturer", "firmware_line", "channels", "tenant_defined"]
+
+    tenant_defined = serializers.SerializerMethodField(help_text="True for the tenant's own types.")
+
+    def get_tenant_defined(self, obj: DeviceType) -> bool:
+        return obj.tenant_id is not None
 
 
 class DeviceOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -152,7 +157,7 @@ class DeviceGroupInput(serializers.Serializer):  # type: ignore[type-arg]
 
 class DeviceInput(serializers.Serializer):  # type: ignore[type-arg]
     serial = serializers.CharField(max_length=64)
-    device_type = BoundedPk(queryset=selectors.device_type_list())
+    device_type = TenantPk(selector=selectors.device_type_available_list)
     facility = TenantPk(selector=selectors.facility_list)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     groups = TenantPk(selector=selectors.device_group_list, many=True, required=False)
@@ -310,7 +315,9 @@ class DeviceTypeListApi(FleetApi, generics.ListAPIView):  # type: ignore[type-ar
     serializer_class = DeviceTypeOutput
 
     def get_queryset(self) -> QuerySet[DeviceType]:
-        return selectors.device_type_list()
+        if self.is_schema_generation:
+            return DeviceType.objects.none()
+        return selectors.device_type_available_list(access=self.access)
 
 
 class DeviceListApi(FleetApi, generics.ListAPIView):  # type: ignore[type-arg]
@@ -709,3 +716,54 @@ class DeviceClaimApi(FleetApi):
         data = self.parse(DeviceClaimInput, request.data)
         device = services.device_claim(access=self.access, **data)
         return Response(DeviceOutput(device).data, status=status.HTTP_201_CREATED)
+
+
+class ChannelSpecInput(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=120)
+    quantity = serializers.ChoiceField(choices=Quantity.choices)
+    unit = serializers.CharField(max_length=16)
+    phase = serializers.ChoiceField(choices=Phase.choices, required=False, default="")
+    scale = serializers.FloatField(required=False, default=1.0)
+
+
+class DeviceTypeInput(serializers.Serializer):  # type: ignore[type-arg]
+    model_name = serializers.CharField(max_length=120)
+    manufacturer = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
+    firmware_line = serializers.CharField(max_length=64)
+    channels: Any = ChannelSpecInput(many=True)
+
+
+class DeviceTypeManageListApi(DeviceTypeListApi):
+    """The platform catalogue and the tenant's own device types; tenant admins define their own."""
+
+    @extend_schema(request=DeviceTypeInput, responses={201: DeviceTypeOutput})
+    def post(self, request: Request) -> Response:
+        data = self.parse(DeviceTypeInput, request.data)
+        data["channels"] = [dict(spec) for spec in data["channels"]]
+        device_type = services.device_type_define(access=self.access, **data)
+        return Response(DeviceTypeOutput(device_type).data, status=status.HTTP_201_CREATED)
+
+
+class DeviceTypeDetailApi(FleetApi, generics.RetrieveAPIView):  # type: ignore[type-arg]
+    model = DeviceType
+    serializer_class = DeviceTypeOutput
+
+    def get_queryset(self) -> QuerySet[DeviceType]:
+        if self.is_schema_generation:
+            return DeviceType.objects.none()
+        return selectors.device_type_available_list(access=self.access)
+
+    @extend_schema(request=DeviceTypeInput, responses={200: DeviceTypeOutput}, description="Own types only.")
+    def patch(self, request: Request, pk: int) -> Response:
+        device_type = self.get_object()
+        data = self.parse(DeviceTypeInput, request.data, partial=True)
+        if "channels" in data:
+            data["channels"] = [dict(spec) for spec in data["channels"]]
+        return Response(
+            DeviceTypeOutput(services.device_type_update(access=self.access, device_type=device_type, **data)).data
+        )
+
+    @extend_schema(responses={204: None}, description="Own types without devices only.")
+    def delete(self, request: Request, pk: int) -> Response:
+        services.device_type_delete(access=self.access, device_type=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

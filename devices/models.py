@@ -113,8 +113,16 @@ class Load(TenantOwned):
 
 
 class DeviceType(models.Model):
-    """A hardware model from the catalogue. Shared by all tenants, so it has no tenant."""
+    """A hardware model: from the platform's catalogue (no tenant, shared by all) or defined by one tenant."""
 
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty for the platform catalogue; else only this tenant sees and uses the type.",
+    )
     model_name = models.CharField(max_length=120, unique=True)
     manufacturer = models.CharField(max_length=120, blank=True)
     channels = models.JSONField(
@@ -128,6 +136,9 @@ class DeviceType(models.Model):
 
     def __str__(self) -> str:
         return self.model_name
+
+    def get_additional_data(self) -> dict[str, int | None]:
+        return {"tenant_id": self.tenant_id}
 
 
 class DeviceGroup(TenantOwned):

@@ -36,7 +36,7 @@ from devices.models import (
     FactoryDevice,
     Load,
 )
-from devices.selectors import facility_active_list
+from devices.selectors import device_type_available_list, facility_active_list
 from devices.validators import validate_serial
 
 
@@ -408,6 +408,8 @@ def device_register(
     _require_manages(access, facility)
     if facility.archived_at is not None:
         raise ValidationError({"facility": "The facility is archived."})
+    if device_type.tenant_id not in (None, access.tenant_id):
+        raise ValidationError({"device_type": "Unknown device type."})
     tenant = Tenant.objects.get(pk=access.tenant_id)
     if public_key is None:
         return device_provision(
@@ -600,7 +602,7 @@ def device_bulk_provision(
         errors.setdefault(line, []).append(message)
 
     type_refs = {row.device_type for row in rows}
-    types = {t.model_name: t for t in DeviceType.objects.filter(model_name__in=type_refs)}
+    types = {t.model_name: t for t in device_type_available_list(access=access).filter(model_name__in=type_refs)}
     facility_refs = {row.facility for row in rows}
     facilities = {f.name: f for f in facility_active_list(access=access).filter(name__in=facility_refs)}
     loads = {
@@ -831,3 +833,50 @@ def device_claim(*, access: Access, serial: str, claim_code: str, facility: Faci
 @cache_function
 def _dummy_claim_hash() -> str:
     return make_password("not-a-claim-code")
+
+
+# --- Tenant-defined device types ------------------------------------------------------------------
+
+
+def _require_own_type(access: Access, device_type: DeviceType) -> None:
+    _require(
+        access.is_admin and device_type.tenant_id == access.tenant_id,
+        "Only tenant admins change their own device types; the platform catalogue is read-only.",
+    )
+
+
+def device_type_define(
+    *, access: Access, model_name: str, channels: list[dict[str, Any]], firmware_line: str, manufacturer: str = ""
+) -> DeviceType:
+    """A tenant's own hardware model beside the platform catalogue; its channel template is validated."""
+    _require(access.is_admin, "Only tenant admins define device types.")
+    device_type = DeviceType(
+        tenant_id=access.tenant_id,
+        model_name=model_name,
+        channels=channels,
+        firmware_line=firmware_line,
+        manufacturer=manufacturer,
+    )
+    device_type.full_clean()
+    device_type.save()
+    return device_type
+
+
+def device_type_update(*, access: Access, device_type: DeviceType, **fields: Any) -> DeviceType:
+    """Devices keep the channels they were made with; a changed template applies to devices added later."""
+    _require_own_type(access, device_type)
+    unknown = set(fields) - {"model_name", "channels", "firmware_line", "manufacturer"}
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in unknown})
+    for name, value in fields.items():
+        setattr(device_type, name, value)
+    device_type.full_clean()
+    device_type.save()
+    return device_type
+
+
+def device_type_delete(*, access: Access, device_type: DeviceType) -> None:
+    _require_own_type(access, device_type)
+    if device_type.devices.exists():
+        raise ValidationError({"device_type": "Devices of this type exist; it cannot be deleted."})
+    device_type.delete()

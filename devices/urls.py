@@ -28,6 +28,9 @@ urlpatterns = [
     path("devices/<int:device_id>/revoke-key/", views.device_revoke, name="device_revoke"),
     path("devices/<int:device_id>/groups/", views.device_groups, name="device_groups"),
     path("channels/<int:channel_id>/allocate/", views.channel_allocate, name="channel_allocate"),
+    path("device-types/", views.device_type_list, name="device_types"),
+    path("device-types/new/", views.device_type_create, name="device_type_create"),
+    path("device-types/<int:type_id>/", views.device_type_edit, name="device_type"),
     path("groups/", views.group_list, name="groups"),
     path("groups/<int:group_id>/", views.group_detail, name="group"),
 ]

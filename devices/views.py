@@ -37,13 +37,16 @@ from devices.config import device_config_json
 from devices.errors import ClaimRateLimited
 from devices.forms import (
     AllocationForm,
+    ChannelSpecFormSet,
     ClaimForm,
     DeviceGroupForm,
     DeviceMoveForm,
     DeviceProvisionForm,
+    DeviceTypeForm,
     FacilityForm,
     GroupMembersForm,
     LoadForm,
+    channel_specs,
     timezone_names,
 )
 from devices.models import Device
@@ -266,7 +269,7 @@ def device_provision(request: HttpRequest, access: Access) -> HttpResponse:
         raise TenantAccessDenied(_("You may not add devices."))
     form = DeviceProvisionForm(
         request.POST or None,
-        device_types=selectors.device_type_list(),
+        device_types=selectors.device_type_available_list(access=access),
         facilities=_managed_facilities(access),
         initial={"facility": request.GET.get("facility")},
     )
@@ -464,7 +467,7 @@ def device_import(request: HttpRequest, access: Access) -> HttpResponse:
             access,
             max_rows=csvimport.MAX_ROWS,
             max_mb=csvimport.MAX_BYTES // (1024 * 1024),
-            device_types=selectors.device_type_list(),
+            device_types=selectors.device_type_available_list(access=access),
         ),
     )
 
@@ -561,3 +564,72 @@ def device_claim(request: HttpRequest, access: Access) -> HttpResponse:
     if status == 200 and form.is_bound and form.errors:
         status = 400
     return render(request, "devices/device_claim.html", _context(access, form=form), status=status)
+
+
+# --- Device types ---------------------------------------------------------------------------------
+
+
+@park_view
+def device_type_list(request: HttpRequest, access: Access) -> HttpResponse:
+    types = selectors.device_type_available_list(access=access).order_by("tenant_id", "model_name")
+    return render(request, "devices/device_types.html", _context(access, device_types=types))
+
+
+def _device_type_page(
+    request: HttpRequest, access: Access, form: DeviceTypeForm, channels: Any, **extra: Any
+) -> HttpResponse:
+    return render(
+        request,
+        "devices/device_type_form.html",
+        _context(access, form=form, channels=channels, **extra),
+        status=400 if form.is_bound and (form.errors or channels.errors or channels.non_form_errors()) else 200,
+    )
+
+
+@park_view
+def device_type_create(request: HttpRequest, access: Access) -> HttpResponse:
+    if not access.is_admin:
+        raise TenantAccessDenied(_("Only tenant admins define device types."))
+    form = DeviceTypeForm(request.POST or None)
+    channels = ChannelSpecFormSet(request.POST or None, prefix="ch")
+    if request.method == "POST" and form.is_valid() and channels.is_valid():
+        try:
+            device_type = services.device_type_define(
+                access=access, channels=channel_specs(channels), **form.cleaned_data
+            )
+        except ValidationError as exc:
+            form_errors(form, exc)
+        else:
+            messages.success(request, _("Device type %(name)s saved.") % {"name": device_type.model_name})
+            return redirect("devices:device_types")
+    return _device_type_page(request, access, form, channels)
+
+
+@park_view
+def device_type_edit(request: HttpRequest, access: Access, type_id: int) -> HttpResponse:
+    device_type = selectors.device_type_own_list(access=access).get(pk=type_id)
+    if not access.is_admin:
+        raise TenantAccessDenied(_("Only tenant admins change device types."))
+    initial = {"model_name": device_type.model_name, "manufacturer": device_type.manufacturer}
+    form = DeviceTypeForm(request.POST or None, initial={**initial, "firmware_line": device_type.firmware_line})
+    channels = ChannelSpecFormSet(request.POST or None, prefix="ch", initial=device_type.channels)
+    if request.method == "POST":
+        if request.POST.get("action") == "delete":
+            try:
+                services.device_type_delete(access=access, device_type=device_type)
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
+                return redirect("devices:device_type", type_id=device_type.pk)
+            messages.success(request, _("Device type deleted."))
+            return redirect("devices:device_types")
+        if form.is_valid() and channels.is_valid():
+            try:
+                services.device_type_update(
+                    access=access, device_type=device_type, channels=channel_specs(channels), **form.cleaned_data
+                )
+            except ValidationError as exc:
+                form_errors(form, exc)
+            else:
+                messages.success(request, _("Device type saved."))
+                return redirect("devices:device_types")
+    return _device_type_page(request, access, form, channels, device_type=device_type)
