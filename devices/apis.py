@@ -664,6 +664,7 @@ class DeviceBulkProvisionApi(FleetApi):
     """Provision devices from a CSV upload, all or nothing (the portal's import page calls the same service)."""
 
     parser_classes = [MultiPartParser]
+    serializer_class = BulkProvisionInput
 
     @extend_schema(
         request={"multipart/form-data": BulkProvisionInput},
@@ -710,6 +711,8 @@ class DeviceClaimInput(serializers.Serializer):  # type: ignore[type-arg]
 class DeviceClaimApi(FleetApi):
     """Claim a device pre-provisioned at the factory. It keeps its factory key, so no key is returned.
     Failed claims are limited (429) per serial and per tenant."""
+
+    serializer_class = DeviceClaimInput
 
     @extend_schema(request=DeviceClaimInput, responses={201: DeviceOutput})
     def post(self, request: Request) -> Response:
