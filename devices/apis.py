@@ -30,20 +30,7 @@ class FacilityOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     class Meta:
         model = Facility
-        fields = [
-            "id",
-            "name",
-            "kind",
-            "timezone",
-            "address",
-            "floor_area_m2",
-            "tags",
-            "metadata",
-            "opening_hours",
-            "peak_target_kw",
-            "holiday_region",
-            "created_at",
-        ]
+        fields = ["id", *services.FACILITY_FIELDS, "created_at"]
 
 
 class LoadOutput(serializers.ModelSerializer):  # type: ignore[type-arg]

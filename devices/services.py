@@ -410,21 +410,14 @@ def device_register(
         raise ValidationError({"facility": "The facility is archived."})
     if device_type.tenant_id not in (None, access.tenant_id):
         raise ValidationError({"device_type": "Unknown device type."})
-    tenant = Tenant.objects.get(pk=access.tenant_id)
+    pem = ""
     if public_key is None:
-        return device_provision(
-            tenant=tenant,
-            serial=serial,
-            device_type=device_type,
-            facility=facility,
-            name=name,
-            groups=groups,
-            firmware_version=firmware_version,
-        )
-    if len(public_key) != 32:
+        private_key, public_key = key_pair_generate()
+        pem = private_key_pem(private_key)
+    elif len(public_key) != 32:
         raise ValidationError({"public_key": "An Ed25519 public key is 32 bytes."})
     device = device_create(
-        tenant=tenant,
+        tenant=Tenant.objects.get(pk=access.tenant_id),
         serial=serial,
         device_type=device_type,
         facility=facility,
@@ -435,7 +428,7 @@ def device_register(
     )
     Device.objects.filter(pk=device.pk).update(key_version=1, key_rotated_at=timezone.now())
     device.refresh_from_db()
-    return IssuedKey(device=device, private_key_pem="")
+    return IssuedKey(device=device, private_key_pem=pem)
 
 
 def device_update(*, access: Access, device: Device, name: str) -> Device:

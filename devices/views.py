@@ -83,6 +83,17 @@ def form_errors(form: Form, exc: ValidationError) -> None:
         form.add_error(None, exc.messages)
 
 
+def _attempt(request: HttpRequest, action: Callable[[], Any], success: str) -> bool:
+    """Run a service call; its validation error, or `success`, becomes the page's message."""
+    try:
+        action()
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return False
+    messages.success(request, success)
+    return True
+
+
 def _context(access: Access, **extra: Any) -> dict[str, Any]:
     return {"tenant": tenant_get(access=access), "access": access, **extra}
 
@@ -152,13 +163,12 @@ def facility_edit(request: HttpRequest, access: Access, facility_id: int) -> Htt
 @require_POST
 def facility_archive(request: HttpRequest, access: Access, facility_id: int) -> HttpResponse:
     facility = selectors.facility_active_list(access=access).get(pk=facility_id)
-    try:
-        services.facility_archive(access=access, facility=facility)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect("devices:facility", facility_id=facility.pk)
-    messages.success(request, _("Facility %(name)s archived.") % {"name": facility.name})
-    return redirect("devices:facilities")
+    archived = _attempt(
+        request,
+        lambda: services.facility_archive(access=access, facility=facility),
+        _("Facility %(name)s archived.") % {"name": facility.name},
+    )
+    return redirect("devices:facilities") if archived else redirect("devices:facility", facility_id=facility.pk)
 
 
 # --- Loads ----------------------------------------------------------------------------------------
@@ -208,12 +218,11 @@ def load_edit(request: HttpRequest, access: Access, load_id: int) -> HttpRespons
 @require_POST
 def load_archive(request: HttpRequest, access: Access, load_id: int) -> HttpResponse:
     load = selectors.load_active_list(access=access).get(pk=load_id)
-    try:
-        services.load_archive(access=access, load=load)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(request, _("Load %(name)s archived.") % {"name": load.name})
+    _attempt(
+        request,
+        lambda: services.load_archive(access=access, load=load),
+        _("Load %(name)s archived.") % {"name": load.name},
+    )
     return redirect("devices:facility", facility_id=load.facility_id)
 
 
@@ -328,14 +337,12 @@ def device_move(request: HttpRequest, access: Access, device_id: int) -> HttpRes
     if not form.is_valid():
         messages.error(request, _("Choose a facility of your park."))
         return redirect("devices:device", device_id=device.pk)
-    try:
-        services.device_relocate(
-            access=access, device=device, facility=form.cleaned_data["facility"], user_id=request.user.pk
-        )
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(request, _("Device moved to %(name)s.") % {"name": form.cleaned_data["facility"].name})
+    target = form.cleaned_data["facility"]
+    _attempt(
+        request,
+        lambda: services.device_relocate(access=access, device=device, facility=target, user_id=request.user.pk),
+        _("Device moved to %(name)s.") % {"name": target.name},
+    )
     return redirect("devices:device", device_id=device.pk)
 
 
@@ -387,14 +394,12 @@ def channel_allocate(request: HttpRequest, access: Access, channel_id: int) -> H
     if not form.is_valid():
         messages.error(request, _("Choose a load of this facility."))
         return redirect("devices:device", device_id=channel.device_id)
-    try:
-        services.channel_allocate(
-            access=access, channel=channel, load=form.cleaned_data["load"], user_id=request.user.pk
-        )
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(request, _("Channel %(name)s allocated.") % {"name": channel.name})
+    load = form.cleaned_data["load"]
+    _attempt(
+        request,
+        lambda: services.channel_allocate(access=access, channel=channel, load=load, user_id=request.user.pk),
+        _("Channel %(name)s allocated.") % {"name": channel.name},
+    )
     return redirect("devices:device", device_id=channel.device_id)
 
 
