@@ -384,11 +384,26 @@ class FacilityPatch(FacilityInput):
         super().__init__(*args, partial=True, **kwargs)
 
 
-class FacilityManageListApi(FacilityListApi):
-    """Facilities. Archived ones are left out; creating one needs a tenant admin."""
+class ActiveFacilities(FleetApi):
+    """Archived facilities are out of the park: not listed, not changed."""
+
+    model = Facility
 
     def get_queryset(self) -> QuerySet[Facility]:
         return self.empty() if self.is_schema_generation else selectors.facility_active_list(access=self.access)
+
+
+class ActiveLoads(FleetApi):
+    """Archived loads are no longer offered."""
+
+    model = Load
+
+    def get_queryset(self) -> QuerySet[Load]:
+        return self.empty() if self.is_schema_generation else selectors.load_active_list(access=self.access)
+
+
+class FacilityManageListApi(ActiveFacilities, FacilityListApi):
+    """Facilities. Archived ones are left out; creating one needs a tenant admin."""
 
     @extend_schema(request=FacilityInput, responses={201: FacilityOutput})
     def post(self, request: Request) -> Response:
@@ -397,10 +412,7 @@ class FacilityManageListApi(FacilityListApi):
         return Response(FacilityOutput(facility).data, status=status.HTTP_201_CREATED)
 
 
-class FacilityManageApi(FacilityDetailApi):
-    def get_queryset(self) -> QuerySet[Facility]:
-        return self.empty() if self.is_schema_generation else selectors.facility_active_list(access=self.access)
-
+class FacilityManageApi(ActiveFacilities, FacilityDetailApi):
     @extend_schema(request=FacilityInput, responses={200: FacilityOutput}, description="Change some fields.")
     def patch(self, request: Request, pk: int) -> Response:
         facility = self.get_object()
@@ -420,10 +432,7 @@ class LoadPatch(serializers.Serializer):  # type: ignore[type-arg]
     cost_centre = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
 
-class LoadManageListApi(LoadListApi):
-    def get_queryset(self) -> QuerySet[Load]:
-        return self.empty() if self.is_schema_generation else selectors.load_active_list(access=self.access)
-
+class LoadManageListApi(ActiveLoads, LoadListApi):
     @extend_schema(request=LoadInput, responses={201: LoadOutput})
     def post(self, request: Request) -> Response:
         data = self.parse(LoadInput, request.data)
@@ -431,10 +440,7 @@ class LoadManageListApi(LoadListApi):
         return Response(LoadOutput(load).data, status=status.HTTP_201_CREATED)
 
 
-class LoadManageApi(LoadDetailApi):
-    def get_queryset(self) -> QuerySet[Load]:
-        return self.empty() if self.is_schema_generation else selectors.load_active_list(access=self.access)
-
+class LoadManageApi(ActiveLoads, LoadDetailApi):
     @extend_schema(request=LoadPatch, responses={200: LoadOutput})
     def patch(self, request: Request, pk: int) -> Response:
         load = self.get_object()
