@@ -82,6 +82,10 @@ class Membership(models.Model):
         if any(facility.tenant_id != self.tenant_id for facility in facilities):
             raise ValidationError({"facilities": "A membership can only grant facilities of its own tenant."})
 
+    def get_additional_data(self) -> dict[str, int]:
+        """Stored with each audit-log entry (django-auditlog), so a tenant's log is one filter away."""
+        return {"tenant_id": self.tenant_id}
+
 
 class Invitation(models.Model):
     """A pending invitation to a tenant. Only a hash of the link's token is stored."""
@@ -110,3 +114,6 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} → {self.tenant}"
+
+    def get_additional_data(self) -> dict[str, int]:
+        return {"tenant_id": self.tenant_id}

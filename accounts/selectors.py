@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from auditlog.models import LogEntry
 from django.db.models import QuerySet
 
 from accounts.access import Access
@@ -60,4 +61,15 @@ def invitation_list(*, access: Access) -> QuerySet[Invitation]:
         Invitation.objects.filter(tenant_id=access.tenant_id, accepted_at__isnull=True)
         .prefetch_related("facilities")
         .order_by("email")
+    )
+
+
+def audit_entry_list(*, access: Access) -> QuerySet[LogEntry]:
+    """The tenant's audit log (django-auditlog), newest first; only tenant admins read it."""
+    if not access.is_admin:
+        raise TenantAccessDenied("Only tenant admins read the audit log.")
+    return (
+        LogEntry.objects.filter(additional_data__tenant_id=access.tenant_id)
+        .select_related("actor", "content_type")
+        .order_by("-timestamp", "-pk")
     )

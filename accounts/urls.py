@@ -24,5 +24,6 @@ urlpatterns = [
     ),
     path("users/<int:membership_id>/role/", views.member_action, {"action": "role"}, name="member_role"),
     path("users/<int:membership_id>/remove/", views.member_action, {"action": "remove"}, name="member_remove"),
+    path("audit/", views.audit_log, name="audit"),
     path("invite/<str:token>/", views.invitation_accept, name="accept"),
 ]

@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -168,3 +169,17 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         },
         status=400 if form.is_bound and form.errors else 200,
     )
+
+
+AUDIT_PER_PAGE = 50
+
+
+@login_required
+def audit_log(request: HttpRequest) -> HttpResponse:
+    try:
+        access = request_access(request)
+        entries = selectors.audit_entry_list(access=access)
+    except TenantAccessDenied as exc:
+        return _denied(request, exc)
+    page = Paginator(entries, AUDIT_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "accounts/audit.html", {"tenant": selectors.tenant_get(access=access), "page": page})

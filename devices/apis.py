@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from accounts.selectors import tenant_get
 from devices import csvimport, selectors, services
 from devices.models import Channel, ChannelAllocation, Device, DeviceGroup, DeviceType, Facility, Load
-from devices.quantities import Quantity
+from devices.quantities import Phase, Quantity
 from integrations.api.fields import OffsetDateTimeField
 from integrations.api.throttling import FailureBudget
 from integrations.api.views import MAX_ID, IdFilter, TenantApiView, filter_json_tag
@@ -33,20 +33,7 @@ class FacilityOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     class Meta:
         model = Facility
-        fields = [
-            "id",
-            "name",
-            "kind",
-            "timezone",
-            "address",
-            "floor_area_m2",
-            "tags",
-            "metadata",
-            "opening_hours",
-            "peak_target_kw",
-            "holiday_region",
-            "created_at",
-        ]
+        fields = ["id", *services.FACILITY_FIELDS, "created_at"]
 
 
 class LoadOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -64,7 +51,12 @@ class DeviceGroupOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
 class DeviceTypeOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = DeviceType
-        fields = ["id", "model_name", "manufacturer", "firmware_line", "channels"]
+        fields = ["id", "model_name", "manufacturer", "firmware_line", "channels", "tenant_defined"]
+
+    tenant_defined = serializers.SerializerMethodField(help_text="True for the tenant's own types.")
+
+    def get_tenant_defined(self, obj: DeviceType) -> bool:
+        return obj.tenant_id is not None
 
 
 class DeviceOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
@@ -155,7 +147,7 @@ class DeviceGroupInput(serializers.Serializer):  # type: ignore[type-arg]
 
 class DeviceInput(serializers.Serializer):  # type: ignore[type-arg]
     serial = serializers.CharField(max_length=64)
-    device_type = BoundedPk(queryset=selectors.device_type_list())
+    device_type = TenantPk(selector=selectors.device_type_available_list)
     facility = TenantPk(selector=selectors.facility_list)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     groups = TenantPk(selector=selectors.device_group_list, many=True, required=False)
@@ -316,7 +308,9 @@ class DeviceTypeListApi(FleetApi, generics.ListAPIView):  # type: ignore[type-ar
     serializer_class = DeviceTypeOutput
 
     def get_queryset(self) -> QuerySet[DeviceType]:
-        return selectors.device_type_list()
+        if self.is_schema_generation:
+            return DeviceType.objects.none()
+        return selectors.device_type_available_list(access=self.access)
 
 
 class DeviceListApi(FleetApi, generics.ListAPIView):  # type: ignore[type-arg]
@@ -403,11 +397,26 @@ class FacilityPatch(FacilityInput):
         super().__init__(*args, partial=True, **kwargs)
 
 
-class FacilityManageListApi(FacilityListApi):
-    """Facilities. Archived ones are left out; creating one needs a tenant admin."""
+class ActiveFacilities(FleetApi):
+    """Archived facilities are out of the park: not listed, not changed."""
+
+    model = Facility
 
     def get_queryset(self) -> QuerySet[Facility]:
         return self.empty() if self.is_schema_generation else selectors.facility_active_list(access=self.access)
+
+
+class ActiveLoads(FleetApi):
+    """Archived loads are no longer offered."""
+
+    model = Load
+
+    def get_queryset(self) -> QuerySet[Load]:
+        return self.empty() if self.is_schema_generation else selectors.load_active_list(access=self.access)
+
+
+class FacilityManageListApi(ActiveFacilities, FacilityListApi):
+    """Facilities. Archived ones are left out; creating one needs a tenant admin."""
 
     @extend_schema(request=FacilityInput, responses={201: FacilityOutput})
     def post(self, request: Request) -> Response:
@@ -416,10 +425,7 @@ class FacilityManageListApi(FacilityListApi):
         return Response(FacilityOutput(facility).data, status=status.HTTP_201_CREATED)
 
 
-class FacilityManageApi(FacilityDetailApi):
-    def get_queryset(self) -> QuerySet[Facility]:
-        return self.empty() if self.is_schema_generation else selectors.facility_active_list(access=self.access)
-
+class FacilityManageApi(ActiveFacilities, FacilityDetailApi):
     @extend_schema(request=FacilityInput, responses={200: FacilityOutput}, description="Change some fields.")
     def patch(self, request: Request, pk: int) -> Response:
         facility = self.get_object()
@@ -439,10 +445,7 @@ class LoadPatch(serializers.Serializer):  # type: ignore[type-arg]
     cost_centre = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
 
-class LoadManageListApi(LoadListApi):
-    def get_queryset(self) -> QuerySet[Load]:
-        return self.empty() if self.is_schema_generation else selectors.load_active_list(access=self.access)
-
+class LoadManageListApi(ActiveLoads, LoadListApi):
     @extend_schema(request=LoadInput, responses={201: LoadOutput})
     def post(self, request: Request) -> Response:
         data = self.parse(LoadInput, request.data)
@@ -450,10 +453,7 @@ class LoadManageListApi(LoadListApi):
         return Response(LoadOutput(load).data, status=status.HTTP_201_CREATED)
 
 
-class LoadManageApi(LoadDetailApi):
-    def get_queryset(self) -> QuerySet[Load]:
-        return self.empty() if self.is_schema_generation else selectors.load_active_list(access=self.access)
-
+class LoadManageApi(ActiveLoads, LoadDetailApi):
     @extend_schema(request=LoadPatch, responses={200: LoadOutput})
     def patch(self, request: Request, pk: int) -> Response:
         load = self.get_object()
@@ -670,6 +670,7 @@ class DeviceBulkProvisionApi(FleetApi):
     """Provision devices from a CSV upload, all or nothing (the portal's import page calls the same service)."""
 
     parser_classes = [MultiPartParser]
+    serializer_class = BulkProvisionInput
 
     @extend_schema(
         request={"multipart/form-data": BulkProvisionInput},
@@ -704,3 +705,74 @@ class DeviceBulkProvisionApi(FleetApi):
 class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "too_large"
+
+
+class DeviceClaimInput(serializers.Serializer):  # type: ignore[type-arg]
+    serial = serializers.CharField(max_length=64)
+    claim_code = serializers.CharField(max_length=32, help_text="Printed on the device's label.")
+    facility = TenantPk(selector=selectors.facility_active_list)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class DeviceClaimApi(FleetApi):
+    """Claim a device pre-provisioned at the factory. It keeps its factory key, so no key is returned.
+    Failed claims are limited (429) per serial and per tenant."""
+
+    serializer_class = DeviceClaimInput
+
+    @extend_schema(request=DeviceClaimInput, responses={201: DeviceOutput})
+    def post(self, request: Request) -> Response:
+        data = self.parse(DeviceClaimInput, request.data)
+        device = services.device_claim(access=self.access, **data)
+        return Response(DeviceOutput(device).data, status=status.HTTP_201_CREATED)
+
+
+class ChannelSpecInput(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=120)
+    quantity = serializers.ChoiceField(choices=Quantity.choices)
+    unit = serializers.CharField(max_length=16)
+    phase = serializers.ChoiceField(choices=Phase.choices, required=False, default="")
+    scale = serializers.FloatField(required=False, default=1.0)
+
+
+class DeviceTypeInput(serializers.Serializer):  # type: ignore[type-arg]
+    model_name = serializers.CharField(max_length=120)
+    manufacturer = serializers.CharField(max_length=120, required=False, allow_blank=True, default="")
+    firmware_line = serializers.CharField(max_length=64)
+    channels: Any = ChannelSpecInput(many=True)
+
+
+class DeviceTypeManageListApi(DeviceTypeListApi):
+    """The platform catalogue and the tenant's own device types; tenant admins define their own."""
+
+    @extend_schema(request=DeviceTypeInput, responses={201: DeviceTypeOutput})
+    def post(self, request: Request) -> Response:
+        data = self.parse(DeviceTypeInput, request.data)
+        data["channels"] = [dict(spec) for spec in data["channels"]]
+        device_type = services.device_type_define(access=self.access, **data)
+        return Response(DeviceTypeOutput(device_type).data, status=status.HTTP_201_CREATED)
+
+
+class DeviceTypeDetailApi(FleetApi, generics.RetrieveAPIView):  # type: ignore[type-arg]
+    model = DeviceType
+    serializer_class = DeviceTypeOutput
+
+    def get_queryset(self) -> QuerySet[DeviceType]:
+        if self.is_schema_generation:
+            return DeviceType.objects.none()
+        return selectors.device_type_available_list(access=self.access)
+
+    @extend_schema(request=DeviceTypeInput, responses={200: DeviceTypeOutput}, description="Own types only.")
+    def patch(self, request: Request, pk: int) -> Response:
+        device_type = self.get_object()
+        data = self.parse(DeviceTypeInput, request.data, partial=True)
+        if "channels" in data:
+            data["channels"] = [dict(spec) for spec in data["channels"]]
+        return Response(
+            DeviceTypeOutput(services.device_type_update(access=self.access, device_type=device_type, **data)).data
+        )
+
+    @extend_schema(responses={204: None}, description="Own types without devices only.")
+    def delete(self, request: Request, pk: int) -> Response:
+        services.device_type_delete(access=self.access, device_type=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

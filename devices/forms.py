@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from devices.models import Device, DeviceType, Facility, Load
-from devices.validators import WEEKDAYS, validate_timezone
+from devices.quantities import QUANTITY_SPECS, Phase, Quantity
+from devices.validators import WEEKDAYS, validate_quantity_unit, validate_timezone
 
 WEEKDAY_LABELS = {
     "mon": _("Monday"),
@@ -160,3 +161,67 @@ class AllocationForm(forms.Form):
     def __init__(self, *args: Any, loads: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["load"].queryset = loads  # type: ignore[attr-defined]
+
+
+class ClaimForm(forms.Form):
+    serial = forms.CharField(label=_("Serial"), max_length=64)
+    claim_code = forms.CharField(label=_("Claim code"), max_length=32, help_text=_("Printed on the device's label."))
+    facility = forms.ModelChoiceField(label=_("Facility"), queryset=Facility.objects.none())
+    name = forms.CharField(label=_("Name"), max_length=200, required=False)
+
+    def __init__(self, *args: Any, facilities: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["facility"].queryset = facilities  # type: ignore[attr-defined]
+
+
+ALL_UNITS = sorted({unit for spec in QUANTITY_SPECS.values() for unit in spec.units})
+
+
+class DeviceTypeForm(forms.Form):
+    model_name = forms.CharField(label=_("Model name"), max_length=120)
+    manufacturer = forms.CharField(label=_("Manufacturer"), max_length=120, required=False)
+    firmware_line = forms.CharField(
+        label=_("Firmware line"), max_length=64, help_text=_("Firmware images of this line fit this model.")
+    )
+
+
+class ChannelSpecForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=120)
+    quantity = forms.ChoiceField(label=_("Quantity"), choices=Quantity.choices)
+    unit = forms.ChoiceField(label=_("Unit"), choices=[(u, u) for u in ALL_UNITS])
+    phase = forms.ChoiceField(label=_("Phase"), choices=Phase.choices, required=False)
+    scale = forms.FloatField(label=_("Scale"), initial=1.0, help_text=_("Raw value × scale = value in the unit."))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for field, message in validate_quantity_unit(data.get("quantity", ""), data.get("unit", "")).items():
+            self.add_error(field, message)
+        if data.get("scale") == 0:
+            self.add_error("scale", _("The scale must not be zero."))
+        return data
+
+
+def channel_specs(formset: forms.BaseFormSet) -> list[dict[str, Any]]:  # type: ignore[type-arg]
+    """The template in frame order, as the device type stores it."""
+    return [
+        {
+            "name": form.cleaned_data["name"],
+            "quantity": form.cleaned_data["quantity"],
+            "unit": form.cleaned_data["unit"],
+            "phase": form.cleaned_data.get("phase") or "",
+            "scale": form.cleaned_data["scale"],
+        }
+        for form in formset.forms
+        if form.cleaned_data and not form.cleaned_data.get("DELETE")
+    ]
+
+
+ChannelSpecFormSet = forms.formset_factory(
+    ChannelSpecForm,
+    extra=2,
+    can_delete=True,
+    min_num=1,
+    validate_min=True,
+    max_num=64,
+    validate_max=True,
+)

@@ -24,6 +24,10 @@ class TenantOwned(models.Model):
     class Meta:
         abstract = True
 
+    def get_additional_data(self) -> dict[str, int]:
+        """Stored with each audit-log entry (django-auditlog), so a tenant's log is one filter away."""
+        return {"tenant_id": self.tenant_id}
+
 
 class Facility(TenantOwned):
     class Kind(models.TextChoices):
@@ -109,8 +113,16 @@ class Load(TenantOwned):
 
 
 class DeviceType(models.Model):
-    """A hardware model from the catalogue. Shared by all tenants, so it has no tenant."""
+    """A hardware model: from the platform's catalogue (no tenant, shared by all) or defined by one tenant."""
 
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty for the platform catalogue; else only this tenant sees and uses the type.",
+    )
     model_name = models.CharField(max_length=120, unique=True)
     manufacturer = models.CharField(max_length=120, blank=True)
     channels = models.JSONField(
@@ -124,6 +136,9 @@ class DeviceType(models.Model):
 
     def __str__(self) -> str:
         return self.model_name
+
+    def get_additional_data(self) -> dict[str, int | None]:
+        return {"tenant_id": self.tenant_id}
 
 
 class DeviceGroup(TenantOwned):
@@ -248,3 +263,28 @@ class ChannelAllocation(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.channel_id} → {self.load_id} from {self.valid_from.isoformat()}"
+
+
+class FactoryDevice(models.Model):
+    """A device made and keyed at the factory, waiting to be claimed by a tenant with the code on its label.
+
+    It belongs to no tenant yet. The factory installs the private key on the device; only the public half
+    and a hash of the claim code are stored here.
+    """
+
+    serial = models.CharField(max_length=64, unique=True, validators=[validate_serial])
+    device_type = models.ForeignKey(DeviceType, on_delete=models.PROTECT, related_name="+")
+    firmware_version = models.CharField(max_length=64, blank=True)
+    public_key = models.BinaryField(max_length=32, editable=False)
+    claim_code_hash = models.CharField(max_length=128, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    claimed_device = models.OneToOneField(
+        Device, on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="factory_record"
+    )
+
+    class Meta:
+        ordering = ["serial"]
+
+    def __str__(self) -> str:
+        return self.serial

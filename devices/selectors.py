@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from accounts.access import Access
 from devices.models import Channel, ChannelAllocation, Device, DeviceGroup, DeviceType, Facility, Load
@@ -56,8 +56,17 @@ def channel_get(*, access: Access, channel_id: int) -> Channel:
 
 
 def device_type_list() -> QuerySet[DeviceType]:
-    """The hardware catalogue is shared by every tenant."""
-    return DeviceType.objects.all()
+    """The platform's hardware catalogue, shared by every tenant (tenant-defined types are not in it)."""
+    return DeviceType.objects.filter(tenant__isnull=True)
+
+
+def device_type_available_list(*, access: Access) -> QuerySet[DeviceType]:
+    """The types a tenant may use: the platform catalogue and the tenant's own."""
+    return DeviceType.objects.filter(Q(tenant__isnull=True) | Q(tenant_id=access.tenant_id))
+
+
+def device_type_own_list(*, access: Access) -> QuerySet[DeviceType]:
+    return DeviceType.objects.filter(tenant_id=access.tenant_id)
 
 
 def facility_active_list(*, access: Access) -> QuerySet[Facility]:

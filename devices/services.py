@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache as cache_function
 from typing import Any
 
+from auditlog.models import LogEntry
+from django.contrib.auth.hashers import check_password, make_password
+from django.contrib.contenttypes.models import ContentType
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -18,9 +25,19 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from accounts.models import Tenant
 from devices.csvimport import BulkRow
+from devices.errors import ClaimRateLimited
 from devices.keys import key_pair_generate, private_key_pem
-from devices.models import Channel, ChannelAllocation, Device, DeviceGroup, DeviceType, Facility, Load
-from devices.selectors import facility_active_list
+from devices.models import (
+    Channel,
+    ChannelAllocation,
+    Device,
+    DeviceGroup,
+    DeviceType,
+    Facility,
+    FactoryDevice,
+    Load,
+)
+from devices.selectors import device_type_available_list, facility_active_list
 from devices.validators import validate_serial
 
 
@@ -229,10 +246,12 @@ def device_provision(
 def device_key_rotate(*, device: Device) -> IssuedKey:
     """Issue a new key pair. The old key stops working at once; a revocation is lifted."""
     private_key, public_key = key_pair_generate()
+    old_version = device.key_version
     Device.objects.filter(pk=device.pk).update(
         public_key=public_key, key_version=F("key_version") + 1, key_rotated_at=timezone.now(), key_revoked_at=None
     )
     device.refresh_from_db()
+    _audit_key(device, {"key_version": [str(old_version), str(device.key_version)]})
     return IssuedKey(device=device, private_key_pem=private_key_pem(private_key))
 
 
@@ -241,7 +260,13 @@ def device_key_revoke(*, device: Device) -> Device:
     if device.key_revoked_at is None:
         Device.objects.filter(pk=device.pk).update(key_revoked_at=timezone.now())
         device.refresh_from_db()
+        _audit_key(device, {"key_revoked_at": ["None", str(device.key_revoked_at)]})
     return device
+
+
+def _audit_key(device: Device, changes: dict[str, list[str]]) -> None:
+    """Key writes bypass save() (they must not race the gateway's presence updates), so they log themselves."""
+    LogEntry.objects.log_create(device, force_log=True, action=LogEntry.Action.UPDATE, changes=changes)
 
 
 # --- Managing the park (portal and API share these; each checks the caller's role) ---------------
@@ -401,21 +426,16 @@ def device_register(
     _require_manages(access, facility)
     if facility.archived_at is not None:
         raise ValidationError({"facility": "The facility is archived."})
-    tenant = Tenant.objects.get(pk=access.tenant_id)
+    if device_type.tenant_id not in (None, access.tenant_id):
+        raise ValidationError({"device_type": "Unknown device type."})
+    pem = ""
     if public_key is None:
-        return device_provision(
-            tenant=tenant,
-            serial=serial,
-            device_type=device_type,
-            facility=facility,
-            name=name,
-            groups=groups,
-            firmware_version=firmware_version,
-        )
-    if len(public_key) != 32:
+        private_key, public_key = key_pair_generate()
+        pem = private_key_pem(private_key)
+    elif len(public_key) != 32:
         raise ValidationError({"public_key": "An Ed25519 public key is 32 bytes."})
     device = device_create(
-        tenant=tenant,
+        tenant=Tenant.objects.get(pk=access.tenant_id),
         serial=serial,
         device_type=device_type,
         facility=facility,
@@ -426,7 +446,7 @@ def device_register(
     )
     Device.objects.filter(pk=device.pk).update(key_version=1, key_rotated_at=timezone.now())
     device.refresh_from_db()
-    return IssuedKey(device=device, private_key_pem="")
+    return IssuedKey(device=device, private_key_pem=pem)
 
 
 def device_update(*, access: Access, device: Device, name: str) -> Device:
@@ -593,7 +613,7 @@ def device_bulk_provision(
         errors.setdefault(line, []).append(message)
 
     type_refs = {row.device_type for row in rows}
-    types = {t.model_name: t for t in DeviceType.objects.filter(model_name__in=type_refs)}
+    types = {t.model_name: t for t in device_type_available_list(access=access).filter(model_name__in=type_refs)}
     facility_refs = {row.facility for row in rows}
     facilities = {f.name: f for f in facility_active_list(access=access).filter(name__in=facility_refs)}
     loads = {
@@ -685,20 +705,225 @@ def _bulk_create(
         except IntegrityError as exc:
             # A device with one of these serials was added since the check: refuse the whole file.
             raise ValidationError({"serial": "A serial in the file was just taken; check the file again."}) from exc
-        channels: list[Channel] = []
+        rows: list[tuple[Any, ...]] = []
         for device, (_row, device_type, _facility, allocation) in zip(devices, batch, strict=True):
-            for channel in channels_from_template(device=device, specs=device_type.channels):
-                channel.load = allocation.get(channel.index)
-                channels.append(channel)
-        Channel.objects.bulk_create(channels)
-        ChannelAllocation.objects.bulk_create(
-            [
-                ChannelAllocation(tenant_id=access.tenant_id, channel=c, load=c.load, valid_from=now)
-                for c in channels
-                if c.load is not None
-            ]
-        )
+            for index, spec in enumerate(device_type.channels):
+                load = allocation.get(index)
+                rows.append(
+                    (
+                        access.tenant_id,
+                        device.pk,
+                        index,
+                        spec["name"],
+                        spec["quantity"],
+                        spec["unit"],
+                        float(spec.get("scale", 1.0)),
+                        spec.get("phase", ""),
+                        load.pk if load is not None else None,
+                    )
+                )
+        _channels_insert(rows)
+        _allocations_insert(tenant_id=access.tenant_id, device_ids=[d.pk for d in devices], valid_from=now)
+        _audit_bulk(access=access, devices=devices, channel_rows=rows)
         issued.extend(IssuedKey(device=d, private_key_pem=pem) for d, pem in zip(devices, pems, strict=True))
         if progress is not None:
             progress(len(issued), total)
     return issued
+
+
+CHANNEL_COLUMNS = ("tenant_id", "device_id", "index", "name", "quantity", "unit", "scale", "phase", "load_id")
+
+
+def _channels_insert(rows: list[tuple[Any, ...]]) -> None:
+    """Channels of freshly imported devices. PostgreSQL takes them by COPY (an import writes 120,000 of
+    them); other databases through the ORM."""
+    if connection.vendor == "postgresql":
+        columns = ", ".join(f'"{c}"' for c in (*CHANNEL_COLUMNS, "tags"))
+        with connection.cursor() as cursor, cursor.cursor.copy(f"COPY devices_channel ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((*row, "[]"))
+        return
+    Channel.objects.bulk_create(
+        [Channel(**dict(zip(CHANNEL_COLUMNS, row, strict=True)), tags=[]) for row in rows], batch_size=1000
+    )
+
+
+def _allocations_insert(*, tenant_id: int, device_ids: list[int], valid_from: datetime) -> None:
+    """One allocation per allocated channel of these devices, from `valid_from`, in one statement."""
+    placeholders = ", ".join(["%s"] * len(device_ids))
+    with connection.cursor() as cursor:
+        # Only placeholders are interpolated; every value travels as a parameter.
+        cursor.execute(
+            "INSERT INTO devices_channelallocation (tenant_id, channel_id, load_id, valid_from, created_at) "  # noqa: S608
+            "SELECT tenant_id, id, load_id, %s, %s FROM devices_channel "
+            f"WHERE tenant_id = %s AND load_id IS NOT NULL AND device_id IN ({placeholders})",
+            [valid_from, timezone.now(), tenant_id, *device_ids],
+        )
+
+
+def _audit_bulk(*, access: Access, devices: list[Device], channel_rows: list[tuple[Any, ...]]) -> None:
+    """bulk_create sends no signals: one audit-log entry per imported device, written in bulk too."""
+    content_type = ContentType.objects.get_for_model(Device)
+    allocated: dict[int, int] = {}
+    for row in channel_rows:
+        if row[-1] is not None:
+            allocated[row[1]] = allocated.get(row[1], 0) + 1
+    LogEntry.objects.bulk_create(
+        [
+            LogEntry(
+                content_type=content_type,
+                object_pk=str(device.pk),
+                object_id=device.pk,
+                object_repr=str(device),
+                action=LogEntry.Action.CREATE,
+                changes={
+                    "serial": ["None", device.serial],
+                    "facility": ["None", str(device.facility_id)],
+                    "key_version": ["None", "1"],
+                    "allocated_channels": ["0", str(allocated.get(device.pk, 0))],
+                },
+                changes_text="bulk import",
+                actor_id=access.user_id,
+                additional_data={"tenant_id": access.tenant_id},
+            )
+            for device in devices
+        ]
+    )
+
+
+# --- Claiming factory devices ---------------------------------------------------------------------
+
+CLAIM_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: it is read off a label
+CLAIM_CODE_LENGTH = 12
+# Failed claims allowed per window, per serial and per tenant (shared through the cache, i.e. Redis
+# in production), so a code cannot be found by trying: 32**12 codes, 5 tries per serial per 15 minutes.
+CLAIM_FAILURES_PER_SERIAL = 5
+CLAIM_FAILURES_PER_TENANT = 20
+CLAIM_WINDOW_S = 15 * 60
+CLAIM_MISMATCH = "The serial and claim code do not match a device waiting to be claimed."
+
+
+@dataclass(frozen=True)
+class FactoryIssued:
+    factory_device: FactoryDevice
+    claim_code: str
+    private_key_pem: str
+
+
+@transaction.atomic
+def factory_device_create(*, serial: str, device_type: DeviceType, firmware_version: str = "") -> FactoryIssued:
+    """Pre-provision a device at the factory: its key pair and claim code are returned once, for the
+    device's flash and its label."""
+    if Device.objects.filter(serial=serial).exists():
+        raise ValidationError({"serial": "A device with this serial already exists."})
+    private_key, public_key = key_pair_generate()
+    code = "".join(secrets.choice(CLAIM_CODE_ALPHABET) for _ in range(CLAIM_CODE_LENGTH))
+    record = FactoryDevice(
+        serial=serial,
+        device_type=device_type,
+        firmware_version=firmware_version,
+        public_key=public_key,
+        claim_code_hash=make_password(code),
+    )
+    record.full_clean()
+    record.save()
+    return FactoryIssued(factory_device=record, claim_code=code, private_key_pem=private_key_pem(private_key))
+
+
+def _claim_counters(access: Access, serial: str) -> list[tuple[str, int]]:
+    digest = hashlib.sha256(serial.encode()).hexdigest()[:32]
+    return [
+        (f"claim-failures:serial:{digest}", CLAIM_FAILURES_PER_SERIAL),
+        (f"claim-failures:tenant:{access.tenant_id}", CLAIM_FAILURES_PER_TENANT),
+    ]
+
+
+def device_claim(*, access: Access, serial: str, claim_code: str, facility: Facility, name: str = "") -> Device:
+    """A tenant claims a factory device with the serial and claim code on its label. The device keeps the
+    key the factory installed, so no key is shown. Failed attempts are limited per serial and tenant."""
+    _require_manages(access, facility)
+    if facility.archived_at is not None:
+        raise ValidationError({"facility": "The facility is archived."})
+    counters = _claim_counters(access, serial)
+    if any((cache.get(key) or 0) >= limit for key, limit in counters):
+        raise ClaimRateLimited("Too many failed claims; try again in 15 minutes.")
+    normalized = claim_code.strip().upper().replace("-", "").replace(" ", "")
+    with transaction.atomic():
+        record = FactoryDevice.objects.select_for_update().filter(serial=serial, claimed_at__isnull=True).first()
+        # An unknown serial checks a dummy hash, so both answers take the same time.
+        valid = check_password(normalized, record.claim_code_hash if record else _dummy_claim_hash())
+        if record is not None and valid:
+            device = device_create(
+                tenant=Tenant.objects.get(pk=access.tenant_id),
+                serial=record.serial,
+                device_type=record.device_type,
+                facility=facility,
+                name=name,
+                firmware_version=record.firmware_version,
+                public_key=bytes(record.public_key),
+            )
+            Device.objects.filter(pk=device.pk).update(key_version=1, key_rotated_at=timezone.now())
+            record.claimed_at = timezone.now()
+            record.claimed_device = device
+            record.save(update_fields=["claimed_at", "claimed_device"])
+            device.refresh_from_db()
+            return device
+    for key, _limit in counters:
+        cache.add(key, 0, CLAIM_WINDOW_S)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, CLAIM_WINDOW_S)
+    raise ValidationError({"claim_code": CLAIM_MISMATCH})
+
+
+@cache_function
+def _dummy_claim_hash() -> str:
+    return make_password("not-a-claim-code")
+
+
+# --- Tenant-defined device types ------------------------------------------------------------------
+
+
+def _require_own_type(access: Access, device_type: DeviceType) -> None:
+    _require(
+        access.is_admin and device_type.tenant_id == access.tenant_id,
+        "Only tenant admins change their own device types; the platform catalogue is read-only.",
+    )
+
+
+def device_type_define(
+    *, access: Access, model_name: str, channels: list[dict[str, Any]], firmware_line: str, manufacturer: str = ""
+) -> DeviceType:
+    """A tenant's own hardware model beside the platform catalogue; its channel template is validated."""
+    _require(access.is_admin, "Only tenant admins define device types.")
+    device_type = DeviceType(
+        tenant_id=access.tenant_id,
+        model_name=model_name,
+        channels=channels,
+        firmware_line=firmware_line,
+        manufacturer=manufacturer,
+    )
+    device_type.full_clean()
+    device_type.save()
+    return device_type
+
+
+def device_type_update(*, access: Access, device_type: DeviceType, **fields: Any) -> DeviceType:
+    """Devices keep the channels they were made with; a changed template applies to devices added later."""
+    _require_own_type(access, device_type)
+    unknown = set(fields) - {"model_name", "channels", "firmware_line", "manufacturer"}
+    if unknown:
+        raise ValidationError({name: "Unknown field." for name in unknown})
+    for name, value in fields.items():
+        setattr(device_type, name, value)
+    device_type.full_clean()
+    device_type.save()
+    return device_type
+
+
+def device_type_delete(*, access: Access, device_type: DeviceType) -> None:
+    _require_own_type(access, device_type)
+    if device_type.devices.exists():
+        raise ValidationError({"device_type": "Devices of this type exist; it cannot be deleted."})
+    device_type.delete()

@@ -19,6 +19,7 @@ urlpatterns = [
     path("devices/", views.device_list, name="devices"),
     path("devices/new/", views.device_provision, name="device_provision"),
     path("devices/import/", views.device_import, name="device_import"),
+    path("devices/claim/", views.device_claim, name="device_claim"),
     path("devices/import/run/", views.device_import_run, name="device_import_run"),
     path("devices/<int:device_id>/", views.device_detail, name="device"),
     path("devices/<int:device_id>/move/", views.device_move, name="device_move"),
@@ -27,6 +28,9 @@ urlpatterns = [
     path("devices/<int:device_id>/revoke-key/", views.device_revoke, name="device_revoke"),
     path("devices/<int:device_id>/groups/", views.device_groups, name="device_groups"),
     path("channels/<int:channel_id>/allocate/", views.channel_allocate, name="channel_allocate"),
+    path("device-types/", views.device_type_list, name="device_types"),
+    path("device-types/new/", views.device_type_create, name="device_type_create"),
+    path("device-types/<int:type_id>/", views.device_type_edit, name="device_type"),
     path("groups/", views.group_list, name="groups"),
     path("groups/<int:group_id>/", views.group_detail, name="group"),
 ]

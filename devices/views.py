@@ -34,14 +34,19 @@ from accounts.selectors import tenant_get
 from accounts.session import request_access
 from devices import csvimport, selectors, services
 from devices.config import device_config_json
+from devices.errors import ClaimRateLimited
 from devices.forms import (
     AllocationForm,
+    ChannelSpecFormSet,
+    ClaimForm,
     DeviceGroupForm,
     DeviceMoveForm,
     DeviceProvisionForm,
+    DeviceTypeForm,
     FacilityForm,
     GroupMembersForm,
     LoadForm,
+    channel_specs,
     timezone_names,
 )
 from devices.models import Device
@@ -76,6 +81,17 @@ def form_errors(form: Form, exc: ValidationError) -> None:
             form.add_error(field if field in form.fields else None, errors)
     else:
         form.add_error(None, exc.messages)
+
+
+def _attempt(request: HttpRequest, action: Callable[[], Any], success: str) -> bool:
+    """Run a service call; its validation error, or `success`, becomes the page's message."""
+    try:
+        action()
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return False
+    messages.success(request, success)
+    return True
 
 
 def _context(access: Access, **extra: Any) -> dict[str, Any]:
@@ -147,13 +163,12 @@ def facility_edit(request: HttpRequest, access: Access, facility_id: int) -> Htt
 @require_POST
 def facility_archive(request: HttpRequest, access: Access, facility_id: int) -> HttpResponse:
     facility = selectors.facility_active_list(access=access).get(pk=facility_id)
-    try:
-        services.facility_archive(access=access, facility=facility)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect("devices:facility", facility_id=facility.pk)
-    messages.success(request, _("Facility %(name)s archived.") % {"name": facility.name})
-    return redirect("devices:facilities")
+    archived = _attempt(
+        request,
+        lambda: services.facility_archive(access=access, facility=facility),
+        _("Facility %(name)s archived.") % {"name": facility.name},
+    )
+    return redirect("devices:facilities") if archived else redirect("devices:facility", facility_id=facility.pk)
 
 
 # --- Loads ----------------------------------------------------------------------------------------
@@ -203,12 +218,11 @@ def load_edit(request: HttpRequest, access: Access, load_id: int) -> HttpRespons
 @require_POST
 def load_archive(request: HttpRequest, access: Access, load_id: int) -> HttpResponse:
     load = selectors.load_active_list(access=access).get(pk=load_id)
-    try:
-        services.load_archive(access=access, load=load)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(request, _("Load %(name)s archived.") % {"name": load.name})
+    _attempt(
+        request,
+        lambda: services.load_archive(access=access, load=load),
+        _("Load %(name)s archived.") % {"name": load.name},
+    )
     return redirect("devices:facility", facility_id=load.facility_id)
 
 
@@ -264,7 +278,7 @@ def device_provision(request: HttpRequest, access: Access) -> HttpResponse:
         raise TenantAccessDenied(_("You may not add devices."))
     form = DeviceProvisionForm(
         request.POST or None,
-        device_types=selectors.device_type_list(),
+        device_types=selectors.device_type_available_list(access=access),
         facilities=_managed_facilities(access),
         initial={"facility": request.GET.get("facility")},
     )
@@ -323,14 +337,12 @@ def device_move(request: HttpRequest, access: Access, device_id: int) -> HttpRes
     if not form.is_valid():
         messages.error(request, _("Choose a facility of your park."))
         return redirect("devices:device", device_id=device.pk)
-    try:
-        services.device_relocate(
-            access=access, device=device, facility=form.cleaned_data["facility"], user_id=request.user.pk
-        )
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(request, _("Device moved to %(name)s.") % {"name": form.cleaned_data["facility"].name})
+    target = form.cleaned_data["facility"]
+    _attempt(
+        request,
+        lambda: services.device_relocate(access=access, device=device, facility=target, user_id=request.user.pk),
+        _("Device moved to %(name)s.") % {"name": target.name},
+    )
     return redirect("devices:device", device_id=device.pk)
 
 
@@ -382,14 +394,12 @@ def channel_allocate(request: HttpRequest, access: Access, channel_id: int) -> H
     if not form.is_valid():
         messages.error(request, _("Choose a load of this facility."))
         return redirect("devices:device", device_id=channel.device_id)
-    try:
-        services.channel_allocate(
-            access=access, channel=channel, load=form.cleaned_data["load"], user_id=request.user.pk
-        )
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-    else:
-        messages.success(request, _("Channel %(name)s allocated.") % {"name": channel.name})
+    load = form.cleaned_data["load"]
+    _attempt(
+        request,
+        lambda: services.channel_allocate(access=access, channel=channel, load=load, user_id=request.user.pk),
+        _("Channel %(name)s allocated.") % {"name": channel.name},
+    )
     return redirect("devices:device", device_id=channel.device_id)
 
 
@@ -462,7 +472,7 @@ def device_import(request: HttpRequest, access: Access) -> HttpResponse:
             access,
             max_rows=csvimport.MAX_ROWS,
             max_mb=csvimport.MAX_BYTES // (1024 * 1024),
-            device_types=selectors.device_type_list(),
+            device_types=selectors.device_type_available_list(access=access),
         ),
     )
 
@@ -536,3 +546,95 @@ async def device_import_run(request: HttpRequest) -> HttpResponseBase:
     # The result holds the only copy of the new private keys.
     response["Cache-Control"] = "no-store"
     return response
+
+
+@park_view
+def device_claim(request: HttpRequest, access: Access) -> HttpResponse:
+    """Claim a device pre-provisioned at the factory with the serial and claim code on its label."""
+    if access.role not in ("admin", "facility_manager"):
+        raise TenantAccessDenied(_("You may not add devices."))
+    form = ClaimForm(request.POST or None, facilities=_managed_facilities(access))
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            device = services.device_claim(access=access, **form.cleaned_data)
+        except ClaimRateLimited as exc:
+            form.add_error(None, str(exc))
+            status = 429
+        except ValidationError as exc:
+            form_errors(form, exc)
+        else:
+            messages.success(request, _("Device %(serial)s claimed.") % {"serial": device.serial})
+            return redirect("devices:device", device_id=device.pk)
+    if status == 200 and form.is_bound and form.errors:
+        status = 400
+    return render(request, "devices/device_claim.html", _context(access, form=form), status=status)
+
+
+# --- Device types ---------------------------------------------------------------------------------
+
+
+@park_view
+def device_type_list(request: HttpRequest, access: Access) -> HttpResponse:
+    types = selectors.device_type_available_list(access=access).order_by("tenant_id", "model_name")
+    return render(request, "devices/device_types.html", _context(access, device_types=types))
+
+
+def _device_type_page(
+    request: HttpRequest, access: Access, form: DeviceTypeForm, channels: Any, **extra: Any
+) -> HttpResponse:
+    return render(
+        request,
+        "devices/device_type_form.html",
+        _context(access, form=form, channels=channels, **extra),
+        status=400 if form.is_bound and (form.errors or channels.errors or channels.non_form_errors()) else 200,
+    )
+
+
+@park_view
+def device_type_create(request: HttpRequest, access: Access) -> HttpResponse:
+    if not access.is_admin:
+        raise TenantAccessDenied(_("Only tenant admins define device types."))
+    form = DeviceTypeForm(request.POST or None)
+    channels = ChannelSpecFormSet(request.POST or None, prefix="ch")
+    if request.method == "POST" and form.is_valid() and channels.is_valid():
+        try:
+            device_type = services.device_type_define(
+                access=access, channels=channel_specs(channels), **form.cleaned_data
+            )
+        except ValidationError as exc:
+            form_errors(form, exc)
+        else:
+            messages.success(request, _("Device type %(name)s saved.") % {"name": device_type.model_name})
+            return redirect("devices:device_types")
+    return _device_type_page(request, access, form, channels)
+
+
+@park_view
+def device_type_edit(request: HttpRequest, access: Access, type_id: int) -> HttpResponse:
+    device_type = selectors.device_type_own_list(access=access).get(pk=type_id)
+    if not access.is_admin:
+        raise TenantAccessDenied(_("Only tenant admins change device types."))
+    initial = {"model_name": device_type.model_name, "manufacturer": device_type.manufacturer}
+    form = DeviceTypeForm(request.POST or None, initial={**initial, "firmware_line": device_type.firmware_line})
+    channels = ChannelSpecFormSet(request.POST or None, prefix="ch", initial=device_type.channels)
+    if request.method == "POST":
+        if request.POST.get("action") == "delete":
+            try:
+                services.device_type_delete(access=access, device_type=device_type)
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
+                return redirect("devices:device_type", type_id=device_type.pk)
+            messages.success(request, _("Device type deleted."))
+            return redirect("devices:device_types")
+        if form.is_valid() and channels.is_valid():
+            try:
+                services.device_type_update(
+                    access=access, device_type=device_type, channels=channel_specs(channels), **form.cleaned_data
+                )
+            except ValidationError as exc:
+                form_errors(form, exc)
+            else:
+                messages.success(request, _("Device type saved."))
+                return redirect("devices:device_types")
+    return _device_type_page(request, access, form, channels, device_type=device_type)

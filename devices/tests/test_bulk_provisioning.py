@@ -6,6 +6,7 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
+from auditlog.models import LogEntry
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
@@ -78,6 +79,8 @@ def test_a_german_excel_file_with_semicolons_bom_and_windows_1252_imports_with_a
         assert dict(Channel.objects.filter(device=second).values_list("index", "load__name")) == {0: "Licht", 1: None}
         pem = {d["serial"]: d["private_key_pem"] for d in result["devices"]}["SN-A-1"]
         assert public_key_bytes(private_key_load(pem)) == bytes(first.public_key)
+        logged = LogEntry.objects.get_for_object(first).get()
+        assert logged.changes_dict["allocated_channels"] == ["0", "2"] and logged.actor is not None
 
 
 def test_a_dry_run_previews_the_rows_and_stores_nothing(park):

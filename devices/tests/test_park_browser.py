@@ -168,3 +168,38 @@ def test_a_tenant_admin_sets_up_a_facility_in_the_browser_and_its_dashboard_goes
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "park-setup-dashboard.png"), full_page=True)
     assert errors == []
+
+
+@pytest.fixture
+def roles():
+    """A facility with a device, a viewer and a facility manager granted only that facility."""
+    from devices.tests.factories import DeviceFactory
+
+    device = DeviceFactory()
+    other = FacilityFactory(tenant=device.tenant, name="Nicht freigegeben")
+    viewer = MembershipFactory(tenant=device.tenant, role=Role.VIEWER).user
+    manager = MembershipFactory(tenant=device.tenant, role=Role.FACILITY_MANAGER, facilities=[device.facility]).user
+    return {"device": device, "other": other, "viewer": viewer, "manager": manager}
+
+
+def test_a_viewer_sees_no_controls_and_a_facility_manager_only_those_of_the_grant(roles, portal, browser):  # noqa: F811
+    device, other = roles["device"], roles["other"]
+    page = browser.new_page()
+    sign_in(page, portal, roles["viewer"].username)
+    page.goto(f"{portal}/manage/devices/{device.pk}/")
+    assert page.locator("#channels tr[data-channel-id]").count() == 2
+    assert page.locator("#device-actions").count() == 0 and page.locator("form.allocate").count() == 0
+    assert page.locator('.menu a:text("Users")').count() == 0
+    page.goto(f"{portal}/manage/facilities/new/")
+    assert page.locator('h1:text("Not allowed")').count() == 1
+    page.goto(f"{portal}/manage/devices/")
+    assert page.locator('a:text("Import from CSV")').count() == 0
+
+    page = browser.new_page()
+    sign_in(page, portal, roles["manager"].username)
+    page.goto(f"{portal}/manage/devices/{device.pk}/")
+    assert page.locator("#device-actions").count() == 1 and page.locator("form.allocate").count() == 2
+    page.goto(f"{portal}/manage/facilities/{device.facility_id}/")
+    assert page.locator("#load-form").count() == 1
+    response = page.goto(f"{portal}/manage/facilities/{other.pk}/")
+    assert response is not None and response.status == 404

@@ -16,12 +16,14 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.errors import TenantAccessDenied
-from firmware.errors import FirmwareError
 from billing.errors import BillingError
+from devices.errors import ClaimRateLimited
+from firmware.errors import FirmwareError
 from readings.errors import IngestUnavailable, ReadingsError, ReadingsQueryError
 
 # Each domain's errors, most specific first: (exception class, HTTP status, code).
 DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (ClaimRateLimited, 429, "rate_limited"),
     (ReadingsQueryError, 400, "invalid_query"),
     (IngestUnavailable, 503, "unavailable"),
     (ReadingsError, 400, "readings_error"),
