@@ -242,3 +242,61 @@ def test_the_dashboard_shows_reconnecting_when_the_connection_drops_and_live_onc
     page.evaluate("window.EnergyboxLive.connections.forEach((c) => c.drop())")
     page.wait_for_selector('.live-state[data-state="reconnecting"]', timeout=5_000)
     page.wait_for_selector('.live-state[data-state="live"]', timeout=10_000)
+
+
+@pytest.fixture
+def backfilled() -> dict:
+    """The seeded demo with `make run`'s simulated history; requested before `browser` (the ORM is off its loop)."""
+    from accounts.selectors import access_for_tenant
+    from devices.demo import DEMO_TENANTS
+    from gateway.backfill import demo_history_backfill
+    from readings.selectors import readings_series
+
+    seed_demo()
+    now = int(time.time() * 1000)
+    demo_history_backfill(tenant_slugs=DEMO_TENANTS, days=3, now_ms=now)
+    metadata.clear_caches()
+    market = Facility.objects.get(name="Supermarket Berlin Mitte")
+    counter = Channel.objects.get(device__facility=market, device__name="Main distribution", name="E import")
+    return {
+        "market": market,
+        "counter": counter,
+        "now": now,
+        "series": readings_series,
+        "access": access_for_tenant(tenant=market.tenant),
+    }
+
+
+def test_after_the_demo_backfill_the_dashboard_shows_todays_kwh_and_the_month_peak_of_the_api(
+    backfilled, portal, browser
+):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    market, counter, now = backfilled["market"], backfilled["counter"], backfilled["now"]
+    berlin = ZoneInfo(market.timezone)
+    local = dt.datetime.fromtimestamp(now / 1000, tz=berlin)
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    quarter_start = local.replace(minute=local.minute - local.minute % 15, second=0, microsecond=0)
+
+    # The API's figure, computed here: the mains counter's 15-minute deltas, × 4 for kW, completed quarters.
+    def api_peak_kw() -> float:
+        answer = backfilled["series"](
+            access=backfilled["access"],
+            channel_ids=[counter.pk],
+            start=month_start,
+            end=quarter_start,
+            resolution="15m",
+        )[counter.pk]
+        inside = answer.timestamps_ms < int(quarter_start.timestamp() * 1000)
+        return float((answer.values["delta"][inside] * 4 / 1000).max())
+
+    expected = off_loop(api_peak_kw)
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    sign_in(page, portal, f"/facilities/{market.pk}/")
+    page.wait_for_selector('.live-state[data-state="live"]', timeout=10_000)
+    shown_peak = page.text_content('[data-figure="month_peak_kw"]')
+    shown_today = page.text_content('[data-figure="energy_today_kwh"]')
+    assert shown_peak not in (None, "", "–") and shown_today not in (None, "", "–")
+    assert float(shown_peak.replace(",", "")) == pytest.approx(expected, abs=0.051)
+    assert float(shown_today.replace(",", "")) > 0
