@@ -15,6 +15,8 @@ from devices.models import Device
 from devices.tests.factories import DeviceFactory, DeviceGroupFactory, LoadFactory
 from firmware.services import firmware_image_create, firmware_transfer_start
 from integrations.tests.factories import AccessTokenFactory
+from readings.models import ConfirmedSpan
+from readings.services import readings_counter_reset_record
 
 pytestmark = pytest.mark.django_db
 
@@ -40,6 +42,9 @@ def populated():
     )
     image = firmware_image_create(firmware_line="eb-meter", version="1.0.1", image=b"\x7fELF-image")
     firmware_transfer_start(device=device, image=image)
+    readings_counter_reset_record(tenant_id=device.tenant_id, device_id=device.pk, at_ms=1_780_000_000_000)
+    channel = device.channels.first()
+    ConfirmedSpan.objects.create(tenant_id=device.tenant_id, channel_id=channel.pk, start_ms=0, end_ms=1)
     return device
 
 
@@ -49,7 +54,11 @@ def staff_client(client):
     return client
 
 
-NO_ADD_PAGE = {("firmware", "firmwaretransfer")}
+NO_ADD_PAGE = {
+    ("firmware", "firmwaretransfer"),
+    ("readings", "confirmedspan"),  # through readings_confirm, which recomputes the rollups
+    ("readings", "counterreset"),  # reported by devices
+}
 
 
 def _registered():
