@@ -12,20 +12,12 @@ from devices.demo import DEMO_TENANTS, seed_demo
 from devices.models import Device, Facility
 from gateway.backfill import demo_history_backfill
 from portal.history import energy_today_kwh, month_peak
-from readings import metadata
 from readings.models import Bucket, DirtyInterval, Rollup
 from readings.selectors import readings_facility_demand, readings_series
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_channel_metadata")]
 NOW_MS = int(datetime(2026, 11, 26, 9, 7, 30, tzinfo=UTC).timestamp() * 1000)
 Q = 900_000
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    metadata.clear_caches()
-    yield
-    metadata.clear_caches()
 
 
 def _dt(ms: int) -> datetime:
