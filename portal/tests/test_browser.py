@@ -300,3 +300,51 @@ def test_after_the_demo_backfill_the_dashboard_shows_todays_kwh_and_the_month_pe
     assert shown_peak not in (None, "", "–") and shown_today not in (None, "", "–")
     assert float(shown_peak.replace(",", "")) == pytest.approx(expected, abs=0.051)
     assert float(shown_today.replace(",", "")) > 0
+
+
+@pytest.fixture
+def spiked() -> dict:
+    """The demo with one 2-second 500 kW reading on the supermarket's main meter an hour ago."""
+    import numpy as np
+
+    from readings.services import readings_ingest, rollups_refresh
+    from readings.tests.factories import batch_for
+
+    seed_demo()
+    metadata.clear_caches()
+    market = Facility.objects.get(name="Supermarket Berlin Mitte")
+    total = Channel.objects.get(device__facility=market, device__name="Main distribution", name="P total")
+    at = int(time.time() * 1000) - 3_600_000
+    ts = at - at % 900_000 + np.arange(0, 900_000, 2_000)
+    watts = np.full(len(ts), 20_000.0)
+    watts[50] = 500_000.0
+    readings_ingest(batches=[batch_for(total.device, [total], ts, [watts])])
+    rollups_refresh()
+    return {"market": market, "total": total}
+
+
+def test_a_manager_confirms_an_implausible_reading_on_the_data_quality_page(spiked, portal, browser):
+    from django.db import connection
+
+    from readings.services import rollups_refresh
+
+    def refresh() -> None:
+        try:
+            rollups_refresh()  # what the beat does every 10 s
+        finally:
+            connection.close()  # this helper thread's own connection
+
+    market, total = spiked["market"], spiked["total"]
+    page = browser.new_page()
+    sign_in(page, portal, f"/facilities/{market.pk}/")
+    page.click('[data-link="quality"]')
+    page.wait_for_url(f"{portal}/facilities/{market.pk}/quality/")
+    row = page.locator(f'tr[data-implausible="{total.pk}"]')
+    assert row.count() == 1 and "500" in (row.text_content() or "")
+    assert page.text_content('tr[data-flag="implausible"] td:nth-child(2)') == "1"
+    page.click(f'button[data-confirm="{total.pk}"]')
+    page.wait_for_selector(".message.success")
+    off_loop(refresh)
+    page.reload()
+    page.wait_for_selector('[data-empty="implausible"]')
+    assert page.text_content('tr[data-flag="implausible"] td:nth-child(2)') == "0"
