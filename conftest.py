@@ -64,3 +64,13 @@ async def close_thread_connections():
     from django.db import connections
 
     await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def fresh_channel_metadata():
+    """The readings store's per-process channel cache, empty before and after the test (ids are reused)."""
+    from readings import metadata
+
+    metadata.clear_caches()
+    yield
+    metadata.clear_caches()

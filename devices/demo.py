@@ -20,18 +20,30 @@ from devices.models import Device, DeviceType, Facility, Load
 DEMO_PASSWORD = "energybox-demo"  # noqa: S105 - a documented demo login, printed by `make run`
 
 # Scales: the raw integer a meter sends × scale = the value in the unit (0.1 V, 10 mA, 0.001 of PF ...).
+# `min`/`max`: the meter's rated range; channels copy it as their plausible range (readings outside
+# it are flagged and kept out of peaks and bills until confirmed).
+PHASES = ("L1", "L2", "L3")
 METER_12: list[dict[str, Any]] = [
-    *({"name": f"P {p}", "quantity": "active_power", "unit": "W", "phase": p} for p in ("L1", "L2", "L3")),
-    *({"name": f"U {p}", "quantity": "voltage", "unit": "V", "phase": p, "scale": 0.1} for p in ("L1", "L2", "L3")),
-    *({"name": f"I {p}", "quantity": "current", "unit": "A", "phase": p, "scale": 0.01} for p in ("L1", "L2", "L3")),
-    {"name": "P total", "quantity": "active_power", "unit": "W", "phase": "total"},
+    *(
+        {"name": f"P {p}", "quantity": "active_power", "unit": "W", "phase": p, "min": -2_000, "max": 80_000}
+        for p in PHASES
+    ),
+    *(
+        {"name": f"U {p}", "quantity": "voltage", "unit": "V", "phase": p, "scale": 0.1, "min": 0, "max": 300}
+        for p in PHASES
+    ),
+    *(
+        {"name": f"I {p}", "quantity": "current", "unit": "A", "phase": p, "scale": 0.01, "min": 0, "max": 400}
+        for p in PHASES
+    ),
+    {"name": "P total", "quantity": "active_power", "unit": "W", "phase": "total", "min": -6_000, "max": 240_000},
     {"name": "E import", "quantity": "active_energy", "unit": "Wh", "phase": "total"},
     {"name": "PF total", "quantity": "power_factor", "unit": "1", "phase": "total", "scale": 0.001},
 ]
 METER_1: list[dict[str, Any]] = [
-    {"name": "P", "quantity": "active_power", "unit": "W", "phase": "L1"},
+    {"name": "P", "quantity": "active_power", "unit": "W", "phase": "L1", "min": -1_000, "max": 18_400},
     {"name": "E import", "quantity": "active_energy", "unit": "Wh", "phase": "L1"},
-    {"name": "U", "quantity": "voltage", "unit": "V", "phase": "L1", "scale": 0.1},
+    {"name": "U", "quantity": "voltage", "unit": "V", "phase": "L1", "scale": 0.1, "min": 0, "max": 300},
 ]
 CLIMATE: list[dict[str, Any]] = [
     {"name": "Temperature", "quantity": "temperature", "unit": "°C", "scale": 0.01},

@@ -46,6 +46,8 @@ class DeviceSpec:
     name: str = ""
     firmware_line: str = "eb-meter"
     firmware_version: str = "1.0.0"
+    # The energy counter's value to go on from (the device's last stored reading), in Wh; None: random.
+    energy_wh: float | None = None
 
 
 @dataclass
@@ -93,7 +95,7 @@ class Meter:
         self.rng = rng
         self.model = model or load_model(spec.load_kind, rng, name=spec.name)
         self.scales = np.array([c.scale for c in spec.channels], dtype=np.float64)
-        self.energy_wh = float(rng.uniform(1e4, 5e6))
+        self.energy_wh = spec.energy_wh if spec.energy_wh is not None else float(rng.uniform(1e4, 5e6))
         self.reset_chance = reset_chance
         self.counter_resets = 0
         self.last_reset_ms = 0  # time of the first reading after the latest counter reset

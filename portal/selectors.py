@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from accounts.access import Access
 from devices.models import Device, Facility, Load
@@ -17,7 +20,8 @@ from devices.quantities import Quantity
 from devices.selectors import channel_list, device_get, device_list, facility_get, facility_list, load_list
 from portal import history
 from portal.livestate import ChannelInfo, FacilityPower
-from readings.selectors import MAX_CHANNELS, readings_latest
+from readings.rollups import FLAG_NAMES, Flag, flag_names
+from readings.selectors import MAX_CHANNELS, readings_facility_demand, readings_latest, readings_series
 
 WINDOW_MS = 15 * 60 * 1000  # the dashboard's rolling window
 
@@ -329,3 +333,86 @@ def park_current_kw(*, access: Access, layouts: dict[int, LiveLayout], now_ms: i
         )
         result[fid] = power.snapshot().total_kw
     return result
+
+
+# --- Data quality page ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedInterval:
+    channel_id: int
+    channel_name: str
+    device_name: str
+    unit: str
+    start: datetime
+    end: datetime
+    flags: list[str]
+    max_value: float | None  # of the readings counted, after the implausible ones were left out
+    raw_max: float  # of every stored reading, implausible ones included
+
+
+@dataclass(frozen=True, slots=True)
+class QualityReport:
+    facility_name: str
+    timezone: str
+    implausible: list[FlaggedInterval]
+    flag_counts: dict[str, int]  # facility demand intervals per flag, over the period
+
+
+QUALITY_DAYS = 31
+
+
+def facility_quality(*, access: Access, facility_id: int, now_ms: int) -> QualityReport:
+    """The last 31 days of a facility: intervals with readings outside a channel's plausible range
+    (to confirm), and how many of its 15-minute demand intervals carry each flag."""
+    facility = facility_get(access=access, facility_id=facility_id)
+    tz = ZoneInfo(facility.timezone)
+    start, end = _utc(now_ms - QUALITY_DAYS * 86_400_000), _utc(now_ms)
+    channels = {
+        c.pk: c
+        for c in channel_list(access=access)
+        .filter(device__facility=facility)
+        .exclude(plausible_min=None, plausible_max=None)
+        .select_related("device")
+    }
+    implausible: list[FlaggedInterval] = []
+    ids = sorted(channels)
+    for first in range(0, len(ids), MAX_CHANNELS):
+        answer = readings_series(
+            access=access,
+            channel_ids=ids[first : first + MAX_CHANNELS],
+            start=start,
+            end=end,
+            resolution="15m",
+            aggregates=["max"],
+        )
+        for channel_id, series in answer.items():
+            flagged = np.flatnonzero(series.extras["flags"] & int(Flag.IMPLAUSIBLE))
+            channel = channels[channel_id]
+            for index in flagged.tolist():
+                at, until = int(series.timestamps_ms[index]), int(series.ends_ms[index])  # type: ignore[index]
+                raw = readings_series(access=access, channel_ids=[channel_id], start=_utc(at), end=_utc(until))
+                top = float(series.values["max"][index])
+                implausible.append(
+                    FlaggedInterval(
+                        channel_id=channel_id,
+                        channel_name=channel.name,
+                        device_name=str(channel.device),
+                        unit=channel.unit,
+                        start=datetime.fromtimestamp(at / 1000, tz=tz),
+                        end=datetime.fromtimestamp(until / 1000, tz=tz),
+                        flags=flag_names(int(series.extras["flags"][index])),
+                        max_value=None if np.isnan(top) else top,
+                        raw_max=float(raw[channel_id].values["value"].max()),
+                    )
+                )
+    implausible.sort(key=lambda row: (row.start, row.channel_name), reverse=True)
+    demand = readings_facility_demand(access=access, facility_id=facility_id, start=start, end=end)
+    counts = {name: int(np.count_nonzero(demand.flags & bit)) for name, bit in FLAG_NAMES}
+    return QualityReport(
+        facility_name=facility.name, timezone=facility.timezone, implausible=implausible, flag_counts=counts
+    )
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

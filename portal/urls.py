@@ -16,6 +16,7 @@ urlpatterns = [
     path("devices/<int:device_id>/", analysis_views.device_page, name="device"),
     path("devices/<int:device_id>/export.csv", analysis_views.device_export, name="device_export"),
     path("benchmark/", analysis_views.benchmark, name="benchmark"),
+    path("facilities/<int:facility_id>/quality/", views.facility_quality, name="facility_quality"),
     path("login/", sso.PortalLoginView.as_view(), name="login"),
     path("login/sso/", sso.sso_start, name="sso_start"),
     path("login/sso/callback/", sso.sso_callback, name="sso_callback"),

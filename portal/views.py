@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
+from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -14,7 +18,7 @@ from accounts.errors import TenantAccessDenied
 from accounts.models import Tenant
 from accounts.selectors import access_for_user, membership_list, tenant_get
 from accounts.services import membership_enter_as_platform_admin
-from devices.models import Facility
+from devices.models import Channel, Facility
 from portal.access import SESSION_TENANT_KEY, request_access
 from portal.analysis_views import period_page, picker_context
 from portal.selectors import (
@@ -25,7 +29,10 @@ from portal.selectors import (
     park_rows,
     park_tags,
 )
+from portal.selectors import facility_quality as facility_quality_report
 from portal.services import LanguageError, user_language_set
+from readings.errors import ReadingsQueryError
+from readings.services import readings_confirm
 
 
 @login_required
@@ -89,6 +96,56 @@ def facility_dashboard(request: HttpRequest, facility_id: int) -> HttpResponse:
             **picker_context(request),
         },
     )
+
+
+@login_required
+def facility_quality(request: HttpRequest, facility_id: int) -> HttpResponse:
+    """Readings outside a channel's plausible range, to confirm; and how many intervals carry each flag."""
+    try:
+        access = request_access(request)
+    except TenantAccessDenied:
+        return render(request, "portal/no_tenant.html", status=403)
+    if request.method == "POST":
+        form = ConfirmForm(request.POST)
+        if not form.is_valid():
+            return HttpResponseBadRequest(gettext("The confirmation is malformed."))
+        try:
+            readings_confirm(
+                access=access,
+                channel_id=form.cleaned_data["channel"],
+                start=datetime.fromtimestamp(form.cleaned_data["start_ms"] / 1000, tz=UTC),
+                end=datetime.fromtimestamp(form.cleaned_data["end_ms"] / 1000, tz=UTC),
+                confirmed_by=request.user.get_username(),
+            )
+        except Channel.DoesNotExist as exc:
+            raise Http404(gettext("No such channel.")) from exc
+        except TenantAccessDenied:
+            return render(request, "portal/no_tenant.html", status=403)
+        except ReadingsQueryError as exc:
+            return HttpResponseBadRequest(str(exc))
+        messages.success(request, gettext("Confirmed. The figures are recomputed within seconds."))
+        return redirect("portal:facility_quality", facility_id=facility_id)
+    try:
+        report = facility_quality_report(access=access, facility_id=facility_id, now_ms=now_ms())
+    except Facility.DoesNotExist as exc:
+        raise Http404(gettext("No such facility.")) from exc
+    return render(
+        request,
+        "portal/quality.html",
+        {
+            "tenant": tenant_get(access=access),
+            "facility_id": facility_id,
+            "facility_name": report.facility_name,
+            "report": report,
+            "can_confirm": access.manages_facility(facility_id),
+        },
+    )
+
+
+class ConfirmForm(forms.Form):
+    channel = forms.IntegerField(min_value=1, max_value=2**63 - 1)
+    start_ms = forms.IntegerField(min_value=0, max_value=2**47)
+    end_ms = forms.IntegerField(min_value=0, max_value=2**47)
 
 
 def now_ms() -> int:

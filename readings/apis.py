@@ -583,6 +583,7 @@ class ConfirmationApi(ReadingsApi):
     """
 
     write_scope = FLEET_WRITE
+    serializer_class = ConfirmationInput  # what OPTIONS describes
 
     @extend_schema(
         request=ConfirmationInput,
@@ -621,11 +622,15 @@ class PlausibleRangeApi(ReadingsApi):
     are flagged `implausible` and kept out of peaks and bills until confirmed."""
 
     write_scope = FLEET_WRITE
+    serializer_class = PlausibleRangeInput  # what OPTIONS describes
 
     def _channel(self, pk: int) -> Channel:
         if not 0 < int(pk) <= MAX_ID:
             raise NotFound()
         return channel_list(access=self.access).get(pk=pk)
+
+    def get_object(self) -> Channel:
+        return self._channel(self.kwargs["pk"])
 
     @extend_schema(responses={200: PlausibleRangeOutput, 404: OpenApiResponse()})
     def get(self, request: Request, pk: int) -> Response:

@@ -301,7 +301,11 @@ def _fine_level(
 
     spans = _confirmed_spans(metas[c] for c in channel_runs)
     counter_devices = {metas[c].device_id for c in channel_runs if metas[c].is_counter}
-    resets = _reported_resets(counter_devices, keys[0][1], keys[-1][2]) if counter_devices and keys else {}
+    resets = (
+        _reported_resets(counter_devices, min(k[1] for k in keys) - INTERVAL_MS, max(k[2] for k in keys))
+        if counter_devices and keys
+        else {}
+    )
     blocks: list[RollupRows] = []
     touched: dict[int, set[int]] = defaultdict(set)
     for channel_id, channel_keys in channel_runs.items():

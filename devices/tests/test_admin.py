@@ -15,6 +15,8 @@ from devices.models import Device
 from devices.tests.factories import DeviceFactory, DeviceGroupFactory, LoadFactory
 from firmware.services import firmware_image_create, firmware_transfer_start
 from integrations.tests.factories import AccessTokenFactory
+from readings.models import ConfirmedSpan
+from readings.services import readings_counter_reset_record
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +45,9 @@ def populated():
     from billing.tests.factories import billing_objects
 
     billing_objects(facility=device.facility)
+    readings_counter_reset_record(tenant_id=device.tenant_id, device_id=device.pk, at_ms=1_780_000_000_000)
+    channel = device.channels.first()
+    ConfirmedSpan.objects.create(tenant_id=device.tenant_id, channel_id=channel.pk, start_ms=0, end_ms=1)
     return device
 
 
@@ -55,6 +60,10 @@ def staff_client(client):
 NO_ADD_PAGE = {("firmware", "firmwaretransfer"), ("auditlog", "logentry")}
 # Billing is read-only in the admin: tenants write it through the services.
 NO_ADD_PAGE |= {("billing", m) for m in ("tariff", "contract", "bill", "costcentre", "billingprofile")}
+NO_ADD_PAGE |= {
+    ("readings", "confirmedspan"),  # through readings_confirm, which recomputes the rollups
+    ("readings", "counterreset"),  # reported by devices
+}
 
 
 def _registered():

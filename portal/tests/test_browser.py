@@ -249,3 +249,114 @@ def test_the_dashboard_shows_reconnecting_when_the_connection_drops_and_live_onc
     page.evaluate("window.EnergyboxLive.connections.forEach((c) => c.drop())")
     page.wait_for_selector('.live-state[data-state="reconnecting"]', timeout=5_000)
     page.wait_for_selector('.live-state[data-state="live"]', timeout=10_000)
+
+
+@pytest.fixture
+def backfilled() -> dict:
+    """The seeded demo with `make run`'s simulated history; requested before `browser` (the ORM is off its loop)."""
+    from accounts.selectors import access_for_tenant
+    from devices.demo import DEMO_TENANTS
+    from gateway.backfill import demo_history_backfill
+    from readings.selectors import readings_series
+
+    seed_demo()
+    now = int(time.time() * 1000)
+    demo_history_backfill(tenant_slugs=DEMO_TENANTS, days=3, now_ms=now)
+    metadata.clear_caches()
+    market = Facility.objects.get(name="Supermarket Berlin Mitte")
+    counter = Channel.objects.get(device__facility=market, device__name="Main distribution", name="E import")
+    return {
+        "market": market,
+        "counter": counter,
+        "now": now,
+        "series": readings_series,
+        "access": access_for_tenant(tenant=market.tenant),
+    }
+
+
+def test_after_the_demo_backfill_the_dashboard_shows_todays_kwh_and_the_month_peak_of_the_api(
+    backfilled, portal, browser
+):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    market, counter, now = backfilled["market"], backfilled["counter"], backfilled["now"]
+    berlin = ZoneInfo(market.timezone)
+    local = dt.datetime.fromtimestamp(now / 1000, tz=berlin)
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    quarter_start = local.replace(minute=local.minute - local.minute % 15, second=0, microsecond=0)
+
+    # The API's figure, computed here: the mains counter's 15-minute deltas, × 4 for kW, completed quarters.
+    def api_peak_kw() -> float:
+        from django.db import connection
+
+        try:
+            answer = backfilled["series"](
+                access=backfilled["access"],
+                channel_ids=[counter.pk],
+                start=month_start,
+                end=quarter_start,
+                resolution="15m",
+            )[counter.pk]
+        finally:
+            connection.close()  # this helper thread's own connection
+        inside = answer.timestamps_ms < int(quarter_start.timestamp() * 1000)
+        return float((answer.values["delta"][inside] * 4 / 1000).max())
+
+    expected = off_loop(api_peak_kw)
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    sign_in(page, portal, f"/facilities/{market.pk}/")
+    page.wait_for_selector('.live-state[data-state="live"]', timeout=10_000)
+    shown_peak = page.text_content('[data-figure="month_peak_kw"]')
+    shown_today = page.text_content('[data-figure="energy_today_kwh"]')
+    assert shown_peak not in (None, "", "–") and shown_today not in (None, "", "–")
+    assert float(shown_peak.replace(",", "")) == pytest.approx(expected, abs=0.051)
+    assert float(shown_today.replace(",", "")) > 0
+
+
+@pytest.fixture
+def spiked() -> dict:
+    """The demo with one 2-second 500 kW reading on the supermarket's main meter an hour ago."""
+    import numpy as np
+
+    from readings.services import readings_ingest, rollups_refresh
+    from readings.tests.factories import batch_for
+
+    seed_demo()
+    metadata.clear_caches()
+    market = Facility.objects.get(name="Supermarket Berlin Mitte")
+    total = Channel.objects.get(device__facility=market, device__name="Main distribution", name="P total")
+    at = int(time.time() * 1000) - 3_600_000
+    ts = at - at % 900_000 + np.arange(0, 900_000, 2_000)
+    watts = np.full(len(ts), 20_000.0)
+    watts[50] = 500_000.0
+    readings_ingest(batches=[batch_for(total.device, [total], ts, [watts])])
+    rollups_refresh()
+    return {"market": market, "total": total}
+
+
+def test_a_manager_confirms_an_implausible_reading_on_the_data_quality_page(spiked, portal, browser):
+    from django.db import connection
+
+    from readings.services import rollups_refresh
+
+    def refresh() -> None:
+        try:
+            rollups_refresh()  # what the beat does every 10 s
+        finally:
+            connection.close()  # this helper thread's own connection
+
+    market, total = spiked["market"], spiked["total"]
+    page = browser.new_page()
+    sign_in(page, portal, f"/facilities/{market.pk}/")
+    page.click('[data-link="quality"]')
+    page.wait_for_url(f"{portal}/facilities/{market.pk}/quality/")
+    row = page.locator(f'tr[data-implausible="{total.pk}"]')
+    assert row.count() == 1 and "500" in (row.text_content() or "")
+    assert page.text_content('tr[data-flag="implausible"] td:nth-child(2)') == "1"
+    page.click(f'button[data-confirm="{total.pk}"]')
+    page.wait_for_selector(".message.success")
+    off_loop(refresh)
+    page.reload()
+    page.wait_for_selector('[data-empty="implausible"]')
+    assert page.text_content('tr[data-flag="implausible"] td:nth-child(2)') == "0"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from devices.models import Channel, Device
 from devices.tests.factories import DeviceFactory
 from readings.batch import ReadingsBatch
+
+BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def device_with_channels(**kwargs: object) -> tuple[Device, Channel, Channel]:
@@ -34,3 +38,8 @@ def batch_for(
         timestamps_ms=np.asarray(timestamps_ms, dtype=np.int64),
         values=np.asarray(values, dtype=np.float64).reshape(len(channels), -1),
     )
+
+
+def local_ms(*args: int, tz: ZoneInfo = BERLIN) -> int:
+    """Epoch ms of a local wall-clock time: local_ms(2026, 3, 29, 2, 30)."""
+    return int(datetime(*args, tzinfo=tz).timestamp() * 1000)

@@ -16,7 +16,6 @@ import pytest
 from accounts.selectors import access_for_tenant
 from devices.models import Channel
 from devices.tests.factories import DeviceFactory, DeviceTypeFactory
-from readings import metadata
 from readings.errors import ReadingsQueryError
 from readings.models import ConfirmedSpan, Rollup
 from readings.rollups import flag_names
@@ -27,22 +26,11 @@ from readings.services import (
     readings_ingest,
     rollups_refresh,
 )
-from readings.tests.factories import batch_for, device_with_channels
+from readings.tests.factories import batch_for, device_with_channels, local_ms
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_channel_metadata")]
 BERLIN = ZoneInfo("Europe/Berlin")
 Q = 900_000
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    metadata.clear_caches()
-    yield
-    metadata.clear_caches()
-
-
-def _ms(*args: int, tz: ZoneInfo = BERLIN) -> int:
-    return int(datetime(*args, tzinfo=tz).timestamp() * 1000)
 
 
 def _dt(ms: int) -> datetime:
@@ -97,7 +85,7 @@ def _quarters(access, channel, start_ms: int, end_ms: int) -> tuple[dict[int, fl
 def test_a_three_hour_gap_is_spread_over_the_missing_quarters_not_put_where_data_resumes():
     device, power, energy = device_with_channels()
     access = access_for_tenant(tenant=device.tenant)
-    start = _ms(2026, 6, 2, 8, 0)
+    start = local_ms(2026, 6, 2, 8, 0)
     ts = np.arange(start, start + 8 * 3_600_000, 10_000, dtype=np.int64)
     ts = ts[(ts < start + 2 * 3_600_000 + 7 * 60_000) | (ts >= start + 5 * 3_600_000 + 7 * 60_000)]
     rng = np.random.default_rng(3)
@@ -124,7 +112,7 @@ def test_a_three_hour_gap_is_spread_over_the_missing_quarters_not_put_where_data
 def test_a_gap_across_midnight_leaves_each_day_its_share():
     device, _, energy = device_with_channels()
     access = access_for_tenant(tenant=device.tenant)
-    day = _ms(2026, 6, 2)
+    day = local_ms(2026, 6, 2)
     ts = np.concatenate(
         (
             np.arange(day + 20 * 3_600_000, day + 22 * 3_600_000, 60_000),
@@ -138,7 +126,7 @@ def test_a_gap_across_midnight_leaves_each_day_its_share():
     days = readings_series(
         access=access, channel_ids=[energy.pk], start=_dt(day), end=_dt(day + 48 * 3_600_000), resolution="1d"
     )[energy.pk]
-    edges = np.array([_ms(2026, 6, 2), _ms(2026, 6, 3), _ms(2026, 6, 4)], dtype=np.int64)
+    edges = np.array([local_ms(2026, 6, 2), local_ms(2026, 6, 3), local_ms(2026, 6, 4)], dtype=np.int64)
     expected = expected_energy(ts, counter, edges)
     assert days.timestamps_ms.tolist() == edges[:-1].tolist()
     np.testing.assert_allclose(days.values["delta"], expected, rtol=1e-9)
@@ -151,17 +139,21 @@ def test_a_gap_across_midnight_leaves_each_day_its_share():
 def test_a_device_silent_for_months_spreads_its_energy_over_the_silence():
     device, _, energy = device_with_channels()
     access = access_for_tenant(tenant=device.tenant)
-    before = _ms(2026, 1, 10, 12) + np.arange(0, 3_600_000, 60_000)
-    after = _ms(2026, 4, 20, 12) + np.arange(0, 3_600_000, 60_000)
+    before = local_ms(2026, 1, 10, 12) + np.arange(0, 3_600_000, 60_000)
+    after = local_ms(2026, 4, 20, 12) + np.arange(0, 3_600_000, 60_000)
     ts = np.concatenate((before, after)).astype(np.int64)
     counter = 5_000.0 + np.arange(len(ts)) * 10.0
     counter[len(before) :] += 20_000_000.0  # 20 MWh over 100 days
     _store(device, [energy], ts, [counter])
 
     months = readings_series(
-        access=access, channel_ids=[energy.pk], start=_dt(_ms(2026, 1, 1)), end=_dt(_ms(2026, 5, 1)), resolution="1mo"
+        access=access,
+        channel_ids=[energy.pk],
+        start=_dt(local_ms(2026, 1, 1)),
+        end=_dt(local_ms(2026, 5, 1)),
+        resolution="1mo",
     )[energy.pk]
-    edges = np.array([_ms(2026, m, 1) for m in (1, 2, 3, 4, 5)], dtype=np.int64)
+    edges = np.array([local_ms(2026, m, 1) for m in (1, 2, 3, 4, 5)], dtype=np.int64)
     expected = expected_energy(ts, counter, edges)
     np.testing.assert_allclose(months.values["delta"], expected, rtol=1e-9)
     delta, flags = _quarters(access, energy, after[0], after[0] + Q)
@@ -180,7 +172,7 @@ def test_a_device_silent_for_months_spreads_its_energy_over_the_silence():
 def test_a_small_step_back_is_a_glitch_worth_nothing_not_a_reset_worth_the_whole_counter():
     device, _, energy = device_with_channels()
     access = access_for_tenant(tenant=device.tenant)
-    start = _ms(2026, 6, 2, 10)
+    start = local_ms(2026, 6, 2, 10)
     ts = start + np.arange(0, Q, 2_000, dtype=np.int64)
     counter = 52_000.0 + np.arange(len(ts)) * 0.5
     counter[200] = counter[199] - 0.1  # a 0.1 Wh glitch
@@ -196,7 +188,7 @@ def test_a_small_step_back_is_a_glitch_worth_nothing_not_a_reset_worth_the_whole
 def test_a_reported_reset_counts_the_energy_since_the_reset_even_when_the_drop_is_small():
     device, _, energy = device_with_channels()
     access = access_for_tenant(tenant=device.tenant)
-    start = _ms(2026, 6, 2, 10)
+    start = local_ms(2026, 6, 2, 10)
     ts = start + np.arange(0, 10 * 60_000, 60_000, dtype=np.int64)
     # A small counter (500 Wh) restarts at minute 5 and has 60 Wh one minute later: not below 10 %.
     counter = np.array([300, 350, 400, 450, 500, 60, 110, 160, 210, 260], dtype=np.float64)
@@ -228,11 +220,11 @@ def test_a_two_second_500_kw_spike_on_a_6_kw_facility_does_not_set_the_month_pea
     device, power = _facility_with_rated_range()
     assert (power.plausible_min, power.plausible_max) == (-1_000, 10_000)  # copied from the rated range
     access = access_for_tenant(tenant=device.tenant)
-    start = _ms(2026, 6, 2, 0)
+    start = local_ms(2026, 6, 2, 0)
     ts = start + np.arange(0, 86_400_000, 2_000, dtype=np.int64)
     rng = np.random.default_rng(5)
     watts = rng.uniform(3_000, 6_000, len(ts))
-    spike = int(np.searchsorted(ts, _ms(2026, 6, 2, 14, 7)))
+    spike = int(np.searchsorted(ts, local_ms(2026, 6, 2, 14, 7)))
     watts[spike] = 500_000.0
     _store(device, [power], ts, [watts])
 
@@ -245,7 +237,7 @@ def test_a_two_second_500_kw_spike_on_a_6_kw_facility_does_not_set_the_month_pea
     np.testing.assert_allclose(series.demand_kw, expected_kw, rtol=1e-9)
     peak = readings_demand_peak(series)
     assert peak is not None and peak.kw == pytest.approx(expected_kw.max()) and peak.kw < 6.0
-    spiked = _ms(2026, 6, 2, 14, 0)
+    spiked = local_ms(2026, 6, 2, 14, 0)
     assert flag_names(int(series.flags[series.timestamps_ms.tolist().index(spiked)])) == ["implausible"]
     # The raw reading is kept.
     raw = readings_series(access=access, channel_ids=[power.pk], start=_dt(spiked), end=_dt(spiked + Q))[power.pk]
@@ -283,7 +275,7 @@ def test_confirming_readings_of_another_tenants_channel_fails_like_a_missing_one
 def test_the_demand_series_of_a_dst_day_has_every_local_quarter_and_the_days_energy(day, quarters):
     device, power, energy = device_with_channels(facility__timezone="Europe/Berlin")
     access = access_for_tenant(tenant=device.tenant)
-    start, end = _ms(*day), _ms(*(datetime(*day) + timedelta(days=1)).timetuple()[:3])
+    start, end = local_ms(*day), local_ms(*(datetime(*day) + timedelta(days=1)).timetuple()[:3])
     ts = np.arange(start - 3_600_000, end + 3_600_000, 30_000, dtype=np.int64)
     rng = np.random.default_rng(day[2])
     watts = rng.uniform(1_000, 9_000, len(ts))

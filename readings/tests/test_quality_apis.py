@@ -13,21 +13,13 @@ import pytest
 from devices.tests.factories import DeviceFactory, DeviceTypeFactory
 from integrations.scopes import FLEET_WRITE, READINGS_READ
 from integrations.tests.factories import AccessTokenFactory, bearer
-from readings import metadata
 from readings.models import ConfirmedSpan, DirtyInterval
 from readings.services import readings_ingest, rollups_refresh
 from readings.tests.factories import batch_for
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_channel_metadata")]
 START = datetime(2026, 6, 2, 10, 0, tzinfo=UTC)
 START_MS = int(START.timestamp() * 1000)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    metadata.clear_caches()
-    yield
-    metadata.clear_caches()
 
 
 @pytest.fixture

@@ -13,21 +13,13 @@ from accounts.tests.factories import UserFactory
 from devices.tests.factories import FacilityFactory
 from integrations.scopes import FLEET_WRITE, READINGS_READ
 from integrations.tests.factories import AccessTokenFactory, bearer
-from readings import metadata
 from readings.models import Rollup
 from readings.services import readings_ingest, rollups_refresh, rollups_rezone
 from readings.tests.factories import batch_for, device_with_channels
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_channel_metadata")]
 START = datetime(2026, 6, 1, tzinfo=UTC)
 START_MS = int(START.timestamp() * 1000)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    metadata.clear_caches()
-    yield
-    metadata.clear_caches()
 
 
 def _three_days(device, power, energy):  # type: ignore[no-untyped-def]

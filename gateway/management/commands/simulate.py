@@ -18,6 +18,7 @@ from devices.models import Device, DeviceType, Facility
 from firmware.signing import signing_public_key
 from gateway.simulator import ChannelSpec, DeviceSpec, SimStats, SimulatedDevice, run_devices
 from gateway.tls import DEV_CERT_NAME, client_context
+from readings.store import get_store
 
 SIM_TENANT = "simulator"
 
@@ -35,6 +36,10 @@ def device_specs(keys: dict[str, str], *, limit: int | None) -> list[DeviceSpec]
     specs = []
     for device in devices:
         channels = sorted(device.channels.all(), key=lambda c: c.index)
+        # A restarted meter goes on counting from where its stored history ends: no phantom energy.
+        counters = [c.pk for c in channels if c.quantity == "active_energy" and c.unit == "Wh"]
+        latest = get_store().latest(tenant_id=device.tenant_id, channel_ids=counters) if counters else {}
+        energy_wh = float(latest[counters[0]].values[-1]) if counters and counters[0] in latest else None
         kinds = Counter(c.load.kind for c in channels if c.load is not None)
         load_kind = (
             kinds.most_common(1)[0][0] if kinds else ("appliances" if device.facility.kind == "home" else "other")
@@ -48,6 +53,7 @@ def device_specs(keys: dict[str, str], *, limit: int | None) -> list[DeviceSpec]
                 name=device.name,
                 firmware_line=device.device_type.firmware_line,
                 firmware_version=device.firmware_version or "1.0.0",
+                energy_wh=energy_wh,
             )
         )
     return specs

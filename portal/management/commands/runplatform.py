@@ -13,7 +13,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from billing.demo import seed_billing_demo
-from devices.demo import demo_keys_path, seed_demo
+from devices.demo import DEMO_TENANTS, demo_keys_path, seed_demo
+from gateway.backfill import demo_history_backfill
 
 
 def platform_processes(*, host: str, port: int) -> list[tuple[str, list[str]]]:
@@ -54,6 +55,14 @@ class Command(BaseCommand):
         logins = [] if options["no_seed"] else seed_demo()
         if not options["no_seed"]:
             seed_billing_demo()
+            self.stdout.write("Backfilling the demo's history (first start only) ...")
+            result = demo_history_backfill(tenant_slugs=DEMO_TENANTS, progress=self.stdout.write)
+            if result.devices:
+                self.stdout.write(
+                    f"  {result.readings:,} readings for {result.devices} devices in {result.seconds:.1f} s"
+                )
+            else:
+                self.stdout.write("  already there")
         children: list[tuple[str, subprocess.Popen[bytes]]] = []
         for name, argv in platform_processes(host=host, port=port):
             self.stdout.write(f"starting {name}: {' '.join(argv[1:])}")
