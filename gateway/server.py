@@ -341,6 +341,7 @@ class Connection:
 
     def offer_firmware(self, offer: FirmwareOfferInfo) -> None:
         self.offer = offer
+        self.gateway.count("firmware_offers")
         chunk = min(self.gateway.config.firmware_chunk_size, self.gateway.config.max_payload - 8)
         self.send(
             p.FrameType.FIRMWARE_OFFER,
@@ -367,6 +368,7 @@ class Connection:
         image = await self.gateway.firmware_image(offer.image_id)
         data = image[request.offset : request.offset + request.length]
         self.send(p.FrameType.FIRMWARE_CHUNK, p.FirmwareChunk(offer.transfer_id, request.offset, data).encode())
+        self.gateway.count("firmware_chunk_bytes", len(data))
         await self.writer.drain()
 
     async def _on_firmware_status(self, frame: p.Frame) -> None:

@@ -243,6 +243,9 @@ class SimulatedDevice:
         self.firmware_requests: list[int] = []
         self.firmware_results: list[tuple[str, int, str]] = []  # (version, state, message)
         self.drop_connection_at: int | None = None  # tests: drop once the download holds this many bytes
+        # tests: stop asking for chunks once the download holds this many bytes, as a stalled link does
+        self.stall_download_at: int | None = None
+        self.download_stalled = asyncio.Event()
         self._partial: dict[int, bytearray] = {}
         self._stopping = False
         self._writer: asyncio.StreamWriter | None = None
@@ -496,6 +499,10 @@ class SimulatedDevice:
         if self.drop_connection_at is not None and len(held) >= self.drop_connection_at:
             self.drop_connection_at = None
             self.drop_connection()
+            return
+        if self.stall_download_at is not None and len(held) >= self.stall_download_at:
+            self.stall_download_at = None
+            self.download_stalled.set()
             return
         self._request_next(writer, offer)
 

@@ -193,6 +193,8 @@ def rollout_resume(*, access: Access, rollout: Rollout, now: dt.datetime | None 
     if rollout.state != Rollout.State.PAUSED:
         raise FirmwareError(_("Only a paused rollout can be resumed."))
     now = _now(now)
+    # Outcomes reported since the last tick count as before the resume, so their retries start now too.
+    _record_outcomes(rollout, now)
     rollout.state = Rollout.State.RUNNING
     rollout.pause_reason = ""
     rollout.errors_since_resume = 0
