@@ -30,6 +30,9 @@ from firmware.services.rollouts import rollout_advance, rollout_create, rollout_
 from firmware.signing import signing_public_key
 from gateway.server import Gateway
 from gateway.tests.helpers import FAST, Recorder, simulated, spec_for, tls_contexts
+from gateway.tls import client_context
+from portal.tests.servers import gateway as gateway_process
+from portal.tests.servers import server_env
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -272,37 +275,41 @@ async def test_a_gateway_restart_mid_rollout_resumes_the_transfers_where_they_st
     assert transfers == [(FirmwareTransfer.State.INSTALLED, 2)] * 5
 
 
-async def test_a_rollout_reaches_devices_on_two_gateway_processes(tmp_path):
+@pytest.mark.services
+async def test_a_rollout_reaches_devices_on_two_gateway_processes(tmp_path, postgresql_url):
+    """Two `manage.py rungateway` processes share nothing but the database: each offers the transfers of
+    the devices whose connections it holds."""
     world = await sync_to_async(World)(6)
-    server_ctx, client_ctx = tls_contexts(tmp_path)
-    first, port_a = await start_gateway(tmp_path, server_ctx=server_ctx)
-    second, port_b = await start_gateway(tmp_path, server_ctx=server_ctx)
+    env = {**server_env(), "ENERGYBOX_FIRMWARE_SIGNING_KEY": "42" * 32}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     specs = await sync_to_async(world.specs)()
-    devices = [
-        simulated(
-            spec,
-            port_a if i % 2 else port_b,
-            client_ctx,
-            max_batches=None,
-            realtime=True,
-            firmware_public_key=world.public_key,
-        )
-        for i, spec in enumerate(specs)
-    ]
-    tasks = await run_fleet(devices)
-    try:
-        await wait_for(lambda: online_count(world) == 6, within_s=30, what="fleet online")
-        assert len(first.connections) == 3 and len(second.connections) == 3
-        rollout = await sync_to_async(rollout_create)(access=world.access, spec=world.rollout_spec())
-        await wait_for(
-            lambda: rollout_state(rollout.pk) == Rollout.State.COMPLETED,
-            within_s=60,
-            what="completion",
-            tick=ticker(rollout.pk),
-        )
-    finally:
-        await stop_fleet(devices, tasks)
-        await first.shutdown()
-        await second.shutdown()
+    with (
+        gateway_process({**env, "ENERGYBOX_DATA_DIR": str(tmp_path / "a")}) as (port_a, ca_a),
+        gateway_process({**env, "ENERGYBOX_DATA_DIR": str(tmp_path / "b")}) as (port_b, ca_b),
+    ):
+        devices = [
+            simulated(
+                spec,
+                port_a if i % 2 else port_b,
+                client_context(cafile=ca_a if i % 2 else ca_b),
+                max_batches=None,
+                realtime=True,
+                firmware_public_key=world.public_key,
+            )
+            for i, spec in enumerate(specs)
+        ]
+        tasks = await run_fleet(devices)
+        try:
+            await wait_for(lambda: online_count(world) == 6, within_s=30, what="fleet online")
+            rollout = await sync_to_async(rollout_create)(access=world.access, spec=world.rollout_spec())
+            await wait_for(
+                lambda: rollout_state(rollout.pk) == Rollout.State.COMPLETED,
+                within_s=60,
+                what="completion",
+                tick=ticker(rollout.pk),
+            )
+        finally:
+            await stop_fleet(devices, tasks)
     assert all(d.firmware_version == "1.1.0" for d in devices)
-    assert first.stats.get("firmware_offers", 0) == 3 and second.stats.get("firmware_offers", 0) == 3
+    assert {d.port for d in devices} == {port_a, port_b} and all(d.reboots == 1 for d in devices)
