@@ -34,5 +34,6 @@ urlpatterns = [
         name="api-redoc",
     ),
     path("integrations/", include("integrations.urls")),
+    path("firmware/", include("firmware.urls")),
     path("", include("portal.urls")),
 ]
