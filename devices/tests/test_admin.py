@@ -14,6 +14,7 @@ from accounts.tests.factories import MembershipFactory, UserFactory
 from devices.models import Device
 from devices.tests.factories import DeviceFactory, DeviceGroupFactory, LoadFactory
 from firmware.services import firmware_image_create, firmware_transfer_start
+from firmware.tests.helpers import firmware_rollout_for_admin
 from integrations.tests.factories import AccessTokenFactory
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +41,7 @@ def populated():
     )
     image = firmware_image_create(firmware_line="eb-meter", version="1.0.1", image=b"\x7fELF-image")
     firmware_transfer_start(device=device, image=image)
+    firmware_rollout_for_admin(device=device, image=image)
     return device
 
 
@@ -49,7 +51,7 @@ def staff_client(client):
     return client
 
 
-NO_ADD_PAGE = {("firmware", "firmwaretransfer")}
+NO_ADD_PAGE = {("firmware", "firmwaretransfer"), ("firmware", "rollout")}
 
 
 def _registered():
