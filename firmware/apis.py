@@ -119,6 +119,7 @@ class RolloutOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
             "max_attempts",
             "retry_backoff_s",
             "requires_approval",
+            "delta_updates",
             "created_by",
             "approved_by",
             "rollback_of",
@@ -170,6 +171,14 @@ class RolloutDeviceOutput(serializers.ModelSerializer):  # type: ignore[type-arg
     wave = serializers.IntegerField(source="wave.index", read_only=True)
     transfer_state = serializers.CharField(source="transfer.state", read_only=True, allow_null=True, default=None)
     offset = serializers.IntegerField(source="transfer.offset", read_only=True, allow_null=True, default=None)
+    delta = serializers.SerializerMethodField(help_text="Whether the current attempt sends a delta, not the image.")
+    bytes_sent = serializers.IntegerField(
+        source="transfer.offset",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="Image or delta bytes the device holds in the current attempt.",
+    )
     last_started_at = OffsetDateTimeField(read_only=True, allow_null=True)
     next_attempt_at = OffsetDateTimeField(read_only=True, allow_null=True)
     finished_at = OffsetDateTimeField(read_only=True, allow_null=True)
@@ -187,10 +196,15 @@ class RolloutDeviceOutput(serializers.ModelSerializer):  # type: ignore[type-arg
             "from_version",
             "transfer_state",
             "offset",
+            "delta",
+            "bytes_sent",
             "last_started_at",
             "next_attempt_at",
             "finished_at",
         ]
+
+    def get_delta(self, obj: RolloutDevice) -> bool | None:
+        return None if obj.transfer is None else obj.transfer.delta_id is not None
 
 
 class ExcludedOutput(serializers.Serializer):  # type: ignore[type-arg]
@@ -248,6 +262,9 @@ class RolloutInput(serializers.Serializer):  # type: ignore[type-arg]
     max_attempts = serializers.IntegerField(min_value=1, max_value=MAX_ATTEMPTS, default=3)
     retry_backoff_s = serializers.IntegerField(min_value=1, max_value=MAX_BACKOFF_S, default=60)
     requires_approval = serializers.BooleanField(default=False)
+    delta_updates = serializers.BooleanField(
+        default=True, help_text="Send a delta when the platform holds the image the device runs."
+    )
 
     def to_internal_value(self, data: Any) -> Any:
         # Ids beyond 64 bits name no row and would overflow the driver.
@@ -288,6 +305,7 @@ def spec_from(data: dict[str, Any]) -> RolloutSpec:
         max_attempts=data["max_attempts"],
         retry_backoff_s=data["retry_backoff_s"],
         requires_approval=data["requires_approval"],
+        delta_updates=data["delta_updates"],
     )
 
 

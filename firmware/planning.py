@@ -54,6 +54,7 @@ class RolloutSpec:
     max_attempts: int = 3
     retry_backoff_s: int = 60
     requires_approval: bool = False
+    delta_updates: bool = True
 
 
 @dataclass(frozen=True)

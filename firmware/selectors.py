@@ -45,7 +45,11 @@ def rollout_device_list(*, access: Access, rollout: Rollout) -> QuerySet[Rollout
     qs = RolloutDevice.objects.filter(tenant_id=access.tenant_id, rollout_id=rollout.pk)
     if access.facility_ids is not None:
         qs = qs.filter(device__facility_id__in=access.facility_ids)
-    return qs.select_related("device", "wave", "transfer").order_by("wave__index", "id")
+    return (
+        qs.select_related("device", "wave", "transfer", "transfer__image", "transfer__delta")
+        .defer("transfer__image__image", "transfer__delta__patch")
+        .order_by("wave__index", "id")
+    )
 
 
 @dataclass(frozen=True)
@@ -121,8 +125,10 @@ def rollout_progress(*, access: Access, rollout_id: int) -> dict[str, Any]:
             "reason": entry.reason,
             "attempts": entry.attempts,
             "percent": (
-                min(100, entry.transfer.offset * 100 // max(1, rollout.image.size)) if entry.transfer else None
+                min(100, entry.transfer.offset * 100 // max(1, entry.transfer.sent_size)) if entry.transfer else None
             ),
+            "delta": entry.transfer.delta_id is not None if entry.transfer else None,
+            "bytes_sent": entry.transfer.offset if entry.transfer else None,
         }
         for entry in rollout_device_list(access=access, rollout=rollout)[:PROGRESS_DEVICES]
     ]

@@ -22,9 +22,9 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from devices.models import Device
 from firmware.errors import FirmwareError
-from firmware.models import FirmwareImage, FirmwareTransfer, Rollout, RolloutDevice, RolloutWave
+from firmware.models import FirmwareDelta, FirmwareImage, FirmwareTransfer, Rollout, RolloutDevice, RolloutWave
 from firmware.planning import MAX_RATE_PER_MINUTE, RolloutSpec, eligible, rollout_plan, target_devices
-from firmware.services import firmware_transfer_cancel, firmware_transfer_start
+from firmware.services import firmware_delta_get, firmware_transfer_cancel, firmware_transfer_start
 
 Status = RolloutDevice.Status
 _FAILED_TRANSFER = {
@@ -99,6 +99,7 @@ def rollout_create(*, access: Access, spec: RolloutSpec, now: dt.datetime | None
         target_facility_id=spec.target_facility,
         target_tag=spec.target_tag,
         include_joining=spec.include_joining,
+        delta_updates=spec.delta_updates,
         wave_kind=spec.wave_kind,
         wave_values=list(spec.wave_values),
         success_threshold_percent=spec.success_threshold_percent,
@@ -497,13 +498,20 @@ def _devices_start(rollout: Rollout, now: dt.datetime) -> int:
         .order_by("wave__index", "id")
     )
     started = 0
+    deltas: dict[str, FirmwareDelta | None] = {}
     for entry in due.iterator(chunk_size=500):
         if budget is not None and started >= budget:
             break
         if not in_window(rollout, timezone_name=entry.device.facility.timezone, now=now):
             continue
+        delta = None
+        if rollout.delta_updates and entry.attempts == 0:
+            # Retries always send the whole image: a failed delta falls back to it.
+            if entry.from_version not in deltas:
+                deltas[entry.from_version] = _delta_from(rollout, entry.from_version)
+            delta = deltas[entry.from_version]
         try:
-            transfer = firmware_transfer_start(device=entry.device, image=rollout.image)
+            transfer = firmware_transfer_start(device=entry.device, image=rollout.image, delta=delta)
         except FirmwareError:
             continue  # a transfer from outside this rollout is in progress: try again next tick
         entry.transfer = transfer
@@ -514,6 +522,13 @@ def _devices_start(rollout: Rollout, now: dt.datetime) -> int:
         entry.save(update_fields=["transfer", "status", "attempts", "last_started_at", "next_attempt_at"])
         started += 1
     return started
+
+
+def _delta_from(rollout: Rollout, version: str) -> FirmwareDelta | None:
+    base = (
+        FirmwareImage.objects.defer("image").filter(firmware_line=rollout.image.firmware_line, version=version).first()
+    )
+    return firmware_delta_get(base=base, target=rollout.image) if base is not None and version else None
 
 
 def _complete_if_done(rollout: Rollout, now: dt.datetime) -> None:
