@@ -62,7 +62,7 @@ async def main() -> None:  # noqa: PLR0915
     from devices.keys import private_key_load
     from devices.models import Device, DeviceType, Facility
     from devices.services import device_provision
-    from firmware.models import FirmwareImage, FirmwareTransfer, Rollout
+    from firmware.models import FirmwareTransfer, Rollout
     from firmware.planning import RolloutSpec
     from firmware.services import firmware_image_create
     from firmware.services.rollouts import rollout_create, rollout_tick
@@ -147,7 +147,7 @@ async def main() -> None:  # noqa: PLR0915
         return Device.objects.filter(tenant=tenant, status=Device.Status.ONLINE).count()
 
     deadline = time.monotonic() + 300
-    while await sync_to_async(online)() < DEVICES and time.monotonic() < deadline:
+    while await sync_to_async(online)() < DEVICES and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the database
         await asyncio.sleep(1)
     connected_at = time.monotonic()
     await asyncio.sleep(BASELINE_S)
