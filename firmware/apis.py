@@ -29,6 +29,7 @@ from firmware.planning import (
     RolloutPlan,
     RolloutSpec,
     rollout_plan,
+    spec_from_values,
 )
 from firmware.services import rollouts as services
 from integrations.api.fields import OffsetDateTimeField
@@ -279,33 +280,18 @@ class RolloutInput(serializers.Serializer):  # type: ignore[type-arg]
 def spec_from(data: dict[str, Any]) -> RolloutSpec:
     target = data["target"]
     waves = data.get("waves") or {"kind": Rollout.WaveKind.PERCENT, "values": [100]}
-    return RolloutSpec(
-        name=data["name"],
-        image=data["image"],
-        device_type=data["device_type"],
-        from_versions=tuple(data["from_versions"]),
-        target_kind=target["kind"],
-        target_groups=tuple(target["groups"]),
-        target_device_ids=tuple(target["devices"]),
-        target_facility=target["facility"],
-        target_tag=target["tag"],
-        include_joining=target["include_joining"],
-        wave_kind=waves["kind"],
-        wave_values=tuple(waves["values"]),
-        success_threshold_percent=data["success_threshold_percent"],
-        auto_advance=data["auto_advance"],
-        error_threshold_count=data.get("error_threshold_count"),
-        error_threshold_percent=data.get("error_threshold_percent"),
-        rate_per_minute=data.get("rate_per_minute"),
-        rate_ramp_factor=data["rate_ramp_factor"],
-        rate_ramp_step=data["rate_ramp_step"],
-        window_start=data.get("window_start"),
-        window_end=data.get("window_end"),
-        device_timeout_s=data["device_timeout_s"],
-        max_attempts=data["max_attempts"],
-        retry_backoff_s=data["retry_backoff_s"],
-        requires_approval=data["requires_approval"],
-        delta_updates=data["delta_updates"],
+    return spec_from_values(
+        {
+            **data,
+            "target_kind": target["kind"],
+            "target_groups": target["groups"],
+            "target_device_ids": target["devices"],
+            "target_facility": target["facility"],
+            "target_tag": target["tag"],
+            "include_joining": target["include_joining"],
+            "wave_kind": waves["kind"],
+            "wave_values": waves["values"],
+        }
     )
 
 

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.access import Access
 from devices.models import Device, DeviceGroup, DeviceType, Facility
 from firmware.models import FirmwareImage, Rollout
-from firmware.planning import RolloutSpec
+from firmware.planning import RolloutSpec, spec_from_values
 
 
 class RolloutForm(forms.Form):
@@ -80,30 +80,12 @@ class RolloutForm(forms.Form):
 
     def spec(self) -> RolloutSpec:
         data = self.cleaned_data
-        return RolloutSpec(
-            name=data["name"],
-            image=data["image"],
-            device_type=data["device_type"],
-            from_versions=tuple(data["from_versions"]),
-            target_kind=data["target_kind"],
-            target_groups=tuple(g.pk for g in data["groups"]),
-            target_device_ids=tuple(d.pk for d in data["devices"]),
-            target_facility=data["facility"].pk if data["facility"] else None,
-            target_tag=data["tag"],
-            include_joining=data["include_joining"],
-            wave_kind=data["wave_kind"],
-            wave_values=tuple(data["wave_values"]),
-            success_threshold_percent=data["success_threshold_percent"],
-            auto_advance=data["auto_advance"],
-            error_threshold_count=data["error_threshold_count"],
-            error_threshold_percent=data["error_threshold_percent"],
-            rate_per_minute=data["rate_per_minute"],
-            rate_ramp_factor=data["rate_ramp_factor"],
-            rate_ramp_step=data["rate_ramp_step"],
-            window_start=data["window_start"],
-            window_end=data["window_end"],
-            device_timeout_s=data["device_timeout_s"],
-            max_attempts=data["max_attempts"],
-            retry_backoff_s=data["retry_backoff_s"],
-            requires_approval=data["requires_approval"],
+        return spec_from_values(
+            {
+                **data,
+                "target_groups": [g.pk for g in data["groups"]],
+                "target_device_ids": [d.pk for d in data["devices"]],
+                "target_facility": data["facility"].pk if data["facility"] else None,
+                "target_tag": data["tag"],
+            }
         )

@@ -50,6 +50,15 @@ def _locked(rollout: Rollout, tenant_id: int | None = None) -> Rollout:
     return qs.get(pk=rollout.pk)
 
 
+def _locked_for(access: Access, rollout: Rollout, *, states: tuple[str, ...], refusal: str) -> Rollout:
+    """The rollout, row-locked, for a tenant admin's control; another tenant's reads as missing."""
+    _require_admin(access)
+    rollout = _locked(rollout, access.tenant_id)
+    if rollout.state not in states:
+        raise FirmwareError(refusal)
+    return rollout
+
+
 def spec_of(rollout: Rollout) -> RolloutSpec:
     return RolloutSpec(
         name=rollout.name,
@@ -154,10 +163,9 @@ def _wave_start(wave: RolloutWave, now: dt.datetime) -> None:
 
 @transaction.atomic
 def rollout_approve(*, access: Access, rollout: Rollout, now: dt.datetime | None = None) -> Rollout:
-    _require_admin(access)
-    rollout = _locked(rollout, access.tenant_id)
-    if rollout.state != Rollout.State.AWAITING_APPROVAL:
-        raise FirmwareError(_("This rollout is not awaiting approval."))
+    rollout = _locked_for(
+        access, rollout, states=(Rollout.State.AWAITING_APPROVAL,), refusal=_("This rollout is not awaiting approval.")
+    )
     if access.user_id is None or access.user_id == rollout.created_by_id:
         raise FirmwareError(_("A second tenant admin, not the one who created the rollout, must approve it."))
     now = _now(now)
@@ -171,10 +179,9 @@ def rollout_approve(*, access: Access, rollout: Rollout, now: dt.datetime | None
 
 @transaction.atomic
 def rollout_pause(*, access: Access, rollout: Rollout) -> Rollout:
-    _require_admin(access)
-    rollout = _locked(rollout, access.tenant_id)
-    if rollout.state != Rollout.State.RUNNING:
-        raise FirmwareError(_("Only a running rollout can be paused."))
+    rollout = _locked_for(
+        access, rollout, states=(Rollout.State.RUNNING,), refusal=_("Only a running rollout can be paused.")
+    )
     _pause(rollout, _("paused by an admin"))
     return rollout
 
@@ -189,10 +196,9 @@ def _pause(rollout: Rollout, reason: str) -> None:
 def rollout_resume(*, access: Access, rollout: Rollout, now: dt.datetime | None = None) -> Rollout:
     """Run again after a pause. The error count starts afresh, devices waiting to retry retry now, and a
     wave that stopped below its success threshold counts as accepted by the admin."""
-    _require_admin(access)
-    rollout = _locked(rollout, access.tenant_id)
-    if rollout.state != Rollout.State.PAUSED:
-        raise FirmwareError(_("Only a paused rollout can be resumed."))
+    rollout = _locked_for(
+        access, rollout, states=(Rollout.State.PAUSED,), refusal=_("Only a paused rollout can be resumed.")
+    )
     now = _now(now)
     # Outcomes reported since the last tick count as before the resume, so their retries start now too.
     _record_outcomes(rollout, now)
@@ -209,10 +215,7 @@ def rollout_resume(*, access: Access, rollout: Rollout, now: dt.datetime | None 
 
 @transaction.atomic
 def rollout_cancel(*, access: Access, rollout: Rollout, now: dt.datetime | None = None) -> Rollout:
-    _require_admin(access)
-    rollout = _locked(rollout, access.tenant_id)
-    if rollout.state not in Rollout.ACTIVE_STATES:
-        raise FirmwareError(_("This rollout has already ended."))
+    rollout = _locked_for(access, rollout, states=Rollout.ACTIVE_STATES, refusal=_("This rollout has already ended."))
     _cancel(rollout, _now(now))
     return rollout
 
@@ -233,10 +236,9 @@ def _cancel(rollout: Rollout, now: dt.datetime) -> None:
 @transaction.atomic
 def rollout_wave_start_next(*, access: Access, rollout: Rollout, now: dt.datetime | None = None) -> Rollout:
     """The manual "start next wave" of a rollout without automatic advance."""
-    _require_admin(access)
-    rollout = _locked(rollout, access.tenant_id)
-    if rollout.state != Rollout.State.RUNNING:
-        raise FirmwareError(_("Only a running rollout can start its next wave."))
+    rollout = _locked_for(
+        access, rollout, states=(Rollout.State.RUNNING,), refusal=_("Only a running rollout can start its next wave.")
+    )
     if rollout.waves.filter(state=RolloutWave.State.RUNNING).exists():
         raise FirmwareError(_("The current wave has not reached its success threshold yet."))
     wave = rollout.waves.filter(state=RolloutWave.State.PENDING).order_by("index").first()
