@@ -17,10 +17,11 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from firmware.routing import websocket_urlpatterns as firmware_patterns
 from integrations.websocket import bearer_token
 from portal.routing import websocket_urlpatterns as portal_patterns
 
-websocket_urlpatterns: list[Any] = [*portal_patterns]
+websocket_urlpatterns: list[Any] = [*portal_patterns, *firmware_patterns]
 
 
 def websocket_application() -> Any:

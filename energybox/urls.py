@@ -37,5 +37,6 @@ urlpatterns = [
     path("manage/", include("devices.urls")),
     path("manage/", include("accounts.urls")),
     path("billing/", include("billing.urls")),
+    path("firmware/", include("firmware.urls")),
     path("", include("portal.urls")),
 ]

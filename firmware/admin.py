@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from devices.admin import TenantColumnMixin
 from firmware.errors import FirmwareError
-from firmware.models import FirmwareImage, FirmwareTransfer
+from firmware.models import FirmwareImage, FirmwareTransfer, Rollout, RolloutWave
 from firmware.services import MAX_IMAGE_SIZE, firmware_image_create, firmware_transfer_cancel
 
 
@@ -105,3 +105,37 @@ class FirmwareTransferAdmin(TenantColumnMixin, admin.ModelAdmin):
             except FirmwareError as exc:
                 self.message_user(request, f"{transfer}: {exc}", messages.WARNING)
         self.message_user(request, f"Cancelled {cancelled} transfer(s).")
+
+
+class RolloutWaveInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = RolloutWave
+    extra = 0
+    can_delete = False
+    fields = ["index", "size", "state", "started_at", "finished_at"]
+    readonly_fields = ["index", "size", "state", "started_at", "finished_at"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Rollout)
+class RolloutAdmin(TenantColumnMixin, admin.ModelAdmin):
+    """Platform admins see every tenant's rollouts; tenants start and steer them in the portal or the API."""
+
+    list_display = ["name", "tenant_name", "image", "state", "device_count", "created_at", "finished_at"]
+    list_filter = ["state", "tenant", "image__firmware_line"]
+    search_fields = ["name", "tenant__name", "image__version"]
+    list_select_related = ["tenant", "image"]
+    inlines = [RolloutWaveInline]
+    exclude = ["target_groups"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Rollout | None = None) -> list[str]:
+        return [f.name for f in Rollout._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A rollout resolves its target and checks its settings in `rollout_create`.
+        return False
+
+    @admin.display(description="Devices")
+    def device_count(self, obj: Rollout) -> int:
+        return obj.devices.count()

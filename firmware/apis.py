@@ -29,6 +29,7 @@ from firmware.planning import (
     RolloutPlan,
     RolloutSpec,
     rollout_plan,
+    spec_from_values,
 )
 from firmware.services import rollouts as services
 from integrations.api.fields import OffsetDateTimeField
@@ -119,6 +120,7 @@ class RolloutOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
             "max_attempts",
             "retry_backoff_s",
             "requires_approval",
+            "delta_updates",
             "created_by",
             "approved_by",
             "rollback_of",
@@ -170,6 +172,14 @@ class RolloutDeviceOutput(serializers.ModelSerializer):  # type: ignore[type-arg
     wave = serializers.IntegerField(source="wave.index", read_only=True)
     transfer_state = serializers.CharField(source="transfer.state", read_only=True, allow_null=True, default=None)
     offset = serializers.IntegerField(source="transfer.offset", read_only=True, allow_null=True, default=None)
+    delta = serializers.SerializerMethodField(help_text="Whether the current attempt sends a delta, not the image.")
+    bytes_sent = serializers.IntegerField(
+        source="transfer.offset",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="Image or delta bytes the device holds in the current attempt.",
+    )
     last_started_at = OffsetDateTimeField(read_only=True, allow_null=True)
     next_attempt_at = OffsetDateTimeField(read_only=True, allow_null=True)
     finished_at = OffsetDateTimeField(read_only=True, allow_null=True)
@@ -187,10 +197,15 @@ class RolloutDeviceOutput(serializers.ModelSerializer):  # type: ignore[type-arg
             "from_version",
             "transfer_state",
             "offset",
+            "delta",
+            "bytes_sent",
             "last_started_at",
             "next_attempt_at",
             "finished_at",
         ]
+
+    def get_delta(self, obj: RolloutDevice) -> bool | None:
+        return None if obj.transfer is None else obj.transfer.delta_id is not None
 
 
 class ExcludedOutput(serializers.Serializer):  # type: ignore[type-arg]
@@ -248,6 +263,9 @@ class RolloutInput(serializers.Serializer):  # type: ignore[type-arg]
     max_attempts = serializers.IntegerField(min_value=1, max_value=MAX_ATTEMPTS, default=3)
     retry_backoff_s = serializers.IntegerField(min_value=1, max_value=MAX_BACKOFF_S, default=60)
     requires_approval = serializers.BooleanField(default=False)
+    delta_updates = serializers.BooleanField(
+        default=True, help_text="Send a delta when the platform holds the image the device runs."
+    )
 
     def to_internal_value(self, data: Any) -> Any:
         # Ids beyond 64 bits name no row and would overflow the driver.
@@ -262,32 +280,18 @@ class RolloutInput(serializers.Serializer):  # type: ignore[type-arg]
 def spec_from(data: dict[str, Any]) -> RolloutSpec:
     target = data["target"]
     waves = data.get("waves") or {"kind": Rollout.WaveKind.PERCENT, "values": [100]}
-    return RolloutSpec(
-        name=data["name"],
-        image=data["image"],
-        device_type=data["device_type"],
-        from_versions=tuple(data["from_versions"]),
-        target_kind=target["kind"],
-        target_groups=tuple(target["groups"]),
-        target_device_ids=tuple(target["devices"]),
-        target_facility=target["facility"],
-        target_tag=target["tag"],
-        include_joining=target["include_joining"],
-        wave_kind=waves["kind"],
-        wave_values=tuple(waves["values"]),
-        success_threshold_percent=data["success_threshold_percent"],
-        auto_advance=data["auto_advance"],
-        error_threshold_count=data.get("error_threshold_count"),
-        error_threshold_percent=data.get("error_threshold_percent"),
-        rate_per_minute=data.get("rate_per_minute"),
-        rate_ramp_factor=data["rate_ramp_factor"],
-        rate_ramp_step=data["rate_ramp_step"],
-        window_start=data.get("window_start"),
-        window_end=data.get("window_end"),
-        device_timeout_s=data["device_timeout_s"],
-        max_attempts=data["max_attempts"],
-        retry_backoff_s=data["retry_backoff_s"],
-        requires_approval=data["requires_approval"],
+    return spec_from_values(
+        {
+            **data,
+            "target_kind": target["kind"],
+            "target_groups": target["groups"],
+            "target_device_ids": target["devices"],
+            "target_facility": target["facility"],
+            "target_tag": target["tag"],
+            "include_joining": target["include_joining"],
+            "wave_kind": waves["kind"],
+            "wave_values": waves["values"],
+        }
     )
 
 

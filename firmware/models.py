@@ -31,6 +31,23 @@ class FirmwareImage(models.Model):
         return f"{self.firmware_line} {self.version}"
 
 
+class FirmwareDelta(models.Model):
+    """A bsdiff4 patch from one image to another of the same line, made once and sent to every device
+    that runs the base image."""
+
+    base = models.ForeignKey(FirmwareImage, on_delete=models.CASCADE, related_name="+")
+    target = models.ForeignKey(FirmwareImage, on_delete=models.CASCADE, related_name="deltas")
+    patch = models.BinaryField(editable=False)
+    size = models.PositiveIntegerField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["base", "target"], name="firmware_one_delta_per_pair")]
+
+    def __str__(self) -> str:
+        return f"{self.base_id} → {self.target_id} ({self.size} bytes)"
+
+
 class FirmwareTransfer(TenantOwned):
     """One image travelling to one device, with the last status the device reported."""
 
@@ -52,6 +69,8 @@ class FirmwareTransfer(TenantOwned):
     offset = models.PositiveIntegerField(default=0, help_text="Bytes the device reported holding.")
     message = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="Times the image was offered.")
+    # Set when the device gets a patch against its running image instead of the whole image.
+    delta = models.ForeignKey(FirmwareDelta, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -68,6 +87,11 @@ class FirmwareTransfer(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.image} → {self.device.serial} ({self.state})"
+
+    @property
+    def sent_size(self) -> int:
+        """The bytes this transfer moves: the delta's, or the whole image's."""
+        return self.delta.size if self.delta is not None else self.image.size
 
 
 class Rollout(TenantOwned):
@@ -107,6 +131,8 @@ class Rollout(TenantOwned):
     target_facility = models.ForeignKey(Facility, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     target_tag = models.CharField(max_length=64, blank=True)
     include_joining = models.BooleanField(default=False)
+    # First attempts send a delta when the platform holds the device's running image; retries send it whole.
+    delta_updates = models.BooleanField(default=True)
 
     wave_kind = models.CharField(max_length=16, choices=WaveKind.choices)
     wave_values = models.JSONField(default=list)

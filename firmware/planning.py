@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
@@ -54,6 +55,14 @@ class RolloutSpec:
     max_attempts: int = 3
     retry_backoff_s: int = 60
     requires_approval: bool = False
+    delta_updates: bool = True
+
+
+def spec_from_values(values: Mapping[str, Any]) -> RolloutSpec:
+    """A spec from flat, already parsed values named as RolloutSpec's fields (the API and the form)."""
+    names = {f.name for f in fields(RolloutSpec)}
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names}
+    return RolloutSpec(**kwargs)
 
 
 @dataclass(frozen=True)

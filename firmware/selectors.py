@@ -2,12 +2,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Count, QuerySet
 
 from accounts.access import Access
 from devices.models import Device
 from firmware.models import FirmwareImage, FirmwareTransfer, Rollout, RolloutDevice
+
+# The live page lists at most this many devices; the counts always cover all of them.
+PROGRESS_DEVICES = 2000
 
 
 def firmware_transfer_list(*, access: Access) -> QuerySet[FirmwareTransfer]:
@@ -41,7 +45,11 @@ def rollout_device_list(*, access: Access, rollout: Rollout) -> QuerySet[Rollout
     qs = RolloutDevice.objects.filter(tenant_id=access.tenant_id, rollout_id=rollout.pk)
     if access.facility_ids is not None:
         qs = qs.filter(device__facility_id__in=access.facility_ids)
-    return qs.select_related("device", "wave", "transfer").order_by("wave__index", "id")
+    return (
+        qs.select_related("device", "wave", "transfer", "transfer__image", "transfer__delta")
+        .defer("transfer__image__image", "transfer__delta__patch")
+        .order_by("wave__index", "id")
+    )
 
 
 @dataclass(frozen=True)
@@ -102,3 +110,33 @@ def firmware_version_distribution(*, access: Access) -> list[VersionShare]:
         .order_by("device_type__model_name", "firmware_version")
     )
     return [VersionShare(device_type_id=t, device_type=name, version=v, devices=n) for t, name, v, n in rows]
+
+
+def rollout_progress(*, access: Access, rollout_id: int) -> dict[str, Any]:
+    """What the live rollout page shows, JSON-ready: the same counts as the API's detail."""
+    rollout = rollout_get(access=access, rollout_id=rollout_id)
+    summary = rollout_summary(access=access, rollout=rollout)
+    devices = [
+        {
+            "id": entry.device_id,
+            "serial": entry.device.serial,
+            "wave": entry.wave.index,
+            "status": entry.status,
+            "reason": entry.reason,
+            "attempts": entry.attempts,
+            "percent": (
+                min(100, entry.transfer.offset * 100 // max(1, entry.transfer.sent_size)) if entry.transfer else None
+            ),
+            "delta": entry.transfer.delta_id is not None if entry.transfer else None,
+            "bytes_sent": entry.transfer.offset if entry.transfer else None,
+        }
+        for entry in rollout_device_list(access=access, rollout=rollout)[:PROGRESS_DEVICES]
+    ]
+    return {
+        "state": rollout.state,
+        "pause_reason": rollout.pause_reason,
+        "errors_since_resume": rollout.errors_since_resume,
+        "counts": summary.counts,
+        "waves": [{"index": w.index, "size": w.size, "state": w.state, "counts": w.counts} for w in summary.waves],
+        "devices": devices,
+    }

@@ -69,9 +69,12 @@ class FrameType(enum.IntEnum):
 class Flag(enum.IntFlag):
     # A readings batch sent again after a reconnect because it was never acked.
     RESEND = 0x1
+    # A FIRMWARE_OFFER whose bytes are a bsdiff4 patch against the image the device runs; the offer's
+    # sha256 and signature are those of the patched result, which the device verifies as always.
+    DELTA = 0x2
 
 
-KNOWN_FLAGS = int(Flag.RESEND)
+KNOWN_FLAGS = int(Flag.RESEND | Flag.DELTA)
 
 
 class ErrorCode(enum.IntEnum):

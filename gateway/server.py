@@ -14,7 +14,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ _identity_get = sync_to_async(services.device_identity_get)
 _presence_record = sync_to_async(services.device_presence_record)
 _offers_for = sync_to_async(services.firmware_offers_for)
 _image_bytes = sync_to_async(services.firmware_image_bytes)
+_delta_bytes = sync_to_async(services.firmware_delta_bytes)
 _status_record = sync_to_async(services.firmware_status_record)
 _counter_reset_record = sync_to_async(services.counter_reset_record)
 _version_record = sync_to_async(services.device_firmware_version_record)
@@ -106,13 +107,13 @@ class Connection:
 
     # --- output -------------------------------------------------------------------------------
 
-    def send(self, frame_type: p.FrameType, payload: bytes = b"") -> bool:
+    def send(self, frame_type: p.FrameType, payload: bytes = b"", *, flags: int = 0) -> bool:
         # An ack can become due after the peer vanished but before this connection's loop noticed;
         # the reader knows first (EOF or error), and writing then would only make asyncio complain.
         if self.closed or self.writer.is_closing() or self.reader.at_eof() or self.reader.exception() is not None:
             return False
         self.out_seq += 1
-        self.writer.write(p.encode_frame(frame_type, self.out_seq, payload))
+        self.writer.write(p.encode_frame(frame_type, self.out_seq, payload, flags=flags))
         return True
 
     def nack(self, ref_seq: int, code: p.ErrorCode, message: str) -> None:
@@ -349,12 +350,14 @@ class Connection:
 
     def offer_firmware(self, offer: FirmwareOfferInfo) -> None:
         self.offer = offer
+        self.gateway.count("firmware_offers")
         chunk = min(self.gateway.config.firmware_chunk_size, self.gateway.config.max_payload - 8)
         self.send(
             p.FrameType.FIRMWARE_OFFER,
             p.FirmwareOffer(
                 offer.transfer_id, offer.size, chunk, offer.sha256, offer.signature, offer.firmware_line, offer.version
             ).encode(),
+            flags=p.Flag.DELTA if offer.delta_id is not None else 0,
         )
 
     def _active_offer(self, transfer_id: int, seq: int) -> FirmwareOfferInfo | None:
@@ -372,9 +375,13 @@ class Connection:
         if request.offset >= offer.size or request.length == 0 or request.length > chunk_size:
             self.nack(frame.seq, p.ErrorCode.FIRMWARE, f"bad range {request.offset}+{request.length} of {offer.size}")
             return
-        image = await self.gateway.firmware_image(offer.image_id)
+        if offer.delta_id is not None:
+            image = await self.gateway.firmware_delta(offer.delta_id)
+        else:
+            image = await self.gateway.firmware_image(offer.image_id)
         data = image[request.offset : request.offset + request.length]
         self.send(p.FrameType.FIRMWARE_CHUNK, p.FirmwareChunk(offer.transfer_id, request.offset, data).encode())
+        self.gateway.count("firmware_chunk_bytes", len(data))
         await self.writer.drain()
 
     async def _on_firmware_status(self, frame: p.Frame) -> None:
@@ -452,7 +459,7 @@ class Gateway:
         self._seen: dict[int, int] = {}
         self._online: set[int] = set()
         self._offline: set[int] = set()
-        self._images: dict[int, bytes] = {}
+        self._images: dict[tuple[str, int], bytes] = {}
         self._firmware_wakeup = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -597,13 +604,19 @@ class Gateway:
         self._firmware_wakeup.set()
 
     async def firmware_image(self, image_id: int) -> bytes:
-        image = self._images.get(image_id)
-        if image is None:
-            image = await _image_bytes(image_id=image_id)
+        return await self._cached(("image", image_id), lambda: _image_bytes(image_id=image_id))
+
+    async def firmware_delta(self, delta_id: int) -> bytes:
+        return await self._cached(("delta", delta_id), lambda: _delta_bytes(delta_id=delta_id))
+
+    async def _cached(self, key: tuple[str, int], load: Callable[[], Awaitable[bytes]]) -> bytes:
+        data = self._images.get(key)
+        if data is None:
+            data = await load()
             if len(self._images) >= 8:
                 self._images.pop(next(iter(self._images)))
-            self._images[image_id] = image
-        return image
+            self._images[key] = data
+        return data
 
     async def firmware_check(self) -> int:
         """Offer active transfers to connected devices that do not hold that transfer's offer.

@@ -17,7 +17,7 @@ from django.db import close_old_connections
 from devices.models import Channel, Device
 from firmware import selectors as firmware_selectors
 from firmware import services as firmware_services
-from firmware.models import FirmwareImage, FirmwareTransfer
+from firmware.models import FirmwareDelta, FirmwareImage, FirmwareTransfer
 from readings import services as readings_services
 
 
@@ -126,6 +126,8 @@ class FirmwareOfferInfo:
     size: int
     sha256: bytes
     signature: bytes
+    # Set when the bytes on offer are a bsdiff4 patch against the device's image (`size` is the patch's).
+    delta_id: int | None = None
 
 
 def firmware_offers_for(*, device_ids: Iterable[int]) -> list[FirmwareOfferInfo]:
@@ -134,7 +136,8 @@ def firmware_offers_for(*, device_ids: Iterable[int]) -> list[FirmwareOfferInfo]
     if not wanted:
         return []
     offers = []
-    for transfer in firmware_selectors.firmware_transfers_active_for(device_ids=wanted).defer("image__image"):
+    active = firmware_selectors.firmware_transfers_active_for(device_ids=wanted)
+    for transfer in active.select_related("delta").defer("image__image", "delta__patch"):
         image = transfer.image
         offers.append(
             FirmwareOfferInfo(
@@ -143,9 +146,10 @@ def firmware_offers_for(*, device_ids: Iterable[int]) -> list[FirmwareOfferInfo]
                 image_id=image.pk,
                 firmware_line=image.firmware_line,
                 version=image.version,
-                size=image.size,
+                size=transfer.delta.size if transfer.delta is not None else image.size,
                 sha256=bytes(image.sha256),
                 signature=bytes(image.signature),
+                delta_id=transfer.delta_id,
             )
         )
     return offers
@@ -154,6 +158,11 @@ def firmware_offers_for(*, device_ids: Iterable[int]) -> list[FirmwareOfferInfo]
 def firmware_image_bytes(*, image_id: int) -> bytes:
     close_old_connections()
     return bytes(FirmwareImage.objects.values_list("image", flat=True).get(pk=image_id))
+
+
+def firmware_delta_bytes(*, delta_id: int) -> bytes:
+    close_old_connections()
+    return bytes(FirmwareDelta.objects.values_list("patch", flat=True).get(pk=delta_id))
 
 
 def firmware_status_record(

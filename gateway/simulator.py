@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
+import bsdiff4
 import numpy as np
 import numpy.typing as npt
 from cryptography.exceptions import InvalidSignature
@@ -201,6 +202,7 @@ class SimulatedDevice:
         silent_share: float = 0.0,
         install_time_s: float = 0.0,
         reboot_after_install: bool = True,
+        firmware_image: bytes | None = None,
         stats: SimStats | None = None,
         record: bool = False,
         max_batches: int | None = None,
@@ -230,6 +232,10 @@ class SimulatedDevice:
         # A real device boots the new image: it drops the link and says HELLO with the new version.
         self.reboot_after_install = reboot_after_install
         self.reboots = 0
+        # The image the device runs, the base a delta offer is patched against (None: the device keeps none).
+        self.firmware_image = firmware_image
+        self.firmware_bytes_received = 0
+        self._offer_delta = False
         self.stats = stats or SimStats()
         self.record = record
         self.max_batches = max_batches
@@ -247,6 +253,9 @@ class SimulatedDevice:
         self.firmware_requests: list[int] = []
         self.firmware_results: list[tuple[str, int, str]] = []  # (version, state, message)
         self.drop_connection_at: int | None = None  # tests: drop once the download holds this many bytes
+        # tests: stop asking for chunks once the download holds this many bytes, as a stalled link does
+        self.stall_download_at: int | None = None
+        self.download_stalled = asyncio.Event()
         self._partial: dict[int, bytearray] = {}
         self._stopping = False
         self._writer: asyncio.StreamWriter | None = None
@@ -443,7 +452,7 @@ class SimulatedDevice:
             response = p.TimeResponse.decode(frame.payload)
             self.clock_offset_ms = response.offset_ms(device_receive_ms=time.time_ns() // 1_000_000)
         elif kind == p.FrameType.FIRMWARE_OFFER:
-            self._on_offer(writer, p.FirmwareOffer.decode(frame.payload))
+            self._on_offer(writer, p.FirmwareOffer.decode(frame.payload), delta=bool(frame.flags & p.Flag.DELTA))
         elif kind == p.FrameType.FIRMWARE_CHUNK:
             self._on_chunk(writer, p.FirmwareChunk.decode(frame.payload))
 
@@ -466,10 +475,11 @@ class SimulatedDevice:
             held = offer.size
         self._send(writer, p.FrameType.FIRMWARE_STATUS, p.FirmwareStatus(offer.transfer_id, state, held, msg).encode())
 
-    def _on_offer(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer) -> None:
+    def _on_offer(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer, *, delta: bool = False) -> None:
         if self.firmware_silent:
             return
         self._offer = offer
+        self._offer_delta = delta
         if offer.firmware_line != self.spec.firmware_line:
             self._finish(writer, offer, p.FirmwareState.REJECTED, f"this device runs line {self.spec.firmware_line}")
             return
@@ -492,6 +502,7 @@ class SimulatedDevice:
         if offer is None or held is None or chunk.transfer_id != offer.transfer_id or chunk.offset != len(held):
             return  # a stale chunk from before a reconnect
         held += chunk.data
+        self.firmware_bytes_received += len(chunk.data)
         if len(held) >= offer.size:
             self._verify_and_install(writer, offer, bytes(held))
             return
@@ -501,9 +512,22 @@ class SimulatedDevice:
             self.drop_connection_at = None
             self.drop_connection()
             return
+        if self.stall_download_at is not None and len(held) >= self.stall_download_at:
+            self.stall_download_at = None
+            self.download_stalled.set()
+            return
         self._request_next(writer, offer)
 
     def _verify_and_install(self, writer: asyncio.StreamWriter, offer: p.FirmwareOffer, image: bytes) -> None:
+        if self._offer_delta:
+            try:
+                if self.firmware_image is None:
+                    raise ValueError("no base image")
+                image = bsdiff4.patch(self.firmware_image, image)
+            except Exception:  # noqa: BLE001 - any broken patch fails this attempt; the platform retries whole
+                self._partial.pop(offer.transfer_id, None)
+                self._finish(writer, offer, p.FirmwareState.FAILED, "delta could not be applied")
+                return
         if hashlib.sha256(image).digest() != offer.sha256:
             self._partial.pop(offer.transfer_id, None)
             self._finish(writer, offer, p.FirmwareState.FAILED, "sha256 mismatch")
@@ -523,6 +547,7 @@ class SimulatedDevice:
             self._finish(writer, offer, p.FirmwareState.FAILED, "simulated installation failure")
             return
         self.firmware_version = offer.version
+        self.firmware_image = image
         self._finish(writer, offer, p.FirmwareState.INSTALLED, "")
         if self.reboot_after_install:
             asyncio.get_running_loop().call_later(self.install_time_s, self._reboot, writer)

@@ -14,6 +14,7 @@ from accounts.tests.factories import MembershipFactory, UserFactory
 from devices.models import Device
 from devices.tests.factories import DeviceFactory, DeviceGroupFactory, LoadFactory
 from firmware.services import firmware_image_create, firmware_transfer_start
+from firmware.tests.helpers import firmware_rollout_for_admin
 from integrations.tests.factories import AccessTokenFactory
 from readings.models import ConfirmedSpan
 from readings.services import readings_counter_reset_record
@@ -48,6 +49,7 @@ def populated():
     readings_counter_reset_record(tenant_id=device.tenant_id, device_id=device.pk, at_ms=1_780_000_000_000)
     channel = device.channels.first()
     ConfirmedSpan.objects.create(tenant_id=device.tenant_id, channel_id=channel.pk, start_ms=0, end_ms=1)
+    firmware_rollout_for_admin(device=device, image=image)
     return device
 
 
@@ -64,6 +66,7 @@ NO_ADD_PAGE |= {
     ("readings", "confirmedspan"),  # through readings_confirm, which recomputes the rollups
     ("readings", "counterreset"),  # reported by devices
 }
+NO_ADD_PAGE |= {("firmware", "firmwaretransfer"), ("firmware", "rollout")}
 
 
 def _registered():

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 
+import bsdiff4
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from devices.models import Device
 from firmware.errors import FirmwareError
-from firmware.models import FirmwareImage, FirmwareTransfer
+from firmware.models import FirmwareDelta, FirmwareImage, FirmwareTransfer
 from firmware.signing import signing_key
 from gateway.protocol import firmware_message
 
 MAX_IMAGE_SIZE = 64 * 1024 * 1024
+logger = logging.getLogger(__name__)
 
 
 def firmware_image_create(*, firmware_line: str, version: str, image: bytes, notes: str = "") -> FirmwareImage:
@@ -38,15 +41,46 @@ def firmware_image_create(*, firmware_line: str, version: str, image: bytes, not
     return firmware
 
 
-def firmware_transfer_start(*, device: Device, image: FirmwareImage) -> FirmwareTransfer:
-    """Queue one image for one device; the gateway offers it as soon as the device is connected."""
+def firmware_delta_get(*, base: FirmwareImage, target: FirmwareImage) -> FirmwareDelta | None:
+    """The bsdiff4 patch from `base` to `target`, made once per pair. None when no delta is worth
+    sending: another line, a patch that does not reproduce the target, or one no smaller than it."""
+    if base.pk == target.pk or base.firmware_line != target.firmware_line:
+        return None
+    found = FirmwareDelta.objects.filter(base=base, target=target).defer("patch").first()
+    if found is not None:
+        return found if found.size < target.size else None
+    old, new = (
+        bytes(FirmwareImage.objects.values_list("image", flat=True).get(pk=base.pk)),
+        bytes(FirmwareImage.objects.values_list("image", flat=True).get(pk=target.pk)),
+    )
+    try:
+        patch = bsdiff4.diff(old, new)
+        if bsdiff4.patch(old, patch) != new:
+            raise ValueError("the patch does not reproduce the target")
+    except Exception:  # noqa: BLE001 - any failure of the library means: send the whole image
+        logger.exception("firmware: no delta %s → %s; the whole image goes out", base, target)
+        return None
+    try:
+        with transaction.atomic():
+            delta = FirmwareDelta.objects.create(base=base, target=target, patch=patch, size=len(patch))
+    except IntegrityError:  # another worker made it meanwhile
+        delta = FirmwareDelta.objects.defer("patch").get(base=base, target=target)
+    return delta if delta.size < target.size else None
+
+
+def firmware_transfer_start(
+    *, device: Device, image: FirmwareImage, delta: FirmwareDelta | None = None
+) -> FirmwareTransfer:
+    """Queue one image (or a delta to it) for one device; the gateway offers it once the device is connected."""
     if image.firmware_line != device.device_type.firmware_line:
         raise FirmwareError(
             f"Image line {image.firmware_line!r} does not fit device type line {device.device_type.firmware_line!r}."
         )
+    if delta is not None and delta.target_id != image.pk:
+        raise FirmwareError("The delta does not lead to this image.")
     try:
         with transaction.atomic():
-            return FirmwareTransfer.objects.create(tenant_id=device.tenant_id, device=device, image=image)
+            return FirmwareTransfer.objects.create(tenant_id=device.tenant_id, device=device, image=image, delta=delta)
     except IntegrityError as exc:
         raise FirmwareError(f"Device {device.serial} already has a firmware transfer in progress.") from exc
 
@@ -69,8 +103,9 @@ def firmware_transfer_record(
     """Record a transfer's progress as the gateway saw it. Returns None for a transfer of another device
     or one that is no longer active (a late report after cancellation changes nothing)."""
     transfer = (
-        FirmwareTransfer.objects.select_for_update()
-        .select_related("image")
+        FirmwareTransfer.objects.select_for_update(of=("self",))
+        .select_related("image", "delta")
+        .defer("image__image", "delta__patch")
         .filter(pk=transfer_id, device_id=device_id, state__in=FirmwareTransfer.ACTIVE_STATES)
         .first()
     )
@@ -78,7 +113,8 @@ def firmware_transfer_record(
         return None
     transfer.state = state
     if offset is not None:
-        transfer.offset = min(max(offset, 0), transfer.image.size)
+        sent_size = transfer.delta.size if transfer.delta is not None else transfer.image.size
+        transfer.offset = min(max(offset, 0), sent_size)
     transfer.message = message[:255]
     if offered:
         transfer.attempts += 1

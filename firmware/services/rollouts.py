@@ -22,9 +22,9 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from devices.models import Device
 from firmware.errors import FirmwareError
-from firmware.models import FirmwareImage, FirmwareTransfer, Rollout, RolloutDevice, RolloutWave
+from firmware.models import FirmwareDelta, FirmwareImage, FirmwareTransfer, Rollout, RolloutDevice, RolloutWave
 from firmware.planning import MAX_RATE_PER_MINUTE, RolloutSpec, eligible, rollout_plan, target_devices
-from firmware.services import firmware_transfer_cancel, firmware_transfer_start
+from firmware.services import firmware_delta_get, firmware_transfer_cancel, firmware_transfer_start
 
 Status = RolloutDevice.Status
 _FAILED_TRANSFER = {
@@ -48,6 +48,15 @@ def _locked(rollout: Rollout, tenant_id: int | None = None) -> Rollout:
     if tenant_id is not None:
         qs = qs.filter(tenant_id=tenant_id)
     return qs.get(pk=rollout.pk)
+
+
+def _locked_for(access: Access, rollout: Rollout, *, states: tuple[str, ...], refusal: str) -> Rollout:
+    """The rollout, row-locked, for a tenant admin's control; another tenant's reads as missing."""
+    _require_admin(access)
+    rollout = _locked(rollout, access.tenant_id)
+    if rollout.state not in states:
+        raise FirmwareError(refusal)
+    return rollout
 
 
 def spec_of(rollout: Rollout) -> RolloutSpec:
@@ -99,6 +108,7 @@ def rollout_create(*, access: Access, spec: RolloutSpec, now: dt.datetime | None
         target_facility_id=spec.target_facility,
         target_tag=spec.target_tag,
         include_joining=spec.include_joining,
+        delta_updates=spec.delta_updates,
         wave_kind=spec.wave_kind,
         wave_values=list(spec.wave_values),
         success_threshold_percent=spec.success_threshold_percent,
@@ -153,10 +163,9 @@ def _wave_start(wave: RolloutWave, now: dt.datetime) -> None:
 
 @transaction.atomic
 def rollout_approve(*, access: Access, rollout: Rollout, now: dt.datetime | None = None) -> Rollout:
-    _require_admin(access)
-    rollout = _locked(rollout, access.tenant_id)
-    if rollout.state != Rollout.State.AWAITING_APPROVAL:
-        raise FirmwareError(_("This rollout is not awaiting approval."))
+    rollout = _locked_for(
+        access, rollout, states=(Rollout.State.AWAITING_APPROVAL,), refusal=_("This rollout is not awaiting approval.")
+    )
     if access.user_id is None or access.user_id == rollout.created_by_id:
         raise FirmwareError(_("A second tenant admin, not the one who created the rollout, must approve it."))
     now = _now(now)
@@ -170,10 +179,9 @@ def rollout_approve(*, access: Access, rollout: Rollout, now: dt.datetime | None
 
 @transaction.atomic
 def rollout_pause(*, access: Access, rollout: Rollout) -> Rollout:
-    _require_admin(access)
-    rollout = _locked(rollout, access.tenant_id)
-    if rollout.state != Rollout.State.RUNNING:
-        raise FirmwareError(_("Only a running rollout can be paused."))
+    rollout = _locked_for(
+        access, rollout, states=(Rollout.State.RUNNING,), refusal=_("Only a running rollout can be paused.")
+    )
     _pause(rollout, _("paused by an admin"))
     return rollout
 
@@ -188,11 +196,12 @@ def _pause(rollout: Rollout, reason: str) -> None:
 def rollout_resume(*, access: Access, rollout: Rollout, now: dt.datetime | None = None) -> Rollout:
     """Run again after a pause. The error count starts afresh, devices waiting to retry retry now, and a
     wave that stopped below its success threshold counts as accepted by the admin."""
-    _require_admin(access)
-    rollout = _locked(rollout, access.tenant_id)
-    if rollout.state != Rollout.State.PAUSED:
-        raise FirmwareError(_("Only a paused rollout can be resumed."))
+    rollout = _locked_for(
+        access, rollout, states=(Rollout.State.PAUSED,), refusal=_("Only a paused rollout can be resumed.")
+    )
     now = _now(now)
+    # Outcomes reported since the last tick count as before the resume, so their retries start now too.
+    _record_outcomes(rollout, now)
     rollout.state = Rollout.State.RUNNING
     rollout.pause_reason = ""
     rollout.errors_since_resume = 0
@@ -206,10 +215,7 @@ def rollout_resume(*, access: Access, rollout: Rollout, now: dt.datetime | None 
 
 @transaction.atomic
 def rollout_cancel(*, access: Access, rollout: Rollout, now: dt.datetime | None = None) -> Rollout:
-    _require_admin(access)
-    rollout = _locked(rollout, access.tenant_id)
-    if rollout.state not in Rollout.ACTIVE_STATES:
-        raise FirmwareError(_("This rollout has already ended."))
+    rollout = _locked_for(access, rollout, states=Rollout.ACTIVE_STATES, refusal=_("This rollout has already ended."))
     _cancel(rollout, _now(now))
     return rollout
 
@@ -230,10 +236,9 @@ def _cancel(rollout: Rollout, now: dt.datetime) -> None:
 @transaction.atomic
 def rollout_wave_start_next(*, access: Access, rollout: Rollout, now: dt.datetime | None = None) -> Rollout:
     """The manual "start next wave" of a rollout without automatic advance."""
-    _require_admin(access)
-    rollout = _locked(rollout, access.tenant_id)
-    if rollout.state != Rollout.State.RUNNING:
-        raise FirmwareError(_("Only a running rollout can start its next wave."))
+    rollout = _locked_for(
+        access, rollout, states=(Rollout.State.RUNNING,), refusal=_("Only a running rollout can start its next wave.")
+    )
     if rollout.waves.filter(state=RolloutWave.State.RUNNING).exists():
         raise FirmwareError(_("The current wave has not reached its success threshold yet."))
     wave = rollout.waves.filter(state=RolloutWave.State.PENDING).order_by("index").first()
@@ -495,13 +500,20 @@ def _devices_start(rollout: Rollout, now: dt.datetime) -> int:
         .order_by("wave__index", "id")
     )
     started = 0
+    deltas: dict[str, FirmwareDelta | None] = {}
     for entry in due.iterator(chunk_size=500):
         if budget is not None and started >= budget:
             break
         if not in_window(rollout, timezone_name=entry.device.facility.timezone, now=now):
             continue
+        delta = None
+        if rollout.delta_updates and entry.attempts == 0:
+            # Retries always send the whole image: a failed delta falls back to it.
+            if entry.from_version not in deltas:
+                deltas[entry.from_version] = _delta_from(rollout, entry.from_version)
+            delta = deltas[entry.from_version]
         try:
-            transfer = firmware_transfer_start(device=entry.device, image=rollout.image)
+            transfer = firmware_transfer_start(device=entry.device, image=rollout.image, delta=delta)
         except FirmwareError:
             continue  # a transfer from outside this rollout is in progress: try again next tick
         entry.transfer = transfer
@@ -512,6 +524,13 @@ def _devices_start(rollout: Rollout, now: dt.datetime) -> int:
         entry.save(update_fields=["transfer", "status", "attempts", "last_started_at", "next_attempt_at"])
         started += 1
     return started
+
+
+def _delta_from(rollout: Rollout, version: str) -> FirmwareDelta | None:
+    base = (
+        FirmwareImage.objects.defer("image").filter(firmware_line=rollout.image.firmware_line, version=version).first()
+    )
+    return firmware_delta_get(base=base, target=rollout.image) if base is not None and version else None
 
 
 def _complete_if_done(rollout: Rollout, now: dt.datetime) -> None:

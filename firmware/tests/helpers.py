@@ -9,7 +9,7 @@ from accounts.models import Role
 from accounts.tests.factories import MembershipFactory, TenantFactory
 from devices.models import Device
 from devices.tests.factories import DeviceFactory, DeviceTypeFactory, FacilityFactory
-from firmware.models import FirmwareImage, Rollout
+from firmware.models import FirmwareImage, Rollout, RolloutWave
 from firmware.planning import RolloutSpec
 from firmware.services.rollouts import rollout_create
 from firmware.tests.factories import FirmwareImageFactory
@@ -49,3 +49,19 @@ class Fleet:
 
     def create(self, **kwargs) -> Rollout:
         return rollout_create(access=self.access, spec=self.spec(**kwargs), now=T0)
+
+
+def firmware_rollout_for_admin(*, device: Device, image: FirmwareImage) -> Rollout:
+    """A stored rollout row for the admin's pages (the admin only reads rollouts)."""
+    rollout = Rollout.objects.create(
+        tenant_id=device.tenant_id,
+        name="admin rollout",
+        image=image,
+        device_type=device.device_type,
+        target_kind=Rollout.TargetKind.DEVICES,
+        target_device_ids=[device.pk],
+        wave_kind=Rollout.WaveKind.PERCENT,
+        wave_values=[100],
+    )
+    RolloutWave.objects.create(rollout=rollout, index=0, size=1)
+    return rollout

@@ -503,3 +503,42 @@ def test_a_tick_on_a_finished_rollout_changes_nothing_and_ticks_are_idempotent()
     rollout_tick(now=T0 + dt.timedelta(seconds=2))
     rollout.refresh_from_db()
     assert rollout.state == Rollout.State.COMPLETED and FirmwareTransfer.objects.count() == 3
+
+
+# --- delta updates -------------------------------------------------------------------------------------
+
+
+def test_first_attempts_send_a_delta_from_the_running_image_and_retries_the_whole_image():
+    fleet = Fleet(1)
+    rollout = fleet.create(retry_backoff_s=10)
+    rollout_advance(rollout_id=rollout.pk, now=T0)
+    (entry,) = in_progress(rollout)
+    first = FirmwareTransfer.objects.select_related("delta").get(pk=entry.transfer_id)
+    assert first.delta is not None and first.delta.base_id == fleet.old.pk and first.delta.target_id == fleet.new.pk
+    assert first.delta.size < fleet.new.size
+    report(entry, FirmwareTransfer.State.FAILED, "delta could not be applied")
+    rollout_advance(rollout_id=rollout.pk, now=T0)
+    assert rollout_advance(rollout_id=rollout.pk, now=T0 + dt.timedelta(seconds=10)) == 1
+    (entry,) = in_progress(rollout)
+    assert FirmwareTransfer.objects.get(pk=entry.transfer_id).delta is None
+
+
+def test_the_delta_is_made_once_per_pair_and_skipped_where_it_cannot_help():
+    import os
+
+    from firmware.models import FirmwareDelta
+    from firmware.services import firmware_delta_get
+
+    fleet = Fleet(3)
+    Device.objects.filter(pk=fleet.devices[0].pk).update(firmware_version="0.1.0")  # no image held for 0.1.0
+    rollout = fleet.create()
+    rollout_advance(rollout_id=rollout.pk, now=T0)
+    deltas = dict(rollout.devices.values_list("device_id", "transfer__delta_id"))
+    assert deltas[fleet.devices[0].pk] is None
+    assert deltas[fleet.devices[1].pk] == deltas[fleet.devices[2].pk] is not None
+    assert FirmwareDelta.objects.count() == 1
+    noise_a = FirmwareImageFactory(version="7.0.0", image=os.urandom(2000))
+    noise_b = FirmwareImageFactory(version="7.1.0", image=os.urandom(2000))
+    assert firmware_delta_get(base=noise_a, target=noise_b) is None  # random bytes: a patch saves nothing
+    climate = FirmwareImageFactory(firmware_line="eb-climate", version="7.2.0")
+    assert firmware_delta_get(base=noise_a, target=climate) is None
