@@ -64,7 +64,6 @@ class BillDocument:
         return list(self.detail.get("allocation", []))
 
 
-
 def _dt(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
@@ -139,8 +138,20 @@ def document_from_computed(computed: ComputedBill) -> BillDocument:
     )
 
 
-CSV_COLUMNS = ["facility", "month", "status", "version", "kind", "label", "quantity", "unit", "unit_price", "amount",
-               "currency", "interval_start"]
+CSV_COLUMNS = [
+    "facility",
+    "month",
+    "status",
+    "version",
+    "kind",
+    "label",
+    "quantity",
+    "unit",
+    "unit_price",
+    "amount",
+    "currency",
+    "interval_start",
+]
 
 
 def bill_csv(document: BillDocument) -> str:
@@ -165,13 +176,39 @@ def bill_csv(document: BillDocument) -> str:
             ]
         )
     for name, value in (("net", document.net), ("vat", document.vat), ("gross", document.gross)):
-        writer.writerow([document.facility_name, document.month_label, document.status, document.version or "",
-                         "total", name, "", "", "", value, document.currency, ""])
+        writer.writerow(
+            [
+                document.facility_name,
+                document.month_label,
+                document.status,
+                document.version or "",
+                "total",
+                name,
+                "",
+                "",
+                "",
+                value,
+                document.currency,
+                "",
+            ]
+        )
     return out.getvalue()
 
 
-CLIENT_COLUMNS = ["facility_id", "facility", "month", "status", "version", "currency", "energy_kwh", "peak_kw",
-                  "peak_start", "net", "vat", "gross"]
+CLIENT_COLUMNS = [
+    "facility_id",
+    "facility",
+    "month",
+    "status",
+    "version",
+    "currency",
+    "energy_kwh",
+    "peak_kw",
+    "peak_start",
+    "net",
+    "vat",
+    "gross",
+]
 
 
 def client_csv(documents: list[BillDocument]) -> str:
@@ -180,9 +217,20 @@ def client_csv(documents: list[BillDocument]) -> str:
     writer.writerow(CLIENT_COLUMNS)
     for d in documents:
         writer.writerow(
-            [d.facility_id, d.facility_name, d.month_label, d.status, d.version or "", d.currency,
-             f"{d.energy_kwh:.3f}", "" if d.peak_kw is None else f"{d.peak_kw:.3f}",
-             d.peak_start.isoformat() if d.peak_start else "", d.net, d.vat, d.gross]
+            [
+                d.facility_id,
+                d.facility_name,
+                d.month_label,
+                d.status,
+                d.version or "",
+                d.currency,
+                f"{d.energy_kwh:.3f}",
+                "" if d.peak_kw is None else f"{d.peak_kw:.3f}",
+                d.peak_start.isoformat() if d.peak_start else "",
+                d.net,
+                d.vat,
+                d.gross,
+            ]
         )
     return out.getvalue()
 

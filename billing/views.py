@@ -127,7 +127,10 @@ def client_page(request: HttpRequest) -> HttpResponse:
     try:
         year, month = selectors.parse_month(raw)
         rows = selectors.client_month(access=access, year=year, month=month, now_ms=_now_ms())
-        docs = [documents.document_from_bill(r) if isinstance(r, Bill) else documents.document_from_computed(r) for r in rows]
+        docs = [
+            documents.document_from_bill(r) if isinstance(r, Bill) else documents.document_from_computed(r)
+            for r in rows
+        ]
         context["documents"] = docs
         context["currencies"] = sorted({d.currency for d in docs})
         context["totals"] = {
@@ -149,7 +152,9 @@ def client_export(request: HttpRequest, month: str) -> HttpResponse:
         rows = selectors.client_month(access=access, year=year, month=number, now_ms=_now_ms())
     except BillingError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
-    docs = [documents.document_from_bill(r) if isinstance(r, Bill) else documents.document_from_computed(r) for r in rows]
+    docs = [
+        documents.document_from_bill(r) if isinstance(r, Bill) else documents.document_from_computed(r) for r in rows
+    ]
     response = HttpResponse(documents.client_csv(docs), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="client-{month}.csv"'
     return response
@@ -164,7 +169,9 @@ def peaks_page(request: HttpRequest) -> HttpResponse:
         year, month = _month(request, ZoneInfo(facility.timezone))
         context["month"] = f"{year}-{month:02d}"
         try:
-            report = selectors.peaks_report(access=access, facility_id=facility.pk, year=year, month=month, now_ms=_now_ms())
+            report = selectors.peaks_report(
+                access=access, facility_id=facility.pk, year=year, month=month, now_ms=_now_ms()
+            )
             tz = ZoneInfo(facility.timezone)
             context["report"] = report
             context["top"] = [
@@ -249,7 +256,8 @@ def tariffs_page(request: HttpRequest) -> HttpResponse:
             raise Http404() from exc
         except (ValueError, ValidationError) as exc:
             text = "; ".join(
-                f"{field}: {' '.join(errors)}" for field, errors in getattr(exc, "message_dict", {"": [str(exc)]}).items()
+                f"{field}: {' '.join(errors)}"
+                for field, errors in getattr(exc, "message_dict", {"": [str(exc)]}).items()
             )
             messages.error(request, text)
     return render(
