@@ -46,31 +46,7 @@ class TariffVersionSerializer(serializers.ModelSerializer):  # type: ignore[type
 
     class Meta:
         model = TariffVersion
-        fields = [
-            "id",
-            "valid_from",
-            "valid_to",
-            "energy_rates",
-            "weekday_schedule",
-            "weekend_schedule",
-            "holiday_schedule",
-            "energy_tiers",
-            "demand_mode",
-            "demand_price",
-            "demand_windows",
-            "ratchet_percent",
-            "ratchet_months",
-            "utilisation_split_hours",
-            "low_use_demand_price",
-            "low_use_energy_price",
-            "high_use_demand_price",
-            "high_use_energy_price",
-            "fixed_per_day",
-            "fixed_per_month",
-            "fixed_per_meter_month",
-            "levies",
-            "vat_percent",
-        ]
+        fields = ["id", *services.VERSION_FIELDS]
         read_only_fields = ["id"]
 
 
@@ -341,17 +317,7 @@ class BillExportApi(BillDetailApi):
         if fmt not in ("csv", "pdf"):
             raise NotFound()
         document = documents.document_from_bill(self.get_object())
-        return export_response(document, fmt)
-
-
-def export_response(document: documents.BillDocument, fmt: str) -> HttpResponse:
-    name = f"bill-{document.facility_id or 'client'}-{document.month_label}-v{document.version or 'draft'}"
-    if fmt == "pdf":
-        response = HttpResponse(documents.bill_pdf(document), content_type="application/pdf")
-    else:
-        response = HttpResponse(documents.bill_csv(document), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
-    return response
+        return documents.bill_response(document, fmt)
 
 
 class MonthQuery(serializers.Serializer):  # type: ignore[type-arg]
@@ -385,7 +351,7 @@ class BillDraftApi(BillingApi):
         computed = selectors.bill_compute(access=self.access, facility_id=query["facility"], year=year, month=month)
         document = documents.document_from_computed(computed)
         if query.get("format", "json") != "json":
-            return export_response(document, query["format"])
+            return documents.bill_response(document, query["format"])
         return Response(BillDetailOutput(document).data)
 
 
@@ -408,13 +374,7 @@ class ClientExportApi(BillingApi):
     def get(self, request: Request) -> HttpResponse:
         year, month = self.parse(ClientMonthQuery, request.query_params.dict())["month"]
         rows = selectors.client_month(access=self.access, year=year, month=month, now_ms=int(time.time() * 1000))
-        docs = [
-            documents.document_from_bill(r) if isinstance(r, Bill) else documents.document_from_computed(r)
-            for r in rows
-        ]
-        response = HttpResponse(documents.client_csv(docs), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="client-{year}-{month:02d}.csv"'
-        return response
+        return documents.client_response(documents.documents_of(rows), year=year, month=month)
 
 
 # --- Peaks --------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.http import HttpResponse
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 
@@ -138,6 +139,10 @@ def document_from_computed(computed: ComputedBill) -> BillDocument:
     )
 
 
+def documents_of(rows: list[Bill | ComputedBill]) -> list[BillDocument]:
+    return [document_from_bill(r) if isinstance(r, Bill) else document_from_computed(r) for r in rows]
+
+
 CSV_COLUMNS = [
     "facility",
     "month",
@@ -252,3 +257,20 @@ def _latin1(text: str) -> str:
     for wide, narrow in (("€", "EUR"), ("·", "-"), ("–", "-"), ("—", "-"), ("÷", "/"), ("×", "x")):
         text = text.replace(wide, narrow)
     return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def bill_response(document: BillDocument, fmt: str) -> HttpResponse:
+    """A bill as a download, for the API and the portal alike: `fmt` is "csv" or "pdf"."""
+    name = f"bill-{document.facility_id or 'client'}-{document.month_label}-v{document.version or document.status}"
+    if fmt == "pdf":
+        response = HttpResponse(bill_pdf(document), content_type="application/pdf")
+    else:
+        response = HttpResponse(bill_csv(document), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    return response
+
+
+def client_response(docs: list[BillDocument], *, year: int, month: int) -> HttpResponse:
+    response = HttpResponse(client_csv(docs), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="client-{year}-{month:02d}.csv"'
+    return response

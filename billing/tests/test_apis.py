@@ -18,16 +18,8 @@ from billing.tests.test_bills import BERLIN, LATER, simulate
 from devices.tests.factories import FacilityFactory
 from integrations.scopes import BILLING_READ, BILLING_WRITE, FLEET_READ
 from integrations.tests.factories import AccessTokenFactory, ApplicationFactory, bearer
-from readings import metadata
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    metadata.clear_caches()
-    yield
-    metadata.clear_caches()
 
 
 def token_for(tenant, scopes=(BILLING_READ, BILLING_WRITE)):

@@ -15,19 +15,11 @@ from billing.models import Bill, FixedChargeKey
 from billing.selectors import bill_compute, peaks_report
 from billing.tests.factories import TariffFactory, ingest_counter, metered_facility, refresh_rollups, version_data
 from billing.tests.reference import interval_kwh, month_bounds, reference_bill
-from readings import metadata
 
 pytestmark = pytest.mark.django_db
 BERLIN = ZoneInfo("Europe/Berlin")
 STEP_MS = 300_000
 LATER = int(datetime(2027, 6, 1, tzinfo=UTC).timestamp() * 1000)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    metadata.clear_caches()
-    yield
-    metadata.clear_caches()
 
 
 def simulate(mf, start_ms, end_ms, *, seed=1, spike_at_ms=None, spike_w=0.0):

@@ -17,16 +17,8 @@ from billing.tests.factories import TariffFactory, metered_facility
 from billing.tests.reference import month_bounds
 from billing.tests.test_bills import BERLIN, LATER, simulate
 from devices.tests.factories import FacilityFactory
-from readings import metadata
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    metadata.clear_caches()
-    yield
-    metadata.clear_caches()
 
 
 def signed_in(client, tenant, role=Role.ADMIN):
