@@ -146,7 +146,6 @@ class Bill(TenantOwned):
     energy_kwh = models.FloatField(default=0.0)
     peak_kw = models.FloatField(null=True, blank=True)
     peak_start = models.DateTimeField(null=True, blank=True)
-    peak_estimated = models.BooleanField(default=False)
     previous = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="next")
     difference = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     issued_at = models.DateTimeField(auto_now_add=True)

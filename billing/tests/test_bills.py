@@ -269,3 +269,20 @@ def test_issuing_twice_keeps_one_bill_and_late_data_issues_a_new_version_with_th
     assert second.difference != 0
     first.refresh_from_db()
     assert first.version == 1 and Bill.objects.filter(facility=mf.facility, year=2026, month=6).count() == 2
+
+
+def test_the_beat_task_issues_every_ended_month_and_the_client_bill_once():
+    from billing.tasks import issue_bills_task
+
+    mf = metered_facility()
+    _contract(mf, [version_data()])
+    lo, hi = month_bounds(2026, 9, BERLIN)
+    simulate(mf, lo, hi, seed=21)
+    october_2 = int(datetime(2026, 10, 2, tzinfo=UTC).timestamp() * 1000)
+    assert services.bills_issue_ended_month(now_ms=october_2) == 1
+    assert services.bills_issue_ended_month(now_ms=october_2) == 1  # unchanged: the same bill, no new version
+    facility_bill = Bill.objects.get(facility=mf.facility, year=2026, month=9)
+    client_bill = Bill.objects.get(tenant=mf.facility.tenant, facility__isnull=True, year=2026, month=9)
+    assert client_bill.version == 1 and client_bill.gross == facility_bill.gross
+    assert [line.label for line in client_bill.lines.all() if line.kind == "facility"] == [f"{mf.facility.name} (v1)"]
+    issue_bills_task.apply().get()  # through Celery: today's ended month, which has no data here
