@@ -22,7 +22,7 @@ from devices.demo import seed_demo
 from devices.models import Channel, Facility
 from integrations.scopes import BILLING_READ
 from integrations.tests.factories import AccessTokenFactory, ApplicationFactory
-from portal.tests.test_browser import ARTIFACTS, off_loop, sign_in
+from portal.tests.test_browser import ARTIFACTS, off_loop, publish, sign_in
 from readings import metadata
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -51,7 +51,8 @@ def billed_demo() -> dict:
     refresh_rollups()
     bill = services.bill_issue(facility=market, year=YEAR, month=MONTH, now_ms=hi + 3_600_000)
     token = AccessTokenFactory(application=ApplicationFactory(tenant=market.tenant), scope=BILLING_READ)
-    return {"market": market, "bill": bill, "token": token.token}
+    main_total = Channel.objects.get(device__facility=market, device__name="Main distribution", name="P total")
+    return {"market": market, "bill": bill, "token": token.token, "main_total": main_total}
 
 
 def test_a_facility_manager_reads_the_bill_with_its_peak_marked_and_the_apis_figures(billed_demo, portal, browser):
@@ -135,3 +136,19 @@ def _access(billed_demo):
     from accounts.selectors import access_for_tenant
 
     return access_for_tenant(tenant=billed_demo["market"].tenant)
+
+
+def test_the_dashboard_warns_live_when_the_projected_demand_crosses_the_peak_target(billed_demo, portal, browser):
+    market = billed_demo["market"]
+    main_total = billed_demo["main_total"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, portal, f"/facilities/{market.pk}/")
+    page.wait_for_selector('.live-state[data-state="live"]', timeout=10_000)
+    assert page.is_hidden("[data-peak-warning]")
+    # The main meter draws 45 kW through the channel layer, as the gateway publishes it: above the 30 kW target.
+    publish(device_id=main_total.device_id, facility_id=market.pk, values={main_total.pk: 45_000.0})
+    page.wait_for_function("() => document.querySelector('[data-figure=total_kw]').textContent === '45.00'")
+    publish(device_id=main_total.device_id, facility_id=market.pk, values={main_total.pk: 45_000.0})
+    page.wait_for_selector("[data-peak-warning]", state="visible", timeout=5_000)
+    assert "30.0 kW" in page.text_content("[data-peak-warning]")
+    page.screenshot(path=str(ARTIFACTS / "billing-peak-warning.png"))
