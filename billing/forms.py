@@ -9,7 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from billing.models import DemandMode
+from billing.models import DemandMode, FixedChargeKey
 
 
 class VersionForm(forms.Form):
@@ -118,3 +118,17 @@ class ContractForm(forms.Form):
         self.fields["facility"].label = _("Facility")
         self.fields["tariff"].widget.choices = tariffs
         self.fields["tariff"].label = _("Tariff")
+
+
+class AllocationForm(forms.Form):
+    fixed_charge_key = forms.ChoiceField(label=_("Share fixed charges among loads"), choices=FixedChargeKey.choices)
+
+
+class CostCentreForm(forms.Form):
+    name = forms.CharField(label=_("Cost centre"), max_length=120)
+    area_m2 = forms.DecimalField(label=_("Area (m²)"), max_digits=10, decimal_places=1, min_value=0, initial=0)
+    loads = forms.TypedMultipleChoiceField(label=_("Loads"), coerce=int, required=False)
+
+    def __init__(self, *args: Any, loads: list[tuple[int, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["loads"].choices = loads  # type: ignore[attr-defined]

@@ -82,6 +82,10 @@ def bill_latest(*, access: Access, facility_id: int | None, year: int, month: in
     return qs.order_by("-version").first()
 
 
+def cost_centre_list(*, access: Access) -> QuerySet[CostCentre]:
+    return CostCentre.objects.filter(tenant_id=access.tenant_id).prefetch_related("loads")
+
+
 def billing_profile(*, tenant_id: int) -> BillingProfile:
     return BillingProfile.objects.filter(tenant_id=tenant_id).first() or BillingProfile(tenant_id=tenant_id)
 

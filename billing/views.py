@@ -23,10 +23,10 @@ from accounts.errors import TenantAccessDenied
 from accounts.selectors import tenant_get
 from billing import documents, selectors, services
 from billing.errors import BillingError
-from billing.forms import ContractForm, TariffForm, VersionForm
+from billing.forms import AllocationForm, ContractForm, CostCentreForm, TariffForm, VersionForm
 from billing.models import Contract, Tariff
 from devices.models import Facility
-from devices.selectors import facility_list
+from devices.selectors import facility_list, load_list
 from portal.access import request_access
 
 MS = 1000
@@ -201,11 +201,35 @@ def tariffs_page(request: HttpRequest) -> HttpResponse:
         facilities=[(f.pk, f.name) for f in facilities],
         tariffs=[(t.pk, t.name) for t in tariffs],
     )
+    loads = [(load.pk, f"{load.facility.name}: {load.name}") for load in load_list(access=access)]
+    allocation_form = AllocationForm(
+        prefix="allocation",
+        initial={"fixed_charge_key": selectors.billing_profile(tenant_id=tenant.pk).fixed_charge_key},
+    )
+    centre_form = CostCentreForm(prefix="centre", loads=loads)
     if request.method == "POST":
         if not access.is_admin:
             return render(request, "billing/tariffs.html", {"tenant": tenant, "forbidden": True}, status=403)
         action = request.POST.get("action", "")
         try:
+            if action == "allocation":
+                allocation_form = AllocationForm(request.POST, prefix="allocation")
+                if allocation_form.is_valid():
+                    services.billing_profile_set(tenant=tenant, **allocation_form.cleaned_data)
+                    messages.success(request, _("Allocation key saved."))
+                    return redirect("billing:tariffs")
+            if action == "cost_centre":
+                centre_form = CostCentreForm(request.POST, prefix="centre", loads=loads)
+                if centre_form.is_valid():
+                    d = centre_form.cleaned_data
+                    services.cost_centre_create(
+                        tenant=tenant,
+                        name=d["name"],
+                        area_m2=d["area_m2"],
+                        loads=load_list(access=access).filter(pk__in=d["loads"]),
+                    )
+                    messages.success(request, _("Cost centre created."))
+                    return redirect("billing:tariffs")
             if action == "create":
                 tariff_form = TariffForm(request.POST, prefix="tariff")
                 if tariff_form.is_valid():
@@ -260,6 +284,9 @@ def tariffs_page(request: HttpRequest) -> HttpResponse:
             "tariff_form": tariff_form,
             "version_form": version_form,
             "contract_form": contract_form,
+            "allocation_form": allocation_form,
+            "centre_form": centre_form,
+            "cost_centres": list(selectors.cost_centre_list(access=access)),
             "can_edit": access.is_admin,
         },
         status=400 if request.method == "POST" else 200,

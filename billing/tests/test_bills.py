@@ -286,3 +286,21 @@ def test_the_beat_task_issues_every_ended_month_and_the_client_bill_once():
     assert client_bill.version == 1 and client_bill.gross == facility_bill.gross
     assert [line.label for line in client_bill.lines.all() if line.kind == "facility"] == [f"{mf.facility.name} (v1)"]
     issue_bills_task.apply().get()  # through Celery: today's ended month, which has no data here
+
+
+def test_fixed_charges_shared_by_area_follow_the_cost_centres_areas():
+    mf = metered_facility()
+    _contract(mf, [version_data()])
+    services.billing_profile_set(tenant=mf.facility.tenant, fixed_charge_key=FixedChargeKey.AREA)
+    tenant = mf.facility.tenant
+    services.cost_centre_create(tenant=tenant, name="Cold", area_m2=300, loads=[mf.loads["Refrigeration"][0]])
+    services.cost_centre_create(tenant=tenant, name="Air", area_m2=100, loads=[mf.loads["HVAC"][0]])
+    lo, hi = month_bounds(2026, 7, BERLIN)
+    simulate(mf, lo, hi, seed=17)
+    result = _compute(mf, 2026, 7).result
+    rows = {row.name: row for row in result.allocation}
+    fixed = Decimal(str(_total(result, "fixed"))).quantize(Decimal("0.01"))
+    assert rows["Refrigeration"].cost_centre == "Cold" and rows["HVAC"].cost_centre == "Air"
+    assert rows["Refrigeration"].fixed + rows["HVAC"].fixed == fixed
+    assert abs(rows["Refrigeration"].fixed - 3 * rows["HVAC"].fixed) <= Decimal("0.03")
+    assert sum(row.total for row in rows.values()) == result.gross

@@ -136,3 +136,22 @@ def test_the_peaks_page_lists_the_top_10_and_the_target(client, billed):
     html = client.get(f"/billing/peaks/?facility={mf.facility.pk}&month=2026-02").content.decode()
     assert html.count("data-peak-row") == 10
     assert f'data-figure="month_peak_kw">{number_format(bill.peak_kw, 2)}<' in html
+
+
+def test_a_tenant_admin_sets_the_allocation_key_and_creates_a_cost_centre_of_own_loads_only(client):
+    from billing.models import BillingProfile, CostCentre
+    from devices.tests.factories import LoadFactory
+
+    load = LoadFactory()
+    foreign = LoadFactory()
+    signed_in(client, load.tenant)
+    form = {"action": "allocation", "allocation-fixed_charge_key": "area"}
+    assert client.post("/billing/tariffs/", form).status_code == 302
+    assert BillingProfile.objects.get(tenant=load.tenant).fixed_charge_key == "area"
+    centre = {"action": "cost_centre", "centre-name": "Store", "centre-area_m2": "120", "centre-loads": [load.pk]}
+    assert client.post("/billing/tariffs/", centre).status_code == 302
+    assert list(CostCentre.objects.get(tenant=load.tenant).loads.all()) == [load]
+    stolen = {**centre, "centre-name": "Other", "centre-loads": [foreign.pk]}
+    assert client.post("/billing/tariffs/", stolen).status_code == 400
+    assert CostCentre.objects.count() == 1
+    assert 'data-cost-centre="Store"' in client.get("/billing/tariffs/").content.decode()
