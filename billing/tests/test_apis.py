@@ -261,3 +261,24 @@ def test_the_schema_lists_the_billing_paths_under_their_scopes(client):
         assert path in schema["paths"], path
     scopes = schema["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["scopes"]
     assert "billing:write" in scopes and "billing:read" in scopes
+
+
+def test_a_replayed_tariff_or_contract_and_an_oversized_tariff_are_refused_and_store_nothing_more(client):
+    facility = FacilityFactory()
+    headers = token_for(facility.tenant)
+    body = {"name": "Replayed", "versions": [_json_version()]}
+    assert client.post("/api/v1/tariffs/", body, content_type="application/json", **headers).status_code == 201
+    again = client.post("/api/v1/tariffs/", body, content_type="application/json", **headers)
+    assert again.status_code == 400 and again.json()["error"]["code"] == "invalid"
+    tariff = Tariff.objects.get()
+    contract = {"facility": facility.pk, "tariff": tariff.pk, "valid_from": "2026-01-01"}
+    assert client.post("/api/v1/contracts/", contract, content_type="application/json", **headers).status_code == 201
+    assert client.post("/api/v1/contracts/", contract, content_type="application/json", **headers).status_code == 400
+    versions = [_json_version(valid_from=f"{2000 + i}-01-01", valid_to=f"{2000 + i}-12-31") for i in range(51)]
+    big = client.post(
+        "/api/v1/tariffs/", {"name": "Big", "versions": versions}, content_type="application/json", **headers
+    )
+    assert big.status_code == 400 and "versions" in big.json()["error"]["fields"]
+    assert (Tariff.objects.count(), TariffVersion.objects.count(), Contract.objects.count()) == (1, 1, 1)
+    garbage = client.post("/api/v1/tariffs/", "not json", content_type="application/json", **headers)
+    assert garbage.status_code == 400
