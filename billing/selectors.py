@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import holidays as holiday_calendars
 import numpy as np
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 
 from accounts.access import Access
 from billing.calculation import (
@@ -394,7 +394,9 @@ def bill_compute(*, access: Access, facility_id: int, year: int, month: int, now
         .annotate(
             fixed_key=Subquery(
                 BillingProfile.objects.filter(tenant_id=OuterRef("tenant_id")).values("fixed_charge_key")[:1]
-            )
+            ),
+            # Most tenants have no cost centres: then the allocation needs no query for them.
+            has_centres=Exists(CostCentre.objects.filter(tenant_id=OuterRef("tenant_id"))),
         )
         .get(pk=facility_id)
     )
@@ -411,11 +413,13 @@ def bill_compute(*, access: Access, facility_id: int, year: int, month: int, now
     usage = facility_usage(access=access, facility=facility, start_ms=period.start_ms, end_ms=end_ms, metering=metering)
     names = {c.load_id: c.load.name for cs in metering.loads.values() for c in cs if c.load_id and c.load}
     centres: dict[int, tuple[str, float, int]] = {}  # load -> (cost centre, its area, its loads here)
-    rows = list(
-        CostCentre.objects.filter(tenant_id=facility.tenant_id, loads__in=list(usage.loads)).values_list(
-            "pk", "name", "area_m2", "loads"
+    rows = []
+    if facility.has_centres:  # type: ignore[attr-defined]
+        rows = list(
+            CostCentre.objects.filter(tenant_id=facility.tenant_id, loads__in=list(usage.loads)).values_list(
+                "pk", "name", "area_m2", "loads"
+            )
         )
-    )
     members: dict[int, int] = defaultdict(int)
     for pk, _, _, _ in rows:
         members[pk] += 1
