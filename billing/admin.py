@@ -53,8 +53,19 @@ class BillLineInline(ReadOnly, admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(Bill)
 class BillAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["__str__", "tenant", "facility", "year", "month", "version", "status", "gross", "currency",
-                    "difference", "issued_at"]
+    list_display = [
+        "__str__",
+        "tenant",
+        "facility",
+        "year",
+        "month",
+        "version",
+        "status",
+        "gross",
+        "currency",
+        "difference",
+        "issued_at",
+    ]
     list_filter = ["tenant", "status", "year", "month"]
     search_fields = ["facility__name", "tenant__name"]
     list_select_related = ["facility", "tenant"]

@@ -25,47 +25,28 @@ from integrations.api.fields import OffsetDateTimeField
 from integrations.api.views import MAX_ID, IdFilter, TenantApiView
 from integrations.scopes import BILLING_READ, BILLING_WRITE
 
-PRICE = {"max_digits": 14, "decimal_places": 6}
+MAX_VERSIONS = 50
 
 # --- Tariffs ------------------------------------------------------------------------------------
+
 
 class TariffVersionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     energy_rates = serializers.ListField(child=serializers.FloatField(), min_length=1, max_length=24)
     weekday_schedule = serializers.JSONField(help_text="12 months × 24 hours of period indices into energy_rates")
     weekend_schedule = serializers.JSONField(required=False, help_text="Like weekday_schedule; defaults to it")
     holiday_schedule = serializers.JSONField(required=False, help_text="Like weekend_schedule; defaults to it")
-    energy_tiers = serializers.JSONField(required=False, help_text='[{"up_to_kwh": 5000, "adder": 0}, {"up_to_kwh": null, "adder": -0.02}]')
-    demand_windows = serializers.JSONField(required=False, help_text='{"weekday": 12×24 of 0/1, "weekend": ..., "holiday": ...}')
+    energy_tiers = serializers.JSONField(
+        required=False, help_text='[{"up_to_kwh": 5000, "adder": 0}, {"up_to_kwh": null, "adder": -0.02}]'
+    )
+    demand_windows = serializers.JSONField(
+        required=False, help_text='{"weekday": 12×24 of 0/1, "weekend": ..., "holiday": ...}'
+    )
     levies = serializers.JSONField(required=False, help_text='[{"name": "Stromsteuer", "per_kwh": 0.0205}]')
     demand_mode = serializers.ChoiceField(choices=DemandMode.choices, default=DemandMode.MONTHLY)
 
     class Meta:
         model = TariffVersion
-        fields = [
-            "id",
-            "valid_from",
-            "valid_to",
-            "energy_rates",
-            "weekday_schedule",
-            "weekend_schedule",
-            "holiday_schedule",
-            "energy_tiers",
-            "demand_mode",
-            "demand_price",
-            "demand_windows",
-            "ratchet_percent",
-            "ratchet_months",
-            "utilisation_split_hours",
-            "low_use_demand_price",
-            "low_use_energy_price",
-            "high_use_demand_price",
-            "high_use_energy_price",
-            "fixed_per_day",
-            "fixed_per_month",
-            "fixed_per_meter_month",
-            "levies",
-            "vat_percent",
-        ]
+        fields = ["id", *services.VERSION_FIELDS]
         read_only_fields = ["id"]
 
 
@@ -81,13 +62,25 @@ class TariffOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
 class TariffInput(serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField(max_length=120)
     currency = serializers.CharField(max_length=3, default="EUR", help_text="ISO 4217, e.g. EUR")
-    versions = TariffVersionSerializer(many=True, max_length=50)
+    versions = TariffVersionSerializer(many=True)
+
+    def validate_versions(self, versions: list[Any]) -> list[Any]:
+        return _at_most_50(versions)
+
+
+def _at_most_50(versions: list[Any]) -> list[Any]:
+    if len(versions) > MAX_VERSIONS:
+        raise serializers.ValidationError(f"At most {MAX_VERSIONS} versions per tariff.")
+    return versions
 
 
 class TariffPatch(serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField(max_length=120, required=False)
     currency = serializers.CharField(max_length=3, required=False)
-    versions = TariffVersionSerializer(many=True, max_length=50, required=False)
+    versions = TariffVersionSerializer(many=True, required=False)
+
+    def validate_versions(self, versions: list[Any]) -> list[Any]:
+        return _at_most_50(versions)
 
 
 def _version_data(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -210,10 +203,10 @@ class ContractDetailApi(BillingApi, generics.RetrieveAPIView):  # type: ignore[t
 
 class LineOutput(serializers.Serializer):  # type: ignore[type-arg]
     kind = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     quantity = serializers.FloatField()
     unit = serializers.CharField()
-    unit_price = serializers.DecimalField(**PRICE)
+    unit_price = serializers.DecimalField(max_digits=14, decimal_places=6)
     amount = serializers.DecimalField(max_digits=14, decimal_places=2)
     interval_start = OffsetDateTimeField(allow_null=True, help_text="The 15-minute interval that set this figure")
 
@@ -250,8 +243,22 @@ class BillListItem(serializers.ModelSerializer):  # type: ignore[type-arg]
 
     class Meta:
         model = Bill
-        fields = ["id", "facility", "month", "status", "version", "currency", "net", "vat", "gross", "energy_kwh",
-                  "peak_kw", "period_start", "difference", "issued_at"]
+        fields = [
+            "id",
+            "facility",
+            "month",
+            "status",
+            "version",
+            "currency",
+            "net",
+            "vat",
+            "gross",
+            "energy_kwh",
+            "peak_kw",
+            "period_start",
+            "difference",
+            "issued_at",
+        ]
 
     def get_month(self, bill: Bill) -> str:
         return f"{bill.year}-{bill.month:02d}"
@@ -300,23 +307,17 @@ class BillDetailApi(BillingApi, generics.RetrieveAPIView):  # type: ignore[type-
 
 class BillExportApi(BillDetailApi):
     @extend_schema(
-        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/pdf"): OpenApiTypes.BINARY, 404: OpenApiResponse()}
+        responses={
+            (200, "text/csv"): OpenApiTypes.STR,
+            (200, "application/pdf"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(),
+        }
     )
     def get(self, request: Request, pk: int, fmt: str = "csv") -> HttpResponse:  # type: ignore[override]
         if fmt not in ("csv", "pdf"):
             raise NotFound()
         document = documents.document_from_bill(self.get_object())
-        return export_response(document, fmt)
-
-
-def export_response(document: documents.BillDocument, fmt: str) -> HttpResponse:
-    name = f"bill-{document.facility_id or 'client'}-{document.month_label}-v{document.version or 'draft'}"
-    if fmt == "pdf":
-        response = HttpResponse(documents.bill_pdf(document), content_type="application/pdf")
-    else:
-        response = HttpResponse(documents.bill_csv(document), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
-    return response
+        return documents.bill_response(document, fmt)
 
 
 class MonthQuery(serializers.Serializer):  # type: ignore[type-arg]
@@ -337,7 +338,12 @@ class BillDraftApi(BillingApi):
 
     @extend_schema(
         parameters=[MonthQuery],
-        responses={200: BillDetailOutput, (200, "text/csv"): OpenApiTypes.STR, 400: OpenApiResponse(), 404: OpenApiResponse()},
+        responses={
+            200: BillDetailOutput,
+            (200, "text/csv"): OpenApiTypes.STR,
+            400: OpenApiResponse(),
+            404: OpenApiResponse(),
+        },
     )
     def get(self, request: Request) -> Response | HttpResponse:
         query = self.parse(MonthQuery, request.query_params.dict())
@@ -345,7 +351,7 @@ class BillDraftApi(BillingApi):
         computed = selectors.bill_compute(access=self.access, facility_id=query["facility"], year=year, month=month)
         document = documents.document_from_computed(computed)
         if query.get("format", "json") != "json":
-            return export_response(document, query["format"])
+            return documents.bill_response(document, query["format"])
         return Response(BillDetailOutput(document).data)
 
 
@@ -362,14 +368,13 @@ class ClientMonthQuery(serializers.Serializer):  # type: ignore[type-arg]
 class ClientExportApi(BillingApi):
     """The client's month as one CSV, a row per facility: its latest issued bill, else its draft or preview."""
 
-    @extend_schema(parameters=[ClientMonthQuery], responses={(200, "text/csv"): OpenApiTypes.STR, 400: OpenApiResponse()})
+    @extend_schema(
+        parameters=[ClientMonthQuery], responses={(200, "text/csv"): OpenApiTypes.STR, 400: OpenApiResponse()}
+    )
     def get(self, request: Request) -> HttpResponse:
         year, month = self.parse(ClientMonthQuery, request.query_params.dict())["month"]
         rows = selectors.client_month(access=self.access, year=year, month=month, now_ms=int(time.time() * 1000))
-        docs = [documents.document_from_bill(r) if isinstance(r, Bill) else documents.document_from_computed(r) for r in rows]
-        response = HttpResponse(documents.client_csv(docs), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="client-{year}-{month:02d}.csv"'
-        return response
+        return documents.client_response(documents.documents_of(rows), year=year, month=month)
 
 
 # --- Peaks --------------------------------------------------------------------------------------

@@ -268,9 +268,7 @@ def compute_bill(
         inside = (starts >= segment.start_ms) & (starts < segment.end_ms)
         seg_of[inside] = s
         terms = segment.terms
-        window[inside] = (
-            _lookup(terms.demand_windows, cal, inside).astype(bool) if terms.demand_windows else True
-        )
+        window[inside] = _lookup(terms.demand_windows, cal, inside).astype(bool) if terms.demand_windows else True
         periods = _lookup(terms.schedules, cal, inside)
         rates = np.asarray(terms.energy_rates, dtype=np.float64)[periods]
         rate_at[inside] = rates
@@ -282,8 +280,15 @@ def compute_bill(
             quantity = float(seg_kwh[in_period].sum())
             rate = terms.energy_rates[period]
             lines.append(
-                Line("energy", f"{terms.tariff_name}: energy, period {period + 1}", quantity, "kWh", rate,
-                     money(quantity * rate), s)
+                Line(
+                    "energy",
+                    f"{terms.tariff_name}: energy, period {period + 1}",
+                    quantity,
+                    "kWh",
+                    rate,
+                    money(quantity * rate),
+                    s,
+                )
             )
         for name, per_kwh in terms.levies:
             quantity = float(seg_kwh.sum())
@@ -304,8 +309,17 @@ def compute_bill(
             cost += part * adder
             limit = segment.terms.tiers[t][0]
             label = f"tier {t + 1}" + (f" (up to {limit:g} kWh)" if limit is not None else "")
-            lines.append(Line("energy", f"{segment.terms.tariff_name}: {label}", quantity, "kWh", adder,
-                              money(quantity * adder), s))
+            lines.append(
+                Line(
+                    "energy",
+                    f"{segment.terms.tariff_name}: {label}",
+                    quantity,
+                    "kWh",
+                    adder,
+                    money(quantity * adder),
+                    s,
+                )
+            )
 
     # Demand: the month's highest 15-minute demand within the windows of the version in force.
     demand = kwh * 4.0
@@ -339,49 +353,112 @@ def compute_bill(
                 cost[inside] += kwh[inside] * work
                 rate_at[inside] += work
                 lines.append(
-                    Line("levy", f"Netzentgelt Arbeitspreis ({hours:,.0f} h use)", quantity, "kWh", work,
-                         money(quantity * work), s)
+                    Line(
+                        "levy",
+                        f"Netzentgelt Arbeitspreis ({hours:,.0f} h use)",
+                        quantity,
+                        "kWh",
+                        work,
+                        money(quantity * work),
+                        s,
+                    )
                 )
             share = segment.days / year_days
             lines.append(
-                Line("demand", f"{terms.tariff_name}: annual peak, {segment.days} of {year_days} days",
-                     annual_peak, "kW", price * share, money(annual_peak * price * share), s,
-                     peak_start if month_peak >= earlier_max else None)
+                Line(
+                    "demand",
+                    f"{terms.tariff_name}: annual peak, {segment.days} of {year_days} days",
+                    annual_peak,
+                    "kW",
+                    price * share,
+                    money(annual_peak * price * share),
+                    s,
+                    peak_start if month_peak >= earlier_max else None,
+                )
             )
             if s == 0 and history.earlier_peaks and month_peak > earlier_max:
                 back_days = sum(p.days for p in history.earlier_peaks)
                 increase = month_peak - earlier_max
                 unit = price * back_days / year_days
                 lines.append(
-                    Line("backbill", f"New annual peak: back-billing {back_days} earlier days of the year",
-                         increase, "kW", unit, money(increase * unit), s, peak_start)
+                    Line(
+                        "backbill",
+                        f"New annual peak: back-billing {back_days} earlier days of the year",
+                        increase,
+                        "kW",
+                        unit,
+                        money(increase * unit),
+                        s,
+                        peak_start,
+                    )
                 )
         elif terms.demand_mode == "ratchet":
             floor = terms.ratchet_percent / 100.0 * max(history.ratchet_peaks[: terms.ratchet_months], default=0.0)
             billed_demand = max(month_peak, floor)
             label = f"{terms.tariff_name}: demand (ratchet {terms.ratchet_percent:g} %)"
             lines.append(
-                Line("demand", label, billed_demand, "kW", terms.demand_price * share_month,
-                     money(billed_demand * terms.demand_price * share_month), s,
-                     peak_start if billed_demand == month_peak else None)
+                Line(
+                    "demand",
+                    label,
+                    billed_demand,
+                    "kW",
+                    terms.demand_price * share_month,
+                    money(billed_demand * terms.demand_price * share_month),
+                    s,
+                    peak_start if billed_demand == month_peak else None,
+                )
             )
         elif terms.demand_price:
             billed_demand = month_peak
             lines.append(
-                Line("demand", f"{terms.tariff_name}: month peak", month_peak, "kW",
-                     terms.demand_price * share_month, money(month_peak * terms.demand_price * share_month), s,
-                     peak_start)
+                Line(
+                    "demand",
+                    f"{terms.tariff_name}: month peak",
+                    month_peak,
+                    "kW",
+                    terms.demand_price * share_month,
+                    money(month_peak * terms.demand_price * share_month),
+                    s,
+                    peak_start,
+                )
             )
         if terms.fixed_per_day:
-            lines.append(Line("fixed", "Standing charge (Grundpreis)", segment.days, "d", terms.fixed_per_day,
-                              money(segment.days * terms.fixed_per_day), s))
+            lines.append(
+                Line(
+                    "fixed",
+                    "Standing charge (Grundpreis)",
+                    segment.days,
+                    "d",
+                    terms.fixed_per_day,
+                    money(segment.days * terms.fixed_per_day),
+                    s,
+                )
+            )
         if terms.fixed_per_month:
-            lines.append(Line("fixed", "Monthly charge", share_month, "mo", terms.fixed_per_month,
-                              money(share_month * terms.fixed_per_month), s))
+            lines.append(
+                Line(
+                    "fixed",
+                    "Monthly charge",
+                    share_month,
+                    "mo",
+                    terms.fixed_per_month,
+                    money(share_month * terms.fixed_per_month),
+                    s,
+                )
+            )
         if terms.fixed_per_meter_month:
             quantity = meters * share_month
-            lines.append(Line("fixed", "Metering (Messstellenbetrieb)", quantity, "meter·mo",
-                              terms.fixed_per_meter_month, money(quantity * terms.fixed_per_meter_month), s))
+            lines.append(
+                Line(
+                    "fixed",
+                    "Metering (Messstellenbetrieb)",
+                    quantity,
+                    "meter·mo",
+                    terms.fixed_per_meter_month,
+                    money(quantity * terms.fixed_per_meter_month),
+                    s,
+                )
+            )
     net = sum((line.amount for line in lines), Decimal(0))
     by_rate: dict[float, Decimal] = {}
     for line in lines:
@@ -394,7 +471,13 @@ def compute_bill(
     ]
     vat = sum((line.amount for line in vat_lines), Decimal(0))
     rows = _allocate(
-        usage=usage, kwh=kwh, cost=cost, rate_at=rate_at, peak_start=peak_start, lines=lines, vat=vat,
+        usage=usage,
+        kwh=kwh,
+        cost=cost,
+        rate_at=rate_at,
+        peak_start=peak_start,
+        lines=lines,
+        vat=vat,
         allocation=allocation,
     )
     projected = None

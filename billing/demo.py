@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import Tenant
 from billing import services
@@ -76,11 +77,13 @@ def _ensure(tenant: Tenant, name: str, currency: str, version: dict[str, Any], f
 @transaction.atomic
 def seed_billing_demo(*, today: date | None = None) -> None:
     """Idempotent: the demo tenants get their tariffs and every demo facility a contract from 1 January."""
-    year_start = date((today or date.today()).year, 1, 1)
+    year_start = date((today or timezone.localdate()).year, 1, 1)
     retail = Tenant.objects.filter(slug="demo-retail").first()
     if retail is not None:
         facilities = list(Facility.objects.filter(tenant=retail))
         _ensure(retail, RETAIL_TARIFF, "EUR", retail_version(year_start), facilities)
     home = Tenant.objects.filter(slug="demo-home").first()
     if home is not None:
-        _ensure(home, HOUSEHOLD_TARIFF, "SEK", household_version(year_start), list(Facility.objects.filter(tenant=home)))
+        _ensure(
+            home, HOUSEHOLD_TARIFF, "SEK", household_version(year_start), list(Facility.objects.filter(tenant=home))
+        )

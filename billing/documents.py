@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.http import HttpResponse
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 
@@ -62,7 +63,6 @@ class BillDocument:
     @property
     def allocation(self) -> list[dict[str, Any]]:
         return list(self.detail.get("allocation", []))
-
 
 
 def _dt(ms: int | None) -> datetime | None:
@@ -139,8 +139,24 @@ def document_from_computed(computed: ComputedBill) -> BillDocument:
     )
 
 
-CSV_COLUMNS = ["facility", "month", "status", "version", "kind", "label", "quantity", "unit", "unit_price", "amount",
-               "currency", "interval_start"]
+def documents_of(rows: list[Bill | ComputedBill]) -> list[BillDocument]:
+    return [document_from_bill(r) if isinstance(r, Bill) else document_from_computed(r) for r in rows]
+
+
+CSV_COLUMNS = [
+    "facility",
+    "month",
+    "status",
+    "version",
+    "kind",
+    "label",
+    "quantity",
+    "unit",
+    "unit_price",
+    "amount",
+    "currency",
+    "interval_start",
+]
 
 
 def bill_csv(document: BillDocument) -> str:
@@ -165,13 +181,39 @@ def bill_csv(document: BillDocument) -> str:
             ]
         )
     for name, value in (("net", document.net), ("vat", document.vat), ("gross", document.gross)):
-        writer.writerow([document.facility_name, document.month_label, document.status, document.version or "",
-                         "total", name, "", "", "", value, document.currency, ""])
+        writer.writerow(
+            [
+                document.facility_name,
+                document.month_label,
+                document.status,
+                document.version or "",
+                "total",
+                name,
+                "",
+                "",
+                "",
+                value,
+                document.currency,
+                "",
+            ]
+        )
     return out.getvalue()
 
 
-CLIENT_COLUMNS = ["facility_id", "facility", "month", "status", "version", "currency", "energy_kwh", "peak_kw",
-                  "peak_start", "net", "vat", "gross"]
+CLIENT_COLUMNS = [
+    "facility_id",
+    "facility",
+    "month",
+    "status",
+    "version",
+    "currency",
+    "energy_kwh",
+    "peak_kw",
+    "peak_start",
+    "net",
+    "vat",
+    "gross",
+]
 
 
 def client_csv(documents: list[BillDocument]) -> str:
@@ -180,9 +222,20 @@ def client_csv(documents: list[BillDocument]) -> str:
     writer.writerow(CLIENT_COLUMNS)
     for d in documents:
         writer.writerow(
-            [d.facility_id, d.facility_name, d.month_label, d.status, d.version or "", d.currency,
-             f"{d.energy_kwh:.3f}", "" if d.peak_kw is None else f"{d.peak_kw:.3f}",
-             d.peak_start.isoformat() if d.peak_start else "", d.net, d.vat, d.gross]
+            [
+                d.facility_id,
+                d.facility_name,
+                d.month_label,
+                d.status,
+                d.version or "",
+                d.currency,
+                f"{d.energy_kwh:.3f}",
+                "" if d.peak_kw is None else f"{d.peak_kw:.3f}",
+                d.peak_start.isoformat() if d.peak_start else "",
+                d.net,
+                d.vat,
+                d.gross,
+            ]
         )
     return out.getvalue()
 
@@ -204,3 +257,20 @@ def _latin1(text: str) -> str:
     for wide, narrow in (("€", "EUR"), ("·", "-"), ("–", "-"), ("—", "-"), ("÷", "/"), ("×", "x")):
         text = text.replace(wide, narrow)
     return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def bill_response(document: BillDocument, fmt: str) -> HttpResponse:
+    """A bill as a download, for the API and the portal alike: `fmt` is "csv" or "pdf"."""
+    name = f"bill-{document.facility_id or 'client'}-{document.month_label}-v{document.version or document.status}"
+    if fmt == "pdf":
+        response = HttpResponse(bill_pdf(document), content_type="application/pdf")
+    else:
+        response = HttpResponse(bill_csv(document), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    return response
+
+
+def client_response(docs: list[BillDocument], *, year: int, month: int) -> HttpResponse:
+    response = HttpResponse(client_csv(docs), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="client-{year}-{month:02d}.csv"'
+    return response

@@ -15,9 +15,6 @@ from django.utils.translation import gettext_lazy as _
 
 from devices.models import Facility, Load, TenantOwned
 
-MONEY = {"max_digits": 14, "decimal_places": 2}
-PRICE = {"max_digits": 14, "decimal_places": 6}
-
 
 class Tariff(TenantOwned):
     name = models.CharField(_("name"), max_length=120)
@@ -58,19 +55,19 @@ class TariffVersion(TenantOwned):
     holiday_schedule = models.JSONField(default=list)
     energy_tiers = models.JSONField(default=list, blank=True)
     demand_mode = models.CharField(max_length=16, choices=DemandMode.choices, default=DemandMode.MONTHLY)
-    demand_price = models.DecimalField(**PRICE, default=Decimal(0))
+    demand_price = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     # Hours whose intervals count for the demand peak (same shape as the schedules, 1 = counts); empty = all.
     demand_windows = models.JSONField(default=dict, blank=True)
     ratchet_percent = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal(0))
     ratchet_months = models.PositiveSmallIntegerField(default=11)
     utilisation_split_hours = models.PositiveIntegerField(default=2500)
-    low_use_demand_price = models.DecimalField(**PRICE, default=Decimal(0))
-    low_use_energy_price = models.DecimalField(**PRICE, default=Decimal(0))
-    high_use_demand_price = models.DecimalField(**PRICE, default=Decimal(0))
-    high_use_energy_price = models.DecimalField(**PRICE, default=Decimal(0))
-    fixed_per_day = models.DecimalField(**PRICE, default=Decimal(0))
-    fixed_per_month = models.DecimalField(**PRICE, default=Decimal(0))
-    fixed_per_meter_month = models.DecimalField(**PRICE, default=Decimal(0))
+    low_use_demand_price = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    low_use_energy_price = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    high_use_demand_price = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    high_use_energy_price = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    fixed_per_day = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    fixed_per_month = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
+    fixed_per_meter_month = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal(0))
     # [{"name": "Stromsteuer", "per_kwh": 0.0205}, ...]
     levies = models.JSONField(default=list, blank=True)
     vat_percent = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal(19))
@@ -143,15 +140,14 @@ class Bill(TenantOwned):
     currency = models.CharField(max_length=3, default="EUR")
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
-    net = models.DecimalField(**MONEY)
-    vat = models.DecimalField(**MONEY)
-    gross = models.DecimalField(**MONEY)
+    net = models.DecimalField(max_digits=14, decimal_places=2)
+    vat = models.DecimalField(max_digits=14, decimal_places=2)
+    gross = models.DecimalField(max_digits=14, decimal_places=2)
     energy_kwh = models.FloatField(default=0.0)
     peak_kw = models.FloatField(null=True, blank=True)
     peak_start = models.DateTimeField(null=True, blank=True)
-    peak_estimated = models.BooleanField(default=False)
     previous = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="next")
-    difference = models.DecimalField(**MONEY, null=True, blank=True)
+    difference = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     issued_at = models.DateTimeField(auto_now_add=True)
     # The whole computation (segments, allocation, trace), as the API serves it.
     detail = models.JSONField(default=dict)
@@ -190,8 +186,8 @@ class BillLine(models.Model):
     label = models.CharField(max_length=200)
     quantity = models.FloatField()
     unit = models.CharField(max_length=16)
-    unit_price = models.DecimalField(**PRICE)
-    amount = models.DecimalField(**MONEY)
+    unit_price = models.DecimalField(max_digits=14, decimal_places=6)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
     # The 15-minute interval that set a demand figure, so the bill can be traced to it.
     interval_start = models.DateTimeField(null=True, blank=True)
 

@@ -141,7 +141,9 @@ def tariff_delete(*, tariff: Tariff) -> None:
     try:
         tariff.delete()
     except ProtectedError as exc:
-        raise ValidationError({"tariff": _("The tariff is assigned to facilities; end those contracts first.")}) from exc
+        raise ValidationError(
+            {"tariff": _("The tariff is assigned to facilities; end those contracts first.")}
+        ) from exc
 
 
 @transaction.atomic
@@ -181,7 +183,9 @@ def billing_profile_set(*, tenant: Tenant, fixed_charge_key: str) -> BillingProf
 
 
 @transaction.atomic
-def cost_centre_create(*, tenant: Tenant, name: str, area_m2: Decimal | float = 0, loads: Iterable[Load] = ()) -> CostCentre:
+def cost_centre_create(
+    *, tenant: Tenant, name: str, area_m2: Decimal | float = 0, loads: Iterable[Load] = ()
+) -> CostCentre:
     loads = list(loads)
     if any(load.tenant_id != tenant.pk for load in loads):
         raise ValidationError({"loads": _("There is no such load in your tenant.")})
@@ -235,7 +239,10 @@ def bill_detail(computed: selectors.ComputedBill) -> dict[str, Any]:
 
 
 def _signature(lines: Iterable[tuple[str, str, float, str, Decimal, Decimal]]) -> list[tuple[Any, ...]]:
-    return [(kind, label, round(q, 6), unit, Decimal(p).quantize(Decimal("0.000001")), a) for kind, label, q, unit, p, a in lines]
+    return [
+        (kind, label, round(q, 6), unit, Decimal(p).quantize(Decimal("0.000001")), a)
+        for kind, label, q, unit, p, a in lines
+    ]
 
 
 def _store(
@@ -247,7 +254,7 @@ def _store(
     start: datetime,
     end: datetime,
     currency: str,
-    lines: list[tuple[str, str, float, str, Decimal, Decimal, datetime | None]],
+    lines: Sequence[tuple[str, str, float, str, Decimal, Decimal, datetime | None]],
     energy_kwh: float,
     peak: tuple[float, datetime | None] | None,
     detail: dict[str, Any],
@@ -348,7 +355,9 @@ def client_bill_issue(*, tenant: Tenant, year: int, month: int) -> Bill:
     bills = sorted(latest.values(), key=lambda b: b.facility.name if b.facility else "")
     currencies = {b.currency for b in bills}
     if len(currencies) != 1:
-        raise BillingError(_("The facilities are billed in different currencies: %(c)s.") % {"c": ", ".join(sorted(currencies))})
+        raise BillingError(
+            _("The facilities are billed in different currencies: %(c)s.") % {"c": ", ".join(sorted(currencies))}
+        )
     lines = [
         ("facility", f"{b.facility.name} (v{b.version})" if b.facility else "", 1.0, "bill", b.net, money(b.net), None)
         for b in bills

@@ -61,7 +61,7 @@ def validate_tiers(tiers: Any) -> None:
     previous = 0.0
     for i, tier in enumerate(tiers):
         if not isinstance(tier, dict) or set(tier) != {"up_to_kwh", "adder"}:
-            raise ValidationError({"energy_tiers": _("Each tier is {\"up_to_kwh\": number or null, \"adder\": number}.")})
+            raise ValidationError({"energy_tiers": _('Each tier is {"up_to_kwh": number or null, "adder": number}.')})
         up_to, adder = tier["up_to_kwh"], tier["adder"]
         if isinstance(adder, bool) or not isinstance(adder, int | float):
             raise ValidationError({"energy_tiers": _("A tier's adder is a number.")})
@@ -86,4 +86,4 @@ def validate_levies(levies: Any) -> None:
             or isinstance(levy["per_kwh"], bool)
             or not isinstance(levy["per_kwh"], int | float)
         ):
-            raise ValidationError({"levies": _("Each levy is {\"name\": text, \"per_kwh\": number}.")})
+            raise ValidationError({"levies": _('Each levy is {"name": text, "per_kwh": number}.')})

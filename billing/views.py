@@ -23,10 +23,10 @@ from accounts.errors import TenantAccessDenied
 from accounts.selectors import tenant_get
 from billing import documents, selectors, services
 from billing.errors import BillingError
-from billing.forms import ContractForm, TariffForm, VersionForm
-from billing.models import Bill, Contract, Tariff
+from billing.forms import AllocationForm, ContractForm, CostCentreForm, TariffForm, VersionForm
+from billing.models import Contract, Tariff
 from devices.models import Facility
-from devices.selectors import facility_list
+from devices.selectors import facility_list, load_list
 from portal.access import request_access
 
 MS = 1000
@@ -73,28 +73,40 @@ def _document(access: Access, facility: Facility, year: int, month: int) -> docu
     return documents.document_from_computed(computed)
 
 
-def _chart(access: Access, facility: Facility, year: int, month: int) -> dict[str, Any]:
-    report = selectors.peaks_report(access=access, facility_id=facility.pk, year=year, month=month, now_ms=_now_ms())
+def _chart(report: selectors.PeakReport) -> dict[str, Any]:
+    """The 15-minute demand chart's data (billing-chart.js): seconds, kW, the peak interval, the target."""
     return {
         "t": [ms // MS for ms in report.curve_starts_ms],
         "kw": report.curve_kw,
         "peak": report.month_peak.start_ms // MS if report.month_peak else None,
         "target": report.target_kw,
-        "timezone": facility.timezone,
+        "timezone": report.facility.timezone,
     }
+
+
+def _report(access: Access, facility: Facility, year: int, month: int) -> selectors.PeakReport:
+    return selectors.peaks_report(access=access, facility_id=facility.pk, year=year, month=month, now_ms=_now_ms())
+
+
+def _facility_month(request: HttpRequest) -> tuple[Access, dict[str, Any], Facility | None, tuple[int, int]]:
+    """The page's access, its base context, and the facility and month picked (this month by default)."""
+    access = _access(request)
+    facility, facilities = _facility(access, request)
+    context: dict[str, Any] = {"tenant": tenant_get(access=access), "facilities": facilities, "facility": facility}
+    year_month = (0, 0)
+    if facility is not None:
+        year_month = _month(request, ZoneInfo(facility.timezone))
+        context["month"] = f"{year_month[0]}-{year_month[1]:02d}"
+    return access, context, facility, year_month
 
 
 @login_required
 def bill_page(request: HttpRequest) -> HttpResponse:
-    access = _access(request)
-    facility, facilities = _facility(access, request)
-    context: dict[str, Any] = {"tenant": tenant_get(access=access), "facilities": facilities, "facility": facility}
+    access, context, facility, (year, month) = _facility_month(request)
     if facility is not None:
-        year, month = _month(request, ZoneInfo(facility.timezone))
-        context["month"] = f"{year}-{month:02d}"
         try:
             context["bill"] = _document(access, facility, year, month)
-            context["chart"] = _chart(access, facility, year, month)
+            context["chart"] = _chart(_report(access, facility, year, month))
         except BillingError as exc:
             context["error"] = str(exc)
     return render(request, "billing/bill.html", context)
@@ -113,9 +125,7 @@ def bill_export(request: HttpRequest, facility_id: int, month: str, fmt: str) ->
         raise Http404() from exc
     except BillingError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
-    from billing.apis import export_response
-
-    return export_response(document, fmt)
+    return documents.bill_response(document, fmt)
 
 
 @login_required
@@ -127,7 +137,7 @@ def client_page(request: HttpRequest) -> HttpResponse:
     try:
         year, month = selectors.parse_month(raw)
         rows = selectors.client_month(access=access, year=year, month=month, now_ms=_now_ms())
-        docs = [documents.document_from_bill(r) if isinstance(r, Bill) else documents.document_from_computed(r) for r in rows]
+        docs = documents.documents_of(rows)
         context["documents"] = docs
         context["currencies"] = sorted({d.currency for d in docs})
         context["totals"] = {
@@ -149,22 +159,15 @@ def client_export(request: HttpRequest, month: str) -> HttpResponse:
         rows = selectors.client_month(access=access, year=year, month=number, now_ms=_now_ms())
     except BillingError as exc:
         return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
-    docs = [documents.document_from_bill(r) if isinstance(r, Bill) else documents.document_from_computed(r) for r in rows]
-    response = HttpResponse(documents.client_csv(docs), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="client-{month}.csv"'
-    return response
+    return documents.client_response(documents.documents_of(rows), year=year, month=number)
 
 
 @login_required
 def peaks_page(request: HttpRequest) -> HttpResponse:
-    access = _access(request)
-    facility, facilities = _facility(access, request)
-    context: dict[str, Any] = {"tenant": tenant_get(access=access), "facilities": facilities, "facility": facility}
+    access, context, facility, (year, month) = _facility_month(request)
     if facility is not None:
-        year, month = _month(request, ZoneInfo(facility.timezone))
-        context["month"] = f"{year}-{month:02d}"
         try:
-            report = selectors.peaks_report(access=access, facility_id=facility.pk, year=year, month=month, now_ms=_now_ms())
+            report = _report(access, facility, year, month)
             tz = ZoneInfo(facility.timezone)
             context["report"] = report
             context["top"] = [
@@ -175,13 +178,7 @@ def peaks_page(request: HttpRequest) -> HttpResponse:
                     datetime.fromtimestamp(report.year_peak[0] / MS, tz=UTC).astimezone(tz),
                     report.year_peak[1],
                 )
-            context["chart"] = {
-                "t": [ms // MS for ms in report.curve_starts_ms],
-                "kw": report.curve_kw,
-                "peak": report.month_peak.start_ms // MS if report.month_peak else None,
-                "target": report.target_kw,
-                "timezone": facility.timezone,
-            }
+            context["chart"] = _chart(report)
         except BillingError as exc:
             context["error"] = str(exc)
     return render(request, "billing/peaks.html", context)
@@ -204,11 +201,35 @@ def tariffs_page(request: HttpRequest) -> HttpResponse:
         facilities=[(f.pk, f.name) for f in facilities],
         tariffs=[(t.pk, t.name) for t in tariffs],
     )
+    loads = [(load.pk, f"{load.facility.name}: {load.name}") for load in load_list(access=access)]
+    allocation_form = AllocationForm(
+        prefix="allocation",
+        initial={"fixed_charge_key": selectors.billing_profile(tenant_id=tenant.pk).fixed_charge_key},
+    )
+    centre_form = CostCentreForm(prefix="centre", loads=loads)
     if request.method == "POST":
         if not access.is_admin:
             return render(request, "billing/tariffs.html", {"tenant": tenant, "forbidden": True}, status=403)
         action = request.POST.get("action", "")
         try:
+            if action == "allocation":
+                allocation_form = AllocationForm(request.POST, prefix="allocation")
+                if allocation_form.is_valid():
+                    services.billing_profile_set(tenant=tenant, **allocation_form.cleaned_data)
+                    messages.success(request, _("Allocation key saved."))
+                    return redirect("billing:tariffs")
+            if action == "cost_centre":
+                centre_form = CostCentreForm(request.POST, prefix="centre", loads=loads)
+                if centre_form.is_valid():
+                    d = centre_form.cleaned_data
+                    services.cost_centre_create(
+                        tenant=tenant,
+                        name=d["name"],
+                        area_m2=d["area_m2"],
+                        loads=load_list(access=access).filter(pk__in=d["loads"]),
+                    )
+                    messages.success(request, _("Cost centre created."))
+                    return redirect("billing:tariffs")
             if action == "create":
                 tariff_form = TariffForm(request.POST, prefix="tariff")
                 if tariff_form.is_valid():
@@ -249,7 +270,8 @@ def tariffs_page(request: HttpRequest) -> HttpResponse:
             raise Http404() from exc
         except (ValueError, ValidationError) as exc:
             text = "; ".join(
-                f"{field}: {' '.join(errors)}" for field, errors in getattr(exc, "message_dict", {"": [str(exc)]}).items()
+                f"{field}: {' '.join(errors)}"
+                for field, errors in getattr(exc, "message_dict", {"": [str(exc)]}).items()
             )
             messages.error(request, text)
     return render(
@@ -262,6 +284,9 @@ def tariffs_page(request: HttpRequest) -> HttpResponse:
             "tariff_form": tariff_form,
             "version_form": version_form,
             "contract_form": contract_form,
+            "allocation_form": allocation_form,
+            "centre_form": centre_form,
+            "cost_centres": list(selectors.cost_centre_list(access=access)),
             "can_edit": access.is_admin,
         },
         status=400 if request.method == "POST" else 200,

@@ -94,6 +94,7 @@ def facility_dashboard(request: HttpRequest, facility_id: int) -> HttpResponse:
             "devices_online": sum(1 for d in layout.devices if d.online),
             "ws_path": f"/ws/facilities/{facility_id}/live",
             **picker_context(request),
+            "peak_target_kw": Facility.objects.filter(pk=facility_id).values_list("peak_target_kw", flat=True).first(),
         },
     )
 

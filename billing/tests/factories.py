@@ -70,7 +70,9 @@ class MeteredFacility:
         return [self.main, *(channel for _, channel in self.loads.values())]
 
 
-def metered_facility(*, load_names: tuple[str, ...] = ("Refrigeration", "HVAC"), meter=ENERGY_METER, **kwargs: Any) -> MeteredFacility:
+def metered_facility(
+    *, load_names: tuple[str, ...] = ("Refrigeration", "HVAC"), meter=ENERGY_METER, **kwargs: Any
+) -> MeteredFacility:
     """A facility with a main meter on its mains load and one submeter per load."""
     kwargs.setdefault("holiday_region", "DE-BY")
     facility = FacilityFactory(**kwargs)
@@ -115,8 +117,16 @@ def billing_objects(*, facility: Facility) -> None:
     BillingProfile.objects.create(tenant=facility.tenant)
     moment = datetime(2026, 1, 1, tzinfo=UTC)
     bill = Bill.objects.create(
-        tenant=facility.tenant, facility=facility, year=2026, month=1, period_start=moment, period_end=moment,
-        net=Decimal(1), vat=Decimal(0), gross=Decimal(1),
+        tenant=facility.tenant,
+        facility=facility,
+        year=2026,
+        month=1,
+        period_start=moment,
+        period_end=moment,
+        net=Decimal(1),
+        vat=Decimal(0),
+        gross=Decimal(1),
     )
-    BillLine.objects.create(bill=bill, position=0, kind="fixed", label="x", quantity=1, unit="mo",
-                            unit_price=Decimal(1), amount=Decimal(1))
+    BillLine.objects.create(
+        bill=bill, position=0, kind="fixed", label="x", quantity=1, unit="mo", unit_price=Decimal(1), amount=Decimal(1)
+    )

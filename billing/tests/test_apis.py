@@ -18,16 +18,8 @@ from billing.tests.test_bills import BERLIN, LATER, simulate
 from devices.tests.factories import FacilityFactory
 from integrations.scopes import BILLING_READ, BILLING_WRITE, FLEET_READ
 from integrations.tests.factories import AccessTokenFactory, ApplicationFactory, bearer
-from readings import metadata
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    metadata.clear_caches()
-    yield
-    metadata.clear_caches()
 
 
 def token_for(tenant, scopes=(BILLING_READ, BILLING_WRITE)):
@@ -46,7 +38,10 @@ def _json_version(**overrides):
 def test_a_tenant_admin_creates_a_tariff_with_versions_and_reads_it_back(client):
     facility = FacilityFactory()
     headers = token_for(facility.tenant)
-    body = {"name": "Gewerbe 2026", "versions": [_json_version(valid_to="2026-06-30"), _json_version(valid_from="2026-07-01", demand_price=11)]}
+    body = {
+        "name": "Gewerbe 2026",
+        "versions": [_json_version(valid_to="2026-06-30"), _json_version(valid_from="2026-07-01", demand_price=11)],
+    }
     response = client.post("/api/v1/tariffs/", body, content_type="application/json", **headers)
     assert response.status_code == 201, response.json()
     tariff = response.json()
@@ -55,7 +50,9 @@ def test_a_tenant_admin_creates_a_tariff_with_versions_and_reads_it_back(client)
     assert Decimal(tariff["versions"][1]["demand_price"]) == Decimal(11)
     listed = client.get("/api/v1/tariffs/", **headers).json()["results"]
     assert [t["id"] for t in listed] == [tariff["id"]]
-    patched = client.patch(f"/api/v1/tariffs/{tariff['id']}/", {"name": "Gewerbe"}, content_type="application/json", **headers)
+    patched = client.patch(
+        f"/api/v1/tariffs/{tariff['id']}/", {"name": "Gewerbe"}, content_type="application/json", **headers
+    )
     assert patched.status_code == 200 and patched.json()["name"] == "Gewerbe"
 
 
@@ -80,7 +77,9 @@ def _bad_versions():
 def test_bad_tariff_input_is_a_400_naming_the_field_and_stores_nothing(client, case):
     facility = FacilityFactory()
     body, field = _bad_versions()[case]
-    response = client.post("/api/v1/tariffs/", {"name": "Bad", **body}, content_type="application/json", **token_for(facility.tenant))
+    response = client.post(
+        "/api/v1/tariffs/", {"name": "Bad", **body}, content_type="application/json", **token_for(facility.tenant)
+    )
     assert response.status_code == 400, response.json()
     error = response.json()["error"]
     assert error["code"] == "invalid" and field in str(error), error
@@ -130,9 +129,15 @@ def test_another_tenants_facility_tariff_and_bill_are_unknown_exactly_like_missi
     bill = services.bill_issue(facility=mf.facility, year=2026, month=2, now_ms=LATER)
     intruder = FacilityFactory()
     headers = token_for(intruder.tenant)
-    for path in (f"/api/v1/tariffs/{tariff.pk}/", f"/api/v1/bills/{bill.pk}/", f"/api/v1/bills/{bill.pk}/export.csv",
-                 f"/api/v1/bills/{bill.pk}/export.pdf", f"/api/v1/bills/draft/?facility={mf.facility.pk}&month=2026-02",
-                 f"/api/v1/peaks/?facility={mf.facility.pk}&month=2026-02", "/api/v1/tariffs/987654321/"):
+    for path in (
+        f"/api/v1/tariffs/{tariff.pk}/",
+        f"/api/v1/bills/{bill.pk}/",
+        f"/api/v1/bills/{bill.pk}/export.csv",
+        f"/api/v1/bills/{bill.pk}/export.pdf",
+        f"/api/v1/bills/draft/?facility={mf.facility.pk}&month=2026-02",
+        f"/api/v1/peaks/?facility={mf.facility.pk}&month=2026-02",
+        "/api/v1/tariffs/987654321/",
+    ):
         response = client.get(path, **headers)
         assert response.status_code == 404, path
         assert response.json()["error"]["status"] == 404
@@ -151,20 +156,28 @@ def test_another_tenants_facility_tariff_and_bill_are_unknown_exactly_like_missi
 
 def test_a_bill_for_a_future_month_is_a_400(client):
     mf = metered_facility()
-    services.contract_create(facility=mf.facility, tariff=TariffFactory(tenant=mf.facility.tenant), valid_from=date(2026, 1, 1))
-    response = client.get(f"/api/v1/bills/draft/?facility={mf.facility.pk}&month=2099-01", **token_for(mf.facility.tenant))
+    services.contract_create(
+        facility=mf.facility, tariff=TariffFactory(tenant=mf.facility.tenant), valid_from=date(2026, 1, 1)
+    )
+    response = client.get(
+        f"/api/v1/bills/draft/?facility={mf.facility.pk}&month=2099-01", **token_for(mf.facility.tenant)
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "billing_error"
     assert "has not begun" in response.json()["error"]["message"]
     for month in ("2026-13", "26-1", "x"):
-        response = client.get(f"/api/v1/bills/draft/?facility={mf.facility.pk}&month={month}", **token_for(mf.facility.tenant))
+        response = client.get(
+            f"/api/v1/bills/draft/?facility={mf.facility.pk}&month={month}", **token_for(mf.facility.tenant)
+        )
         assert response.status_code == 400 and "month" in response.json()["error"]["fields"]
     assert not Bill.objects.exists()
 
 
 def test_an_issued_bill_is_served_with_its_lines_the_peak_interval_and_as_csv_and_pdf(client):
     mf = metered_facility()
-    services.contract_create(facility=mf.facility, tariff=TariffFactory(tenant=mf.facility.tenant), valid_from=date(2026, 1, 1))
+    services.contract_create(
+        facility=mf.facility, tariff=TariffFactory(tenant=mf.facility.tenant), valid_from=date(2026, 1, 1)
+    )
     lo, hi = month_bounds(2026, 2, BERLIN)
     simulate(mf, lo, hi, seed=9)
     bill = services.bill_issue(facility=mf.facility, year=2026, month=2, now_ms=LATER)
@@ -194,14 +207,18 @@ def test_an_issued_bill_is_served_with_its_lines_the_peak_interval_and_as_csv_an
 
 def test_the_running_month_has_a_draft_with_a_projection(client):
     mf = metered_facility()
-    services.contract_create(facility=mf.facility, tariff=TariffFactory(tenant=mf.facility.tenant), valid_from=date(2026, 1, 1))
+    services.contract_create(
+        facility=mf.facility, tariff=TariffFactory(tenant=mf.facility.tenant), valid_from=date(2026, 1, 1)
+    )
     now = datetime.now(tz=UTC).astimezone(BERLIN)
     lo, _ = month_bounds(now.year, now.month, BERLIN)
     now_ms = int(now.timestamp() * 1000)
     if now_ms - lo < 3_600_000:
         pytest.skip("the month has just begun")
     simulate(mf, lo, now_ms - now_ms % 900_000)
-    response = client.get(f"/api/v1/bills/draft/?facility={mf.facility.pk}&month={now:%Y-%m}", **token_for(mf.facility.tenant))
+    response = client.get(
+        f"/api/v1/bills/draft/?facility={mf.facility.pk}&month={now:%Y-%m}", **token_for(mf.facility.tenant)
+    )
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["status"] == "draft" and body["id"] is None
@@ -213,7 +230,9 @@ def test_peaks_match_the_bills_peak(client):
     mf = metered_facility()
     mf.facility.peak_target_kw = Decimal("12.5")
     mf.facility.save()
-    services.contract_create(facility=mf.facility, tariff=TariffFactory(tenant=mf.facility.tenant), valid_from=date(2026, 1, 1))
+    services.contract_create(
+        facility=mf.facility, tariff=TariffFactory(tenant=mf.facility.tenant), valid_from=date(2026, 1, 1)
+    )
     lo, hi = month_bounds(2026, 2, BERLIN)
     simulate(mf, lo, hi, seed=4)
     bill = services.bill_issue(facility=mf.facility, year=2026, month=2, now_ms=LATER)
@@ -229,8 +248,37 @@ def test_the_schema_lists_the_billing_paths_under_their_scopes(client):
     import yaml
 
     schema = yaml.safe_load(client.get("/api/schema/").content)
-    for path in ("/api/v1/tariffs/", "/api/v1/tariffs/{id}/", "/api/v1/contracts/", "/api/v1/bills/",
-                 "/api/v1/bills/{id}/", "/api/v1/bills/draft/", "/api/v1/bills/client.csv", "/api/v1/peaks/"):
+    for path in (
+        "/api/v1/tariffs/",
+        "/api/v1/tariffs/{id}/",
+        "/api/v1/contracts/",
+        "/api/v1/bills/",
+        "/api/v1/bills/{id}/",
+        "/api/v1/bills/draft/",
+        "/api/v1/bills/client.csv",
+        "/api/v1/peaks/",
+    ):
         assert path in schema["paths"], path
     scopes = schema["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]["scopes"]
     assert "billing:write" in scopes and "billing:read" in scopes
+
+
+def test_a_replayed_tariff_or_contract_and_an_oversized_tariff_are_refused_and_store_nothing_more(client):
+    facility = FacilityFactory()
+    headers = token_for(facility.tenant)
+    body = {"name": "Replayed", "versions": [_json_version()]}
+    assert client.post("/api/v1/tariffs/", body, content_type="application/json", **headers).status_code == 201
+    again = client.post("/api/v1/tariffs/", body, content_type="application/json", **headers)
+    assert again.status_code == 400 and again.json()["error"]["code"] == "invalid"
+    tariff = Tariff.objects.get()
+    contract = {"facility": facility.pk, "tariff": tariff.pk, "valid_from": "2026-01-01"}
+    assert client.post("/api/v1/contracts/", contract, content_type="application/json", **headers).status_code == 201
+    assert client.post("/api/v1/contracts/", contract, content_type="application/json", **headers).status_code == 400
+    versions = [_json_version(valid_from=f"{2000 + i}-01-01", valid_to=f"{2000 + i}-12-31") for i in range(51)]
+    big = client.post(
+        "/api/v1/tariffs/", {"name": "Big", "versions": versions}, content_type="application/json", **headers
+    )
+    assert big.status_code == 400 and "versions" in big.json()["error"]["fields"]
+    assert (Tariff.objects.count(), TariffVersion.objects.count(), Contract.objects.count()) == (1, 1, 1)
+    garbage = client.post("/api/v1/tariffs/", "not json", content_type="application/json", **headers)
+    assert garbage.status_code == 400

@@ -15,19 +15,11 @@ from billing.models import Bill, FixedChargeKey
 from billing.selectors import bill_compute, peaks_report
 from billing.tests.factories import TariffFactory, ingest_counter, metered_facility, refresh_rollups, version_data
 from billing.tests.reference import interval_kwh, month_bounds, reference_bill
-from readings import metadata
 
 pytestmark = pytest.mark.django_db
 BERLIN = ZoneInfo("Europe/Berlin")
 STEP_MS = 300_000
 LATER = int(datetime(2027, 6, 1, tzinfo=UTC).timestamp() * 1000)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    metadata.clear_caches()
-    yield
-    metadata.clear_caches()
 
 
 def simulate(mf, start_ms, end_ms, *, seed=1, spike_at_ms=None, spike_w=0.0):
@@ -70,8 +62,13 @@ def _assert_matches(result, ref, *, vat=19.0):
     assert result.energy_kwh == pytest.approx(ref.kwh, rel=1e-9)
     assert result.peak_kw == pytest.approx(ref.peak_kw, rel=1e-9)
     assert result.peak_start_ms == ref.peak_start_ms
-    for kinds, expected in ((("energy",), ref.energy), (("levy",), ref.levies), (("fixed",), ref.fixed),
-                            (("demand",), ref.demand), (("backbill",), ref.backbill)):
+    for kinds, expected in (
+        (("energy",), ref.energy),
+        (("levy",), ref.levies),
+        (("fixed",), ref.fixed),
+        (("demand",), ref.demand),
+        (("backbill",), ref.backbill),
+    ):
         assert _total(result, *kinds) == pytest.approx(expected, abs=0.005 * lines + 1e-9), kinds
     # Every line is rounded to the cent, so the bill may differ from the unrounded reference by half a cent a line.
     assert float(result.gross) == pytest.approx(ref.gross(vat), abs=0.01 * lines)
@@ -92,8 +89,13 @@ def test_a_month_across_a_dst_change_matches_the_independent_bill(year, month, i
     computed = _compute(mf, year, month)
     assert len(computed.usage.starts_ms) == intervals
     ref = reference_bill(
-        kwh_by_interval=interval_kwh(*raw[mf.main.pk]), year=year, month=month, tz=BERLIN, region="DE-BY",
-        versions=versions, meters=1,
+        kwh_by_interval=interval_kwh(*raw[mf.main.pk]),
+        year=year,
+        month=month,
+        tz=BERLIN,
+        region="DE-BY",
+        versions=versions,
+        meters=1,
     )
     assert ref.intervals == intervals
     _assert_matches(computed.result, ref)
@@ -113,17 +115,52 @@ def test_a_tariff_change_mid_month_splits_the_month_and_a_holiday_is_priced_as_o
     raw = simulate(mf, lo, hi, seed=7)
     computed = _compute(mf, 2026, 1)
     ref = reference_bill(
-        kwh_by_interval=interval_kwh(*raw[mf.main.pk]), year=2026, month=1, tz=BERLIN, region="DE-BY",
-        versions=versions, meters=1,
+        kwh_by_interval=interval_kwh(*raw[mf.main.pk]),
+        year=2026,
+        month=1,
+        tz=BERLIN,
+        region="DE-BY",
+        versions=versions,
+        meters=1,
     )
     _assert_matches(computed.result, ref)
     assert [s.days for s in computed.segments] == [15, 16]
     holiday_lines = [line for line in computed.result.lines if line.label.endswith("period 4")]
     # New Year (Thursday) and Epiphany (Tuesday, a holiday in Bavaria): 2 days of holiday energy in the first part.
     assert len(holiday_lines) == 1 and holiday_lines[0].segment == 0
-    epiphany = [s for s, kwh in ref.per_interval.items()
-                if datetime.fromtimestamp(s / 1000, tz=UTC).astimezone(BERLIN).date() in (date(2026, 1, 1), date(2026, 1, 6))]
+    epiphany = [
+        s
+        for s, kwh in ref.per_interval.items()
+        if datetime.fromtimestamp(s / 1000, tz=UTC).astimezone(BERLIN).date() in (date(2026, 1, 1), date(2026, 1, 6))
+    ]
     assert holiday_lines[0].quantity == pytest.approx(sum(ref.per_interval[s] for s in epiphany), rel=1e-9)
+
+
+def test_a_change_of_contract_mid_month_bills_each_part_at_its_own_tariff():
+    mf = metered_facility()
+    first = version_data(valid_to=date(2026, 8, 10))
+    second = version_data(valid_from=date(2026, 8, 11), energy_rates=[0.4, 0.3, 0.25, 0.2], fixed_per_month=40.0)
+    old = TariffFactory(
+        tenant=mf.facility.tenant,
+        versions=[version_data(valid_to=date(2026, 12, 31)), version_data(valid_from=date(2027, 1, 1))],
+    )
+    services.contract_create(facility=mf.facility, tariff=old, valid_from=date(2026, 1, 1), valid_to=date(2026, 8, 10))
+    new = TariffFactory(tenant=mf.facility.tenant, versions=[{**second, "valid_from": date(2026, 6, 1)}])
+    services.contract_create(facility=mf.facility, tariff=new, valid_from=date(2026, 8, 11))
+    lo, hi = month_bounds(2026, 8, BERLIN)
+    raw = simulate(mf, lo, hi, seed=13)
+    computed = _compute(mf, 2026, 8)
+    assert [(s.days, s.terms.tariff_name) for s in computed.segments] == [(10, old.name), (21, new.name)]
+    ref = reference_bill(
+        kwh_by_interval=interval_kwh(*raw[mf.main.pk]),
+        year=2026,
+        month=8,
+        tz=BERLIN,
+        region="DE-BY",
+        versions=[first, second],
+        meters=1,
+    )
+    _assert_matches(computed.result, ref)
 
 
 def test_a_new_annual_peak_back_bills_the_earlier_months_of_the_year():
@@ -135,9 +172,17 @@ def test_a_new_annual_peak_back_bills_the_earlier_months_of_the_year():
     spike = int(datetime(2026, 3, 18, 10, 0, tzinfo=BERLIN).timestamp() * 1000)
     raw = simulate(mf, feb_lo, mar_hi, seed=3, spike_at_ms=spike, spike_w=20_000)
     kwh = interval_kwh(*raw[mf.main.pk])
-    february = reference_bill(kwh_by_interval=kwh, year=2026, month=2, tz=BERLIN, region="DE-BY", versions=versions, meters=1)
+    february = reference_bill(
+        kwh_by_interval=kwh, year=2026, month=2, tz=BERLIN, region="DE-BY", versions=versions, meters=1
+    )
     march = reference_bill(
-        kwh_by_interval=kwh, year=2026, month=3, tz=BERLIN, region="DE-BY", versions=versions, meters=1,
+        kwh_by_interval=kwh,
+        year=2026,
+        month=3,
+        tz=BERLIN,
+        region="DE-BY",
+        versions=versions,
+        meters=1,
         earlier_peaks=[(28, february.peak_kw)],
     )
     assert march.peak_kw > february.peak_kw + 8  # the spike set a new annual peak
@@ -162,7 +207,9 @@ def test_the_allocation_to_loads_and_the_unmetered_rest_sums_to_the_bill():
     rows = {row.name: row for row in result.allocation}
     assert set(rows) == {"Refrigeration", "HVAC", "Unmetered (main meter minus submeters)"}
     assert sum(row.total for row in rows.values()) == result.gross
-    assert sum(row.energy for row in rows.values()) == Decimal(str(_total(result, "energy", "levy"))).quantize(Decimal("0.01"))
+    assert sum(row.energy for row in rows.values()) == Decimal(str(_total(result, "energy", "levy"))).quantize(
+        Decimal("0.01")
+    )
     assert sum(row.vat for row in rows.values()) == result.vat
     # Energy follows each load's own kWh at the time-of-use price; the main meter's rest is "unmetered".
     sub = {name: interval_kwh(*raw[mf.loads[name][1].pk]) for name in ("Refrigeration", "HVAC")}
@@ -189,7 +236,11 @@ def test_a_peak_report_lists_the_top_intervals_with_the_loads_that_made_them():
     spike = int(datetime(2026, 5, 12, 11, 0, tzinfo=BERLIN).timestamp() * 1000)
     raw = simulate(mf, lo, hi, seed=5, spike_at_ms=spike, spike_w=15_000)
     report = peaks_report(
-        access=access_for_tenant(tenant=mf.facility.tenant), facility_id=mf.facility.pk, year=2026, month=5, now_ms=LATER
+        access=access_for_tenant(tenant=mf.facility.tenant),
+        facility_id=mf.facility.pk,
+        year=2026,
+        month=5,
+        now_ms=LATER,
     )
     main = interval_kwh(*raw[mf.main.pk])
     expected = sorted(((kwh * 4, start) for start, kwh in main.items() if lo <= start < hi), reverse=True)[:10]
@@ -218,3 +269,38 @@ def test_issuing_twice_keeps_one_bill_and_late_data_issues_a_new_version_with_th
     assert second.difference != 0
     first.refresh_from_db()
     assert first.version == 1 and Bill.objects.filter(facility=mf.facility, year=2026, month=6).count() == 2
+
+
+def test_the_beat_task_issues_every_ended_month_and_the_client_bill_once():
+    from billing.tasks import issue_bills_task
+
+    mf = metered_facility()
+    _contract(mf, [version_data()])
+    lo, hi = month_bounds(2026, 9, BERLIN)
+    simulate(mf, lo, hi, seed=21)
+    october_2 = int(datetime(2026, 10, 2, tzinfo=UTC).timestamp() * 1000)
+    assert services.bills_issue_ended_month(now_ms=october_2) == 1
+    assert services.bills_issue_ended_month(now_ms=october_2) == 1  # unchanged: the same bill, no new version
+    facility_bill = Bill.objects.get(facility=mf.facility, year=2026, month=9)
+    client_bill = Bill.objects.get(tenant=mf.facility.tenant, facility__isnull=True, year=2026, month=9)
+    assert client_bill.version == 1 and client_bill.gross == facility_bill.gross
+    assert [line.label for line in client_bill.lines.all() if line.kind == "facility"] == [f"{mf.facility.name} (v1)"]
+    issue_bills_task.apply().get()  # through Celery: today's ended month, which has no data here
+
+
+def test_fixed_charges_shared_by_area_follow_the_cost_centres_areas():
+    mf = metered_facility()
+    _contract(mf, [version_data()])
+    services.billing_profile_set(tenant=mf.facility.tenant, fixed_charge_key=FixedChargeKey.AREA)
+    tenant = mf.facility.tenant
+    services.cost_centre_create(tenant=tenant, name="Cold", area_m2=300, loads=[mf.loads["Refrigeration"][0]])
+    services.cost_centre_create(tenant=tenant, name="Air", area_m2=100, loads=[mf.loads["HVAC"][0]])
+    lo, hi = month_bounds(2026, 7, BERLIN)
+    simulate(mf, lo, hi, seed=17)
+    result = _compute(mf, 2026, 7).result
+    rows = {row.name: row for row in result.allocation}
+    fixed = Decimal(str(_total(result, "fixed"))).quantize(Decimal("0.01"))
+    assert rows["Refrigeration"].cost_centre == "Cold" and rows["HVAC"].cost_centre == "Air"
+    assert rows["Refrigeration"].fixed + rows["HVAC"].fixed == fixed
+    assert abs(rows["Refrigeration"].fixed - 3 * rows["HVAC"].fixed) <= Decimal("0.03")
+    assert sum(row.total for row in rows.values()) == result.gross

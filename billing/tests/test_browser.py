@@ -7,7 +7,7 @@ creates and assigns a tariff through the tariffs page.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ from devices.demo import seed_demo
 from devices.models import Channel, Facility
 from integrations.scopes import BILLING_READ
 from integrations.tests.factories import AccessTokenFactory, ApplicationFactory
-from portal.tests.test_browser import ARTIFACTS, browser, chromium, off_loop, portal, sign_in  # noqa: F401 - fixtures
+from portal.tests.test_browser import ARTIFACTS, off_loop, publish, sign_in
 from readings import metadata
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -51,7 +51,8 @@ def billed_demo() -> dict:
     refresh_rollups()
     bill = services.bill_issue(facility=market, year=YEAR, month=MONTH, now_ms=hi + 3_600_000)
     token = AccessTokenFactory(application=ApplicationFactory(tenant=market.tenant), scope=BILLING_READ)
-    return {"market": market, "bill": bill, "token": token.token}
+    main_total = Channel.objects.get(device__facility=market, device__name="Main distribution", name="P total")
+    return {"market": market, "bill": bill, "token": token.token, "main_total": main_total}
 
 
 def test_a_facility_manager_reads_the_bill_with_its_peak_marked_and_the_apis_figures(billed_demo, portal, browser):
@@ -74,7 +75,8 @@ def test_a_facility_manager_reads_the_bill_with_its_peak_marked_and_the_apis_fig
     assert page.text_content("[data-bill-peak-start]").startswith(peak_start.strftime("%Y-%m-%d %H:%M"))
     page.wait_for_function("() => window.energyboxDemandChart && window.energyboxDemandChart.peakIndex >= 0")
     chart = page.evaluate(
-        "() => { const c = window.energyboxDemandChart; return [c.points, c.plot.data[0][c.peakIndex], c.plot.data[2][c.peakIndex]]; }"
+        "() => { const c = window.energyboxDemandChart;"
+        " return [c.points, c.plot.data[0][c.peakIndex], c.plot.data[2][c.peakIndex]]; }"
     )
     assert chart[0] == 30 * 96 and chart[1] * 1000 == int(peak_start.timestamp() * 1000)
     assert chart[2] == pytest.approx(api["peak_kw"], rel=1e-9)
@@ -101,9 +103,16 @@ def test_a_tenant_admin_creates_and_assigns_a_tariff_in_the_browser(billed_demo,
     sign_in(page, portal, "/billing/tariffs/")
     form = "#create form"
     for field, value in {
-        "name": "Spot-nah 2027", "currency": "EUR", "valid_from": "2027-01-01", "peak_price": "0.29",
-        "offpeak_price": "-0.01", "weekend_price": "0.17", "holiday_price": "0.16", "demand_price": "8",
-        "fixed_per_day": "0.9", "vat_percent": "19",
+        "name": "Spot-nah 2027",
+        "currency": "EUR",
+        "valid_from": "2027-01-01",
+        "peak_price": "0.29",
+        "offpeak_price": "-0.01",
+        "weekend_price": "0.17",
+        "holiday_price": "0.16",
+        "demand_price": "8",
+        "fixed_per_day": "0.9",
+        "vat_percent": "19",
     }.items():
         page.fill(f"{form} [name=tariff-{field}]", value)
     page.click(f"{form} button[type=submit]")
@@ -115,7 +124,11 @@ def test_a_tenant_admin_creates_and_assigns_a_tariff_in_the_browser(billed_demo,
     page.click("#assign button[type=submit]")
     page.wait_for_selector(".message.error")
     assert "already has the contract" in page.text_content(".message.error")
-    contracts = off_loop(lambda: list(services.selectors.contract_list(access=_access(billed_demo)).values_list("tariff__name", flat=True)))
+    contracts = off_loop(
+        lambda: list(
+            services.selectors.contract_list(access=_access(billed_demo)).values_list("tariff__name", flat=True)
+        )
+    )
     assert "Spot-nah 2027" not in contracts
 
 
@@ -123,3 +136,19 @@ def _access(billed_demo):
     from accounts.selectors import access_for_tenant
 
     return access_for_tenant(tenant=billed_demo["market"].tenant)
+
+
+def test_the_dashboard_warns_live_when_the_projected_demand_crosses_the_peak_target(billed_demo, portal, browser):
+    market = billed_demo["market"]
+    main_total = billed_demo["main_total"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, portal, f"/facilities/{market.pk}/")
+    page.wait_for_selector('.live-state[data-state="live"]', timeout=10_000)
+    assert page.is_hidden("[data-peak-warning]")
+    # The main meter draws 45 kW through the channel layer, as the gateway publishes it: above the 30 kW target.
+    publish(device_id=main_total.device_id, facility_id=market.pk, values={main_total.pk: 45_000.0})
+    page.wait_for_function("() => document.querySelector('[data-figure=total_kw]').textContent === '45.00'")
+    publish(device_id=main_total.device_id, facility_id=market.pk, values={main_total.pk: 45_000.0})
+    page.wait_for_selector("[data-peak-warning]", state="visible", timeout=5_000)
+    assert "30.0 kW" in page.text_content("[data-peak-warning]")
+    page.screenshot(path=str(ARTIFACTS / "billing-peak-warning.png"))

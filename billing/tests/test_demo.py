@@ -24,11 +24,18 @@ def test_the_demo_retailer_and_the_household_get_their_tariffs_once():
     home = Tariff.objects.get(name=HOUSEHOLD_TARIFF)
     assert (retail.currency, home.currency) == ("EUR", "SEK")
     assert retail.versions.get().demand_mode == "utilisation"
-    assert Contract.objects.filter(tariff=retail).count() == Facility.objects.filter(tenant__slug="demo-retail").count() == 2
+    assert (
+        Contract.objects.filter(tariff=retail).count()
+        == Facility.objects.filter(tenant__slug="demo-retail").count()
+        == 2
+    )
     assert Contract.objects.filter(tariff=home).count() == 1
     market = Facility.objects.get(name="Supermarket Berlin Mitte")
     computed = bill_compute(
-        access=access_for_tenant(tenant=market.tenant), facility_id=market.pk, year=2026, month=11,
+        access=access_for_tenant(tenant=market.tenant),
+        facility_id=market.pk,
+        year=2026,
+        month=11,
         now_ms=int(datetime(2026, 11, 20, tzinfo=UTC).timestamp() * 1000),
     )
     assert computed.draft and computed.result.currency == "EUR"

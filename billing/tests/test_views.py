@@ -17,16 +17,8 @@ from billing.tests.factories import TariffFactory, metered_facility
 from billing.tests.reference import month_bounds
 from billing.tests.test_bills import BERLIN, LATER, simulate
 from devices.tests.factories import FacilityFactory
-from readings import metadata
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    metadata.clear_caches()
-    yield
-    metadata.clear_caches()
 
 
 def signed_in(client, tenant, role=Role.ADMIN):
@@ -38,7 +30,9 @@ def signed_in(client, tenant, role=Role.ADMIN):
 @pytest.fixture
 def billed():
     mf = metered_facility()
-    services.contract_create(facility=mf.facility, tariff=TariffFactory(tenant=mf.facility.tenant), valid_from=date(2026, 1, 1))
+    services.contract_create(
+        facility=mf.facility, tariff=TariffFactory(tenant=mf.facility.tenant), valid_from=date(2026, 1, 1)
+    )
     lo, hi = month_bounds(2026, 2, BERLIN)
     simulate(mf, lo, hi, seed=8)
     bill = services.bill_issue(facility=mf.facility, year=2026, month=2, now_ms=LATER)
@@ -49,13 +43,15 @@ def test_the_bill_page_shows_the_issued_bills_lines_and_total(client, billed):
     mf, bill = billed
     signed_in(client, mf.facility.tenant)
     html = client.get(f"/billing/bills/?facility={mf.facility.pk}&month=2026-02").content.decode()
-    assert f'data-bill-gross>{number_format(bill.gross, 2)}<' in html
+    assert f"data-bill-gross>{number_format(bill.gross, 2)}<" in html
     for line in bill.lines.all():
         assert line.label in html
     assert 'id="demand-chart"' in html and 'id="demand-data"' in html
     pdf = client.get(f"/billing/bills/{mf.facility.pk}/2026-02.pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
-    rows = list(csv.DictReader(io.StringIO(client.get(f"/billing/bills/{mf.facility.pk}/2026-02.csv").content.decode())))
+    rows = list(
+        csv.DictReader(io.StringIO(client.get(f"/billing/bills/{mf.facility.pk}/2026-02.csv").content.decode()))
+    )
     assert next(r for r in rows if r["label"] == "gross")["amount"] == str(bill.gross)
 
 
@@ -71,8 +67,12 @@ def test_the_client_page_and_csv_have_a_row_per_facility(client, billed):
 def test_another_tenants_facility_is_a_404_on_every_page(client, billed):
     mf, _ = billed
     signed_in(client, FacilityFactory().tenant)
-    for path in (f"/billing/bills/?facility={mf.facility.pk}", f"/billing/peaks/?facility={mf.facility.pk}",
-                 f"/billing/bills/{mf.facility.pk}/2026-02.pdf", f"/billing/bills/{mf.facility.pk}/2026-02.csv"):
+    for path in (
+        f"/billing/bills/?facility={mf.facility.pk}",
+        f"/billing/peaks/?facility={mf.facility.pk}",
+        f"/billing/bills/{mf.facility.pk}/2026-02.pdf",
+        f"/billing/bills/{mf.facility.pk}/2026-02.csv",
+    ):
         assert client.get(path).status_code == 404, path
 
 
@@ -80,12 +80,26 @@ def test_a_tenant_admin_creates_and_assigns_a_tariff_from_the_tariffs_page(clien
     facility = FacilityFactory()
     signed_in(client, facility.tenant)
     form = {
-        "action": "create", "tariff-name": "Gewerbe", "tariff-currency": "EUR", "tariff-valid_from": "2026-01-01",
-        "tariff-peak_price": "0.31", "tariff-offpeak_price": "0.22", "tariff-weekend_price": "0.18",
-        "tariff-holiday_price": "0.15", "tariff-peak_from": "8", "tariff-peak_to": "20", "tariff-demand_mode": "monthly",
-        "tariff-demand_price": "9.5", "tariff-high_use_demand_price": "0", "tariff-high_use_energy_price": "0",
-        "tariff-low_use_demand_price": "0", "tariff-low_use_energy_price": "0", "tariff-fixed_per_day": "1",
-        "tariff-fixed_per_month": "0", "tariff-fixed_per_meter_month": "8", "tariff-levies": "Stromsteuer = 0.0205",
+        "action": "create",
+        "tariff-name": "Gewerbe",
+        "tariff-currency": "EUR",
+        "tariff-valid_from": "2026-01-01",
+        "tariff-peak_price": "0.31",
+        "tariff-offpeak_price": "0.22",
+        "tariff-weekend_price": "0.18",
+        "tariff-holiday_price": "0.15",
+        "tariff-peak_from": "8",
+        "tariff-peak_to": "20",
+        "tariff-demand_mode": "monthly",
+        "tariff-demand_price": "9.5",
+        "tariff-high_use_demand_price": "0",
+        "tariff-high_use_energy_price": "0",
+        "tariff-low_use_demand_price": "0",
+        "tariff-low_use_energy_price": "0",
+        "tariff-fixed_per_day": "1",
+        "tariff-fixed_per_month": "0",
+        "tariff-fixed_per_meter_month": "8",
+        "tariff-levies": "Stromsteuer = 0.0205",
         "tariff-vat_percent": "19",
     }
     assert client.post("/billing/tariffs/", form).status_code == 302
@@ -95,7 +109,12 @@ def test_a_tenant_admin_creates_and_assigns_a_tariff_from_the_tariffs_page(clien
     bad = {**form, "tariff-name": "Other", "tariff-currency": "ZZZ"}
     response = client.post("/billing/tariffs/", bad)
     assert response.status_code == 400 and Tariff.objects.count() == 1
-    assign = {"action": "assign", "contract-facility": facility.pk, "contract-tariff": tariff.pk, "contract-valid_from": "2026-01-01"}
+    assign = {
+        "action": "assign",
+        "contract-facility": facility.pk,
+        "contract-tariff": tariff.pk,
+        "contract-valid_from": "2026-01-01",
+    }
     assert client.post("/billing/tariffs/", assign).status_code == 302
     response = client.post("/billing/tariffs/", {**assign, "contract-valid_from": "2026-05-01"})
     assert response.status_code == 400 and Contract.objects.count() == 1
@@ -117,3 +136,22 @@ def test_the_peaks_page_lists_the_top_10_and_the_target(client, billed):
     html = client.get(f"/billing/peaks/?facility={mf.facility.pk}&month=2026-02").content.decode()
     assert html.count("data-peak-row") == 10
     assert f'data-figure="month_peak_kw">{number_format(bill.peak_kw, 2)}<' in html
+
+
+def test_a_tenant_admin_sets_the_allocation_key_and_creates_a_cost_centre_of_own_loads_only(client):
+    from billing.models import BillingProfile, CostCentre
+    from devices.tests.factories import LoadFactory
+
+    load = LoadFactory()
+    foreign = LoadFactory()
+    signed_in(client, load.tenant)
+    form = {"action": "allocation", "allocation-fixed_charge_key": "area"}
+    assert client.post("/billing/tariffs/", form).status_code == 302
+    assert BillingProfile.objects.get(tenant=load.tenant).fixed_charge_key == "area"
+    centre = {"action": "cost_centre", "centre-name": "Store", "centre-area_m2": "120", "centre-loads": [load.pk]}
+    assert client.post("/billing/tariffs/", centre).status_code == 302
+    assert list(CostCentre.objects.get(tenant=load.tenant).loads.all()) == [load]
+    stolen = {**centre, "centre-name": "Other", "centre-loads": [foreign.pk]}
+    assert client.post("/billing/tariffs/", stolen).status_code == 400
+    assert CostCentre.objects.count() == 1
+    assert 'data-cost-centre="Store"' in client.get("/billing/tariffs/").content.decode()

@@ -122,6 +122,10 @@
           note.dataset.ends + " " + ends.toLocaleTimeString(lang, { timeZone: timezone, hour: "2-digit", minute: "2-digit", timeZoneName: "short" }));
         root.querySelector("[data-demand]").classList.toggle("over-peak", Boolean(over));
       }
+      // The facility's peak target (billing): warn while the running interval is projected above it.
+      const target = parseFloat(root.querySelector("[data-demand]").dataset.peakTarget);
+      const warning = root.querySelector("[data-peak-warning]");
+      if (warning) warning.hidden = !(m.demand.projection_kw > target);
     }
     if ("devices_online" in m) {
       text('[data-figure="devices_online"]', m.devices_online);
