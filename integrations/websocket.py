@@ -59,7 +59,8 @@ def access_for_bearer(token: str) -> TokenAccess:
     """The `Access` of a bearer token with `readings:read`; raises `LiveError` with the close code."""
     if not token:
         raise LiveError(CloseCode.UNAUTHENTICATED, "Malformed Authorization header: expected 'Bearer <token>'.")
-    request = OAuthRequest(uri="")
+    # The token came in the upgrade request's Authorization header, which the validator insists on.
+    request = OAuthRequest(uri="", headers={"Authorization": f"Bearer {token}"})
     validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS()
     if not validator.validate_bearer_token(token, [], request):
         raise LiveError(CloseCode.UNAUTHENTICATED, "The bearer token is unknown, expired or revoked.")
