@@ -11,46 +11,482 @@ from typing import Any
 
 from integrations.api.views import TenantApiView
 
+# Each description ends with the scope the call needs; 403 and 404 follow docs/api.md's conventions.
 OPERATIONS: dict[str, tuple[str, str]] = {
-    "facilities_list": ("List facilities", "The sites you may see, filterable by name, kind, time zone and tag."),
+    # --- Facilities, loads, device groups -------------------------------------------------------
+    "facilities_list": (
+        "List facilities",
+        "The facilities you may see, without archived ones; filter by `name` (contains), `kind`, `timezone` and "
+        "`tag`. A facility manager sees only the granted facilities. Scope `fleet:read`.",
+    ),
     "facilities_create": (
         "Add a facility",
-        "Register a site with its name, time zone, kind, address, floor area and tags.",
+        "Register a facility with its name and time zone and, optionally, its kind, address, floor area, tags, "
+        "metadata, opening hours, peak target and holiday region. Only tenant admins may add facilities (403 "
+        "otherwise). Scope `fleet:write`.",
     ),
-    "facilities_retrieve": ("Get a facility", "One site by id."),
-    "loads_list": ("List loads", "What is metered in each facility: the main meter, refrigeration, lighting, ..."),
-    "loads_create": ("Add a load", "Add something to meter in a facility, so channels can be allocated to it."),
-    "loads_retrieve": ("Get a load", "One load by id."),
-    "device_groups_list": ("List device groups", "Groups of devices, e.g. for firmware rollouts."),
-    "device_groups_create": ("Add a device group", "Create a named group of devices."),
-    "device_groups_retrieve": ("Get a device group", "One device group by id."),
+    "facilities_retrieve": (
+        "Get a facility",
+        "One facility by id. An archived facility, or another tenant's, is a 404. Scope `fleet:read`.",
+    ),
+    "facilities_partial_update": (
+        "Change a facility",
+        "Change any of the facility's fields; fields left out keep their values. Tenant admins may change every "
+        "facility, facility managers their granted ones (403 otherwise). An archived facility, or another "
+        "tenant's, is a 404. Scope `fleet:write`.",
+    ),
+    "facilities_destroy": (
+        "Archive a facility",
+        "Take the facility out of the park: it is no longer listed or changed, and its history stays. Refused "
+        "with 400 while the facility still has devices that are not disabled: move or disable them first. Only "
+        "tenant admins (403 otherwise). Scope `fleet:write`.",
+    ),
+    "loads_list": (
+        "List loads",
+        "What is metered in each facility (the main meter, refrigeration, lighting, ...), without archived "
+        "loads; filter by `facility` and `kind`. Scope `fleet:read`.",
+    ),
+    "loads_create": (
+        "Add a load",
+        "Add something to meter in a facility (`facility`, `name`, optional `kind` and `cost_centre`), so "
+        "channels can be allocated to it. Tenant admins, or the facility's manager (403 otherwise). An archived "
+        "facility, or one you cannot see, is a 400. Scope `fleet:write`.",
+    ),
+    "loads_retrieve": (
+        "Get a load",
+        "One load by id. An archived load, or another tenant's, is a 404. Scope `fleet:read`.",
+    ),
+    "loads_partial_update": (
+        "Change a load",
+        "Rename a load, or change its kind or cost centre. Tenant admins, or the facility's manager (403 "
+        "otherwise). An archived load, or another tenant's, is a 404. Scope `fleet:write`.",
+    ),
+    "loads_destroy": (
+        "Archive a load",
+        "Stop offering the load for channel allocation; past allocations, and so past reports and bills, keep "
+        "it. Refused with 400 while channels still feed it: allocate them elsewhere first. Tenant admins, or the "
+        "facility's manager (403 otherwise). Scope `fleet:write`.",
+    ),
+    "device_groups_list": (
+        "List device groups",
+        "Your tenant's groups of devices, e.g. for firmware rollouts. Scope `fleet:read`.",
+    ),
+    "device_groups_create": (
+        "Add a device group",
+        "Create a named group of devices, with an optional description. Only tenant admins (403 otherwise). "
+        "Scope `fleet:write`.",
+    ),
+    "device_groups_retrieve": (
+        "Get a device group",
+        "One device group by id; another tenant's is a 404. Scope `fleet:read`.",
+    ),
+    "device_groups_partial_update": (
+        "Change a device group",
+        "Rename the group or change its description (tenant admins only), and add or remove devices by id with "
+        "`add_devices` and `remove_devices`, in one call. A facility manager may add and remove only devices of "
+        "the granted facilities (403 otherwise); a device you cannot see is a 400. Scope `fleet:write`.",
+    ),
+    "device_groups_destroy": (
+        "Delete a device group",
+        "Delete the group; its devices stay and only leave the group. Only tenant admins (403 otherwise). "
+        "Scope `fleet:write`.",
+    ),
+    # --- Device types ---------------------------------------------------------------------------
     "device_types_list": (
         "List device types",
-        "The hardware catalogue: pick a device type here to register a device.",
+        "The platform's hardware catalogue and your tenant's own device types (`tenant_defined`): pick a device "
+        "type here to register a device. Scope `fleet:read`.",
     ),
+    "device_types_create": (
+        "Define a device type",
+        "Add your tenant's own hardware model beside the platform catalogue: `model_name`, `firmware_line`, "
+        "optional `manufacturer`, and the channel template `channels` (each with `name`, `quantity`, `unit`, "
+        "optional `phase` and `scale`). An invalid template is a 400. Only tenant admins (403 otherwise). "
+        "Scope `fleet:write`.",
+    ),
+    "device_types_retrieve": (
+        "Get a device type",
+        "One device type by id, from the platform catalogue or your tenant's own; another tenant's type is a "
+        "404. Scope `fleet:read`.",
+    ),
+    "device_types_partial_update": (
+        "Change a device type",
+        "Change your tenant's own device type; fields left out keep their values. Devices keep the channels they "
+        "were made with: a changed template applies to devices added later. The platform catalogue is "
+        "read-only: changing one of its types is a 403, as is a caller who is not a tenant admin. "
+        "Scope `fleet:write`.",
+    ),
+    "device_types_destroy": (
+        "Delete a device type",
+        "Delete your tenant's own device type. Refused with 400 while devices of the type exist; a platform "
+        "type, or a caller who is not a tenant admin, is a 403. Scope `fleet:write`.",
+    ),
+    # --- Devices ----------------------------------------------------------------------------------
     "devices_list": (
         "List devices",
-        "Your meters and sensors, filterable by facility, device type, group, serial and status.",
+        "Your meters and sensors; filter by `facility`, `device_type`, `group`, `status` and `serial` "
+        "(contains). A facility manager sees the devices of the granted facilities. Scope `fleet:read`.",
     ),
-    "devices_create": ("Register a device", "Add a device to a facility; its channels come from its device type."),
-    "devices_retrieve": ("Get a device", "One device by id."),
+    "devices_create": (
+        "Register a device",
+        "Add a device to a facility by `serial`, `device_type` and `facility` (optionally `name`, `groups` and "
+        "`firmware_version`); its channels come from its device type. Without `public_key` (the device's own "
+        "Ed25519 key, 64 hex digits) a key pair is issued and the answer carries `private_key_pem` this once "
+        "(`Cache-Control: no-store`); with one, `private_key_pem` is null. A serial that cannot be registered, "
+        "whoever holds it, or an archived facility is a 400. Tenant admins, or the facility's manager (403 "
+        "otherwise). Scope `fleet:write`.",
+    ),
+    "devices_retrieve": ("Get a device", "One device by id; another tenant's is a 404. Scope `fleet:read`."),
     "devices_partial_update": (
         "Change a device",
-        "Move a device to another facility, or change the device groups it belongs to.",
+        "Move a device to another facility (`facility`: its channels' load allocations end now), set its device "
+        "groups (`groups`), rename it (`name`), or disable and enable it (`enabled`: false sets the status "
+        "`disabled`, which the gateway refuses). You must manage the device's facility, and for a move the "
+        "target facility too (403 otherwise); an archived target facility is a 400. Scope `fleet:write`.",
     ),
-    "channels_list": ("List channels", "What each device measures: quantity, unit, phase and load."),
-    "channels_retrieve": ("Get a channel", "One channel by id."),
-    "channels_partial_update": ("Change a channel", "Rename a channel, tag it, or allocate it to another load."),
+    "devices_destroy": (
+        "Disable a device",
+        "Set the device's status to `disabled`, which the gateway refuses; nothing is deleted, and PATCH with "
+        "`enabled: true` brings it back. Tenant admins, or the facility's manager (403 otherwise). "
+        "Scope `fleet:write`.",
+    ),
+    "devices_rotate_key_create": (
+        "Issue a new device key",
+        "Issue a new key pair for the device: the old key stops working at once and a revocation is lifted. The "
+        "answer carries the new `private_key_pem` this once (`Cache-Control: no-store`) and the new "
+        "`key_version`. Tenant admins, or the facility's manager (403 otherwise). Scope `fleet:write`.",
+    ),
+    "devices_revoke_key_create": (
+        "Revoke a device key",
+        "Refuse the device's current key from its next handshake on, and answer with the device; issue a new key "
+        "(`rotate-key/`) to let it back in. Revoking a revoked key changes nothing. Tenant admins, or the "
+        "facility's manager (403 otherwise). Scope `fleet:write`.",
+    ),
+    # These routes share the device view, so they also answer GET and PATCH.
+    "devices_rotate_key_retrieve": (
+        "Get a device (as at the device's URL)",
+        "Answers exactly like `GET /api/v1/devices/{id}/`, because this route shares the device view; read the "
+        "device at its own URL. Scope `fleet:read`.",
+    ),
+    "devices_revoke_key_retrieve": (
+        "Get a device (as at the device's URL)",
+        "Answers exactly like `GET /api/v1/devices/{id}/`, because this route shares the device view; read the "
+        "device at its own URL. Scope `fleet:read`.",
+    ),
+    "devices_rotate_key_partial_update": (
+        "Move a device or set its groups (older variant)",
+        "An older form of `PATCH /api/v1/devices/{id}/` that this route inherits: it takes only `facility` and "
+        "`groups`, and a move does not record when the channels' allocations end. Use `PATCH "
+        "/api/v1/devices/{id}/` instead. Scope `fleet:write`.",
+    ),
+    "devices_revoke_key_partial_update": (
+        "Move a device or set its groups (older variant)",
+        "An older form of `PATCH /api/v1/devices/{id}/` that this route inherits: it takes only `facility` and "
+        "`groups`, and a move does not record when the channels' allocations end. Use `PATCH "
+        "/api/v1/devices/{id}/` instead. Scope `fleet:write`.",
+    ),
+    "devices_bulk_create": (
+        "Provision devices from a CSV file",
+        "Upload a CSV (multipart `file`) with the columns `serial`, `type` (a device type's model name), "
+        "`facility` (its name) and, optionally, `name` and `channels` (load allocations such as "
+        "`0=Freezers|1=Freezers`). Every row is checked first, and it is all or nothing: a file with any bad row "
+        "answers 400 with `errors` by line and stores nothing. With `dry_run` the answer is 200 with a preview; "
+        "an import answers 201 with each device's id, serial and private key, shown this once. At most 10,000 "
+        "rows (400 beyond); a file over 8 MB is a 413. Tenant admins, and facility managers within the granted "
+        "facilities; viewers get 403. Scope `fleet:write`.",
+    ),
+    "devices_claim_create": (
+        "Claim a factory device",
+        "Add a device pre-provisioned at the factory to one of your facilities with the `serial` and "
+        "`claim_code` printed on its label (optional `name`). It keeps its factory key, so no key is returned; "
+        "the answer is the device (201). A serial and code that do not match a device waiting to be claimed is "
+        "a 400; after 5 failed claims of one serial, or 20 in your tenant, within 15 minutes of the first, claims "
+        "answer 429 until those 15 minutes are over. An archived facility, or one you cannot see, is a 400; one "
+        "you do not manage is a 403. "
+        "Scope `fleet:write`.",
+    ),
+    # --- Channels ---------------------------------------------------------------------------------
+    "channels_list": (
+        "List channels",
+        "What each device measures: quantity, unit, scale, phase and the load it is allocated to; filter by "
+        "`device`, `facility`, `device_type`, `load`, `quantity`, `phase` and `tag`. Scope `fleet:read`.",
+    ),
+    "channels_retrieve": ("Get a channel", "One channel by id; another tenant's is a 404. Scope `fleet:read`."),
+    "channels_partial_update": (
+        "Change a channel",
+        "Rename a channel (`name`), tag it (`tags`), or allocate it to another load of its facility (`load`, "
+        "null for none) from `valid_from` (with its UTC offset; by default now, never in the future, and after "
+        "the channel's latest allocation), so readings taken before keep their earlier load. An archived load "
+        "or one of another facility is a 400. Tenant admins, or the facility's manager (403 otherwise). "
+        "Scope `fleet:write`.",
+    ),
+    "channels_allocations_list": (
+        "List a channel's load allocations",
+        "Which load the channel fed from when, oldest first (`load` null: none), as one list without pages. A "
+        "channel you cannot see is a 404. Scope `fleet:read`.",
+    ),
+    # --- Users ------------------------------------------------------------------------------------
+    "invitations_list": (
+        "List open invitations",
+        "Invitations not accepted yet, by e-mail address, with their role, facilities and expiry (expired ones "
+        "included). Only tenant admins (403 otherwise). Scope `users:read`.",
+    ),
+    "invitations_create": (
+        "Invite a user",
+        "Mail `email` a link, valid for 14 days, to join your tenant as `role`: `admin`, `facility_manager` (with "
+        "at least one of your `facilities`) or `viewer`. Someone who is already a member or already invited is "
+        "a 400 (resend that invitation instead). Only tenant admins (403 otherwise). Scope `users:write`.",
+    ),
+    "invitations_retrieve": (
+        "Get an invitation",
+        "One open invitation by id; an accepted one, or another tenant's, is a 404. Only tenant admins (403 "
+        "otherwise). Scope `users:read`.",
+    ),
+    "invitations_destroy": (
+        "Withdraw an invitation",
+        "Delete the open invitation, so its link stops working; an accepted one, or another tenant's, is a 404. "
+        "Only tenant admins (403 otherwise). Scope `users:write`.",
+    ),
+    "invitations_resend_create": (
+        "Resend an invitation",
+        "Mail a new link and answer with the invitation: the old link stops working and the 14 days start "
+        "again. An accepted invitation, or another tenant's, is a 404. Only tenant admins (403 otherwise). "
+        "Scope `users:write`.",
+    ),
+    # This route shares the invitation view, so it also answers GET and DELETE.
+    "invitations_resend_retrieve": (
+        "Get an invitation (as at the invitation's URL)",
+        "Answers exactly like `GET /api/v1/invitations/{id}/`, because this route shares the invitation view; "
+        "nothing is sent. Scope `users:read`.",
+    ),
+    "invitations_resend_destroy": (
+        "Withdraw an invitation (as at the invitation's URL)",
+        "Acts exactly like `DELETE /api/v1/invitations/{id}/`, because this route shares the invitation view: "
+        "the invitation is deleted and its link stops working; nothing is sent. Scope `users:write`.",
+    ),
+    "members_list": (
+        "List members",
+        "Your tenant's users with their role and, for facility managers, the granted facilities, ordered by user "
+        "name. Only tenant admins (403 otherwise). Scope `users:read`.",
+    ),
+    "members_retrieve": (
+        "Get a member",
+        "One membership by id; another tenant's is a 404. Only tenant admins (403 otherwise). Scope `users:read`.",
+    ),
+    "members_partial_update": (
+        "Change a member's role",
+        "Set `role` (`admin`, `facility_manager` or `viewer`); a facility manager needs at least one of your "
+        "`facilities`, which replace the granted ones, and other roles keep none. Demoting the last tenant "
+        "admin is a 400. Only tenant admins (403 otherwise). Scope `users:write`.",
+    ),
+    "members_destroy": (
+        "Remove a member",
+        "The user leaves your tenant; their user account stays. Removing the last tenant admin is a 400. Only "
+        "tenant admins (403 otherwise). Scope `users:write`.",
+    ),
+    # --- Readings ---------------------------------------------------------------------------------
     "readings_series_retrieve": (
         "Read measured values over a period",
         "Values of one or more channels from start to end: every reading, or 15-minute, hourly, daily or "
         "monthly averages, minima and maxima (consumption for energy counters), aligned to each facility's "
-        "local calendar. The portal's charts show these figures.",
+        "local calendar. The portal's charts show these figures. Scope `readings:read`.",
     ),
-    "readings_latest_retrieve": ("Read the latest values", "The most recent reading of each channel you choose."),
+    "readings_latest_retrieve": (
+        "Read the latest values",
+        "The most recent reading of each channel you choose (null when a channel never reported). "
+        "Scope `readings:read`.",
+    ),
     "readings_export.csv_retrieve": (
         "Export measured values as CSV",
-        "The same values as the series, as a CSV file, for any period length.",
+        "The same values as the series, as a CSV file, for any period length. Scope `readings:read`.",
+    ),
+    "readings_confirmations_create": (
+        "Confirm readings outside the plausible range",
+        "Confirm a channel's readings in [`start`, `end`) (with UTC offsets, at most 31 days), with an optional "
+        "`note`, although they lie outside its plausible range: they then count in the rollups, peaks and "
+        "bills, and the intervals are recomputed. Sending the same confirmation again stores nothing more. A "
+        "channel you cannot see is a 404; one whose facility you do not manage is a 403. Scope `fleet:write`.",
+    ),
+    "readings_plausible_ranges_retrieve": (
+        "Get a channel's plausible range",
+        "The channel's `min` and `max` in its `unit` (null: no bound), at first its device type's rated range. "
+        "Readings outside it are flagged `implausible` and kept out of means, peaks and bills until confirmed. "
+        "A channel you cannot see is a 404. Scope `readings:read`.",
+    ),
+    "readings_plausible_ranges_update": (
+        "Set a channel's plausible range",
+        "Set `min` and `max` (null: no bound); intervals computed from now on use them, and `recompute_start` "
+        "with `recompute_end` (at most 31 days) also recompute that past period. An invalid range or period is "
+        "a 400; a channel you cannot see is a 404; one whose facility you do not manage is a 403. "
+        "Scope `fleet:write`.",
+    ),
+    # --- Firmware ---------------------------------------------------------------------------------
+    "firmware_images_list": (
+        "List firmware images",
+        "The platform's signed firmware images, shared by every tenant, with version, size and SHA-256 (hex); "
+        "filter by `device_type` (the images of its firmware line), `firmware_line` and `version`. "
+        "Scope `firmware:read`.",
+    ),
+    "firmware_images_retrieve": ("Get a firmware image", "One firmware image by id. Scope `firmware:read`."),
+    "firmware_rollouts_list": (
+        "List rollouts",
+        "Your tenant's firmware rollouts with their settings and state; filter by `state`, `device_type` and "
+        "`image`. Scope `firmware:read`.",
+    ),
+    "firmware_rollouts_create": (
+        "Start a rollout",
+        "Roll `image` out to devices of `device_type`: the `target` (every device of the type, device groups, "
+        "explicit devices, or a facility and/or tag filter) is resolved to your devices now and split into "
+        "`waves`; the rollout starts at once, or waits for approval with `requires_approval`. Devices of "
+        "another type, already on the version, not on one of `from_versions`, busy or not connected are left "
+        "out. Out-of-range settings, an image of another firmware line, unknown or another tenant's ids, a "
+        "target with no device to update, or an explicit device already in a rollout is a 400, and nothing is "
+        "stored. Only tenant admins (403 otherwise). Scope `firmware:write`.",
+    ),
+    "firmware_rollouts_preview_create": (
+        "Preview a rollout",
+        "Takes the body of a new rollout and answers the wave plan it would start now (device ids per wave) and "
+        "the devices it would leave out, with the reason (`incompatible`, `offline`, `busy`). Nothing is "
+        "stored. Invalid settings are a 400, as when starting the rollout. Scope `firmware:write`.",
+    ),
+    "firmware_rollouts_retrieve": (
+        "Get a rollout",
+        "One rollout with its settings, its devices counted per status, and each wave's state and counts. "
+        "Another tenant's rollout is a 404. Scope `firmware:read`.",
+    ),
+    "firmware_rollouts_devices_list": (
+        "List a rollout's devices",
+        "Each device of the rollout with its wave, status, attempts, failure reason and transfer progress "
+        "(`delta`, `bytes_sent`); filter by `status`. A facility manager sees the devices of the granted "
+        "facilities. Another tenant's rollout is a 404. Scope `firmware:read`.",
+    ),
+    "firmware_rollouts_pause_create": (
+        "Pause a rollout",
+        "Stop starting devices; transfers in progress finish and are recorded. Only a running rollout can be "
+        "paused (400 otherwise). Only tenant admins (403 otherwise); another tenant's rollout is a 404. "
+        "Scope `firmware:write`.",
+    ),
+    "firmware_rollouts_resume_create": (
+        "Resume a rollout",
+        "Run a paused rollout again: the error count starts afresh, devices waiting to retry retry now, and a "
+        "wave that stopped below its success threshold counts as accepted. Only a paused rollout can be resumed "
+        "(400 otherwise). Only tenant admins (403 otherwise); another tenant's rollout is a 404. "
+        "Scope `firmware:write`.",
+    ),
+    "firmware_rollouts_cancel_create": (
+        "Cancel a rollout",
+        "End the rollout: transfers in progress are cancelled, and so are the devices not finished yet. A "
+        "rollout that has already ended is a 400. Only tenant admins (403 otherwise); another tenant's rollout "
+        "is a 404. Scope `firmware:write`.",
+    ),
+    "firmware_rollouts_approve_create": (
+        "Approve a rollout",
+        "Start a rollout that awaits approval. The approval must come from a second tenant admin: a token issued "
+        "to a user other than the rollout's creator (the creator's token, or one without a user, is a 400). A "
+        "rollout not awaiting approval is a 400. Only tenant admins (403 otherwise); another tenant's rollout "
+        "is a 404. Scope `firmware:write`.",
+    ),
+    "firmware_rollouts_next_wave_create": (
+        "Start a rollout's next wave",
+        "For a rollout without automatic advance: start the next wave once the current one has reached its "
+        "success threshold. A rollout that is not running, a wave still running, or no wave left is a 400. "
+        "Only tenant admins (403 otherwise); another tenant's rollout is a 404. Scope `firmware:write`.",
+    ),
+    "firmware_rollouts_rollback_create": (
+        "Roll back a rollout",
+        "Cancel the rollout if it is still active, and start a new rollout (answered with 201) that sends the "
+        "previous image to the devices that took the new one. A 400 changes nothing: for a rollback itself, "
+        "when no device took the new image, when the devices ran several versions before, or when the platform "
+        "does not hold the previous image. Only tenant admins (403 otherwise); another tenant's rollout is a "
+        "404. Scope `firmware:write`.",
+    ),
+    # --- Billing ----------------------------------------------------------------------------------
+    "tariffs_list": (
+        "List tariffs",
+        "Your tenant's tariffs, each with its currency and its price versions: validity dates, energy rates and "
+        "schedules, demand prices, fixed charges, levies and VAT. Scope `billing:read`.",
+    ),
+    "tariffs_create": (
+        "Add a tariff",
+        "Create a tariff with `name`, `currency` (ISO 4217, EUR by default) and 1 to 50 `versions`, each valid "
+        "from `valid_from` to `valid_to` (inclusive, or null: open-ended). Overlapping versions, a schedule that "
+        "leaves an hour uncovered or an unknown currency is a 400. Only tenant admins (403 otherwise). "
+        "Scope `billing:write`.",
+    ),
+    "tariffs_retrieve": (
+        "Get a tariff",
+        "One tariff with its versions; another tenant's is a 404. Scope `billing:read`.",
+    ),
+    "tariffs_partial_update": (
+        "Change a tariff",
+        "Change the name or currency; `versions`, when given, replaces all of them. Bills already issued keep "
+        "the prices they were issued with. Invalid or overlapping versions are a 400. Only tenant admins (403 "
+        "otherwise); another tenant's tariff is a 404. Scope `billing:write`.",
+    ),
+    "tariffs_destroy": (
+        "Delete a tariff",
+        "Delete a tariff that no contract uses; while facilities are contracted at it the answer is a 400: "
+        "delete those contracts first. Only tenant admins (403 otherwise); another tenant's tariff is a 404. "
+        "Scope `billing:write`.",
+    ),
+    "contracts_list": (
+        "List contracts",
+        "Which tariff each facility buys at, over which dates (local and inclusive; `valid_to` null: "
+        "open-ended); filter by `facility` and `tariff`. A facility manager sees the contracts of the granted "
+        "facilities. Scope `billing:read`.",
+    ),
+    "contracts_create": (
+        "Assign a tariff to a facility",
+        "Contract `facility` to `tariff` from `valid_from` to `valid_to` (inclusive local dates; null or left "
+        "out: open-ended). Dates that overlap another contract of the facility, or a facility or tariff you "
+        "cannot see, are a 400. Only tenant admins (403 otherwise). Scope `billing:write`.",
+    ),
+    "contracts_retrieve": (
+        "Get a contract",
+        "One contract by id; another tenant's is a 404. Scope `billing:read`.",
+    ),
+    "contracts_destroy": (
+        "Delete a contract",
+        "Remove the contract; bills already issued stay as they are. Only tenant admins (403 otherwise); "
+        "another tenant's contract is a 404. Scope `billing:write`.",
+    ),
+    "bills_list": (
+        "List bills",
+        "Issued bills, every version, with their totals, energy and peak; filter by `facility`, `month` "
+        "(YYYY-MM; another form is a 400), `status` and `client` (true: only the client's bills, which sum its "
+        "facilities). A facility manager sees the bills of the granted facilities, never the client's. The "
+        "running month is at `GET /api/v1/bills/draft/`. Scope `billing:read`.",
+    ),
+    "bills_retrieve": (
+        "Get a bill",
+        "One issued bill with its line items (quantity, unit, unit price, amount, and the 15-minute interval "
+        "that set a demand figure), its tariff segments, cost allocation and top peaks. Another tenant's bill "
+        "is a 404. Scope `billing:read`.",
+    ),
+    "bills_export._retrieve": (
+        "Download a bill as CSV or PDF",
+        "The same bill as `export.csv` or `export.pdf`; any other format is a 404, as is another tenant's bill. "
+        "Scope `billing:read`.",
+    ),
+    "bills_draft_retrieve": (
+        "Compute a month's bill now",
+        "A facility's bill of `month` (YYYY-MM in the facility's time zone), computed now from the 15-minute "
+        "rollups and not stored: the running month's draft with `projected_gross` to month end, or a preview of "
+        "an ended month. `format` is `json` (the default), `csv` or `pdf`. A month that has not begun, or no "
+        "contract covering the month, is a 400; a facility you cannot see is a 404. Scope `billing:read`.",
+    ),
+    "bills_client.csv_retrieve": (
+        "Export the client's month as CSV",
+        "One CSV row per facility for `month` (YYYY-MM): its latest issued bill, else its bill computed now; "
+        "facilities without a contract covering the month are left out. A month that has not begun is a 400. "
+        "A facility manager gets the granted facilities only. Scope `billing:read`.",
+    ),
+    "peaks_retrieve": (
+        "Read a facility's demand peaks",
+        "A facility's 15-minute demand in kW (energy × 4) for `month` (YYYY-MM in its time zone): the curve, "
+        "the 10 highest intervals with each load's kW in them, the month's peak, the year's peak so far and the "
+        "facility's peak target. A month that has not begun is a 400; a facility you cannot see is a 404. "
+        "Scope `billing:read`.",
     ),
 }
 _INTERNAL = (TenantApiView.__doc__ or "").strip()
