@@ -31,9 +31,10 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     ),
     "facilities_partial_update": (
         "Change a facility",
-        "Change any of the facility's fields; fields left out keep their values. Tenant admins may change every "
-        "facility, facility managers their granted ones (403 otherwise). An archived facility, or another "
-        "tenant's, is a 404. Scope `fleet:write`.",
+        "Change any of the facility's fields; fields left out keep their values. A new time zone also recomputes "
+        "the facility's hourly, daily and monthly values in it. Tenant admins may change every facility, "
+        "facility managers their granted ones (403 otherwise). An archived facility, or another tenant's, is a "
+        "404. Scope `fleet:write`.",
     ),
     "facilities_destroy": (
         "Archive a facility",
@@ -133,16 +134,18 @@ OPERATIONS: dict[str, tuple[str, str]] = {
         "`firmware_version`); its channels come from its device type. Without `public_key` (the device's own "
         "Ed25519 key, 64 hex digits) a key pair is issued and the answer carries `private_key_pem` this once "
         "(`Cache-Control: no-store`); with one, `private_key_pem` is null. A serial that cannot be registered, "
-        "whoever holds it, or an archived facility is a 400. Tenant admins, or the facility's manager (403 "
-        "otherwise). Scope `fleet:write`.",
+        "whoever holds it, or an archived facility is a 400; after too many refused serials (by default 20 an "
+        "hour per application) the answer is a 429. Tenant admins, or the facility's manager (403 otherwise). "
+        "Scope `fleet:write`.",
     ),
     "devices_retrieve": ("Get a device", "One device by id; another tenant's is a 404. Scope `fleet:read`."),
     "devices_partial_update": (
         "Change a device",
         "Move a device to another facility (`facility`: its channels' load allocations end now), set its device "
         "groups (`groups`), rename it (`name`), or disable and enable it (`enabled`: false sets the status "
-        "`disabled`, which the gateway refuses). You must manage the device's facility, and for a move the "
-        "target facility too (403 otherwise); an archived target facility is a 400. Scope `fleet:write`.",
+        "`disabled`, which the gateway refuses); a move to another time zone recomputes the device's hourly, daily "
+        "and monthly values in it. You must manage the device's facility, and for a move the target facility "
+        "too (403 otherwise); an archived target facility is a 400. Scope `fleet:write`.",
     ),
     "devices_destroy": (
         "Disable a device",
