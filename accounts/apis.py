@@ -91,6 +91,9 @@ class InvitationDetailApi(PeopleApi, generics.RetrieveAPIView):  # type: ignore[
 
 
 class InvitationResendApi(InvitationDetailApi):
+    # An action on the detail view's object: POST only, not the detail's GET, PATCH or DELETE.
+    http_method_names = ["post", "options"]
+
     @extend_schema(request=None, responses={200: InvitationOutput}, description="A new link by mail; the old one ends.")
     def post(self, request: Request, pk: int) -> Response:
         invitation = services.invitation_resend(

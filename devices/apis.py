@@ -586,6 +586,9 @@ class DeviceManageApi(DeviceDetailApi):
 
 
 class DeviceKeyRotateApi(DeviceDetailApi):
+    # An action on the detail view's object: POST only, not the detail's GET, PATCH or DELETE.
+    http_method_names = ["post", "options"]
+
     @extend_schema(request=None, responses={200: IssuedKeyOutput}, description="Issue a new key pair, shown once.")
     def post(self, request: Request, pk: int) -> Response:
         issued = services.device_key_reissue(access=self.access, device=self.get_object())
@@ -595,6 +598,9 @@ class DeviceKeyRotateApi(DeviceDetailApi):
 
 
 class DeviceKeyRevokeApi(DeviceDetailApi):
+    # An action on the detail view's object: POST only, not the detail's GET, PATCH or DELETE.
+    http_method_names = ["post", "options"]
+
     @extend_schema(request=None, responses={200: DeviceOutput}, description="Refuse the key at the next handshake.")
     def post(self, request: Request, pk: int) -> Response:
         device = services.device_key_withdraw(access=self.access, device=self.get_object())

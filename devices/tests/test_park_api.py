@@ -332,3 +332,14 @@ def test_the_schema_documents_every_management_call(client):
     ]:
         assert method in paths[path], (path, method)
     assert "public_key" in str(schema["components"]["schemas"]["DeviceRegisterInputRequest"])
+
+
+def test_key_actions_answer_only_post(client, facility):
+    device = DeviceFactory(facility=facility)
+    token = token_for(facility)
+    for action in ("rotate-key", "revoke-key"):
+        path = f"/api/v1/devices/{device.pk}/{action}/"
+        assert call(client, "get", path, token).status_code == 405
+        moved = call(client, "patch", path, token, {"name": "renamed"})
+        assert moved.status_code == 405
+    assert Device.objects.get(pk=device.pk).name == device.name
