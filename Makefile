@@ -50,6 +50,7 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 # The benchmarks measure the real services (each uses its own database); these defaults match the
 # machine's local PostgreSQL, Redis and RabbitMQ and yield to values already in the environment.

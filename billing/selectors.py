@@ -173,15 +173,29 @@ class Metering:
     meters: int
 
 
+NO_METERING = Metering((), {}, 0)
+
+
 def facility_metering(*, facility: Facility) -> Metering:
-    """Per device and load: the all-phase channel if there is one, else the phases; an energy counter
-    where the group has one, else mean power. The main meter is the mains load where there is one,
-    otherwise every load together."""
+    return facilities_metering(facility_ids=[facility.pk]).get(facility.pk, NO_METERING)
+
+
+def facilities_metering(*, facility_ids: Sequence[int]) -> dict[int, Metering]:
+    """Per facility, per device and load: the all-phase channel if there is one, else the phases; an
+    energy counter where the group has one, else mean power. The main meter is the mains load where
+    there is one, otherwise every load together. One query for all the facilities."""
     channels = Channel.objects.filter(
-        device__facility=facility,
+        device__facility_id__in=list(facility_ids),
         quantity__in=(Quantity.ACTIVE_ENERGY, Quantity.ACTIVE_POWER),
         unit__in=tuple(TO_KILO),
-    ).select_related("load")
+    ).select_related("load", "device")
+    by_facility: dict[int, list[Channel]] = defaultdict(list)
+    for channel in channels:
+        by_facility[channel.device.facility_id].append(channel)
+    return {facility_id: _metering(members) for facility_id, members in by_facility.items()}
+
+
+def _metering(channels: Sequence[Channel]) -> Metering:
     groups: dict[tuple[int, int | None], list[Channel]] = defaultdict(list)
     for channel in channels:
         groups[(channel.device_id, channel.load_id)].append(channel)
@@ -245,15 +259,21 @@ def _sum(columns: Sequence[np.ndarray], length: int) -> np.ndarray:
     return np.where(np.isnan(stacked).all(axis=0), np.nan, np.nansum(stacked, axis=0))
 
 
-def facility_usage(*, access: Access, facility: Facility, start_ms: int, end_ms: int, metering: Metering) -> Usage:
-    """The facility's kWh per 15-minute interval over [start_ms, end_ms), main meter and each load."""
-    edges = interval_edges("15m", ZoneInfo(facility.timezone), start_ms, end_ms)
-    channels = list({c.pk: c for c in (*metering.main, *(c for cs in metering.loads.values() for c in cs))}.values())
-    kwh = _kwh_by_channel(access=access, channels=channels, edges=edges) if channels else {}
+def _channels(metering: Metering) -> list[Channel]:
+    return list({c.pk: c for c in (*metering.main, *(c for cs in metering.loads.values() for c in cs))}.values())
+
+
+def _usage(metering: Metering, kwh: dict[int, np.ndarray], edges: np.ndarray) -> Usage:
     length = len(edges) - 1
     main = _sum([kwh[c.pk] for c in metering.main if c.pk in kwh], length)
     loads = {lid: _sum([kwh[c.pk] for c in members if c.pk in kwh], length) for lid, members in metering.loads.items()}
     return Usage(starts_ms=edges[:-1], kwh=main, loads=loads)
+
+
+def facility_usage(*, access: Access, facility: Facility, start_ms: int, end_ms: int, metering: Metering) -> Usage:
+    """The facility's kWh per 15-minute interval over [start_ms, end_ms), main meter and each load."""
+    edges = interval_edges("15m", ZoneInfo(facility.timezone), start_ms, end_ms)
+    return _usage(metering, _kwh_by_channel(access=access, channels=_channels(metering), edges=edges), edges)
 
 
 # --- Tariff segments of a month ---------------------------------------------------------------
@@ -290,30 +310,42 @@ def terms_of(version: TariffVersion, tariff: Tariff) -> Terms:
 
 
 def month_segments(*, facility: Facility, month: Month) -> list[Segment]:
-    """The parts of the month priced by one tariff version each: contracts cut by their tariff's versions.
+    return months_segments(months={facility.pk: month}).get(facility.pk, [])
 
-    One query: each version of a contracted tariff, with the bounds of the contract it serves.
-    """
-    first, last = month.first_day, month.last_day
+
+def months_segments(*, months: dict[int, Month]) -> dict[int, list[Segment]]:
+    """Per facility, the parts of its month priced by one tariff version each: contracts cut by
+    their tariff's versions. One query: each version of a contracted tariff, with the bounds of the
+    contract it serves (the months may differ by time zone; they are filtered here)."""
+    if not months:
+        return {}
+    first = min(m.first_day for m in months.values())
+    last = max(m.last_day for m in months.values())
     # One filter() call, so every condition applies to the same contract row.
     rows = (
         TariffVersion.objects.filter(
             Q(tariff__contracts__valid_to__isnull=True) | Q(tariff__contracts__valid_to__gte=first),
             Q(valid_to__isnull=True) | Q(valid_to__gte=first),
-            tariff__contracts__facility=facility,
+            tariff__contracts__facility_id__in=list(months),
             tariff__contracts__valid_from__lte=last,
             valid_from__lte=last,
         )
-        .annotate(contract_from=F("tariff__contracts__valid_from"), contract_to=F("tariff__contracts__valid_to"))
+        .annotate(
+            contract_facility=F("tariff__contracts__facility_id"),
+            contract_from=F("tariff__contracts__valid_from"),
+            contract_to=F("tariff__contracts__valid_to"),
+        )
         .select_related("tariff")
     )
-    segments: list[Segment] = []
+    segments: dict[int, list[Segment]] = defaultdict(list)
     for version in rows:
-        lo = max(version.contract_from, version.valid_from, first)  # type: ignore[attr-defined]
-        hi = min(version.contract_to or last, version.valid_to or last, last)  # type: ignore[attr-defined]
+        facility_id = version.contract_facility  # type: ignore[attr-defined]
+        month = months[facility_id]
+        lo = max(version.contract_from, version.valid_from, month.first_day)  # type: ignore[attr-defined]
+        hi = min(version.contract_to or month.last_day, version.valid_to or month.last_day, month.last_day)  # type: ignore[attr-defined]
         if lo > hi:
             continue
-        segments.append(
+        segments[facility_id].append(
             Segment(
                 start_ms=month.midnight_ms(lo),
                 end_ms=month.midnight_ms(hi + timedelta(days=1)),
@@ -321,7 +353,7 @@ def month_segments(*, facility: Facility, month: Month) -> list[Segment]:
                 terms=terms_of(version, version.tariff),
             )
         )
-    return sorted(segments, key=lambda segment: segment.start_ms)
+    return {facility_id: sorted(parts, key=lambda part: part.start_ms) for facility_id, parts in segments.items()}
 
 
 # --- Bills --------------------------------------------------------------------------------------
@@ -383,34 +415,58 @@ class ComputedBill:
     usage: Usage
 
 
+def _billable(access: Access) -> QuerySet[Facility]:
+    return facility_list(access=access).annotate(
+        fixed_key=Subquery(
+            BillingProfile.objects.filter(tenant_id=OuterRef("tenant_id")).values("fixed_charge_key")[:1]
+        ),
+        # Most tenants have no cost centres: then the allocation needs no query for them.
+        has_centres=Exists(CostCentre.objects.filter(tenant_id=OuterRef("tenant_id"))),
+    )
+
+
 def bill_compute(*, access: Access, facility_id: int, year: int, month: int, now_ms: int | None = None) -> ComputedBill:
     """A facility's bill for a calendar month in its time zone, from the 15-minute rollups.
 
     The running month is a draft up to now, with a projection to month end; a future month is refused.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    facility = (
-        facility_list(access=access)
-        .annotate(
-            fixed_key=Subquery(
-                BillingProfile.objects.filter(tenant_id=OuterRef("tenant_id")).values("fixed_charge_key")[:1]
-            ),
-            # Most tenants have no cost centres: then the allocation needs no query for them.
-            has_centres=Exists(CostCentre.objects.filter(tenant_id=OuterRef("tenant_id"))),
-        )
-        .get(pk=facility_id)
-    )
+    facility = _billable(access).get(pk=facility_id)
+    return _bill(access=access, facility=facility, year=year, month=month, now_ms=now_ms)
+
+
+def _billed_until(period: Month, now_ms: int) -> int:
+    end_ms = min(period.end_ms, now_ms)
+    return max(end_ms - end_ms % INTERVAL_MS, period.start_ms + INTERVAL_MS)
+
+
+def _bill(
+    *,
+    access: Access,
+    facility: Facility,
+    year: int,
+    month: int,
+    now_ms: int,
+    segments: list[Segment] | None = None,
+    metering: Metering | None = None,
+    usage: Usage | None = None,
+) -> ComputedBill:
+    """The bill of a facility from `_billable`; the batch (`client_month`) passes what it read for many."""
     tz = ZoneInfo(facility.timezone)
     period = Month(year, month, tz)
     month_check(month=period, now_ms=now_ms)
     draft = now_ms < period.end_ms
-    segments = month_segments(facility=facility, month=period)
+    if segments is None:
+        segments = month_segments(facility=facility, month=period)
     if not segments:
         raise BillingError(f"{facility.name} has no contract covering {period}.")
-    metering = facility_metering(facility=facility)
-    end_ms = min(period.end_ms, now_ms) if draft else period.end_ms
-    end_ms = max(end_ms - end_ms % INTERVAL_MS, period.start_ms + INTERVAL_MS)
-    usage = facility_usage(access=access, facility=facility, start_ms=period.start_ms, end_ms=end_ms, metering=metering)
+    if metering is None:
+        metering = facility_metering(facility=facility)
+    end_ms = _billed_until(period, now_ms)
+    if usage is None:
+        usage = facility_usage(
+            access=access, facility=facility, start_ms=period.start_ms, end_ms=end_ms, metering=metering
+        )
     names = {c.load_id: c.load.name for cs in metering.loads.values() for c in cs if c.load_id and c.load}
     centres: dict[int, tuple[str, float, int]] = {}  # load -> (cost centre, its area, its loads here)
     rows = []
@@ -506,30 +562,69 @@ def peaks_report(*, access: Access, facility_id: int, year: int, month: int, now
     )
 
 
+# The channels read from the store in one go by `client_month`.
+BATCH_CHANNELS = 300
+
+
 def client_month(*, access: Access, year: int, month: int, now_ms: int) -> list[Bill | ComputedBill]:
     """Each facility's month for the client: its latest issued bill, else the bill computed now.
 
     Facilities without a contract in the month are left out; a month that has not begun is refused.
+    The facilities to compute share their queries: one for the channels, one for the tariff
+    segments, and one store read per few hundred channels of the same time zone.
     """
-    rows: list[Bill | ComputedBill] = []
     issued: dict[int, Bill] = {}
     for bill in (
         bill_list(access=access).filter(year=year, month=month, facility__isnull=False).prefetch_related("lines")
     ):
         if bill.facility_id not in issued or bill.version > issued[bill.facility_id].version:
             issued[bill.facility_id] = bill  # type: ignore[index]
-    facilities = facility_list(access=access).filter(contracts__isnull=False).distinct().order_by("name")
-    begun = False
+    facilities = list(_billable(access).filter(contracts__isnull=False).distinct().order_by("name"))
+    periods = {f.pk: Month(year, month, ZoneInfo(f.timezone)) for f in facilities}
+    if facilities and all(p.start_ms > now_ms for p in periods.values()):
+        raise BillingError(f"{year}-{month:02d} has not begun; there is nothing to bill yet.")
+    todo = [f for f in facilities if f.pk not in issued and periods[f.pk].start_ms <= now_ms]
+    segments = months_segments(months={f.pk: periods[f.pk] for f in todo})
+    meterings = facilities_metering(facility_ids=[f.pk for f in todo])
+    usages: dict[int, Usage] = {}
+    by_zone: dict[tuple[str, int, int], list[Facility]] = defaultdict(list)
+    for f in todo:
+        period = periods[f.pk]
+        by_zone[(f.timezone, period.start_ms, _billed_until(period, now_ms))].append(f)
+    for (zone, start_ms, end_ms), group in by_zone.items():
+        edges = interval_edges("15m", ZoneInfo(zone), start_ms, end_ms)
+        chunks: list[list[Facility]] = [[]]
+        size = 0
+        for f in group:
+            count = len(_channels(meterings.get(f.pk, NO_METERING)))
+            if chunks[-1] and size + count > BATCH_CHANNELS:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(f)
+            size += count
+        for chunk in chunks:
+            channels = [c for g in chunk for c in _channels(meterings.get(g.pk, NO_METERING))]
+            kwh = _kwh_by_channel(access=access, channels=channels, edges=edges)
+            for g in chunk:
+                usages[g.pk] = _usage(meterings.get(g.pk, NO_METERING), kwh, edges)
+    rows: list[Bill | ComputedBill] = []
     for facility in facilities:
-        if Month(year, month, ZoneInfo(facility.timezone)).start_ms <= now_ms:
-            begun = True
         if facility.pk in issued:
             rows.append(issued[facility.pk])
-            continue
-        try:
-            rows.append(bill_compute(access=access, facility_id=facility.pk, year=year, month=month, now_ms=now_ms))
-        except BillingError:
-            continue
-    if not begun and facilities:
-        raise BillingError(f"{year}-{month:02d} has not begun; there is nothing to bill yet.")
+        elif facility.pk in usages:
+            try:
+                rows.append(
+                    _bill(
+                        access=access,
+                        facility=facility,
+                        year=year,
+                        month=month,
+                        now_ms=now_ms,
+                        segments=segments.get(facility.pk, []),
+                        metering=meterings.get(facility.pk, NO_METERING),
+                        usage=usages[facility.pk],
+                    )
+                )
+            except BillingError:
+                continue
     return rows

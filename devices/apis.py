@@ -23,7 +23,7 @@ from integrations.api.fields import OffsetDateTimeField
 from integrations.api.throttling import FailureBudget
 from integrations.api.views import MAX_ID, IdFilter, TenantApiView, filter_json_tag
 from integrations.scopes import FLEET_READ, FLEET_WRITE
-from readings.services import rollups_rezone
+from readings.services import device_relocate_rezoned, facility_update_rezoned, rollups_rezone
 
 # --- Output -------------------------------------------------------------------------------------
 
@@ -430,7 +430,7 @@ class FacilityManageApi(ActiveFacilities, FacilityDetailApi):
     def patch(self, request: Request, pk: int) -> Response:
         facility = self.get_object()
         data = self.parse(FacilityPatch, request.data)
-        facility = services.facility_update(access=self.access, facility=facility, **data)
+        facility = facility_update_rezoned(access=self.access, facility=facility, **data)
         return Response(FacilityOutput(facility).data)
 
     @extend_schema(responses={204: None}, description="Archive: the facility leaves the park, its history stays.")
@@ -544,8 +544,14 @@ class DeviceManageListApi(DeviceListApi):
         description="Register a device. The answer carries its private key once, unless the request gave a public key.",
     )
     def post(self, request: Request) -> Response:
+        SERIAL_REFUSALS.check(request)
         data = self.parse(DeviceRegisterInput, request.data)
-        issued = services.device_register(access=self.access, **data)
+        try:
+            issued = services.device_register(access=self.access, **data)
+        except ValidationError as exc:
+            if services.serial_refused(exc):
+                SERIAL_REFUSALS.spend(request)
+            raise
         response = Response(issued_key_body(issued), status=status.HTTP_201_CREATED)
         response["Cache-Control"] = "no-store"
         return response
@@ -563,7 +569,7 @@ class DeviceManageApi(DeviceDetailApi):
         data = self.parse(DeviceManagePatch, request.data)
         user_id = self.access.user_id
         if "facility" in data:
-            services.device_relocate(access=self.access, device=device, facility=data["facility"], user_id=user_id)
+            device_relocate_rezoned(access=self.access, device=device, facility=data["facility"], user_id=user_id)
         if "groups" in data:
             self.require(self.access.manages_facility(device.facility_id), "You may not change this device.")
             services.device_set_groups(device=device, groups=data["groups"])

@@ -228,7 +228,7 @@ def device_provision(
 ) -> IssuedKey:
     """Create a device with a new Ed25519 key pair; only the public half is stored."""
     private_key, public_key = key_pair_generate()
-    device = device_create(
+    device = _device_create_keyed(
         tenant=tenant,
         serial=serial,
         device_type=device_type,
@@ -238,9 +238,15 @@ def device_provision(
         firmware_version=firmware_version,
         public_key=public_key,
     )
+    return IssuedKey(device=device, private_key_pem=private_key_pem(private_key))
+
+
+def _device_create_keyed(*, public_key: bytes, **fields: Any) -> Device:
+    """`device_create` with its first key: key version 1, rotated now."""
+    device = device_create(public_key=public_key, **fields)
     Device.objects.filter(pk=device.pk).update(key_version=1, key_rotated_at=timezone.now())
     device.refresh_from_db()
-    return IssuedKey(device=device, private_key_pem=private_key_pem(private_key))
+    return device
 
 
 def device_key_rotate(*, device: Device) -> IssuedKey:
@@ -434,7 +440,7 @@ def device_register(
         pem = private_key_pem(private_key)
     elif len(public_key) != 32:
         raise ValidationError({"public_key": "An Ed25519 public key is 32 bytes."})
-    device = device_create(
+    device = _device_create_keyed(
         tenant=Tenant.objects.get(pk=access.tenant_id),
         serial=serial,
         device_type=device_type,
@@ -444,8 +450,6 @@ def device_register(
         firmware_version=firmware_version,
         public_key=public_key,
     )
-    Device.objects.filter(pk=device.pk).update(key_version=1, key_rotated_at=timezone.now())
-    device.refresh_from_db()
     return IssuedKey(device=device, private_key_pem=pem)
 
 

@@ -51,6 +51,7 @@ from devices.forms import (
 )
 from devices.models import Device
 from devices.services import IssuedKey
+from readings.services import device_relocate_rezoned, facility_update_rezoned
 
 DEVICES_PER_PAGE = 50
 
@@ -141,7 +142,7 @@ def facility_edit(request: HttpRequest, access: Access, facility_id: int) -> Htt
             raise TenantAccessDenied(_("You may not change this facility."))
         if form.is_valid():
             try:
-                services.facility_update(access=access, facility=facility, **form.cleaned_data)
+                facility_update_rezoned(access=access, facility=facility, **form.cleaned_data)
             except ValidationError as exc:
                 form_errors(form, exc)
             else:
@@ -340,7 +341,7 @@ def device_move(request: HttpRequest, access: Access, device_id: int) -> HttpRes
     target = form.cleaned_data["facility"]
     _attempt(
         request,
-        lambda: services.device_relocate(access=access, device=device, facility=target, user_id=request.user.pk),
+        lambda: device_relocate_rezoned(access=access, device=device, facility=target, user_id=request.user.pk),
         _("Device moved to %(name)s.") % {"name": target.name},
     )
     return redirect("devices:device", device_id=device.pk)

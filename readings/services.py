@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -17,7 +18,8 @@ from django.db import transaction
 
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
-from devices.models import Channel
+from devices import services as devices_services
+from devices.models import Channel, Device, Facility
 from readings import metadata
 from readings.batch import ReadingsBatch
 from readings.errors import IngestUnavailable, ReadingsError, ReadingsQueryError
@@ -603,6 +605,32 @@ def rollups_rezone(*, facility_id: int | None = None, device_id: int | None = No
     return len(rows)
 
 
+def facility_update_rezoned(*, access: Access, facility: Facility, **fields: Any) -> Facility:
+    """`facility_update`, and the facility's rollups recomputed when its time zone changed.
+
+    The portal and the API both change facilities through here, so a new zone never leaves days,
+    months and bills cut at the old zone's midnights.
+    """
+    old_zone = facility.timezone
+    with transaction.atomic():
+        facility = devices_services.facility_update(access=access, facility=facility, **fields)
+        if facility.timezone != old_zone:
+            rollups_rezone(facility_id=facility.pk)
+    return facility
+
+
+def device_relocate_rezoned(
+    *, access: Access, device: Device, facility: Facility, user_id: int | None = None
+) -> Device:
+    """`device_relocate`, and the device's rollups recomputed when the new facility lies in another zone."""
+    old_zone = device.facility.timezone
+    with transaction.atomic():
+        device = devices_services.device_relocate(access=access, device=device, facility=facility, user_id=user_id)
+        if facility.timezone != old_zone:
+            rollups_rezone(device_id=device.pk)
+    return device
+
+
 def coarse_rollups(*, tenant_id: int, channel_id: int, fine: Columns, tz: ZoneInfo) -> list[RollupRows]:
     """The hour, day and month rollups of one channel from its ascending 15-minute rollup columns."""
     blocks: list[RollupRows] = []
@@ -620,6 +648,8 @@ __all__ = [
     "IngestResult",
     "channel_plausible_range_set",
     "coarse_rollups",
+    "device_relocate_rezoned",
+    "facility_update_rezoned",
     "readings_confirm",
     "readings_counter_reset_record",
     "rollups_rezone",

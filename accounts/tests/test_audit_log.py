@@ -82,3 +82,15 @@ def test_invitations_and_role_changes_are_logged_without_the_token():
     invitation_entry = LogEntry.objects.filter(object_repr__startswith="gus@example.com").get()
     assert "token_hash" not in invitation_entry.changes_dict
     assert "gus@example.com" in client.get("/manage/audit/").content.decode()
+
+
+def test_a_change_through_the_api_is_logged_with_the_tokens_user():
+    from devices.tests.test_park_api import call, token_for
+
+    facility = DeviceFactory().facility
+    token = token_for(facility, Role.ADMIN)
+    response = call(Client(), "patch", f"/api/v1/facilities/{facility.pk}/", token, {"address": "Hafenstraße 1"})
+    assert response.status_code == 200, response.content
+    change = entries_for(Facility.objects.get(pk=facility.pk))[-1]
+    assert change.changes_dict["address"][1] == "Hafenstraße 1"
+    assert change.actor == token.user

@@ -304,3 +304,29 @@ def test_fixed_charges_shared_by_area_follow_the_cost_centres_areas():
     assert rows["Refrigeration"].fixed + rows["HVAC"].fixed == fixed
     assert abs(rows["Refrigeration"].fixed - 3 * rows["HVAC"].fixed) <= Decimal("0.03")
     assert sum(row.total for row in rows.values()) == result.gross
+
+
+def test_the_client_month_computed_in_batch_equals_each_facilitys_own_bill():
+    from accounts.selectors import access_for_tenant
+    from billing.selectors import client_month
+
+    first = metered_facility()
+    tenant = first.facility.tenant
+    sites = [
+        first,
+        metered_facility(tenant=tenant),  # the same zone: read from the store in one go with the first
+        metered_facility(tenant=tenant, timezone="Europe/London", holiday_region="GB"),
+        metered_facility(tenant=tenant, timezone="Europe/Lisbon", holiday_region="PT"),
+    ]
+    for seed, mf in enumerate(sites, start=31):
+        _contract(mf, [version_data()])
+        lo, hi = month_bounds(2026, 10, ZoneInfo(mf.facility.timezone))
+        simulate(mf, lo, hi, seed=seed)
+    rows = client_month(access=access_for_tenant(tenant=tenant), year=2026, month=10, now_ms=LATER)
+    by_pk = {mf.facility.pk: mf for mf in sites}
+    assert [r.facility.name for r in rows] == sorted(mf.facility.name for mf in sites)
+    for row in rows:
+        alone = _compute(by_pk[row.facility.pk], 2026, 10)
+        assert row.result.gross == alone.result.gross
+        assert row.result.peak_start_ms == alone.result.peak_start_ms
+        assert [a.total for a in row.result.allocation] == [a.total for a in alone.result.allocation]

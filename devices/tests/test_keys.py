@@ -96,7 +96,7 @@ def test_the_command_explains_bad_input():
             f"--type={DeviceTypeFactory().model_name}",
         )
     existing = provision("SN-DUP")
-    with pytest.raises(CommandError, match="already exists"):
+    with pytest.raises(CommandError, match="cannot be registered"):
         call_command(
             "provision_device",
             f"--serial={existing.device.serial}",

@@ -231,7 +231,7 @@ def test_a_duplicate_serial_is_refused_with_a_clear_error():
         "/manage/devices/new/", {"serial": "SN-TAKEN", "device_type": existing.device_type_id, "facility": facility.pk}
     )
     assert response.status_code == 400
-    assert "already exists" in response.content.decode()
+    assert "cannot be registered" in response.content.decode()
     assert Device.objects.filter(serial="SN-TAKEN").count() == 1
 
 

@@ -542,3 +542,14 @@ def test_the_delta_is_made_once_per_pair_and_skipped_where_it_cannot_help():
     assert firmware_delta_get(base=noise_a, target=noise_b) is None  # random bytes: a patch saves nothing
     climate = FirmwareImageFactory(firmware_line="eb-climate", version="7.2.0")
     assert firmware_delta_get(base=noise_a, target=climate) is None
+
+
+def test_the_beat_task_advances_the_rollouts_every_few_seconds(settings):
+    from firmware.tasks import rollouts_advance
+
+    schedule = settings.CELERY_BEAT_SCHEDULE["firmware-rollouts-advance"]
+    assert schedule["task"] == rollouts_advance.name == "firmware.rollouts_advance" and schedule["schedule"] <= 10
+    fleet = Fleet(2)
+    fleet.create()
+    assert rollouts_advance() == 2 and FirmwareTransfer.objects.count() == 2
+    assert rollouts_advance() == 0

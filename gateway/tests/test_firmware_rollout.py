@@ -77,6 +77,13 @@ class World:
         return RolloutSpec(name="fleet update", image=self.new, device_type=self.device_type, **kwargs)
 
 
+def meter(world: World, spec, port: int, client_ctx, **kwargs):
+    """A simulated device streaming in real time that trusts the platform's firmware-signing key."""
+    return simulated(
+        spec, port, client_ctx, max_batches=None, realtime=True, firmware_public_key=world.public_key, **kwargs
+    )
+
+
 async def start_gateway(folder, *, port: int = 0, server_ctx=None) -> tuple[Gateway, int]:
     if server_ctx is None:
         server_ctx, _ = tls_contexts(folder)
@@ -133,15 +140,7 @@ async def test_a_200_device_rollout_pauses_at_the_error_threshold_and_completes_
     _, client_ctx = tls_contexts(tmp_path)
     # Every tenth device fails to install: 10 % forced failures.
     devices = [
-        simulated(
-            spec,
-            port,
-            client_ctx,
-            max_batches=None,
-            realtime=True,
-            firmware_public_key=world.public_key,
-            failure_share=1.0 if i % 10 == 0 else 0.0,
-        )
+        meter(world, spec, port, client_ctx, failure_share=1.0 if i % 10 == 0 else 0.0)
         for i, spec in enumerate(await sync_to_async(world.specs)())
     ]
     failing = {d.spec.serial for i, d in enumerate(devices) if i % 10 == 0}
@@ -210,10 +209,7 @@ async def test_transfers_start_only_inside_each_facilitys_maintenance_window(tmp
     gateway, port = await start_gateway(tmp_path)
     _, client_ctx = tls_contexts(tmp_path)
     specs = await sync_to_async(world.specs)()
-    devices = [
-        simulated(spec, port, client_ctx, max_batches=None, realtime=True, firmware_public_key=world.public_key)
-        for spec in specs
-    ]
+    devices = [meter(world, spec, port, client_ctx) for spec in specs]
     tasks = await run_fleet(devices)
     clock = {"now": dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)}  # Berlin 13:00, New York 07:00
     try:
@@ -251,10 +247,7 @@ async def test_a_gateway_restart_mid_rollout_resumes_the_transfers_where_they_st
     world = await sync_to_async(World)(5, image_size=100_000)
     server_ctx, client_ctx = tls_contexts(tmp_path)
     gateway, port = await start_gateway(tmp_path, server_ctx=server_ctx)
-    devices = [
-        simulated(spec, port, client_ctx, max_batches=None, realtime=True, firmware_public_key=world.public_key)
-        for spec in await sync_to_async(world.specs)()
-    ]
+    devices = [meter(world, spec, port, client_ctx) for spec in await sync_to_async(world.specs)()]
     for device in devices:
         device.stall_download_at = 40_000
     tasks = await run_fleet(devices)
@@ -297,14 +290,7 @@ async def test_a_rollout_reaches_devices_on_two_gateway_processes(tmp_path, post
         gateway_process({**env, "ENERGYBOX_DATA_DIR": str(tmp_path / "b")}) as (port_b, ca_b),
     ):
         devices = [
-            simulated(
-                spec,
-                port_a if i % 2 else port_b,
-                client_context(cafile=ca_a if i % 2 else ca_b),
-                max_batches=None,
-                realtime=True,
-                firmware_public_key=world.public_key,
-            )
+            meter(world, spec, port_a if i % 2 else port_b, client_context(cafile=ca_a if i % 2 else ca_b))
             for i, spec in enumerate(specs)
         ]
         tasks = await run_fleet(devices)
@@ -336,16 +322,7 @@ async def test_a_delta_update_leaves_the_device_on_the_exact_new_image_and_a_fai
     specs = await sync_to_async(world.specs)()
     # Devices 0 and 1 keep their running image; 2 and 3 lost it, so the patch cannot be applied there.
     devices = [
-        simulated(
-            spec,
-            port,
-            client_ctx,
-            max_batches=None,
-            realtime=True,
-            firmware_public_key=world.public_key,
-            firmware_image=old if i < 2 else None,
-        )
-        for i, spec in enumerate(specs)
+        meter(world, spec, port, client_ctx, firmware_image=old if i < 2 else None) for i, spec in enumerate(specs)
     ]
     tasks = await run_fleet(devices)
     try:

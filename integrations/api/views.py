@@ -3,11 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from auditlog.context import auditlog_value, set_actor
 from django import forms
 from django.db import connection
 from django.db.models import Model, QuerySet
 from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.request import Request
 
 from accounts.access import Access
 from integrations.api.pagination import MAX_ID
@@ -35,6 +37,27 @@ class TenantApiView(generics.GenericAPIView):  # type: ignore[type-arg]
     @property
     def access(self) -> Access:
         return request_access(self.request)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        # DRF authenticates inside the view, after auditlog's middleware named the (anonymous) session user,
+        # so the token's user is named here for the audit log's entries of this request.
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            self._audit_outer = auditlog_value.get(None)
+            self._audit_actor = set_actor(user, remote_addr=request.META.get("REMOTE_ADDR"))
+            self._audit_actor.__enter__()
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        actor = getattr(self, "_audit_actor", None)
+        if actor is not None:
+            self._audit_actor = None
+            actor.__exit__(None, None, None)
+            # auditlog keeps its state in one context variable: give the middleware's back, or its receiver
+            # would never be disconnected.
+            if self._audit_outer is not None:
+                auditlog_value.set(self._audit_outer)
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @property
     def is_schema_generation(self) -> bool:

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
+from oauthlib.oauth2.rfc6749.errors import InvalidGrantError
 from requests_oauthlib import OAuth2Session
 
 from accounts.tests.factories import MembershipFactory
@@ -43,6 +44,14 @@ def _signed_in_user_token(live_server, *, scope):
     return oauth, application, callback, token
 
 
+def _redeem_again(live_server, oauth, application, callback) -> requests.Response:
+    """The token request of the code in `callback`, once more (a stolen or retried code)."""
+    code = parse_qs(urlparse(callback).query)["code"][0]
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
+    data |= {"client_id": application.client_id, "code_verifier": oauth._code_verifier}
+    return requests.post(f"{live_server.url}/o/token/", data=data, timeout=10)
+
+
 def test_an_access_token_in_the_query_string_is_refused_by_the_api(live_server):
     application = ApplicationFactory(tenant=FacilityFactory().tenant, scope=FLEET_READ)
     token = _client_credentials_session(live_server, application).token["access_token"]
@@ -70,30 +79,17 @@ def test_replaying_an_authorization_code_revokes_the_tokens_issued_from_it(live_
     oauth, application, callback, token = _signed_in_user_token(live_server, scope=["openid", FLEET_READ])
     assert oauth.get(f"{live_server.url}/api/v1/facilities/", timeout=10).status_code == 200
 
-    replayed = requests.post(
-        f"{live_server.url}/o/token/",
-        data={
-            "grant_type": "authorization_code",
-            "code": parse_qs(urlparse(callback).query)["code"][0],
-            "redirect_uri": REDIRECT_URI,
-            "client_id": application.client_id,
-            "code_verifier": oauth._code_verifier,
-        },
-        timeout=10,
-    )
+    replayed = _redeem_again(live_server, oauth, application, callback)
 
     assert replayed.status_code == 400 and replayed.json()["error"] == "invalid_grant"
     assert oauth.get(f"{live_server.url}/api/v1/facilities/", timeout=10).status_code == 401
-    refresh = requests.post(
-        f"{live_server.url}/o/token/",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "client_id": application.client_id,
-        },
-        timeout=10,
-    )
-    assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
+    with pytest.raises(InvalidGrantError):  # the refresh token went with them
+        oauth.refresh_token(
+            f"{live_server.url}/o/token/",
+            refresh_token=token["refresh_token"],
+            client_id=application.client_id,
+            timeout=10,
+        )
 
 
 def test_a_replayed_code_also_revokes_the_tokens_rotated_from_it(live_server):
@@ -104,17 +100,7 @@ def test_a_replayed_code_also_revokes_the_tokens_rotated_from_it(live_server):
     headers = {"Authorization": f"Bearer {rotated['access_token']}"}
     assert requests.get(f"{live_server.url}/api/v1/facilities/", headers=headers, timeout=10).status_code == 200
 
-    requests.post(
-        f"{live_server.url}/o/token/",
-        data={
-            "grant_type": "authorization_code",
-            "code": parse_qs(urlparse(callback).query)["code"][0],
-            "redirect_uri": REDIRECT_URI,
-            "client_id": application.client_id,
-            "code_verifier": oauth._code_verifier,
-        },
-        timeout=10,
-    )
+    _redeem_again(live_server, oauth, application, callback)
 
     assert requests.get(f"{live_server.url}/api/v1/facilities/", headers=headers, timeout=10).status_code == 401
 

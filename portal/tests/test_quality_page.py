@@ -9,10 +9,10 @@ import pytest
 
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
-from devices.tests.factories import DeviceFactory, DeviceTypeFactory
+from devices.tests.factories import DeviceFactory
 from readings.models import ConfirmedSpan
 from readings.services import readings_ingest, rollups_refresh
-from readings.tests.factories import batch_for
+from readings.tests.factories import batch_for, rated_power_meter
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_channel_metadata")]
 Q = 900_000
@@ -20,11 +20,7 @@ Q = 900_000
 
 @pytest.fixture
 def spiky():
-    device_type = DeviceTypeFactory(
-        channels=[{"name": "P", "quantity": "active_power", "unit": "W", "phase": "total", "max": 10_000}]
-    )
-    device = DeviceFactory(device_type=device_type)
-    power = device.channels.get()
+    device, power = rated_power_meter()
     now = int(time.time() * 1000)
     start = now - now % Q - 2 * Q
     ts = start + np.arange(0, Q, 2_000)

@@ -43,3 +43,14 @@ def batch_for(
 def local_ms(*args: int, tz: ZoneInfo = BERLIN) -> int:
     """Epoch ms of a local wall-clock time: local_ms(2026, 3, 29, 2, 30)."""
     return int(datetime(*args, tzinfo=tz).timestamp() * 1000)
+
+
+def rated_power_meter(*, low: float | None = None, high: float = 10_000) -> tuple[Device, Channel]:
+    """A device with one total active-power channel (W) whose type is rated [low, high]: its plausible range."""
+    from devices.tests.factories import DeviceTypeFactory
+
+    spec: dict[str, object] = {"name": "P", "quantity": "active_power", "unit": "W", "phase": "total", "max": high}
+    if low is not None:
+        spec["min"] = low
+    device = DeviceFactory(device_type=DeviceTypeFactory(channels=[spec]))
+    return device, device.channels.get()

@@ -15,7 +15,7 @@ import pytest
 
 from accounts.selectors import access_for_tenant
 from devices.models import Channel
-from devices.tests.factories import DeviceFactory, DeviceTypeFactory
+from devices.tests.factories import DeviceFactory
 from readings.errors import ReadingsQueryError
 from readings.models import ConfirmedSpan, Rollup
 from readings.rollups import flag_names
@@ -26,7 +26,7 @@ from readings.services import (
     readings_ingest,
     rollups_refresh,
 )
-from readings.tests.factories import batch_for, device_with_channels, local_ms
+from readings.tests.factories import batch_for, device_with_channels, local_ms, rated_power_meter
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_channel_metadata")]
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -207,13 +207,7 @@ def test_a_reported_reset_counts_the_energy_since_the_reset_even_when_the_drop_i
 
 
 def _facility_with_rated_range():  # type: ignore[no-untyped-def]
-    device_type = DeviceTypeFactory(
-        channels=[
-            {"name": "P", "quantity": "active_power", "unit": "W", "phase": "total", "min": -1_000, "max": 10_000},
-        ]
-    )
-    device = DeviceFactory(device_type=device_type)
-    return device, device.channels.get()
+    return rated_power_meter(low=-1_000, high=10_000)
 
 
 def test_a_two_second_500_kw_spike_on_a_6_kw_facility_does_not_set_the_month_peak_until_confirmed():

@@ -10,12 +10,12 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
-from devices.tests.factories import DeviceFactory, DeviceTypeFactory
+from devices.tests.factories import DeviceFactory
 from integrations.scopes import FLEET_WRITE, READINGS_READ
 from integrations.tests.factories import AccessTokenFactory, bearer
 from readings.models import ConfirmedSpan, DirtyInterval
 from readings.services import readings_ingest, rollups_refresh
-from readings.tests.factories import batch_for
+from readings.tests.factories import batch_for, rated_power_meter
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_channel_metadata")]
 START = datetime(2026, 6, 2, 10, 0, tzinfo=UTC)
@@ -25,11 +25,7 @@ START_MS = int(START.timestamp() * 1000)
 @pytest.fixture
 def spiky():
     """A 6 kW power channel rated up to 10 kW, with one 2-second reading of 500 kW at 10:07."""
-    device_type = DeviceTypeFactory(
-        channels=[{"name": "P", "quantity": "active_power", "unit": "W", "phase": "total", "max": 10_000}]
-    )
-    device = DeviceFactory(device_type=device_type)
-    power = device.channels.get()
+    device, power = rated_power_meter()
     ts = START_MS + np.arange(0, 900_000, 2_000)
     watts = np.full(len(ts), 6_000.0)
     watts[210] = 500_000.0

@@ -123,9 +123,8 @@
         root.querySelector("[data-demand]").classList.toggle("over-peak", Boolean(over));
       }
       // The facility's peak target (billing): warn while the running interval is projected above it.
-      const target = parseFloat(root.querySelector("[data-demand]").dataset.peakTarget);
       const warning = root.querySelector("[data-peak-warning]");
-      if (warning) warning.hidden = !(m.demand.projection_kw > target);
+      if (warning) warning.hidden = !(m.demand.projection_kw > parseFloat(warning.closest("[data-demand]").dataset.peakTarget));
     }
     if ("devices_online" in m) {
       text('[data-figure="devices_online"]', m.devices_online);
