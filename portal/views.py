@@ -19,6 +19,7 @@ from accounts.models import Tenant
 from accounts.selectors import access_for_user, membership_list, tenant_get
 from accounts.services import membership_enter_as_platform_admin
 from devices.models import Channel, Facility
+from devices.selectors import facility_get
 from portal.access import SESSION_TENANT_KEY, request_access
 from portal.analysis_views import period_page, picker_context
 from portal.selectors import (
@@ -94,7 +95,7 @@ def facility_dashboard(request: HttpRequest, facility_id: int) -> HttpResponse:
             "devices_online": sum(1 for d in layout.devices if d.online),
             "ws_path": f"/ws/facilities/{facility_id}/live",
             **picker_context(request),
-            "peak_target_kw": Facility.objects.filter(pk=facility_id).values_list("peak_target_kw", flat=True).first(),
+            "peak_target_kw": facility_get(access=access, facility_id=facility_id).peak_target_kw,
         },
     )
 
