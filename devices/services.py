@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from accounts.models import Tenant
+from devices.control import DISCONNECT, device_control_send
 from devices.csvimport import BulkRow
 from devices.errors import ClaimRateLimited
 from devices.keys import key_pair_generate, private_key_pem
@@ -258,6 +259,7 @@ def device_key_rotate(*, device: Device) -> IssuedKey:
     )
     device.refresh_from_db()
     _audit_key(device, {"key_version": [str(old_version), str(device.key_version)]})
+    _disconnect_on_commit(device, reason="key", message="the device's key was replaced; connect with the new key")
     return IssuedKey(device=device, private_key_pem=private_key_pem(private_key))
 
 
@@ -267,7 +269,15 @@ def device_key_revoke(*, device: Device) -> Device:
         Device.objects.filter(pk=device.pk).update(key_revoked_at=timezone.now())
         device.refresh_from_db()
         _audit_key(device, {"key_revoked_at": ["None", str(device.key_revoked_at)]})
+        _disconnect_on_commit(device, reason="key", message="the device's key was revoked")
     return device
+
+
+def _disconnect_on_commit(device: Device, *, reason: str, message: str) -> None:
+    """Drop the device's live connection, on whichever gateway holds it, once the change is committed."""
+    transaction.on_commit(
+        lambda: device_control_send(device_id=device.pk, kind=DISCONNECT, reason=reason, message=message)
+    )
 
 
 def _audit_key(device: Device, changes: dict[str, list[str]]) -> None:
@@ -479,6 +489,7 @@ def device_set_enabled(*, access: Access, device: Device, enabled: bool) -> Devi
     _require_manages(access, device.facility)
     if not enabled:
         device.status = Device.Status.DISABLED
+        _disconnect_on_commit(device, reason="disabled", message="the device was disabled")
     elif device.status == Device.Status.DISABLED:
         device.status = Device.Status.OFFLINE if device.last_seen else Device.Status.PROVISIONED
     device.save(update_fields=["status"])

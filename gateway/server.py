@@ -22,9 +22,11 @@ import numpy as np
 from asgiref.sync import sync_to_async
 from django.db import connections
 
+from devices import control
 from devices.keys import signature_valid
 from gateway import protocol as p
 from gateway import services
+from gateway.control import ControlSubscriber
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
 from gateway.services import DeviceIdentity, FirmwareOfferInfo
@@ -451,6 +453,9 @@ class Gateway:
             enqueue=enqueue, linger_s=self.config.linger_s, max_inflight=self.config.max_inflight_enqueues
         )
         self.publisher = LivePublisher(layer=channel_layer)
+        self.control = ControlSubscriber(layer=channel_layer)
+        self.control.on(control.DISCONNECT, self._on_disconnect_command)
+        self.control.on(control.CONFIG, lambda device_id, message: self.push_config(device_id, message["entries"]))
         self.connections: dict[int, Connection] = {}
         self.stats: dict[str, int] = {}
         self.draining = False
@@ -474,6 +479,7 @@ class Gateway:
         asyncio.sslproto.SSLProtocol.max_size = self.config.tls_read_buffer
         self.batcher.start()
         self.publisher.start()
+        await self.control.start()
         self._server = await asyncio.start_server(
             self._handle,
             host,
@@ -520,6 +526,7 @@ class Gateway:
         await self._flush_presence()
         await self.publisher.flush(within_s=1.0)
         await self.publisher.close()
+        await self.control.close()
         await self.batcher.close()
         await sync_to_async(connections.close_all)()
         self._stopped.set()
@@ -565,6 +572,7 @@ class Gateway:
             self._offline.discard(identity.device_id)
             self._online.add(identity.device_id)
             self.publisher.status(identity, online=True, last_seen_ms=now_ms())
+            self.control.join(identity.device_id)
         self.count("authenticated")
         self.seen(identity.device_id)
 
@@ -573,6 +581,7 @@ class Gateway:
         if identity is None or self.connections.get(identity.device_id) is not connection:
             return
         del self.connections[identity.device_id]
+        self.control.leave(identity.device_id)
         self.seen(identity.device_id)
         self._online.discard(identity.device_id)
         self._offline.add(identity.device_id)
@@ -656,6 +665,15 @@ class Gateway:
                 await self.firmware_check()
             except Exception:
                 logger.exception("gateway: checking firmware transfers failed")
+
+    # --- control (devices.control) ----------------------------------------------------------------
+
+    def _on_disconnect_command(self, device_id: int, message: dict[str, Any]) -> None:
+        connection = self.connections.get(device_id)
+        if connection is not None:
+            self.count("disconnected_by_command")
+            code = p.ErrorCode.KEY_REVOKED if message.get("reason") == "key" else p.ErrorCode.AUTH_FAILED
+            connection.close(code, str(message.get("message", "the device's access was withdrawn")))
 
     # --- config -----------------------------------------------------------------------------------
 
