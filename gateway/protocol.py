@@ -502,6 +502,15 @@ class Config:
         return cls(entries=entries)
 
 
+# Live on demand (docs/protocol.md, "Live on demand"): the CONFIG entry `mode` = `live` tells the
+# device that someone watches it: send what it has buffered now, then every sample in its own frame.
+# `mode` = `batch` (and every new connection) returns it to batching. A device that does not know
+# the key ignores it and keeps batching, which is still correct, only not live.
+CONFIG_MODE = "mode"
+MODE_LIVE = "live"
+MODE_BATCH = "batch"
+
+
 class Severity(enum.IntEnum):
     INFO = 0
     WARNING = 1

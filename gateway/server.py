@@ -29,6 +29,7 @@ from gateway import services
 from gateway.control import ControlSubscriber
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
+from gateway.livemode import LiveModes
 from gateway.services import DeviceIdentity, FirmwareOfferInfo
 from readings.batch import ReadingsBatch
 
@@ -71,6 +72,8 @@ class GatewayConfig:
     linger_s: float = 0.005
     max_inflight_enqueues: int = 4
     tls_read_buffer: int = 16 * 1024
+    # Live on demand: a watched device stays live this long after its last viewer left.
+    live_hold_over_s: float = 60.0
 
 
 class TokenBucket:
@@ -219,6 +222,7 @@ class Connection:
                             ).encode(),
                         )
                         gateway.firmware_check_soon()
+                        gateway.livemode.connected(identity.device_id)
         except p.ProtocolError as exc:
             gateway.count("protocol_errors")
             logger.info("gateway: %s: %s (%s)", self._who(), exc.message, exc.code.name)
@@ -456,6 +460,8 @@ class Gateway:
         self.control = ControlSubscriber(layer=channel_layer)
         self.control.on(control.DISCONNECT, self._on_disconnect_command)
         self.control.on(control.CONFIG, lambda device_id, message: self.push_config(device_id, message["entries"]))
+        self.livemode = LiveModes(push=self.push_config, hold_over_s=self.config.live_hold_over_s)
+        self.control.on(control.LIVE, self.livemode.on_command)
         self.connections: dict[int, Connection] = {}
         self.stats: dict[str, int] = {}
         self.draining = False
@@ -480,6 +486,7 @@ class Gateway:
         self.batcher.start()
         self.publisher.start()
         await self.control.start()
+        self.livemode.start()
         self._server = await asyncio.start_server(
             self._handle,
             host,
@@ -527,6 +534,7 @@ class Gateway:
         await self.publisher.flush(within_s=1.0)
         await self.publisher.close()
         await self.control.close()
+        await self.livemode.close()
         await self.batcher.close()
         await sync_to_async(connections.close_all)()
         self._stopped.set()
@@ -582,6 +590,7 @@ class Gateway:
             return
         del self.connections[identity.device_id]
         self.control.leave(identity.device_id)
+        self.livemode.disconnected(identity.device_id)
         self.seen(identity.device_id)
         self._online.discard(identity.device_id)
         self._offline.add(identity.device_id)
