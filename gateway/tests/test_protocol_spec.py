@@ -34,7 +34,7 @@ def test_the_spec_has_an_example_of_every_message_type():
     expected = {
         "hello", "challenge", "auth", "welcome", "readings", "readings_absent", "ack", "nack", "ping",
         "time_request", "time_response", "config", "event", "firmware_offer", "firmware_request",
-        "firmware_chunk", "firmware_status",
+        "firmware_chunk", "firmware_status", "config_live", "readings_flush", "readings_live", "config_batch",
     }  # fmt: skip
     assert set(EXAMPLES) == expected
 
@@ -99,6 +99,8 @@ def test_readings_example_with_an_absent_channel_and_the_resend_flag():
             p.TimeResponse(1_764_170_000_000, 1_764_170_000_040, 1_764_170_000_041),
         ),
         ("config", p.FrameType.CONFIG, 6, p.Config({"batch": "15"})),
+        ("config_live", p.FrameType.CONFIG, 9, p.Config({p.CONFIG_MODE: p.MODE_LIVE})),
+        ("config_batch", p.FrameType.CONFIG, 12, p.Config({p.CONFIG_MODE: p.MODE_BATCH})),
         ("event", p.FrameType.EVENT, 7, p.Event(1_764_170_000_000, p.Severity.ALARM, 0x101, "door open")),
         (
             "firmware_offer",
@@ -121,3 +123,13 @@ def test_time_response_gives_the_ntp_offset():
     response = p.TimeResponse(1_000, 1_540, 1_541)
     # t0=1000 device, t1=1540, t2=1541 server, t3=1081 device: 40 ms each way, server 500 ms ahead.
     assert response.offset_ms(device_receive_ms=1_081) == 500
+
+
+def test_the_live_on_demand_example_flushes_three_samples_then_sends_one():
+    flush = p.decode_readings(frame("readings_flush", p.FrameType.READINGS, 7).payload)
+    assert flush.timestamps_ms.tolist() == [1_764_170_000_000, 1_764_170_002_000, 1_764_170_004_000]
+    assert flush.raw.tolist() == [[1200, 1210, 1190], [52000, 52013, 52026], [2301, 2301, 2301]]
+    single = p.decode_readings(frame("readings_live", p.FrameType.READINGS, 8).payload)
+    # The live sample follows the flushed ones without a gap or an overlap.
+    assert single.timestamps_ms.tolist() == [flush.timestamps_ms[-1] + 2000]
+    assert single.raw.tolist() == [[1205], [52039], [2301]]
