@@ -108,6 +108,7 @@ class Connection:
         self.closed = False
         self.offer: FirmwareOfferInfo | None = None
         self._sequence = p.SequenceChecker()
+        self.version = p.VERSION  # the protocol version agreed in the handshake
         self._frame_started = 0.0
 
     # --- output -------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ class Connection:
                 for frame in await self._frames(parser, handshake_deadline):
                     if self.closed or gateway.draining:
                         break
-                    self._sequence.check(frame.seq)
+                    frame = self._sequence.accept(frame)
                     if self.identity is not None:
                         gateway.seen(self.identity.device_id)
                         try:
@@ -207,6 +208,8 @@ class Connection:
                         self._authenticate(identity, hello, auth, nonce=nonce, version=version, seq=frame.seq)
                         assert identity is not None
                         parser.max_payload = gateway.config.max_payload
+                        self.version = version
+                        parser.compact = version >= p.COMPACT_VERSION
                         if hello.firmware_version and hello.firmware_version != identity.firmware_version:
                             await _version_record(device_id=identity.device_id, version=hello.firmware_version)
                         self.identity = identity
@@ -275,7 +278,7 @@ class Connection:
             self.nack(frame.seq, p.ErrorCode.RATE_LIMITED, f"more than {gateway.config.rate_per_s} frames/s")
             return
         kind = frame.type
-        if kind == p.FrameType.READINGS:
+        if kind == p.FrameType.READINGS or (kind == p.FrameType.LIVE_SAMPLE and self.version >= p.COMPACT_VERSION):
             self._on_readings(frame)
         elif kind == p.FrameType.PING:
             self.send(p.FrameType.PONG, p.Ping.decode(frame.payload).encode())
@@ -329,6 +332,8 @@ class Connection:
             self.nack(frame.seq, exc.code, exc.message)
             return
         gateway.count("frames")
+        if frame.compact:
+            gateway.count("compact_frames")
         if frame.flags & p.Flag.RESEND:
             gateway.count("resent_frames")
         if batch is None:  # every channel absent: nothing to store
@@ -412,7 +417,10 @@ class Connection:
 def build_batch(identity: DeviceIdentity, frame: p.Frame) -> ReadingsBatch | None:
     """Decode and check a READINGS frame against the device's channels; bad input is a BAD_BATCH."""
     try:
-        block = p.decode_readings(frame.payload)
+        if frame.type == p.FrameType.LIVE_SAMPLE:
+            block = p.decode_live_sample(frame.payload, now_ms=now_ms())
+        else:
+            block = p.decode_readings(frame.payload)
     except p.ProtocolError as exc:
         raise p.ProtocolError(p.ErrorCode.BAD_BATCH, exc.message, seq=frame.seq) from exc
     channels, samples = block.raw.shape

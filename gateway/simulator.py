@@ -267,6 +267,8 @@ class SimulatedDevice:
         # Live on demand: the gateway's CONFIG mode=live makes the device flush its buffer and send
         # every sample at once; every connection starts batching.
         self.live = False
+        self.version = p.VERSION  # agreed in the handshake; 2 allows compact live frames
+        self.compact_frames = 0
         self.mode_switches: list[tuple[int, bool]] = []  # (time ms, live) of each switch
         self._mode_wakeup = asyncio.Event()
         self.connected = asyncio.Event()
@@ -318,6 +320,16 @@ class SimulatedDevice:
         self.stats.bytes_sent += len(data)
         writer.write(data)
 
+    def _send_compact(self, writer: asyncio.StreamWriter, sent: SentBatch) -> None:
+        # A resend always goes as a full READINGS frame (sent.payload): its time is explicit there.
+        if writer.is_closing():
+            raise ConnectionError("the connection is closed")
+        self._out_seq += 1
+        data = p.encode_compact_frame(self._out_seq, p.encode_live_sample(time_ms=sent.start_ms, raw=sent.raw[:, 0]))
+        self.stats.bytes_sent += len(data)
+        self.compact_frames += 1
+        writer.write(data)
+
     async def _session(self) -> None:
         reader, writer = await asyncio.open_connection(
             self.host, self.port, ssl=self.ssl_context, server_hostname=self.server_hostname
@@ -345,6 +357,7 @@ class SimulatedDevice:
             challenge_frame = await next_frame()
             self._raise_nack(challenge_frame)
             challenge = p.Challenge.decode(challenge_frame.payload)
+            self.version = challenge.version
             message = p.auth_message(nonce=challenge.nonce, serial=self.spec.serial, version=challenge.version)
             self._send(writer, p.FrameType.AUTH, p.Auth(self.private_key.sign(message)).encode())
             welcome_frame = await next_frame()
@@ -405,7 +418,10 @@ class SimulatedDevice:
             self._batch_counter += 1
             self.unacked[self._batch_counter] = sent
             self._seq_to_batch[self._out_seq + 1] = self._batch_counter
-            self._send(writer, p.FrameType.READINGS, sent.payload)
+            if sent.live and sent.raw.shape[1] == 1 and self.version >= p.COMPACT_VERSION:
+                self._send_compact(writer, sent)
+            else:
+                self._send(writer, p.FrameType.READINGS, sent.payload)
             self.stats.batches_sent += 1
             self.stats.readings_sent += sent.raw.size
             await writer.drain()

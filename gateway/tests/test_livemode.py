@@ -198,6 +198,9 @@ async def test_a_viewer_makes_the_device_live_with_its_buffer_and_batching_resum
         # Then one sample per frame, as it is taken.
         await _until(lambda: len(sim.acked) >= 3, what="live frames")
         assert [b.raw.shape[1] for b in sim.acked[1:3]] == [1, 1]
+        # ... in compact frames (protocol version 2), stored like any other.
+        assert sim.version == p.COMPACT_VERSION and sim.compact_frames >= 2
+        assert gw.stats["compact_frames"] == sim.compact_frames
 
         # A reconnect keeps the mode: the gateway says live again on the new connection.
         sim.drop_connection()

@@ -42,7 +42,7 @@ def test_the_spec_has_an_example_of_every_message_type():
 def test_hello():
     f = frame("hello", p.FrameType.HELLO, 1)
     assert p.Hello.decode(f.payload) == p.Hello("SN-000042", "1.0.0", 1, 1)
-    assert p.encode_frame(p.FrameType.HELLO, 1, p.Hello("SN-000042", "1.0.0").encode()) == EXAMPLES["hello"]
+    assert p.encode_frame(p.FrameType.HELLO, 1, p.Hello("SN-000042", "1.0.0", 1, 1).encode()) == EXAMPLES["hello"]
 
 
 def test_challenge():
