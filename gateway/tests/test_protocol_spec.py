@@ -35,6 +35,7 @@ def test_the_spec_has_an_example_of_every_message_type():
         "hello", "challenge", "auth", "welcome", "readings", "readings_absent", "ack", "nack", "ping",
         "time_request", "time_response", "config", "event", "firmware_offer", "firmware_request",
         "firmware_chunk", "firmware_status", "config_live", "readings_flush", "readings_live", "config_batch",
+        "live_sample_compact",
     }  # fmt: skip
     assert set(EXAMPLES) == expected
 
@@ -133,3 +134,18 @@ def test_the_live_on_demand_example_flushes_three_samples_then_sends_one():
     # The live sample follows the flushed ones without a gap or an overlap.
     assert single.timestamps_ms.tolist() == [flush.timestamps_ms[-1] + 2000]
     assert single.raw.tolist() == [[1205], [52039], [2301]]
+
+
+def test_the_compact_live_sample_example():
+    parser = p.FrameParser()
+    parser.compact = True
+    (compact,) = parser.feed(EXAMPLES["live_sample_compact"])
+    assert (compact.type, compact.seq, compact.compact) == (p.FrameType.LIVE_SAMPLE, 8, True)
+    block = p.decode_live_sample(compact.payload, now_ms=1_764_170_006_800)
+    full = p.decode_readings(frame("readings_live", p.FrameType.READINGS, 8).payload)
+    # The same sample as the full frame of section 5a, at half the size.
+    assert block.timestamps_ms.tolist() == full.timestamps_ms.tolist()
+    assert block.raw.tolist() == full.raw.tolist()
+    assert len(EXAMPLES["live_sample_compact"]) == 18 and len(EXAMPLES["readings_live"]) == 36
+    sample = p.encode_live_sample(time_ms=1_764_170_006_000, raw=full.raw[:, 0])
+    assert p.encode_compact_frame(8, sample) == EXAMPLES["live_sample_compact"]
