@@ -89,8 +89,11 @@ class Tally:
     down: Direction = field(default_factory=Direction)
 
     def total(self) -> float:
-        # Every record its own data segment; one pure ACK from the device per record it receives.
-        segments = self.up.segments() + self.down.segments() + len(self.down.records)
+        # Every record its own data segment; the device sends a pure ACK for each record it receives,
+        # and the server one for each device record it does not answer with a record of its own
+        # (an ACK_SET covers several live frames).
+        unanswered = max(0, len(self.up.records) - len(self.down.records))
+        segments = self.up.segments() + self.down.segments() + len(self.down.records) + unanswered
         return self.up.bytes + self.down.bytes + segments * TCPIP_PER_SEGMENT
 
 

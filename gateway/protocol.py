@@ -65,6 +65,7 @@ class FrameType(enum.IntEnum):
     ACK = 0x11
     NACK = 0x12
     LIVE_SAMPLE = 0x13  # version 2: one sample, its time implied by the synced clock (section 5b)
+    ACK_SET = 0x14  # version 2, gateway -> device: one ack for up to 32 frames (section 5b)
     PING = 0x20
     PONG = 0x21
     TIME_REQUEST = 0x22
@@ -456,6 +457,38 @@ class Ack:
     def decode(cls, payload: bytes) -> Ack:
         _exact(payload, 4, "ACK")
         return cls(ref_seq=_U32.unpack(payload)[0])
+
+
+@dataclass(frozen=True, slots=True)
+class AckSet:
+    """Acks frames `first_seq + i` for every bit i set in `mask`, counted from its most significant bit."""
+
+    first_seq: int
+    mask: int
+
+    def encode(self) -> bytes:
+        return _U32.pack(self.first_seq) + _U32.pack(self.mask)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> AckSet:
+        _exact(payload, 8, "ACK_SET")
+        first_seq, mask = _U32.unpack(payload[:4])[0], _U32.unpack(payload[4:])[0]
+        if not mask >> 31 or first_seq == 0:
+            raise ProtocolError(ErrorCode.MALFORMED, "ACK_SET: the first frame's bit must be set")
+        return cls(first_seq=first_seq, mask=mask)
+
+    @classmethod
+    def of(cls, seqs: list[int]) -> AckSet:
+        first = min(seqs)
+        mask = 0
+        for seq in seqs:
+            if not 0 <= seq - first < 32:
+                raise ValueError("an ACK_SET covers 32 consecutive sequence numbers")
+            mask |= 1 << (31 - (seq - first))
+        return cls(first_seq=first, mask=mask)
+
+    def seqs(self) -> list[int]:
+        return [self.first_seq + i for i in range(32) if self.mask >> (31 - i) & 1]
 
 
 _NACK = bitstruct.compile("u32u8")

@@ -29,7 +29,7 @@ from gateway import services
 from gateway.control import ControlSubscriber
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
-from gateway.livemode import LiveModes
+from gateway.livemode import AckCoalescer, LiveModes
 from gateway.services import DeviceIdentity, FirmwareOfferInfo
 from readings.batch import ReadingsBatch
 
@@ -74,6 +74,9 @@ class GatewayConfig:
     tls_read_buffer: int = 16 * 1024
     # Live on demand: a watched device stays live this long after its last viewer left.
     live_hold_over_s: float = 60.0
+    # Version 2: acks of compact live frames go together, every this many frames or seconds.
+    live_ack_every: int = 8
+    live_ack_within_s: float = 10.0
 
 
 class TokenBucket:
@@ -110,6 +113,12 @@ class Connection:
         self._sequence = p.SequenceChecker()
         self.version = p.VERSION  # the protocol version agreed in the handshake
         self._frame_started = 0.0
+        config = gateway.config
+        self.acks = AckCoalescer(
+            send=lambda payload: self.send(p.FrameType.ACK_SET, payload),
+            every=min(config.live_ack_every, max(1, config.max_unacked // 2)),
+            within_s=config.live_ack_within_s,
+        )
 
     # --- output -------------------------------------------------------------------------------
 
@@ -129,6 +138,7 @@ class Connection:
     def close(self, code: p.ErrorCode | None = None, message: str = "", *, ref_seq: int = 0) -> None:
         if self.closed:
             return
+        self.acks.flush()  # what was enqueued is acked before the connection goes
         if code is not None:
             self.nack(ref_seq, code, message)
         self.closed = True
@@ -344,9 +354,13 @@ class Connection:
         # again (clients drop samples they already have).
         gateway.publisher.readings(identity, batch)
         self.inflight += 1
-        gateway.batcher.submit(batch).add_done_callback(functools.partial(self._on_enqueued, frame.seq, batch))
+        gateway.batcher.submit(batch).add_done_callback(
+            functools.partial(self._on_enqueued, frame.seq, batch, compact=frame.compact)
+        )
 
-    def _on_enqueued(self, seq: int, batch: ReadingsBatch, future: asyncio.Future[None]) -> None:
+    def _on_enqueued(
+        self, seq: int, batch: ReadingsBatch, future: asyncio.Future[None], *, compact: bool = False
+    ) -> None:
         self.inflight -= 1
         if future.cancelled():
             return
@@ -355,7 +369,10 @@ class Connection:
             return
         self.gateway.count("frames_acked")
         self.gateway.count("readings_acked", batch.reading_count)
-        self.send(p.FrameType.ACK, p.Ack(seq).encode())
+        if compact:
+            self.acks.add(seq)
+        else:
+            self.send(p.FrameType.ACK, p.Ack(seq).encode())
 
     # --- firmware -------------------------------------------------------------------------------
 

@@ -455,15 +455,10 @@ class SimulatedDevice:
     async def _on_frame(self, writer: asyncio.StreamWriter, frame: p.Frame) -> None:
         kind = frame.type
         if kind == p.FrameType.ACK:
-            key = self._seq_to_batch.pop(p.Ack.decode(frame.payload).ref_seq, None)
-            if key is not None:
-                sent = self.unacked.pop(key, None)
-                self._window.release()
-                if sent is not None:
-                    self.stats.batches_acked += 1
-                    self.stats.readings_acked += sent.raw.size
-                    if self.record:
-                        self.acked.append(sent)
+            self._acked(p.Ack.decode(frame.payload).ref_seq)
+        elif kind == p.FrameType.ACK_SET:
+            for seq in p.AckSet.decode(frame.payload).seqs():
+                self._acked(seq)
         elif kind == p.FrameType.NACK:
             nack = p.Nack.decode(frame.payload)
             self.last_error = nack
@@ -495,6 +490,17 @@ class SimulatedDevice:
             self._on_offer(writer, p.FirmwareOffer.decode(frame.payload), delta=bool(frame.flags & p.Flag.DELTA))
         elif kind == p.FrameType.FIRMWARE_CHUNK:
             self._on_chunk(writer, p.FirmwareChunk.decode(frame.payload))
+
+    def _acked(self, seq: int) -> None:
+        key = self._seq_to_batch.pop(seq, None)
+        if key is not None:
+            sent = self.unacked.pop(key, None)
+            self._window.release()
+            if sent is not None:
+                self.stats.batches_acked += 1
+                self.stats.readings_acked += sent.raw.size
+                if self.record:
+                    self.acked.append(sent)
 
     def _resend(self, writer: asyncio.StreamWriter, key: int) -> None:
         sent = self.unacked.get(key)

@@ -169,7 +169,7 @@ async def test_a_viewer_makes_the_device_live_with_its_buffer_and_batching_resum
         lambda: session_cookie(MembershipFactory(tenant=device.facility.tenant, role=Role.ADMIN).user)
     )()
     recorder = Recorder()
-    config = dataclasses.replace(FAST, live_hold_over_s=1.0, idle_timeout_s=60)
+    config = dataclasses.replace(FAST, live_hold_over_s=1.0, idle_timeout_s=60, live_ack_every=2, live_ack_within_s=0.5)
     interval = 2000
     # The device batches 4 minutes at a time and holds 100 s of samples when the viewer arrives.
     start = (time.time_ns() // 1_000_000 // interval) * interval - 100_000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -134,3 +136,34 @@ def test_garbage_never_crashes_the_live_sample_decoder(payload):
     except p.ProtocolError:
         return
     assert block.raw.shape == (len(block.present), 1)
+
+
+def test_an_ack_set_acks_the_frames_of_its_bits():
+    acks = p.AckSet.of([10, 11, 13, 41])
+    assert p.AckSet.decode(acks.encode()) == acks
+    assert acks.seqs() == [10, 11, 13, 41]
+    with pytest.raises(ValueError, match="32 consecutive"):
+        p.AckSet.of([10, 42])
+
+
+@pytest.mark.parametrize("payload", [b"", bytes(7), bytes(9), bytes(4) + b"\x80\0\0\0", b"\0\0\0\1\x40\0\0\0"])
+def test_it_rejects_a_malformed_ack_set(payload):
+    with pytest.raises(p.ProtocolError) as caught:
+        p.AckSet.decode(payload)
+    assert caught.value.code == p.ErrorCode.MALFORMED
+
+
+async def test_acks_of_live_frames_go_together_every_few_frames_or_after_a_delay():
+    from gateway.livemode import AckCoalescer
+
+    sent: list[list[int]] = []
+    acks = AckCoalescer(send=lambda payload: sent.append(p.AckSet.decode(payload).seqs()), every=3, within_s=0.05)
+    for seq in (5, 6, 7, 9):
+        acks.add(seq)
+    assert sent == [[5, 6, 7]]
+    await asyncio.sleep(0.1)
+    assert sent == [[5, 6, 7], [9]]
+    acks.add(10)
+    acks.add(50)  # beyond 32 of the first: the earlier ones go first
+    acks.flush()
+    assert sent == [[5, 6, 7], [9], [10], [50]]
