@@ -47,7 +47,7 @@ from _common import setup  # bench/ is this script's folder, so it is on sys.pat
 
 SECONDS_PER_MONTH = 30 * 86_400
 INTERVAL_S = 2
-BATCH = 15
+BATCH = 15  # samples per batched frame (--batch)
 CHANNELS = 12
 TCPIP_PER_SEGMENT = 52
 TLS13_RECORD_OVERHEAD = 22  # 5 header + 1 inner content type + 16 AEAD tag
@@ -149,11 +149,12 @@ async def gateway_case(
     live: bool,
     frames: int,
     device_id: int,
+    batch: int = BATCH,
 ) -> Tally:
     from gateway.simulator import SimulatedDevice
 
     device = SimulatedDevice(
-        spec, host="127.0.0.1", port=proxy.port, ssl_context=client_ctx, batch=BATCH, realtime=False,
+        spec, host="127.0.0.1", port=proxy.port, ssl_context=client_ctx, batch=batch, realtime=False,
         max_batches=frames, seed=1, record=False, reconnect_delay_s=0.1,
     )  # fmt: skip
     if live:
@@ -242,7 +243,7 @@ def month_mb(*, per_frame: float, frames_per_month: float, connection: float) ->
     return (per_frame * frames_per_month + connection * 30) / MB
 
 
-async def run(frames: int) -> dict[str, Any]:
+async def run(frames: int, batch: int = BATCH) -> dict[str, Any]:
     from asgiref.sync import sync_to_async
 
     from devices.demo import METER_12
@@ -282,10 +283,10 @@ async def run(frames: int) -> dict[str, Any]:
     try:
         for name, live in (("a", False), ("b", True)):
             short = await gateway_case(
-                gateway, proxy, spec, client_ctx, live=live, frames=frames, device_id=issued.device.pk
+                gateway, proxy, spec, client_ctx, live=live, frames=frames, device_id=issued.device.pk, batch=batch
             )
             long = await gateway_case(
-                gateway, proxy, spec, client_ctx, live=live, frames=2 * frames, device_id=issued.device.pk
+                gateway, proxy, spec, client_ctx, live=live, frames=2 * frames, device_id=issued.device.pk, batch=batch
             )
             results[name] = per_frame_and_connection(short, long, frames)
             records[name] = {
@@ -319,7 +320,7 @@ async def run(frames: int) -> dict[str, Any]:
 
     samples_per_month = SECONDS_PER_MONTH / INTERVAL_S
     live_share = VIEWING_H_PER_DAY / 24
-    a = month_mb(per_frame=results["a"][0], frames_per_month=samples_per_month / BATCH, connection=results["a"][1])
+    a = month_mb(per_frame=results["a"][0], frames_per_month=samples_per_month / batch, connection=results["a"][1])
     b = month_mb(per_frame=results["b"][0], frames_per_month=samples_per_month, connection=results["b"][1])
     # Two switches a day, each a CONFIG down and its ACK up, in their own records and segments.
     config_frame = len(p.encode_frame(p.FrameType.CONFIG, 1, p.Config({p.CONFIG_MODE: p.MODE_BATCH}).encode()))
@@ -328,7 +329,7 @@ async def run(frames: int) -> dict[str, Any]:
     c = (
         month_mb(
             per_frame=results["a"][0],
-            frames_per_month=samples_per_month * (1 - live_share) / BATCH,
+            frames_per_month=samples_per_month * (1 - live_share) / batch,
             connection=results["a"][1],
         )
         + results["b"][0] * samples_per_month * live_share / MB
@@ -346,7 +347,7 @@ async def run(frames: int) -> dict[str, Any]:
         "bytes_per_frame": {k: round(v[0], 1) for k, v in results.items()},
         "bytes_per_connection": {k: round(v[1]) for k, v in results.items()},
         "channels": CHANNELS,
-        "batch": BATCH,
+        "batch": batch,
         "viewing_h_per_day": VIEWING_H_PER_DAY,
         "tcpip_bytes_per_segment": TCPIP_PER_SEGMENT,
         "tls": ssl.OPENSSL_VERSION,
@@ -356,10 +357,11 @@ async def run(frames: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=BATCH, help="samples per batched frame, 1..255")
     args = parser.parse_args()
     os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"bench-mobile-{os.getpid()}")
     setup(default_name="energybox_bench_mobile")
-    result = asyncio.run(run(args.frames))
+    result = asyncio.run(run(args.frames, args.batch))
     print(json.dumps(result))
 
 
