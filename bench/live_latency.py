@@ -176,8 +176,8 @@ def simulate(specs: list[dict], port: int, cafile: str, seconds: float, out_path
     class TimedDevice(SimulatedDevice):
         device_id = 0
 
-        def _generate(self):  # type: ignore[no-untyped-def]
-            batch = super()._generate()
+        def _generate(self, samples=None):  # type: ignore[no-untyped-def]
+            batch = super()._generate(samples)
             self._batch_start = batch.start_ms
             return batch
 

@@ -26,6 +26,10 @@ logger = logging.getLogger(__name__)
 # Command types (the channel-layer message "type"); the gateway maps each to a handler.
 DISCONNECT = "device.disconnect"  # the key was revoked or rotated, or the device disabled: drop it now
 CONFIG = "device.config"  # push config entries: {"entries": {name: value}}
+# Someone watches the device live: {"viewer": an id unique per viewer, "lease_s": seconds the interest
+# lasts without a renewal; 0 releases it}. The gateway switches the device to 2-s frames while any
+# lease holds, and back to batching a hold-over after the last one ends (gateway.livemode).
+LIVE = "device.live"
 
 
 def device_control_group(device_id: int) -> str:

@@ -11,6 +11,7 @@ never one Python object per reading.
 
 from __future__ import annotations
 
+import binascii
 import enum
 import zlib
 from dataclasses import dataclass, field
@@ -20,8 +21,17 @@ import numpy as np
 import numpy.typing as npt
 
 MAGIC = 0x4542  # "EB"
-VERSION = 1
-SUPPORTED_VERSIONS = (1, 1)  # (min, max) this implementation speaks
+VERSION = 1  # the frame format in every full frame's header
+SUPPORTED_VERSIONS = (1, 2)  # (min, max) protocol versions this implementation speaks
+# Protocol version 2 adds the compact live frame (docs/protocol.md 5b): device -> gateway only.
+COMPACT_VERSION = 2
+COMPACT_MARKER = 0xEC  # a full frame starts with 0x45 ("E"), so the first byte tells them apart
+COMPACT_HEADER_SIZE = 4  # marker, low 16 bits of the sequence number, payload length
+COMPACT_CRC_SIZE = 2
+COMPACT_OVERHEAD = COMPACT_HEADER_SIZE + COMPACT_CRC_SIZE
+LIVE_TIME_UNIT_MS = 10
+LIVE_TIME_MODULO = 1 << 24  # in units: 46.6 hours, far beyond any clock error after a time sync
+LIVE_ABSENT = 63  # the width that marks a channel without a value in a LIVE_SAMPLE
 HEADER_SIZE = 10
 CRC_SIZE = 4
 FRAME_OVERHEAD = HEADER_SIZE + CRC_SIZE
@@ -54,6 +64,8 @@ class FrameType(enum.IntEnum):
     READINGS = 0x10
     ACK = 0x11
     NACK = 0x12
+    LIVE_SAMPLE = 0x13  # version 2: one sample, its time implied by the synced clock (section 5b)
+    ACK_SET = 0x14  # version 2, gateway -> device: one ack for up to 32 frames (section 5b)
     PING = 0x20
     PONG = 0x21
     TIME_REQUEST = 0x22
@@ -148,6 +160,17 @@ class Frame:
     payload: bytes
     flags: int = 0
     version: int = VERSION
+    compact: bool = False  # came as a compact frame: `seq` holds only its low 16 bits until expanded
+
+
+def encode_compact_frame(seq: int, payload: bytes) -> bytes:
+    """A compact frame (version 2, LIVE_SAMPLE only): 6 bytes of framing instead of 14."""
+    if not 0 <= seq <= MAX_SEQ:
+        raise ValueError(f"sequence number {seq} out of range")
+    if len(payload) > 0xFF:
+        raise ValueError(f"a compact frame carries at most 255 bytes, not {len(payload)}")
+    body = bytes([COMPACT_MARKER]) + (seq & 0xFFFF).to_bytes(2, "big") + bytes([len(payload)]) + payload
+    return body + binascii.crc_hqx(body, 0xFFFF).to_bytes(2, "big")
 
 
 def encode_frame(frame_type: int, seq: int, payload: bytes = b"", *, flags: int = 0, version: int = VERSION) -> bytes:
@@ -188,6 +211,9 @@ class FrameParser:
 
     def __init__(self, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
         self.max_payload = max_payload
+        # Compact frames are only taken once the handshake agreed on version 2; before that their
+        # marker is a bad magic like any other byte.
+        self.compact = False
         self._buffer = bytearray()
         self._header: Header | None = None
 
@@ -201,6 +227,10 @@ class FrameParser:
         frames: list[Frame] = []
         while True:
             if self._header is None:
+                if self.compact and self._buffer[:1] == b"\xec":
+                    if not self._compact(frames):
+                        return frames
+                    continue
                 if len(self._buffer) < HEADER_SIZE:
                     return frames
                 self._header = parse_header(bytes(self._buffer[:HEADER_SIZE]), max_payload=self.max_payload)
@@ -214,6 +244,20 @@ class FrameParser:
             payload = raw[HEADER_SIZE:-CRC_SIZE]
             check_crc(raw[:HEADER_SIZE], payload, raw[-CRC_SIZE:], seq=header.seq)
             frames.append(Frame(header.type, header.seq, payload, header.flags, header.version))
+
+    def _compact(self, frames: list[Frame]) -> bool:
+        if len(self._buffer) < COMPACT_HEADER_SIZE:
+            return False
+        end = COMPACT_HEADER_SIZE + self._buffer[3] + COMPACT_CRC_SIZE
+        if len(self._buffer) < end:
+            return False
+        raw = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        seq16 = int.from_bytes(raw[1:3], "big")
+        if binascii.crc_hqx(raw[:-COMPACT_CRC_SIZE], 0xFFFF) != int.from_bytes(raw[-COMPACT_CRC_SIZE:], "big"):
+            raise ProtocolError(ErrorCode.BAD_CRC, "CRC-16 mismatch in a compact frame", seq=seq16)
+        frames.append(Frame(FrameType.LIVE_SAMPLE, seq16, raw[COMPACT_HEADER_SIZE:-COMPACT_CRC_SIZE], 0, VERSION, True))
+        return True
 
 
 def decode_frame(data: bytes, *, max_payload: int = 0xFFFF) -> Frame:
@@ -240,6 +284,20 @@ class SequenceChecker:
             return
         kind = "replayed" if seq <= self.last else "out of order"
         raise ProtocolError(ErrorCode.BAD_SEQUENCE, f"sequence number {seq} is {kind}, expected {expected}", seq=seq)
+
+    def accept(self, frame: Frame) -> Frame:
+        """Check the frame's number; a compact frame's 16 bits must be those of the next number."""
+        if not frame.compact:
+            self.check(frame.seq)
+            return frame
+        expected = self.last + 1
+        if frame.seq != expected & 0xFFFF or expected > MAX_SEQ:
+            kind = "replayed" if (expected - frame.seq) & 0xFFFF < 0x8000 else "out of order"
+            raise ProtocolError(
+                ErrorCode.BAD_SEQUENCE, f"compact sequence {frame.seq} is {kind}, expected {expected & 0xFFFF}", seq=0
+            )
+        self.last = expected
+        return Frame(frame.type, expected, frame.payload, 0, frame.version, True)
 
 
 # --- Small helpers ------------------------------------------------------------------------------
@@ -401,6 +459,38 @@ class Ack:
         return cls(ref_seq=_U32.unpack(payload)[0])
 
 
+@dataclass(frozen=True, slots=True)
+class AckSet:
+    """Acks frames `first_seq + i` for every bit i set in `mask`, counted from its most significant bit."""
+
+    first_seq: int
+    mask: int
+
+    def encode(self) -> bytes:
+        return _U32.pack(self.first_seq) + _U32.pack(self.mask)
+
+    @classmethod
+    def decode(cls, payload: bytes) -> AckSet:
+        _exact(payload, 8, "ACK_SET")
+        first_seq, mask = _U32.unpack(payload[:4])[0], _U32.unpack(payload[4:])[0]
+        if not mask >> 31 or first_seq == 0:
+            raise ProtocolError(ErrorCode.MALFORMED, "ACK_SET: the first frame's bit must be set")
+        return cls(first_seq=first_seq, mask=mask)
+
+    @classmethod
+    def of(cls, seqs: list[int]) -> AckSet:
+        first = min(seqs)
+        mask = 0
+        for seq in seqs:
+            if not 0 <= seq - first < 32:
+                raise ValueError("an ACK_SET covers 32 consecutive sequence numbers")
+            mask |= 1 << (31 - (seq - first))
+        return cls(first_seq=first, mask=mask)
+
+    def seqs(self) -> list[int]:
+        return [self.first_seq + i for i in range(32) if self.mask >> (31 - i) & 1]
+
+
 _NACK = bitstruct.compile("u32u8")
 
 
@@ -500,6 +590,15 @@ class Config:
             entries[key] = value
         _no_trailing(payload, pos, "CONFIG")
         return cls(entries=entries)
+
+
+# Live on demand (docs/protocol.md, "Live on demand"): the CONFIG entry `mode` = `live` tells the
+# device that someone watches it: send what it has buffered now, then every sample in its own frame.
+# `mode` = `batch` (and every new connection) returns it to batching. A device that does not know
+# the key ignores it and keeps batching, which is still correct, only not live.
+CONFIG_MODE = "mode"
+MODE_LIVE = "live"
+MODE_BATCH = "batch"
 
 
 class Severity(enum.IntEnum):
@@ -876,3 +975,71 @@ def decode_readings(payload: bytes) -> ReadingsBlock:
 def _trailing_bits(payload: bytes, pos: int) -> bool:
     """True if any padding bit after `pos` (within the last byte) is set."""
     return bool(payload[-1] & ((1 << (len(payload) * 8 - pos)) - 1))
+
+
+# --- LIVE_SAMPLE (0x13, version 2): one sample, the time implied ------------------------------------
+
+
+def encode_live_sample(
+    *, time_ms: int, raw: npt.NDArray[np.int64], present: npt.NDArray[np.bool_] | None = None
+) -> bytes:
+    """One sample of the device's first len(raw) channels, its time in 10-ms units modulo 2^24."""
+    if time_ms % LIVE_TIME_UNIT_MS:
+        raise ValueError(f"a live sample's time must be a multiple of {LIVE_TIME_UNIT_MS} ms")
+    if not 1 <= len(raw) <= 255:
+        raise ValueError("a live sample carries 1..255 channels")
+    acc, bits = (time_ms // LIVE_TIME_UNIT_MS) % LIVE_TIME_MODULO, 24
+    acc, bits = (acc << 8) | len(raw), bits + 8
+    for index, value in enumerate(raw.tolist()):
+        if present is not None and not present[index]:
+            acc, bits = (acc << 6) | LIVE_ABSENT, bits + 6
+            continue
+        if abs(value) > RAW_LIMIT:
+            raise ValueError(f"raw value {value} beyond ±2^53")
+        zigzag = 2 * value if value >= 0 else -2 * value - 1
+        width = zigzag.bit_length()
+        acc, bits = (((acc << 6) | width) << width) | zigzag, bits + 6 + width
+    pad = -bits % 8
+    return (acc << pad).to_bytes((bits + pad) // 8, "big")
+
+
+def live_sample_time(units: int, *, now_ms: int) -> int:
+    """The instant nearest `now_ms` whose 10-ms count modulo 2^24 is `units`."""
+    now_units = now_ms // LIVE_TIME_UNIT_MS
+    delta = (units - now_units) % LIVE_TIME_MODULO
+    if delta >= LIVE_TIME_MODULO // 2:
+        delta -= LIVE_TIME_MODULO
+    return (now_units + delta) * LIVE_TIME_UNIT_MS
+
+
+def decode_live_sample(payload: bytes, *, now_ms: int) -> ReadingsBlock:
+    total = len(payload) * 8
+    if total < 32:
+        raise ProtocolError(ErrorCode.MALFORMED, "LIVE_SAMPLE: shorter than its 4-byte header")
+    acc = int.from_bytes(payload, "big")
+    units, channels = acc >> (total - 24), (acc >> (total - 32)) & 0xFF
+    if channels == 0:
+        raise ProtocolError(ErrorCode.MALFORMED, "LIVE_SAMPLE: no channels")
+    pos = 32
+    raw = np.zeros((channels, 1), dtype=np.int64)
+    present = np.ones(channels, dtype=np.bool_)
+    for index in range(channels):
+        if pos + 6 > total:
+            raise ProtocolError(ErrorCode.MALFORMED, f"LIVE_SAMPLE: channel {index} runs past the end")
+        width = (acc >> (total - pos - 6)) & 0x3F
+        pos += 6
+        if width == LIVE_ABSENT:
+            present[index] = False
+            continue
+        if width > 55 or pos + width > total:
+            raise ProtocolError(ErrorCode.MALFORMED, f"LIVE_SAMPLE: channel {index} has a bad width {width}")
+        zigzag = (acc >> (total - pos - width)) & ((1 << width) - 1)
+        pos += width
+        value = zigzag >> 1 if not zigzag & 1 else -(zigzag >> 1) - 1
+        if abs(value) > RAW_LIMIT:
+            raise ProtocolError(ErrorCode.MALFORMED, f"LIVE_SAMPLE: raw value {value} beyond ±2^53")
+        raw[index, 0] = value
+    spare = total - pos
+    if spare >= 8 or acc & ((1 << spare) - 1):
+        raise ProtocolError(ErrorCode.MALFORMED, "LIVE_SAMPLE: non-zero padding or a spare byte")
+    return ReadingsBlock(start_ms=live_sample_time(units, now_ms=now_ms), interval_ms=0, raw=raw, present=present)

@@ -29,6 +29,7 @@ from gateway import services
 from gateway.control import ControlSubscriber
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
+from gateway.livemode import AckCoalescer, LiveModes
 from gateway.services import DeviceIdentity, FirmwareOfferInfo
 from readings.batch import ReadingsBatch
 
@@ -71,6 +72,11 @@ class GatewayConfig:
     linger_s: float = 0.005
     max_inflight_enqueues: int = 4
     tls_read_buffer: int = 16 * 1024
+    # Live on demand: a watched device stays live this long after its last viewer left.
+    live_hold_over_s: float = 60.0
+    # Version 2: acks of compact live frames go together, every this many frames or seconds.
+    live_ack_every: int = 8
+    live_ack_within_s: float = 10.0
 
 
 class TokenBucket:
@@ -105,7 +111,14 @@ class Connection:
         self.closed = False
         self.offer: FirmwareOfferInfo | None = None
         self._sequence = p.SequenceChecker()
+        self.version = p.VERSION  # the protocol version agreed in the handshake
         self._frame_started = 0.0
+        config = gateway.config
+        self.acks = AckCoalescer(
+            send=lambda payload: self.send(p.FrameType.ACK_SET, payload),
+            every=min(config.live_ack_every, max(1, config.max_unacked // 2)),
+            within_s=config.live_ack_within_s,
+        )
 
     # --- output -------------------------------------------------------------------------------
 
@@ -125,6 +138,7 @@ class Connection:
     def close(self, code: p.ErrorCode | None = None, message: str = "", *, ref_seq: int = 0) -> None:
         if self.closed:
             return
+        self.acks.flush()  # what was enqueued is acked before the connection goes
         if code is not None:
             self.nack(ref_seq, code, message)
         self.closed = True
@@ -174,7 +188,7 @@ class Connection:
                 for frame in await self._frames(parser, handshake_deadline):
                     if self.closed or gateway.draining:
                         break
-                    self._sequence.check(frame.seq)
+                    frame = self._sequence.accept(frame)
                     if self.identity is not None:
                         gateway.seen(self.identity.device_id)
                         try:
@@ -204,6 +218,8 @@ class Connection:
                         self._authenticate(identity, hello, auth, nonce=nonce, version=version, seq=frame.seq)
                         assert identity is not None
                         parser.max_payload = gateway.config.max_payload
+                        self.version = version
+                        parser.compact = version >= p.COMPACT_VERSION
                         if hello.firmware_version and hello.firmware_version != identity.firmware_version:
                             await _version_record(device_id=identity.device_id, version=hello.firmware_version)
                         self.identity = identity
@@ -219,6 +235,7 @@ class Connection:
                             ).encode(),
                         )
                         gateway.firmware_check_soon()
+                        gateway.livemode.connected(identity.device_id)
         except p.ProtocolError as exc:
             gateway.count("protocol_errors")
             logger.info("gateway: %s: %s (%s)", self._who(), exc.message, exc.code.name)
@@ -271,7 +288,7 @@ class Connection:
             self.nack(frame.seq, p.ErrorCode.RATE_LIMITED, f"more than {gateway.config.rate_per_s} frames/s")
             return
         kind = frame.type
-        if kind == p.FrameType.READINGS:
+        if kind == p.FrameType.READINGS or (kind == p.FrameType.LIVE_SAMPLE and self.version >= p.COMPACT_VERSION):
             self._on_readings(frame)
         elif kind == p.FrameType.PING:
             self.send(p.FrameType.PONG, p.Ping.decode(frame.payload).encode())
@@ -325,6 +342,8 @@ class Connection:
             self.nack(frame.seq, exc.code, exc.message)
             return
         gateway.count("frames")
+        if frame.compact:
+            gateway.count("compact_frames")
         if frame.flags & p.Flag.RESEND:
             gateway.count("resent_frames")
         if batch is None:  # every channel absent: nothing to store
@@ -335,9 +354,13 @@ class Connection:
         # again (clients drop samples they already have).
         gateway.publisher.readings(identity, batch)
         self.inflight += 1
-        gateway.batcher.submit(batch).add_done_callback(functools.partial(self._on_enqueued, frame.seq, batch))
+        gateway.batcher.submit(batch).add_done_callback(
+            functools.partial(self._on_enqueued, frame.seq, batch, compact=frame.compact)
+        )
 
-    def _on_enqueued(self, seq: int, batch: ReadingsBatch, future: asyncio.Future[None]) -> None:
+    def _on_enqueued(
+        self, seq: int, batch: ReadingsBatch, future: asyncio.Future[None], *, compact: bool = False
+    ) -> None:
         self.inflight -= 1
         if future.cancelled():
             return
@@ -346,7 +369,10 @@ class Connection:
             return
         self.gateway.count("frames_acked")
         self.gateway.count("readings_acked", batch.reading_count)
-        self.send(p.FrameType.ACK, p.Ack(seq).encode())
+        if compact:
+            self.acks.add(seq)
+        else:
+            self.send(p.FrameType.ACK, p.Ack(seq).encode())
 
     # --- firmware -------------------------------------------------------------------------------
 
@@ -408,7 +434,10 @@ class Connection:
 def build_batch(identity: DeviceIdentity, frame: p.Frame) -> ReadingsBatch | None:
     """Decode and check a READINGS frame against the device's channels; bad input is a BAD_BATCH."""
     try:
-        block = p.decode_readings(frame.payload)
+        if frame.type == p.FrameType.LIVE_SAMPLE:
+            block = p.decode_live_sample(frame.payload, now_ms=now_ms())
+        else:
+            block = p.decode_readings(frame.payload)
     except p.ProtocolError as exc:
         raise p.ProtocolError(p.ErrorCode.BAD_BATCH, exc.message, seq=frame.seq) from exc
     channels, samples = block.raw.shape
@@ -456,6 +485,8 @@ class Gateway:
         self.control = ControlSubscriber(layer=channel_layer)
         self.control.on(control.DISCONNECT, self._on_disconnect_command)
         self.control.on(control.CONFIG, lambda device_id, message: self.push_config(device_id, message["entries"]))
+        self.livemode = LiveModes(push=self.push_config, hold_over_s=self.config.live_hold_over_s)
+        self.control.on(control.LIVE, self.livemode.on_command)
         self.connections: dict[int, Connection] = {}
         self.stats: dict[str, int] = {}
         self.draining = False
@@ -480,6 +511,7 @@ class Gateway:
         self.batcher.start()
         self.publisher.start()
         await self.control.start()
+        self.livemode.start()
         self._server = await asyncio.start_server(
             self._handle,
             host,
@@ -527,6 +559,7 @@ class Gateway:
         await self.publisher.flush(within_s=1.0)
         await self.publisher.close()
         await self.control.close()
+        await self.livemode.close()
         await self.batcher.close()
         await sync_to_async(connections.close_all)()
         self._stopped.set()
@@ -582,6 +615,7 @@ class Gateway:
             return
         del self.connections[identity.device_id]
         self.control.leave(identity.device_id)
+        self.livemode.disconnected(identity.device_id)
         self.seen(identity.device_id)
         self._online.discard(identity.device_id)
         self._offline.add(identity.device_id)

@@ -57,6 +57,7 @@ class SentBatch:
     interval_ms: int
     raw: npt.NDArray[np.int64]
     payload: bytes
+    live: bool = False  # sent in live mode (a flush or a single 2-s sample)
 
 
 @dataclass
@@ -263,6 +264,13 @@ class SimulatedDevice:
         self._seq_to_batch: dict[int, int] = {}
         self._window = _Window(1)
         self._batch_counter = 0
+        # Live on demand: the gateway's CONFIG mode=live makes the device flush its buffer and send
+        # every sample at once; every connection starts batching.
+        self.live = False
+        self.version = p.VERSION  # agreed in the handshake; 2 allows compact live frames
+        self.compact_frames = 0
+        self.mode_switches: list[tuple[int, bool]] = []  # (time ms, live) of each switch
+        self._mode_wakeup = asyncio.Event()
         self.connected = asyncio.Event()
         self.done = asyncio.Event()
 
@@ -312,12 +320,23 @@ class SimulatedDevice:
         self.stats.bytes_sent += len(data)
         writer.write(data)
 
+    def _send_compact(self, writer: asyncio.StreamWriter, sent: SentBatch) -> None:
+        # A resend always goes as a full READINGS frame (sent.payload): its time is explicit there.
+        if writer.is_closing():
+            raise ConnectionError("the connection is closed")
+        self._out_seq += 1
+        data = p.encode_compact_frame(self._out_seq, p.encode_live_sample(time_ms=sent.start_ms, raw=sent.raw[:, 0]))
+        self.stats.bytes_sent += len(data)
+        self.compact_frames += 1
+        writer.write(data)
+
     async def _session(self) -> None:
         reader, writer = await asyncio.open_connection(
             self.host, self.port, ssl=self.ssl_context, server_hostname=self.server_hostname
         )
         self._writer = writer
         self._out_seq = 0
+        self.live = False
         self._seq_to_batch = {}
         parser = p.FrameParser(max_payload=0xFFFF)
         incoming = p.SequenceChecker()
@@ -338,6 +357,7 @@ class SimulatedDevice:
             challenge_frame = await next_frame()
             self._raise_nack(challenge_frame)
             challenge = p.Challenge.decode(challenge_frame.payload)
+            self.version = challenge.version
             message = p.auth_message(nonce=challenge.nonce, serial=self.spec.serial, version=challenge.version)
             self._send(writer, p.FrameType.AUTH, p.Auth(self.private_key.sign(message)).encode())
             welcome_frame = await next_frame()
@@ -380,56 +400,65 @@ class SimulatedDevice:
             self._send(writer, p.FrameType.READINGS, sent.payload, flags=p.Flag.RESEND)
             self.stats.resent += 1
         while self.max_batches is None or self.generated < self.max_batches:
-            step = self.batch * self.interval_ms
+            samples = 1 if self.live else self.batch
             if self.realtime:
-                await self._wait_until(writer, self.next_start_ms + step)
+                await self._wait_until(writer, self.next_start_ms + samples * self.interval_ms, wake=self._mode_wakeup)
+                # Samples taken by now; a mode switch wakes the wait early, and live mode sends them all.
+                taken = (time.time_ns() // 1_000_000 - self.next_start_ms) // self.interval_ms
+                if taken < (1 if self.live else self.batch):
+                    continue
+                if self.live:
+                    samples = min(taken, 255)
             await self._window.acquire()
             resets = self.meter.counter_resets
-            sent = self._generate()
+            sent = self._generate(samples)
             if self.meter.counter_resets != resets:
                 event = p.Event(self.meter.last_reset_ms, p.Severity.WARNING, COUNTER_RESET, "energy counter reset")
                 self._send(writer, p.FrameType.EVENT, event.encode())
             self._batch_counter += 1
             self.unacked[self._batch_counter] = sent
             self._seq_to_batch[self._out_seq + 1] = self._batch_counter
-            self._send(writer, p.FrameType.READINGS, sent.payload)
+            if sent.live and sent.raw.shape[1] == 1 and self.version >= p.COMPACT_VERSION:
+                self._send_compact(writer, sent)
+            else:
+                self._send(writer, p.FrameType.READINGS, sent.payload)
             self.stats.batches_sent += 1
             self.stats.readings_sent += sent.raw.size
             await writer.drain()
 
-    async def _wait_until(self, writer: asyncio.StreamWriter, when_ms: int) -> None:
-        """Sleep until the batch is complete, pinging meanwhile so the gateway's idle timeout never fires."""
+    async def _wait_until(self, writer: asyncio.StreamWriter, when_ms: int, *, wake: asyncio.Event) -> None:
+        """Sleep until the batch is complete or `wake` is set, pinging so the idle timeout never fires."""
         while True:
             wait_ms = when_ms - time.time_ns() // 1_000_000
             if wait_ms <= 0:
                 return
-            if wait_ms <= PING_EVERY_MS:
-                await asyncio.sleep(wait_ms / 1000)
+            try:
+                await asyncio.wait_for(wake.wait(), min(wait_ms, PING_EVERY_MS) / 1000)
+            except TimeoutError:
+                if wait_ms <= PING_EVERY_MS:
+                    return
+                self._send(writer, p.FrameType.PING, p.Ping(time.time_ns() // 1_000_000).encode())
+            else:
+                wake.clear()
                 return
-            await asyncio.sleep(PING_EVERY_MS / 1000)
-            self._send(writer, p.FrameType.PING, p.Ping(time.time_ns() // 1_000_000).encode())
 
-    def _generate(self) -> SentBatch:
+    def _generate(self, samples: int | None = None) -> SentBatch:
+        samples = samples or self.batch
         start = self.next_start_ms
-        t_ms = start + self.interval_ms * np.arange(self.batch, dtype=np.int64)
+        t_ms = start + self.interval_ms * np.arange(samples, dtype=np.int64)
         raw = self.meter.sample(t_ms, self.interval_ms)
-        self.next_start_ms = start + self.batch * self.interval_ms
+        self.next_start_ms = start + samples * self.interval_ms
         self.generated += 1
         payload = p.encode_readings(start_ms=start, interval_ms=self.interval_ms, raw=raw)
-        return SentBatch(start_ms=start, interval_ms=self.interval_ms, raw=raw, payload=payload)
+        return SentBatch(start_ms=start, interval_ms=self.interval_ms, raw=raw, payload=payload, live=self.live)
 
     async def _on_frame(self, writer: asyncio.StreamWriter, frame: p.Frame) -> None:
         kind = frame.type
         if kind == p.FrameType.ACK:
-            key = self._seq_to_batch.pop(p.Ack.decode(frame.payload).ref_seq, None)
-            if key is not None:
-                sent = self.unacked.pop(key, None)
-                self._window.release()
-                if sent is not None:
-                    self.stats.batches_acked += 1
-                    self.stats.readings_acked += sent.raw.size
-                    if self.record:
-                        self.acked.append(sent)
+            self._acked(p.Ack.decode(frame.payload).ref_seq)
+        elif kind == p.FrameType.ACK_SET:
+            for seq in p.AckSet.decode(frame.payload).seqs():
+                self._acked(seq)
         elif kind == p.FrameType.NACK:
             nack = p.Nack.decode(frame.payload)
             self.last_error = nack
@@ -444,8 +473,14 @@ class SimulatedDevice:
                 else:
                     asyncio.get_running_loop().call_later(0.5, self._resend, writer, key)
         elif kind == p.FrameType.CONFIG:
-            self.config.update(p.Config.decode(frame.payload).entries)
+            entries = p.Config.decode(frame.payload).entries
+            self.config.update(entries)
             self._send(writer, p.FrameType.ACK, p.Ack(frame.seq).encode())
+            mode = entries.get(p.CONFIG_MODE)
+            if mode in (p.MODE_LIVE, p.MODE_BATCH) and (mode == p.MODE_LIVE) != self.live:
+                self.live = mode == p.MODE_LIVE
+                self.mode_switches.append((time.time_ns() // 1_000_000, self.live))
+                self._mode_wakeup.set()
         elif kind == p.FrameType.PONG:
             p.Ping.decode(frame.payload)
         elif kind == p.FrameType.TIME_RESPONSE:
@@ -455,6 +490,17 @@ class SimulatedDevice:
             self._on_offer(writer, p.FirmwareOffer.decode(frame.payload), delta=bool(frame.flags & p.Flag.DELTA))
         elif kind == p.FrameType.FIRMWARE_CHUNK:
             self._on_chunk(writer, p.FirmwareChunk.decode(frame.payload))
+
+    def _acked(self, seq: int) -> None:
+        key = self._seq_to_batch.pop(seq, None)
+        if key is not None:
+            sent = self.unacked.pop(key, None)
+            self._window.release()
+            if sent is not None:
+                self.stats.batches_acked += 1
+                self.stats.readings_acked += sent.raw.size
+                if self.record:
+                    self.acked.append(sent)
 
     def _resend(self, writer: asyncio.StreamWriter, key: int) -> None:
         sent = self.unacked.get(key)

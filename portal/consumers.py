@@ -34,6 +34,7 @@ from accounts.errors import TenantAccessDenied
 from portal import selectors
 from portal.access import SCOPE_CREDENTIAL_KEY, NotSignedIn, scope_access
 from portal.history import Peak
+from portal.livedemand import LiveDemand
 from portal.liveprotocol import CloseCode, LiveError, parse_client_message
 from portal.livestate import Coalescer, DemandTracker, FacilityPower, PendingReadings
 from readings.live import DEVICE_STATUS, LIVE_READINGS, batch_readings, facility_group
@@ -159,6 +160,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.flush_task: asyncio.Task[None] | None = None
         self.flush_wakeup = asyncio.Event()
         self.credential_task: asyncio.Task[None] | None = None
+        self.demand: LiveDemand | None = None
         # Accept first: a socket refused during the handshake shows the browser only 1006.
         await self.accept()
         try:
@@ -207,6 +209,9 @@ class LiveConsumer(AsyncWebsocketConsumer):
         self.joined.add(group)
 
     async def leave_groups(self) -> None:
+        demand, self.demand = getattr(self, "demand", None), None
+        if demand is not None:
+            await demand.stop()
         for group in list(getattr(self, "joined", ())):
             await self.channel_layer.group_discard(group, self.channel_name)
         self.joined.clear()
@@ -319,6 +324,10 @@ class FacilityLiveConsumer(LiveConsumer):
         # Join before reading history, so nothing published in between is missed;
         # the client drops samples it already has.
         await self.join(facility_group(self.layout.facility_id))
+        # Someone watches these devices now: their gateway switches them to 2-s frames and they
+        # flush what they buffered, which reaches this socket (joined above) as readings.
+        self.demand = LiveDemand(viewer=self.channel_name, device_ids=self.device_ids, layer=self.channel_layer)
+        self.demand.start()
         history = await database_sync_to_async(selectors.live_history)(
             access=self.access, layout=self.layout, now_ms=now_ms(), with_totals=self.with_totals
         )

@@ -150,6 +150,10 @@ else:
 # How often an open websocket re-checks its OAuth bearer token (revoked, scope removed), in seconds.
 LIVE_TOKEN_RECHECK_S = float(env.str_("LIVE_TOKEN_RECHECK_S", "60") or "60")
 LIVE_DEVICE_INTERVAL_S = float(env.str_("LIVE_DEVICE_INTERVAL_S", "2") or "2")
+# A live viewer keeps its devices live with a lease of LIVE_DEMAND_LEASE_S seconds, renewed every
+# LIVE_DEMAND_HEARTBEAT_S (portal.livedemand); a crashed web process's leases simply run out.
+LIVE_DEMAND_LEASE_S = float(env.str_("LIVE_DEMAND_LEASE_S", "30") or "30")
+LIVE_DEMAND_HEARTBEAT_S = float(env.str_("LIVE_DEMAND_HEARTBEAT_S", "10") or "10")
 # Websocket auth middlewares (dotted paths), inside the session's AuthMiddlewareStack. The default
 # accepts the API's OAuth 2.0 bearer tokens (`Authorization: Bearer …`, scope readings:read).
 WEBSOCKET_AUTH_MIDDLEWARE: list[str] = env.list_(
@@ -193,6 +197,9 @@ GATEWAY_PORT = env.int_("ENERGYBOX_GATEWAY_PORT", 7800)
 # TLS certificate and key (PEM). Empty: a development certificate is generated into DATA_DIR.
 GATEWAY_TLS_CERT = env.str_("ENERGYBOX_GATEWAY_TLS_CERT", "")
 GATEWAY_TLS_KEY = env.str_("ENERGYBOX_GATEWAY_TLS_KEY", "")
+# Live on demand (gateway.livemode): a watched device sends 2-s frames; it goes back to batching
+# this many seconds after its last viewer left.
+GATEWAY_LIVE_HOLD_OVER_S = float(env.str_("ENERGYBOX_GATEWAY_LIVE_HOLD_OVER_S", "60") or "60")
 # Ed25519 firmware-signing key (PEM or 64 hex digits). Empty: generated once into DATA_DIR.
 FIRMWARE_SIGNING_KEY = env.str_("ENERGYBOX_FIRMWARE_SIGNING_KEY", "")
 

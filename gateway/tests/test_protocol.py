@@ -160,9 +160,10 @@ def test_reserved_flags_are_refused():
 
 
 def test_hello_negotiates_the_highest_common_version():
-    assert p.negotiate_version(p.Hello("SN-1", min_version=1, max_version=7)) == 1
+    assert p.negotiate_version(p.Hello("SN-1", min_version=1, max_version=7)) == 2
+    assert p.negotiate_version(p.Hello("SN-1", min_version=1, max_version=1)) == 1  # a device of version 1
     with pytest.raises(p.ProtocolError) as caught:
-        p.negotiate_version(p.Hello("SN-1", min_version=2, max_version=3))
+        p.negotiate_version(p.Hello("SN-1", min_version=3, max_version=4))
     assert caught.value.code == p.ErrorCode.UNSUPPORTED_VERSION
 
 

@@ -34,7 +34,8 @@ def test_the_spec_has_an_example_of_every_message_type():
     expected = {
         "hello", "challenge", "auth", "welcome", "readings", "readings_absent", "ack", "nack", "ping",
         "time_request", "time_response", "config", "event", "firmware_offer", "firmware_request",
-        "firmware_chunk", "firmware_status",
+        "firmware_chunk", "firmware_status", "config_live", "readings_flush", "readings_live", "config_batch",
+        "live_sample_compact",
     }  # fmt: skip
     assert set(EXAMPLES) == expected
 
@@ -42,7 +43,7 @@ def test_the_spec_has_an_example_of_every_message_type():
 def test_hello():
     f = frame("hello", p.FrameType.HELLO, 1)
     assert p.Hello.decode(f.payload) == p.Hello("SN-000042", "1.0.0", 1, 1)
-    assert p.encode_frame(p.FrameType.HELLO, 1, p.Hello("SN-000042", "1.0.0").encode()) == EXAMPLES["hello"]
+    assert p.encode_frame(p.FrameType.HELLO, 1, p.Hello("SN-000042", "1.0.0", 1, 1).encode()) == EXAMPLES["hello"]
 
 
 def test_challenge():
@@ -99,6 +100,8 @@ def test_readings_example_with_an_absent_channel_and_the_resend_flag():
             p.TimeResponse(1_764_170_000_000, 1_764_170_000_040, 1_764_170_000_041),
         ),
         ("config", p.FrameType.CONFIG, 6, p.Config({"batch": "15"})),
+        ("config_live", p.FrameType.CONFIG, 9, p.Config({p.CONFIG_MODE: p.MODE_LIVE})),
+        ("config_batch", p.FrameType.CONFIG, 12, p.Config({p.CONFIG_MODE: p.MODE_BATCH})),
         ("event", p.FrameType.EVENT, 7, p.Event(1_764_170_000_000, p.Severity.ALARM, 0x101, "door open")),
         (
             "firmware_offer",
@@ -121,3 +124,28 @@ def test_time_response_gives_the_ntp_offset():
     response = p.TimeResponse(1_000, 1_540, 1_541)
     # t0=1000 device, t1=1540, t2=1541 server, t3=1081 device: 40 ms each way, server 500 ms ahead.
     assert response.offset_ms(device_receive_ms=1_081) == 500
+
+
+def test_the_live_on_demand_example_flushes_three_samples_then_sends_one():
+    flush = p.decode_readings(frame("readings_flush", p.FrameType.READINGS, 7).payload)
+    assert flush.timestamps_ms.tolist() == [1_764_170_000_000, 1_764_170_002_000, 1_764_170_004_000]
+    assert flush.raw.tolist() == [[1200, 1210, 1190], [52000, 52013, 52026], [2301, 2301, 2301]]
+    single = p.decode_readings(frame("readings_live", p.FrameType.READINGS, 8).payload)
+    # The live sample follows the flushed ones without a gap or an overlap.
+    assert single.timestamps_ms.tolist() == [flush.timestamps_ms[-1] + 2000]
+    assert single.raw.tolist() == [[1205], [52039], [2301]]
+
+
+def test_the_compact_live_sample_example():
+    parser = p.FrameParser()
+    parser.compact = True
+    (compact,) = parser.feed(EXAMPLES["live_sample_compact"])
+    assert (compact.type, compact.seq, compact.compact) == (p.FrameType.LIVE_SAMPLE, 8, True)
+    block = p.decode_live_sample(compact.payload, now_ms=1_764_170_006_800)
+    full = p.decode_readings(frame("readings_live", p.FrameType.READINGS, 8).payload)
+    # The same sample as the full frame of section 5a, at half the size.
+    assert block.timestamps_ms.tolist() == full.timestamps_ms.tolist()
+    assert block.raw.tolist() == full.raw.tolist()
+    assert len(EXAMPLES["live_sample_compact"]) == 18 and len(EXAMPLES["readings_live"]) == 36
+    sample = p.encode_live_sample(time_ms=1_764_170_006_000, raw=full.raw[:, 0])
+    assert p.encode_compact_frame(8, sample) == EXAMPLES["live_sample_compact"]

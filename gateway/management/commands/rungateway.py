@@ -48,6 +48,12 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=int, default=defaults.rate_per_s, help="frames/s per device")
         parser.add_argument("--burst", type=int, default=defaults.rate_burst, help="frames per device burst")
         parser.add_argument("--max-unacked", type=int, default=defaults.max_unacked, help="batches in flight")
+        parser.add_argument(
+            "--live-hold-over",
+            type=float,
+            default=settings.GATEWAY_LIVE_HOLD_OVER_S,
+            help="seconds a device stays live after its last viewer left",
+        )
         parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout_s, help="seconds")
         parser.add_argument("--stats-every", type=float, default=30.0, help="seconds between stats log lines")
 
@@ -79,6 +85,7 @@ class Command(BaseCommand):
             rate_burst=options["burst"],
             max_unacked=min(255, options["max_unacked"]),
             drain_timeout_s=options["drain_timeout"],
+            live_hold_over_s=max(0.0, options["live_hold_over"]),
         )
         limit = raise_open_files_limit()
         self.stdout.write(f"Open-file limit {limit}: room for about {max(0, limit - 64):,} device connections.")
