@@ -122,7 +122,7 @@ def write_rollups(tenant_id, facilities, channels, lo, hi, raw_for):
                         ints = [f"{tenant_id}", f"{channel_id}", "1"]
                         cells = [
                             repr(int(v))
-                            if name in ("start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps")
+                            if name in ("start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps", "flags")
                             else repr(float(v))
                             for name, v in zip(ROLLUP_FIELDS, row, strict=True)
                         ]
