@@ -102,6 +102,7 @@ def write_rollups(tenant_id, facilities, channels, lo, hi, raw_for):
     from django.db import connection
 
     from readings.rollups import aggregate
+    from readings.store import get_store
     from readings.store.base import ROLLUP_FIELDS, Points
 
     edges = np.arange(lo, hi + 1, 900_000, dtype=np.int64)
@@ -131,6 +132,11 @@ def write_rollups(tenant_id, facilities, channels, lo, hi, raw_for):
                 if (n + 1) % 200 == 0:
                     print(f"  rollups of {n + 1} facilities", file=sys.stderr)
         cursor.execute("ANALYZE readings_rollup")
+    # Loaded around `write_rollups`, so packed here as the beat task packs settled windows.
+    store = get_store()
+    store.mark_all_packs_stale()
+    while store.pack_rollups(max_windows=2_000, before_ms=hi + 30 * 86_400_000):
+        pass
 
 
 def main() -> None:

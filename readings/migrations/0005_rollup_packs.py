@@ -4,9 +4,6 @@ import time
 
 from django.db import migrations, models
 
-# Frozen here: a later change of the live spans must not change what this migration wrote.
-PACK_SPAN_MS = {1: 7 * 86_400_000, 2: 28 * 86_400_000, 3: 364 * 86_400_000, 4: 3640 * 86_400_000}
-
 
 def storage_external(apps, schema_editor):
     # Uncompressed out of line: `substr` then reads only the bytes of the fields a query asks for.
@@ -18,17 +15,8 @@ def pack_existing(apps, schema_editor):
     """Every window with rollups gets a stale pack; the settled ones are packed now, the rest by the beat task."""
     from readings.store.sql import SqlStore
 
-    span = "CASE resolution " + " ".join(f"WHEN {r} THEN {ms}" for r, ms in PACK_SPAN_MS.items()) + " END"
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO readings_rollup_pack "
-            "(tenant_id, channel_id, resolution, window_ms, window_end_ms, intervals, data, stale) "
-            "SELECT min(tenant_id), channel_id, resolution, window_ms, window_ms + span, 0, %s, %s FROM ("
-            f"SELECT tenant_id, channel_id, resolution, start_ms - start_ms %% ({span}) AS window_ms, {span} AS span "
-            "FROM readings_rollup) AS windows GROUP BY channel_id, resolution, window_ms, span",
-            [b"", True],
-        )
     store = SqlStore(schema_editor.connection.alias)
+    store.mark_all_packs_stale()
     before_ms = int(time.time() * 1000) - 86_400_000
     while store.pack_rollups(max_windows=500, before_ms=before_ms):
         pass

@@ -137,6 +137,9 @@ class ReadingsStore(Protocol):
     def write_rollups(self, *, rows: Sequence[RollupRows]) -> None:
         """Upsert rollup intervals; the packs of their windows become stale until `pack_rollups`."""
 
+    def mark_all_packs_stale(self) -> None:
+        """Mark the pack of every window with rollups stale (after rows were loaded without `write_rollups`)."""
+
     def pack_rollups(self, *, max_windows: int, before_ms: int) -> int:
         """Rebuild up to `max_windows` stale packs of windows ending at or before `before_ms`; returns them."""
 

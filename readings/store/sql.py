@@ -510,6 +510,21 @@ class SqlStore:
             ],
         )
 
+    def mark_all_packs_stale(self) -> None:
+        """Give every window that has rollup rows a stale pack: after rows were loaded around `write_rollups`
+        (the migration that brought packs, a bulk COPY), so that `pack_rollups` packs them."""
+        span = "CASE resolution " + " ".join(f"WHEN {r} THEN {ms}" for r, ms in PACK_SPAN_MS.items()) + " END"
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO readings_rollup_pack "
+                "(tenant_id, channel_id, resolution, window_ms, window_end_ms, intervals, data, stale) "
+                "SELECT min(tenant_id), channel_id, resolution, window_ms, window_ms + span, 0, %s, %s FROM ("
+                f"SELECT tenant_id, channel_id, resolution, start_ms - start_ms %% ({span}) AS window_ms, "
+                f"{span} AS span FROM readings_rollup) AS windows GROUP BY channel_id, resolution, window_ms, span "
+                "ON CONFLICT (channel_id, resolution, window_ms) DO UPDATE SET stale = excluded.stale",
+                [b"", True],
+            )
+
     def pack_rollups(self, *, max_windows: int, before_ms: int) -> int:
         lock = " FOR UPDATE SKIP LOCKED" if self._postgres else ""
         packed = 0
@@ -653,14 +668,22 @@ class SqlStore:
         slices = ", ".join(
             f"substr(data, 1 + {ROLLUP_FIELDS.index(name)} * intervals * 8, intervals * 8)" for name in names
         )
-        cursor.execute(
+        query = (
             f"SELECT channel_id, window_ms, {slices} FROM readings_rollup_pack "
             f"WHERE tenant_id = %s AND channel_id {clause} AND resolution = %s AND NOT stale "
-            "AND window_ms < %s AND window_end_ms > %s ORDER BY channel_id, window_ms",
-            [tenant_id, *params, resolution, end_ms, start_ms],
+            "AND window_ms < %s AND window_end_ms > %s ORDER BY channel_id, window_ms"
         )
+        args = [tenant_id, *params, resolution, end_ms, start_ms]
+        if self._postgres:
+            # Binary results: the blobs arrive as bytes, not as hex text to decode.
+            with psycopg.Cursor(cursor.connection) as binary_cursor:
+                binary_cursor.execute(query, args, binary=True)
+                packs = binary_cursor.fetchall()
+        else:
+            cursor.execute(query, args)
+            packs = cursor.fetchall()
         covered: dict[int, set[int]] = defaultdict(set)
-        for channel_id, window_ms, *blobs in cursor.fetchall():
+        for channel_id, window_ms, *blobs in packs:
             covered[channel_id].add(window_ms)
             arrays = [
                 np.frombuffer(blob, dtype="<i8" if name in _ROLLUP_INT_FIELDS else "<f8")

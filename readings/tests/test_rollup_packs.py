@@ -146,7 +146,11 @@ def test_deleted_rollups_take_their_packs_with_them():
     get_store().delete_rollups(tenant_id=device.tenant_id, channel_ids=[power.pk], resolutions=[1, 2, 3, 4])
     assert not RollupPack.objects.filter(channel_id=power.pk).exists()
     answer = get_store().read_rollups(
-        tenant_id=device.tenant_id, channel_ids=[power.pk, energy.pk], resolution=1, start_ms=start, end_ms=FAR_FUTURE_MS
+        tenant_id=device.tenant_id,
+        channel_ids=[power.pk, energy.pk],
+        resolution=1,
+        start_ms=start,
+        end_ms=FAR_FUTURE_MS,
     )
     assert list(answer) == [energy.pk]
 
