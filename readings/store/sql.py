@@ -730,15 +730,19 @@ class SqlStore:
 
 
 def _uncovered(windows: set[int], span: int, start_ms: int, end_ms: int) -> tuple[tuple[int, int], ...]:
-    """The parts of [start_ms, end_ms) outside the given pack windows (each [w, w + span)), as ranges."""
-    gaps: list[list[int]] = []
-    window = start_ms - start_ms % span
-    while window < end_ms:
-        if window not in windows:
-            lo, hi = max(window, start_ms), min(window + span, end_ms)
-            if gaps and gaps[-1][1] == lo:
-                gaps[-1][1] = hi
-            else:
-                gaps.append([lo, hi])
-        window += span
-    return tuple((lo, hi) for lo, hi in gaps)
+    """The parts of [start_ms, end_ms) outside the given pack windows (each [w, w + span)), as ranges.
+
+    Walks the packs, not the calendar: a query may span centuries (start at the epoch) with few packs.
+    """
+    gaps: list[tuple[int, int]] = []
+    reached = start_ms
+    for window in sorted(windows):
+        lo, hi = max(window, start_ms), min(window + span, end_ms)
+        if hi <= lo:
+            continue
+        if lo > reached:
+            gaps.append((reached, lo))
+        reached = max(reached, hi)
+    if reached < end_ms:
+        gaps.append((reached, end_ms))
+    return tuple(gaps)

@@ -180,3 +180,17 @@ def test_the_migration_packs_the_rollups_already_stored():
     assert windows.filter(resolution=1, stale=False).count() == 2
     assert not windows.filter(stale=True, window_end_ms__lte=time.time() * 1000 - DAY_MS).exists()
     _assert_same(device.tenant_id, [power.pk, energy.pk], start, start + 10 * DAY_MS)
+
+
+def test_the_uncovered_ranges_follow_the_packs_even_over_centuries():
+    from readings.store.sql import _uncovered
+
+    week = PACK_SPAN_MS[1]
+    packs = {10 * week, 11 * week, 13 * week}
+    assert _uncovered(packs, week, 0, 4_000_000_000_000) == (
+        (0, 10 * week),
+        (12 * week, 13 * week),
+        (14 * week, 4_000_000_000_000),
+    )
+    assert _uncovered(packs, week, 10 * week + 5, 12 * week) == ()
+    assert _uncovered(set(), week, 5, 9) == ((5, 9),)
