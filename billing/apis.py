@@ -202,7 +202,7 @@ class ContractDetailApi(BillingApi, generics.RetrieveAPIView):  # type: ignore[t
 # --- Cost allocation: the key for fixed charges, and cost centres -------------------------------
 
 
-class AllocationKeyOutput(serializers.Serializer):  # type: ignore[type-arg]
+class AllocationKey(serializers.Serializer):  # type: ignore[type-arg]
     fixed_charge_key = serializers.ChoiceField(
         choices=FixedChargeKey.choices, help_text="How fixed charges are shared among loads: equal, kwh or area."
     )
@@ -211,14 +211,14 @@ class AllocationKeyOutput(serializers.Serializer):  # type: ignore[type-arg]
 class AllocationKeyApi(BillingApi):
     """The tenant's key for sharing fixed charges among loads (the portal's tariffs page sets the same)."""
 
-    @extend_schema(responses={200: AllocationKeyOutput})
+    @extend_schema(responses={200: AllocationKey})
     def get(self, request: Request) -> Response:
         profile = selectors.billing_profile(tenant_id=self.access.tenant_id)
         return Response({"fixed_charge_key": profile.fixed_charge_key})
 
-    @extend_schema(request=AllocationKeyOutput, responses={200: AllocationKeyOutput, 400: OpenApiResponse()})
+    @extend_schema(request=AllocationKey, responses={200: AllocationKey, 400: OpenApiResponse()})
     def put(self, request: Request) -> Response:
-        data = self.parse(AllocationKeyOutput, request.data)
+        data = self.parse(AllocationKey, request.data)
         self.require(self.access.is_admin, "Only tenant admins choose the allocation key.")
         profile = services.billing_profile_set(tenant=tenant_get(access=self.access), **data)
         return Response({"fixed_charge_key": profile.fixed_charge_key})
