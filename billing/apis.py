@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 import django_filters
@@ -18,9 +19,9 @@ from rest_framework.response import Response
 from accounts.selectors import tenant_get
 from billing import documents, selectors, services
 from billing.errors import BillingError
-from billing.models import Bill, Contract, DemandMode, Tariff, TariffVersion
+from billing.models import Bill, Contract, CostCentre, DemandMode, FixedChargeKey, Tariff, TariffVersion
 from devices.apis import TenantPk
-from devices.selectors import facility_list
+from devices.selectors import facility_list, load_list
 from integrations.api.fields import OffsetDateTimeField
 from integrations.api.views import MAX_ID, IdFilter, TenantApiView
 from integrations.scopes import BILLING_READ, BILLING_WRITE
@@ -195,6 +196,75 @@ class ContractDetailApi(BillingApi, generics.RetrieveAPIView):  # type: ignore[t
         contract = self.get_object()
         self.require(self.access.is_admin, "Only tenant admins end contracts.")
         services.contract_delete(contract=contract)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Cost allocation: the key for fixed charges, and cost centres -------------------------------
+
+
+class AllocationKey(serializers.Serializer):  # type: ignore[type-arg]
+    fixed_charge_key = serializers.ChoiceField(
+        choices=FixedChargeKey.choices, help_text="How fixed charges are shared among loads: equal, kwh or area."
+    )
+
+
+class AllocationKeyApi(BillingApi):
+    """The tenant's key for sharing fixed charges among loads (the portal's tariffs page sets the same)."""
+
+    @extend_schema(responses={200: AllocationKey})
+    def get(self, request: Request) -> Response:
+        profile = selectors.billing_profile(tenant_id=self.access.tenant_id)
+        return Response({"fixed_charge_key": profile.fixed_charge_key})
+
+    @extend_schema(request=AllocationKey, responses={200: AllocationKey, 400: OpenApiResponse()})
+    def put(self, request: Request) -> Response:
+        data = self.parse(AllocationKey, request.data)
+        self.require(self.access.is_admin, "Only tenant admins choose the allocation key.")
+        profile = services.billing_profile_set(tenant=tenant_get(access=self.access), **data)
+        return Response({"fixed_charge_key": profile.fixed_charge_key})
+
+
+class CostCentreOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = CostCentre
+        fields = ["id", "name", "area_m2", "loads"]
+
+
+class CostCentreInput(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=120)
+    area_m2 = serializers.DecimalField(max_digits=10, decimal_places=1, min_value=Decimal(0), default=Decimal(0))
+    loads = serializers.ListField(child=TenantPk(selector=load_list), max_length=500, default=list)
+
+
+class CostCentreListApi(BillingApi, generics.ListAPIView):  # type: ignore[type-arg]
+    """Cost centres: loads grouped, each with the area the `area` key shares fixed charges by."""
+
+    model = CostCentre
+    serializer_class = CostCentreOutput
+
+    def get_queryset(self) -> QuerySet[CostCentre]:
+        return self.empty() if self.is_schema_generation else selectors.cost_centre_list(access=self.access)
+
+    @extend_schema(request=CostCentreInput, responses={201: CostCentreOutput, 400: OpenApiResponse()})
+    def post(self, request: Request) -> Response:
+        data = self.parse(CostCentreInput, request.data)
+        self.require(self.access.is_admin, "Only tenant admins create cost centres.")
+        centre = services.cost_centre_create(tenant=tenant_get(access=self.access), **data)
+        return Response(CostCentreOutput(centre).data, status=201)
+
+
+class CostCentreDetailApi(BillingApi, generics.RetrieveAPIView):  # type: ignore[type-arg]
+    model = CostCentre
+    serializer_class = CostCentreOutput
+
+    def get_queryset(self) -> QuerySet[CostCentre]:
+        return self.empty() if self.is_schema_generation else selectors.cost_centre_list(access=self.access)
+
+    @extend_schema(responses={204: None, 404: OpenApiResponse()})
+    def delete(self, request: Request, pk: int) -> Response:
+        centre = self.get_object()
+        self.require(self.access.is_admin, "Only tenant admins delete cost centres.")
+        services.cost_centre_delete(centre=centre)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

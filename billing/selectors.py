@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -37,7 +37,7 @@ from billing.errors import BillingError
 from billing.models import Bill, BillingProfile, Contract, CostCentre, FixedChargeKey, Tariff, TariffVersion
 from devices.models import Channel, Facility, Load
 from devices.quantities import Quantity
-from devices.selectors import facility_list
+from devices.selectors import channel_allocation_changes, facility_list
 from readings.models import Resolution as ResolutionLevel
 from readings.rollups import interval_edges
 from readings.store import get_store
@@ -263,17 +263,63 @@ def _channels(metering: Metering) -> list[Channel]:
     return list({c.pk: c for c in (*metering.main, *(c for cs in metering.loads.values() for c in cs))}.values())
 
 
-def _usage(metering: Metering, kwh: dict[int, np.ndarray], edges: np.ndarray) -> Usage:
+_NO_LOAD = -1
+
+
+def _loads_by_interval(*, access: Access, channels: Sequence[Channel], edges: np.ndarray) -> dict[int, np.ndarray]:
+    """Each channel's load id per 15-minute interval of `edges` (`_NO_LOAD` for none), from its dated
+    allocations: an interval belongs to the load the channel fed at the interval's start."""
+    if not channels:
+        return {}
+    starts = edges[:-1]
+    changes = channel_allocation_changes(
+        access=access,
+        channel_ids=[c.pk for c in channels],
+        start=datetime.fromtimestamp(int(edges[0]) / 1000, tz=UTC),
+        end=datetime.fromtimestamp(int(edges[-1]) / 1000, tz=UTC),
+    )
+    result: dict[int, np.ndarray] = {}
+    for channel_id, steps in changes.items():
+        loads = np.full(len(starts), _NO_LOAD, dtype=np.int64)
+        for valid_from, load_id in steps:
+            loads[starts >= int(valid_from.timestamp() * 1000)] = _NO_LOAD if load_id is None else load_id
+        result[channel_id] = loads
+    return result
+
+
+def _usage(metering: Metering, kwh: dict[int, np.ndarray], edges: np.ndarray, loads_at: dict[int, np.ndarray]) -> Usage:
+    """Main meter and per-load kWh per interval. A channel's kWh goes, interval by interval, to the load
+    its allocation names then: a submeter moved mid-month is split at the move."""
     length = len(edges) - 1
-    main = _sum([kwh[c.pk] for c in metering.main if c.pk in kwh], length)
-    loads = {lid: _sum([kwh[c.pk] for c in members if c.pk in kwh], length) for lid, members in metering.loads.items()}
+    mains = {c.load.pk for c in metering.main if c.load is not None and c.load.kind == Load.Kind.MAINS}
+    channels = [c for c in _channels(metering) if c.pk in kwh]
+
+    def fed(channel: Channel) -> np.ndarray:
+        return loads_at.get(channel.pk, np.full(length, channel.load_id or _NO_LOAD, dtype=np.int64))
+
+    if mains:
+        main = _sum([np.where(np.isin(fed(c), sorted(mains)), kwh[c.pk], np.nan) for c in channels], length)
+    else:  # no main meter: every load together is the facility
+        main = _sum([kwh[c.pk] for c in metering.main if c.pk in kwh], length)
+    load_ids = set(metering.loads) | {int(i) for c in channels for i in np.unique(fed(c))}
+    load_ids -= mains | {_NO_LOAD}
+    loads = {
+        lid: _sum([np.where(fed(c) == lid, kwh[c.pk], np.nan) for c in channels if (fed(c) == lid).any()], length)
+        for lid in sorted(load_ids)
+    }
     return Usage(starts_ms=edges[:-1], kwh=main, loads=loads)
 
 
 def facility_usage(*, access: Access, facility: Facility, start_ms: int, end_ms: int, metering: Metering) -> Usage:
     """The facility's kWh per 15-minute interval over [start_ms, end_ms), main meter and each load."""
     edges = interval_edges("15m", ZoneInfo(facility.timezone), start_ms, end_ms)
-    return _usage(metering, _kwh_by_channel(access=access, channels=_channels(metering), edges=edges), edges)
+    channels = _channels(metering)
+    return _usage(
+        metering,
+        _kwh_by_channel(access=access, channels=channels, edges=edges),
+        edges,
+        _loads_by_interval(access=access, channels=channels, edges=edges),
+    )
 
 
 # --- Tariff segments of a month ---------------------------------------------------------------
@@ -468,6 +514,8 @@ def _bill(
             access=access, facility=facility, start_ms=period.start_ms, end_ms=end_ms, metering=metering
         )
     names = {c.load_id: c.load.name for cs in metering.loads.values() for c in cs if c.load_id and c.load}
+    if set(usage.loads) - set(names):  # a load a channel fed earlier in the month, none feeds now
+        names.update(Load.objects.filter(pk__in=set(usage.loads) - set(names)).values_list("pk", "name"))
     centres: dict[int, tuple[str, float, int]] = {}  # load -> (cost centre, its area, its loads here)
     rows = []
     if facility.has_centres:  # type: ignore[attr-defined]
@@ -605,8 +653,9 @@ def client_month(*, access: Access, year: int, month: int, now_ms: int) -> list[
         for chunk in chunks:
             channels = [c for g in chunk for c in _channels(meterings.get(g.pk, NO_METERING))]
             kwh = _kwh_by_channel(access=access, channels=channels, edges=edges)
+            loads_at = _loads_by_interval(access=access, channels=channels, edges=edges)
             for g in chunk:
-                usages[g.pk] = _usage(meterings.get(g.pk, NO_METERING), kwh, edges)
+                usages[g.pk] = _usage(meterings.get(g.pk, NO_METERING), kwh, edges, loads_at)
     rows: list[Bill | ComputedBill] = []
     for facility in facilities:
         if facility.pk in issued:

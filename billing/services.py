@@ -196,6 +196,11 @@ def cost_centre_create(
     return centre
 
 
+def cost_centre_delete(*, centre: CostCentre) -> None:
+    """Remove a cost centre; its loads stay, and later bills share their fixed charges without it."""
+    centre.delete()
+
+
 # --- Bills --------------------------------------------------------------------------------------
 
 

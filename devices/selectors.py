@@ -113,6 +113,25 @@ def channel_loads_at(*, access: Access, channel_ids: list[int], at: datetime) ->
     return result
 
 
+def channel_allocation_changes(
+    *, access: Access, channel_ids: list[int], start: datetime, end: datetime
+) -> dict[int, list[tuple[datetime, int | None]]]:
+    """Per channel within reach: [(from, load id or None)], the load it fed at `start` and then each
+    reallocation in (start, end), oldest first. Bills split a channel's consumption at these times."""
+    at_start = channel_loads_at(access=access, channel_ids=channel_ids, at=start)
+    result: dict[int, list[tuple[datetime, int | None]]] = {pk: [(start, load)] for pk, load in at_start.items()}
+    moves = (
+        ChannelAllocation.objects.filter(
+            tenant_id=access.tenant_id, channel_id__in=list(result), valid_from__gt=start, valid_from__lt=end
+        )
+        .order_by("channel_id", "valid_from")
+        .values_list("channel_id", "valid_from", "load_id")
+    )
+    for channel_id, valid_from, load_id in moves:
+        result[channel_id].append((valid_from, load_id))
+    return result
+
+
 def channel_load_at(*, access: Access, channel_id: int, at: datetime) -> Load | None:
     """The load channel `channel_id` fed at time `at` (aware), or None. Raises Channel.DoesNotExist out of reach."""
     channel_get(access=access, channel_id=channel_id)

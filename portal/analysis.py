@@ -206,14 +206,21 @@ def channel_grid(
     if not answers:
         empty = np.empty(0, dtype=np.int64)
         return Grid(starts_ms=empty, ends_ms=empty, values={})
-    starts = np.unique(np.concatenate([s.timestamps_ms for s in answers.values()]))
+    first = next(iter(answers.values())).timestamps_ms
+    aligned = all(np.array_equal(s.timestamps_ms, first) for s in answers.values())
+    # Channels of one facility usually report the same intervals: then no merge is needed.
+    starts = first if aligned else np.unique(np.concatenate([s.timestamps_ms for s in answers.values()]))
     ends = np.zeros(len(starts), dtype=np.int64)
     values: dict[int, npt.NDArray[np.float64]] = {}
     for channel_id, series in answers.items():
+        assert series.ends_ms is not None
+        if aligned:
+            values[channel_id] = series.values[aggregate].astype(np.float64)
+            ends = series.ends_ms
+            continue
         column = np.full(len(starts), np.nan)
         positions = np.searchsorted(starts, series.timestamps_ms)
         column[positions] = series.values[aggregate]
-        assert series.ends_ms is not None
         ends[positions] = series.ends_ms
         values[channel_id] = column
     # Intervals are whole rollup intervals overlapping the period; keep those that start inside it.

@@ -143,13 +143,19 @@ class FacilityPower:
         return frozenset(self._counted)
 
     def update(self, values: dict[str, list[float | None]]) -> bool:
-        """Take the newest non-empty value of each counted channel; True when one changed."""
+        """Take the newest non-empty value of each counted channel; True when one changed.
+
+        A value outside the channel's plausible range is left out, as the rollups, peaks and bills
+        leave it out (one 500 kW glitch on a 6 kW shop must not flash on the dashboard or the projection).
+        """
         changed = False
         for key, series in values.items():
             channel = self._counted.get(int(key))
             if channel is None:
                 continue
-            latest = next((v for v in reversed(series) if v is not None and math.isfinite(v)), None)
+            latest = next(
+                (v for v in reversed(series) if v is not None and math.isfinite(v) and channel.plausible(v)), None
+            )
             if latest is not None:
                 self._latest_kw[channel.id] = latest * UNIT_TO_KILO[channel.unit]
                 changed = True

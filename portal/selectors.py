@@ -43,6 +43,8 @@ class ChannelView:
     quantity_label: str
     unit: str
     phase: str
+    plausible_min: float | None = None
+    plausible_max: float | None = None
 
     @property
     def info(self) -> ChannelInfo:
@@ -53,6 +55,8 @@ class ChannelView:
             quantity=self.quantity,
             unit=self.unit,
             phase=self.phase,
+            plausible_min=self.plausible_min,
+            plausible_max=self.plausible_max,
         )
 
 
@@ -158,6 +162,8 @@ def _layout(*, access: Access, facility: Facility, devices: Iterable[Device]) ->
             quantity_label=Quantity(c.quantity).label,
             unit=c.unit,
             phase=c.phase,
+            plausible_min=c.plausible_min,
+            plausible_max=c.plausible_max,
         )
         for c in channel_list(access=access).filter(device_id__in=device_ids).order_by("device__name", "index")
     ]
@@ -288,6 +294,8 @@ def park_live_layouts(*, access: Access, facility_ids: Iterable[int]) -> dict[in
                 quantity_label="",
                 unit=c.unit,
                 phase=c.phase,
+                plausible_min=c.plausible_min,
+                plausible_max=c.plausible_max,
             )
         )
     mains = set(

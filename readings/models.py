@@ -88,6 +88,39 @@ class Rollup(models.Model):
         return f"channel {self.channel_id}: {self.get_resolution_display()} from {self.start_ms}"
 
 
+class RollupPack(models.Model):
+    """A read copy of one channel's rollup rows at one resolution over one window, packed column by column.
+
+    `readings_rollup` stays the table rollups are written to; a pack holds the same rows of a settled
+    window as one blob, so a year of 15-minute values is a few dozen rows to read instead of 35,040.
+    `data` is ROLLUP_FIELDS in order, each as `intervals` little-endian 8-byte values (int64 or
+    float64), so a reader fetches only the fields it needs with `substr`. A rollup write marks its
+    window's pack `stale` (readers then use the rows) until the packer rebuilds it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant_id = models.BigIntegerField()
+    channel_id = models.BigIntegerField()
+    resolution = models.SmallIntegerField(choices=Resolution.choices)
+    window_ms = models.BigIntegerField()
+    window_end_ms = models.BigIntegerField()
+    intervals = models.IntegerField(default=0)
+    data = models.BinaryField(default=b"")
+    stale = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "readings_rollup_pack"
+        constraints = [
+            models.UniqueConstraint(fields=["channel_id", "resolution", "window_ms"], name="rollup_pack_unique_window")
+        ]
+        indexes = [
+            models.Index(fields=["window_end_ms"], condition=models.Q(stale=True), name="rollup_pack_stale_end"),
+        ]
+
+    def __str__(self) -> str:
+        return f"channel {self.channel_id}: {self.get_resolution_display()} pack from {self.window_ms}"
+
+
 class DirtyInterval(models.Model):
     """A 15-minute interval of a device that received data since its channels' rollups were computed.
 

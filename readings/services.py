@@ -37,7 +37,7 @@ from readings.rollups import (
     interval_edges,
 )
 from readings.store import ReadingsStore, get_store
-from readings.store.base import DAY_MS, EMPTY, INTERVAL_MS, Chunk, DirtyMark, Points, RollupRows
+from readings.store.base import DAY_MS, EMPTY, INTERVAL_MS, PACK_SETTLE_MS, Chunk, DirtyMark, Points, RollupRows
 from readings.store.sql import log_conflicts, merge_counting, merge_points
 from readings.wire import encode_batches
 
@@ -435,6 +435,12 @@ def _coarse_levels(
 def readings_compact(*, max_windows: int = 500) -> int:
     """Merge small ingest buckets into one packed bucket per channel and day; returns windows merged."""
     return get_store().compact(max_windows=max_windows)
+
+
+def rollups_pack(*, max_windows: int = 500, now_ms: int | None = None) -> int:
+    """Pack the settled rollup windows whose rows changed since their last pack; returns the windows packed."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return get_store().pack_rollups(max_windows=max_windows, before_ms=now_ms - PACK_SETTLE_MS)
 
 
 def readings_apply_retention(*, now_ms: int | None = None) -> int:

@@ -105,6 +105,11 @@ def readings_compact_task(self: Task, max_windows: int = 2000) -> int:
     return _with_database(self, lambda: services.readings_compact(max_windows=max_windows))
 
 
+@shared_task(name="readings.rollups_pack", bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def rollups_pack_task(self: Task, max_windows: int = 2000) -> int:
+    return _with_database(self, lambda: services.rollups_pack(max_windows=max_windows))
+
+
 @shared_task(name="readings.retention", bind=True, acks_late=True, ignore_result=True, max_retries=None)
 def readings_retention_task(self: Task) -> int:
     return _with_database(self, lambda: services.readings_apply_retention())

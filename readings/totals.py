@@ -22,6 +22,14 @@ class ChannelInfo:
     quantity: str
     unit: str
     phase: str
+    # The channel's plausible range in its unit (None: open); readings outside it are left out.
+    plausible_min: float | None = None
+    plausible_max: float | None = None
+
+    def plausible(self, value: float) -> bool:
+        return (self.plausible_min is None or value >= self.plausible_min) and (
+            self.plausible_max is None or value <= self.plausible_max
+        )
 
 
 def counted_channels(

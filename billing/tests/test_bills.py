@@ -229,6 +229,36 @@ def test_the_allocation_to_loads_and_the_unmetered_rest_sums_to_the_bill():
     assert max(fixed) - min(fixed) <= Decimal("0.01")
 
 
+def test_a_submeter_moved_to_another_load_mid_month_is_split_at_the_move():
+    from devices.services import channel_allocate
+
+    mf = metered_facility()
+    _contract(mf, [version_data()])
+    lo, hi = month_bounds(2026, 4, BERLIN)
+    raw = simulate(mf, lo, hi, seed=12)
+    refrigeration, hvac_channel = mf.loads["Refrigeration"][0], mf.loads["HVAC"][1]
+    moved = datetime(2026, 4, 14, 10, 7, tzinfo=BERLIN)
+    channel_allocate(
+        access=access_for_tenant(tenant=mf.facility.tenant), channel=hvac_channel, load=refrigeration, valid_from=moved
+    )
+    result = _compute(mf, 2026, 4).result
+    rows = {row.name: row for row in result.allocation}
+
+    # Independently: each quarter hour of the HVAC submeter goes to the load it fed at the quarter's start.
+    moved_ms = int(moved.timestamp() * 1000)
+    hvac = interval_kwh(*raw[hvac_channel.pk])
+    fridge = interval_kwh(*raw[mf.loads["Refrigeration"][1].pk])
+    hvac_before = sum(kwh for start, kwh in hvac.items() if start < moved_ms)
+    hvac_after = sum(kwh for start, kwh in hvac.items() if start >= moved_ms)
+    assert 0 < hvac_before and 0 < hvac_after
+    assert rows["HVAC"].kwh == pytest.approx(hvac_before, rel=1e-9)
+    assert rows["Refrigeration"].kwh == pytest.approx(sum(fridge.values()) + hvac_after, rel=1e-9)
+    main = interval_kwh(*raw[mf.main.pk])
+    unmetered = sum(main.values()) - sum(hvac.values()) - sum(fridge.values())
+    assert rows["Unmetered (main meter minus submeters)"].kwh == pytest.approx(unmetered, rel=1e-9)
+    assert sum(row.total for row in rows.values()) == result.gross
+
+
 def test_a_peak_report_lists_the_top_intervals_with_the_loads_that_made_them():
     mf = metered_facility()
     _contract(mf, [version_data()])

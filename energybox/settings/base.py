@@ -181,6 +181,7 @@ CELERY_TASK_ROUTES = {"readings.ingest": {"queue": "readings"}}
 CELERY_BEAT_SCHEDULE = {
     "readings-rollups": {"task": "readings.rollups_refresh", "schedule": 10.0},
     "readings-compact": {"task": "readings.compact", "schedule": 300.0},
+    "readings-rollups-pack": {"task": "readings.rollups_pack", "schedule": 300.0},
     "readings-retention": {"task": "readings.retention", "schedule": 3600.0},
     "oauth-clear-expired-tokens": {"task": "integrations.clear_expired_tokens", "schedule": 3600.0},
     "firmware-rollouts-advance": {"task": "firmware.rollouts_advance", "schedule": 5.0},

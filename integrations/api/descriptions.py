@@ -453,6 +453,37 @@ OPERATIONS: dict[str, tuple[str, str]] = {
         "Remove the contract; bills already issued stay as they are. Only tenant admins (403 otherwise); "
         "another tenant's contract is a 404. Scope `billing:write`.",
     ),
+    "billing_allocation_key_retrieve": (
+        "Get the allocation key",
+        "How your bills share fixed charges (standing charge, metering) among loads: `equal`, by `kwh` or by "
+        "the cost centres' `area`. Scope `billing:read`.",
+    ),
+    "billing_allocation_key_update": (
+        "Choose the allocation key",
+        "Set how fixed charges are shared among loads from now on: `equal`, `kwh` or `area`; another value is a "
+        "400. Bills already issued keep their allocation. Only tenant admins (403 otherwise). Scope "
+        "`billing:write`.",
+    ),
+    "cost_centres_list": (
+        "List cost centres",
+        "Your cost centres, each with its name, area in m² and the loads it groups; bills allocate each load's "
+        "cost to its cost centre. Scope `billing:read`.",
+    ),
+    "cost_centres_create": (
+        "Add a cost centre",
+        "Group `loads` into a cost centre with a `name` (unique in your tenant) and an `area_m2` (0 or more), "
+        "which the `area` key shares fixed charges by. A load you cannot see, a repeated name or a negative "
+        "area is a 400. Only tenant admins (403 otherwise). Scope `billing:write`.",
+    ),
+    "cost_centres_retrieve": (
+        "Get a cost centre",
+        "One cost centre by id; another tenant's is a 404. Scope `billing:read`.",
+    ),
+    "cost_centres_destroy": (
+        "Delete a cost centre",
+        "Remove the cost centre; its loads stay. Only tenant admins (403 otherwise); another tenant's cost "
+        "centre is a 404. Scope `billing:write`.",
+    ),
     "bills_list": (
         "List bills",
         "Issued bills, every version, with their totals, energy and peak; filter by `facility`, `month` "

@@ -63,6 +63,9 @@ urlpatterns = [
     path("bills/<int:pk>/", billing.BillDetailApi.as_view(), name="bill-detail"),
     path("bills/<int:pk>/export.<str:fmt>", billing.BillExportApi.as_view(), name="bill-export"),
     path("peaks/", billing.PeakApi.as_view(), name="peaks"),
+    path("billing/allocation-key/", billing.AllocationKeyApi.as_view(), name="allocation-key"),
+    path("cost-centres/", billing.CostCentreListApi.as_view(), name="cost-centre-list"),
+    path("cost-centres/<int:pk>/", billing.CostCentreDetailApi.as_view(), name="cost-centre-detail"),
     path("facilities/<int:pk>/analysis/", analysis.FacilityAnalysisApi.as_view(), name="facility-analysis"),
     path("benchmark/", analysis.BenchmarkApi.as_view(), name="benchmark"),
 ]

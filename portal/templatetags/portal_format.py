@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from django import template
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.formats import number_format
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
+
+_JSON_ENCODER = DjangoJSONEncoder()
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON safe inside <script>, as Django's `json_script` writes it, but with orjson: a month of
+    40 channels at 15 minutes (about 3 MB) takes a few ms instead of the json module's ~80 ms."""
+    data = orjson.dumps(value, default=_JSON_ENCODER.default, option=orjson.OPT_NON_STR_KEYS)
+    return data.replace(b"<", b"\\u003C").replace(b">", b"\\u003E").replace(b"&", b"\\u0026").decode()
+
+
+@register.filter
+def json_data(value: Any, element_id: str) -> SafeString:
+    """`json_script` for the large figures of the analysis pages (same output, faster)."""
+    return format_html('<script id="{}" type="application/json">{}</script>', element_id, mark_safe(json_text(value)))  # noqa: S308 - escaped as json_script does
 
 
 @register.filter

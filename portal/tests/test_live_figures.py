@@ -6,6 +6,7 @@ Each figure is checked against a NumPy computation over the same samples, writte
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -83,6 +84,31 @@ def test_every_sample_of_a_15_sample_batch_counts_in_the_live_kwh_and_the_projec
     figures = live.figures(at)
     assert figures["demand"]["projection_kw"] == pytest.approx(projection, abs=1e-3)
     assert figures["demand"]["energy_kwh"] == pytest.approx(energy, abs=1e-4)
+
+
+def test_a_reading_outside_the_plausible_range_moves_neither_the_live_kw_nor_the_projection(frozen_now):
+    start = ms("2026-11-26T10:00:00")
+    frozen_now(start)
+    channel = ChannelView(1, 10, 7, "P", "active_power", "Active power", "W", "total", plausible_max=20_000.0)
+    live = FacilityLive(layout=dataclasses.replace(_layout(), channels=(channel,)), history=None)
+    ts = start + np.arange(0, 6 * 60_000, 2_000, dtype=np.int64)
+    watts = np.random.default_rng(5).uniform(2_000, 6_000, len(ts))
+    watts[100] = 500_000.0  # one glitch of 500 kW on a 6 kW shop, inside a batch
+    watts[-1] = 480_000.0  # and one as the newest sample
+    for batch_ts, values in _batches(ts, watts):
+        live.apply(device_id=10, ts=batch_ts, values=values)
+
+    at = int(ts[-1])
+    keep = watts <= 20_000
+    kept_ts, kw = ts[keep], watts[keep] / 1000
+    # Without the glitches: each plausible sample's level holds until the next plausible one.
+    energy = float(np.sum(kw[:-1] * np.diff(kept_ts)) / 3_600_000)
+    projection = (energy + kw[-1] * (start + Q - int(kept_ts[-1])) / 3_600_000) * 3_600_000 / (start + Q - int(ts[0]))
+    figures = live.figures(at)
+    assert figures["power"]["total_kw"] == pytest.approx(kw[-1], abs=1e-3)
+    assert figures["demand"]["energy_kwh"] == pytest.approx(energy, abs=1e-4)
+    assert figures["demand"]["projection_kw"] == pytest.approx(projection, abs=1e-3)
+    assert figures["demand"]["projection_kw"] < 7
 
 
 def test_a_completed_quarter_above_the_month_peak_becomes_the_peak_and_a_new_month_starts_without_one(frozen_now):

@@ -17,6 +17,12 @@ import numpy.typing as npt
 DAY_MS = 86_400_000
 INTERVAL_MS = 900_000  # the 15-minute rollup grid; every real UTC offset is a multiple of it
 
+# The window of a rollup pack per resolution (1 = 15m ... 4 = 1mo), aligned to the epoch: about 700
+# intervals of 15 minutes or hours, a year of days, a decade of months (see `readings.models.RollupPack`).
+PACK_SPAN_MS = {1: 7 * DAY_MS, 2: 28 * DAY_MS, 3: 364 * DAY_MS, 4: 3640 * DAY_MS}
+# A window is packed once it ended this long ago: later rollup writes to it are rare, and make it stale.
+PACK_SETTLE_MS = DAY_MS
+
 Int64Array = npt.NDArray[np.int64]
 Float64Array = npt.NDArray[np.float64]
 
@@ -128,7 +134,14 @@ class ReadingsStore(Protocol):
     def release_dirty(self, *, ids: Sequence[int]) -> None:
         """Delete the marks of `dirty_snapshot` whose rollups were written; inside that write transaction."""
 
-    def write_rollups(self, *, rows: Sequence[RollupRows]) -> None: ...
+    def write_rollups(self, *, rows: Sequence[RollupRows]) -> None:
+        """Upsert rollup intervals; the packs of their windows become stale until `pack_rollups`."""
+
+    def mark_all_packs_stale(self) -> None:
+        """Mark the pack of every window with rollups stale (after rows were loaded without `write_rollups`)."""
+
+    def pack_rollups(self, *, max_windows: int, before_ms: int) -> int:
+        """Rebuild up to `max_windows` stale packs of windows ending at or before `before_ms`; returns them."""
 
     def delete_rollups(self, *, tenant_id: int, channel_ids: Sequence[int], resolutions: Sequence[int]) -> int:
         """Delete the channels' rollups at the given resolutions (1 = 15m ... 4 = 1mo); returns the rows deleted."""

@@ -20,6 +20,7 @@ from readings.store import codec
 from readings.store.base import (
     DAY_MS,
     EMPTY,
+    PACK_SPAN_MS,
     ROLLUP_FIELDS,
     Chunk,
     DirtyMark,
@@ -35,6 +36,12 @@ _BUCKET_COLUMNS = "tenant_id, channel_id, window_ms, first_ms, last_ms, count, p
 # compaction of its window, so it precedes the plain buckets that arrived since, whatever its id.
 _WRITE_ORDER = "packed DESC, id"
 _ROLLUP_INT_FIELDS = {"start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps", "flags"}
+
+
+def _packed_column(name: str) -> str:
+    """A rollup column as its 8-byte big-endian binary form (NumPy's ">i8" or ">f8")."""
+    kind = "int8" if name in _ROLLUP_INT_FIELDS else "float8"
+    return f"{kind}send({name}::{kind})"
 
 
 def window_of(timestamp_ms: int) -> int:
@@ -466,6 +473,7 @@ class SqlStore:
                     f"SELECT * FROM unnest({arrays}) {conflict}",
                     [literal(array.tolist()) for array in [*keys, *columns]],
                 )
+                self._mark_packs_stale(cursor, blocks)
                 return
             records: list[tuple[Any, ...]] = []
             for block in blocks:
@@ -478,6 +486,74 @@ class SqlStore:
                 + conflict,
                 records,
             )
+            self._mark_packs_stale(cursor, blocks)
+
+    def _mark_packs_stale(self, cursor: Any, blocks: Sequence[RollupRows]) -> None:
+        # The upsert locks the pack row: a packer rebuilding it meanwhile commits first, and its pack
+        # is then marked stale again here, so a pack never hides a rollup written after it was read.
+        marks = sorted(
+            {
+                (block.channel_id, block.resolution, int(window)): block.tenant_id
+                for block in blocks
+                for span in [PACK_SPAN_MS[block.resolution]]
+                for window in np.unique(block.columns["start_ms"] - block.columns["start_ms"] % span).tolist()
+            }.items()
+        )
+        cursor.executemany(
+            "INSERT INTO readings_rollup_pack "
+            "(tenant_id, channel_id, resolution, window_ms, window_end_ms, intervals, data, stale) "
+            "VALUES (%s, %s, %s, %s, %s, 0, %s, %s) "
+            "ON CONFLICT (channel_id, resolution, window_ms) DO UPDATE SET stale = excluded.stale",
+            [
+                (tenant, channel, resolution, window, window + PACK_SPAN_MS[resolution], b"", True)
+                for (channel, resolution, window), tenant in marks
+            ],
+        )
+
+    def mark_all_packs_stale(self) -> None:
+        """Give every window that has rollup rows a stale pack: after rows were loaded around `write_rollups`
+        (the migration that brought packs, a bulk COPY), so that `pack_rollups` packs them."""
+        span = "CASE resolution " + " ".join(f"WHEN {r} THEN {ms}" for r, ms in PACK_SPAN_MS.items()) + " END"
+        with self._connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO readings_rollup_pack "
+                "(tenant_id, channel_id, resolution, window_ms, window_end_ms, intervals, data, stale) "
+                "SELECT min(tenant_id), channel_id, resolution, window_ms, window_ms + span, 0, %s, %s FROM ("
+                f"SELECT tenant_id, channel_id, resolution, start_ms - start_ms %% ({span}) AS window_ms, "
+                f"{span} AS span FROM readings_rollup) AS windows GROUP BY channel_id, resolution, window_ms, span "
+                "ON CONFLICT (channel_id, resolution, window_ms) DO UPDATE SET stale = excluded.stale",
+                [b"", True],
+            )
+
+    def pack_rollups(self, *, max_windows: int, before_ms: int) -> int:
+        lock = " FOR UPDATE SKIP LOCKED" if self._postgres else ""
+        packed = 0
+        with transaction.atomic(using=self.alias), self._connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, tenant_id, channel_id, resolution, window_ms, window_end_ms FROM readings_rollup_pack "
+                f"WHERE stale AND window_end_ms <= %s ORDER BY window_end_ms LIMIT %s{lock}",
+                [before_ms, max_windows],
+            )
+            for pk, tenant_id, channel_id, resolution, window_ms, window_end_ms in cursor.fetchall():
+                columns = self._read_rows(
+                    cursor,
+                    "WHERE tenant_id = %s AND channel_id = %s AND resolution = %s AND start_ms >= %s AND start_ms < %s",
+                    [tenant_id, channel_id, resolution, window_ms, window_end_ms],
+                    list(ROLLUP_FIELDS),
+                ).get(channel_id)
+                if columns is None:
+                    cursor.execute("DELETE FROM readings_rollup_pack WHERE id = %s", [pk])
+                    continue
+                data = b"".join(
+                    np.asarray(column, dtype="<i8" if name in _ROLLUP_INT_FIELDS else "<f8").tobytes()
+                    for name, column in zip(ROLLUP_FIELDS, columns, strict=True)
+                )
+                cursor.execute(
+                    "UPDATE readings_rollup_pack SET intervals = %s, data = %s, stale = %s WHERE id = %s",
+                    [len(columns[0]), data, False, pk],
+                )
+                packed += 1
+        return packed
 
     def delete_rollups(self, *, tenant_id: int, channel_ids: Sequence[int], resolutions: Sequence[int]) -> int:
         if not channel_ids or not resolutions:
@@ -485,6 +561,11 @@ class SqlStore:
         clause, params = self._in(channel_ids)
         levels, level_params = self._in(resolutions)
         with self._connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM readings_rollup_pack WHERE tenant_id = %s AND channel_id {clause} "
+                f"AND resolution {levels}",
+                [tenant_id, *params, *level_params],
+            )
             cursor.execute(
                 f"DELETE FROM readings_rollup WHERE tenant_id = %s AND channel_id {clause} AND resolution {levels}",
                 [tenant_id, *params, *level_params],
@@ -530,38 +611,138 @@ class SqlStore:
         if unknown:
             raise ValueError(f"unknown rollup fields {sorted(unknown)}")
         clause, params = self._in(channel_ids)
-        where = f"WHERE tenant_id = %s AND channel_id {clause} AND resolution = %s AND start_ms >= %s AND start_ms < %s"
-        args = [tenant_id, *params, resolution, start_ms, end_ms]
-        columns_by_channel: dict[int, list[Any]] = {}
+        parts: dict[int, list[list[Any]]] = defaultdict(list)
         with self._connection.cursor() as cursor:
-            if self._postgres:
-                # One row of arrays per channel, in binary: no Python tuple per interval.
-                aggregated = ", ".join(f"array_agg({name} ORDER BY start_ms)" for name in names)
-                with psycopg.Cursor(cursor.connection) as server_side_binding:
-                    server_side_binding.execute(
-                        f"SELECT channel_id, {aggregated} FROM readings_rollup {where} GROUP BY channel_id",
-                        args,
-                        binary=True,
-                    )
-                    for channel_id, *arrays in server_side_binding.fetchall():
-                        columns_by_channel[channel_id] = arrays
-            else:
-                cursor.execute(
-                    f"SELECT channel_id, {', '.join(names)} FROM readings_rollup {where} ORDER BY channel_id, start_ms",
-                    args,
+            covered = self._read_packs(cursor, tenant_id, clause, params, resolution, start_ms, end_ms, names, parts)
+            # The rows answer what no fresh pack covers: usually the last days, or nothing.
+            span = PACK_SPAN_MS[resolution]
+            by_gaps: dict[tuple[tuple[int, int], ...], list[int]] = defaultdict(list)
+            for channel_id in channel_ids:
+                by_gaps[_uncovered(covered.get(channel_id, set()), span, start_ms, end_ms)].append(channel_id)
+            for gaps, members in by_gaps.items():
+                if not gaps:
+                    continue
+                member_clause, member_params = self._in(members)
+                ranges = " OR ".join(["(start_ms >= %s AND start_ms < %s)"] * len(gaps))
+                rows = self._read_rows(
+                    cursor,
+                    f"WHERE tenant_id = %s AND channel_id {member_clause} AND resolution = %s AND ({ranges})",
+                    [tenant_id, *member_params, resolution, *(edge for gap in gaps for edge in gap)],
+                    names,
                 )
-                by_channel: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-                for record in cursor.fetchall():
-                    by_channel[record[0]].append(record[1:])
-                for channel_id, records in by_channel.items():
-                    columns_by_channel[channel_id] = list(zip(*records, strict=True))
+                for channel_id, arrays in rows.items():
+                    parts[channel_id].append(arrays)
         result: dict[int, RollupRows] = {}
-        for channel_id, arrays in columns_by_channel.items():
+        for channel_id, pieces in parts.items():
             columns: dict[str, Any] = {
-                name: np.array(column, dtype=np.int64 if name in _ROLLUP_INT_FIELDS else np.float64)
-                for name, column in zip(names, arrays, strict=True)
+                name: np.concatenate(
+                    [
+                        np.asarray(piece[i], dtype=np.int64 if name in _ROLLUP_INT_FIELDS else np.float64)
+                        for piece in pieces
+                    ]
+                )
+                for i, name in enumerate(names)
             }
+            if len(pieces) > 1:
+                order = np.argsort(columns["start_ms"], kind="stable")
+                columns = {name: column[order] for name, column in columns.items()}
             result[channel_id] = RollupRows(
                 tenant_id=tenant_id, channel_id=channel_id, resolution=resolution, columns=columns
             )
         return result
+
+    def _read_packs(
+        self,
+        cursor: Any,
+        tenant_id: int,
+        clause: str,
+        params: list[Any],
+        resolution: int,
+        start_ms: int,
+        end_ms: int,
+        names: Sequence[str],
+        parts: dict[int, list[list[Any]]],
+    ) -> dict[int, set[int]]:
+        """Append the fresh packs' columns (clipped to [start_ms, end_ms)) to `parts`; return their windows."""
+        # Only the wanted fields of each pack: `substr` of an uncompressed blob reads just their bytes.
+        slices = ", ".join(
+            f"substr(data, 1 + {ROLLUP_FIELDS.index(name)} * intervals * 8, intervals * 8)" for name in names
+        )
+        query = (
+            f"SELECT channel_id, window_ms, {slices} FROM readings_rollup_pack "
+            f"WHERE tenant_id = %s AND channel_id {clause} AND resolution = %s AND NOT stale "
+            "AND window_ms < %s AND window_end_ms > %s ORDER BY channel_id, window_ms"
+        )
+        args = [tenant_id, *params, resolution, end_ms, start_ms]
+        if self._postgres:
+            # Binary results: the blobs arrive as bytes, not as hex text to decode.
+            with psycopg.Cursor(cursor.connection) as binary_cursor:
+                binary_cursor.execute(query, args, binary=True)
+                packs = binary_cursor.fetchall()
+        else:
+            cursor.execute(query, args)
+            packs = cursor.fetchall()
+        covered: dict[int, set[int]] = defaultdict(set)
+        for channel_id, window_ms, *blobs in packs:
+            covered[channel_id].add(window_ms)
+            arrays = [
+                np.frombuffer(blob, dtype="<i8" if name in _ROLLUP_INT_FIELDS else "<f8")
+                for name, blob in zip(names, blobs, strict=True)
+            ]
+            starts = arrays[0]
+            lo, hi = np.searchsorted(starts, [start_ms, end_ms], side="left")
+            if hi > lo:
+                parts[channel_id].append([array[lo:hi] for array in arrays])
+        return covered
+
+    def _read_rows(self, cursor: Any, where: str, args: list[Any], names: Sequence[str]) -> dict[int, list[Any]]:
+        """The rollup rows matching `where`, per channel, as one sequence per field of `names`, by start_ms."""
+        columns_by_channel: dict[int, list[Any]] = {}
+        if self._postgres:
+            # One row per channel holding each column as one bytea of big-endian 8-byte values, which
+            # NumPy reads in place: no Python object per interval. No ORDER BY inside the aggregates
+            # (PostgreSQL 15 would sort every column of every channel again); all columns of a channel
+            # come from the same row sequence, so they stay aligned and NumPy sorts them by start_ms.
+            aggregated = ", ".join(f"string_agg({_packed_column(name)}, '')" for name in names)
+            with psycopg.Cursor(cursor.connection) as server_side_binding:
+                server_side_binding.execute(
+                    f"SELECT channel_id, {aggregated} FROM readings_rollup {where} GROUP BY channel_id",
+                    args,
+                    binary=True,
+                )
+                for channel_id, *packed in server_side_binding.fetchall():
+                    arrays = [
+                        np.frombuffer(data, dtype=">i8" if name in _ROLLUP_INT_FIELDS else ">f8")
+                        for name, data in zip(names, packed, strict=True)
+                    ]
+                    order = np.argsort(arrays[0], kind="stable")
+                    columns_by_channel[channel_id] = [array[order] for array in arrays]
+            return columns_by_channel
+        cursor.execute(
+            f"SELECT channel_id, {', '.join(names)} FROM readings_rollup {where} ORDER BY channel_id, start_ms", args
+        )
+        by_channel: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+        for record in cursor.fetchall():
+            by_channel[record[0]].append(record[1:])
+        for channel_id, records in by_channel.items():
+            columns_by_channel[channel_id] = list(zip(*records, strict=True))
+        return columns_by_channel
+
+
+def _uncovered(windows: set[int], span: int, start_ms: int, end_ms: int) -> tuple[tuple[int, int], ...]:
+    """The parts of [start_ms, end_ms) outside the given pack windows (each [w, w + span)), as ranges.
+
+    Walks the packs, not the calendar: a query may span centuries (start at the epoch) with few packs.
+    """
+    gaps: list[tuple[int, int]] = []
+    reached = start_ms
+    for window in sorted(windows):
+        lo, hi = max(window, start_ms), min(window + span, end_ms)
+        if hi <= lo:
+            continue
+        if lo > reached:
+            gaps.append((reached, lo))
+        reached = max(reached, hi)
+    if reached < end_ms:
+        gaps.append((reached, end_ms))
+    return tuple(gaps)
