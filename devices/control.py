@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 # Command types (the channel-layer message "type"); the gateway maps each to a handler.
 DISCONNECT = "device.disconnect"  # the key was revoked or rotated, or the device disabled: drop it now
 CONFIG = "device.config"  # push config entries: {"entries": {name: value}}
+# The device reconnected through another gateway: {"generation": n, "gateway": id} (gateway.cluster)
+REPLACED = "device.replaced"
 
 
 def device_control_group(device_id: int) -> str:
