@@ -75,7 +75,7 @@ async def test_a_sigkilled_gateway_behind_haproxy_loses_and_doubles_nothing(
     cert, key = certificate
     _, ctx = tls_contexts(tmp_path / "tls")
     await sync_to_async(purge_queues)("readings")
-    workers = [await sync_to_async(start_worker)(concurrency=1) for _ in range(2)]
+    workers = [await sync_to_async(start_worker)(concurrency=1, name=f"ingest{n}@%h") for n in range(2)]
     ports = [free_port(), free_port()]
     gateways = [
         await blocking(start_gateway)(port=port, cert=cert, key=key, log=tmp_path / f"gw{n}.log")
