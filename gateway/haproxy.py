@@ -11,13 +11,22 @@ another gateway. Used by `scripts/gateway-cluster.sh`, the tests and `bench/scal
 
 from __future__ import annotations
 
+import resource
 import sys
 from collections.abc import Sequence
 
 
+def maxconn_for_fd_limit() -> int:
+    """HAProxy needs two descriptors per proxied connection (device side and gateway side)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+    return max(256, (limit - 64) // 2)
+
+
 def haproxy_config(
-    *, frontend_port: int, backends: Sequence[tuple[str, int]], host: str = "127.0.0.1", maxconn: int = 200_000
+    *, frontend_port: int, backends: Sequence[tuple[str, int]], host: str = "127.0.0.1", maxconn: int | None = None
 ) -> str:
+    maxconn = maxconn or maxconn_for_fd_limit()
     servers = "\n".join(
         f"  server gw{n} {backend_host}:{port} check" for n, (backend_host, port) in enumerate(backends)
     )
