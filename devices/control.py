@@ -30,6 +30,8 @@ CONFIG = "device.config"  # push config entries: {"entries": {name: value}}
 # lasts without a renewal; 0 releases it}. The gateway switches the device to 2-s frames while any
 # lease holds, and back to batching a hold-over after the last one ends (gateway.livemode).
 LIVE = "device.live"
+# The device reconnected through another gateway: {"generation": n, "gateway": id} (gateway.cluster)
+REPLACED = "device.replaced"
 
 
 def device_control_group(device_id: int) -> str:

@@ -26,6 +26,7 @@ from devices import control
 from devices.keys import signature_valid
 from gateway import protocol as p
 from gateway import services
+from gateway.cluster import Cluster
 from gateway.control import ControlSubscriber
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
@@ -110,6 +111,7 @@ class Connection:
         self.inflight = 0
         self.closed = False
         self.offer: FirmwareOfferInfo | None = None
+        self.generation: int | None = None  # across gateways (gateway.cluster); None until claimed
         self._sequence = p.SequenceChecker()
         self.version = p.VERSION  # the protocol version agreed in the handshake
         self._frame_started = 0.0
@@ -475,8 +477,10 @@ class Gateway:
         config: GatewayConfig | None = None,
         enqueue: Enqueue = seam_enqueue,
         channel_layer: Any = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self.config = config or GatewayConfig()
+        self.cluster = cluster
         self.ssl_context = ssl_context
         self.batcher = IngestBatcher(
             enqueue=enqueue, linger_s=self.config.linger_s, max_inflight=self.config.max_inflight_enqueues
@@ -487,6 +491,7 @@ class Gateway:
         self.control.on(control.CONFIG, lambda device_id, message: self.push_config(device_id, message["entries"]))
         self.livemode = LiveModes(push=self.push_config, hold_over_s=self.config.live_hold_over_s)
         self.control.on(control.LIVE, self.livemode.on_command)
+        self.control.on(control.REPLACED, self._on_replaced_command)
         self.connections: dict[int, Connection] = {}
         self.stats: dict[str, int] = {}
         self.draining = False
@@ -560,6 +565,8 @@ class Gateway:
         await self.publisher.close()
         await self.control.close()
         await self.livemode.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.batcher.close()
         await sync_to_async(connections.close_all)()
         self._stopped.set()
@@ -606,6 +613,8 @@ class Gateway:
             self._online.add(identity.device_id)
             self.publisher.status(identity, online=True, last_seen_ms=now_ms())
             self.control.join(identity.device_id)
+        if self.cluster is not None:
+            self.cluster.claim(identity.device_id, functools.partial(setattr, connection, "generation"))
         self.count("authenticated")
         self.seen(identity.device_id)
 
@@ -617,9 +626,20 @@ class Gateway:
         self.control.leave(identity.device_id)
         self.livemode.disconnected(identity.device_id)
         self.seen(identity.device_id)
+        last_seen_ms = self._seen[identity.device_id]
+        if self.cluster is None:
+            self._went_offline(identity, last_seen_ms)
+        else:  # offline only if no other gateway took the device over meanwhile
+            self.cluster.release(
+                identity.device_id, connection.generation, functools.partial(self._went_offline, identity, last_seen_ms)
+            )
+
+    def _went_offline(self, identity: DeviceIdentity, last_seen_ms: int) -> None:
+        if identity.device_id in self.connections:  # it came back here before the release was answered
+            return
         self._online.discard(identity.device_id)
         self._offline.add(identity.device_id)
-        self.publisher.status(identity, online=False, last_seen_ms=self._seen[identity.device_id])
+        self.publisher.status(identity, online=False, last_seen_ms=last_seen_ms)
 
     async def _flush_presence(self) -> None:
         seen, self._seen = self._seen, {}
@@ -627,6 +647,8 @@ class Gateway:
         offline, self._offline = self._offline, set()
         if not seen:
             return
+        if self.cluster is not None and offline:
+            offline = await self.cluster.not_owned_elsewhere(offline)
         try:
             await _presence_record(last_seen_ms=seen, online=online, offline=offline)
         except Exception:
@@ -708,6 +730,17 @@ class Gateway:
             self.count("disconnected_by_command")
             code = p.ErrorCode.KEY_REVOKED if message.get("reason") == "key" else p.ErrorCode.AUTH_FAILED
             connection.close(code, str(message.get("message", "the device's access was withdrawn")))
+
+    def _on_replaced_command(self, device_id: int, message: dict[str, Any]) -> None:
+        connection = self.connections.get(device_id)
+        # Only an older connection goes: a device that came back here since must stay.
+        if (
+            connection is not None
+            and connection.generation is not None
+            and connection.generation < message["generation"]
+        ):
+            self.count("replaced_elsewhere")
+            connection.close(p.ErrorCode.REPLACED, "a newer connection of this device took over on another gateway")
 
     # --- config -----------------------------------------------------------------------------------
 

@@ -12,12 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from django.db import close_old_connections
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import close_old_connections, transaction
+from django.utils import timezone
 
 from devices.models import Channel, Device
 from firmware import selectors as firmware_selectors
 from firmware import services as firmware_services
 from firmware.models import FirmwareDelta, FirmwareImage, FirmwareTransfer
+from readings import live
 from readings import services as readings_services
 
 
@@ -109,6 +113,42 @@ def device_presence_record(*, last_seen_ms: dict[int, int], online: Iterable[int
     for status, changed in changes:
         for chunk in _chunks(sorted(changed)):
             devices.filter(pk__in=chunk).update(status=status)
+
+
+def device_presence_sweep(*, older_than_s: float, now: dt.datetime | None = None) -> int:
+    """Mark offline the devices still "online" that sent nothing for `older_than_s`: their gateway died.
+
+    A gateway that is SIGKILLed or loses its host never writes its devices offline. A connected device
+    sends a frame at least once per idle timeout (or its gateway drops it) and its gateway writes
+    `last_seen` every presence round, so an age above both means nobody holds the device. One UPDATE,
+    guarded by the same condition, so a device that reconnected meanwhile (a fresher `last_seen`) is
+    left alone; live dashboards get the new status after the commit. Returns how many were swept.
+    """
+    cutoff = (now or timezone.now()) - dt.timedelta(seconds=older_than_s)
+    stale = Device.objects.filter(status=Device.Status.ONLINE, last_seen__lt=cutoff)
+    with transaction.atomic():
+        rows = list(stale.select_for_update(skip_locked=True).values_list("id", "facility_id", "last_seen"))
+        Device.objects.filter(pk__in=[row[0] for row in rows], status=Device.Status.ONLINE).update(
+            status=Device.Status.OFFLINE
+        )
+        transaction.on_commit(lambda: _statuses_publish(rows))
+    return len(rows)
+
+
+def _statuses_publish(rows: list[tuple[int, int, dt.datetime | None]]) -> None:
+    layer = get_channel_layer()
+    if layer is None or not rows:
+        return
+    by_facility: dict[int, list[dict[str, object]]] = {}
+    for device_id, facility_id, last_seen in rows:
+        last_seen_ms = int(last_seen.timestamp() * 1000) if last_seen is not None else None
+        by_facility.setdefault(facility_id, []).append(
+            live.device_status(device_id=device_id, online=False, last_seen_ms=last_seen_ms)
+        )
+    for facility_id, statuses in by_facility.items():
+        async_to_sync(layer.group_send)(
+            live.facility_group(facility_id), live.device_status_message(facility_id=facility_id, statuses=statuses)
+        )
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:

@@ -186,6 +186,17 @@ class _Window:
         self._free.set()
 
 
+def reconnect_backoff(failures: int, *, base_s: float, max_s: float) -> float:
+    """Jittered exponential backoff: base, 2×base, 4×base … up to max_s, each ×0.5–1.5 at random.
+
+    After a gateway dies thousands of devices lose their link in the same instant; the jitter spreads
+    their reconnects so the survivors are not hit by one synchronized handshake storm, and the
+    doubling backs a fleet off an overloaded or unreachable gateway instead of hammering it.
+    """
+    delay = min(max_s, base_s * 2 ** min(max(failures - 1, 0), 30))
+    return float(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
+
+
 class SimulatedDevice:
     def __init__(
         self,
@@ -209,6 +220,7 @@ class SimulatedDevice:
         max_batches: int | None = None,
         seed: int | None = None,
         reconnect_delay_s: float = 1.0,
+        reconnect_max_s: float | None = None,
         meter: Meter | None = None,
         server_hostname: str | None = "localhost",
     ) -> None:
@@ -241,6 +253,8 @@ class SimulatedDevice:
         self.record = record
         self.max_batches = max_batches
         self.reconnect_delay_s = reconnect_delay_s
+        self.reconnect_max_s = reconnect_max_s if reconnect_max_s is not None else 32 * reconnect_delay_s
+        self._failures = 0  # sessions in a row that ended without a WELCOME or soon after one
         self.private_key = Ed25519PrivateKey.from_private_bytes(spec.private_key)
         self.firmware_version = spec.firmware_version
         # Batches not yet acked, oldest first; the key is the device's own batch counter.
@@ -292,7 +306,10 @@ class SimulatedDevice:
                     break
                 if not self._stopping:
                     self.stats.reconnects += 1
-                    await asyncio.sleep(self.reconnect_delay_s * (0.5 + random.random()))  # noqa: S311
+                    self._failures += 1
+                    await asyncio.sleep(
+                        reconnect_backoff(self._failures, base_s=self.reconnect_delay_s, max_s=self.reconnect_max_s)
+                    )
         finally:
             self.done.set()
 
@@ -363,6 +380,7 @@ class SimulatedDevice:
             welcome_frame = await next_frame()
             self._raise_nack(welcome_frame)
             self.welcome = p.Welcome.decode(welcome_frame.payload)
+            self._failures = 0
             self.stats.connected += 1
             self.connected.set()
             self._window = _Window(max(1, self.welcome.max_unacked))

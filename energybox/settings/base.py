@@ -187,6 +187,7 @@ CELERY_BEAT_SCHEDULE = {
     "firmware-rollouts-advance": {"task": "firmware.rollouts_advance", "schedule": 5.0},
     # Issues last month's bills once it has ended in each facility's zone; re-issues on late data.
     "billing-issue-bills": {"task": "billing.issue_bills", "schedule": 3600.0},
+    "gateway-presence-sweep": {"task": "gateway.presence_sweep", "schedule": 30.0},
 }
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))
@@ -203,6 +204,12 @@ GATEWAY_TLS_KEY = env.str_("ENERGYBOX_GATEWAY_TLS_KEY", "")
 GATEWAY_LIVE_HOLD_OVER_S = float(env.str_("ENERGYBOX_GATEWAY_LIVE_HOLD_OVER_S", "60") or "60")
 # Ed25519 firmware-signing key (PEM or 64 hex digits). Empty: generated once into DATA_DIR.
 FIRMWARE_SIGNING_KEY = env.str_("ENERGYBOX_FIRMWARE_SIGNING_KEY", "")
+# Several gateways share device ownership through Redis (gateway/cluster.py) under this key prefix.
+GATEWAY_CLUSTER_PREFIX = env.str_("ENERGYBOX_GATEWAY_CLUSTER_PREFIX", "energybox")
+# A device still "online" whose last frame is older than this was held by a gateway that died
+# (SIGKILL): the presence sweep marks it offline. Above the idle timeout (120 s), since a connected
+# device sends a frame at least that often or is dropped.
+PRESENCE_SWEEP_AGE_S = env.int_("ENERGYBOX_PRESENCE_SWEEP_AGE_S", 180)
 
 # --- Cache (API throttling) -------------------------------------------------------------
 # Throttle counters must be shared by every web process in production: point CACHE_URL at Redis.

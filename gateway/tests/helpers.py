@@ -59,11 +59,11 @@ class Recorder:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    folder: Path, *, enqueue=None, config: GatewayConfig = FAST, channel_layer=None
+    folder: Path, *, enqueue=None, config: GatewayConfig = FAST, channel_layer=None, cluster=None
 ) -> AsyncIterator[tuple[Gateway, int, ssl.SSLContext]]:
     server_ctx, client_ctx = tls_contexts(folder)
     kwargs = {"enqueue": enqueue} if enqueue is not None else {}
-    gateway = Gateway(ssl_context=server_ctx, config=config, channel_layer=channel_layer, **kwargs)
+    gateway = Gateway(ssl_context=server_ctx, config=config, channel_layer=channel_layer, cluster=cluster, **kwargs)
     _, port = await gateway.start(host="127.0.0.1", port=0)
     try:
         yield gateway, port, client_ctx

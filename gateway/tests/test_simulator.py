@@ -56,3 +56,28 @@ def test_the_meter_keeps_an_energy_counter_that_grows_and_sometimes_resets():
     resetting = Meter(spec, np.random.default_rng(4), reset_chance=1.0)
     raw = resetting.sample(T[:15], 2000)
     assert resetting.counter_resets == 1 and raw[3].min() == 0
+
+
+def test_devices_reconnect_with_jittered_exponential_backoff():
+    from gateway.simulator import reconnect_backoff
+
+    for failures, nominal in ((1, 0.5), (2, 1.0), (3, 2.0), (5, 8.0), (6, 10.0), (40, 10.0)):
+        delays = [reconnect_backoff(failures, base_s=0.5, max_s=10.0) for _ in range(200)]
+        assert all(0.5 * nominal <= d <= 1.5 * nominal for d in delays)
+        assert max(delays) - min(delays) > 0.5 * nominal  # spread, so a fleet does not reconnect in step
+
+
+async def test_a_device_that_cannot_connect_backs_off(tmp_path):
+    import socket
+
+    from gateway.tests.helpers import simulated, tls_contexts
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    _, ctx = tls_contexts(tmp_path)
+    spec = DeviceSpec("SN-1", b"\0" * 32, CHANNELS, load_kind="refrigeration")
+    device = simulated(spec, port, ctx, reconnect_delay_s=0.01, reconnect_max_s=0.4)
+    await device.run(duration_s=2.0)
+    # 0.01, 0.02, 0.04 … capped at 0.4 (×0.5–1.5): about a dozen attempts in 2 s, not the ~130 of a fixed delay.
+    assert 4 <= device.stats.reconnects <= 25

@@ -23,7 +23,12 @@ def child_database_url() -> str:
 
 
 def start_worker(
-    *, queues: str = "readings,celery", concurrency: int = 1, env: dict[str, str] | None = None, log: Path | None = None
+    *,
+    queues: str = "readings,celery",
+    concurrency: int = 1,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    name: str | None = None,
 ):
     argv = [
         sys.executable,
@@ -44,6 +49,8 @@ def start_worker(
         "--loglevel",
         "WARNING",
     ]
+    if name is not None:  # several workers on one host each need their own node name (pidbox queue)
+        argv += ["--hostname", name]
     child_env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "energybox.settings.test",

@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from gateway.cluster import cluster_from_settings
 from gateway.server import Gateway, GatewayConfig, install_signal_handlers
 from gateway.tls import dev_certificate, server_context
 
@@ -92,7 +93,10 @@ class Command(BaseCommand):
         return config, server_context(cert=cert_path, key=key_path)
 
     async def _serve(self, options: dict[str, Any], config: GatewayConfig, ssl_context: Any) -> None:
-        gateway = Gateway(ssl_context=ssl_context, config=config, channel_layer=get_channel_layer())
+        layer = get_channel_layer()
+        gateway = Gateway(
+            ssl_context=ssl_context, config=config, channel_layer=layer, cluster=cluster_from_settings(layer=layer)
+        )
         host, port = await gateway.start(host=options["host"], port=options["port"])
         # What is loaded by now lives as long as the process: spare it the collector's full passes,
         # which paused every connection for about 100 ms at a thousand devices.
