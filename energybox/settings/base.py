@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "integrations",
     "auditlog",
     "billing",
+    "consumer",
 ]
 
 MIDDLEWARE = [
