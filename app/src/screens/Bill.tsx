@@ -30,11 +30,11 @@ export function Bill({ userId, home, signedOut }: ScreenProps) {
         <div class="cards">
           <div class="card">
             <h3>{t("billSoFar")}</h3>
-            <p class="big" data-testid="bill-so-far">{money(bill.gross, bill.currency)}</p>
+            <p class="big" data-testid="bill-so-far" data-value={bill.gross}>{money(bill.gross, bill.currency)}</p>
           </div>
           <div class="card">
             <h3>{t("billProjected")}</h3>
-            <p class="big" data-testid="bill-projected">{money(bill.detail.projected_gross ?? bill.gross, bill.currency)}</p>
+            <p class="big" data-testid="bill-projected" data-value={bill.detail.projected_gross ?? bill.gross}>{money(bill.detail.projected_gross ?? bill.gross, bill.currency)}</p>
             <p class="muted">{t("billIncludes")}</p>
           </div>
         </div>
