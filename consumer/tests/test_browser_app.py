@@ -101,9 +101,7 @@ def test_the_household_signs_in_sees_live_power_history_and_the_bill_and_reloads
 
     meter = simulated(home["spec"], port_and_ca=gateway_port)
     with SimulatorThread([meter]):
-        page.wait_for_function(
-            "() => document.querySelector('[data-testid=live-kw]')?.dataset.at > 0", timeout=20_000
-        )
+        page.wait_for_function("() => document.querySelector('[data-testid=live-kw]')?.dataset.at > 0", timeout=20_000)
         first = page.get_attribute("[data-testid=live-kw]", "data-at")
         page.wait_for_function(
             "(first) => document.querySelector('[data-testid=live-kw]').dataset.at !== first",
@@ -112,9 +110,7 @@ def test_the_household_signs_in_sees_live_power_history_and_the_bill_and_reloads
         )
         shown = page.text_content("[data-testid=live-kw]")
         assert shown is not None and shown.endswith("kW")
-        page.wait_for_function(
-            "() => document.querySelector('.spark')?.dataset.points >= 2", timeout=10_000
-        )
+        page.wait_for_function("() => document.querySelector('.spark')?.dataset.points >= 2", timeout=10_000)
         _no_sideways_scroll(page)
 
     page.goto(f"{portal}/app/#history")
