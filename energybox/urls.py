@@ -38,5 +38,6 @@ urlpatterns = [
     path("manage/", include("accounts.urls")),
     path("billing/", include("billing.urls")),
     path("firmware/", include("firmware.urls")),
+    path("app/", include("consumer.urls")),
     path("", include("portal.urls")),
 ]

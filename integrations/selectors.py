@@ -11,6 +11,7 @@ from accounts.errors import TenantAccessDenied
 from accounts.models import Role
 from accounts.selectors import access_for_user
 from integrations.models import Application
+from integrations.scopes import parse_scopes
 
 
 def access_for_token(*, token: AccessToken) -> Access:
@@ -20,6 +21,13 @@ def access_for_token(*, token: AccessToken) -> Access:
     issued to a user never reaches further than that user's own membership in the application's tenant.
     """
     application = token.application
+    if application is not None and application.tenant_id is None and token.user_id is not None:  # type: ignore[attr-defined]
+        if parse_scopes(application.scope):  # type: ignore[attr-defined]
+            # The platform's own consumer app, registered with API scopes by a platform admin: it acts
+            # for its signed-in user in the user's own tenant, never further than that membership.
+            if not token.user.is_active:  # type: ignore[union-attr]
+                raise TenantAccessDenied("The user of this token is disabled.")
+            return access_for_user(user=token.user)  # type: ignore[arg-type]
     if application is None or application.tenant_id is None:  # type: ignore[attr-defined]
         raise TenantAccessDenied("This token's application does not belong to a tenant.")
     tenant_id: int = application.tenant_id  # type: ignore[attr-defined]

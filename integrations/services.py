@@ -15,7 +15,7 @@ from oauth2_provider.settings import oauth2_settings
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from integrations.models import Application, RedeemedCode
-from integrations.scopes import API_SCOPES
+from integrations.scopes import API_SCOPES, CONSUMER_APP_CLIENT_ID, CONSUMER_APP_SCOPES
 from integrations.selectors import application_get, token_list
 
 
@@ -107,6 +107,37 @@ def platform_application_register(
     application.full_clean()
     application.save()
     return Registered(application=application, client_secret=secret)
+
+
+# Loopback redirect URIs match any port (RFC 8252 §7.3), so `make run` and the tests need nothing more.
+CONSUMER_APP_LOOPBACK = ("http://127.0.0.1/app/", "http://[::1]/app/")
+
+
+def consumer_application_ensure(*, redirect_uris: tuple[str, ...] = ()) -> Application:
+    """The consumer app's OAuth client (/app/): public (PKCE), no tenant, the read scopes it uses,
+    approved by the platform (one-click single sign-on). Run after every migrate (and test flush);
+    a deployment's own `https://<host>/app/` comes from ENERGYBOX_APP_REDIRECT_URIS."""
+    uris = " ".join(dict.fromkeys((*CONSUMER_APP_LOOPBACK, *redirect_uris)))
+    application, created = Application.objects.get_or_create(
+        client_id=CONSUMER_APP_CLIENT_ID,
+        defaults={
+            "name": "Energybox app",
+            "tenant": None,
+            "client_type": Application.CLIENT_PUBLIC,
+            "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
+            "client_secret": "",
+            "redirect_uris": uris,
+            "post_logout_redirect_uris": uris,
+            "scope": " ".join(CONSUMER_APP_SCOPES),
+            "algorithm": Application.RS256_ALGORITHM,
+            "skip_authorization": True,
+        },
+    )
+    missing = [uri for uri in uris.split() if uri not in application.redirect_uris.split()]
+    if not created and missing:
+        application.redirect_uris = " ".join((*application.redirect_uris.split(), *missing))
+        application.save(update_fields=["redirect_uris"])
+    return application
 
 
 def tokens_clear_expired() -> None:

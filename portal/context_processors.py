@@ -4,7 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from accounts.models import Role
+from accounts.models import Role, Tenant
 from accounts.selectors import membership_list
 from accounts.session import SESSION_TENANT_KEY
 
@@ -23,4 +23,6 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         "nav_memberships": memberships,
         "nav_tenant_id": tenant_id,
         "nav_is_admin": current is not None and current.role == Role.ADMIN,
+        # Households get the consumer app (/app/) as their first menu entry.
+        "nav_is_household": current is not None and current.tenant.kind == Tenant.Kind.CONSUMER,
     }

@@ -30,7 +30,7 @@ from rest_framework.response import Response
 
 from devices.models import Channel
 from devices.quantities import Quantity
-from devices.selectors import channel_list
+from devices.selectors import channel_list, facility_get, load_list
 from integrations.api.fields import OffsetDateTimeField, isoformat
 from integrations.api.views import MAX_ID, TenantApiView, filter_json_tag
 from integrations.scopes import FLEET_WRITE, READINGS_READ
@@ -44,6 +44,7 @@ from readings.selectors import (
     MAX_RAW_SPAN,
     RESOLUTIONS,
     Series,
+    readings_facility_energy,
     readings_latest,
     readings_series,
 )
@@ -652,3 +653,101 @@ class PlausibleRangeApi(ReadingsApi):
             recompute_end=data.get("recompute_end"),
         )
         return Response(PlausibleRangeOutput(channel).data)
+
+
+# A facility's energy answer holds at most this many intervals.
+MAX_ENERGY_INTERVALS = 10_000
+
+
+class FacilityEnergyQuery(serializers.Serializer):  # type: ignore[type-arg]
+    start = OffsetDateTimeField(help_text="Inclusive, ISO 8601 with an offset, e.g. 2026-11-25T00:00:00+01:00.")
+    end = OffsetDateTimeField(help_text="Exclusive, ISO 8601 with an offset.")
+    resolution = serializers.ChoiceField(choices=[r for r in RESOLUTIONS if r != "raw"], default="1h")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": "end must be after start."})
+        if (attrs["end"] - attrs["start"]) / INTERVAL[attrs["resolution"]] > MAX_ENERGY_INTERVALS:
+            raise serializers.ValidationError(
+                {"end": f"At most {MAX_ENERGY_INTERVALS} intervals per query; choose a coarser resolution."}
+            )
+        return attrs
+
+
+ENERGY_RESPONSE = inline_serializer(
+    "FacilityEnergy",
+    {
+        "facility": serializers.IntegerField(),
+        "timezone": serializers.CharField(),
+        "resolution": serializers.ChoiceField(choices=RESOLUTIONS),
+        "source": serializers.ChoiceField(choices=["counter", "power", "none"]),
+        "unit": serializers.CharField(default="kWh"),
+        "points": inline_serializer(
+            "FacilityEnergyPoint",
+            {
+                "start": serializers.DateTimeField(),
+                "end": serializers.DateTimeField(),
+                "kwh": serializers.FloatField(allow_null=True),
+            },
+            many=True,
+        ),
+        "loads": inline_serializer(
+            "LoadEnergy",
+            {
+                "load": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                "kind": serializers.CharField(),
+                "kwh": serializers.ListField(child=serializers.FloatField(allow_null=True)),
+                "total_kwh": serializers.FloatField(),
+            },
+            many=True,
+        ),
+    },
+)
+
+
+def _sum(column: Any) -> float:
+    return float(np.nansum(column)) if len(column) else 0.0
+
+
+class FacilityEnergyApi(ReadingsApi):
+    """A facility's total kWh and each load's kWh per calendar interval, from the rollups."""
+
+    @extend_schema(
+        parameters=[FacilityEnergyQuery],
+        responses={200: ENERGY_RESPONSE, 400: OpenApiResponse(), 404: OpenApiResponse()},
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        if not 0 < int(pk) <= MAX_ID:
+            raise NotFound()
+        facility_get(access=self.access, facility_id=pk)  # another tenant's facility is a 404, like a missing one
+        query = self.query(FacilityEnergyQuery)
+        energy = readings_facility_energy(
+            access=self.access, facility_id=pk, start=query["start"], end=query["end"], resolution=query["resolution"]
+        )
+        tz = ZoneInfo(energy.timezone)
+        starts, ends = iso_strings(energy.timestamps_ms, tz), iso_strings(energy.ends_ms, tz)
+        names = {load.pk: load for load in load_list(access=self.access).filter(facility_id=pk)}
+        return Response(
+            {
+                "facility": pk,
+                "timezone": energy.timezone,
+                "resolution": energy.resolution,
+                "source": energy.source,
+                "unit": "kWh",
+                "points": [
+                    {"start": a, "end": b, "kwh": v}
+                    for a, b, v in zip(starts, ends, _numbers(energy.total_kwh), strict=True)
+                ],
+                "loads": [
+                    {
+                        "load": load_id,
+                        "name": names[load_id].name if load_id in names else "",
+                        "kind": names[load_id].kind if load_id in names else "",
+                        "kwh": _numbers(column),
+                        "total_kwh": _sum(column),
+                    }
+                    for load_id, column in sorted(energy.loads.items())
+                ],
+            }
+        )

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "integrations",
     "auditlog",
     "billing",
+    "consumer",
 ]
 
 MIDDLEWARE = [
@@ -269,6 +270,8 @@ OAUTH2_PROVIDER = {
 # Portal sign-in through an OIDC provider (this platform's /o/, possibly on another host).
 # Register the client with `manage.py oauth_application --platform --redirect-uri .../login/sso/callback/`.
 ENERGYBOX_SSO_ISSUER = env.str_("ENERGYBOX_SSO_ISSUER", "")
+# The consumer app's redirect URIs beyond the loopback ones, e.g. https://energybox.example.com/app/.
+ENERGYBOX_APP_REDIRECT_URIS = env.list_("ENERGYBOX_APP_REDIRECT_URIS", [])
 ENERGYBOX_SSO_CLIENT_ID = env.str_("ENERGYBOX_SSO_CLIENT_ID", "")
 ENERGYBOX_SSO_CLIENT_SECRET = env.str_("ENERGYBOX_SSO_CLIENT_SECRET", "")
 

@@ -515,6 +515,27 @@ OPERATIONS: dict[str, tuple[str, str]] = {
         "facilities without a contract covering the month are left out. A month that has not begun is a 400. "
         "A facility manager gets the granted facilities only. Scope `billing:read`.",
     ),
+    "me_retrieve": (
+        "Who am I",
+        "The signed-in user of this token (name, e-mail, language), the tenants they belong to with their role, "
+        "the tenant the token acts in, and the facilities it may see. Needs a token issued to a user (a "
+        "client-credentials token is a 403). Scope `fleet:read`.",
+    ),
+    "facilities_energy_retrieve": (
+        "Read a facility's energy per interval",
+        "A facility's total kWh and each load's kWh for every hour, day or month (`resolution` 15m, 1h, 1d or "
+        "1mo) from start to end, aligned to its local calendar. The total is the mains meter where there is one, "
+        "else the sum of the loads; energy counters answer where they exist, else the mean power. At most "
+        "10,000 intervals per call. A facility you cannot see is a 404. Scope `readings:read`.",
+    ),
+    "facilities_cost_retrieve": (
+        "Read a facility's energy cost per interval",
+        "What each hour, day or month (`resolution` 1h, 1d or 1mo) from start to end cost in energy, levies and "
+        "VAT, priced by the facility's tariff exactly as its bill prices them. Monthly fixed and demand charges "
+        "are on the bill (`/bills/draft/`), not in this series. An interval still ahead, or not covered by a "
+        "contract, has `cost` null. At most 400 intervals per call. A facility you cannot see is a 404. "
+        "Scope `billing:read`.",
+    ),
     "peaks_retrieve": (
         "Read a facility's demand peaks",
         "A facility's 15-minute demand in kW (energy × 4) for `month` (YYYY-MM in its time zone): the curve, "

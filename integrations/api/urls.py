@@ -6,6 +6,7 @@ from django.urls import path
 
 from accounts import apis as people
 from billing import apis as billing
+from consumer import apis as consumer
 from devices import apis as fleet
 from firmware import apis as firmware
 from portal import apis as analysis
@@ -68,4 +69,7 @@ urlpatterns = [
     path("cost-centres/<int:pk>/", billing.CostCentreDetailApi.as_view(), name="cost-centre-detail"),
     path("facilities/<int:pk>/analysis/", analysis.FacilityAnalysisApi.as_view(), name="facility-analysis"),
     path("benchmark/", analysis.BenchmarkApi.as_view(), name="benchmark"),
+    path("me/", consumer.MeApi.as_view(), name="me"),
+    path("facilities/<int:pk>/energy/", readings.FacilityEnergyApi.as_view(), name="facility-energy"),
+    path("facilities/<int:pk>/cost/", consumer.FacilityCostApi.as_view(), name="facility-cost"),
 ]

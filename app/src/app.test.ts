@@ -1,0 +1,164 @@
+import { beforeEach, describe, expect, it } from "vitest";
+import type { Channel, Energy, Load } from "./api";
+import { CATALOGUES } from "./i18n";
+import { challengeFor } from "./pkce";
+import { shares } from "./screens/Breakdown";
+import { edges, onSlots } from "./screens/History";
+import { costBefore, kwhBefore } from "./screens/Today";
+import { powerNow } from "./totals";
+import { localParts, period, zoned } from "./tz";
+
+describe("PKCE", () => {
+  it("derives the S256 challenge: base64url of the verifier's SHA-256, unpadded", async () => {
+    const verifier = "dBjftJeZ4CVP-mB92K9uhvlJ3vZx2vL6pRn0yNgx8bW";
+    // Computed by Python's hashlib: sha256 + urlsafe_b64encode, '=' stripped.
+    expect(await challengeFor(verifier)).toBe("1N4sa94Dc7mjUKUVq21GoTt5rcfOQuPtmioJYijgTK8");
+  });
+});
+
+const channel = (id: number, device: number, load: number | null, phase = "total", unit = "W"): Channel => ({
+  id,
+  device,
+  facility: 1,
+  name: `c${id}`,
+  quantity: "active_power",
+  unit,
+  phase,
+  load,
+});
+
+describe("powerNow", () => {
+  const at = "2026-12-01T10:00:00+01:00";
+  it("takes the mains meter as the total and lists the other loads", () => {
+    const loads: Load[] = [
+      { id: 1, facility: 1, name: "Mains", kind: "mains" },
+      { id: 2, facility: 1, name: "Heat pump", kind: "hvac" },
+    ];
+    const now = powerNow([channel(10, 1, 1), channel(11, 2, 2)], loads, [
+      { channel: 10, t: at, value: 3000 },
+      { channel: 11, t: at, value: 1200 },
+    ]);
+    expect(now.totalKw).toBeCloseTo(3.0);
+    expect(now.loads).toEqual([{ id: 2, name: "Heat pump", kw: 1.2 }]);
+    expect(now.at).toBe(Date.parse(at));
+  });
+
+  it("adds the phases only where a device has no all-phase channel, and every load without mains", () => {
+    const loads: Load[] = [{ id: 2, facility: 1, name: "Kitchen", kind: "other" }];
+    const now = powerNow(
+      [channel(1, 1, 2, "L1"), channel(2, 1, 2, "L2"), channel(3, 2, null, "total", "kW"), channel(4, 2, null, "L1", "kW")],
+      loads,
+      [
+        { channel: 1, t: at, value: 100 },
+        { channel: 2, t: at, value: 200 },
+        { channel: 3, t: at, value: 1.5 },
+        { channel: 4, t: at, value: 0.7 },
+      ],
+    );
+    expect(now.totalKw).toBeCloseTo(0.3 + 1.5);
+    expect(now.loads[0].kw).toBeCloseTo(0.3);
+  });
+
+  it("has no total before any reading", () => {
+    expect(powerNow([channel(1, 1, null)], [], [{ channel: 1, t: null, value: null }]).totalKw).toBeNull();
+  });
+});
+
+describe("calendar in the facility's time zone", () => {
+  const tz = "Europe/Berlin";
+  it("finds local midnight on both sides of a DST change", () => {
+    expect(new Date(zoned(tz, 2026, 3, 29)).toISOString()).toBe("2026-03-28T23:00:00.000Z");
+    expect(new Date(zoned(tz, 2026, 3, 30)).toISOString()).toBe("2026-03-29T22:00:00.000Z");
+    expect(new Date(zoned(tz, 2026, 13, 1)).toISOString()).toBe("2026-12-31T23:00:00.000Z");
+  });
+
+  it("gives the week from Monday and the previous month", () => {
+    const wednesday = Date.parse("2026-12-02T12:00:00Z");
+    const week = period(tz, "week", wednesday);
+    expect(localParts(tz, week.start)).toMatchObject({ year: 2026, month: 11, day: 30, hour: 0, weekday: 0 });
+    expect(week.end - week.start).toBe(7 * 86_400_000);
+    const before = period(tz, "month", wednesday, 1);
+    expect(new Date(before.start).toISOString()).toBe("2026-10-31T23:00:00.000Z");
+    expect(new Date(before.end).toISOString()).toBe("2026-11-30T23:00:00.000Z");
+    expect(period(tz, "year", wednesday).resolution).toBe("1mo");
+  });
+
+  it("lays a 23-hour day out as 23 hourly slots and a year as 12 months", () => {
+    expect(edges(tz, period(tz, "day", Date.parse("2026-03-29T12:00:00Z")))).toHaveLength(23);
+    expect(edges(tz, period(tz, "year", Date.parse("2026-03-29T12:00:00Z")))).toHaveLength(12);
+  });
+});
+
+describe("figures", () => {
+  const energy: Energy = {
+    points: [
+      { start: "2026-12-01T00:00:00+01:00", end: "2026-12-01T00:15:00+01:00", kwh: 1 },
+      { start: "2026-12-01T00:15:00+01:00", end: "2026-12-01T00:30:00+01:00", kwh: 2 },
+      { start: "2026-12-01T00:30:00+01:00", end: "2026-12-01T00:45:00+01:00", kwh: null },
+    ],
+    loads: [
+      { load: 1, name: "Heat pump", kind: "hvac", kwh: [0.5, 0.5, null], total_kwh: 1 },
+      { load: 2, name: "Kitchen", kind: "other", kwh: [0.2, 0.3, null], total_kwh: 0.5 },
+    ],
+  };
+
+  it("adds up only the intervals that began before the cut-off", () => {
+    expect(kwhBefore(energy, Date.parse("2026-12-01T00:15:00+01:00"))).toBe(1);
+    expect(kwhBefore(energy, Date.parse("2026-12-01T01:00:00+01:00"))).toBe(3);
+    const cost = {
+      currency: "EUR",
+      points: [
+        { start: "2026-12-01T00:00:00+01:00", end: "x", cost: "0.40" },
+        { start: "2026-12-01T01:00:00+01:00", end: "x", cost: null },
+      ],
+    };
+    expect(costBefore(cost, Date.parse("2026-12-01T02:00:00+01:00"))).toBeCloseTo(0.4);
+    expect(costBefore({ ...cost, points: [] }, Date.now())).toBeNull();
+  });
+
+  it("puts points on their slots and leaves gaps empty", () => {
+    const slots = [Date.parse("2026-12-01T00:00:00+01:00"), Date.parse("2026-12-01T01:00:00+01:00")];
+    expect(onSlots(slots, [{ start: "2026-11-30T23:00:00Z", value: 4 }])).toEqual([4, null]);
+  });
+
+  it("shares each load of the total and names what the submeters miss", () => {
+    const rows = shares(energy, "Everything else");
+    expect(rows.map((r) => r.name)).toEqual(["Everything else", "Heat pump", "Kitchen"]);
+    expect(rows[0].kwh).toBeCloseTo(1.5);
+    expect(rows.reduce((s, r) => s + r.share, 0)).toBeCloseTo(1);
+  });
+});
+
+describe("messages", () => {
+  it("has every English message in German too, and no empty one", () => {
+    for (const [key, text] of Object.entries(CATALOGUES.en)) {
+      expect(CATALOGUES.de[key as keyof typeof CATALOGUES.de], key).toBeTruthy();
+      expect(text).toBeTruthy();
+    }
+  });
+});
+
+describe("saved figures", () => {
+  beforeEach(() => {
+    const data = new Map<string, string>();
+    (globalThis as unknown as { localStorage: Storage }).localStorage = {
+      getItem: (k: string) => data.get(k) ?? null,
+      setItem: (k: string, v: string) => void data.set(k, v),
+      removeItem: (k: string) => void data.delete(k),
+      key: (i: number) => [...data.keys()][i] ?? null,
+      get length() {
+        return data.size;
+      },
+      clear: () => data.clear(),
+    };
+  });
+
+  it("keeps each user's figures apart and forgets them all on sign-out", async () => {
+    const { forgetFigures, saveFigures, savedFigures } = await import("./store");
+    saveFigures(1, "now", { kw: 2 }, 1000);
+    expect(savedFigures(1, "now")).toEqual({ savedAt: 1000, value: { kw: 2 } });
+    expect(savedFigures(2, "now")).toBeNull();
+    forgetFigures();
+    expect(savedFigures(1, "now")).toBeNull();
+  });
+});

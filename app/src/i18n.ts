@@ -1,0 +1,135 @@
+// The app's own message catalogue, English and German. Every string a user reads comes from here.
+
+const en = {
+  appName: "Energybox",
+  signIn: "Sign in",
+  signInLead: "Sign in with your Energybox account. If you are signed in to the portal, one click is enough.",
+  signedOutAgain: "Your session has ended. Sign in again to carry on where you were.",
+  signOut: "Sign out",
+  now: "Now",
+  today: "Today",
+  history: "History",
+  breakdown: "Breakdown",
+  bill: "Bill",
+  devices: "Devices",
+  settings: "Settings",
+  livePower: "Live power",
+  perLoad: "Per circuit",
+  noLoads: "No circuits are metered separately.",
+  noReading: "No reading yet",
+  updated: "Updated {age}",
+  offline: "Offline: figures from {age}",
+  offlineNoData: "Offline, and nothing saved yet.",
+  energyToday: "Energy so far",
+  costToday: "Cost so far",
+  vsYesterday: "Yesterday at this time: {value}",
+  day: "Day",
+  week: "Week",
+  month: "Month",
+  year: "Year",
+  inKwh: "kWh",
+  inMoney: "Money",
+  thisPeriod: "This period",
+  previousPeriod: "Previous period",
+  change: "Change",
+  loadShare: "Share of this month",
+  unmetered: "Everything else",
+  billSoFar: "This month so far",
+  billProjected: "Projected to month end",
+  billIncludes: "Includes the standing charge and every fixed charge of your tariff.",
+  billNoContract: "No tariff is set for your home yet.",
+  online: "Online",
+  offlineDevice: "Offline",
+  lastSeen: "Last seen {when}",
+  neverSeen: "Never seen",
+  language: "Language",
+  email: "Notification e-mail",
+  tariff: "Tariff",
+  tariffLead: "Your tariff as the platform prices it. Your provider or installer changes it.",
+  home: "Home",
+  noHome: "No home is linked to your account yet. Claim your meter with the serial and code on its label.",
+  loading: "Loading…",
+  error: "Something went wrong. Try again in a moment.",
+};
+
+export type Key = keyof typeof en;
+
+const de: Record<Key, string> = {
+  appName: "Energybox",
+  signIn: "Anmelden",
+  signInLead: "Melden Sie sich mit Ihrem Energybox-Konto an. Sind Sie im Portal angemeldet, genügt ein Klick.",
+  signedOutAgain: "Ihre Sitzung ist abgelaufen. Melden Sie sich erneut an, um dort weiterzumachen, wo Sie waren.",
+  signOut: "Abmelden",
+  now: "Jetzt",
+  today: "Heute",
+  history: "Verlauf",
+  breakdown: "Aufteilung",
+  bill: "Rechnung",
+  devices: "Geräte",
+  settings: "Einstellungen",
+  livePower: "Aktuelle Leistung",
+  perLoad: "Je Stromkreis",
+  noLoads: "Keine Stromkreise werden einzeln gemessen.",
+  noReading: "Noch kein Messwert",
+  updated: "Aktualisiert {age}",
+  offline: "Offline: Werte von {age}",
+  offlineNoData: "Offline, und noch nichts gespeichert.",
+  energyToday: "Energie bisher",
+  costToday: "Kosten bisher",
+  vsYesterday: "Gestern um diese Zeit: {value}",
+  day: "Tag",
+  week: "Woche",
+  month: "Monat",
+  year: "Jahr",
+  inKwh: "kWh",
+  inMoney: "Geld",
+  thisPeriod: "Dieser Zeitraum",
+  previousPeriod: "Vorheriger Zeitraum",
+  change: "Veränderung",
+  loadShare: "Anteil in diesem Monat",
+  unmetered: "Alles andere",
+  billSoFar: "Dieser Monat bisher",
+  billProjected: "Hochrechnung bis Monatsende",
+  billIncludes: "Enthält den Grundpreis und alle festen Entgelte Ihres Tarifs.",
+  billNoContract: "Für Ihr Zuhause ist noch kein Tarif hinterlegt.",
+  online: "Online",
+  offlineDevice: "Offline",
+  lastSeen: "Zuletzt gesehen {when}",
+  neverSeen: "Nie gesehen",
+  language: "Sprache",
+  email: "E-Mail für Benachrichtigungen",
+  tariff: "Tarif",
+  tariffLead: "Ihr Tarif, wie die Plattform ihn berechnet. Ihr Anbieter oder Installateur ändert ihn.",
+  home: "Zuhause",
+  noHome: "Mit Ihrem Konto ist noch kein Zuhause verknüpft. Registrieren Sie Ihren Zähler mit Seriennummer und Code vom Etikett.",
+  loading: "Wird geladen …",
+  error: "Etwas ist schiefgelaufen. Versuchen Sie es gleich noch einmal.",
+};
+
+export const CATALOGUES: Record<"en" | "de", Record<Key, string>> = { en, de };
+export type Lang = keyof typeof CATALOGUES;
+const LANG = "eb:lang";
+
+let current: Lang = initial();
+
+function initial(): Lang {
+  const saved = typeof localStorage !== "undefined" ? localStorage.getItem(LANG) : null;
+  if (saved === "de" || saved === "en") return saved;
+  const browser = typeof navigator !== "undefined" ? navigator.language : "en";
+  return browser.toLowerCase().startsWith("de") ? "de" : "en";
+}
+
+export function lang(): Lang {
+  return current;
+}
+
+export function setLang(value: Lang, remember = true): void {
+  current = value;
+  if (remember && typeof localStorage !== "undefined") localStorage.setItem(LANG, value);
+  if (typeof document !== "undefined") document.documentElement.lang = value;
+}
+
+export function t(key: Key, values: Record<string, string> = {}): string {
+  const text = CATALOGUES[current][key] ?? en[key];
+  return text.replace(/\{(\w+)\}/g, (_, name: string) => values[name] ?? `{${name}}`);
+}

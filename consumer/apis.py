@@ -1,0 +1,141 @@
+"""API calls added for the consumer app; integrators get them too (`/api/v1/me/`, `/api/v1/facilities/<id>/cost/`)."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import User
+from consumer import selectors
+from integrations.api.fields import OffsetDateTimeField, isoformat
+from integrations.api.views import MAX_ID, TenantApiView
+from integrations.scopes import BILLING_READ, FLEET_READ
+
+ME_RESPONSE = inline_serializer(
+    "Me",
+    {
+        "user": inline_serializer(
+            "MeUser",
+            {
+                "id": serializers.IntegerField(),
+                "username": serializers.CharField(),
+                "name": serializers.CharField(),
+                "email": serializers.EmailField(),
+                "language": serializers.CharField(),
+            },
+        ),
+        "tenant": serializers.IntegerField(help_text="The tenant this token acts in."),
+        "tenants": inline_serializer(
+            "MeTenant",
+            {"id": serializers.IntegerField(), "name": serializers.CharField(), "role": serializers.CharField()},
+            many=True,
+        ),
+        "facilities": inline_serializer(
+            "MeFacility",
+            {"id": serializers.IntegerField(), "name": serializers.CharField(), "timezone": serializers.CharField()},
+            many=True,
+        ),
+    },
+)
+
+
+class MeApi(TenantApiView):
+    """The token's user, the tenants they belong to, and the facilities the token may see."""
+
+    read_scope = FLEET_READ
+
+    @extend_schema(responses={200: ME_RESPONSE, 401: OpenApiResponse(), 403: OpenApiResponse()})
+    def get(self, request: Request) -> Response:
+        user = request.user
+        if not isinstance(user, User) or not user.is_authenticated:
+            raise PermissionDenied("This token acts for no user (client credentials); /me/ needs a user's token.")
+        me = selectors.me_get(access=self.access, user=user)
+        return Response(
+            {
+                "user": {
+                    "id": user.pk,
+                    "username": user.get_username(),
+                    "name": user.get_full_name(),
+                    "email": user.email,
+                    "language": user.language,
+                },
+                "tenant": me.tenant_id,
+                "tenants": [{"id": m.tenant_id, "name": m.tenant.name, "role": m.role} for m in me.memberships],
+                "facilities": [{"id": f.pk, "name": f.name, "timezone": f.timezone} for f in me.facilities],
+            }
+        )
+
+
+class CostQuery(serializers.Serializer):  # type: ignore[type-arg]
+    start = OffsetDateTimeField(help_text="Inclusive, ISO 8601 with an offset.")
+    end = OffsetDateTimeField(help_text="Exclusive, ISO 8601 with an offset.")
+    resolution = serializers.ChoiceField(choices=selectors.RESOLUTIONS, default="1d")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": "end must be after start."})
+        return attrs
+
+
+COST_RESPONSE = inline_serializer(
+    "FacilityCost",
+    {
+        "facility": serializers.IntegerField(),
+        "timezone": serializers.CharField(),
+        "currency": serializers.CharField(),
+        "resolution": serializers.CharField(),
+        "points": inline_serializer(
+            "FacilityCostPoint",
+            {
+                "start": serializers.DateTimeField(),
+                "end": serializers.DateTimeField(),
+                "cost": serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True),
+            },
+            many=True,
+        ),
+    },
+)
+
+
+class FacilityCostApi(TenantApiView):
+    """A facility's energy cost per calendar interval, priced by its tariff through the billing service."""
+
+    read_scope = BILLING_READ
+
+    @extend_schema(
+        parameters=[CostQuery], responses={200: COST_RESPONSE, 400: OpenApiResponse(), 404: OpenApiResponse()}
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        if not 0 < int(pk) <= MAX_ID:
+            raise NotFound()
+        query = self.parse(CostQuery, request.query_params.dict())
+        series = selectors.cost_series(
+            access=self.access,
+            facility_id=pk,
+            start=query["start"],
+            end=query["end"],
+            resolution=query["resolution"],
+        )
+        tz = ZoneInfo(series.timezone)
+        return Response(
+            {
+                "facility": series.facility_id,
+                "timezone": series.timezone,
+                "currency": series.currency,
+                "resolution": series.resolution,
+                "points": [
+                    {
+                        "start": isoformat(p.start, tz),
+                        "end": isoformat(p.end, tz),
+                        "cost": None if p.cost is None else str(p.cost),
+                    }
+                    for p in series.points
+                ],
+            }
+        )
