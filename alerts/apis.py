@@ -139,9 +139,9 @@ class AlertAcknowledgeApi(AlertsApi):
 
 class RuleOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
     created_at = OffsetDateTimeField()
-    recipients = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
-    escalation_recipients = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
-    webhooks = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    recipients = serializers.PrimaryKeyRelatedField(many=True, read_only=True)  # type: ignore[var-annotated]
+    escalation_recipients = serializers.PrimaryKeyRelatedField(many=True, read_only=True)  # type: ignore[var-annotated]
+    webhooks = serializers.PrimaryKeyRelatedField(many=True, read_only=True)  # type: ignore[var-annotated]
 
     class Meta:
         model = AlertRule

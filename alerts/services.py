@@ -388,7 +388,7 @@ def alert_acknowledge(*, access: Access, alert_id: int, comment: str) -> Alert:
         raise AlertsError("The comment is longer than 2,000 characters.")
     from alerts.selectors import alert_list
 
-    alert = alert_list(access=access).select_for_update().get(pk=alert_id)
+    alert = alert_list(access=access).select_for_update(of=("self",)).get(pk=alert_id)
     if alert.state != Alert.State.ACTIVE:
         raise AlertsError(f"The alert is already {alert.get_state_display().lower()}.")
     now = timezone.now()
