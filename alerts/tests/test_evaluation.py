@@ -41,13 +41,6 @@ def feed(device, series: dict[str, list[float]], *, per_batch: int = 15) -> None
         readings_evaluate(batches=[batch(device, T0 + first * STEP, **part)])
 
 
-@pytest.fixture(autouse=True)
-def _fresh_rules():
-    evaluation_cache.invalidate()
-    yield
-    evaluation_cache.invalidate()
-
-
 def test_a_cold_room_above_its_limit_alerts_only_after_the_delay():
     room = cold_room()
     watch = rule(room, condition="duration", duration_s=60)

@@ -15,15 +15,13 @@ from django.utils import timezone
 
 from accounts.selectors import access_for_tenant
 from accounts.tests.factories import MembershipFactory
-from accounts.tests.test_invitations import smtp  # noqa: F401  (the real local SMTP server fixture)
 from alerts import evaluation_cache, services
 from alerts.errors import AlertsError
 from alerts.evaluation import alerts_sweep, readings_evaluate
 from alerts.models import Alert, AlertHistory, Webhook, WebhookDelivery
 from alerts.tests.factories import cold_room, rule
-from alerts.tests.test_evaluation import T0, _fresh_rules, batch  # noqa: F401
+from alerts.tests.test_evaluation import T0, batch
 from alerts.webhooks import SIGNATURE_HEADER
-from gateway.tests.test_end_to_end import embedded  # noqa: F401  (tasks in-process)
 from readings.tests.processes import purge_queues, wait_for_workers, wait_until, worker
 
 pytestmark = pytest.mark.django_db
