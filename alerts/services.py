@@ -30,8 +30,10 @@ from alerts.models import (
 from alerts.webhooks import webhook_url_check
 from devices.models import Device, Facility, Load
 
-# An event stamped this far from the gateway's clock is a device clock gone wrong: stored at arrival.
+# An event stamped before 2000 or this far ahead is a device clock gone wrong: stored at its arrival time.
+# Older times are kept: a device that was offline reports what happened meanwhile.
 EVENT_CLOCK_SLACK = dt.timedelta(days=1)
+EARLIEST_EVENT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 MAX_MESSAGE = 255
 
 # --- Events ---------------------------------------------------------------------------------------
@@ -45,7 +47,7 @@ def event_record(
         raise AlertsError(f"EVENT code {code} / severity {severity} is undefined")
     now = timezone.now()
     occurred = dt.datetime.fromtimestamp(time_ms / 1000, tz=dt.UTC)
-    if abs(occurred - now) > EVENT_CLOCK_SLACK:
+    if occurred < EARLIEST_EVENT or occurred > now + EVENT_CLOCK_SLACK:
         occurred = now
     from alerts.models import Event
 

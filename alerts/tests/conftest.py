@@ -6,6 +6,7 @@ import pytest
 
 from accounts.tests.test_invitations import smtp  # noqa: F401  (a real local SMTP server)
 from alerts import evaluation_cache
+from gateway.tests.conftest import meter  # noqa: F401  (a provisioned 12-channel meter)
 from gateway.tests.test_end_to_end import embedded  # noqa: F401  (tasks in-process)
 
 
