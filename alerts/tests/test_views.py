@@ -8,7 +8,6 @@ from django.test import Client
 
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
-from alerts import services
 from alerts.evaluation import readings_evaluate
 from alerts.models import Alert, AlertRule, Event
 from alerts.notifications import _push
@@ -56,7 +55,12 @@ def test_the_event_timeline_shows_a_devices_events_newest_first():
     room = cold_room()
     for minute, kind in ((1, "door_open"), (3, "door_closed")):
         Event.objects.create(
-            tenant=room.tenant, device=room, facility=room.facility, code=0x20, kind=kind, severity=1,
+            tenant=room.tenant,
+            device=room,
+            facility=room.facility,
+            code=0x20,
+            kind=kind,
+            severity=1,
             occurred_at=f"2026-01-01T00:0{minute}:00Z",
         )
     client, _ = signed_in(room.tenant)
@@ -68,8 +72,17 @@ def test_the_rule_editor_stores_a_rule_and_refuses_a_wrong_unit():
     room = cold_room()
     client, _ = signed_in(room.tenant)
     form = {
-        "name": "Chiller", "kind": "temperature", "severity": 2, "device": room.pk, "threshold": 5, "unit": "°C",
-        "condition": "duration", "duration_s": 600, "repeat_count": 1, "schedule": "always", "escalate_after_s": 0,
+        "name": "Chiller",
+        "kind": "temperature",
+        "severity": 2,
+        "device": room.pk,
+        "threshold": 5,
+        "unit": "°C",
+        "condition": "duration",
+        "duration_s": 600,
+        "repeat_count": 1,
+        "schedule": "always",
+        "escalate_after_s": 0,
     }
     assert client.post("/alerts/rules/", {**form, "unit": "kW"}).status_code == 200
     assert not AlertRule.objects.exists()
