@@ -19,6 +19,10 @@ class Quantity(models.TextChoices):
     FREQUENCY = "frequency", "Frequency"
     TEMPERATURE = "temperature", "Temperature"
     HUMIDITY = "humidity", "Relative humidity"
+    # State quantities: 1 while the door is open, the compressor runs or the defrost heater is on; else 0.
+    DOOR = "door", "Door open"
+    COMPRESSOR = "compressor", "Compressor running"
+    DEFROST = "defrost", "Defrost on"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,8 @@ class QuantitySpec:
     units: tuple[str, ...]
     # A counter only ever grows (until it resets); rollups take deltas of it.
     is_counter: bool = False
+    # A state (0/1) rather than an analogue value: charted as bands, never summed or averaged.
+    is_state: bool = False
 
 
 QUANTITY_SPECS: dict[str, QuantitySpec] = {
@@ -40,6 +46,9 @@ QUANTITY_SPECS: dict[str, QuantitySpec] = {
     Quantity.FREQUENCY: QuantitySpec(("Hz",)),
     Quantity.TEMPERATURE: QuantitySpec(("°C",)),
     Quantity.HUMIDITY: QuantitySpec(("%RH",)),
+    Quantity.DOOR: QuantitySpec(("state",), is_state=True),
+    Quantity.COMPRESSOR: QuantitySpec(("state",), is_state=True),
+    Quantity.DEFROST: QuantitySpec(("state",), is_state=True),
 }
 
 
@@ -51,6 +60,11 @@ def allowed_units(quantity: str) -> tuple[str, ...]:
 def is_counter(quantity: str) -> bool:
     spec = QUANTITY_SPECS.get(quantity)
     return bool(spec and spec.is_counter)
+
+
+def is_state(quantity: str) -> bool:
+    spec = QUANTITY_SPECS.get(quantity)
+    return bool(spec and spec.is_state)
 
 
 class Phase(models.TextChoices):

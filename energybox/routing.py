@@ -17,11 +17,12 @@ from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from alerts.routing import websocket_urlpatterns as alerts_patterns
 from firmware.routing import websocket_urlpatterns as firmware_patterns
 from integrations.websocket import bearer_token
 from portal.routing import websocket_urlpatterns as portal_patterns
 
-websocket_urlpatterns: list[Any] = [*portal_patterns, *firmware_patterns]
+websocket_urlpatterns: list[Any] = [*portal_patterns, *firmware_patterns, *alerts_patterns]
 
 
 def websocket_application() -> Any:

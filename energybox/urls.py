@@ -37,6 +37,7 @@ urlpatterns = [
     path("manage/", include("devices.urls")),
     path("manage/", include("accounts.urls")),
     path("billing/", include("billing.urls")),
+    path("alerts/", include("alerts.urls")),
     path("firmware/", include("firmware.urls")),
     path("app/", include("consumer.urls")),
     path("", include("portal.urls")),

@@ -63,6 +63,10 @@ class LoadModel:
         hour = local_hour(t_ms, self.tz_offset_h)
         return 45.0 - 8 * np.sin((hour - 9) / 24 * 2 * np.pi) + 0.3 * self.rng.standard_normal(len(t_ms))
 
+    def state(self, quantity: str, t_ms: npt.NDArray[np.int64]) -> Array:
+        """A state quantity (door, compressor, defrost) as 0/1; a load without one reports 0."""
+        return np.zeros(len(t_ms))
+
 
 class Refrigeration(LoadModel):
     """Compressor racks cycling on a thermostat, evaporator fans always on, a defrost heater every 6 h."""
@@ -104,6 +108,13 @@ class Refrigeration(LoadModel):
 
     def humidity(self, t_ms: npt.NDArray[np.int64]) -> Array:
         return 85.0 + 3 * self.rng.standard_normal(len(t_ms)).clip(-2, 2)
+
+    def state(self, quantity: str, t_ms: npt.NDArray[np.int64]) -> Array:
+        if quantity == "compressor":
+            return (self._on(t_ms) & ~self._defrost(t_ms)).astype(np.float64)
+        if quantity == "defrost":
+            return self._defrost(t_ms).astype(np.float64)
+        return super().state(quantity, t_ms)
 
 
 class Hvac(LoadModel):

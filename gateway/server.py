@@ -49,6 +49,7 @@ _delta_bytes = sync_to_async(services.firmware_delta_bytes)
 _status_record = sync_to_async(services.firmware_status_record)
 _counter_reset_record = sync_to_async(services.counter_reset_record)
 _version_record = sync_to_async(services.device_firmware_version_record)
+_event_record = sync_to_async(services.device_event_record)
 
 
 def now_ms() -> int:
@@ -299,7 +300,11 @@ class Connection:
             request = p.TimeRequest.decode(frame.payload)
             self.send(p.FrameType.TIME_RESPONSE, p.TimeResponse(request.device_send_ms, received, now_ms()).encode())
         elif kind == p.FrameType.EVENT:
-            event = p.Event.decode(frame.payload)
+            try:
+                event = p.Event.decode(frame.payload)
+            except p.ProtocolError:
+                gateway.count("events_refused")
+                raise
             gateway.count("events")
             logger.log(
                 logging.WARNING if event.severity >= p.Severity.ALARM else logging.INFO,
@@ -309,6 +314,13 @@ class Connection:
                 event.code,
                 event.message,
             )
+            if self.identity is not None:
+                try:
+                    await _event_record(identity=self.identity, event=event)
+                except Exception:  # noqa: BLE001 - not acked, so the device sends the event again
+                    logger.exception("gateway: could not store the event of %s", self._who())
+                    self.nack(frame.seq, p.ErrorCode.UNAVAILABLE, "the event could not be stored; send it again")
+                    return
             if event.code == p.COUNTER_RESET and self.identity is not None:
                 try:
                     await _counter_reset_record(

@@ -17,11 +17,13 @@ from channels.layers import get_channel_layer
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from alerts import services as alerts_services
 from devices.models import Channel, Device
 from firmware import selectors as firmware_selectors
 from firmware import services as firmware_services
 from firmware.models import FirmwareDelta, FirmwareImage, FirmwareTransfer
 from readings import live
+from gateway import protocol as p
 from readings import services as readings_services
 
 
@@ -215,6 +217,20 @@ def firmware_status_record(
             transfer_id=transfer_id, device_id=device_id, state=state, offset=offset, message=message, offered=offered
         )
         is not None
+    )
+
+
+def device_event_record(*, identity: DeviceIdentity, event: p.Event) -> None:
+    """Store the EVENT frame a device sent (door, power failure, tamper, sensor fault, ...) before the ACK."""
+    close_old_connections()
+    alerts_services.event_record(
+        tenant_id=identity.tenant_id,
+        device_id=identity.device_id,
+        facility_id=identity.facility_id,
+        code=event.code,
+        severity=event.severity,
+        time_ms=event.time_ms,
+        message=event.message,
     )
 
 

@@ -143,6 +143,8 @@ class Meter:
                 values[c] = temperature
             elif quantity == "humidity":
                 values[c] = humidity
+            elif quantity in ("door", "compressor", "defrost"):
+                values[c] = self.model.state(quantity, t_ms)
             else:
                 values[c] = 0.0
         return np.rint(values / self.scales[:, None]).astype(np.int64)

@@ -11,6 +11,8 @@ BILLING_READ = "billing:read"
 USERS_READ = "users:read"
 USERS_WRITE = "users:write"
 BILLING_WRITE = "billing:write"
+ALERTS_READ = "alerts:read"
+ALERTS_WRITE = "alerts:write"
 
 API_SCOPES: dict[str, str] = {
     FLEET_READ: "Read facilities, devices, device groups, channels and loads",
@@ -22,6 +24,8 @@ API_SCOPES: dict[str, str] = {
     USERS_READ: "Read the tenant's members and open invitations",
     USERS_WRITE: "Invite users, change their roles and remove them",
     BILLING_WRITE: "Create and change tariffs and assign them to facilities",
+    ALERTS_READ: "Read device events, alerts, alert rules and webhooks",
+    ALERTS_WRITE: "Acknowledge alerts, and create and change alert rules and webhooks",
 }
 
 # OpenID Connect: only for applications that sign users in (authorization code).

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
 from readings import services
+from readings.batch import ReadingsBatch
 from readings.errors import MalformedBatches
 from readings.wire import decode_batches
 
@@ -78,7 +79,9 @@ def readings_ingest_task(self: Task, payload: str) -> int:
         logger.exception("dropping a malformed readings message %s", self.request.id)
         return 0
     try:
-        return _with_database(self, lambda: services.readings_ingest(batches=batches).stored)
+        stored = _with_database(self, lambda: services.readings_ingest(batches=batches).stored)
+        _evaluate_alerts(batches)
+        return stored
     except (Retry, Reject):
         raise
     except Exception as exc:
@@ -86,6 +89,16 @@ def readings_ingest_task(self: Task, payload: str) -> int:
             raise
         logger.exception("ingest of message %s failed; it will be retried", self.request.id)
         _retry_or_requeue(self, exc, countdown=min(300, 10 * 2 ** min(self.request.retries, 5)))
+
+
+def _evaluate_alerts(batches: list[ReadingsBatch]) -> None:
+    """After the store write: the readings are safe, so a rule that fails to evaluate never costs one."""
+    from alerts.evaluation import readings_evaluate
+
+    try:
+        readings_evaluate(batches=batches)
+    except Exception:  # noqa: BLE001 - logged; the next batch evaluates the rules again
+        logger.exception("alert rules could not be evaluated for %d batches", len(batches))
 
 
 @shared_task(name="readings.rollups_refresh", bind=True, acks_late=True, ignore_result=True, max_retries=None)

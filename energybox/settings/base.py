@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "auditlog",
     "billing",
     "consumer",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -189,9 +190,21 @@ CELERY_BEAT_SCHEDULE = {
     # Issues last month's bills once it has ended in each facility's zone; re-issues on late data.
     "billing-issue-bills": {"task": "billing.issue_bills", "schedule": 3600.0},
     "gateway-presence-sweep": {"task": "gateway.presence_sweep", "schedule": 30.0},
+    # Offline devices, reminders and de-escalation: the alert rules that time, not readings, trips.
+    "alerts-sweep": {"task": "alerts.sweep", "schedule": 30.0},
 }
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))
+
+# --- Alerts ------------------------------------------------------------------------
+# Hosts (or host:port) a webhook may name although they are private or loopback, or reached over http.
+ALERTS_WEBHOOK_ALLOWED_HOSTS = env.list_("ALERTS_WEBHOOK_ALLOWED_HOSTS")
+# Webhook deliveries: attempts in all, and the first retry's delay (doubled at each retry).
+ALERTS_WEBHOOK_MAX_ATTEMPTS = env.int_("ALERTS_WEBHOOK_MAX_ATTEMPTS", 8)
+ALERTS_WEBHOOK_BACKOFF_S = float(env.int_("ALERTS_WEBHOOK_BACKOFF_S", 10))
+ALERTS_WEBHOOK_TIMEOUT_S = float(env.int_("ALERTS_WEBHOOK_TIMEOUT_S", 5))
+# How long an ingest worker keeps its compiled rule lookup before reading the rules again.
+ALERTS_RULE_CACHE_S = float(env.int_("ALERTS_RULE_CACHE_S", 10))
 
 # --- Gateway and firmware ---------------------------------------------------------
 # Where `manage.py rungateway` listens and the simulator connects.
@@ -316,6 +329,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "FacilityKindEnum": "devices.models.Facility.Kind",
         "LoadKindEnum": "devices.models.Load.Kind",
+        "AlertStateEnum": "alerts.models.Alert.State",
+        "RolloutStateEnum": "firmware.models.Rollout.State",
+        "RuleKindEnum": "alerts.models.RuleKind",
     },
 }
 

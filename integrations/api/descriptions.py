@@ -13,6 +13,51 @@ from integrations.api.views import TenantApiView
 
 # Each description ends with the scope the call needs; 403 and 404 follow docs/api.md's conventions.
 OPERATIONS: dict[str, tuple[str, str]] = {
+    # --- Events and alerts -------------------------------------------------------------------------
+    "events_list": (
+        "List device events",
+        "What your devices reported, newest last in id order: door opened or closed, power failure, tamper, sensor "
+        "fault, counter reset, firmware events and device-specific codes, each with its code, severity, the time "
+        "the device gives and its message. Filter by `device`, `facility`, `kind`, `severity`, `since` and "
+        "`until`. A facility manager sees the granted facilities' events. Scope `alerts:read`.",
+    ),
+    "alerts_list": (
+        "List alerts",
+        "Alerts your rules raised, one per rule and source: active, acknowledged (by whom, with the comment) or "
+        "cleared. Filter by `state`, `severity`, `facility`, `device` and `rule`. Scope `alerts:read`.",
+    ),
+    "alerts_retrieve": ("Get an alert", "One alert by id; another tenant's is a 404. Scope `alerts:read`."),
+    "alerts_acknowledge_create": (
+        "Acknowledge an alert",
+        "Say that someone is taking care of an active alert, with an optional comment: its reminders stop. An "
+        "alert that is already acknowledged or cleared is a 400. Scope `alerts:write`.",
+    ),
+    "alert_rules_list": (
+        "List alert rules",
+        "The rules that watch your facilities, loads and devices, with their thresholds, conditions, schedules, "
+        "recipients, reminders and webhooks. Scope `alerts:read`.",
+    ),
+    "alert_rules_create": (
+        "Add an alert rule",
+        "Watch one facility, load or device: demand above a threshold (kW or W), temperature beyond a limit "
+        "(°C), a door open longer than `duration_s`, or a device silent for `duration_s`. A threshold in another "
+        "unit, recipients outside your organisation or another tenant's webhook are a 400 and nothing is stored. "
+        "Tenant admins and facility managers (for their facilities) may add rules. Scope `alerts:write`.",
+    ),
+    "alert_rules_retrieve": ("Get an alert rule", "One rule by id. Scope `alerts:read`."),
+    "alert_rules_partial_update": (
+        "Change an alert rule",
+        "Change any of the rule's fields; fields left out keep their values, and the rule starts watching "
+        "afresh. Scope `alerts:write`.",
+    ),
+    "alert_rules_destroy": ("Delete an alert rule", "Delete the rule and its alerts. Scope `alerts:write`."),
+    "webhooks_list": ("List webhooks", "Where your alerts are posted, without their secrets. Scope `alerts:read`."),
+    "webhooks_create": (
+        "Add a webhook",
+        "An https URL on a public address that receives each alert change as JSON, signed with HMAC-SHA256 "
+        "in the `X-Energybox-Signature` header (`sha256=<hex>`) with the secret this answer shows once. "
+        "Loopback and private addresses are refused (400). Only tenant admins add webhooks. Scope `alerts:write`.",
+    ),
     # --- Facilities, loads, device groups -------------------------------------------------------
     "facilities_list": (
         "List facilities",

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from accounts.errors import TenantAccessDenied
+from alerts.errors import AlertsError
 from billing.errors import BillingError
 from devices.errors import ClaimRateLimited
 from firmware.errors import FirmwareError
@@ -29,6 +30,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (ReadingsError, 400, "readings_error"),
     (FirmwareError, 400, "firmware_error"),
     (BillingError, 400, "billing_error"),
+    (AlertsError, 400, "alerts_error"),
 ]
 
 

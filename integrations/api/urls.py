@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from accounts import apis as people
+from alerts import apis as alerts
 from billing import apis as billing
 from consumer import apis as consumer
 from devices import apis as fleet
@@ -15,6 +16,13 @@ from readings import apis as readings
 app_name = "api"
 
 urlpatterns = [
+    path("events/", alerts.EventListApi.as_view(), name="event-list"),
+    path("alerts/", alerts.AlertListApi.as_view(), name="alert-list"),
+    path("alerts/<int:pk>/", alerts.AlertDetailApi.as_view(), name="alert-detail"),
+    path("alerts/<int:pk>/acknowledge/", alerts.AlertAcknowledgeApi.as_view(), name="alert-acknowledge"),
+    path("alert-rules/", alerts.AlertRuleListApi.as_view(), name="alert-rule-list"),
+    path("alert-rules/<int:pk>/", alerts.AlertRuleDetailApi.as_view(), name="alert-rule-detail"),
+    path("webhooks/", alerts.WebhookListApi.as_view(), name="webhook-list"),
     path("facilities/", fleet.FacilityManageListApi.as_view(), name="facility-list"),
     path("facilities/<int:pk>/", fleet.FacilityManageApi.as_view(), name="facility-detail"),
     path("loads/", fleet.LoadManageListApi.as_view(), name="load-list"),

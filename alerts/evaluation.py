@@ -1,0 +1,330 @@
+"""Rule evaluation: per ingest batch as readings arrive, and on Celery beat for what time trips.
+
+The ingest path costs one dictionary lookup per channel row of a batch when no rule watches the
+channel; watched rows are evaluated with NumPy over the whole batch, and the rules' state for all
+of a call's sources is read in one query and written in one statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from alerts import evaluation_cache, services
+from alerts.models import Alert, AlertRule, Condition, RuleKind, RuleState, Schedule
+from devices.models import Channel, Device
+from devices.quantities import Quantity
+from readings.batch import ReadingsBatch
+
+WATCHED_QUANTITY: dict[str, str] = {
+    RuleKind.TEMPERATURE: Quantity.TEMPERATURE,
+    RuleKind.DEMAND_THRESHOLD: Quantity.ACTIVE_POWER,
+    RuleKind.DOOR_OPEN: Quantity.DOOR,
+}
+# The channel's unit → the rule's unit (rules keep kW and °C; power channels may report W).
+TO_RULE_UNIT = {"W": 0.001, "kW": 1.0}
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class Compiled:
+    rule_id: int
+    kind: str
+    name: str
+    threshold: float  # in the channel's unit
+    above: bool
+    condition: str
+    duration_ms: int
+    repeat: int
+    schedule: str
+    to_rule_unit: float
+    unit: str
+    facility_id: int
+    tz: ZoneInfo
+    hours: dict[str, list[list[str]]]
+
+
+@dataclass
+class RuleIndex:
+    by_channel: dict[int, list[Compiled]] = field(default_factory=dict)
+    # The device's defrost channel: while it reads 1, temperature rules of the device's channels hold still.
+    defrost: dict[int, int] = field(default_factory=dict)
+    channel_names: dict[int, str] = field(default_factory=dict)
+
+
+def _channels_of(rule: AlertRule) -> Q:
+    if rule.device_id is not None:
+        return Q(device_id=rule.device_id)
+    if rule.load_id is not None:
+        return Q(load_id=rule.load_id)
+    return Q(device__facility_id=rule.facility_id)
+
+
+def rule_index_build() -> RuleIndex:
+    index = RuleIndex()
+    rules = AlertRule.objects.filter(enabled=True, kind__in=list(WATCHED_QUANTITY)).select_related(
+        "facility", "load__facility", "device__facility"
+    )
+    temperature_devices: set[int] = set()
+    for rule in rules:
+        facility = rule.facility or (rule.load.facility if rule.load else None) or rule.device.facility  # type: ignore[union-attr]
+        channels = Channel.objects.filter(
+            _channels_of(rule), tenant_id=rule.tenant_id, quantity=WATCHED_QUANTITY[rule.kind]
+        ).values_list("id", "device_id", "unit", "name", "device__name", "device__serial")
+        for channel_id, device_id, unit, name, device_name, serial in channels:
+            to_rule = TO_RULE_UNIT.get(unit, 1.0) if rule.kind == RuleKind.DEMAND_THRESHOLD else 1.0
+            door = rule.kind == RuleKind.DOOR_OPEN
+            compiled = Compiled(
+                rule_id=rule.pk,
+                kind=rule.kind,
+                name=rule.name,
+                threshold=0.5 if door else float(rule.threshold or 0.0) / to_rule,
+                above=True if door else rule.above,
+                condition=Condition.DURATION if door else rule.condition,
+                duration_ms=rule.duration_s * 1000,
+                repeat=max(1, rule.repeat_count),
+                schedule=rule.schedule,
+                to_rule_unit=to_rule,
+                unit=rule.unit,
+                facility_id=facility.pk,
+                tz=ZoneInfo(facility.timezone),
+                hours=facility.opening_hours or {},
+            )
+            index.by_channel.setdefault(channel_id, []).append(compiled)
+            index.channel_names[channel_id] = f"{device_name or serial} · {name}"
+            if rule.kind == RuleKind.TEMPERATURE:
+                temperature_devices.add(device_id)
+    if temperature_devices:
+        index.defrost = dict(
+            Channel.objects.filter(device_id__in=temperature_devices, quantity=Quantity.DEFROST).values_list(
+                "device_id", "id"
+            )
+        )
+    return index
+
+
+def rule_index() -> RuleIndex:
+    return cast(RuleIndex, evaluation_cache.rules.get(rule_index_build))
+
+
+def opening_mask(
+    ts_ms: npt.NDArray[np.int64], tz: ZoneInfo, hours: dict[str, list[list[str]]]
+) -> npt.NDArray[np.bool_]:
+    """Whether each timestamp lies inside the opening hours, in the facility's local time (per distinct minute)."""
+    minutes, inverse = np.unique(ts_ms // 60_000, return_inverse=True)
+    open_at = np.zeros(len(minutes), dtype=bool)
+    for i, minute in enumerate(minutes.tolist()):
+        local = dt.datetime.fromtimestamp(minute * 60, tz=dt.UTC).astimezone(tz)
+        clock = f"{local.hour:02d}:{local.minute:02d}"
+        open_at[i] = any(first <= clock < last for first, last in hours.get(WEEKDAYS[local.weekday()], []))
+    return open_at[inverse]
+
+
+@dataclass(slots=True)
+class _Watch:
+    compiled: Compiled
+    channel_id: int
+    device_id: int
+    ts: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    suppressed: npt.NDArray[np.bool_] | None
+
+
+def _breaches(watch: _Watch) -> npt.NDArray[np.bool_]:
+    rule = watch.compiled
+    mask = watch.values > rule.threshold if rule.above else watch.values < rule.threshold
+    if watch.suppressed is not None:
+        mask &= ~watch.suppressed
+    if rule.schedule != Schedule.ALWAYS:
+        inside = opening_mask(watch.ts, rule.tz, rule.hours)
+        mask &= inside if rule.schedule == Schedule.OPENING_HOURS else ~inside
+    return mask
+
+
+def _advance(state: RuleState, watch: _Watch, mask: npt.NDArray[np.bool_]) -> bool | None:
+    """Move the source's state over the batch; True: the rule holds now, False: it stopped holding, None: neither."""
+    was_breaching = state.breach_since is not None
+    ts = watch.ts
+    state.last_at = _at(int(ts[-1]))
+    state.last_value = float(watch.values[-1]) * watch.compiled.to_rule_unit
+    if not mask[-1]:
+        state.breach_since, state.streak = None, 0
+        return False if was_breaching else None
+    quiet = np.flatnonzero(~mask)
+    start = int(quiet[-1]) + 1 if len(quiet) else 0
+    if start == 0 and was_breaching:
+        state.streak += len(mask)
+    else:
+        state.breach_since, state.streak = _at(int(ts[start])), len(mask) - start
+    rule = watch.compiled
+    if rule.condition == Condition.DURATION:
+        assert state.breach_since is not None
+        return (int(ts[-1]) - int(state.breach_since.timestamp() * 1000)) >= rule.duration_ms or None
+    if rule.condition == Condition.REPEAT:
+        return state.streak >= rule.repeat or None
+    return True
+
+
+def _at(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+def _watches(index: RuleIndex, batches: Sequence[ReadingsBatch]) -> list[_Watch]:
+    found: list[_Watch] = []
+    for batch in batches:
+        if len(batch.timestamps_ms) == 0:
+            continue
+        ids = batch.channel_ids.tolist()
+        rows = [(row, cid) for row, cid in enumerate(ids) if cid in index.by_channel]
+        if not rows:
+            continue
+        defrost_id = index.defrost.get(batch.device_id)
+        defrost = batch.values[ids.index(defrost_id)] >= 0.5 if defrost_id in ids else None
+        for row, channel_id in rows:
+            values = batch.values[row]
+            present = ~np.isnan(values)
+            if not present.any():
+                continue
+            ts = batch.timestamps_ms if present.all() else batch.timestamps_ms[present]
+            values = values if present.all() else values[present]
+            for compiled in index.by_channel[channel_id]:
+                suppressed = None
+                if compiled.kind == RuleKind.TEMPERATURE and defrost is not None:
+                    suppressed = defrost if present.all() else defrost[present]
+                found.append(_Watch(compiled, channel_id, batch.device_id, ts, values, suppressed))
+    return found
+
+
+def readings_evaluate(*, batches: Sequence[ReadingsBatch]) -> int:
+    """Evaluate the rules watching these batches' channels; returns how many alerts were raised or updated.
+
+    A source whose readings all keep to the rule and whose stored state is quiet needs no write: in
+    the steady state a call costs one read of the few states that are breaching, and nothing else.
+    """
+    index = rule_index()
+    if not index.by_channel:
+        return 0
+    watches = _watches(index, batches)
+    if not watches:
+        return 0
+    masks = [_breaches(w) for w in watches]
+    keyed = [((w.compiled.rule_id, f"c:{w.channel_id}"), w, m) for w, m in zip(watches, masks, strict=True)]
+    breaking = {key for key, _, mask in keyed if mask.any()}
+    quiet = {key for key, _, _ in keyed} - breaking
+    if quiet:
+        quiet_rules, quiet_sources = {k[0] for k in quiet}, {k[1] for k in quiet}
+        was_breaching = RuleState.objects.filter(
+            rule_id__in=quiet_rules, source__in=quiet_sources, breach_since__isnull=False
+        ).values_list("rule_id", "source")
+        breaking |= {key for key in was_breaching if key in quiet}
+    if not breaking:
+        return 0
+    return _apply(index, [(key, w, m) for key, w, m in keyed if key in breaking])
+
+
+def _apply(index: RuleIndex, keyed: list[tuple[tuple[int, str], _Watch, npt.NDArray[np.bool_]]]) -> int:
+    keys = {key for key, _, _ in keyed}
+    raised = 0
+    with transaction.atomic():
+        stored = {
+            (s.rule_id, s.source): s
+            for s in RuleState.objects.select_for_update().filter(
+                rule_id__in={k[0] for k in keys}, source__in={k[1] for k in keys}
+            )
+        }
+        states = {key: stored.get(key) or RuleState(rule_id=key[0], source=key[1]) for key in keys}
+        outcomes: list[tuple[_Watch, bool]] = []
+        for key, watch, mask in sorted(keyed, key=lambda item: int(item[1].ts[0])):
+            state = states[key]
+            if state.last_at is not None and int(watch.ts[-1]) <= int(state.last_at.timestamp() * 1000):
+                continue  # a redelivered or late batch: the rule has seen newer readings of this source
+            outcome = _advance(state, watch, mask)
+            if outcome is not None:
+                outcomes.append((watch, outcome))
+        RuleState.objects.bulk_create(
+            list(states.values()),
+            update_conflicts=True,
+            unique_fields=["rule", "source"],
+            update_fields=["breach_since", "streak", "last_value", "last_at"],
+        )
+        rules = {r.pk: r for r in AlertRule.objects.filter(pk__in={w.compiled.rule_id for w, _ in outcomes})}
+        for watch, holds in outcomes:
+            rule, source, at = rules[watch.compiled.rule_id], f"c:{watch.channel_id}", _at(int(watch.ts[-1]))
+            if holds:
+                value = float(watch.values[-1]) * watch.compiled.to_rule_unit
+                name = index.channel_names.get(watch.channel_id, source)
+                services.alert_raise(
+                    rule=rule,
+                    source=source,
+                    device_id=watch.device_id,
+                    facility_id=watch.compiled.facility_id,
+                    value=value,
+                    at=at,
+                    message=f"{name}: {value:.1f} {watch.compiled.unit}".strip(),
+                )
+                raised += 1
+            else:
+                services.alert_clear(rule=rule, source=source, at=at)
+    return raised
+
+
+# --- On beat ---------------------------------------------------------------------------------------
+
+
+def _offline(rule: AlertRule, now: dt.datetime) -> None:
+    devices = Device.objects.filter(tenant_id=rule.tenant_id, last_seen__isnull=False).exclude(
+        status=Device.Status.DISABLED
+    )
+    if rule.device_id is not None:
+        devices = devices.filter(pk=rule.device_id)
+    elif rule.facility_id is not None:
+        devices = devices.filter(facility_id=rule.facility_id)
+    cutoff = now - dt.timedelta(seconds=rule.duration_s)
+    # Presence is read from last_seen, never from the online flag: a killed gateway cannot flip the flag.
+    stale = list(devices.filter(last_seen__lt=cutoff).values_list("id", "facility_id", "serial", "name", "last_seen"))
+    for device_id, facility_id, serial, name, last_seen in stale:
+        assert last_seen is not None
+        minutes = (now - last_seen).total_seconds() / 60
+        services.alert_raise(
+            rule=rule,
+            source=f"d:{device_id}",
+            device_id=device_id,
+            facility_id=facility_id,
+            value=round(minutes, 1),
+            at=now,
+            message=f"{name or serial}: offline for {minutes:.0f} min",
+        )
+    stale_sources = {f"d:{row[0]}" for row in stale}
+    for source in Alert.objects.filter(rule=rule).exclude(state=Alert.State.CLEARED).values_list("source", flat=True):
+        if source not in stale_sources:
+            services.alert_clear(rule=rule, source=source, at=now)
+
+
+def alerts_sweep(*, now: dt.datetime | None = None) -> int:
+    """Offline devices, reminders to the second list and time-based de-escalation; returns alerts touched."""
+    now = now or timezone.now()
+    touched = 0
+    for rule in AlertRule.objects.filter(enabled=True, kind=RuleKind.DEVICE_OFFLINE):
+        _offline(rule, now)
+    reminders = Alert.objects.filter(state=Alert.State.ACTIVE, rule__escalate_after_s__gt=0).select_related("rule")
+    for alert in reminders:
+        delay = dt.timedelta(seconds=alert.rule.escalate_after_s)
+        if (alert.reminded_at or alert.raised_at) + delay <= now:
+            touched += services.alert_remind(alert_id=alert.pk, now=now)
+    stale = (
+        Alert.objects.exclude(state=Alert.State.CLEARED).filter(rule__deescalate_after_s__gt=0).select_related("rule")
+    )
+    for alert in stale:
+        if alert.updated_at + dt.timedelta(seconds=alert.rule.deescalate_after_s) <= now:
+            services.alert_clear(rule=alert.rule, source=alert.source, at=now, comment="de-escalated: no longer seen")
+            touched += 1
+    return touched

@@ -1,0 +1,417 @@
+"""Writes of the alerts domain: device events, rules, webhooks, preferences and the alert lifecycle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.access import Access
+from accounts.models import Membership, Role
+from alerts import evaluation_cache
+from alerts.errors import AlertsError
+from alerts.events import event_kind
+from alerts.models import (
+    Alert,
+    AlertHistory,
+    AlertRule,
+    Condition,
+    NotificationPreference,
+    RuleKind,
+    Schedule,
+    Severity,
+    Webhook,
+)
+from alerts.webhooks import webhook_url_check
+from devices.models import Device, Facility, Load
+
+# An event stamped before 2000 or this far ahead is a device clock gone wrong: stored at its arrival time.
+# Older times are kept: a device that was offline reports what happened meanwhile.
+EVENT_CLOCK_SLACK = dt.timedelta(days=1)
+EARLIEST_EVENT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+MAX_MESSAGE = 255
+
+# --- Events ---------------------------------------------------------------------------------------
+
+
+def event_record(
+    *, tenant_id: int, device_id: int, facility_id: int, code: int, severity: int, time_ms: int, message: str
+) -> int:
+    """Store one EVENT frame a device sent; returns the event's id."""
+    if not 0 <= code <= 0xFFF or severity not in Severity.values:
+        raise AlertsError(f"EVENT code {code} / severity {severity} is undefined")
+    now = timezone.now()
+    occurred = dt.datetime.fromtimestamp(time_ms / 1000, tz=dt.UTC)
+    if occurred < EARLIEST_EVENT or occurred > now + EVENT_CLOCK_SLACK:
+        occurred = now
+    from alerts.models import Event
+
+    event = Event.objects.create(
+        tenant_id=tenant_id,
+        device_id=device_id,
+        facility_id=facility_id,
+        code=code,
+        kind=event_kind(code),
+        severity=severity,
+        occurred_at=occurred,
+        message=message[:MAX_MESSAGE],
+    )
+    return event.pk
+
+
+# --- Rules ----------------------------------------------------------------------------------------
+
+# Each analogue kind's threshold unit, and the factor that turns an accepted unit into it.
+THRESHOLD_UNITS: dict[str, dict[str, float]] = {
+    RuleKind.DEMAND_PROJECTION: {"kW": 1.0, "W": 0.001},
+    RuleKind.DEMAND_THRESHOLD: {"kW": 1.0, "W": 0.001},
+    RuleKind.TEMPERATURE: {"°C": 1.0},
+}
+# Kinds that need a duration: a door is open for N minutes, a device offline for N minutes.
+NEEDS_DURATION = {RuleKind.DOOR_OPEN, RuleKind.DEVICE_OFFLINE}
+MAX_DURATION_S = 7 * 86_400
+MAX_REPEAT = 10_000
+
+RULE_FIELDS = (
+    "name",
+    "kind",
+    "severity",
+    "threshold",
+    "unit",
+    "above",
+    "condition",
+    "duration_s",
+    "repeat_count",
+    "schedule",
+    "escalate_after_s",
+    "deescalate_after_s",
+    "enabled",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    name: str
+    kind: str
+    severity: int = Severity.WARNING
+    facility_id: int | None = None
+    load_id: int | None = None
+    device_id: int | None = None
+    threshold: float | None = None
+    unit: str = ""
+    above: bool = True
+    condition: str = Condition.SIMPLE
+    duration_s: int = 0
+    repeat_count: int = 1
+    schedule: str = Schedule.ALWAYS
+    recipient_ids: Sequence[int] = ()
+    escalation_recipient_ids: Sequence[int] = ()
+    escalate_after_s: int = 0
+    deescalate_after_s: int = 0
+    webhook_ids: Sequence[int] = ()
+    enabled: bool = True
+
+
+def _scope(access: Access, spec: RuleSpec) -> tuple[Facility | None, Load | None, Device | None]:
+    named = [x is not None for x in (spec.facility_id, spec.load_id, spec.device_id)]
+    if sum(named) != 1:
+        raise AlertsError("A rule watches exactly one facility, one load or one device.")
+    tenant = {"tenant_id": access.tenant_id}
+    facility = load = device = None
+    if spec.facility_id is not None:
+        facility = Facility.objects.filter(pk=spec.facility_id, archived_at__isnull=True, **tenant).first()
+        if facility is None:
+            raise AlertsError("The facility does not exist.")
+    elif spec.load_id is not None:
+        load = Load.objects.filter(pk=spec.load_id, archived_at__isnull=True, **tenant).first()
+        if load is None:
+            raise AlertsError("The load does not exist.")
+        facility = load.facility
+    else:
+        device = Device.objects.filter(pk=int(spec.device_id or 0), **tenant).first()
+        if device is None:
+            raise AlertsError("The device does not exist.")
+        facility = device.facility
+    if not access.manages_facility(facility.pk):
+        raise AlertsError("You may not set rules for this facility.")
+    if spec.kind == RuleKind.DEMAND_PROJECTION and spec.facility_id is None:
+        raise AlertsError("A demand projection rule watches a facility (against its peak target).")
+    if spec.kind == RuleKind.DEVICE_OFFLINE and spec.load_id is not None:
+        raise AlertsError("A device-offline rule watches a facility or a device.")
+    return (facility if spec.facility_id is not None else None), load, device
+
+
+def _check_values(spec: RuleSpec) -> tuple[float | None, str]:
+    if spec.kind not in RuleKind.values:
+        raise AlertsError(f"Unknown rule kind {spec.kind!r}. Known kinds: {', '.join(RuleKind.values)}.")
+    if spec.severity not in Severity.values:
+        raise AlertsError("The severity must be 0 (info), 1 (warning), 2 (alarm) or 3 (critical).")
+    if spec.condition not in Condition.values:
+        raise AlertsError(f"Unknown condition {spec.condition!r}.")
+    if spec.schedule not in Schedule.values:
+        raise AlertsError(f"Unknown schedule {spec.schedule!r}.")
+    if not spec.name.strip() or len(spec.name) > 120:
+        raise AlertsError("A rule needs a name of at most 120 characters.")
+    for value, label in ((spec.duration_s, "duration"), (spec.escalate_after_s, "escalation delay")):
+        if not 0 <= value <= MAX_DURATION_S:
+            raise AlertsError(f"The {label} must be between 0 and {MAX_DURATION_S} seconds.")
+    if not 0 <= spec.deescalate_after_s <= MAX_DURATION_S:
+        raise AlertsError(f"The de-escalation delay must be between 0 and {MAX_DURATION_S} seconds.")
+    if spec.kind in NEEDS_DURATION and spec.duration_s <= 0:
+        raise AlertsError("This kind of rule needs a duration of at least one second.")
+    if spec.condition == Condition.DURATION and spec.duration_s <= 0:
+        raise AlertsError("The duration condition needs a duration of at least one second.")
+    if spec.condition == Condition.REPEAT and not 2 <= spec.repeat_count <= MAX_REPEAT:
+        raise AlertsError(f"The repeat condition needs 2 to {MAX_REPEAT} readings in a row.")
+    units = THRESHOLD_UNITS.get(spec.kind)
+    if units is None:
+        if spec.threshold is not None:
+            raise AlertsError("This kind of rule takes no threshold.")
+        return None, ""
+    if spec.threshold is None or spec.threshold != spec.threshold or abs(spec.threshold) > 1e9:
+        raise AlertsError("This kind of rule needs a finite threshold.")
+    if spec.unit not in units:
+        raise AlertsError(f"The threshold of this rule is in {' or '.join(units)}, not {spec.unit!r}.")
+    # Stored in the kind's own unit, so evaluation never converts per reading.
+    canonical = next(iter(units))
+    return spec.threshold * units[spec.unit], canonical
+
+
+def _members(access: Access, user_ids: Iterable[int]) -> list[int]:
+    wanted = set(user_ids)
+    found = set(
+        Membership.objects.filter(tenant_id=access.tenant_id, user_id__in=wanted).values_list("user_id", flat=True)
+    )
+    if wanted - found:
+        raise AlertsError("Every recipient must be a member of your organisation.")
+    return sorted(found)
+
+
+def _webhooks(access: Access, ids: Iterable[int]) -> list[int]:
+    wanted = set(ids)
+    found = set(Webhook.objects.filter(tenant_id=access.tenant_id, pk__in=wanted).values_list("pk", flat=True))
+    if wanted - found:
+        raise AlertsError("The webhook does not exist.")
+    return sorted(found)
+
+
+def _require_admin(access: Access) -> None:
+    if not (access.is_admin or access.role == Role.FACILITY_MANAGER):
+        raise AlertsError("Only tenant admins and facility managers change alert rules.")
+
+
+@transaction.atomic
+def alert_rule_create(*, access: Access, spec: RuleSpec) -> AlertRule:
+    _require_admin(access)
+    threshold, unit = _check_values(spec)
+    facility, load, device = _scope(access, spec)
+    recipients = _members(access, spec.recipient_ids)
+    escalation = _members(access, spec.escalation_recipient_ids)
+    webhooks = _webhooks(access, spec.webhook_ids)
+    rule = AlertRule.objects.create(
+        tenant_id=access.tenant_id,
+        facility=facility,
+        load=load,
+        device=device,
+        **{field: getattr(spec, field) for field in RULE_FIELDS if field not in ("threshold", "unit")},
+        threshold=threshold,
+        unit=unit,
+    )
+    rule.recipients.set(recipients)
+    rule.escalation_recipients.set(escalation)
+    rule.webhooks.set(webhooks)
+    transaction.on_commit(evaluation_cache.invalidate)
+    return rule
+
+
+@transaction.atomic
+def alert_rule_update(*, access: Access, rule: AlertRule, spec: RuleSpec) -> AlertRule:
+    _require_admin(access)
+    threshold, unit = _check_values(spec)
+    facility, load, device = _scope(access, spec)
+    recipients = _members(access, spec.recipient_ids)
+    escalation = _members(access, spec.escalation_recipient_ids)
+    webhooks = _webhooks(access, spec.webhook_ids)
+    for field in RULE_FIELDS:
+        setattr(rule, field, getattr(spec, field))
+    rule.threshold, rule.unit = threshold, unit
+    rule.facility, rule.load, rule.device = facility, load, device
+    rule.save()
+    rule.recipients.set(recipients)
+    rule.escalation_recipients.set(escalation)
+    rule.webhooks.set(webhooks)
+    # The rule's meaning changed: what it remembered about its sources no longer applies.
+    rule.states.all().delete()
+    transaction.on_commit(evaluation_cache.invalidate)
+    return rule
+
+
+@transaction.atomic
+def alert_rule_delete(*, access: Access, rule: AlertRule) -> None:
+    _require_admin(access)
+    rule.delete()
+    transaction.on_commit(evaluation_cache.invalidate)
+
+
+def spec_of(rule: AlertRule, **changes: Any) -> RuleSpec:
+    """The rule as a spec, with some fields changed (a partial update)."""
+    current: dict[str, Any] = {field: getattr(rule, field) for field in RULE_FIELDS}
+    current.update(
+        facility_id=rule.facility_id,
+        load_id=rule.load_id,
+        device_id=rule.device_id,
+        recipient_ids=list(rule.recipients.values_list("pk", flat=True)),
+        escalation_recipient_ids=list(rule.escalation_recipients.values_list("pk", flat=True)),
+        webhook_ids=list(rule.webhooks.values_list("pk", flat=True)),
+    )
+    if {"facility_id", "load_id", "device_id"} & changes.keys():
+        current.update(facility_id=None, load_id=None, device_id=None)
+    current.update(changes)
+    return RuleSpec(**current)
+
+
+# --- Webhooks -------------------------------------------------------------------------------------
+
+
+def webhook_create(*, access: Access, name: str, url: str) -> Webhook:
+    if not access.is_admin:
+        raise AlertsError("Only tenant admins add webhooks.")
+    if not name.strip() or len(name) > 120:
+        raise AlertsError("A webhook needs a name of at most 120 characters.")
+    webhook_url_check(url)
+    return Webhook.objects.create(tenant_id=access.tenant_id, name=name, url=url, secret=secrets.token_hex(32))
+
+
+# --- Preferences ----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def notification_preference_set(
+    *,
+    access: Access,
+    user_id: int,
+    min_severity: int,
+    facility_ids: Sequence[int] = (),
+    quiet_start: dt.time | None = None,
+    quiet_end: dt.time | None = None,
+) -> NotificationPreference:
+    if min_severity not in Severity.values:
+        raise AlertsError("Unknown severity.")
+    if (quiet_start is None) != (quiet_end is None):
+        raise AlertsError("Quiet hours need both a start and an end.")
+    facilities = list(Facility.objects.filter(tenant_id=access.tenant_id, pk__in=set(facility_ids)))
+    if len(facilities) != len(set(facility_ids)):
+        raise AlertsError("The facility does not exist.")
+    preference, _ = NotificationPreference.objects.update_or_create(
+        tenant_id=access.tenant_id,
+        user_id=user_id,
+        defaults={"min_severity": min_severity, "quiet_start": quiet_start, "quiet_end": quiet_end},
+    )
+    preference.facilities.set(facilities)
+    return preference
+
+
+# --- The alert lifecycle --------------------------------------------------------------------------
+
+
+def _notify(alert: Alert, action: str) -> None:
+    from alerts.tasks import alert_notify_task
+
+    alert_id = alert.pk
+    transaction.on_commit(lambda: alert_notify_task.delay(alert_id, action))
+
+
+@transaction.atomic
+def alert_raise(
+    *,
+    rule: AlertRule,
+    source: str,
+    device_id: int | None,
+    facility_id: int | None,
+    value: float | None,
+    at: dt.datetime,
+    message: str,
+) -> Alert:
+    """The rule holds for this source: update its open alert, or raise one (and notify)."""
+    open_alert = Alert.objects.select_for_update().filter(rule=rule, source=source).exclude(state=Alert.State.CLEARED)
+    alert = open_alert.first()
+    if alert is not None:
+        alert.value, alert.updated_at = value, at
+        alert.save(update_fields=["value", "updated_at"])
+        return alert
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                tenant_id=rule.tenant_id,
+                rule=rule,
+                source=source,
+                device_id=device_id,
+                facility_id=facility_id,
+                severity=rule.severity,
+                message=message[:MAX_MESSAGE],
+                value=value,
+                raised_at=at,
+                updated_at=at,
+            )
+    except IntegrityError:
+        # Another worker raised it in the meantime: one alert per source and rule.
+        alert = open_alert.get()
+        alert.value, alert.updated_at = value, at
+        alert.save(update_fields=["value", "updated_at"])
+        return alert
+    AlertHistory.objects.create(alert=alert, at=at, action=AlertHistory.Action.RAISED, value=value)
+    _notify(alert, AlertHistory.Action.RAISED)
+    return alert
+
+
+@transaction.atomic
+def alert_clear(*, rule: AlertRule, source: str, at: dt.datetime, comment: str = "") -> Alert | None:
+    alert = (
+        Alert.objects.select_for_update().filter(rule=rule, source=source).exclude(state=Alert.State.CLEARED).first()
+    )
+    if alert is None:
+        return None
+    alert.state, alert.cleared_at = Alert.State.CLEARED, at
+    alert.save(update_fields=["state", "cleared_at"])
+    AlertHistory.objects.create(alert=alert, at=at, action=AlertHistory.Action.CLEARED, comment=comment)
+    _notify(alert, AlertHistory.Action.CLEARED)
+    return alert
+
+
+@transaction.atomic
+def alert_acknowledge(*, access: Access, alert_id: int, comment: str) -> Alert:
+    """Someone takes care of it: who and why are kept, and its reminders stop."""
+    if len(comment) > 2000:
+        raise AlertsError("The comment is longer than 2,000 characters.")
+    from alerts.selectors import alert_list
+
+    alert = alert_list(access=access).select_for_update(of=("self",)).get(pk=alert_id)
+    if alert.state != Alert.State.ACTIVE:
+        raise AlertsError(f"The alert is already {alert.get_state_display().lower()}.")
+    now = timezone.now()
+    alert.state, alert.acknowledged_at = Alert.State.ACKNOWLEDGED, now
+    alert.acknowledged_by_id, alert.comment = access.user_id, comment
+    alert.save(update_fields=["state", "acknowledged_at", "acknowledged_by", "comment"])
+    AlertHistory.objects.create(
+        alert=alert, at=now, action=AlertHistory.Action.ACKNOWLEDGED, actor_id=access.user_id, comment=comment
+    )
+    _notify(alert, AlertHistory.Action.ACKNOWLEDGED)
+    return alert
+
+
+@transaction.atomic
+def alert_remind(*, alert_id: int, now: dt.datetime) -> bool:
+    """An alert still unacknowledged after the rule's delay: remind the second list (again after each delay)."""
+    alert = Alert.objects.select_for_update().filter(pk=alert_id, state=Alert.State.ACTIVE).first()
+    if alert is None:
+        return False
+    alert.reminded_at = now
+    alert.save(update_fields=["reminded_at"])
+    AlertHistory.objects.create(alert=alert, at=now, action=AlertHistory.Action.REMINDED)
+    _notify(alert, AlertHistory.Action.REMINDED)
+    return True

@@ -1,0 +1,100 @@
+"""End to end: the real simulator over TLS through the real gateway, ingest in-process, rules evaluated on ingest.
+
+A scripted freezer (limit −18 °C, alarm delay 10 minutes) defrosts warm, later warms for 15
+minutes, and has its door left open for 8 minutes; a killed simulator goes offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+
+import numpy as np
+import pytest
+from asgiref.sync import sync_to_async
+
+from alerts.evaluation import alerts_sweep
+from alerts.models import Alert, RuleKind
+from alerts.tests.factories import COLD_ROOM, rule
+from gateway.loads import LoadModel
+from gateway.simulator import Meter
+from gateway.tests.conftest import provision
+from gateway.tests.helpers import running_gateway, simulated, spec_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+MIN = 60_000
+
+
+class ScriptedFreezer(LoadModel):
+    """Minutes from `start_ms`: defrost 10–20 (warm to 0 °C), warm −10 °C 25–40, door open 42–50."""
+
+    def __init__(self, rng: np.random.Generator, start_ms: int) -> None:
+        super().__init__(rng)
+        self.start_ms = start_ms
+
+    def _minute(self, t_ms):
+        return (t_ms - self.start_ms) / MIN
+
+    def temperature(self, t_ms):
+        m = self._minute(t_ms)
+        return np.select([(m >= 10) & (m < 20), (m >= 25) & (m < 40)], [0.0, -10.0], default=-20.0)
+
+    def state(self, quantity, t_ms):
+        m = self._minute(t_ms)
+        if quantity == "defrost":
+            return ((m >= 10) & (m < 20)).astype(float)
+        if quantity == "door":
+            return ((m >= 42) & (m < 50)).astype(float)
+        return super().state(quantity, t_ms)
+
+
+async def test_a_freezer_alerts_after_its_delay_but_not_during_defrost_and_a_door_left_open_alerts(
+    embedded, tmp_path, close_thread_connections
+):
+    issued = await sync_to_async(provision)(serial="SN-FREEZER-1", channels=COLD_ROOM)
+    device = issued.device
+    await sync_to_async(rule)(device, name="Freezer", threshold=-18, condition="duration", duration_s=600)
+    await sync_to_async(rule)(device, name="Door", kind="door_open", duration_s=300)
+    spec = await sync_to_async(spec_for)(issued)
+    step = 15 * 2000
+    start_ms = ((time.time_ns() // 1_000_000 - 2 * 3_600_000) // step) * step
+    meter = Meter(spec, np.random.default_rng(1), model=ScriptedFreezer(np.random.default_rng(1), start_ms))
+    async with running_gateway(tmp_path) as (_, port, ctx):
+        sim = simulated(spec, port, ctx, max_batches=120, start_ms=start_ms, meter=meter, record=True)  # one hour
+        await sim.run(duration_s=60)
+    assert len(sim.acked) == 120
+    alerts = await sync_to_async(lambda: list(Alert.objects.select_related("rule").order_by("raised_at")))()
+    by_kind = {a.rule.kind: a for a in alerts}
+    assert len(alerts) == 2 and set(by_kind) == {RuleKind.TEMPERATURE, RuleKind.DOOR_OPEN}
+    start = dt.datetime.fromtimestamp(start_ms / 1000, tz=dt.UTC)
+    warm = by_kind[RuleKind.TEMPERATURE]
+    # Raised once the warm spell from minute 25 lasted 10 minutes (within one 30-s batch), not in the defrost.
+    assert dt.timedelta(minutes=35) <= warm.raised_at - start <= dt.timedelta(minutes=35, seconds=30)
+    assert warm.state == Alert.State.CLEARED and warm.cleared_at - start <= dt.timedelta(minutes=40, seconds=30)
+    door = by_kind[RuleKind.DOOR_OPEN]
+    assert dt.timedelta(minutes=47) <= door.raised_at - start <= dt.timedelta(minutes=47, seconds=30)
+    assert door.state == Alert.State.CLEARED
+
+
+async def test_a_device_whose_simulator_is_killed_is_reported_offline(embedded, tmp_path, close_thread_connections):
+    issued = await sync_to_async(provision)(serial="SN-FREEZER-2", channels=COLD_ROOM)
+    await sync_to_async(rule)(issued.device, name="Offline", kind="device_offline", duration_s=2)
+    spec = await sync_to_async(spec_for)(issued)
+    async with running_gateway(tmp_path) as (_, port, ctx):
+        sim = simulated(spec, port, ctx, max_batches=None, realtime=True)
+        task = asyncio.create_task(sim.run(duration_s=30))
+        await sim.connected.wait()
+        await asyncio.sleep(0.5)  # the gateway flushes presence every 0.2 s
+        assert await sync_to_async(alerts_sweep)() == 0
+        assert not await sync_to_async(Alert.objects.exists)()
+        task.cancel()  # the device dies without a goodbye
+        sim.drop_connection()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            await sync_to_async(alerts_sweep)()
+            if await sync_to_async(Alert.objects.filter(state=Alert.State.ACTIVE).exists)():
+                break
+            await asyncio.sleep(0.5)
+    alert = await sync_to_async(Alert.objects.get)()
+    assert alert.source == f"d:{issued.device.pk}" and alert.state == Alert.State.ACTIVE

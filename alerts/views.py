@@ -1,0 +1,158 @@
+"""Portal pages of alerts: the alert list with acknowledgement, the event timeline, the rule editor.
+
+Each page calls the same selectors and services as /api/v1/, so what the portal shows is the API's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+from accounts.access import Access
+from accounts.errors import TenantAccessDenied
+from alerts import selectors, services
+from alerts.errors import AlertsError
+from alerts.models import Alert, Condition, RuleKind, Schedule, Severity
+from devices.selectors import device_list, facility_list
+from portal.access import request_access
+
+PAGE = 200
+
+
+def _access(request: HttpRequest) -> Access:
+    try:
+        return request_access(request)
+    except TenantAccessDenied as exc:
+        raise Http404(_("You are not a member of any tenant.")) from exc
+
+
+def _int(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() and len(raw) < 19 else None
+
+
+@login_required
+def alert_list_page(request: HttpRequest) -> HttpResponse:
+    access = _access(request)
+    view = "history" if request.GET.get("view") == "history" else "open"
+    alerts = selectors.alert_list(access=access)
+    alerts = (
+        alerts.filter(state=Alert.State.CLEARED) if view == "history" else alerts.exclude(state=Alert.State.CLEARED)
+    )
+    facility_id, severity = _int(request.GET.get("facility")), _int(request.GET.get("severity"))
+    if facility_id:
+        alerts = alerts.filter(facility_id=facility_id)
+    if severity is not None:
+        alerts = alerts.filter(severity__gte=severity)
+    context: dict[str, Any] = {
+        "alerts": list(alerts.order_by("-raised_at")[:PAGE]),
+        "view": view,
+        "facilities": facility_list(access=access).order_by("name"),
+        "facility_id": facility_id,
+        "severity": severity,
+        "severities": Severity.choices,
+    }
+    return render(request, "alerts/alerts.html", context)
+
+
+@login_required
+@require_POST
+def alert_acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
+    access = _access(request)
+    try:
+        services.alert_acknowledge(access=access, alert_id=alert_id, comment=request.POST.get("comment", "")[:2000])
+    except Alert.DoesNotExist as exc:
+        raise Http404 from exc
+    except AlertsError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("Alert acknowledged."))
+    return redirect("alerts:alerts")
+
+
+@login_required
+def event_timeline_page(request: HttpRequest) -> HttpResponse:
+    access = _access(request)
+    events = selectors.event_list(access=access)
+    facility_id, device_id = _int(request.GET.get("facility")), _int(request.GET.get("device"))
+    if facility_id:
+        events = events.filter(facility_id=facility_id)
+    if device_id:
+        events = events.filter(device_id=device_id)
+    context = {
+        "events": list(events.order_by("-occurred_at", "-id")[:PAGE]),
+        "facilities": facility_list(access=access).order_by("name"),
+        "facility_id": facility_id,
+        "device_id": device_id,
+    }
+    return render(request, "alerts/events.html", context)
+
+
+class RuleForm(forms.Form):
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=120)
+    kind = forms.ChoiceField(label=gettext_lazy("Kind"), choices=RuleKind.choices)
+    severity = forms.TypedChoiceField(
+        label=gettext_lazy("Severity"), choices=Severity.choices, coerce=int, initial=Severity.WARNING
+    )
+    device = forms.TypedChoiceField(label=gettext_lazy("Device"), coerce=int, required=False, empty_value=None)
+    facility = forms.TypedChoiceField(label=gettext_lazy("Facility"), coerce=int, required=False, empty_value=None)
+    threshold = forms.FloatField(label=gettext_lazy("Threshold"), required=False)
+    unit = forms.ChoiceField(
+        label=gettext_lazy("Unit"), choices=[("", "—"), ("kW", "kW"), ("W", "W"), ("°C", "°C")], required=False
+    )
+    condition = forms.ChoiceField(label=gettext_lazy("Condition"), choices=Condition.choices)
+    duration_s = forms.IntegerField(label=gettext_lazy("Duration (seconds)"), min_value=0, initial=0)
+    repeat_count = forms.IntegerField(label=gettext_lazy("Readings in a row"), min_value=1, initial=1)
+    schedule = forms.ChoiceField(label=gettext_lazy("Schedule"), choices=Schedule.choices)
+    escalate_after_s = forms.IntegerField(
+        label=gettext_lazy("Remind after (seconds, 0: never)"), min_value=0, initial=0
+    )
+
+    def __init__(self, *args: Any, access: Access, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        none: list[tuple[Any, str]] = [("", "—")]
+        self.fields["device"].choices = none + [  # type: ignore[attr-defined]
+            (d.pk, d.name or d.serial) for d in device_list(access=access).order_by("serial")
+        ]
+        self.fields["facility"].choices = none + [  # type: ignore[attr-defined]
+            (f.pk, f.name) for f in facility_list(access=access).order_by("name")
+        ]
+
+
+@login_required
+def rule_list_page(request: HttpRequest) -> HttpResponse:
+    access = _access(request)
+    form = RuleForm(request.POST or None, access=access)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        spec = services.RuleSpec(
+            name=data["name"],
+            kind=data["kind"],
+            severity=data["severity"],
+            device_id=data["device"],
+            facility_id=data["facility"] if data["device"] is None else None,
+            threshold=data["threshold"],
+            unit=data["unit"] or "",
+            condition=data["condition"],
+            duration_s=data["duration_s"],
+            repeat_count=data["repeat_count"],
+            schedule=data["schedule"],
+            escalate_after_s=data["escalate_after_s"],
+            recipient_ids=[request.user.pk] if request.user.pk else [],
+        )
+        try:
+            services.alert_rule_create(access=access, spec=spec)
+        except AlertsError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, _("Rule saved."))
+            return redirect("alerts:rules")
+    rules = selectors.alert_rule_list(access=access).order_by("name")
+    return render(request, "alerts/rules.html", {"rules": rules, "form": form})
