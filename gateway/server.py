@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections
 
 from devices.keys import signature_valid
@@ -32,10 +33,9 @@ from readings.batch import ReadingsBatch
 
 logger = logging.getLogger(__name__)
 
-# Readings older than this or further ahead than MAX_FUTURE_MS are refused as a bad batch: they
-# are a device clock gone wrong, and the store should not get them.
+# Readings older than this or further ahead than settings.READINGS_MAX_FUTURE_S are refused as a bad
+# batch: they are a device clock gone wrong, and the store should not get them.
 MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-MAX_FUTURE_MS = 24 * 3600 * 1000
 
 _identity_get = sync_to_async(services.device_identity_get)
 _presence_record = sync_to_async(services.device_presence_record)
@@ -420,8 +420,13 @@ def build_batch(identity: DeviceIdentity, frame: p.Frame) -> ReadingsBatch | Non
     if (ids < 0).any():
         raise p.ProtocolError(p.ErrorCode.BAD_BATCH, "batch carries a channel the device does not have", seq=frame.seq)
     last_ms = block.start_ms + block.interval_ms * (samples - 1)
-    if block.start_ms < MIN_TIMESTAMP_MS or last_ms > now_ms() + MAX_FUTURE_MS:
-        raise p.ProtocolError(p.ErrorCode.BAD_BATCH, "batch timestamps are out of range", seq=frame.seq)
+    if block.start_ms < MIN_TIMESTAMP_MS:
+        raise p.ProtocolError(p.ErrorCode.BAD_BATCH, "batch timestamps are before 2000", seq=frame.seq)
+    if (ahead_ms := last_ms - now_ms()) > settings.READINGS_MAX_FUTURE_S * 1000:
+        message = (
+            f"batch timestamps are {ahead_ms // 1000} s in the future (limit {settings.READINGS_MAX_FUTURE_S:g} s)"
+        )
+        raise p.ProtocolError(p.ErrorCode.BAD_BATCH, message, seq=frame.seq)
     if not len(ids):
         return None
     scales = identity.scales[:channels][block.present]

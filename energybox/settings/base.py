@@ -174,6 +174,25 @@ if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 # Ingest has its own durable queue, so its prefetch and workers can be tuned apart from other tasks.
 CELERY_TASK_ROUTES = {"readings.ingest": {"queue": "readings"}}
+# On RabbitMQ the ingest queue is a quorum queue (replicated over the cluster's nodes, Raft), and a
+# message that can never be stored (malformed, unknown version) is dead-lettered into
+# `readings.dead` instead of dropped (see docs/operations.md, "Queue"). "classic" keeps the old queue.
+READINGS_QUEUE_TYPE = env.str_("READINGS_QUEUE_TYPE", "quorum")
+if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    from kombu import Exchange, Queue
+
+    _ingest_arguments = {"x-dead-letter-exchange": "readings.dead", "x-dead-letter-routing-key": "readings.dead"}
+    if READINGS_QUEUE_TYPE == "quorum":
+        # At-least-once dead-lettering: a dead letter is confirmed by its queue before it leaves ours.
+        _ingest_arguments |= {
+            "x-queue-type": "quorum",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+    CELERY_TASK_QUEUES = [
+        Queue("readings", Exchange("readings"), routing_key="readings", queue_arguments=_ingest_arguments),
+        Queue("celery", Exchange("celery"), routing_key="celery"),
+    ]
 CELERY_BEAT_SCHEDULE = {
     "readings-rollups": {"task": "readings.rollups_refresh", "schedule": 10.0},
     "readings-compact": {"task": "readings.compact", "schedule": 300.0},
@@ -183,6 +202,9 @@ CELERY_BEAT_SCHEDULE = {
     # Issues last month's bills once it has ended in each facility's zone; re-issues on late data.
     "billing-issue-bills": {"task": "billing.issue_bills", "schedule": 3600.0},
 }
+# Readings stamped further ahead of the gateway's clock than this are refused (NACK BAD_BATCH): a
+# device clock gone wrong. A few minutes of skew are allowed; a device re-syncs with TIME_REQUEST.
+READINGS_MAX_FUTURE_S = float(env.int_("READINGS_MAX_FUTURE_S", 300))
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))
 
