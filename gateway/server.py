@@ -24,8 +24,8 @@ from django.conf import settings
 from django.db import connections
 
 from devices.keys import signature_valid
+from gateway import metrics, services
 from gateway import protocol as p
-from gateway import services
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
 from gateway.services import DeviceIdentity, FirmwareOfferInfo
@@ -545,6 +545,7 @@ class Gateway:
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
+        metrics.count(self, name, n)
 
     def bucket(self, identity: DeviceIdentity) -> TokenBucket:
         # Kept per device, not per connection, so reconnecting does not refill it.

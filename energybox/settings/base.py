@@ -197,6 +197,8 @@ CELERY_BEAT_SCHEDULE = {
     "readings-rollups": {"task": "readings.rollups_refresh", "schedule": 10.0},
     "readings-compact": {"task": "readings.compact", "schedule": 300.0},
     "readings-retention": {"task": "readings.retention", "schedule": 3600.0},
+    # Proof for /healthz that beat schedules and a worker runs (readings/health.py).
+    "readings-heartbeat": {"task": "readings.heartbeat", "schedule": 10.0},
     "oauth-clear-expired-tokens": {"task": "integrations.clear_expired_tokens", "schedule": 3600.0},
     "firmware-rollouts-advance": {"task": "firmware.rollouts_advance", "schedule": 5.0},
     # Issues last month's bills once it has ended in each facility's zone; re-issues on late data.
@@ -326,11 +328,33 @@ SPECTACULAR_SETTINGS = {
 # --- Platform ---------------------------------------------------------------------
 ENERGYBOX_HEALTH_TIMEOUT_S = float(env.int_("ENERGYBOX_HEALTH_TIMEOUT_MS", 2000)) / 1000
 
+# --- Metrics (Prometheus) and health -----------------------------------------------------
+# /metrics on web needs `Authorization: Bearer <ENERGYBOX_METRICS_TOKEN>` when the token is set.
+METRICS_TOKEN = env.str_("ENERGYBOX_METRICS_TOKEN", "")
+# Exporter ports of the gateway and worker processes (0: off), on METRICS_BIND.
+GATEWAY_METRICS_PORT = env.int_("ENERGYBOX_GATEWAY_METRICS_PORT", 0)
+WORKER_METRICS_PORT = env.int_("ENERGYBOX_WORKER_METRICS_PORT", 0)
+METRICS_BIND = env.str_("ENERGYBOX_METRICS_BIND", "127.0.0.1")
+# /healthz: the beat/worker heartbeat may be this old, and rollups may trail ingest this far.
+HEALTH_HEARTBEAT_MAX_S = float(env.int_("ENERGYBOX_HEALTH_HEARTBEAT_MAX_S", 60))
+HEALTH_ROLLUP_LAG_MAX_S = float(env.int_("ENERGYBOX_HEALTH_ROLLUP_LAG_MAX_S", 900))
+
+# LOG_FORMAT=json: one JSON object per line (python-json-logger), for log shippers.
+LOG_FORMAT = env.str_("LOG_FORMAT", "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": env.str_("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
