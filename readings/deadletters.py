@@ -22,7 +22,7 @@ from readings.errors import ReadingsError
 
 DEAD_EXCHANGE = "readings.dead"
 DEAD_QUEUE = "readings.dead"
-INGEST_EXCHANGE = "readings"
+INGEST_EXCHANGE = "readings.ingest"  # energybox/settings/base.py CELERY_TASK_QUEUES
 INGEST_ROUTING_KEY = "readings"
 
 
@@ -127,7 +127,8 @@ def deadletters_replay(*, task_ids: Iterable[str] | None = None, limit: int = 10
                     break
                 if wanted is not None and _describe(message).task_id not in wanted:
                     continue  # stays unacknowledged; returned to the queue when the channel closes
-                headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-")}
+                # x-death stays: RabbitMQ counts on in it if the replayed message dies again.
+                headers = dict(message.headers or {})
                 properties = {
                     k: message.properties[k] for k in ("correlation_id", "reply_to") if k in message.properties
                 }

@@ -189,8 +189,16 @@ if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
         }
+    # A topic exchange: Celery's native delayed delivery (retries with a countdown on quorum queues)
+    # only routes through topic exchanges. Named apart from the direct `readings` exchange that older
+    # deployments declared, which would refuse a redeclaration with another type.
     CELERY_TASK_QUEUES = [
-        Queue("readings", Exchange("readings"), routing_key="readings", queue_arguments=_ingest_arguments),
+        Queue(
+            "readings",
+            Exchange("readings.ingest", type="topic"),
+            routing_key="readings",
+            queue_arguments=_ingest_arguments,
+        ),
         Queue("celery", Exchange("celery"), routing_key="celery"),
     ]
 CELERY_BEAT_SCHEDULE = {
