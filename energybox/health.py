@@ -1,4 +1,9 @@
-"""`/healthz`: the database, the broker and the channel layer, each ok or with an error."""
+"""`/healthz`: the database, the broker, the channel layer, beat and workers, and rollup lag.
+
+Each check is ok or an error, and any error makes the answer 503. Beat and worker liveness is the
+age of the heartbeat task beat schedules and a worker runs (readings/health.py): the same proof
+with a broker and in the embedded mode, where `manage.py runtaskworker` runs both.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from energybox.celery import app as celery_app
+from readings import health as readings_health
 
 
 def check_database() -> str:
@@ -25,7 +31,9 @@ def check_database() -> str:
 
 def check_broker() -> str:
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        return "ok (in-process)"
+        # No broker to probe: ingest runs in the caller and is as healthy as the database; the
+        # periodic tasks' worker is the "workers" check's business.
+        return "ok (no broker: ingest runs in-process)"
     with celery_app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
         conn.ensure_connection(max_retries=1, timeout=settings.ENERGYBOX_HEALTH_TIMEOUT_S)
         return f"ok ({conn.transport_cls})"
@@ -55,10 +63,31 @@ def check_channel_layer() -> str:
     return f"ok ({type(layer).__name__})"
 
 
+def check_workers() -> str:
+    age = readings_health.heartbeat_age_s()
+    command = "manage.py runtaskworker --beat" if settings.CELERY_TASK_ALWAYS_EAGER else "a worker and celery beat"
+    if age is None:
+        raise RuntimeError(f"no worker heartbeat was ever recorded: is {command} running?")
+    if age > settings.HEALTH_HEARTBEAT_MAX_S:
+        raise RuntimeError(f"the last worker heartbeat is {age:.0f} s old: is {command} running?")
+    return f"ok (heartbeat {age:.0f} s ago)"
+
+
+def check_rollups() -> str:
+    lag = readings_health.rollup_lag_s()
+    if lag is None:
+        return "ok (no recent readings)"
+    if lag > settings.HEALTH_ROLLUP_LAG_MAX_S:
+        raise RuntimeError(f"rollups trail the newest reading by {lag:.0f} s")
+    return f"ok (lag {lag:.0f} s)"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "database": check_database,
     "broker": check_broker,
     "channel_layer": check_channel_layer,
+    "workers": check_workers,
+    "rollups": check_rollups,
 }
 
 

@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from oauth2_provider import urls as oauth2_urls
 
-from energybox import health
+from energybox import health, metrics
 from integrations.views import TenantAuthorizationView, TenantIntrospectTokenView
 
 # The OAuth 2.0 / OIDC provider without django-oauth-toolkit's own application pages: those
@@ -23,6 +23,7 @@ oauth2_patterns = (
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("o/", include(oauth2_patterns, namespace="oauth2_provider")),
     path("api/v1/", include("integrations.api.urls", namespace="api")),

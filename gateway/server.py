@@ -20,12 +20,13 @@ from typing import Any
 
 import numpy as np
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connections
 
 from devices import control
 from devices.keys import signature_valid
+from gateway import metrics, services
 from gateway import protocol as p
-from gateway import services
 from gateway.cluster import Cluster
 from gateway.control import ControlSubscriber
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
@@ -36,10 +37,9 @@ from readings.batch import ReadingsBatch
 
 logger = logging.getLogger(__name__)
 
-# Readings older than this or further ahead than MAX_FUTURE_MS are refused as a bad batch: they
-# are a device clock gone wrong, and the store should not get them.
+# Readings older than this or further ahead than settings.READINGS_MAX_FUTURE_S are refused as a bad
+# batch: they are a device clock gone wrong, and the store should not get them.
 MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-MAX_FUTURE_MS = 24 * 3600 * 1000
 
 _identity_get = sync_to_async(services.device_identity_get)
 _presence_record = sync_to_async(services.device_presence_record)
@@ -465,8 +465,13 @@ def build_batch(identity: DeviceIdentity, frame: p.Frame) -> ReadingsBatch | Non
     if (ids < 0).any():
         raise p.ProtocolError(p.ErrorCode.BAD_BATCH, "batch carries a channel the device does not have", seq=frame.seq)
     last_ms = block.start_ms + block.interval_ms * (samples - 1)
-    if block.start_ms < MIN_TIMESTAMP_MS or last_ms > now_ms() + MAX_FUTURE_MS:
-        raise p.ProtocolError(p.ErrorCode.BAD_BATCH, "batch timestamps are out of range", seq=frame.seq)
+    if block.start_ms < MIN_TIMESTAMP_MS:
+        raise p.ProtocolError(p.ErrorCode.BAD_BATCH, "batch timestamps are before 2000", seq=frame.seq)
+    if (ahead_ms := last_ms - now_ms()) > settings.READINGS_MAX_FUTURE_S * 1000:
+        message = (
+            f"batch timestamps are {ahead_ms // 1000} s in the future (limit {settings.READINGS_MAX_FUTURE_S:g} s)"
+        )
+        raise p.ProtocolError(p.ErrorCode.BAD_BATCH, message, seq=frame.seq)
     if not len(ids):
         return None
     scales = identity.scales[:channels][block.present]
@@ -599,6 +604,7 @@ class Gateway:
 
     def count(self, name: str, n: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + n
+        metrics.count(self, name, n)
 
     def bucket(self, identity: DeviceIdentity) -> TokenBucket:
         # Kept per device, not per connection, so reconnecting does not refill it.

@@ -175,3 +175,20 @@ class ConfirmedSpan(models.Model):
 
     def __str__(self) -> str:
         return f"channel {self.channel_id}: confirmed from {self.start_ms} to {self.end_ms}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last time the beat-scheduled heartbeat task ran on a worker: proof that beat and a worker live.
+
+    `/healthz` reads it; one row per name, overwritten every few seconds.
+    """
+
+    name = models.CharField(max_length=64, unique=True)
+    at = models.DateTimeField()
+    hostname = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        db_table = "readings_worker_heartbeat"
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.at.isoformat()}"

@@ -20,7 +20,7 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from devices import services as devices_services
 from devices.models import Channel, Device, Facility
-from readings import metadata
+from readings import metadata, metrics
 from readings.batch import ReadingsBatch
 from readings.errors import IngestUnavailable, ReadingsError, ReadingsQueryError
 from readings.models import ConfirmedSpan, CounterReset, DirtyInterval
@@ -60,12 +60,16 @@ def readings_enqueue(*, batches: Sequence[ReadingsBatch]) -> None:
     from readings.tasks import readings_ingest_task
 
     payload = encode_batches(batches)
+    started = time.perf_counter()
     try:
         readings_ingest_task.apply_async(args=[payload], retry=True, retry_policy=PUBLISH_RETRY_POLICY)
     except IngestUnavailable:
+        metrics.ENQUEUE_FAILURES.inc()
         raise
     except Exception as exc:  # noqa: BLE001 - any broker or (embedded) store failure means "not durable"
+        metrics.ENQUEUE_FAILURES.inc()
         raise IngestUnavailable(f"readings could not be enqueued: {type(exc).__name__}: {exc}") from exc
+    metrics.ENQUEUE_SECONDS.observe(time.perf_counter() - started)
 
 
 @dataclass(frozen=True, slots=True)

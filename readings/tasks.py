@@ -9,10 +9,11 @@ from typing import NoReturn, TypeVar
 
 from celery import Task, shared_task
 from celery.exceptions import Reject, Retry
+from celery.signals import worker_init
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 
-from readings import services
+from readings import deadletters, health, metrics, services
 from readings.batch import ReadingsBatch
 from readings.errors import MalformedBatches
 from readings.wire import decode_batches
@@ -62,6 +63,16 @@ def _with_database(task: Task, work: Callable[[], T]) -> T:
             pause = min(pause * 2, 5.0)
 
 
+@worker_init.connect
+def _declare_dead_letters(sender: object = None, **kwargs: object) -> None:
+    """Before a worker consumes: without the dead-letter exchange RabbitMQ would drop dead letters."""
+    if deadletters.dead_letters_supported():
+        from celery import current_app as app
+
+        with app.connection_for_write() as conn:
+            deadletters.deadletters_declare(connection=conn)
+
+
 @shared_task(
     name="readings.ingest",
     bind=True,
@@ -74,10 +85,15 @@ def _with_database(task: Task, work: Callable[[], T]) -> T:
 def readings_ingest_task(self: Task, payload: str) -> int:
     try:
         batches = decode_batches(payload)
-    except MalformedBatches:
-        # Retrying cannot fix it; the log keeps the evidence. Only the trusted gateway enqueues.
-        logger.exception("dropping a malformed readings message %s", self.request.id)
-        return 0
+    except MalformedBatches as exc:
+        # Retrying cannot fix it. On RabbitMQ the rejected message moves to the dead-letter queue,
+        # where an operator can list and replay it; elsewhere only the log keeps the evidence.
+        metrics.DEAD_LETTERS.inc()
+        if self.request.is_eager or not deadletters.dead_letters_supported():
+            logger.exception("dropping a malformed readings message %s", self.request.id)
+            return 0
+        logger.error("dead-lettering readings message %s: %s", self.request.id, exc)
+        raise Reject(str(exc), requeue=False) from exc
     try:
         stored = _with_database(self, lambda: services.readings_ingest(batches=batches).stored)
         _evaluate_alerts(batches)
@@ -134,3 +150,8 @@ def rollups_rezone_task(self: Task, facility_id: int | None = None, device_id: i
         return services.rollups_rezone(facility_id=facility_id, device_id=device_id, again=False)
     except Exception as exc:  # noqa: BLE001 - retried with a countdown like the other tasks
         raise self.retry(exc=exc, countdown=30) from exc
+
+
+@shared_task(name="readings.heartbeat", bind=True, ignore_result=True, expires=30)
+def heartbeat_task(self: Task) -> None:
+    _with_database(self, lambda: health.heartbeat_record())

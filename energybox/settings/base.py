@@ -180,11 +180,40 @@ if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 # Ingest has its own durable queue, so its prefetch and workers can be tuned apart from other tasks.
 CELERY_TASK_ROUTES = {"readings.ingest": {"queue": "readings"}}
+# On RabbitMQ the ingest queue is a quorum queue (replicated over the cluster's nodes, Raft), and a
+# message that can never be stored (malformed, unknown version) is dead-lettered into
+# `readings.dead` instead of dropped (see docs/operations.md, "Queue"). "classic" keeps the old queue.
+READINGS_QUEUE_TYPE = env.str_("READINGS_QUEUE_TYPE", "quorum")
+if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    from kombu import Exchange, Queue
+
+    _ingest_arguments = {"x-dead-letter-exchange": "readings.dead", "x-dead-letter-routing-key": "readings.dead"}
+    if READINGS_QUEUE_TYPE == "quorum":
+        # At-least-once dead-lettering: a dead letter is confirmed by its queue before it leaves ours.
+        _ingest_arguments |= {
+            "x-queue-type": "quorum",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+    # A topic exchange: Celery's native delayed delivery (retries with a countdown on quorum queues)
+    # only routes through topic exchanges. Named apart from the direct `readings` exchange that older
+    # deployments declared, which would refuse a redeclaration with another type.
+    CELERY_TASK_QUEUES = [
+        Queue(
+            "readings",
+            Exchange("readings.ingest", type="topic"),
+            routing_key="readings",
+            queue_arguments=_ingest_arguments,
+        ),
+        Queue("celery", Exchange("celery"), routing_key="celery"),
+    ]
 CELERY_BEAT_SCHEDULE = {
     "readings-rollups": {"task": "readings.rollups_refresh", "schedule": 10.0},
     "readings-compact": {"task": "readings.compact", "schedule": 300.0},
     "readings-rollups-pack": {"task": "readings.rollups_pack", "schedule": 300.0},
     "readings-retention": {"task": "readings.retention", "schedule": 3600.0},
+    # Proof for /healthz that beat schedules and a worker runs (readings/health.py).
+    "readings-heartbeat": {"task": "readings.heartbeat", "schedule": 10.0},
     "oauth-clear-expired-tokens": {"task": "integrations.clear_expired_tokens", "schedule": 3600.0},
     "firmware-rollouts-advance": {"task": "firmware.rollouts_advance", "schedule": 5.0},
     # Issues last month's bills once it has ended in each facility's zone; re-issues on late data.
@@ -193,6 +222,9 @@ CELERY_BEAT_SCHEDULE = {
     # Offline devices, reminders and de-escalation: the alert rules that time, not readings, trips.
     "alerts-sweep": {"task": "alerts.sweep", "schedule": 30.0},
 }
+# Readings stamped further ahead of the gateway's clock than this are refused (NACK BAD_BATCH): a
+# device clock gone wrong. A few minutes of skew are allowed; a device re-syncs with TIME_REQUEST.
+READINGS_MAX_FUTURE_S = float(env.int_("READINGS_MAX_FUTURE_S", 300))
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))
 
@@ -338,11 +370,33 @@ SPECTACULAR_SETTINGS = {
 # --- Platform ---------------------------------------------------------------------
 ENERGYBOX_HEALTH_TIMEOUT_S = float(env.int_("ENERGYBOX_HEALTH_TIMEOUT_MS", 2000)) / 1000
 
+# --- Metrics (Prometheus) and health -----------------------------------------------------
+# /metrics on web needs `Authorization: Bearer <ENERGYBOX_METRICS_TOKEN>` when the token is set.
+METRICS_TOKEN = env.str_("ENERGYBOX_METRICS_TOKEN", "")
+# Exporter ports of the gateway and worker processes (0: off), on METRICS_BIND.
+GATEWAY_METRICS_PORT = env.int_("ENERGYBOX_GATEWAY_METRICS_PORT", 0)
+WORKER_METRICS_PORT = env.int_("ENERGYBOX_WORKER_METRICS_PORT", 0)
+METRICS_BIND = env.str_("ENERGYBOX_METRICS_BIND", "127.0.0.1")
+# /healthz: the beat/worker heartbeat may be this old, and rollups may trail ingest this far.
+HEALTH_HEARTBEAT_MAX_S = float(env.int_("ENERGYBOX_HEALTH_HEARTBEAT_MAX_S", 60))
+HEALTH_ROLLUP_LAG_MAX_S = float(env.int_("ENERGYBOX_HEALTH_ROLLUP_LAG_MAX_S", 900))
+
+# LOG_FORMAT=json: one JSON object per line (python-json-logger), for log shippers.
+LOG_FORMAT = env.str_("LOG_FORMAT", "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"}
+    },
     "root": {"handlers": ["console"], "level": env.str_("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},

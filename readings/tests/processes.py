@@ -136,3 +136,31 @@ def restart_rabbitmq() -> None:
 
 def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=120, capture_output=True)  # noqa: S603, S607
+
+
+@contextmanager
+def celery_broker(url: str) -> Iterator[None]:
+    """Point this process's Celery app (and the settings that name the broker) at another broker."""
+    from django.conf import settings
+
+    from energybox.celery import app
+
+    previous = os.environ.get("CELERY_BROKER_URL"), settings.CELERY_BROKER_URL
+
+    def switch(to: str | None, setting: str) -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+        # Celery reads the broker from this variable before its configuration.
+        if to is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = to
+        settings.CELERY_BROKER_URL = setting
+
+    switch(url, url)
+    try:
+        yield
+    finally:
+        switch(*previous)

@@ -4,7 +4,11 @@ A sender process (readings/tests/loadgen.py) enqueues batches through `readings_
 ledger of what was acknowledged; real Celery worker processes store them in PostgreSQL. During the
 load a worker is SIGKILLed, RabbitMQ is restarted, or the test database refuses connections. Then
 every acknowledged reading must be stored exactly once: count and checksum match the ledger.
-Each test stops by itself (timeouts on every wait).
+
+Every fault lands mid-load by construction: the sender keeps sending until the test has seen the
+fault take effect (a refused enqueue, a refused database connection in the worker's log) and has
+seen more batches acknowledged after it. The broker is this module's own RabbitMQ node (own name,
+ports and data folder), never the machine's. Each test stops by itself (timeouts on every wait).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +31,12 @@ from readings import metadata
 from readings.models import Bucket
 from readings.services import readings_compact
 from readings.store import get_store
+from readings.tests.brokers import RabbitNode, rabbitmq_available, rabbitmq_node
 from readings.tests.factories import device_with_channels
 from readings.tests.loadgen import batch_arrays
 from readings.tests.processes import (
     ROOT,
     child_database_url,
-    purge_queues,
-    restart_rabbitmq,
     start_worker,
     stop,
     wait_until,
@@ -44,12 +48,27 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pyt
 DEVICES = 20
 
 
+@pytest.fixture(scope="module")
+def own_rabbitmq(tmp_path_factory) -> Iterator[RabbitNode]:
+    if not rabbitmq_available():
+        message = "RabbitMQ's server is not installed (Debian's rabbitmq-server)"
+        if os.environ.get("ENERGYBOX_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with rabbitmq_node(tmp_path_factory.mktemp("broker")) as node:
+        yield node
+
+
 @dataclass
 class Load:
     tenant_id: int
     devices: list[tuple[int, list[int]]]
     base_ms: int
     ledger: Path
+
+    @property
+    def stop_file(self) -> Path:
+        return self.ledger.with_suffix(".stop")
 
     def channel_ids(self) -> list[int]:
         return [c for _, channels in self.devices for c in channels]
@@ -65,7 +84,8 @@ def _load(tmp_path: Path) -> Load:
     return Load(first.tenant_id, devices, now - 3 * 86_400_000, tmp_path / "ledger.txt")
 
 
-def _sender(load: Load, seconds: float, env: dict[str, str] | None = None) -> subprocess.Popen:
+def _sender(load: Load, seconds: float | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The load; with no `seconds` it sends until `_keep_sending_past_the_fault` lets it stop."""
     argv = [
         sys.executable,
         "-m",
@@ -75,7 +95,8 @@ def _sender(load: Load, seconds: float, env: dict[str, str] | None = None) -> su
         "--tenant",
         str(load.tenant_id),
     ]
-    argv += ["--seconds", str(seconds), "--base-ms", str(load.base_ms)]
+    argv += ["--base-ms", str(load.base_ms)]
+    argv += ["--seconds", str(seconds)] if seconds is not None else ["--until", str(load.stop_file)]
     for device_id, channels in load.devices:
         argv += ["--device", f"{device_id}:{','.join(map(str, channels))}"]
     child_env = {
@@ -127,7 +148,24 @@ def _stored_digest(load: Load) -> tuple[int, str]:
     )
 
 
+def _acked(load: Load) -> int:
+    return len(load.ledger.read_text().split()) if load.ledger.exists() else 0
+
+
+def _refused(load: Load) -> int:
+    stats = Path(f"{load.ledger}.refused")
+    return int(stats.read_text() or 0) if stats.exists() else 0
+
+
+def _keep_sending_past_the_fault(load: Load, *, more: int = 20) -> None:
+    """The load goes on after the fault (the recovery is loaded too), then the sender stops."""
+    acked = _acked(load)
+    wait_until(lambda: _acked(load) >= acked + more, timeout=90, what="acknowledged batches after the fault")
+    load.stop_file.touch()
+
+
 def _settle_and_check(load: Load, sender: subprocess.Popen, worker_process: subprocess.Popen) -> None:
+    load.stop_file.touch()
     assert sender.wait(timeout=150) == 0, "the sender could not get its batches acknowledged"
     expected = _ledger_digest(load)
     assert expected[0] > 500, "the load was too small to mean anything"
@@ -143,19 +181,22 @@ def _settle_and_check(load: Load, sender: subprocess.Popen, worker_process: subp
     assert sum(Bucket.objects.filter(channel_id__in=load.channel_ids()).values_list("count", flat=True)) == expected[0]
 
 
-def test_a_worker_killed_with_sigkill_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url, rabbitmq_url):
-    purge_queues("readings")
+def test_a_worker_killed_with_sigkill_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url, own_rabbitmq):
     load = _load(tmp_path)
-    first = start_worker(concurrency=2)
-    sender = _sender(load, seconds=8)
+    env = {"CELERY_BROKER_URL": own_rabbitmq.url}
+    first = start_worker(concurrency=2, env=env)
+    sender = _sender(load, env=env)
     second = None
     try:
         wait_until(lambda: _stored_digest(load)[0] > 0, timeout=60, what="the first stored readings")
         # Mid-batch: the worker holds delivered messages it has not acknowledged yet.
-        wait_until(lambda: _unacked("readings") > 0, timeout=60, what="messages in the worker's hands")
+        wait_until(
+            lambda: own_rabbitmq.queue_counts("readings")[1] > 0, timeout=60, what="messages in the worker's hands"
+        )
         stop(first, kill=True)  # SIGKILL to the whole process group: main process and pool children
-        time.sleep(1.0)
-        second = start_worker(concurrency=2)
+        assert sender.poll() is None, "the load ended before the fault"
+        second = start_worker(concurrency=2, env=env)
+        _keep_sending_past_the_fault(load)
         _settle_and_check(load, sender, second)
     finally:
         stop(first, kill=True)
@@ -164,45 +205,35 @@ def test_a_worker_killed_with_sigkill_mid_load_loses_and_doubles_nothing(tmp_pat
             stop(second)
 
 
-def _unacked(queue: str) -> int:
-    vhost = os.environ["CELERY_BROKER_URL"].rsplit("/", 1)[1] or "/"
-    listing = subprocess.run(  # noqa: S603
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages_unacknowledged"],  # noqa: S607
-        check=True,
-        timeout=30,
-        capture_output=True,
-        text=True,
-    ).stdout
-    for line in listing.splitlines():
-        name, _, count = line.partition("\t")
-        if name == queue and count.strip().isdigit():
-            return int(count)
-    return 0
-
-
-def test_a_rabbitmq_restart_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url, rabbitmq_url):
-    purge_queues("readings")
+def test_a_rabbitmq_restart_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url, own_rabbitmq):
     load = _load(tmp_path)
-    worker_process = start_worker(concurrency=2)
-    sender = _sender(load, seconds=10)
+    env = {"CELERY_BROKER_URL": own_rabbitmq.url}
+    worker_process = start_worker(concurrency=2, env=env)
+    sender = _sender(load, env=env)
     try:
         wait_until(lambda: _stored_digest(load)[0] > 0, timeout=60, what="the first stored readings")
-        restart_rabbitmq()
+        try:
+            own_rabbitmq.ctl("stop_app")
+            # The broker stays down until the sender has been refused: the fault lands mid-load every time.
+            wait_until(lambda: _refused(load) > 0, timeout=60, what="the sender to be refused by the stopped broker")
+        finally:
+            own_rabbitmq.ctl("start_app")
+            own_rabbitmq.await_startup()
+        _keep_sending_past_the_fault(load)
         _settle_and_check(load, sender, worker_process)
-        assert int(Path(f"{load.ledger}.refused").read_text()) > 0, "the restart never reached the sender"
     finally:
         stop(sender)
         stop(worker_process)
 
 
-def test_postgresql_refusing_connections_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url, rabbitmq_url):
-    purge_queues("readings")
+def test_postgresql_refusing_connections_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url, own_rabbitmq):
     load = _load(tmp_path)
+    env = {"CELERY_BROKER_URL": own_rabbitmq.url}
     name = connection.settings_dict["NAME"]
     admin_url = child_database_url().rsplit("/", 1)[0] + "/postgres"
     log = tmp_path / "worker.log"
-    worker_process = start_worker(concurrency=2, log=log)
-    sender = _sender(load, seconds=10)
+    worker_process = start_worker(concurrency=2, log=log, env=env)
+    sender = _sender(load, env=env)
     try:
         wait_until(lambda: _stored_digest(load)[0] > 0, timeout=60, what="the first stored readings")
         connection.close()
@@ -215,11 +246,17 @@ def test_postgresql_refusing_connections_mid_load_loses_and_doubles_nothing(tmp_
                     "WHERE datname = %s AND pid <> pg_backend_pid()",
                     [name],
                 )
-                time.sleep(6)
+                # Refused until the worker has been turned away, while the sender keeps enqueueing.
+                wait_until(
+                    lambda: "not currently accepting connections" in log.read_text(errors="replace"),
+                    timeout=60,
+                    what="the outage to reach the worker",
+                )
+                assert sender.poll() is None, "the load ended before the fault"
             finally:
                 admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        _keep_sending_past_the_fault(load)
         _settle_and_check(load, sender, worker_process)
-        assert "not currently accepting connections" in log.read_text(), "the outage never reached the worker"
     finally:
         stop(sender)
         stop(worker_process)
