@@ -22,8 +22,8 @@ from devices.models import Channel, Device
 from firmware import selectors as firmware_selectors
 from firmware import services as firmware_services
 from firmware.models import FirmwareDelta, FirmwareImage, FirmwareTransfer
-from readings import live
 from gateway import protocol as p
+from readings import live
 from readings import services as readings_services
 
 
