@@ -274,7 +274,7 @@ def _loads_by_interval(*, access: Access, channels: Sequence[Channel], edges: np
     starts = edges[:-1]
     changes = channel_allocation_changes(
         access=access,
-        channel_ids=[c.pk for c in channels],
+        channels=channels,
         start=datetime.fromtimestamp(int(edges[0]) / 1000, tz=UTC),
         end=datetime.fromtimestamp(int(edges[-1]) / 1000, tz=UTC),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.db.models import OuterRef, Q, QuerySet, Subquery
@@ -114,21 +115,33 @@ def channel_loads_at(*, access: Access, channel_ids: list[int], at: datetime) ->
 
 
 def channel_allocation_changes(
-    *, access: Access, channel_ids: list[int], start: datetime, end: datetime
+    *, access: Access, channels: Sequence[Channel], start: datetime, end: datetime
 ) -> dict[int, list[tuple[datetime, int | None]]]:
-    """Per channel within reach: [(from, load id or None)], the load it fed at `start` and then each
-    reallocation in (start, end), oldest first. Bills split a channel's consumption at these times."""
-    at_start = channel_loads_at(access=access, channel_ids=channel_ids, at=start)
-    result: dict[int, list[tuple[datetime, int | None]]] = {pk: [(start, load)] for pk, load in at_start.items()}
-    moves = (
-        ChannelAllocation.objects.filter(
-            tenant_id=access.tenant_id, channel_id__in=list(result), valid_from__gt=start, valid_from__lt=end
-        )
+    """Per channel of the tenant: [(from, load id or None)], the load it fed at `start` and then each
+    reallocation in (start, end), oldest first. Bills split a channel's consumption at these times.
+
+    The rule of `channel_loads_at`, in one query for a bill's channels: a channel never allocated
+    through `channel_allocate` feeds its current `Channel.load`; one allocated only later fed nothing.
+    """
+    mine = [c for c in channels if c.tenant_id == access.tenant_id]
+    history: dict[int, list[tuple[datetime, int | None]]] = {c.pk: [] for c in mine}
+    rows = (
+        ChannelAllocation.objects.filter(tenant_id=access.tenant_id, channel_id__in=list(history))
         .order_by("channel_id", "valid_from")
         .values_list("channel_id", "valid_from", "load_id")
     )
-    for channel_id, valid_from, load_id in moves:
-        result[channel_id].append((valid_from, load_id))
+    for channel_id, valid_from, load_id in rows:
+        history[channel_id].append((valid_from, load_id))
+    result: dict[int, list[tuple[datetime, int | None]]] = {}
+    for channel in mine:
+        steps = history[channel.pk]
+        if not steps:
+            result[channel.pk] = [(start, channel.load_id)]
+            continue
+        before = [load for valid_from, load in steps if valid_from <= start]
+        result[channel.pk] = [(start, before[-1] if before else None)] + [
+            (valid_from, load) for valid_from, load in steps if start < valid_from < end
+        ]
     return result
 
 

@@ -215,6 +215,32 @@ def test_a_channel_never_allocated_with_dates_reports_its_current_load_at_any_ti
     assert channel_loads_at(access=other, channel_ids=[channel.pk], at=at) == {}
 
 
+def test_allocation_changes_over_a_month_agree_with_the_load_at_each_moment(facility):
+    from devices.selectors import channel_allocation_changes
+    from devices.services import channel_allocate
+
+    access = Access(tenant_id=facility.tenant_id, role=Role.ADMIN, facility_ids=None)
+    fridge, lights = LoadFactory(facility=facility), LoadFactory(facility=facility)
+    moved, untouched = (
+        DeviceFactory(facility=facility).channels.first(),
+        DeviceFactory(facility=facility).channels.first(),
+    )
+    type(moved).objects.filter(pk__in=[moved.pk, untouched.pk]).update(load=fridge)
+    moved.refresh_from_db()
+    untouched.refresh_from_db()
+    start, end = dt.datetime(2026, 4, 1, tzinfo=UTC), dt.datetime(2026, 5, 1, tzinfo=UTC)
+    t1, t2 = dt.datetime(2026, 4, 10, 8, tzinfo=UTC), dt.datetime(2026, 4, 20, 8, tzinfo=UTC)
+    channel_allocate(access=access, channel=moved, load=lights, valid_from=t1)
+    channel_allocate(access=access, channel=moved, load=None, valid_from=t2)
+    changes = channel_allocation_changes(access=access, channels=[moved, untouched], start=start, end=end)
+    assert changes == {moved.pk: [(start, fridge.pk), (t1, lights.pk), (t2, None)], untouched.pk: [(start, fridge.pk)]}
+    for at in (start, t1, t2, dt.datetime(2026, 4, 15, tzinfo=UTC)):
+        expected = channel_loads_at(access=access, channel_ids=[moved.pk], at=at)[moved.pk]
+        assert [load for since, load in changes[moved.pk] if since <= at][-1] == expected
+    other = Access(tenant_id=FacilityFactory().tenant_id, role=Role.ADMIN, facility_ids=None)
+    assert channel_allocation_changes(access=other, channels=[moved], start=start, end=end) == {}
+
+
 def test_a_load_of_another_facility_cannot_be_allocated(client, facility):
     device = DeviceFactory(facility=facility)
     elsewhere = LoadFactory(facility=FacilityFactory(tenant=facility.tenant))

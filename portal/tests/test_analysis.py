@@ -393,3 +393,18 @@ def test_a_facility_with_many_channels_gets_a_month_at_a_coarser_resolution(chan
     month = analysis.period_resolve(range_name="month", tz=BERLIN, now=datetime(2026, 1, 15, tzinfo=UTC))
     # January: 31 × 96 = 2,976 quarter-hours; 67 channels stay within 200,000 points, 68 do not.
     assert analysis.period_for_channels(month, channels=channels).resolution == resolution
+
+
+def test_the_period_pages_json_reads_as_json_script_writes_it_and_cannot_close_its_script():
+    import json
+    import re
+
+    from django.utils.html import json_script
+
+    from portal.templatetags.portal_format import json_data
+
+    value = {"name": "</script><b>Kühl & Co</b>", "kw": [1.25, None, 1e-7, 123456.789], "days": ["2026-03-29"], 7: "id"}
+    ours, django = json_data(value, "period-data"), json_script(value, "period-data")
+    inner = re.compile(r'^<script id="period-data" type="application/json">(.*)</script>$', re.S)
+    assert json.loads(inner.match(ours).group(1)) == json.loads(inner.match(django).group(1))
+    assert "</script>" not in inner.match(ours).group(1) and "&" not in inner.match(ours).group(1)

@@ -194,3 +194,16 @@ def test_the_uncovered_ranges_follow_the_packs_even_over_centuries():
     )
     assert _uncovered(packs, week, 10 * week + 5, 12 * week) == ()
     assert _uncovered(set(), week, 5, 9) == ((5, 9),)
+
+
+def test_the_beat_task_packs_the_settled_windows(settings):
+    from readings.tasks import rollups_pack_task
+
+    schedule = settings.CELERY_BEAT_SCHEDULE["readings-rollups-pack"]
+    assert schedule["task"] == rollups_pack_task.name == "readings.rollups_pack"
+    device, power, energy = device_with_channels()
+    start = _ms(2026, 6, 1)
+    _ingest(device, power, energy, start, start + 8 * DAY_MS, seed=6)
+    assert RollupPack.objects.filter(resolution=1, stale=True).exists()
+    assert rollups_pack_task.apply().get() > 0
+    assert not RollupPack.objects.filter(resolution=1, stale=True, window_end_ms__lte=start + 8 * DAY_MS).exists()
