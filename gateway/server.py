@@ -30,6 +30,7 @@ from gateway.cluster import Cluster
 from gateway.control import ControlSubscriber
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
+from gateway.overload import Overload
 from gateway.services import DeviceIdentity, FirmwareOfferInfo
 from readings.batch import ReadingsBatch
 
@@ -72,6 +73,9 @@ class GatewayConfig:
     linger_s: float = 0.005
     max_inflight_enqueues: int = 4
     tls_read_buffer: int = 16 * 1024
+    # Smoothed event-loop lag above which the gateway applies backpressure (gateway/overload.py);
+    # 0 switches it off (the in-process test gateways; rungateway turns it on).
+    overload_lag_ms: float = 0.0
 
 
 class TokenBucket:
@@ -152,6 +156,7 @@ class Connection:
             timeout = self._timeout(parser, handshake_deadline)
             if timeout <= 0:
                 raise TimeoutError
+            await self.gateway.overload.pause_if_overloaded()
             data = await asyncio.wait_for(self.reader.read(65536), timeout)
             if not data:
                 raise _Closed
@@ -220,6 +225,8 @@ class Connection:
                                 max_unacked=gateway.config.max_unacked,
                             ).encode(),
                         )
+                        if gateway.overload.overloaded:
+                            self.send(p.FrameType.CONFIG, p.Config(gateway.overload.config()).encode())
                         gateway.firmware_check_soon()
         except p.ProtocolError as exc:
             gateway.count("protocol_errors")
@@ -461,6 +468,7 @@ class Gateway:
         self.control.on(control.DISCONNECT, self._on_disconnect_command)
         self.control.on(control.CONFIG, lambda device_id, message: self.push_config(device_id, message["entries"]))
         self.control.on(control.REPLACED, self._on_replaced_command)
+        self.overload = Overload(push=self._push_config_to_all, high_ms=self.config.overload_lag_ms)
         self.connections: dict[int, Connection] = {}
         self.stats: dict[str, int] = {}
         self.draining = False
@@ -485,6 +493,8 @@ class Gateway:
         self.batcher.start()
         self.publisher.start()
         await self.control.start()
+        if self.config.overload_lag_ms > 0:
+            self.overload.start()
         self._server = await asyncio.start_server(
             self._handle,
             host,
@@ -532,6 +542,7 @@ class Gateway:
         await self.publisher.flush(within_s=1.0)
         await self.publisher.close()
         await self.control.close()
+        await self.overload.close()
         if self.cluster is not None:
             await self.cluster.close()
         await self.batcher.close()
@@ -709,6 +720,9 @@ class Gateway:
             connection.close(p.ErrorCode.REPLACED, "a newer connection of this device took over on another gateway")
 
     # --- config -----------------------------------------------------------------------------------
+
+    def _push_config_to_all(self, entries: dict[str, str]) -> int:
+        return sum(self.push_config(device_id, entries) for device_id in list(self.connections))
 
     def push_config(self, device_id: int, entries: dict[str, str]) -> bool:
         connection = self.connections.get(device_id)

@@ -9,6 +9,7 @@ never doubles a reading.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -228,6 +229,7 @@ class SimulatedDevice:
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
         self.batch, self.interval_ms, self.realtime = batch, interval_ms, realtime
+        self.default_batch = batch
         self.rng = np.random.default_rng(seed if seed is not None else random.SystemRandom().randrange(2**32))
         self.meter = meter or Meter(spec, self.rng)
         step = batch * interval_ms
@@ -463,6 +465,9 @@ class SimulatedDevice:
                     asyncio.get_running_loop().call_later(0.5, self._resend, writer, key)
         elif kind == p.FrameType.CONFIG:
             self.config.update(p.Config.decode(frame.payload).entries)
+            if "batch" in self.config:  # the gateway is overloaded (or no longer): batch more, or as before
+                with contextlib.suppress(ValueError):
+                    self.batch = min(600, max(0, int(self.config["batch"]))) or self.default_batch
             self._send(writer, p.FrameType.ACK, p.Ack(frame.seq).encode())
         elif kind == p.FrameType.PONG:
             p.Ping.decode(frame.payload)
