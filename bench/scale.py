@@ -262,7 +262,7 @@ def main() -> None:
     haproxy = None
     try:
         for port, gateway in zip(ports, gateways, strict=True):
-            wait_listening(port, process=gateway.proc)
+            wait_listening(port, process=gateway.proc, timeout=240)
         front = free_port()
         haproxy = start_haproxy(folder=data, frontend_port=front, backend_ports=ports)
         log(f"HAProxy :{front} → gateways {ports}; 2 workers")
