@@ -166,11 +166,11 @@ def ledger_check(acked: dict[str, list]) -> dict[str, int]:
     }
 
 
-def phases(sent, arrivals, kill_at: float, back_at: float | None, end: float) -> dict[str, dict]:
+def phases(sent, arrivals, warm_at: float, kill_at: float, back_at: float | None, end: float) -> dict[str, dict]:
     first: dict[tuple[int, int], float] = {}
     for device_id, ts, at in arrivals:
         first.setdefault((device_id, ts), at)
-    windows = {"before": (0.0, kill_at), "during": (kill_at, back_at or end), "after": (back_at or end, end)}
+    windows = {"before": (warm_at, kill_at), "during": (kill_at, back_at or end), "after": (back_at or end, end)}
     out = {}
     for name, (start, stop) in windows.items():
         latencies = [(first[(d, ts)] - t) * 1000 for d, ts, t in sent if start <= t < stop and (d, ts) in first]
@@ -209,8 +209,9 @@ async def measure(args, specs, facility_ids, port: int, cafile: str, victim: Chi
     timeline = data["timeline"]
     before = max((c for t, c in timeline if t < kill_at), default=0)
     after_kill = [(t, c) for t, c in timeline if t >= kill_at]
-    low = min((c for _, c in after_kill), default=before)
     back_at = next((t for t, c in after_kill if c >= len(specs) and t > kill_at + 0.5), None)
+    # The devices that lost their gateway: the dip between the kill and everyone being back.
+    low = min((c for t, c in after_kill if back_at is None or t <= back_at), default=before)
     reconnected = len(specs) - low
     recovery = None if back_at is None else back_at - kill_at
     return {
@@ -222,7 +223,8 @@ async def measure(args, specs, facility_ids, port: int, cafile: str, victim: Chi
         "seconds_until_all_reconnected": None if recovery is None else round(recovery, 2),
         "reconnect_handshakes_per_s": None if not recovery else round(reconnected / recovery, 1),
         "reconnects": data["reconnects"],
-        "live": phases(data["sent"], arrivals, kill_at, back_at, time.time()),
+        # "before" starts once the fleet has connected and warmed up (10 s, or half-way to the kill).
+        "live": phases(data["sent"], arrivals, started + min(10.0, args.kill_at / 2), kill_at, back_at, time.time()),
         "baseline_channel_layer": {"what": "group_send -> receive, bare Redis channel layer", **percentiles(base)},
         "_acked": data["acked"],
     }
