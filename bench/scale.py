@@ -13,7 +13,10 @@ Reported, with the devices' acked batches as the ledger:
   - the live p95 (device frame written → the message on the channel layer) before, during, after;
   - baseline in the same run: a bare channel-layer round trip.
 
-    .venv/bin/python bench/scale.py [--devices 20000] [--seconds 120] [--kill-at 50]
+    .venv/bin/python bench/scale.py [--devices 20000] [--seconds 120] [--kill-at 50] [--cpu-hog]
+
+`--cpu-hog` adds a busy process that takes one core for the whole run (the issue's overload case):
+compare devices connected near the end, reconnects and acked-but-not-stored with a run without it.
 
 The issue's figure is 20,000 devices; a loaded 2-core machine runs a few hundred (say so with the
 figure). Prints progress, then one JSON object on its last line.
@@ -129,6 +132,7 @@ def simulate(specs: list[dict], port: int, cafile: str, seconds: float, out_path
                 "timeline": timeline,
                 "acked": acked,
                 "reconnects": stats.reconnects,
+                "unacked_at_end": sum(len(d.unacked) for d in devices),
                 "stats": stats.line(),
             }
         )
@@ -179,6 +183,12 @@ def phases(sent, arrivals, warm_at: float, kill_at: float, back_at: float | None
     return out
 
 
+def _spin() -> None:
+    """The CPU hog: one process that never sleeps."""
+    while True:
+        pass
+
+
 def _read_once(path: str) -> dict:
     data = json.loads(Path(path).read_text())
     os.unlink(path)
@@ -218,7 +228,9 @@ async def measure(args, specs, facility_ids, port: int, cafile: str, victim: Chi
         "devices": len(specs),
         "live_devices": max(1, int(len(specs) * LIVE_SHARE)),
         "connected_before_kill": before,
-        "connected_at_end": timeline[-1][1] if timeline else 0,
+        # 3 s before the fleet's planned end (devices that reached it stop, which is not a drop).
+        "connected_near_end": next((c for t, c in reversed(timeline) if t <= started + args.seconds - 3), 0),
+        "batches_unacked_at_end": data["unacked_at_end"],
         "lowest_after_kill": low,
         "seconds_until_all_reconnected": None if recovery is None else round(recovery, 2),
         "reconnect_handshakes_per_s": None if not recovery else round(reconnected / recovery, 1),
@@ -236,6 +248,7 @@ def main() -> None:
     parser.add_argument("--facilities", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=120, help="fleet run time")
     parser.add_argument("--kill-at", type=float, default=50, help="seconds into the run the first gateway dies")
+    parser.add_argument("--cpu-hog", action="store_true", help="a busy process takes one core for the whole run")
     args = parser.parse_args()
     if not os.environ.get("CELERY_BROKER_URL", "").startswith("amqp"):
         raise SystemExit("bench: set CELERY_BROKER_URL to a RabbitMQ vhost of your own (amqp://…/vhost)")
@@ -262,6 +275,9 @@ def main() -> None:
     gateway_argv = [python, "manage.py", "rungateway", "--cert", str(cert), "--key", str(key), "--stats-every", "10"]
     gateways = [Child(f"gateway{n}", [*gateway_argv, "--port", str(port)], env) for n, port in enumerate(ports)]
     haproxy = None
+    hog = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True) if args.cpu_hog else None
+    if hog is not None:
+        hog.start()
     try:
         for port, gateway in zip(ports, gateways, strict=True):
             wait_listening(port, process=gateway.proc, timeout=240)
@@ -283,10 +299,13 @@ def main() -> None:
         for gateway in gateways:
             for line in [line for line in gateway.lines if "devices connected" in line][-1:] + gateway.lines[-2:]:
                 log(f"{gateway.name}: {line[:400]}")
+        if hog is not None:
+            hog.terminate()
         if haproxy is not None:
             haproxy.terminate()
             haproxy.wait(10)
         connections.close_all()
+    result["cpu_hog"] = args.cpu_hog
     result["machine"] = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end"
     print(json.dumps(result), flush=True)
 
