@@ -32,6 +32,7 @@ from gateway.control import ControlSubscriber
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
 from gateway.livemode import AckCoalescer, LiveModes
+from gateway.overload import Overload
 from gateway.services import DeviceIdentity, FirmwareOfferInfo
 from readings.batch import ReadingsBatch
 
@@ -79,6 +80,9 @@ class GatewayConfig:
     # Version 2: acks of compact live frames go together, every this many frames or seconds.
     live_ack_every: int = 8
     live_ack_within_s: float = 10.0
+    # Smoothed event-loop lag above which the gateway applies backpressure (gateway/overload.py);
+    # 0 switches it off (the in-process test gateways; rungateway turns it on).
+    overload_lag_ms: float = 0.0
 
 
 class TokenBucket:
@@ -167,6 +171,7 @@ class Connection:
             timeout = self._timeout(parser, handshake_deadline)
             if timeout <= 0:
                 raise TimeoutError
+            await self.gateway.overload.pause_if_overloaded()
             data = await asyncio.wait_for(self.reader.read(65536), timeout)
             if not data:
                 raise _Closed
@@ -237,6 +242,8 @@ class Connection:
                                 max_unacked=gateway.config.max_unacked,
                             ).encode(),
                         )
+                        if gateway.overload.overloaded:
+                            self.send(p.FrameType.CONFIG, p.Config(gateway.overload.config()).encode())
                         gateway.firmware_check_soon()
                         gateway.livemode.connected(identity.device_id)
         except p.ProtocolError as exc:
@@ -509,6 +516,7 @@ class Gateway:
         self.livemode = LiveModes(push=self.push_config, hold_over_s=self.config.live_hold_over_s)
         self.control.on(control.LIVE, self.livemode.on_command)
         self.control.on(control.REPLACED, self._on_replaced_command)
+        self.overload = Overload(push=self._push_config_to_all, high_ms=self.config.overload_lag_ms)
         self.connections: dict[int, Connection] = {}
         self.stats: dict[str, int] = {}
         self.draining = False
@@ -534,6 +542,8 @@ class Gateway:
         self.publisher.start()
         await self.control.start()
         self.livemode.start()
+        if self.config.overload_lag_ms > 0:
+            self.overload.start()
         self._server = await asyncio.start_server(
             self._handle,
             host,
@@ -582,6 +592,7 @@ class Gateway:
         await self.publisher.close()
         await self.control.close()
         await self.livemode.close()
+        await self.overload.close()
         if self.cluster is not None:
             await self.cluster.close()
         await self.batcher.close()
@@ -761,6 +772,9 @@ class Gateway:
             connection.close(p.ErrorCode.REPLACED, "a newer connection of this device took over on another gateway")
 
     # --- config -----------------------------------------------------------------------------------
+
+    def _push_config_to_all(self, entries: dict[str, str]) -> int:
+        return sum(self.push_config(device_id, entries) for device_id in list(self.connections))
 
     def push_config(self, device_id: int, entries: dict[str, str]) -> bool:
         connection = self.connections.get(device_id)

@@ -9,6 +9,7 @@ never doubles a reading.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -231,6 +232,7 @@ class SimulatedDevice:
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
         self.batch, self.interval_ms, self.realtime = batch, interval_ms, realtime
+        self.default_batch = batch
         self.rng = np.random.default_rng(seed if seed is not None else random.SystemRandom().randrange(2**32))
         self.meter = meter or Meter(spec, self.rng)
         step = batch * interval_ms
@@ -495,6 +497,9 @@ class SimulatedDevice:
         elif kind == p.FrameType.CONFIG:
             entries = p.Config.decode(frame.payload).entries
             self.config.update(entries)
+            if "batch" in entries:  # the gateway is overloaded (or no longer): batch more, or as before
+                with contextlib.suppress(ValueError):
+                    self.batch = min(600, max(0, int(self.config["batch"]))) or self.default_batch
             self._send(writer, p.FrameType.ACK, p.Ack(frame.seq).encode())
             mode = entries.get(p.CONFIG_MODE)
             if mode in (p.MODE_LIVE, p.MODE_BATCH) and (mode == p.MODE_LIVE) != self.live:

@@ -75,15 +75,17 @@ async def test_a_sigkilled_gateway_behind_haproxy_loses_and_doubles_nothing(
     cert, key = certificate
     _, ctx = tls_contexts(tmp_path / "tls")
     await sync_to_async(purge_queues)("readings")
-    workers = [await sync_to_async(start_worker)(concurrency=1, name=f"ingest{n}@%h") for n in range(2)]
-    ports = [free_port(), free_port()]
-    gateways = [
-        await blocking(start_gateway)(port=port, cert=cert, key=key, log=tmp_path / f"gw{n}.log")
-        for n, port in enumerate(ports)
-    ]
-    front = free_port()
-    haproxy = await blocking(start_haproxy)(folder=tmp_path, frontend_port=front, backend_ports=ports)
+    processes = []  # every child is stopped, even when a later one fails to start
     try:
+        workers = [await sync_to_async(start_worker)(concurrency=1, name=f"ingest{n}@%h") for n in range(2)]
+        processes += workers
+        ports = [free_port(), free_port()]
+        gateways = []
+        for n, port in enumerate(ports):
+            gateways.append(await blocking(start_gateway)(port=port, cert=cert, key=key, log=tmp_path / f"gw{n}.log"))
+            processes.append(gateways[-1])
+        front = free_port()
+        processes.append(await blocking(start_haproxy)(folder=tmp_path, frontend_port=front, backend_ports=ports))
         await blocking(wait_for_workers)()
         # One device held by the gateway that will die, that will not come back: the sweep's case.
         lone_client = await _held_by(ports[0], ctx, lone[0])
@@ -117,7 +119,7 @@ async def test_a_sigkilled_gateway_behind_haproxy_loses_and_doubles_nothing(
         )
         lone_client.close()
     finally:
-        for process in [*gateways, haproxy, *workers]:
+        for process in processes:
             stop(process)
 
 
@@ -128,8 +130,10 @@ async def test_a_revoked_or_disabled_device_is_dropped_and_refused_by_every_gate
     cert, key = certificate
     _, ctx = tls_contexts(tmp_path / "tls")
     ports = [free_port(), free_port()]
-    gateways = [await blocking(start_gateway)(port=port, cert=cert, key=key) for port in ports]
+    gateways = []
     try:
+        for port in ports:
+            gateways.append(await blocking(start_gateway)(port=port, cert=cert, key=key))
         for spec, change, code in (
             (meters[0][0], device_key_revoke, p.ErrorCode.KEY_REVOKED),
             (meters[1][0], _disable, p.ErrorCode.AUTH_FAILED),

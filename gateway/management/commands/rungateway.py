@@ -56,6 +56,12 @@ class Command(BaseCommand):
             help="seconds a device stays live after its last viewer left",
         )
         parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout_s, help="seconds")
+        parser.add_argument(
+            "--overload-lag-ms",
+            type=float,
+            default=150.0,
+            help="event-loop lag (ms) above which the gateway reads slower and tells devices to batch more; 0: off",
+        )
         parser.add_argument("--stats-every", type=float, default=30.0, help="seconds between stats log lines")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -87,6 +93,7 @@ class Command(BaseCommand):
             max_unacked=min(255, options["max_unacked"]),
             drain_timeout_s=options["drain_timeout"],
             live_hold_over_s=max(0.0, options["live_hold_over"]),
+            overload_lag_ms=options["overload_lag_ms"],
         )
         limit = raise_open_files_limit()
         self.stdout.write(f"Open-file limit {limit}: room for about {max(0, limit - 64):,} device connections.")
