@@ -52,6 +52,9 @@ function App() {
         setState({ kind: "signIn", again: false });
         return;
       }
+      // A returning user's screens start at once from the saved profile; it is refreshed right after.
+      const known = savedMe<Me>();
+      if (known) setState({ kind: "ready", me: known });
       try {
         const me = await apiGet<Me>("me/");
         saveMe(me);
