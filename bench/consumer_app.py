@@ -5,7 +5,8 @@ the first live value on screen, unthrottled and under Chromium's emulated "Fast 
 Runs Daphne on its own database (BENCH_DATABASE_URL, default energybox_bench_app) with the demo household
 signed in once through the OIDC flow; each measured open is a fresh page with no HTTP cache and no service
 worker, holding what a first visit leaves in the browser (tokens, profile, the home's layout), and waits
-for a value fetched from the API in that open, never a saved one. Needs the built app (`make app`) and Debian's chromium.
+for a value fetched from the API in that open, never a saved one.
+Needs the built app (`make app`) and Debian's chromium.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from _common import ROOT, report, setup
 
