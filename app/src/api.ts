@@ -40,7 +40,7 @@ export async function apiGet<T>(path: string, query: Record<string, string | num
 }
 
 export interface Me {
-  user: { id: number; username: string; name: string; email: string; language: string };
+  user: { id: number; username: string; name: string; email: string; email_verified: boolean; language: string };
   tenant: number;
   tenants: { id: number; name: string; role: string }[];
   facilities: { id: number; name: string; timezone: string }[];

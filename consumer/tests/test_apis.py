@@ -50,6 +50,7 @@ def test_me_names_the_user_their_tenants_and_only_their_own_facilities(client):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["user"]["username"] == user.username and body["user"]["email"] == user.email
+    assert body["user"]["email_verified"] is False
     assert body["tenant"] == mf.facility.tenant_id
     assert [t["id"] for t in body["tenants"]] == [mf.facility.tenant_id]
     assert [f["id"] for f in body["facilities"]] == [mf.facility.pk]

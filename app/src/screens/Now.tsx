@@ -28,7 +28,7 @@ export function Now({ userId, home, signedOut }: ScreenProps) {
   return <Live userId={userId} home={home} signedOut={signedOut} layout={layout.value} />;
 }
 
-function Live({ userId, home, signedOut, layout }: Omit<ScreenProps, "email"> & { layout: Layout }) {
+function Live({ userId, home, signedOut, layout }: Omit<ScreenProps, "email" | "emailVerified"> & { layout: Layout }) {
   const history = useRef<[number, number][]>([]);
   const live = useFigures(
     userId,
