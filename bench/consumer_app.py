@@ -15,9 +15,9 @@ import argparse
 import gzip
 import os
 import statistics
-import sys
 import tempfile
 import time
+from typing import Any
 
 from _common import ROOT, report, setup
 
@@ -59,7 +59,7 @@ def seed() -> None:
     seed_history(home, now_ms=int(time.time() * 1000) - 2_000, minutes=2, earlier_hours=0)
 
 
-def first_live_s(browser, base_url: str, state: dict, network: dict | None) -> float:  # type: ignore[no-untyped-def]
+def first_live_s(browser, base_url: str, state: Any, network: dict[str, Any] | None) -> float:  # type: ignore[no-untyped-def]
     context = browser.new_context(storage_state=state, service_workers="block", viewport={"width": 390, "height": 844})
     page = context.new_page()
     cdp = context.new_cdp_session(page)
@@ -120,4 +120,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
