@@ -15,9 +15,16 @@ class User(AbstractUser):
     email = models.EmailField("email address", blank=True)
     # The portal's language for this user (one of settings.LANGUAGES); blank follows the browser.
     language = models.CharField(max_length=8, blank=True, default="")
+    # The address the user proved they read (a verification or invitation link sent to it). The OIDC
+    # `email_verified` claim holds while it is still `email`: a changed address is unverified again.
+    verified_email = models.EmailField(blank=True, default="")
 
     class Meta:
         db_table = "accounts_user"
+
+    @property
+    def email_verified(self) -> bool:
+        return bool(self.email) and self.verified_email.lower() == self.email.lower()
 
 
 class Tenant(models.Model):

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
@@ -150,7 +151,12 @@ def invitation_accept(*, token: str, user: User | None = None, username: str = "
                 exc.message_dict if hasattr(exc, "error_dict") else {"password": exc.messages}
             ) from exc
         user.set_password(password)
+        # The invitation link reached this address: it is verified.
+        user.verified_email = invitation.email
         user.save()
+    elif user.email and user.email.lower() == invitation.email.lower() and not user.email_verified:
+        user.verified_email = user.email
+        user.save(update_fields=["verified_email"])
     membership, created = Membership.objects.get_or_create(
         user=user, tenant=invitation.tenant, defaults={"role": invitation.role}
     )
@@ -192,3 +198,37 @@ def membership_remove(*, access: Access, membership: Membership) -> None:
     if membership.role == Role.ADMIN and not _admins_left(membership.tenant_id, without=membership):
         raise ValidationError({"membership": _("The tenant needs at least one admin.")})
     membership.delete()
+
+
+# --- E-mail verification --------------------------------------------------------------------------
+
+EMAIL_VERIFY_SALT = "energybox.accounts.email-verify"
+EMAIL_VERIFY_MAX_AGE = timedelta(days=3)
+
+
+def email_verification_send(*, user: User, verify_url: Callable[[str], str]) -> None:
+    """Mail the user a link that proves they read their address; it is bound to that address."""
+    if not user.email:
+        raise ValidationError({"email": _("Add an e-mail address first.")})
+    token = signing.dumps({"u": user.pk, "e": user.email.lower()}, salt=EMAIL_VERIFY_SALT)
+    subject = _("Confirm your e-mail address for Energybox")
+    body = _("Open this link to confirm that this is your address:\n%(link)s\n\nThe link is valid for 3 days.") % {
+        "link": verify_url(token)
+    }
+    email = user.email
+    transaction.on_commit(lambda: send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [email]))
+
+
+@transaction.atomic
+def email_verify(*, token: str) -> User:
+    """Mark the address of a verification link as verified; a forged, expired or outdated link changes nothing."""
+    try:
+        data = signing.loads(token, salt=EMAIL_VERIFY_SALT, max_age=EMAIL_VERIFY_MAX_AGE)
+    except signing.BadSignature as exc:  # SignatureExpired is one
+        raise ValidationError({"token": _("This link is not valid or has expired.")}) from exc
+    user = User.objects.select_for_update().filter(pk=data.get("u"), is_active=True).first()
+    if user is None or user.email.lower() != data.get("e"):
+        raise ValidationError({"token": _("This link was sent to an address that is no longer yours.")})
+    user.verified_email = user.email
+    user.save(update_fields=["verified_email"])
+    return user

@@ -26,4 +26,6 @@ urlpatterns = [
     path("users/<int:membership_id>/remove/", views.member_action, {"action": "remove"}, name="member_remove"),
     path("audit/", views.audit_log, name="audit"),
     path("invite/<str:token>/", views.invitation_accept, name="accept"),
+    path("verify-email/", views.email_verification_send, name="email_verification_send"),
+    path("verify-email/<str:token>/", views.email_verify, name="email_verify"),
 ]

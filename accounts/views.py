@@ -183,3 +183,29 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         return _denied(request, exc)
     page = Paginator(entries, AUDIT_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "accounts/audit.html", {"tenant": selectors.tenant_get(access=access), "page": page})
+
+
+@login_required
+@require_POST
+def email_verification_send(request: HttpRequest) -> HttpResponse:
+    """Mail the signed-in user a link that confirms their address."""
+    try:
+        services.email_verification_send(
+            user=request.user,  # type: ignore[arg-type]
+            verify_url=lambda token: request.build_absolute_uri(reverse("accounts:email_verify", args=[token])),
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, _("We sent a confirmation link to %(email)s.") % {"email": request.user.email})  # type: ignore[union-attr]
+    back = request.POST.get("next", "")
+    return redirect(back if back.startswith("/") and not back.startswith("//") else "portal:home")
+
+
+def email_verify(request: HttpRequest, token: str) -> HttpResponse:
+    """The link of the confirmation mail: the address is verified, or the page says why not (400)."""
+    try:
+        user = services.email_verify(token=token)
+    except ValidationError as exc:
+        return render(request, "accounts/email_verified.html", {"error": " ".join(exc.messages)}, status=400)
+    return render(request, "accounts/email_verified.html", {"email": user.email})

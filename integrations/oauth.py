@@ -54,7 +54,7 @@ class EnergyboxOAuth2Validator(OAuth2Validator):
             "name": lambda request: request.user.get_full_name() or request.user.get_username(),
             "preferred_username": lambda request: request.user.get_username(),
             "email": lambda request: request.user.email,
-            "email_verified": lambda request: False,
+            "email_verified": lambda request: request.user.email_verified,
         }
 
     def validate_bearer_token(self, token: str | None, scopes: Any, request: Any) -> bool:

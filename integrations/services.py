@@ -114,7 +114,7 @@ CONSUMER_APP_LOOPBACK = ("http://127.0.0.1/app/", "http://[::1]/app/")
 
 
 def consumer_application_ensure(*, redirect_uris: tuple[str, ...] = ()) -> Application:
-    """The consumer app's OAuth client (/app/): public (PKCE), no tenant, the read scopes it uses,
+    """The consumer app's OAuth client (/app/): public (PKCE), no tenant, the scopes it uses,
     approved by the platform (one-click single sign-on). Run after every migrate (and test flush);
     a deployment's own `https://<host>/app/` comes from ENERGYBOX_APP_REDIRECT_URIS."""
     uris = " ".join(dict.fromkeys((*CONSUMER_APP_LOOPBACK, *redirect_uris)))
@@ -134,9 +134,11 @@ def consumer_application_ensure(*, redirect_uris: tuple[str, ...] = ()) -> Appli
         },
     )
     missing = [uri for uri in uris.split() if uri not in application.redirect_uris.split()]
-    if not created and missing:
+    scope = " ".join(CONSUMER_APP_SCOPES)
+    if not created and (missing or application.scope != scope):
         application.redirect_uris = " ".join((*application.redirect_uris.split(), *missing))
-        application.save(update_fields=["redirect_uris"])
+        application.scope = scope
+        application.save(update_fields=["redirect_uris", "scope"])
     return application
 
 

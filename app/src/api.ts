@@ -39,8 +39,29 @@ export async function apiGet<T>(path: string, query: Record<string, string | num
   throw new SignedOut();
 }
 
+/** A POST with a JSON body; a 4xx answer comes back as `ApiError` with the server's message. */
+export async function apiPost<T>(path: string, body: unknown): Promise<T> {
+  const current = tokens();
+  if (!current) throw new SignedOut();
+  let response: Response;
+  try {
+    response = await fetch(new URL(`/api/v1/${path}`, location.origin), {
+      method: "POST",
+      headers: { Authorization: `Bearer ${current.access}`, "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+    });
+  } catch {
+    throw new Offline();
+  }
+  if (response.status === 401) throw new SignedOut();
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new ApiError(response.status, answer?.error?.message ?? `${path}: ${response.status}`);
+  return answer as T;
+}
+
 export interface Me {
-  user: { id: number; username: string; name: string; email: string; language: string };
+  user: { id: number; username: string; name: string; email: string; email_verified: boolean; language: string };
   tenant: number;
   tenants: { id: number; name: string; role: string }[];
   facilities: { id: number; name: string; timezone: string }[];

@@ -8,6 +8,7 @@ export interface Figures<T> {
   savedAt: number | null;
   offline: boolean;
   failed: boolean;
+  fresh: boolean; // loaded from the API since this screen opened (not a saved copy)
 }
 
 export function useFigures<T>(
@@ -20,7 +21,7 @@ export function useFigures<T>(
 ): Figures<T> {
   const [state, setState] = useState<Figures<T>>(() => {
     const saved = savedFigures<T>(userId, name);
-    return { value: saved?.value ?? null, savedAt: saved?.savedAt ?? null, offline: false, failed: false };
+    return { value: saved?.value ?? null, savedAt: saved?.savedAt ?? null, offline: false, failed: false, fresh: false };
   });
   useEffect(() => {
     let stopped = false;
@@ -31,7 +32,7 @@ export function useFigures<T>(
         if (stopped) return;
         const now = Date.now();
         saveFigures(userId, name, value, now);
-        setState({ value, savedAt: now, offline: false, failed: false });
+        setState({ value, savedAt: now, offline: false, failed: false, fresh: true });
       } catch (error) {
         if (stopped) return;
         if (error instanceof SignedOut) {
@@ -44,6 +45,7 @@ export function useFigures<T>(
           savedAt: saved?.savedAt ?? null,
           offline: error instanceof Offline,
           failed: !(error instanceof Offline),
+          fresh: false,
         });
       }
       if (everyMs && !stopped) timer = setTimeout(run, everyMs);

@@ -52,6 +52,9 @@ function App() {
         setState({ kind: "signIn", again: false });
         return;
       }
+      // A returning user's screens start at once from the saved profile; it is refreshed right after.
+      const known = savedMe<Me>();
+      if (known) setState({ kind: "ready", me: known });
       try {
         const me = await apiGet<Me>("me/");
         saveMe(me);
@@ -82,7 +85,7 @@ function App() {
   const home = me.facilities[0];
   const current = SCREENS.find((s) => `#${s.id}` === hash) ?? SCREENS[0];
   const props: ScreenProps | null = home
-    ? { userId: me.user.id, home, email: me.user.email, signedOut }
+    ? { userId: me.user.id, home, email: me.user.email, emailVerified: me.user.email_verified, signedOut }
     : null;
   const onSignOut = async () => {
     await signOut();
@@ -105,7 +108,13 @@ function App() {
         {props && current.id === "devices" && <Devices {...props} />}
         {current.id === "settings" && (
           <Settings
-            {...(props ?? { userId: me.user.id, home: { id: 0, name: "", timezone: "UTC" }, email: me.user.email, signedOut })}
+            {...(props ?? {
+              userId: me.user.id,
+              home: { id: 0, name: "", timezone: "UTC" },
+              email: me.user.email,
+              emailVerified: me.user.email_verified,
+              signedOut,
+            })}
             onSignOut={onSignOut}
             onLang={() => redraw((n) => n + 1)}
           />

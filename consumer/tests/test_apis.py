@@ -16,12 +16,12 @@ from billing.tests.reference import month_bounds
 from billing.tests.test_bills import BERLIN, LATER, simulate
 from devices.tests.factories import FacilityFactory
 from integrations.models import Application
-from integrations.scopes import BILLING_READ, CONSUMER_APP_CLIENT_ID, FLEET_READ, READINGS_READ
+from integrations.scopes import BILLING_READ, CONSUMER_APP_CLIENT_ID, FLEET_READ, FLEET_WRITE, READINGS_READ
 from integrations.tests.factories import AccessTokenFactory, ApplicationFactory, bearer
 
 pytestmark = pytest.mark.django_db
 
-APP_SCOPES = " ".join((FLEET_READ, READINGS_READ, BILLING_READ))
+APP_SCOPES = " ".join((FLEET_READ, FLEET_WRITE, READINGS_READ, BILLING_READ))
 
 
 def app_token(user, scope=APP_SCOPES):
@@ -36,11 +36,11 @@ def household(**kwargs):
     return mf, member.user
 
 
-def test_the_consumer_app_is_a_public_platform_client_with_read_scopes_only():
+def test_the_consumer_app_is_a_public_platform_client_with_the_scopes_it_uses():
     application = Application.objects.get(client_id=CONSUMER_APP_CLIENT_ID)
     assert application.tenant_id is None
     assert application.client_type == Application.CLIENT_PUBLIC
-    assert set(application.scope.split()) == {FLEET_READ, READINGS_READ, BILLING_READ}
+    assert set(application.scope.split()) == {FLEET_READ, FLEET_WRITE, READINGS_READ, BILLING_READ}
 
 
 def test_me_names_the_user_their_tenants_and_only_their_own_facilities(client):
@@ -50,6 +50,7 @@ def test_me_names_the_user_their_tenants_and_only_their_own_facilities(client):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["user"]["username"] == user.username and body["user"]["email"] == user.email
+    assert body["user"]["email_verified"] is False
     assert body["tenant"] == mf.facility.tenant_id
     assert [t["id"] for t in body["tenants"]] == [mf.facility.tenant_id]
     assert [f["id"] for f in body["facilities"]] == [mf.facility.pk]
@@ -177,3 +178,26 @@ def test_a_month_without_a_tariff_has_no_cost_and_a_future_interval_none(client)
     body = client.get(f"/api/v1/facilities/{mf.facility.pk}/cost/", query, **app_token(user)).json()
     assert [p["cost"] for p in body["points"]] == [None, None]
     assert datetime.fromisoformat(body["points"][0]["start"]).astimezone(UTC) == today.astimezone(UTC)
+
+
+def test_a_household_claims_its_meter_with_the_app_token_and_another_household_cannot(client):
+    from django.core.cache import cache
+
+    from devices.services import factory_device_create
+    from devices.tests.factories import DeviceTypeFactory
+
+    cache.clear()
+    stock = factory_device_create(serial="HOME-0001", device_type=DeviceTypeFactory())
+    mf, user = household()
+    other, intruder = household()
+
+    def claim(token_user, code, facility_id):
+        body = {"serial": "HOME-0001", "claim_code": code, "facility": facility_id}
+        return client.post("/api/v1/devices/claim/", body, content_type="application/json", **app_token(token_user))
+
+    assert claim(intruder, stock.claim_code, mf.facility.pk).status_code == 400  # not the intruder's home
+    assert claim(intruder, "WRONGWRONG22", other.facility.pk).status_code == 400
+    claimed = claim(user, stock.claim_code, mf.facility.pk)
+    assert claimed.status_code == 201 and claimed.json()["facility"] == mf.facility.pk
+    assert claim(intruder, stock.claim_code, other.facility.pk).status_code == 400  # claimed once, for good
+    cache.clear()

@@ -13,6 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from oauth2_provider.models import AccessToken, RefreshToken
 
 from accounts.models import User
 from accounts.selectors import access_for_user
@@ -55,6 +56,11 @@ def _projected(*, user: User, facility: Facility) -> str:
     )
     assert computed.result.projected_gross is not None
     return str(computed.result.projected_gross)
+
+
+def _revoke_tokens(*, user: User) -> None:
+    RefreshToken.objects.filter(user=user).delete()
+    AccessToken.objects.filter(user=user).delete()
 
 
 def _portal_sign_in(page, base_url: str) -> None:  # type: ignore[no-untyped-def]
@@ -120,6 +126,15 @@ def test_the_household_signs_in_sees_live_power_history_and_the_bill_and_reloads
     after = off_loop(_projected, user=home["user"], facility=home["facility"])
     # The draft moves only when a quarter hour completes; the app's figure is the service's then or now.
     assert shown_bill in {before, after}
+
+    # Revoked tokens: the next call is a 401, the refresh is refused, and the app asks to sign in again;
+    # one click (the portal session) brings the user back to the same screen.
+    off_loop(_revoke_tokens, user=home["user"])
+    page.goto(f"{portal}/app/#devices")
+    page.wait_for_selector("[data-testid=sign-in]", timeout=15_000)
+    page.click("[data-testid=sign-in]")
+    page.wait_for_selector("nav a[aria-current=page]", timeout=15_000)
+    assert page.url.endswith("#devices")
 
     for screen in SCREENS:
         page.goto(f"{portal}/app/#{screen}")

@@ -28,7 +28,7 @@ export function Now({ userId, home, signedOut }: ScreenProps) {
   return <Live userId={userId} home={home} signedOut={signedOut} layout={layout.value} />;
 }
 
-function Live({ userId, home, signedOut, layout }: Omit<ScreenProps, "email"> & { layout: Layout }) {
+function Live({ userId, home, signedOut, layout }: Omit<ScreenProps, "email" | "emailVerified"> & { layout: Layout }) {
   const history = useRef<[number, number][]>([]);
   const live = useFigures(
     userId,
@@ -48,7 +48,7 @@ function Live({ userId, home, signedOut, layout }: Omit<ScreenProps, "email"> & 
   return (
     <section>
       <h2>{t("livePower")}</h2>
-      <p class="big" data-testid="live-kw" data-at={now?.at ?? ""}>{now ? kw(now.totalKw) : t("noReading")}</p>
+      <p class="big" data-testid="live-kw" data-at={now?.at ?? ""} data-fresh={live.fresh ? "1" : "0"}>{now ? kw(now.totalKw) : t("noReading")}</p>
       <Age figures={live} at={now?.at ?? null} />
       <Sparkline points={history.current} />
       <h3>{t("perLoad")}</h3>

@@ -1,7 +1,7 @@
 import { lang, setLang, t, type Lang } from "../i18n";
 import type { ScreenProps } from "./common";
 
-export function Settings({ email, onSignOut, onLang }: ScreenProps & { onSignOut: () => void; onLang: () => void }) {
+export function Settings({ email, emailVerified, onSignOut, onLang }: ScreenProps & { onSignOut: () => void; onLang: () => void }) {
   return (
     <section>
       <h2>{t("settings")}</h2>
@@ -21,6 +21,9 @@ export function Settings({ email, onSignOut, onLang }: ScreenProps & { onSignOut
       <label class="field">
         <span>{t("email")}</span>
         <input type="email" value={email} readOnly />
+        <small class={emailVerified ? "ok" : "muted"} data-testid="email-verified">
+          {emailVerified ? t("emailVerified") : t("emailUnverified")}
+        </small>
       </label>
       <p class="muted">{t("tariffLead")}</p>
       <button class="secondary" onClick={onSignOut}>{t("signOut")}</button>

@@ -12,6 +12,7 @@ export interface ScreenProps {
   userId: number;
   home: Home;
   email: string;
+  emailVerified: boolean;
   signedOut: () => void;
 }
 
