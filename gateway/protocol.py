@@ -1,4 +1,4 @@
-"""The Energybox device protocol, version 1: bytes in, frames and messages out.
+"""The Energybox device protocol, versions 1 and 2: bytes in, frames and messages out.
 
 Pure Python + bitstruct + NumPy, no Django import, so the simulator, the benchmarks and any
 third-party device implementation can use it alone. `docs/protocol.md` is the specification; the

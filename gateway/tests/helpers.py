@@ -134,10 +134,10 @@ class RawClient:
         except (ConnectionError, ssl.SSLError):
             return True
 
-    async def handshake(self, serial: str, seed: bytes) -> p.Welcome:
+    async def handshake(self, serial: str, seed: bytes, *, max_version: int = p.SUPPORTED_VERSIONS[1]) -> p.Welcome:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        self.send(p.FrameType.HELLO, p.Hello(serial).encode())
+        self.send(p.FrameType.HELLO, p.Hello(serial, max_version=max_version).encode())
         challenge = p.Challenge.decode((await self.frame()).payload)
         key = Ed25519PrivateKey.from_private_bytes(seed)
         signature = key.sign(p.auth_message(nonce=challenge.nonce, serial=serial, version=challenge.version))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import warnings
 
 import numpy as np
@@ -128,7 +129,7 @@ async def test_an_unknown_version_is_refused(gateway_with_bystander):
 async def test_a_hello_without_a_common_version_is_refused(gateway_with_bystander):
     gateway, port, ctx, recorder, spec = gateway_with_bystander
     client = await RawClient.connect(port, ctx)
-    client.send(p.FrameType.HELLO, p.Hello(spec.serial, min_version=2, max_version=4).encode())
+    client.send(p.FrameType.HELLO, p.Hello(spec.serial, min_version=3, max_version=4).encode())
     await expect_fatal(client, p.ErrorCode.UNSUPPORTED_VERSION)
 
 
@@ -174,7 +175,10 @@ async def test_a_wrong_key_is_refused(gateway_with_bystander, meter):
     client.send(p.FrameType.HELLO, p.Hello(spec.serial).encode())
     challenge = p.Challenge.decode((await client.frame()).payload)
     stranger = Ed25519PrivateKey.generate()
-    client.send(p.FrameType.AUTH, stranger.sign(p.auth_message(nonce=challenge.nonce, serial=spec.serial, version=1)))
+    client.send(
+        p.FrameType.AUTH,
+        stranger.sign(p.auth_message(nonce=challenge.nonce, serial=spec.serial, version=challenge.version)),
+    )
     await expect_fatal(client, p.ErrorCode.AUTH_FAILED)
 
 
@@ -184,7 +188,9 @@ async def test_an_unknown_serial_gets_the_same_answer_as_a_wrong_key(gateway_wit
     client.send(p.FrameType.HELLO, p.Hello("SN-NOBODY").encode())
     challenge = p.Challenge.decode((await client.frame()).payload)
     key = Ed25519PrivateKey.generate()
-    client.send(p.FrameType.AUTH, key.sign(p.auth_message(nonce=challenge.nonce, serial="SN-NOBODY", version=1)))
+    client.send(
+        p.FrameType.AUTH, key.sign(p.auth_message(nonce=challenge.nonce, serial="SN-NOBODY", version=challenge.version))
+    )
     nack = await expect_fatal(client, p.ErrorCode.AUTH_FAILED)
     assert nack.message == "authentication failed"
 
@@ -195,7 +201,7 @@ async def test_a_replayed_auth_from_an_earlier_connection_is_refused(gateway_wit
     first = await RawClient.connect(port, ctx)
     first.send(p.FrameType.HELLO, p.Hello(spec.serial).encode())
     challenge = p.Challenge.decode((await first.frame()).payload)
-    recorded = key.sign(p.auth_message(nonce=challenge.nonce, serial=spec.serial, version=1))
+    recorded = key.sign(p.auth_message(nonce=challenge.nonce, serial=spec.serial, version=challenge.version))
     first.close()
     second = await RawClient.connect(port, ctx)
     second.send(p.FrameType.HELLO, p.Hello(spec.serial).encode())
@@ -216,7 +222,10 @@ async def test_a_revoked_key_is_refused_at_the_next_handshake_and_a_rotated_key_
         client.send(p.FrameType.HELLO, p.Hello(spec.serial).encode())
         challenge = p.Challenge.decode((await client.frame()).payload)
         key = Ed25519PrivateKey.from_private_bytes(spec.private_key)
-        client.send(p.FrameType.AUTH, key.sign(p.auth_message(nonce=challenge.nonce, serial=spec.serial, version=1)))
+        client.send(
+            p.FrameType.AUTH,
+            key.sign(p.auth_message(nonce=challenge.nonce, serial=spec.serial, version=challenge.version)),
+        )
         await expect_fatal(client, p.ErrorCode.KEY_REVOKED)
 
         rotated = await sync_to_async(device_key_rotate)(device=issued.device)
@@ -229,7 +238,10 @@ async def test_a_revoked_key_is_refused_at_the_next_handshake_and_a_rotated_key_
         old = await RawClient.connect(port, ctx)
         old.send(p.FrameType.HELLO, p.Hello(spec.serial).encode())
         challenge = p.Challenge.decode((await old.frame()).payload)
-        old.send(p.FrameType.AUTH, key.sign(p.auth_message(nonce=challenge.nonce, serial=spec.serial, version=1)))
+        old.send(
+            p.FrameType.AUTH,
+            key.sign(p.auth_message(nonce=challenge.nonce, serial=spec.serial, version=challenge.version)),
+        )
         await expect_fatal(old, p.ErrorCode.AUTH_FAILED)
 
 
@@ -343,3 +355,45 @@ async def test_an_over_long_serial_in_hello_is_refused_as_malformed_and_never_ch
     client.send(p.FrameType.HELLO, bytes([0x11, size]) + b"S" * size + bytes([5]) + b"1.0.0")
     await expect_fatal(client, p.ErrorCode.MALFORMED)
     assert not any(frame.type == p.FrameType.CHALLENGE for frame in client.frames)
+
+
+def _live_sample(at_ms: int) -> bytes:
+    return p.encode_live_sample(time_ms=at_ms - at_ms % 10, raw=np.arange(12, dtype=np.int64) * 7 - 20)
+
+
+async def test_a_version_1_device_cannot_send_a_compact_frame(gateway_with_bystander, meter):
+    gateway, port, ctx, recorder, spec = gateway_with_bystander
+    client = await RawClient.connect(port, ctx)
+    await client.handshake(spec.serial, spec.private_key, max_version=1)
+    client.send_raw(p.encode_compact_frame(3, _live_sample(time.time_ns() // 1_000_000)) + bytes(10))
+    await expect_fatal(client, p.ErrorCode.MALFORMED)
+    assert stored_of(recorder, meter[0].device.pk) == []
+
+
+async def test_compact_live_frames_are_stored_and_acked_in_one_set(meter, tmp_path):
+    recorder = Recorder()
+    spec = meter[1]
+    async with running_gateway(tmp_path, enqueue=recorder) as (gateway, port, ctx):
+        client = await RawClient.connect(port, ctx)
+        await client.handshake(spec.serial, spec.private_key)
+        start = time.time_ns() // 1_000_000 // 2000 * 2000
+        for k in range(8):
+            client.send_raw(p.encode_compact_frame(3 + k, _live_sample(start + 2000 * k)))
+        frame = await client.frame()
+        assert frame.type == p.FrameType.ACK_SET
+        assert p.AckSet.decode(frame.payload).seqs() == list(range(3, 11))
+        client.close()
+    assert [int(b.timestamps_ms[0]) for b in recorder.batches] == [start + 2000 * k for k in range(8)]
+    assert {b.values.shape for b in recorder.batches} == {(12, 1)}
+
+
+async def test_a_replayed_compact_frame_is_refused(meter, tmp_path):
+    recorder = Recorder()
+    spec = meter[1]
+    async with running_gateway(tmp_path, enqueue=recorder) as (gateway, port, ctx):
+        client = await RawClient.connect(port, ctx)
+        await client.handshake(spec.serial, spec.private_key)
+        sample = _live_sample(time.time_ns() // 1_000_000)
+        client.send_raw(p.encode_compact_frame(3, sample) + p.encode_compact_frame(3, sample))
+        await expect_fatal(client, p.ErrorCode.BAD_SEQUENCE)
+    assert recorder.readings <= 12  # the first frame at most, never the replay
