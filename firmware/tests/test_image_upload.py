@@ -132,3 +132,14 @@ def test_the_firmware_page_uploads_an_image_for_an_own_type_and_refuses_others(c
     refused = {"device_type": fleet.device_type.pk, "version": "3.2.0", "upload": SimpleUploadedFile("f", b"x")}
     assert client.post("/firmware/", data=refused).status_code == 400
     assert not FirmwareImage.objects.filter(version="3.2.0").exists()
+
+
+def test_the_upload_and_the_transfer_states_speak_german():
+    from django.utils import translation
+
+    from firmware.models import FirmwareTransfer
+
+    with translation.override("de"):
+        assert str(FirmwareTransfer.State.OFFERED.label) == "Angeboten"
+        assert translation.gettext("Upload and sign") == "Hochladen und signieren"
+        assert translation.gettext("reconnecting…") == "verbinde neu…"
