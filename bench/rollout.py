@@ -193,7 +193,7 @@ async def main() -> None:  # noqa: PLR0915
     public_key = await sync_to_async(signing_public_key)()
     folder = Path(mkdtemp())
     cert, key = dev_certificate(folder)
-    config = GatewayConfig(idle_timeout_s=300, firmware_poll_s=0.5, presence_interval_s=2.0, rate_per_s=1000)
+    config = GatewayConfig(idle_timeout_s=300, firmware_poll_s=1.0, rate_per_s=1000)
     gateway = Gateway(ssl_context=server_context(cert=cert, key=key), config=config, enqueue=lambda batches: None)
     _, port = await gateway.start(host="127.0.0.1", port=0)
 

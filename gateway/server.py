@@ -354,6 +354,7 @@ class Connection:
     def offer_firmware(self, offer: FirmwareOfferInfo) -> None:
         self.offer = offer
         self._progress_at = float("-inf")
+        self._progress_writes: set[asyncio.Future[bool]] = getattr(self, "_progress_writes", set())
         self.gateway.count("firmware_offers")
         chunk = min(self.gateway.config.firmware_chunk_size, self.gateway.config.max_payload - 8)
         self.send(
@@ -388,6 +389,16 @@ class Connection:
         self.gateway.count("firmware_chunk_bytes", len(data))
         await self.writer.drain()
 
+    def _on_progress_recorded(self, transfer_id: int, write: asyncio.Future[bool]) -> None:
+        self._progress_writes.discard(write)
+        if write.cancelled():
+            return
+        if write.exception() is not None:
+            logger.error("gateway: recording the progress of transfer %d failed: %r", transfer_id, write.exception())
+            return
+        if not write.result() and self.offer is not None and self.offer.transfer_id == transfer_id:
+            self.offer = None  # cancelled or someone else's meanwhile: the next chunk request gets a NACK
+
     def _progress_recently(self) -> bool:
         now = time.monotonic()
         if now - self._progress_at < self.FIRMWARE_PROGRESS_EVERY_S:
@@ -401,9 +412,23 @@ class Connection:
         if offer is None:
             return
         assert self.identity is not None
-        if status.state == p.FirmwareState.DOWNLOADING and self._progress_recently():
+        if status.state in (p.FirmwareState.ACCEPTED, p.FirmwareState.DOWNLOADING):
             # Progress is for the live view; the device keeps what it holds and says so on resume, so
-            # dropping a quarter-mark between two writes loses nothing but a database round trip.
+            # dropping a quarter-mark between two writes loses nothing but a database round trip. The
+            # write that is kept runs beside the download instead of holding up the next chunk request;
+            # the database thread runs writes in order, so a later final state still lands after it.
+            if status.state == p.FirmwareState.ACCEPTED or not self._progress_recently():
+                write = asyncio.ensure_future(
+                    _status_record(
+                        transfer_id=offer.transfer_id,
+                        device_id=self.identity.device_id,
+                        state=services.FIRMWARE_STATE_OF[status.state],
+                        offset=status.offset,
+                        message=status.message,
+                    )
+                )
+                self._progress_writes.add(write)
+                write.add_done_callback(functools.partial(self._on_progress_recorded, offer.transfer_id))
             self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
             return
         state = services.FIRMWARE_STATE_OF[status.state]
