@@ -5,16 +5,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0004_merge_0003_invitations_0003_user_language'),
-        ('firmware', '0003_delta_updates'),
+        ("accounts", "0004_merge_0003_invitations_0003_user_language"),
+        ("firmware", "0003_delta_updates"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='firmwareimage',
-            name='tenant',
-            field=models.ForeignKey(blank=True, help_text='Empty for a platform image; else the tenant that uploaded it for its own device type.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.tenant'),
+            model_name="firmwareimage",
+            name="tenant",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Empty for a platform image; else the tenant that uploaded it for its own device type.",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="accounts.tenant",
+            ),
         ),
     ]
