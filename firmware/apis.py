@@ -10,8 +10,10 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -31,6 +33,7 @@ from firmware.planning import (
     rollout_plan,
     spec_from_values,
 )
+from firmware.services import MAX_IMAGE_SIZE, firmware_image_upload
 from firmware.services import rollouts as services
 from integrations.api.fields import OffsetDateTimeField
 from integrations.api.views import MAX_ID, IdFilter, TenantApiView
@@ -277,6 +280,23 @@ class RolloutInput(serializers.Serializer):  # type: ignore[type-arg]
         return super().to_internal_value(data)
 
 
+class FirmwareImageInput(serializers.Serializer):  # type: ignore[type-arg]
+    device_type = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, help_text="One of your organisation's own device types."
+    )
+    version = serializers.CharField(max_length=64)
+    image = serializers.FileField(help_text=f"The image file, at most {MAX_IMAGE_SIZE:,} bytes.")
+    notes = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    def validate_image(self, upload: Any) -> bytes:
+        if upload.size > MAX_IMAGE_SIZE:
+            raise serializers.ValidationError(_("The image exceeds %(max)s bytes.") % {"max": f"{MAX_IMAGE_SIZE:,}"})
+        data: bytes = upload.read()
+        if not data:
+            raise serializers.ValidationError(_("The image is empty."))
+        return data
+
+
 def spec_from(data: dict[str, Any]) -> RolloutSpec:
     target = data["target"]
     waves = data.get("waves") or {"kind": Rollout.WaveKind.PERCENT, "values": [100]}
@@ -334,14 +354,28 @@ class FirmwareApi(TenantApiView):
 
 
 class FirmwareImageListApi(FirmwareApi, generics.ListAPIView):  # type: ignore[type-arg]
-    """The platform's signed images (shared by every tenant, like the device-type catalogue)."""
+    """The signed images of the lines your device types run: the platform's, and those your organisation
+    uploaded for its own device types."""
 
     model = FirmwareImage
     serializer_class = FirmwareImageOutput
     filterset_class = FirmwareImageFilter
+    parser_classes = [MultiPartParser]
 
     def get_queryset(self) -> QuerySet[FirmwareImage]:
-        return selectors.firmware_image_list()
+        return self.empty() if self.is_schema_generation else selectors.firmware_image_list(access=self.access)
+
+    @extend_schema(request={"multipart/form-data": FirmwareImageInput}, responses={201: FirmwareImageOutput})
+    def post(self, request: Request) -> Response:
+        data = self.parse(FirmwareImageInput, request.data)
+        image = firmware_image_upload(
+            access=self.access,
+            device_type_id=data["device_type"],
+            version=data["version"],
+            image=data["image"],
+            notes=data["notes"],
+        )
+        return Response(FirmwareImageOutput(image).data, status=status.HTTP_201_CREATED)
 
 
 class FirmwareImageDetailApi(FirmwareApi, generics.RetrieveAPIView):  # type: ignore[type-arg]
@@ -349,7 +383,7 @@ class FirmwareImageDetailApi(FirmwareApi, generics.RetrieveAPIView):  # type: ig
     serializer_class = FirmwareImageOutput
 
     def get_queryset(self) -> QuerySet[FirmwareImage]:
-        return selectors.firmware_image_list()
+        return self.empty() if self.is_schema_generation else selectors.firmware_image_list(access=self.access)
 
 
 class RolloutListApi(FirmwareApi, generics.ListAPIView):  # type: ignore[type-arg]

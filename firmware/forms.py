@@ -9,8 +9,11 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.access import Access
 from devices.models import Device, DeviceGroup, DeviceType, Facility
+from devices.selectors import device_type_own_list
 from firmware.models import FirmwareImage, Rollout
 from firmware.planning import RolloutSpec, spec_from_values
+from firmware.selectors import firmware_image_list
+from firmware.services import MAX_IMAGE_SIZE
 
 
 class RolloutForm(forms.Form):
@@ -60,7 +63,7 @@ class RolloutForm(forms.Form):
         used_types = Device.objects.filter(tenant_id=tenant).values("device_type_id")
         self.fields["device_type"].queryset = DeviceType.objects.filter(pk__in=used_types)  # type: ignore[attr-defined]
         lines = DeviceType.objects.filter(pk__in=used_types).values("firmware_line")
-        self.fields["image"].queryset = FirmwareImage.objects.defer("image").filter(  # type: ignore[attr-defined]
+        self.fields["image"].queryset = firmware_image_list(access=access).filter(  # type: ignore[attr-defined]
             firmware_line__in=lines
         )
         self.fields["groups"].queryset = DeviceGroup.objects.filter(tenant_id=tenant)  # type: ignore[attr-defined]
@@ -89,3 +92,25 @@ class RolloutForm(forms.Form):
                 "target_tag": data["tag"],
             }
         )
+
+
+class ImageUploadForm(forms.Form):
+    """A tenant admin's image for one of the tenant's own device types; the service signs it."""
+
+    device_type = forms.ModelChoiceField(label=_("Device type"), queryset=DeviceType.objects.none())
+    version = forms.CharField(label=_("Version"), max_length=64)
+    upload = forms.FileField(label=_("Image file"))
+    notes = forms.CharField(label=_("Notes"), max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def __init__(self, *args: Any, access: Access, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["device_type"].queryset = device_type_own_list(access=access)  # type: ignore[attr-defined]
+
+    def clean_upload(self) -> bytes:
+        upload = self.cleaned_data["upload"]
+        if upload.size > MAX_IMAGE_SIZE:
+            raise forms.ValidationError(_("The image exceeds %(max)s bytes."), params={"max": f"{MAX_IMAGE_SIZE:,}"})
+        data: bytes = upload.read()
+        if not data:
+            raise forms.ValidationError(_("The image is empty."))
+        return data

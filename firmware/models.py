@@ -3,13 +3,22 @@ from __future__ import annotations
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import User
+from accounts.models import Tenant, User
 from devices.models import Device, DeviceGroup, DeviceType, Facility, TenantOwned
 
 
 class FirmwareImage(models.Model):
-    """A signed firmware image. Images belong to the platform, not a tenant: a line fits device types."""
+    """A signed firmware image; a line fits device types. A platform admin's image (no tenant) is seen by
+    every tenant owning a type of its line; a tenant's image, for its own device type, only by that tenant."""
 
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty for a platform image; else the tenant that uploaded it for its own device type.",
+    )
     firmware_line = models.CharField(max_length=64)
     version = models.CharField(max_length=64)
     image = models.BinaryField(editable=False)
@@ -52,14 +61,14 @@ class FirmwareTransfer(TenantOwned):
     """One image travelling to one device, with the last status the device reported."""
 
     class State(models.TextChoices):
-        PENDING = "pending", "Pending (waiting for the device)"
-        OFFERED = "offered", "Offered"
-        DOWNLOADING = "downloading", "Downloading"
-        VERIFIED = "verified", "Verified on the device"
-        INSTALLED = "installed", "Installed"
-        REJECTED = "rejected", "Rejected by the device"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+        PENDING = "pending", _("Pending (waiting for the device)")
+        OFFERED = "offered", _("Offered")
+        DOWNLOADING = "downloading", _("Downloading")
+        VERIFIED = "verified", _("Verified on the device")
+        INSTALLED = "installed", _("Installed")
+        REJECTED = "rejected", _("Rejected by the device")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     ACTIVE_STATES = (State.PENDING, State.OFFERED, State.DOWNLOADING, State.VERIFIED)
 

@@ -272,6 +272,8 @@ def eligible(*, devices: Sequence[Device], spec: RolloutSpec, strict_busy: bool)
 
 def rollout_plan(*, tenant_id: int, spec: RolloutSpec) -> RolloutPlan:
     spec_validate(spec)
+    if spec.image.tenant_id not in (None, tenant_id):  # another tenant's upload for its own device type
+        raise FirmwareError(_("There is no such image."))
     devices = list(target_devices(tenant_id=tenant_id, spec=spec))
     taken, excluded = eligible(devices=devices, spec=spec, strict_busy=spec.target_kind == Rollout.TargetKind.DEVICES)
     sizes = wave_sizes(spec.wave_kind, spec.wave_values, len(taken))

@@ -4,10 +4,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from accounts.access import Access
 from devices.models import Device
+from devices.selectors import device_type_available_list
 from firmware.models import FirmwareImage, FirmwareTransfer, Rollout, RolloutDevice
 
 # The live page lists at most this many devices; the counts always cover all of them.
@@ -28,8 +29,15 @@ def firmware_transfers_active_for(*, device_ids: Iterable[int]) -> QuerySet[Firm
     ).select_related("image")
 
 
-def firmware_image_list() -> QuerySet[FirmwareImage]:
-    return FirmwareImage.objects.defer("image")
+def firmware_image_list(*, access: Access) -> QuerySet[FirmwareImage]:
+    """The images this tenant may roll out: those of the lines of the device types it may use (the
+    platform's and its own), uploaded by a platform admin or by this tenant, never by another."""
+    lines = device_type_available_list(access=access).values("firmware_line")
+    return (
+        FirmwareImage.objects.defer("image")
+        .filter(firmware_line__in=lines)
+        .filter(Q(tenant__isnull=True) | Q(tenant_id=access.tenant_id))
+    )
 
 
 def rollout_list(*, access: Access) -> QuerySet[Rollout]:

@@ -18,11 +18,13 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from accounts.selectors import tenant_get
 from devices.models import DeviceType
+from devices.selectors import device_type_own_list
 from firmware import selectors
 from firmware.errors import FirmwareError
-from firmware.forms import RolloutForm
+from firmware.forms import ImageUploadForm, RolloutForm
 from firmware.models import Rollout, RolloutDevice, RolloutWave
 from firmware.planning import rollout_plan
+from firmware.services import firmware_image_upload
 from firmware.services import rollouts as services
 from portal.access import request_access
 
@@ -44,10 +46,27 @@ def firmware_home(request: HttpRequest) -> HttpResponse:
     access = _admin_access(request)
     if access is None:
         return _forbidden(request)
+    upload = ImageUploadForm(request.POST or None, request.FILES or None, access=access)
+    if request.method == "POST" and upload.is_valid():
+        try:
+            image = firmware_image_upload(
+                access=access,
+                device_type_id=upload.cleaned_data["device_type"].pk,
+                version=upload.cleaned_data["version"],
+                image=upload.cleaned_data["upload"],
+                notes=upload.cleaned_data["notes"],
+            )
+        except FirmwareError as exc:
+            upload.add_error(None, str(exc))
+        else:
+            messages.success(request, _("Image %(image)s uploaded and signed.") % {"image": image})
+            return redirect("firmware:home")
     versions = selectors.firmware_version_distribution(access=access)
-    type_ids = {v.device_type_id for v in versions}
+    type_ids = {v.device_type_id for v in versions} | {t.pk for t in device_type_own_list(access=access)}
     types = list(DeviceType.objects.filter(pk__in=type_ids).order_by("model_name"))
-    images = list(selectors.firmware_image_list().filter(firmware_line__in={t.firmware_line for t in types}))
+    images = list(
+        selectors.firmware_image_list(access=access).filter(firmware_line__in={t.firmware_line for t in types})
+    )
     return render(
         request,
         "firmware/home.html",
@@ -56,7 +75,9 @@ def firmware_home(request: HttpRequest) -> HttpResponse:
             "types": [(t, [i for i in images if i.firmware_line == t.firmware_line]) for t in types],
             "versions": versions,
             "rollouts": selectors.rollout_list(access=access)[:50],
+            "upload": upload,
         },
+        status=400 if upload.errors else 200,
     )
 
 
@@ -107,6 +128,7 @@ def rollout_detail(request: HttpRequest, rollout_id: int) -> HttpResponse:
                 "status": {k: str(v) for k, v in RolloutDevice.Status.choices},
                 "state": {k: str(v) for k, v in Rollout.State.choices},
                 "wave": {k: str(v) for k, v in RolloutWave.State.choices},
+                "live": {"live": _("live"), "refused": _("refused"), "reconnecting": _("reconnecting…")},
             },
         },
     )

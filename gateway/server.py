@@ -70,7 +70,7 @@ class GatewayConfig:
     max_unacked: int = 16
     presence_interval_s: float = 5.0
     firmware_poll_s: float = 2.0
-    firmware_chunk_size: int = 8192
+    firmware_chunk_size: int = 16 * 1024
     drain_timeout_s: float = 20.0
     linger_s: float = 0.005
     max_inflight_enqueues: int = 4
@@ -397,8 +397,13 @@ class Connection:
 
     # --- firmware -------------------------------------------------------------------------------
 
+    # A DOWNLOADING status is written at most this often per connection (the others are acked unwritten).
+    FIRMWARE_PROGRESS_EVERY_S = 2.0
+
     def offer_firmware(self, offer: FirmwareOfferInfo) -> None:
         self.offer = offer
+        self._progress_at = float("-inf")
+        self._progress_writes: set[asyncio.Future[bool]] = getattr(self, "_progress_writes", set())
         self.gateway.count("firmware_offers")
         chunk = min(self.gateway.config.firmware_chunk_size, self.gateway.config.max_payload - 8)
         self.send(
@@ -433,12 +438,48 @@ class Connection:
         self.gateway.count("firmware_chunk_bytes", len(data))
         await self.writer.drain()
 
+    def _on_progress_recorded(self, transfer_id: int, write: asyncio.Future[bool]) -> None:
+        self._progress_writes.discard(write)
+        if write.cancelled():
+            return
+        if write.exception() is not None:
+            logger.error("gateway: recording the progress of transfer %d failed: %r", transfer_id, write.exception())
+            return
+        if not write.result() and self.offer is not None and self.offer.transfer_id == transfer_id:
+            self.offer = None  # cancelled or someone else's meanwhile: the next chunk request gets a NACK
+
+    def _progress_recently(self) -> bool:
+        now = time.monotonic()
+        if now - self._progress_at < self.FIRMWARE_PROGRESS_EVERY_S:
+            return True
+        self._progress_at = now
+        return False
+
     async def _on_firmware_status(self, frame: p.Frame) -> None:
         status = p.FirmwareStatus.decode(frame.payload)
         offer = self._active_offer(status.transfer_id, frame.seq)
         if offer is None:
             return
         assert self.identity is not None
+        if status.state in (p.FirmwareState.ACCEPTED, p.FirmwareState.DOWNLOADING):
+            # Progress is for the live view; the device keeps what it holds and says so on resume, so
+            # dropping a quarter-mark between two writes loses nothing but a database round trip. The
+            # write that is kept runs beside the download instead of holding up the next chunk request;
+            # the database thread runs writes in order, so a later final state still lands after it.
+            if status.state == p.FirmwareState.ACCEPTED or not self._progress_recently():
+                write = asyncio.ensure_future(
+                    _status_record(
+                        transfer_id=offer.transfer_id,
+                        device_id=self.identity.device_id,
+                        state=services.FIRMWARE_STATE_OF[status.state],
+                        offset=status.offset,
+                        message=status.message,
+                    )
+                )
+                self._progress_writes.add(write)
+                write.add_done_callback(functools.partial(self._on_progress_recorded, offer.transfer_id))
+            self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
+            return
         state = services.FIRMWARE_STATE_OF[status.state]
         active = await _status_record(
             transfer_id=offer.transfer_id,
@@ -724,17 +765,25 @@ class Gateway:
         if not connected:
             return 0
         offers = await _offers_for(device_ids=connected)
-        started = 0
+        fresh = {}
         for offer in offers:
             connection = self.connections.get(offer.device_id)
             if connection is None or connection.closed:
                 continue
             if connection.offer is not None and connection.offer.transfer_id == offer.transfer_id:
                 continue
-            active = await _status_record(
-                transfer_id=offer.transfer_id, device_id=offer.device_id, state="offered", offset=None, offered=True
-            )
-            if active:
+            fresh[offer.transfer_id] = offer
+        if not fresh:
+            return 0
+        # One database round for the whole wave, not one per device: a wave of thousands is offered at once.
+        active = await sync_to_async(services.firmware_offers_record)(
+            transfers={transfer_id: offer.device_id for transfer_id, offer in fresh.items()}
+        )
+        started = 0
+        for transfer_id in active:
+            offer = fresh[transfer_id]
+            connection = self.connections.get(offer.device_id)
+            if connection is not None and not connection.closed:
                 connection.offer_firmware(offer)
                 started += 1
         return started

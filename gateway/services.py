@@ -234,6 +234,12 @@ def device_event_record(*, identity: DeviceIdentity, event: p.Event) -> None:
     )
 
 
+def firmware_offers_record(*, transfers: dict[int, int]) -> set[int]:
+    """One round of offers ({transfer id: device id}) recorded at once; returns those still active."""
+    close_old_connections()
+    return firmware_services.firmware_transfers_offered(transfers=transfers)
+
+
 def counter_reset_record(*, tenant_id: int, device_id: int, at_ms: int) -> None:
     """The device reported an energy counter reset (EVENT COUNTER_RESET)."""
     close_old_connections()

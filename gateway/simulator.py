@@ -291,6 +291,9 @@ class SimulatedDevice:
         self._mode_wakeup = asyncio.Event()
         self.connected = asyncio.Event()
         self.done = asyncio.Event()
+        # Cleared while the device is switched off or out of coverage (see go_offline), e.g. during its window.
+        self._powered = asyncio.Event()
+        self._powered.set()
 
     # --- public ---------------------------------------------------------------------------------
 
@@ -299,6 +302,9 @@ class SimulatedDevice:
         deadline = None if duration_s is None else time.monotonic() + duration_s
         try:
             while not self._stopping and (deadline is None or time.monotonic() < deadline):
+                await self._powered.wait()
+                if self._stopping:
+                    break
                 try:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     await asyncio.wait_for(self._session(), remaining)
@@ -319,8 +325,19 @@ class SimulatedDevice:
 
     def stop(self) -> None:
         self._stopping = True
+        self._powered.set()
         if self._writer is not None:
             self._writer.close()
+
+    def go_offline(self) -> None:
+        """Tests: switch the device off (or out of coverage) until come_online(); it keeps what it downloaded."""
+        self._powered.clear()
+        self.connected.clear()
+        if self._writer is not None:
+            self._writer.transport.abort()
+
+    def come_online(self) -> None:
+        self._powered.set()
 
     def drop_connection(self) -> None:
         """Tests: lose the link abruptly, as a mobile device does."""

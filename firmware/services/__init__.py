@@ -7,9 +7,12 @@ import logging
 
 import bsdiff4
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from devices.models import Device
+from accounts.access import Access
+from devices.models import Device, DeviceType
 from firmware.errors import FirmwareError
 from firmware.models import FirmwareDelta, FirmwareImage, FirmwareTransfer
 from firmware.signing import signing_key
@@ -19,12 +22,19 @@ MAX_IMAGE_SIZE = 64 * 1024 * 1024
 logger = logging.getLogger(__name__)
 
 
-def firmware_image_create(*, firmware_line: str, version: str, image: bytes, notes: str = "") -> FirmwareImage:
+def firmware_image_create(
+    *, firmware_line: str, version: str, image: bytes, notes: str = "", tenant_id: int | None = None
+) -> FirmwareImage:
     """Hash and sign an image with the platform's firmware-signing key."""
     if not image:
-        raise FirmwareError("The firmware image is empty.")
+        raise FirmwareError(_("The firmware image is empty."))
     if len(image) > MAX_IMAGE_SIZE:
-        raise FirmwareError(f"The firmware image exceeds {MAX_IMAGE_SIZE} bytes.")
+        raise FirmwareError(_("The firmware image exceeds %(max)s bytes.") % {"max": f"{MAX_IMAGE_SIZE:,}"})
+    if FirmwareImage.objects.filter(firmware_line=firmware_line, version=version).exists():
+        raise FirmwareError(
+            _("Line %(line)s already has a version %(version)s; a new build needs a new version.")
+            % {"line": firmware_line, "version": version}
+        )
     digest = hashlib.sha256(image).digest()
     signature = signing_key().sign(firmware_message(firmware_line=firmware_line, version=version, sha256=digest))
     firmware = FirmwareImage(
@@ -35,10 +45,42 @@ def firmware_image_create(*, firmware_line: str, version: str, image: bytes, not
         sha256=digest,
         signature=signature,
         notes=notes,
+        tenant_id=tenant_id,
     )
-    firmware.full_clean(exclude=["image", "sha256", "signature"])
+    firmware.full_clean(exclude=["image", "sha256", "signature", "tenant"])
     firmware.save()
     return firmware
+
+
+def firmware_image_upload(
+    *, access: Access, device_type_id: int, version: str, image: bytes, notes: str = ""
+) -> FirmwareImage:
+    """A tenant admin's image for one of the tenant's own device types, hashed and signed as a platform
+    admin's upload is. A platform type's line belongs to the platform, and a line another tenant's or the
+    platform's types also run would put this tenant's image on their devices: both are refused."""
+    if not access.is_admin:
+        raise FirmwareError(_("Only a tenant admin can upload firmware images."))
+    device_type = DeviceType.objects.filter(pk=device_type_id).first()
+    if device_type is None or (device_type.tenant_id is not None and device_type.tenant_id != access.tenant_id):
+        raise FirmwareError(_("There is no such device type."))
+    if device_type.tenant_id is None:
+        raise FirmwareError(
+            _("Device type %(type)s is in the platform's catalogue: its images come from the platform.")
+            % {"type": device_type}
+        )
+    shared = DeviceType.objects.filter(firmware_line=device_type.firmware_line).exclude(tenant_id=access.tenant_id)
+    if shared.exists():
+        raise FirmwareError(
+            _("Line %(line)s is also run by device types your organisation does not own.")
+            % {"line": device_type.firmware_line}
+        )
+    return firmware_image_create(
+        firmware_line=device_type.firmware_line,
+        version=version.strip(),
+        image=image,
+        notes=notes,
+        tenant_id=access.tenant_id,
+    )
 
 
 def firmware_delta_get(*, base: FirmwareImage, target: FirmwareImage) -> FirmwareDelta | None:
@@ -124,6 +166,23 @@ def firmware_transfer_record(
     # The device's firmware_version changes only when it comes back and reports it in HELLO: an
     # image that installs but does not boot must not count as running.
     return transfer
+
+
+@transaction.atomic
+def firmware_transfers_offered(*, transfers: dict[int, int]) -> set[int]:
+    """The gateway offered these transfers ({transfer id: device id}) in one round: one statement for
+    the lot, not one per device. Returns the ids still active for their device; the rest are not offered."""
+    rows = (
+        FirmwareTransfer.objects.select_for_update()
+        .filter(pk__in=list(transfers), state__in=FirmwareTransfer.ACTIVE_STATES)
+        .values_list("pk", "device_id")
+    )
+    active = {pk for pk, device_id in rows if transfers.get(pk) == device_id}
+    if active:
+        FirmwareTransfer.objects.filter(pk__in=active).update(
+            state=FirmwareTransfer.State.OFFERED, message="", attempts=F("attempts") + 1, updated_at=timezone.now()
+        )
+    return active
 
 
 def firmware_version_reported(*, device_id: int, version: str) -> None:

@@ -356,9 +356,23 @@ def rollout_advance(*, rollout_id: int, now: dt.datetime | None = None) -> int:
 def _record_outcomes(rollout: Rollout, now: dt.datetime) -> None:
     timeout = dt.timedelta(seconds=rollout.device_timeout_s)
     target = rollout.image.version
-    entries = rollout.devices.filter(status=Status.IN_PROGRESS).select_related("transfer", "device")
+    entries = rollout.devices.filter(status=Status.IN_PROGRESS).select_related("transfer", "device", "device__facility")
     for entry in entries:
         transfer = entry.transfer
+        if (
+            transfer is not None
+            and transfer.state == FirmwareTransfer.State.PENDING
+            and not in_window(rollout, timezone_name=entry.device.facility.timezone, now=now)
+        ):
+            # The device went offline in its window and was never offered the image: it missed the
+            # window, not failed. It waits, with the attempt given back, for its next window.
+            firmware_transfer_cancel(transfer=transfer)
+            entry.status = Status.PENDING
+            entry.transfer = None
+            entry.attempts = max(0, entry.attempts - 1)
+            entry.reason = _("offline during its maintenance window; waits for the next one")
+            entry.save(update_fields=["status", "transfer", "attempts", "reason"])
+            continue
         if entry.device.firmware_version == target:
             # Success only once the device came back and reported the new version in HELLO.
             entry.status = Status.SUCCEEDED
@@ -506,6 +520,8 @@ def _devices_start(rollout: Rollout, now: dt.datetime) -> int:
             break
         if not in_window(rollout, timezone_name=entry.device.facility.timezone, now=now):
             continue
+        if rollout.window_start is not None and entry.device.status != Device.Status.ONLINE:
+            continue  # a transfer started now would wait for the device and could reach it after the window
         delta = None
         if rollout.delta_updates and entry.attempts == 0:
             # Retries always send the whole image: a failed delta falls back to it.

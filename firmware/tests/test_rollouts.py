@@ -397,6 +397,28 @@ def test_transfers_start_only_inside_the_facilitys_local_maintenance_window():
     assert RolloutDevice.objects.get(pk=tokyo_entry.pk).status == Status.IN_PROGRESS
 
 
+def test_a_device_offline_in_its_window_is_not_started_and_one_never_offered_waits_for_the_next_window():
+    fleet = Fleet(2, timezone="UTC")
+    online, flaky = fleet.devices
+    rollout = fleet.create(window_start=dt.time(2), window_end=dt.time(4))
+    Device.objects.filter(pk=flaky.pk).update(status=Device.Status.OFFLINE)
+    night = dt.datetime(2026, 12, 2, 2, 30, tzinfo=dt.UTC)
+    assert rollout_advance(rollout_id=rollout.pk, now=night) == 1  # the offline device is not started
+    assert rollout.devices.get(device=flaky).status == Status.PENDING
+    # The online one went out of coverage before the gateway could offer it: its window closes.
+    entry = rollout.devices.get(device=online)
+    assert (entry.status, entry.transfer.state) == (Status.IN_PROGRESS, FirmwareTransfer.State.PENDING)
+    Device.objects.filter(pk=flaky.pk).update(status=Device.Status.ONLINE)
+    assert rollout_advance(rollout_id=rollout.pk, now=night + dt.timedelta(hours=2)) == 0
+    entry.refresh_from_db()
+    assert (entry.status, entry.attempts, entry.transfer) == (Status.PENDING, 0, None)
+    assert "next one" in entry.reason
+    assert FirmwareTransfer.objects.get(device=online).state == FirmwareTransfer.State.CANCELLED
+    rollout.refresh_from_db()
+    assert rollout.errors_since_resume == 0  # missing a window is not a failure
+    assert rollout_advance(rollout_id=rollout.pk, now=night + dt.timedelta(days=1)) == 2  # both, the next night
+
+
 def test_a_window_across_midnight():
     fleet = Fleet(1, timezone="UTC")
     rollout = fleet.create(window_start=dt.time(22), window_end=dt.time(2))

@@ -50,7 +50,7 @@ def test_an_empty_image_or_a_duplicate_version_is_refused():
     with pytest.raises(FirmwareError, match="empty"):
         firmware_image_create(firmware_line="eb-meter", version="1.1.0", image=b"")
     firmware_image_create(firmware_line="eb-meter", version="1.1.0", image=b"a")
-    with pytest.raises(Exception, match="already exists"):
+    with pytest.raises(Exception, match="already has a version"):
         firmware_image_create(firmware_line="eb-meter", version="1.1.0", image=b"b")
 
 

@@ -24,7 +24,7 @@ from devices.models import Device
 from devices.services import device_provision
 from devices.tests.factories import TWO_CHANNELS, DeviceTypeFactory, FacilityFactory
 from firmware.models import FirmwareTransfer, Rollout, RolloutDevice
-from firmware.planning import RolloutSpec
+from firmware.planning import RolloutSpec, rollout_plan
 from firmware.services import firmware_image_create
 from firmware.services.rollouts import rollout_advance, rollout_create, rollout_resume
 from firmware.signing import signing_public_key
@@ -243,6 +243,74 @@ async def test_transfers_start_only_inside_each_facilitys_maintenance_window(tmp
     assert all(d.firmware_version == "1.1.0" for d in devices)
 
 
+def device_offline(serial: str) -> bool:
+    return Device.objects.filter(serial=serial, status=Device.Status.OFFLINE).exists()
+
+
+def entries(rollout_id: int) -> dict[str, tuple[str, str]]:
+    rows = RolloutDevice.objects.filter(rollout_id=rollout_id).values_list("device__serial", "status", "reason")
+    return {serial: (status, reason) for serial, status, reason in rows}
+
+
+async def test_a_device_offline_in_its_window_waits_for_the_next_and_one_that_never_answers_times_out(tmp_path):
+    world = await sync_to_async(World)(4)  # Berlin, window 02:00-04:00 local
+    gateway, port = await start_gateway(tmp_path)
+    _, client_ctx = tls_contexts(tmp_path)
+    specs = await sync_to_async(world.specs)()
+    devices = [meter(world, spec, port, client_ctx, seed=i) for i, spec in enumerate(specs[:3])]
+    punctual, away, mute = devices
+    mute.firmware_silent = True  # takes the offer and never answers it, as a hung bootloader does
+    never_on = specs[3].serial  # switched off throughout: the plan leaves it out as offline
+    tasks = await run_fleet(devices)
+    clock = {"now": dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)}  # Berlin 13:00
+    spec = world.rollout_spec(
+        window_start=dt.time(2),
+        window_end=dt.time(4),
+        device_timeout_s=600,
+        max_attempts=1,
+        success_threshold_percent=60,
+    )
+    try:
+        await wait_for(lambda: online_count(world) == 3, within_s=30, what="three devices online")
+        plan = await sync_to_async(rollout_plan)(tenant_id=world.tenant.pk, spec=spec)
+        assert {e.serial: e.reason for e in plan.excluded} == {never_on: "offline"}
+        rollout = await sync_to_async(rollout_create)(access=world.access, spec=spec, now=clock["now"])
+        tick = ticker(rollout.pk, now=lambda: clock["now"])
+        away.go_offline()  # out of coverage for the whole night
+        await wait_for(lambda: device_offline(away.spec.serial), within_s=10, what="the device seen offline")
+        clock["now"] = dt.datetime(2026, 12, 3, 1, 30, tzinfo=dt.UTC)  # Berlin 02:30
+        await wait_for(
+            lambda: entries(rollout.pk)[punctual.spec.serial][0] == "succeeded", within_s=30, what="update", tick=tick
+        )
+        assert (await sync_to_async(entries)(rollout.pk))[away.spec.serial][0] == "pending"  # not started while offline
+        assert mute.firmware_results == []  # it was offered and said nothing
+        clock["now"] = dt.datetime(2026, 12, 3, 4, 0, tzinfo=dt.UTC)  # Berlin 05:00, the window closed
+        away.come_online()
+        await wait_for(lambda: not device_offline(away.spec.serial), within_s=30, what="the device back")
+        await wait_for(
+            lambda: entries(rollout.pk)[mute.spec.serial][0] == "failed", within_s=30, what="time-out", tick=tick
+        )
+        assert "timed out after 600 s" in (await sync_to_async(entries)(rollout.pk))[mute.spec.serial][1]
+        assert (await sync_to_async(entries)(rollout.pk))[away.spec.serial][
+            0
+        ] == "pending"  # back, but outside its window
+        assert not await sync_to_async(FirmwareTransfer.objects.filter(device__serial=away.spec.serial).exists)()
+        clock["now"] = dt.datetime(2026, 12, 4, 1, 30, tzinfo=dt.UTC)  # the next night
+        await wait_for(
+            lambda: rollout_state(rollout.pk) == Rollout.State.COMPLETED, within_s=30, what="completion", tick=tick
+        )
+    finally:
+        await stop_fleet(devices, tasks)
+        await gateway.shutdown()
+    assert (punctual.firmware_version, away.firmware_version, mute.firmware_version) == ("1.1.0", "1.1.0", "1.0.0")
+    final = await sync_to_async(entries)(rollout.pk)
+    assert {serial: status for serial, (status, _) in final.items()} == {
+        punctual.spec.serial: "succeeded",
+        away.spec.serial: "succeeded",
+        mute.spec.serial: "failed",
+    }
+
+
 async def test_a_gateway_restart_mid_rollout_resumes_the_transfers_where_they_stopped(tmp_path):
     world = await sync_to_async(World)(5, image_size=100_000)
     server_ctx, client_ctx = tls_contexts(tmp_path)
@@ -270,7 +338,8 @@ async def test_a_gateway_restart_mid_rollout_resumes_the_transfers_where_they_st
         assert device.firmware_version == "1.1.0"
         assert device.firmware_requests.count(0) == 1  # never started over
         resumed = next(o for o in device.firmware_requests if o >= 40_000)
-        assert resumed == device.firmware_requests[device.firmware_requests.index(resumed) - 1] + 8192
+        chunk = device.firmware_requests[1] - device.firmware_requests[0]
+        assert resumed == device.firmware_requests[device.firmware_requests.index(resumed) - 1] + chunk
     transfers = await sync_to_async(lambda: list(FirmwareTransfer.objects.values_list("state", "attempts")))()
     # One transfer per device, offered once by each gateway process.
     assert transfers == [(FirmwareTransfer.State.INSTALLED, 2)] * 5

@@ -371,9 +371,17 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     # --- Firmware ---------------------------------------------------------------------------------
     "firmware_images_list": (
         "List firmware images",
-        "The platform's signed firmware images, shared by every tenant, with version, size and SHA-256 (hex); "
-        "filter by `device_type` (the images of its firmware line), `firmware_line` and `version`. "
-        "Scope `firmware:read`.",
+        "The signed firmware images of the lines your device types run: the platform's, and those your tenant "
+        "uploaded for its own device types, with version, size and SHA-256 (hex); filter by `device_type` (the "
+        "images of its firmware line), `firmware_line` and `version`. Scope `firmware:read`.",
+    ),
+    "firmware_images_create": (
+        "Upload a firmware image",
+        "Upload an image (multipart/form-data: `device_type`, `version`, the `image` file, optional `notes`) for "
+        "one of your tenant's own device types; the platform hashes and signs it, as it does a platform admin's "
+        "upload, and only your tenant sees it. A platform type, another tenant's type, a line that device types "
+        "you do not own also run, an empty or oversized file or a version the line already has is a 400 and "
+        "nothing is stored. Only tenant admins. Scope `firmware:write`.",
     ),
     "firmware_images_retrieve": ("Get a firmware image", "One firmware image by id. Scope `firmware:read`."),
     "firmware_rollouts_list": (

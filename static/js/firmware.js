@@ -58,7 +58,7 @@ function draw(snapshot) {
 function connect(delay) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${location.host}${script.dataset.ws}`);
-  socket.onopen = () => { liveState.dataset.state = "live"; liveState.textContent = "live"; };
+  socket.onopen = () => { liveState.dataset.state = "live"; liveState.textContent = labels.live.live; };
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
     if (message.type === "rollout.progress") draw(message);
@@ -66,11 +66,11 @@ function connect(delay) {
   socket.onclose = (event) => {
     if (event.code === 4401 || event.code === 4403) {
       liveState.dataset.state = "refused";
-      liveState.textContent = "refused";
+      liveState.textContent = labels.live.refused;
       return;
     }
     liveState.dataset.state = "reconnecting";
-    liveState.textContent = "reconnecting…";
+    liveState.textContent = labels.live.reconnecting;
     setTimeout(() => connect(Math.min(delay * 2, 10000)), delay);
   };
 }
