@@ -259,10 +259,12 @@ def _apply(index: RuleIndex, keyed: list[tuple[tuple[int, str], _Watch, npt.NDAr
         rules = {r.pk: r for r in AlertRule.objects.filter(pk__in={w.compiled.rule_id for w, _ in outcomes})}
         for watch, holds in outcomes:
             rule, source, at = rules[watch.compiled.rule_id], f"c:{watch.channel_id}", _at(int(watch.ts[-1]))
+            state = states[(watch.compiled.rule_id, source)]
+            alert: Alert | None
             if holds:
                 value = float(watch.values[-1]) * watch.compiled.to_rule_unit
                 name = index.channel_names.get(watch.channel_id, source)
-                services.alert_raise(
+                alert = services.alert_raise(
                     rule=rule,
                     source=source,
                     device_id=watch.device_id,
@@ -272,8 +274,15 @@ def _apply(index: RuleIndex, keyed: list[tuple[tuple[int, str], _Watch, npt.NDAr
                     message=f"{name}: {value:.1f} {watch.compiled.unit}".strip(),
                 )
                 raised += 1
+                ended = None
             else:
-                services.alert_clear(rule=rule, source=source, at=at)
+                alert = services.alert_clear(rule=rule, source=source, at=at)
+                ended = at
+            if watch.compiled.kind == RuleKind.TEMPERATURE:
+                worst = watch.values.max() if watch.compiled.above else watch.values.min()
+                services.excursion_track(
+                    rule_id=rule.pk, alert=alert, started_at=state.breach_since, worst=float(worst), ended_at=ended
+                )
     return raised
 
 
