@@ -208,50 +208,60 @@ def _require_admin(access: Access) -> None:
         raise AlertsError("Only tenant admins and facility managers change alert rules.")
 
 
-@transaction.atomic
-def alert_rule_create(*, access: Access, spec: RuleSpec) -> AlertRule:
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    threshold: float | None
+    unit: str
+    facility: Facility | None
+    load: Load | None
+    device: Device | None
+    recipients: list[int]
+    escalation: list[int]
+    webhooks: list[int]
+
+
+def _check(access: Access, spec: RuleSpec) -> _Checked:
+    """Everything a rule may not be, refused before anything is written."""
     _require_admin(access)
     threshold, unit = _check_values(spec)
     facility, load, device = _scope(access, spec)
-    recipients = _members(access, spec.recipient_ids)
-    escalation = _members(access, spec.escalation_recipient_ids)
-    webhooks = _webhooks(access, spec.webhook_ids)
-    rule = AlertRule.objects.create(
-        tenant_id=access.tenant_id,
+    return _Checked(
+        threshold=threshold,
+        unit=unit,
         facility=facility,
         load=load,
         device=device,
-        **{field: getattr(spec, field) for field in RULE_FIELDS if field not in ("threshold", "unit")},
-        threshold=threshold,
-        unit=unit,
+        recipients=_members(access, spec.recipient_ids),
+        escalation=_members(access, spec.escalation_recipient_ids),
+        webhooks=_webhooks(access, spec.webhook_ids),
     )
-    rule.recipients.set(recipients)
-    rule.escalation_recipients.set(escalation)
-    rule.webhooks.set(webhooks)
+
+
+def _store(rule: AlertRule, spec: RuleSpec, checked: _Checked) -> AlertRule:
+    for name in RULE_FIELDS:
+        setattr(rule, name, getattr(spec, name))
+    rule.threshold, rule.unit = checked.threshold, checked.unit
+    rule.facility, rule.load, rule.device = checked.facility, checked.load, checked.device
+    rule.save()
+    rule.recipients.set(checked.recipients)
+    rule.escalation_recipients.set(checked.escalation)
+    rule.webhooks.set(checked.webhooks)
     transaction.on_commit(evaluation_cache.invalidate)
     return rule
+
+
+@transaction.atomic
+def alert_rule_create(*, access: Access, spec: RuleSpec) -> AlertRule:
+    checked = _check(access, spec)
+    return _store(AlertRule(tenant_id=access.tenant_id), spec, checked)
 
 
 @transaction.atomic
 def alert_rule_update(*, access: Access, rule: AlertRule, spec: RuleSpec) -> AlertRule:
-    _require_admin(access)
-    threshold, unit = _check_values(spec)
-    facility, load, device = _scope(access, spec)
-    recipients = _members(access, spec.recipient_ids)
-    escalation = _members(access, spec.escalation_recipient_ids)
-    webhooks = _webhooks(access, spec.webhook_ids)
-    for field in RULE_FIELDS:
-        setattr(rule, field, getattr(spec, field))
-    rule.threshold, rule.unit = threshold, unit
-    rule.facility, rule.load, rule.device = facility, load, device
-    rule.save()
-    rule.recipients.set(recipients)
-    rule.escalation_recipients.set(escalation)
-    rule.webhooks.set(webhooks)
+    checked = _check(access, spec)
     # The rule's meaning changed: what it remembered about its sources no longer applies.
     rule.states.all().delete()
-    transaction.on_commit(evaluation_cache.invalidate)
-    return rule
+    return _store(rule, spec, checked)
 
 
 @transaction.atomic

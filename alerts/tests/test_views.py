@@ -9,9 +9,10 @@ from django.test import Client
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
 from alerts.evaluation import readings_evaluate
-from alerts.models import Alert, AlertRule, Event
+from alerts.models import Alert, AlertRule
 from alerts.notifications import _push
 from alerts.tests.factories import cold_room, rule
+from alerts.tests.test_apis import door_event
 from alerts.tests.test_evaluation import T0, batch
 from portal.tests.live import communicator, session_cookie
 
@@ -54,15 +55,7 @@ def test_another_tenants_alert_cannot_be_seen_or_acknowledged_in_the_portal():
 def test_the_event_timeline_shows_a_devices_events_newest_first():
     room = cold_room()
     for minute, kind in ((1, "door_open"), (3, "door_closed")):
-        Event.objects.create(
-            tenant=room.tenant,
-            device=room,
-            facility=room.facility,
-            code=0x20,
-            kind=kind,
-            severity=1,
-            occurred_at=f"2026-01-01T00:0{minute}:00Z",
-        )
+        door_event(room, kind=kind, occurred_at=f"2026-01-01T00:0{minute}:00Z")
     client, _ = signed_in(room.tenant)
     page = client.get(f"/alerts/events/?device={room.pk}").content.decode()
     assert page.index('data-kind="door_closed"') < page.index('data-kind="door_open"')
