@@ -71,7 +71,6 @@ def event_record(
 
 # Each analogue kind's threshold unit, and the factor that turns an accepted unit into it.
 THRESHOLD_UNITS: dict[str, dict[str, float]] = {
-    RuleKind.DEMAND_PROJECTION: {"kW": 1.0, "W": 0.001},
     RuleKind.DEMAND_THRESHOLD: {"kW": 1.0, "W": 0.001},
     RuleKind.TEMPERATURE: {"°C": 1.0},
 }
