@@ -156,3 +156,14 @@ def test_the_15_minute_projection_above_the_peak_target_alerts_and_clears_on_bea
     facility.save()
     alerts_sweep(now=start + dt.timedelta(minutes=10))
     assert Alert.objects.get().state == Alert.State.CLEARED
+
+
+@pytest.mark.parametrize(("schedule", "alerts"), [("opening_hours", 1), ("out_of_hours", 0), ("always", 1)])
+def test_a_scheduled_rule_only_counts_readings_inside_its_schedule(schedule, alerts):
+    room = cold_room()
+    room.facility.opening_hours = {day: [["07:00", "21:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")}
+    room.facility.save()
+    rule(room, schedule=schedule)
+    # T0 is Wednesday 2025-11-26 16:13 in Berlin: inside the opening hours.
+    readings_evaluate(batches=[batch(room, T0, air=[9.0] * 15)])
+    assert Alert.objects.count() == alerts
