@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 
 from accounts.models import Role
+from accounts.selectors import access_for_tenant
 from accounts.tests.factories import MembershipFactory
+from alerts import services
 from alerts.evaluation import readings_evaluate
-from alerts.models import Alert, AlertRule
+from alerts.models import Alert, AlertRule, Excursion
 from alerts.notifications import _push
 from alerts.tests.factories import cold_room, rule
 from alerts.tests.test_apis import door_event
@@ -110,3 +114,27 @@ async def test_an_anonymous_socket_is_refused():
     ws = communicator("/ws/alerts/live")
     connected, code = await ws.connect()
     assert not connected and code == 4401
+
+
+def test_a_corrective_action_is_recorded_against_an_excursion_and_shows_in_the_haccp_report_and_csv():
+    room = cold_room()
+    access = access_for_tenant(tenant=room.tenant)
+    unit = services.cold_unit_create(
+        access=access, device_id=room.pk, name="Chiller 1", preset="chilled", alarm_delay_s=0
+    )
+    readings_evaluate(batches=[batch(room, T0, air=[6.0, 7.5, 6.5])])
+    readings_evaluate(batches=[batch(room, T0 + 6000, air=[4.0])])
+    excursion = Excursion.objects.get(unit=unit)
+    assert excursion.worst_c == 7.5 and excursion.ended_at is not None
+    client, user = signed_in(room.tenant)
+    month = excursion.started_at.astimezone(ZoneInfo(room.facility.timezone)).strftime("%Y-%m")
+    response = client.post(f"/alerts/excursions/{excursion.pk}/actions/", {"text": "Moved stock to freezer 2"})
+    assert response.status_code == 302
+    page = client.get(f"/alerts/haccp/?facility={room.facility_id}&month={month}").content.decode()
+    assert f'data-excursion="{excursion.pk}"' in page and "Moved stock to freezer 2" in page
+    csv_text = client.get(f"/alerts/haccp/{room.facility_id}/{month}.csv").content.decode()
+    (row,) = [r for r in csv_text.splitlines() if r.startswith("excursion,")]
+    assert "Chiller 1" in row and "7.5" in row and "Moved stock to freezer 2" in row
+    other, _ = signed_in(cold_room().tenant)
+    assert other.post(f"/alerts/excursions/{excursion.pk}/actions/", {"text": "x"}).status_code == 404
+    assert excursion.actions.count() == 1
