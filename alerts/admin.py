@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from alerts.models import Alert, AlertHistory, AlertRule, Event, NotificationPreference, Webhook, WebhookDelivery
+from alerts.models import (
+    Alert,
+    AlertHistory,
+    AlertRule,
+    ColdUnit,
+    CorrectiveAction,
+    Event,
+    Excursion,
+    NotificationPreference,
+    Webhook,
+    WebhookDelivery,
+)
 
 
 @admin.register(Event)
@@ -58,3 +69,22 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class NotificationPreferenceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["user", "tenant", "min_severity", "quiet_start", "quiet_end"]
     raw_id_fields = ["user", "tenant"]
+
+
+@admin.register(ColdUnit)
+class ColdUnitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name", "preset", "limit_c", "alarm_delay_s", "facility", "tenant"]
+    raw_id_fields = ["facility", "device", "rule", "tenant"]
+
+
+class CorrectiveActionInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = CorrectiveAction
+    extra = 0
+    raw_id_fields = ["by"]
+
+
+@admin.register(Excursion)
+class ExcursionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["unit", "started_at", "ended_at", "worst_c"]
+    raw_id_fields = ["unit", "alert"]
+    inlines = [CorrectiveActionInline]

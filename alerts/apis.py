@@ -147,25 +147,13 @@ class RuleOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
         model = AlertRule
         fields = [
             "id",
-            "name",
-            "kind",
-            "severity",
+            *services.RULE_FIELDS,
             "facility",
             "load",
             "device",
-            "threshold",
-            "unit",
-            "above",
-            "condition",
-            "duration_s",
-            "repeat_count",
-            "schedule",
             "recipients",
             "escalation_recipients",
-            "escalate_after_s",
-            "deescalate_after_s",
             "webhooks",
-            "enabled",
             "created_at",
         ]
 

@@ -19,11 +19,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.selectors import access_for_tenant
 from alerts import evaluation_cache, services
 from alerts.models import Alert, AlertRule, Condition, RuleKind, RuleState, Schedule
 from devices.models import Channel, Device
 from devices.quantities import Quantity
 from readings.batch import ReadingsBatch
+from readings.selectors import readings_facility_demand
 
 WATCHED_QUANTITY: dict[str, str] = {
     RuleKind.TEMPERATURE: Quantity.TEMPERATURE,
@@ -259,10 +261,12 @@ def _apply(index: RuleIndex, keyed: list[tuple[tuple[int, str], _Watch, npt.NDAr
         rules = {r.pk: r for r in AlertRule.objects.filter(pk__in={w.compiled.rule_id for w, _ in outcomes})}
         for watch, holds in outcomes:
             rule, source, at = rules[watch.compiled.rule_id], f"c:{watch.channel_id}", _at(int(watch.ts[-1]))
+            state = states[(watch.compiled.rule_id, source)]
+            alert: Alert | None
             if holds:
                 value = float(watch.values[-1]) * watch.compiled.to_rule_unit
                 name = index.channel_names.get(watch.channel_id, source)
-                services.alert_raise(
+                alert = services.alert_raise(
                     rule=rule,
                     source=source,
                     device_id=watch.device_id,
@@ -272,8 +276,15 @@ def _apply(index: RuleIndex, keyed: list[tuple[tuple[int, str], _Watch, npt.NDAr
                     message=f"{name}: {value:.1f} {watch.compiled.unit}".strip(),
                 )
                 raised += 1
+                ended = None
             else:
-                services.alert_clear(rule=rule, source=source, at=at)
+                alert = services.alert_clear(rule=rule, source=source, at=at)
+                ended = at
+            if watch.compiled.kind == RuleKind.TEMPERATURE:
+                worst = watch.values.max() if watch.compiled.above else watch.values.min()
+                services.excursion_track(
+                    rule_id=rule.pk, alert=alert, started_at=state.breach_since, worst=float(worst), ended_at=ended
+                )
     return raised
 
 
@@ -309,12 +320,47 @@ def _offline(rule: AlertRule, now: dt.datetime) -> None:
             services.alert_clear(rule=rule, source=source, at=now)
 
 
+def _projection(rule: AlertRule, now: dt.datetime) -> None:
+    """The 15-minute demand so far, held to the interval's end, against the facility's peak target."""
+    facility = rule.facility
+    if facility is None or facility.peak_target_kw is None:
+        return
+    tz = ZoneInfo(facility.timezone)
+    local = now.astimezone(tz)
+    start = local.replace(minute=local.minute - local.minute % 15, second=0, microsecond=0)
+    elapsed_h = (now - start).total_seconds() / 3600
+    source = f"f:{facility.pk}"
+    if elapsed_h < 1 / 60:
+        return  # the first minute of an interval says too little to project from
+    access = access_for_tenant(tenant=facility.tenant)
+    series = readings_facility_demand(access=access, facility_id=facility.pk, start=start, end=now)
+    energy = float(np.nansum(series.energy_kwh[series.timestamps_ms == int(start.timestamp() * 1000)]))
+    projection_kw = energy / elapsed_h
+    target = float(facility.peak_target_kw)
+    if projection_kw > target:
+        services.alert_raise(
+            rule=rule,
+            source=source,
+            device_id=None,
+            facility_id=facility.pk,
+            value=round(projection_kw, 2),
+            at=now,
+            message=f"{facility.name}: {projection_kw:.1f} kW projected, target {target:.1f} kW",
+        )
+    else:
+        services.alert_clear(rule=rule, source=source, at=now)
+
+
 def alerts_sweep(*, now: dt.datetime | None = None) -> int:
     """Offline devices, reminders to the second list and time-based de-escalation; returns alerts touched."""
     now = now or timezone.now()
     touched = 0
     for rule in AlertRule.objects.filter(enabled=True, kind=RuleKind.DEVICE_OFFLINE):
         _offline(rule, now)
+    for rule in AlertRule.objects.filter(enabled=True, kind=RuleKind.DEMAND_PROJECTION).select_related(
+        "facility__tenant"
+    ):
+        _projection(rule, now)
     reminders = Alert.objects.filter(state=Alert.State.ACTIVE, rule__escalate_after_s__gt=0).select_related("rule")
     for alert in reminders:
         delay = dt.timedelta(seconds=alert.rule.escalate_after_s)

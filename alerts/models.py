@@ -205,3 +205,53 @@ class NotificationPreference(TenantOwned):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="alerts_pref_one_per_user")]
+
+
+class ColdUnit(TenantOwned):
+    """A cold room or cabinet: its temperature channel, its limit and alarm delay (a temperature rule)."""
+
+    class Preset(models.TextChoices):
+        CHILLED = "chilled", _("Chilled (≤ +5 °C)")
+        FROZEN = "frozen", _("Frozen (≤ −18 °C)")
+        CUSTOM = "custom", _("Custom limit")
+
+    name = models.CharField(max_length=120)
+    facility = models.ForeignKey(Facility, on_delete=models.CASCADE, related_name="+")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+")
+    preset = models.CharField(max_length=16, choices=Preset.choices)
+    limit_c = models.FloatField()
+    alarm_delay_s = models.PositiveIntegerField(default=900)
+    rule = models.OneToOneField(AlertRule, on_delete=models.PROTECT, related_name="cold_unit")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Excursion(models.Model):
+    """A time the unit was above its limit long enough to alarm: start (the first warm reading), end, worst."""
+
+    unit = models.ForeignKey(ColdUnit, on_delete=models.CASCADE, related_name="excursions")
+    alert = models.OneToOneField(Alert, on_delete=models.SET_NULL, null=True, blank=True, related_name="excursion")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    worst_c = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["unit", "started_at"], name="alerts_excursion_unit_start")]
+
+    def __str__(self) -> str:
+        return f"{self.unit_id} {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.ended_at is None else (self.ended_at - self.started_at).total_seconds()
+
+
+class CorrectiveAction(models.Model):
+    excursion = models.ForeignKey(Excursion, on_delete=models.CASCADE, related_name="actions")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    at = models.DateTimeField()
+    text = models.TextField()
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M}"

@@ -20,7 +20,10 @@ from alerts.models import (
     Alert,
     AlertHistory,
     AlertRule,
+    ColdUnit,
     Condition,
+    CorrectiveAction,
+    Excursion,
     NotificationPreference,
     RuleKind,
     Schedule,
@@ -68,7 +71,6 @@ def event_record(
 
 # Each analogue kind's threshold unit, and the factor that turns an accepted unit into it.
 THRESHOLD_UNITS: dict[str, dict[str, float]] = {
-    RuleKind.DEMAND_PROJECTION: {"kW": 1.0, "W": 0.001},
     RuleKind.DEMAND_THRESHOLD: {"kW": 1.0, "W": 0.001},
     RuleKind.TEMPERATURE: {"°C": 1.0},
 }
@@ -205,50 +207,60 @@ def _require_admin(access: Access) -> None:
         raise AlertsError("Only tenant admins and facility managers change alert rules.")
 
 
-@transaction.atomic
-def alert_rule_create(*, access: Access, spec: RuleSpec) -> AlertRule:
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    threshold: float | None
+    unit: str
+    facility: Facility | None
+    load: Load | None
+    device: Device | None
+    recipients: list[int]
+    escalation: list[int]
+    webhooks: list[int]
+
+
+def _check(access: Access, spec: RuleSpec) -> _Checked:
+    """Everything a rule may not be, refused before anything is written."""
     _require_admin(access)
     threshold, unit = _check_values(spec)
     facility, load, device = _scope(access, spec)
-    recipients = _members(access, spec.recipient_ids)
-    escalation = _members(access, spec.escalation_recipient_ids)
-    webhooks = _webhooks(access, spec.webhook_ids)
-    rule = AlertRule.objects.create(
-        tenant_id=access.tenant_id,
+    return _Checked(
+        threshold=threshold,
+        unit=unit,
         facility=facility,
         load=load,
         device=device,
-        **{field: getattr(spec, field) for field in RULE_FIELDS if field not in ("threshold", "unit")},
-        threshold=threshold,
-        unit=unit,
+        recipients=_members(access, spec.recipient_ids),
+        escalation=_members(access, spec.escalation_recipient_ids),
+        webhooks=_webhooks(access, spec.webhook_ids),
     )
-    rule.recipients.set(recipients)
-    rule.escalation_recipients.set(escalation)
-    rule.webhooks.set(webhooks)
+
+
+def _store(rule: AlertRule, spec: RuleSpec, checked: _Checked) -> AlertRule:
+    for name in RULE_FIELDS:
+        setattr(rule, name, getattr(spec, name))
+    rule.threshold, rule.unit = checked.threshold, checked.unit
+    rule.facility, rule.load, rule.device = checked.facility, checked.load, checked.device
+    rule.save()
+    rule.recipients.set(checked.recipients)
+    rule.escalation_recipients.set(checked.escalation)
+    rule.webhooks.set(checked.webhooks)
     transaction.on_commit(evaluation_cache.invalidate)
     return rule
+
+
+@transaction.atomic
+def alert_rule_create(*, access: Access, spec: RuleSpec) -> AlertRule:
+    checked = _check(access, spec)
+    return _store(AlertRule(tenant_id=access.tenant_id), spec, checked)
 
 
 @transaction.atomic
 def alert_rule_update(*, access: Access, rule: AlertRule, spec: RuleSpec) -> AlertRule:
-    _require_admin(access)
-    threshold, unit = _check_values(spec)
-    facility, load, device = _scope(access, spec)
-    recipients = _members(access, spec.recipient_ids)
-    escalation = _members(access, spec.escalation_recipient_ids)
-    webhooks = _webhooks(access, spec.webhook_ids)
-    for field in RULE_FIELDS:
-        setattr(rule, field, getattr(spec, field))
-    rule.threshold, rule.unit = threshold, unit
-    rule.facility, rule.load, rule.device = facility, load, device
-    rule.save()
-    rule.recipients.set(recipients)
-    rule.escalation_recipients.set(escalation)
-    rule.webhooks.set(webhooks)
+    checked = _check(access, spec)
     # The rule's meaning changed: what it remembered about its sources no longer applies.
     rule.states.all().delete()
-    transaction.on_commit(evaluation_cache.invalidate)
-    return rule
+    return _store(rule, spec, checked)
 
 
 @transaction.atomic
@@ -415,3 +427,83 @@ def alert_remind(*, alert_id: int, now: dt.datetime) -> bool:
     AlertHistory.objects.create(alert=alert, at=now, action=AlertHistory.Action.REMINDED)
     _notify(alert, AlertHistory.Action.REMINDED)
     return True
+
+
+# --- Refrigeration (HACCP) ------------------------------------------------------------------------
+
+PRESET_LIMITS: dict[str, float] = {ColdUnit.Preset.CHILLED: 5.0, ColdUnit.Preset.FROZEN: -18.0}
+
+
+@transaction.atomic
+def cold_unit_create(
+    *,
+    access: Access,
+    device_id: int,
+    name: str,
+    preset: str,
+    limit_c: float | None = None,
+    alarm_delay_s: int = 900,
+    severity: int = Severity.ALARM,
+    recipient_ids: Sequence[int] = (),
+) -> ColdUnit:
+    """A cold room or cabinet, watched by a temperature rule with its limit, its alarm delay and defrost suppression."""
+    if preset not in ColdUnit.Preset.values:
+        raise AlertsError(f"Unknown preset {preset!r}: chilled, frozen or custom.")
+    limit = PRESET_LIMITS.get(preset, limit_c)
+    if preset == ColdUnit.Preset.CUSTOM and (limit_c is None or not -60 <= limit_c <= 30):
+        raise AlertsError("A custom limit is a temperature between −60 and +30 °C.")
+    assert limit is not None
+    rule = alert_rule_create(
+        access=access,
+        spec=RuleSpec(
+            name=name,
+            kind=RuleKind.TEMPERATURE,
+            severity=severity,
+            device_id=device_id,
+            threshold=limit,
+            unit="°C",
+            condition=Condition.DURATION if alarm_delay_s else Condition.SIMPLE,
+            duration_s=alarm_delay_s,
+            recipient_ids=recipient_ids,
+        ),
+    )
+    assert rule.device is not None
+    return ColdUnit.objects.create(
+        tenant_id=access.tenant_id,
+        name=name,
+        facility=rule.device.facility,
+        device=rule.device,
+        preset=preset,
+        limit_c=limit,
+        alarm_delay_s=alarm_delay_s,
+        rule=rule,
+    )
+
+
+def excursion_track(
+    *, rule_id: int, alert: Alert | None, started_at: dt.datetime | None, worst: float, ended_at: dt.datetime | None
+) -> None:
+    """Keep the cold unit's excursion beside its alert: opened with the alert, its worst value, closed with it."""
+    unit = ColdUnit.objects.filter(rule_id=rule_id).first()
+    if unit is None or alert is None:
+        return
+    excursion = Excursion.objects.filter(alert=alert).first()
+    if excursion is None:
+        if ended_at is not None:
+            return
+        Excursion.objects.create(unit=unit, alert=alert, started_at=started_at or alert.raised_at, worst_c=worst)
+        return
+    excursion.worst_c = max(excursion.worst_c, worst)
+    excursion.ended_at = ended_at
+    excursion.save(update_fields=["worst_c", "ended_at"])
+
+
+def corrective_action_record(*, access: Access, excursion_id: int, text: str) -> CorrectiveAction:
+    if not text.strip() or len(text) > 2000:
+        raise AlertsError("Describe the corrective action in at most 2,000 characters.")
+    excursion = (
+        Excursion.objects.filter(pk=excursion_id, unit__tenant_id=access.tenant_id).select_related("unit").first()
+    )
+    if excursion is None or not access.sees_facility(excursion.unit.facility_id):
+        raise Excursion.DoesNotExist
+    return CorrectiveAction.objects.create(excursion=excursion, by_id=access.user_id, at=timezone.now(), text=text)

@@ -11,4 +11,7 @@ urlpatterns = [
     path("<int:alert_id>/acknowledge/", views.alert_acknowledge, name="acknowledge"),
     path("events/", views.event_timeline_page, name="events"),
     path("rules/", views.rule_list_page, name="rules"),
+    path("haccp/", views.haccp_page, name="haccp"),
+    path("haccp/<int:facility_id>/<str:month>.<str:fmt>", views.haccp_export, name="haccp_export"),
+    path("excursions/<int:excursion_id>/actions/", views.corrective_action, name="corrective_action"),
 ]

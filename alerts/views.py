@@ -5,6 +5,7 @@ Each page calls the same selectors and services as /api/v1/, so what the portal 
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django import forms
@@ -12,15 +13,18 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts.access import Access
 from accounts.errors import TenantAccessDenied
-from alerts import selectors, services
+from alerts import haccp, selectors, services
 from alerts.errors import AlertsError
-from alerts.models import Alert, Condition, RuleKind, Schedule, Severity
+from alerts.models import Alert, Condition, Excursion, RuleKind, Schedule, Severity
+from devices.models import Facility
 from devices.selectors import device_list, facility_list
 from portal.access import request_access
 
@@ -156,3 +160,64 @@ def rule_list_page(request: HttpRequest) -> HttpResponse:
             return redirect("alerts:rules")
     rules = selectors.alert_rule_list(access=access).order_by("name")
     return render(request, "alerts/rules.html", {"rules": rules, "form": form})
+
+
+def _month_of(raw: str, now: dt.datetime) -> tuple[int, int]:
+    try:
+        year, month = (int(part) for part in raw.split("-"))
+    except ValueError:
+        return now.year, now.month
+    return year, month
+
+
+@login_required
+def haccp_page(request: HttpRequest) -> HttpResponse:
+    access = _access(request)
+    facilities = list(facility_list(access=access).order_by("name"))
+    facility_id = _int(request.GET.get("facility")) or (facilities[0].pk if facilities else None)
+    now = timezone.now()
+    year, month = _month_of(request.GET.get("month", ""), now)
+    report = None
+    if facility_id is not None:
+        try:
+            report = haccp.haccp_report(access=access, facility_id=facility_id, year=year, month=month)
+        except (Facility.DoesNotExist, AlertsError) as exc:
+            raise Http404(str(exc)) from exc
+    context = {"facilities": facilities, "report": report, "month": f"{year}-{month:02d}"}
+    return render(request, "alerts/haccp.html", context)
+
+
+@login_required
+def haccp_export(request: HttpRequest, facility_id: int, month: str, fmt: str) -> HttpResponse:
+    access = _access(request)
+    if fmt not in ("csv", "pdf"):
+        raise Http404
+    year, number = _month_of(month, timezone.now())
+    try:
+        report = haccp.haccp_report(access=access, facility_id=facility_id, year=year, month=number)
+    except (Facility.DoesNotExist, AlertsError) as exc:
+        raise Http404(str(exc)) from exc
+    if fmt == "pdf":
+        response = HttpResponse(haccp.haccp_pdf(report), content_type="application/pdf")
+    else:
+        response = HttpResponse(haccp.haccp_csv(report), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="haccp-{facility_id}-{report.label}.{fmt}"'
+    return response
+
+
+@login_required
+@require_POST
+def corrective_action(request: HttpRequest, excursion_id: int) -> HttpResponse:
+    access = _access(request)
+    try:
+        action = services.corrective_action_record(
+            access=access, excursion_id=excursion_id, text=request.POST.get("text", "")[:2000]
+        )
+    except Excursion.DoesNotExist as exc:
+        raise Http404 from exc
+    except AlertsError as exc:
+        messages.error(request, str(exc))
+        return redirect("alerts:haccp")
+    messages.success(request, _("Corrective action recorded."))
+    unit = action.excursion.unit
+    return redirect(f"{reverse('alerts:haccp')}?facility={unit.facility_id}&month={action.excursion.started_at:%Y-%m}")

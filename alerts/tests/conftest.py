@@ -8,6 +8,7 @@ from accounts.tests.test_invitations import smtp  # noqa: F401  (a real local SM
 from alerts import evaluation_cache
 from gateway.tests.conftest import meter  # noqa: F401  (a provisioned 12-channel meter)
 from gateway.tests.test_end_to_end import embedded  # noqa: F401  (tasks in-process)
+from portal.tests.test_browser import browser, chromium, portal  # noqa: F401  (Chromium, Playwright, Daphne)
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,11 @@ from integrations.tests.factories import AccessTokenFactory, ApplicationFactory,
 pytestmark = pytest.mark.django_db
 
 
+def door_event(device, **fields) -> Event:
+    fields = {"code": 0x20, "kind": "door_open", "severity": 1, "occurred_at": "2026-01-01T00:00:00Z", **fields}
+    return Event.objects.create(tenant=device.tenant, device=device, facility=device.facility, **fields)
+
+
 def token_for(tenant, scopes=(ALERTS_READ, ALERTS_WRITE), user=None):
     app = ApplicationFactory(tenant=tenant)
     return bearer(AccessTokenFactory(application=app, scope=" ".join(scopes), user=user))
@@ -91,15 +96,7 @@ def test_another_tenants_events_alerts_and_rules_are_invisible(client):
     room, foreign_room = cold_room(), cold_room()
     rule(foreign_room)
     readings_evaluate(batches=[batch(foreign_room, T0, air=[9.0])])
-    Event.objects.create(
-        tenant=foreign_room.tenant,
-        device=foreign_room,
-        facility=foreign_room.facility,
-        code=0x20,
-        kind="door_open",
-        severity=1,
-        occurred_at="2026-01-01T00:00:00Z",
-    )
+    door_event(foreign_room)
     headers = token_for(room.tenant)
     for url in ("/api/v1/events/", "/api/v1/alerts/", "/api/v1/alert-rules/"):
         assert client.get(url, **headers).json()["results"] == []
@@ -111,16 +108,7 @@ def test_another_tenants_events_alerts_and_rules_are_invisible(client):
 
 def test_events_are_listed_per_device_and_need_the_alerts_read_scope(client):
     room = cold_room()
-    Event.objects.create(
-        tenant=room.tenant,
-        device=room,
-        facility=room.facility,
-        code=0x20,
-        kind="door_open",
-        severity=2,
-        occurred_at="2026-01-01T00:00:00Z",
-        message="door open",
-    )
+    door_event(room, severity=2, message="door open")
     listed = client.get(f"/api/v1/events/?device={room.pk}", **token_for(room.tenant)).json()["results"]
     assert [(e["kind"], e["severity"], e["message"]) for e in listed] == [("door_open", "Alarm", "door open")]
     assert client.get("/api/v1/events/", **token_for(room.tenant, scopes=(FLEET_READ,))).status_code == 403

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 
+from accounts.selectors import access_for_tenant
+from alerts import haccp, services
 from alerts.evaluation import alerts_sweep
 from alerts.models import Alert, RuleKind
 from alerts.tests.factories import COLD_ROOM, rule
@@ -27,7 +30,7 @@ MIN = 60_000
 
 
 class ScriptedFreezer(LoadModel):
-    """Minutes from `start_ms`: defrost 10–20 (warm to 0 °C), warm −10 °C 25–40, door open 42–50."""
+    """Minutes from `start_ms`: defrost 10–20 (warm to 0 °C), warm −10 °C 25–40, door open 42–50, −15 °C 52–58."""
 
     def __init__(self, rng: np.random.Generator, start_ms: int) -> None:
         super().__init__(rng)
@@ -38,7 +41,8 @@ class ScriptedFreezer(LoadModel):
 
     def temperature(self, t_ms):
         m = self._minute(t_ms)
-        return np.select([(m >= 10) & (m < 20), (m >= 25) & (m < 40)], [0.0, -10.0], default=-20.0)
+        spells = [(m >= 10) & (m < 20), (m >= 25) & (m < 40), (m >= 52) & (m < 58)]
+        return np.select(spells, [0.0, -10.0, -15.0], default=-20.0)
 
     def state(self, quantity, t_ms):
         m = self._minute(t_ms)
@@ -54,7 +58,11 @@ async def test_a_freezer_alerts_after_its_delay_but_not_during_defrost_and_a_doo
 ):
     issued = await sync_to_async(provision)(serial="SN-FREEZER-1", channels=COLD_ROOM)
     device = issued.device
-    await sync_to_async(rule)(device, name="Freezer", threshold=-18, condition="duration", duration_s=600)
+    access = await sync_to_async(lambda: access_for_tenant(tenant=device.tenant))()
+    tz = await sync_to_async(lambda: ZoneInfo(device.facility.timezone))()
+    unit = await sync_to_async(services.cold_unit_create)(
+        access=access, device_id=device.pk, name="Freezer", preset="frozen", alarm_delay_s=600
+    )
     await sync_to_async(rule)(device, name="Door", kind="door_open", duration_s=300)
     spec = await sync_to_async(spec_for)(issued)
     step = 15 * 2000
@@ -75,6 +83,25 @@ async def test_a_freezer_alerts_after_its_delay_but_not_during_defrost_and_a_doo
     door = by_kind[RuleKind.DOOR_OPEN]
     assert dt.timedelta(minutes=47) <= door.raised_at - start <= dt.timedelta(minutes=47, seconds=30)
     assert door.state == Alert.State.CLEARED
+
+    # The HACCP report lists exactly the one excursion (the defrost and the 6-minute spell are none).
+    day = start.astimezone(tz)
+    report = await sync_to_async(haccp.haccp_report)(
+        access=access, facility_id=device.facility_id, year=day.year, month=day.month
+    )
+    (month,) = report.units
+    assert month.unit.pk == unit.pk
+    (excursion,) = month.excursions
+    assert excursion.started_at - start == dt.timedelta(minutes=25) and excursion.worst_c == -10.0
+    assert dt.timedelta(minutes=40) <= excursion.ended_at - start <= dt.timedelta(minutes=40, seconds=30)
+    minutes = sum(d.minutes_above for d in month.days)
+    assert minutes == pytest.approx((excursion.ended_at - excursion.started_at).total_seconds() / 60, abs=0.2)
+    assert [d.compliant for d in month.days if d.minutes_above] == [False] * len(
+        [d for d in month.days if d.minutes_above]
+    )
+    rows = [r for r in haccp.haccp_csv(report).splitlines() if r.startswith("excursion,")]
+    assert len(rows) == 1 and excursion.started_at.isoformat() in rows[0]
+    assert (await sync_to_async(haccp.haccp_pdf)(report)).startswith(b"%PDF")
 
 
 async def test_a_device_whose_simulator_is_killed_is_reported_offline(embedded, tmp_path, close_thread_connections):

@@ -123,3 +123,47 @@ def test_channels_no_rule_watches_cost_no_query(django_assert_num_queries):
     unwatched = batch(room, T0, air=[20.0] * 15)
     with django_assert_num_queries(0):
         assert readings_evaluate(batches=[unwatched]) == 0
+
+
+def test_the_15_minute_projection_above_the_peak_target_alerts_and_clears_on_beat():
+    import datetime as dt
+    from decimal import Decimal
+    from zoneinfo import ZoneInfo
+
+    from accounts.selectors import access_for_tenant
+    from alerts import services
+    from alerts.evaluation import alerts_sweep
+    from billing.tests.factories import ingest_counter, refresh_rollups
+    from devices.tests.factories import DeviceFactory, FacilityFactory
+
+    facility = FacilityFactory(peak_target_kw=Decimal("15"))
+    meter = DeviceFactory(facility=facility)
+    energy = meter.channels.get(quantity="active_energy")
+    services.alert_rule_create(
+        access=access_for_tenant(tenant=facility.tenant),
+        spec=services.RuleSpec(name="Peak", kind="demand_projection", facility_id=facility.pk),
+    )
+    start = dt.datetime(2026, 11, 17, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    ts = int(start.timestamp() * 1000) + 2000 * np.arange(301, dtype=np.int64)  # 10:00:00 … 10:10:00
+    kw = 20.0
+    ingest_counter(energy, ts, 1_000_000 + kw * 1000 * (ts - ts[0]) / 3_600_000)
+    refresh_rollups()
+    alerts_sweep(now=start + dt.timedelta(minutes=10))
+    alert = Alert.objects.get()
+    # Independent: 20 kW for 10 minutes is 3.33 kWh, which held over the 10 minutes known is 20 kW.
+    assert alert.source == f"f:{facility.pk}" and alert.value == pytest.approx(kw, rel=0.01)
+    facility.peak_target_kw = Decimal("25")
+    facility.save()
+    alerts_sweep(now=start + dt.timedelta(minutes=10))
+    assert Alert.objects.get().state == Alert.State.CLEARED
+
+
+@pytest.mark.parametrize(("schedule", "alerts"), [("opening_hours", 1), ("out_of_hours", 0), ("always", 1)])
+def test_a_scheduled_rule_only_counts_readings_inside_its_schedule(schedule, alerts):
+    room = cold_room()
+    room.facility.opening_hours = {day: [["07:00", "21:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")}
+    room.facility.save()
+    rule(room, schedule=schedule)
+    # T0 is Wednesday 2025-11-26 16:13 in Berlin: inside the opening hours.
+    readings_evaluate(batches=[batch(room, T0, air=[9.0] * 15)])
+    assert Alert.objects.count() == alerts

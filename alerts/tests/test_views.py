@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 
 from accounts.models import Role
+from accounts.selectors import access_for_tenant
 from accounts.tests.factories import MembershipFactory
+from alerts import services
 from alerts.evaluation import readings_evaluate
-from alerts.models import Alert, AlertRule, Event
+from alerts.models import Alert, AlertRule, Excursion
 from alerts.notifications import _push
 from alerts.tests.factories import cold_room, rule
+from alerts.tests.test_apis import door_event
 from alerts.tests.test_evaluation import T0, batch
 from portal.tests.live import communicator, session_cookie
 
@@ -54,15 +59,7 @@ def test_another_tenants_alert_cannot_be_seen_or_acknowledged_in_the_portal():
 def test_the_event_timeline_shows_a_devices_events_newest_first():
     room = cold_room()
     for minute, kind in ((1, "door_open"), (3, "door_closed")):
-        Event.objects.create(
-            tenant=room.tenant,
-            device=room,
-            facility=room.facility,
-            code=0x20,
-            kind=kind,
-            severity=1,
-            occurred_at=f"2026-01-01T00:0{minute}:00Z",
-        )
+        door_event(room, kind=kind, occurred_at=f"2026-01-01T00:0{minute}:00Z")
     client, _ = signed_in(room.tenant)
     page = client.get(f"/alerts/events/?device={room.pk}").content.decode()
     assert page.index('data-kind="door_closed"') < page.index('data-kind="door_open"')
@@ -117,3 +114,27 @@ async def test_an_anonymous_socket_is_refused():
     ws = communicator("/ws/alerts/live")
     connected, code = await ws.connect()
     assert not connected and code == 4401
+
+
+def test_a_corrective_action_is_recorded_against_an_excursion_and_shows_in_the_haccp_report_and_csv():
+    room = cold_room()
+    access = access_for_tenant(tenant=room.tenant)
+    unit = services.cold_unit_create(
+        access=access, device_id=room.pk, name="Chiller 1", preset="chilled", alarm_delay_s=0
+    )
+    readings_evaluate(batches=[batch(room, T0, air=[6.0, 7.5, 6.5])])
+    readings_evaluate(batches=[batch(room, T0 + 6000, air=[4.0])])
+    excursion = Excursion.objects.get(unit=unit)
+    assert excursion.worst_c == 7.5 and excursion.ended_at is not None
+    client, user = signed_in(room.tenant)
+    month = excursion.started_at.astimezone(ZoneInfo(room.facility.timezone)).strftime("%Y-%m")
+    response = client.post(f"/alerts/excursions/{excursion.pk}/actions/", {"text": "Moved stock to freezer 2"})
+    assert response.status_code == 302
+    page = client.get(f"/alerts/haccp/?facility={room.facility_id}&month={month}").content.decode()
+    assert f'data-excursion="{excursion.pk}"' in page and "Moved stock to freezer 2" in page
+    csv_text = client.get(f"/alerts/haccp/{room.facility_id}/{month}.csv").content.decode()
+    (row,) = [r for r in csv_text.splitlines() if r.startswith("excursion,")]
+    assert "Chiller 1" in row and "7.5" in row and "Moved stock to freezer 2" in row
+    other, _ = signed_in(cold_room().tenant)
+    assert other.post(f"/alerts/excursions/{excursion.pk}/actions/", {"text": "x"}).status_code == 404
+    assert excursion.actions.count() == 1

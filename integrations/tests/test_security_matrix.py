@@ -14,7 +14,7 @@ import pytest
 
 from devices.models import DeviceGroup, Facility
 from devices.tests.factories import DeviceFactory, DeviceGroupFactory, DeviceTypeFactory, FacilityFactory, LoadFactory
-from integrations.scopes import BILLING_READ, FLEET_READ, FLEET_WRITE, READINGS_READ
+from integrations.scopes import ALERTS_READ, ALERTS_WRITE, BILLING_READ, FLEET_READ, FLEET_WRITE, READINGS_READ
 from integrations.tests.factories import AccessTokenFactory, ApplicationFactory, bearer
 
 pytestmark = pytest.mark.django_db
@@ -110,6 +110,16 @@ ENDPOINTS = [
     Endpoint("get", "/api/v1/readings/export.csv?channel={channel}&" + RANGE, READINGS_READ, "hidden"),
     Endpoint("get", "/api/v1/facilities/{facility}/analysis/?range=today", READINGS_READ, "hidden"),
     Endpoint("get", "/api/v1/benchmark/", READINGS_READ, "list", reads=("facility",)),
+    Endpoint("get", "/api/v1/events/?device={device}", ALERTS_READ, "list"),
+    Endpoint("get", "/api/v1/alerts/?facility={facility}", ALERTS_READ, "list"),
+    Endpoint(
+        "post",
+        "/api/v1/alert-rules/",
+        ALERTS_WRITE,
+        "hidden",
+        lambda i: {"name": "Peak", "kind": "demand_threshold", "device": i["device"], "threshold": 5, "unit": "kW"},
+        201,
+    ),
 ]
 
 
