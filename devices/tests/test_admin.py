@@ -50,7 +50,48 @@ def populated():
     channel = device.channels.first()
     ConfirmedSpan.objects.create(tenant_id=device.tenant_id, channel_id=channel.pk, start_ms=0, end_ms=1)
     firmware_rollout_for_admin(device=device, image=image)
+    _alerts_objects(device)
     return device
+
+
+def _alerts_objects(device):
+    """One of each alerts object, through the services where a user's request would create it."""
+    from django.utils import timezone
+
+    from accounts.selectors import access_for_tenant
+    from alerts import models as alerts_models
+    from alerts import services as alerts_services
+    from alerts.tests.factories import cold_room
+
+    now = timezone.now()
+    access = access_for_tenant(tenant=device.tenant)
+    alerts_services.event_record(
+        tenant_id=device.tenant_id,
+        device_id=device.pk,
+        facility_id=device.facility_id,
+        code=0x20,
+        severity=1,
+        time_ms=int(now.timestamp() * 1000),
+        message="door open",
+    )
+    unit = alerts_services.cold_unit_create(
+        access=access, device_id=cold_room(facility=device.facility).pk, name="Freezer", preset="frozen"
+    )
+    alert = alerts_services.alert_raise(
+        rule=unit.rule,
+        source=f"device:{unit.device_id}",
+        device_id=unit.device_id,
+        facility_id=unit.facility_id,
+        value=-12.0,
+        at=now,
+        message="too warm",
+    )
+    alerts_models.Excursion.objects.create(unit=unit, alert=alert, started_at=now, worst_c=-12.0)
+    webhook = alerts_models.Webhook.objects.create(
+        tenant=device.tenant, name="Hook", url="https://hooks.example/a", secret="s"
+    )
+    alerts_models.WebhookDelivery.objects.create(webhook=webhook, alert=alert, action="raised", body="{}")
+    alerts_models.NotificationPreference.objects.create(tenant=device.tenant, user=UserFactory())
 
 
 @pytest.fixture
