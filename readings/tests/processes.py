@@ -117,20 +117,6 @@ def wait_for_workers(*, timeout: float = 60) -> None:
     raise AssertionError(f"no worker answered within {timeout:.0f}s")
 
 
-def restart_rabbitmq() -> None:
-    """Stop the broker's application for a few seconds and wait until it serves again."""
-    try:
-        _rabbitmqctl("stop_app")
-        time.sleep(3)
-    finally:
-        _rabbitmqctl("start_app")
-        _rabbitmqctl("await_startup")
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=120, capture_output=True)  # noqa: S603, S607
-
-
 @contextmanager
 def celery_broker(url: str) -> Iterator[None]:
     """Point this process's Celery app (and the settings that name the broker) at another broker."""
