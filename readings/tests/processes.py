@@ -121,14 +121,15 @@ def wait_for_workers(*, timeout: float = 60) -> None:
 def celery_broker(url: str) -> Iterator[None]:
     """Point this process's Celery app (and the settings that name the broker) at another broker."""
     from django.conf import settings
+    from kombu import pools as kombu_pools
 
     from energybox.celery import app
 
     previous = os.environ.get("CELERY_BROKER_URL"), settings.CELERY_BROKER_URL
 
     def switch(to: str | None, setting: str) -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
+        # kombu keeps its connection pools in a registry: closing ours would leave a closed pool there.
+        kombu_pools.reset()
         app._pool = None
         app.amqp._producer_pool = None
         # Celery reads the broker from this variable before its configuration.
