@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import benchlib as _setup  # noqa: E402
+import _common as _setup  # noqa: E402
 
 FLEET = int(os.environ.get("BENCH_FLEET", "20"))
 PHASE_S = float(os.environ.get("BENCH_SECONDS", "60"))  # per phase, alone and busy each

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import benchlib as _setup  # noqa: E402
+import _common as _setup  # noqa: E402
 
 TARGET = int(os.environ.get("BENCH_CONNECTIONS", "5000"))
 CLIENT_PROCESSES = 4

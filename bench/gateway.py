@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import benchlib as _setup  # noqa: E402
+import _common as _setup  # noqa: E402
 
 DEVICES = int(os.environ.get("BENCH_DEVICES", "200"))
 CLIENT_PROCESSES = int(os.environ.get("BENCH_CLIENT_PROCESSES", "2"))

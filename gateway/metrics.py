@@ -83,7 +83,7 @@ def _watch(gateway: Gateway) -> None:
             REGISTRY.register(_collector)
         except ValueError:
             pass  # registered by an earlier gateway of this process
-        port = int(getattr(settings, "GATEWAY_METRICS_PORT", 0) or 0)
-        if port:
-            readings_metrics.exporter_start(port=port, addr=settings.METRICS_BIND)
+    port = int(getattr(settings, "GATEWAY_METRICS_PORT", 0) or 0)
+    if port:
+        readings_metrics.exporter_start(port=port, addr=settings.METRICS_BIND)  # once per port
     _gateways.add(gateway)

@@ -47,7 +47,7 @@ def dead_letters_supported() -> bool:
 
 
 def dead_queue() -> Queue:
-    arguments = {"x-queue-type": "quorum"} if settings.READINGS_QUEUE_TYPE == "quorum" else {}
+    arguments = {"x-queue-type": "quorum"} if settings.QUEUE_TYPE == "quorum" else {}
     exchange = Exchange(DEAD_EXCHANGE, type="direct", durable=True)
     return Queue(DEAD_QUEUE, exchange, routing_key=DEAD_QUEUE, durable=True, queue_arguments=arguments)
 

@@ -180,24 +180,22 @@ if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 # Ingest has its own durable queue, so its prefetch and workers can be tuned apart from other tasks.
 CELERY_TASK_ROUTES = {"readings.ingest": {"queue": "readings"}}
-# On RabbitMQ the ingest queue is a quorum queue (replicated over the cluster's nodes, Raft), and a
-# message that can never be stored (malformed, unknown version) is dead-lettered into
-# `readings.dead` instead of dropped (see docs/operations.md, "Queue"). "classic" keeps the old queue.
-READINGS_QUEUE_TYPE = env.str_("READINGS_QUEUE_TYPE", "quorum")
+# On RabbitMQ the queues are quorum queues (replicated over the cluster's nodes, Raft): a classic
+# queue lives on one node and dies with it. A message that can never be stored (malformed, unknown
+# version) is dead-lettered into `readings.dead` instead of dropped (docs/operations.md, "Queue").
+# ENERGYBOX_QUEUE_TYPE=classic keeps classic queues (a single node).
+QUEUE_TYPE = env.str_("ENERGYBOX_QUEUE_TYPE", "quorum")
 if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
     from kombu import Exchange, Queue
 
+    _replicated = {"x-queue-type": "quorum"} if QUEUE_TYPE == "quorum" else {}
     _ingest_arguments = {"x-dead-letter-exchange": "readings.dead", "x-dead-letter-routing-key": "readings.dead"}
-    if READINGS_QUEUE_TYPE == "quorum":
+    if QUEUE_TYPE == "quorum":
         # At-least-once dead-lettering: a dead letter is confirmed by its queue before it leaves ours.
-        _ingest_arguments |= {
-            "x-queue-type": "quorum",
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-        }
-    # A topic exchange: Celery's native delayed delivery (retries with a countdown on quorum queues)
-    # only routes through topic exchanges. Named apart from the direct `readings` exchange that older
-    # deployments declared, which would refuse a redeclaration with another type.
+        _ingest_arguments |= {**_replicated, "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+    # Topic exchanges: Celery's native delayed delivery (retries with a countdown on quorum queues)
+    # only routes through topic exchanges. Named apart from the direct exchanges older deployments
+    # declared (`readings`, `celery`), which would refuse a redeclaration with another type.
     CELERY_TASK_QUEUES = [
         Queue(
             "readings",
@@ -205,7 +203,7 @@ if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
             routing_key="readings",
             queue_arguments=_ingest_arguments,
         ),
-        Queue("celery", Exchange("celery"), routing_key="celery"),
+        Queue("celery", Exchange("celery.tasks", type="topic"), routing_key="celery", queue_arguments=_replicated),
     ]
 CELERY_BEAT_SCHEDULE = {
     "readings-rollups": {"task": "readings.rollups_refresh", "schedule": 10.0},

@@ -20,6 +20,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 SBIN = Path("/usr/lib/rabbitmq/bin")
 START_TIMEOUT_S = 120.0
 
@@ -32,6 +34,16 @@ def free_port() -> int:
 
 def rabbitmq_available() -> bool:
     return (SBIN / "rabbitmq-server").exists() and shutil.which("erl") is not None
+
+
+def require_rabbitmq_server() -> None:
+    """RabbitMQ's server binaries, to start nodes of a test's own: a failure in CI, a skip elsewhere."""
+    if rabbitmq_available():
+        return
+    message = "RabbitMQ's server is not installed (Debian's rabbitmq-server)"
+    if os.environ.get("ENERGYBOX_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @dataclass

@@ -124,32 +124,19 @@ def wait_for_workers(*, timeout: float = 60) -> None:
     raise AssertionError(f"no worker answered within {timeout:.0f}s")
 
 
-def restart_rabbitmq() -> None:
-    """Stop the broker's application for a few seconds and wait until it serves again."""
-    try:
-        _rabbitmqctl("stop_app")
-        time.sleep(3)
-    finally:
-        _rabbitmqctl("start_app")
-        _rabbitmqctl("await_startup")
-
-
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=120, capture_output=True)  # noqa: S603, S607
-
-
 @contextmanager
 def celery_broker(url: str) -> Iterator[None]:
     """Point this process's Celery app (and the settings that name the broker) at another broker."""
     from django.conf import settings
+    from kombu import pools as kombu_pools
 
     from energybox.celery import app
 
     previous = os.environ.get("CELERY_BROKER_URL"), settings.CELERY_BROKER_URL
 
     def switch(to: str | None, setting: str) -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
+        # kombu keeps its connection pools in a registry: closing ours would leave a closed pool there.
+        kombu_pools.reset()
         app._pool = None
         app.amqp._producer_pool = None
         # Celery reads the broker from this variable before its configuration.

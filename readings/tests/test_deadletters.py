@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
-from collections.abc import Iterator
 from io import StringIO
 
 import numpy as np
@@ -17,24 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from readings import deadletters
 from readings.store import get_store
 from readings.tasks import readings_ingest_task
-from readings.tests.brokers import RabbitNode, free_port, rabbitmq_available, rabbitmq_node
+from readings.tests.brokers import free_port
 from readings.tests.factories import batch_for, device_with_channels
 from readings.tests.processes import celery_broker, start_worker, stop, wait_until
 from readings.wire import encode_batches
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 T0 = 1_764_000_000_000 - 1_764_000_000_000 % 86_400_000
-
-
-@pytest.fixture(scope="module")
-def own_rabbitmq(tmp_path_factory) -> Iterator[RabbitNode]:
-    if not rabbitmq_available():
-        message = "RabbitMQ's server is not installed (Debian's rabbitmq-server)"
-        if os.environ.get("ENERGYBOX_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    with rabbitmq_node(tmp_path_factory.mktemp("broker")) as node:
-        yield node
 
 
 def _listed() -> list[dict]:

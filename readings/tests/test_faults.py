@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from readings import metadata
 from readings.models import Bucket
 from readings.services import readings_compact
 from readings.store import get_store
-from readings.tests.brokers import RabbitNode, rabbitmq_available, rabbitmq_node
+from readings.tests.brokers import RabbitNode, rabbitmq_cluster, require_rabbitmq_server
 from readings.tests.factories import device_with_channels
 from readings.tests.loadgen import batch_arrays
 from readings.tests.processes import (
@@ -46,17 +45,6 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pyt
 # Enough devices that each message keeps the worker busy for a while: the SIGKILL test waits until
 # the worker holds unacknowledged messages, which a worker idling between tiny messages rarely does.
 DEVICES = 20
-
-
-@pytest.fixture(scope="module")
-def own_rabbitmq(tmp_path_factory) -> Iterator[RabbitNode]:
-    if not rabbitmq_available():
-        message = "RabbitMQ's server is not installed (Debian's rabbitmq-server)"
-        if os.environ.get("ENERGYBOX_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    with rabbitmq_node(tmp_path_factory.mktemp("broker")) as node:
-        yield node
 
 
 @dataclass
@@ -272,3 +260,53 @@ def test_a_redis_broker_carries_the_load_as_well(tmp_path, postgresql_url, redis
     finally:
         stop(sender)
         stop(worker_process)
+
+
+@pytest.mark.e2e
+def test_a_rabbitmq_cluster_node_killed_mid_load_loses_and_doubles_nothing(tmp_path, postgresql_url):
+    """Three nodes, a quorum queue replicated on all of them; the node holding its leader is SIGKILLed."""
+    require_rabbitmq_server()
+    load = _load(tmp_path)
+    with rabbitmq_cluster(tmp_path / "cluster", size=3) as nodes:
+        worker_process = start_worker(
+            concurrency=2, env={"CELERY_BROKER_URL": _failover_url(nodes)}, log=tmp_path / "worker.log"
+        )
+        sender = None
+        try:
+            wait_until(lambda: _queue_type(nodes[0]) == "quorum", timeout=60, what="the worker to declare the queue")
+            leader = next(n for n in nodes if n.name == _leader(nodes[0]))
+            # Clients try the leader's node first, so the kill also cuts their connections.
+            url = _failover_url([leader] + [n for n in nodes if n is not leader])
+            sender = _sender(load, env={"CELERY_BROKER_URL": url})
+            wait_until(lambda: _stored_digest(load)[0] > 0, timeout=60, what="the first stored readings")
+            refused = _refused(load)
+            leader.kill()
+            wait_until(lambda: _refused(load) > refused, timeout=60, what="the sender to lose the killed node")
+            _keep_sending_past_the_fault(load)
+            _settle_and_check(load, sender, worker_process)
+            survivor = next(n for n in nodes if n is not leader)
+            assert _leader(survivor) != leader.name, "a surviving node leads the queue"
+        finally:
+            if sender is not None:
+                stop(sender)
+            stop(worker_process)
+
+
+def _failover_url(nodes: list[RabbitNode]) -> str:
+    return ";".join(node.url for node in nodes)
+
+
+def _queue_info(node: RabbitNode, column: str) -> str:
+    for line in node.ctl("list_queues", "name", column).splitlines():
+        name, _, value = line.partition("\t")
+        if name == "readings":
+            return value.strip()
+    return ""
+
+
+def _queue_type(node: RabbitNode) -> str:
+    return _queue_info(node, "type")
+
+
+def _leader(node: RabbitNode) -> str:
+    return _queue_info(node, "leader")

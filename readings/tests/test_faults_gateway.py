@@ -9,7 +9,7 @@ count and checksum equal, nothing missing, nothing doubled (also physically, aft
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Callable
 
 import numpy as np
 import psycopg
@@ -25,10 +25,11 @@ from readings import metadata
 from readings.models import Bucket
 from readings.services import readings_compact
 from readings.store import get_store
+from readings.tests.brokers import RabbitNode
 from readings.tests.processes import (
+    celery_broker,
     child_database_url,
     purge_queues,
-    restart_rabbitmq,
     start_worker,
     stop,
     wait_for_workers,
@@ -38,7 +39,7 @@ from readings.tests.test_faults import _digest
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True), pytest.mark.timeout(280)]
 METERS = 6
-BATCHES = 400  # per meter: 400 × 15 samples × 12 channels = 72,000 readings each
+UNTIL_STOPPED = 10**9  # max_batches until `_past_the_fault` sets each device's own
 
 
 def blocking(fn):
@@ -104,7 +105,8 @@ def _stored(meters) -> tuple[int, str]:
     )
 
 
-def _refuse_connections(seconds: float) -> None:
+def _refuse_connections(until: Callable[[], bool]) -> None:
+    """This test's database refuses connections until `until()` saw the outage take effect."""
     name = connection.settings_dict["NAME"]
     connection.close()
     with psycopg.connect(child_database_url().rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
@@ -114,41 +116,76 @@ def _refuse_connections(seconds: float) -> None:
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                 [name],
             )
-            time.sleep(seconds)
+            wait_until(until, timeout=60, what="the outage to reach the worker")
         finally:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
 
 
+def _restart_broker(node: RabbitNode, devices) -> None:
+    """The broker stays down until a device was refused (NACK UNAVAILABLE): the fault lands mid-load."""
+    nacks = sum(device.stats.nacks for device in devices)
+    try:
+        node.ctl("stop_app")
+        wait_until(lambda: sum(d.stats.nacks for d in devices) > nacks, timeout=60, what="a device to be refused")
+    finally:
+        node.ctl("start_app")
+        node.await_startup()
+
+
+async def _past_the_fault(devices, *, more: int = 30) -> None:
+    """More batches acknowledged after the fault, then each device finishes what it generated."""
+    acked = sum(len(device.acked) for device in devices)
+    await blocking(wait_until)(
+        lambda: sum(len(d.acked) for d in devices) >= acked + more, timeout=90, what="acks after the fault"
+    )
+    for device in devices:
+        device.max_batches = device.generated
+
+
+@pytest.fixture
+def own_broker(own_rabbitmq):
+    """This module's RabbitMQ node, for the in-process gateway and the worker processes alike."""
+    with celery_broker(own_rabbitmq.url):
+        yield own_rabbitmq
+
+
 @pytest.mark.parametrize("fault", ["worker-sigkill", "rabbitmq-restart", "postgresql-refuses"])
 async def test_every_reading_the_gateway_acked_is_stored_exactly_once_despite(
-    fault, tmp_path, postgresql_url, rabbitmq_url
+    fault, tmp_path, postgresql_url, own_broker
 ):
     # The ORM thread shared by async tests may hold a connection an earlier fault test terminated.
     await sync_to_async(connections.close_all)()
     meters = await sync_to_async(_meters)()
     await sync_to_async(purge_queues)("readings")
-    workers = [await sync_to_async(start_worker)(concurrency=2)]
+    env = {"CELERY_BROKER_URL": own_broker.url}
+    log = tmp_path / "worker.log"
+    workers = [await sync_to_async(start_worker)(concurrency=2, env=env, log=log)]
     try:
-        await blocking(wait_for_workers)()  # so that the fault lands while the load is running
+        await blocking(wait_for_workers)()
         async with running_gateway(tmp_path) as (_, port, ctx):
+            # Devices send until the test has seen its fault land (then they finish what they generated).
             devices = [
-                simulated(spec, port, ctx, record=True, seed=n, max_batches=BATCHES)
+                simulated(spec, port, ctx, record=True, seed=n, max_batches=UNTIL_STOPPED)
                 for n, (spec, _, _, _) in enumerate(meters)
             ]
-            runs = [asyncio.create_task(device.run(duration_s=150)) for device in devices]
+            runs = [asyncio.create_task(device.run(duration_s=240)) for device in devices]
             await blocking(wait_until)(lambda: _stored(meters)[0] > 0, timeout=60, what="the first stored readings")
             if fault == "worker-sigkill":
                 # The worker keeps up with one gateway, so it rarely holds a message for long:
                 # test_faults.py proves a kill with messages in hand; here the kill comes mid-load.
-                assert not all(run.done() for run in runs), "the load ended before the fault"
                 stop(workers[0], kill=True)
-                workers.append(await sync_to_async(start_worker)(concurrency=2))
+                workers.append(await sync_to_async(start_worker)(concurrency=2, env=env))
             elif fault == "rabbitmq-restart":
-                await blocking(restart_rabbitmq)()
+                await blocking(_restart_broker)(own_broker, devices)
             else:
-                await blocking(_refuse_connections)(6)
+                await blocking(_refuse_connections)(
+                    lambda: "not currently accepting connections" in log.read_text(errors="replace")
+                )
+            assert not any(run.done() for run in runs), "the load ended before the fault"
+            await _past_the_fault(devices)
             await asyncio.wait_for(asyncio.gather(*runs), timeout=180)
-        assert all(len(device.acked) == BATCHES and not device.unacked for device in devices)
+        # Every batch a device generated was acked (one may be generated after max_batches was set).
+        assert all(len(device.acked) == device.generated and not device.unacked for device in devices)
         expected = _ledger(devices, meters)
         await blocking(wait_until)(
             lambda: _stored(meters)[0] >= expected[0], timeout=120, what="the workers to store every acked reading"
