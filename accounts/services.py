@@ -229,6 +229,11 @@ def email_verify(*, token: str) -> User:
     user = User.objects.select_for_update().filter(pk=data.get("u"), is_active=True).first()
     if user is None or user.email.lower() != data.get("e"):
         raise ValidationError({"token": _("This link was sent to an address that is no longer yours.")})
+    if user.email_verified:
+        # A replayed link (or the second of two) finds the address confirmed and changes nothing.
+        raise ValidationError(
+            {"token": _("This link has been used already: %(email)s is confirmed.") % {"email": user.email}}
+        )
     user.verified_email = user.email
     user.save(update_fields=["verified_email"])
     return user
