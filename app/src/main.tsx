@@ -78,6 +78,12 @@ function App() {
         <button data-testid="sign-in" onClick={() => signIn(place())}>
           {t("signIn")}
         </button>
+        <p>
+          {t("noAccount")}{" "}
+          <a data-testid="sign-up" href="/signup/">
+            {t("signUp")}
+          </a>
+        </p>
       </main>
     );
   }
