@@ -92,6 +92,7 @@ def test_the_household_signs_in_sees_live_power_history_and_the_bill_and_reloads
     else:
         # Signing in to the app signs in to the portal too.
         page.goto(f"{portal}/app/#history")
+        assert page.get_attribute("[data-testid=sign-up]", "href") == "/signup/"
         page.click("[data-testid=sign-in]")
         page.wait_for_selector("#id_username")
         _portal_sign_in(page, portal)
@@ -113,6 +114,10 @@ def test_the_household_signs_in_sees_live_power_history_and_the_bill_and_reloads
         shown = page.text_content("[data-testid=live-kw]")
         assert shown is not None and shown.endswith("kW")
         page.wait_for_function("() => document.querySelector('.spark')?.dataset.points >= 2", timeout=10_000)
+        # The 2-s samples come over the websocket (the token as its subprotocol), not by polling.
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=live-kw]')?.dataset.via === 'socket'", timeout=10_000
+        )
         _no_sideways_scroll(page)
 
     page.goto(f"{portal}/app/#history")
