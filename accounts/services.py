@@ -237,3 +237,21 @@ def email_verify(*, token: str) -> User:
     user.verified_email = user.email
     user.save(update_fields=["verified_email"])
     return user
+
+
+@transaction.atomic
+def user_email_change(*, user: User, email: str, verify_url: Callable[[str], str]) -> User:
+    """Change the user's notification address: it is unverified until the link mailed to it is opened."""
+    email = User.objects.normalize_email(email.strip())
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise ValidationError({"email": _("Enter a valid e-mail address.")}) from exc
+    if User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+        raise ValidationError({"email": _("Another account uses this e-mail address.")})
+    if email == user.email:
+        return user
+    user.email = email
+    user.save(update_fields=["email"])
+    email_verification_send(user=user, verify_url=verify_url)
+    return user
