@@ -229,6 +229,29 @@ def email_verify(*, token: str) -> User:
     user = User.objects.select_for_update().filter(pk=data.get("u"), is_active=True).first()
     if user is None or user.email.lower() != data.get("e"):
         raise ValidationError({"token": _("This link was sent to an address that is no longer yours.")})
+    if user.email_verified:
+        # A replayed link (or the second of two) finds the address confirmed and changes nothing.
+        raise ValidationError(
+            {"token": _("This link has been used already: %(email)s is confirmed.") % {"email": user.email}}
+        )
     user.verified_email = user.email
     user.save(update_fields=["verified_email"])
+    return user
+
+
+@transaction.atomic
+def user_email_change(*, user: User, email: str, verify_url: Callable[[str], str]) -> User:
+    """Change the user's notification address: it is unverified until the link mailed to it is opened."""
+    email = User.objects.normalize_email(email.strip())
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise ValidationError({"email": _("Enter a valid e-mail address.")}) from exc
+    if User.objects.filter(email__iexact=email).exclude(pk=user.pk).exists():
+        raise ValidationError({"email": _("Another account uses this e-mail address.")})
+    if email == user.email:
+        return user
+    user.email = email
+    user.save(update_fields=["email"])
+    email_verification_send(user=user, verify_url=verify_url)
     return user

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -12,10 +15,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import User
+from accounts.services import user_email_change
 from consumer import selectors
 from integrations.api.fields import OffsetDateTimeField, isoformat
 from integrations.api.views import MAX_ID, TenantApiView
 from integrations.scopes import BILLING_READ, FLEET_READ
+from portal.services import LanguageError, user_language_set
 
 ME_RESPONSE = inline_serializer(
     "Me",
@@ -46,16 +51,27 @@ ME_RESPONSE = inline_serializer(
 )
 
 
+class MeChange(serializers.Serializer):  # type: ignore[type-arg]
+    language = serializers.CharField(required=False, max_length=8, help_text="de or en.")
+    email = serializers.CharField(
+        required=False, max_length=254, help_text="The notification address; unverified until its link is opened."
+    )
+
+
 class MeApi(TenantApiView):
-    """The token's user, the tenants they belong to, and the facilities the token may see."""
+    """The token's user, the tenants they belong to, and the facilities the token may see; the user's own
+    language and notification address are theirs to change (OIDC scope `profile`, a user's token)."""
 
     read_scope = FLEET_READ
+    write_scope = "profile"
 
-    @extend_schema(responses={200: ME_RESPONSE, 401: OpenApiResponse(), 403: OpenApiResponse()})
-    def get(self, request: Request) -> Response:
-        user = request.user
+    def _user(self) -> User:
+        user = self.request.user
         if not isinstance(user, User) or not user.is_authenticated:
             raise PermissionDenied("This token acts for no user (client credentials); /me/ needs a user's token.")
+        return user
+
+    def _me(self, user: User) -> Response:
         me = selectors.me_get(access=self.access, user=user)
         return Response(
             {
@@ -72,6 +88,39 @@ class MeApi(TenantApiView):
                 "facilities": [{"id": f.pk, "name": f.name, "timezone": f.timezone} for f in me.facilities],
             }
         )
+
+    @extend_schema(responses={200: ME_RESPONSE, 401: OpenApiResponse(), 403: OpenApiResponse()})
+    def get(self, request: Request) -> Response:
+        return self._me(self._user())
+
+    @extend_schema(
+        request=MeChange,
+        responses={200: ME_RESPONSE, 400: OpenApiResponse(), 401: OpenApiResponse(), 403: OpenApiResponse()},
+    )
+    def patch(self, request: Request) -> Response:
+        user = self._user()
+        change = MeChange(data=request.data)
+        change.is_valid(raise_exception=True)
+        data = change.validated_data
+        try:
+            with transaction.atomic():  # both or neither
+                if "language" in data:
+                    user_language_set(user=user, language=data["language"])
+                if "email" in data:
+                    user_email_change(
+                        user=user,
+                        email=data["email"],
+                        verify_url=lambda token: request.build_absolute_uri(
+                            reverse("accounts:email_verify", args=[token])
+                        ),
+                    )
+        except LanguageError as exc:
+            user.refresh_from_db()
+            raise serializers.ValidationError({"language": [str(exc)]}) from exc
+        except ValidationError as exc:
+            user.refresh_from_db()
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return self._me(user)
 
 
 class CostQuery(serializers.Serializer):  # type: ignore[type-arg]

@@ -8,12 +8,22 @@ data, so every user gets the same shell.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import login
 from django.contrib.staticfiles import finders
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
+from django.views.decorators.http import require_http_methods, require_safe
+from rest_framework.throttling import SimpleRateThrottle
 
+from consumer import services
+from consumer.forms import SignUpForm
 from integrations.scopes import CONSUMER_APP_CLIENT_ID
 
 BUILT = {
@@ -53,3 +63,41 @@ def service_worker(request: HttpRequest) -> HttpResponse:
 def manifest(request: HttpRequest) -> HttpResponse:
     text, content_type = _built("manifest")
     return HttpResponse(text, content_type=content_type)
+
+
+class SignUpThrottle(SimpleRateThrottle):
+    """Sign-up attempts per IP address (`SIGNUP_RATE`), counted in the shared cache like the API's."""
+
+    scope = "signup"
+
+    def get_rate(self) -> str | None:
+        return str(settings.SIGNUP_RATE) or None
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def sign_up(request: HttpRequest) -> HttpResponse:
+    """The public sign-up page of households: on success the user is signed in and sent to the app."""
+    form = SignUpForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if not SignUpThrottle().allow_request(request, None):  # type: ignore[arg-type]
+            form.add_error(None, _("Too many sign-ups from your network; try again in an hour."))
+            status = 429
+        elif form.is_valid():
+            try:
+                user = services.household_sign_up(
+                    **form.cleaned_data,
+                    verify_url=lambda token: request.build_absolute_uri(reverse("accounts:email_verify", args=[token])),
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                return render(request, "consumer/signed_up.html", {"email": user.email})
+        if status == 200 and form.errors:
+            status = 400
+    return render(request, "consumer/sign_up.html", {"form": form}, status=status)

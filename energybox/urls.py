@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from oauth2_provider import urls as oauth2_urls
 
+from consumer import views as consumer_views
 from energybox import health, metrics
 from integrations.views import TenantAuthorizationView, TenantIntrospectTokenView
 
@@ -41,5 +42,6 @@ urlpatterns = [
     path("alerts/", include("alerts.urls")),
     path("firmware/", include("firmware.urls")),
     path("app/", include("consumer.urls")),
+    path("signup/", consumer_views.sign_up, name="signup"),
     path("", include("portal.urls")),
 ]

@@ -40,13 +40,17 @@ export async function apiGet<T>(path: string, query: Record<string, string | num
 }
 
 /** A POST with a JSON body; a 4xx answer comes back as `ApiError` with the server's message. */
-export async function apiPost<T>(path: string, body: unknown): Promise<T> {
+export function apiPost<T>(path: string, body: unknown): Promise<T> {
+  return apiSend<T>("POST", path, body);
+}
+
+export async function apiSend<T>(method: "POST" | "PATCH", path: string, body: unknown): Promise<T> {
   const current = tokens();
   if (!current) throw new SignedOut();
   let response: Response;
   try {
     response = await fetch(new URL(`/api/v1/${path}`, location.origin), {
-      method: "POST",
+      method,
       headers: { Authorization: `Bearer ${current.access}`, "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify(body),
       credentials: "omit",

@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import type { Channel, Energy, Load } from "./api";
+import type { Channel, Energy, Latest, Load } from "./api";
 import { CATALOGUES } from "./i18n";
+import { liveUrl, mergeLive } from "./live";
 import { challengeFor } from "./pkce";
 import { shares } from "./screens/Breakdown";
 import { edges, onSlots } from "./screens/History";
@@ -160,5 +161,27 @@ describe("saved figures", () => {
     expect(savedFigures(2, "now")).toBeNull();
     forgetFigures();
     expect(savedFigures(1, "now")).toBeNull();
+  });
+});
+
+describe("live websocket", () => {
+  it("addresses the facility's socket on the page's host", () => {
+    expect(liveUrl(7, "https://eb.example")).toBe("wss://eb.example/ws/facilities/7/live");
+    expect(liveUrl(7, "http://localhost:8000")).toBe("ws://localhost:8000/ws/facilities/7/live");
+  });
+
+  it("keeps each channel's newest non-null sample from the snapshot and the readings", () => {
+    const latest = new Map<number, Latest>();
+    const t0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+    const snapshot = { type: "snapshot", series: { "3": { ts: [t0, t0 + 2000], values: [100, null] }, "4": { ts: [t0], values: [5] } } };
+    expect(mergeLive(latest, snapshot)).toBe(true);
+    expect(latest.get(3)).toEqual({ channel: 3, t: new Date(t0).toISOString(), value: 100 });
+    expect(mergeLive(latest, { type: "readings", ts: [t0 + 4000], values: { "3": [250.5] } })).toBe(true);
+    expect(latest.get(3)?.value).toBe(250.5);
+    expect(latest.get(4)?.value).toBe(5);
+    // An older sample (a late message) and messages of other kinds change nothing.
+    expect(mergeLive(latest, { type: "readings", ts: [t0 + 2000], values: { "3": [1] } })).toBe(false);
+    expect(mergeLive(latest, { type: "status" })).toBe(false);
+    expect(latest.get(3)?.value).toBe(250.5);
   });
 });

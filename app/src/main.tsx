@@ -58,6 +58,8 @@ function App() {
       try {
         const me = await apiGet<Me>("me/");
         saveMe(me);
+        // The language saved on the user (in the portal or here) follows them to this browser.
+        if (me.user.language === "de" || me.user.language === "en") setLang(me.user.language);
         setState({ kind: "ready", me });
       } catch (error) {
         const saved = savedMe<Me>();
@@ -78,6 +80,12 @@ function App() {
         <button data-testid="sign-in" onClick={() => signIn(place())}>
           {t("signIn")}
         </button>
+        <p>
+          {t("noAccount")}{" "}
+          <a data-testid="sign-up" href="/signup/">
+            {t("signUp")}
+          </a>
+        </p>
       </main>
     );
   }

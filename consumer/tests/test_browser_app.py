@@ -69,6 +69,11 @@ def _portal_sign_in(page, base_url: str) -> None:  # type: ignore[no-untyped-def
     page.click("button[type=submit]")
 
 
+def _settings_of(*, user: User) -> tuple[str, bool, str]:
+    user.refresh_from_db()
+    return user.email, user.email_verified, user.language
+
+
 def _no_sideways_scroll(page) -> None:  # type: ignore[no-untyped-def]
     wide = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert wide <= 0, f"{page.url} scrolls sideways by {wide} px"
@@ -92,6 +97,7 @@ def test_the_household_signs_in_sees_live_power_history_and_the_bill_and_reloads
     else:
         # Signing in to the app signs in to the portal too.
         page.goto(f"{portal}/app/#history")
+        assert page.get_attribute("[data-testid=sign-up]", "href") == "/signup/"
         page.click("[data-testid=sign-in]")
         page.wait_for_selector("#id_username")
         _portal_sign_in(page, portal)
@@ -113,6 +119,10 @@ def test_the_household_signs_in_sees_live_power_history_and_the_bill_and_reloads
         shown = page.text_content("[data-testid=live-kw]")
         assert shown is not None and shown.endswith("kW")
         page.wait_for_function("() => document.querySelector('.spark')?.dataset.points >= 2", timeout=10_000)
+        # The 2-s samples come over the websocket (the token as its subprotocol), not by polling.
+        page.wait_for_function(
+            "() => document.querySelector('[data-testid=live-kw]')?.dataset.via === 'socket'", timeout=10_000
+        )
         _no_sideways_scroll(page)
 
     page.goto(f"{portal}/app/#history")
@@ -142,6 +152,21 @@ def test_the_household_signs_in_sees_live_power_history_and_the_bill_and_reloads
         page.wait_for_timeout(300)
         _no_sideways_scroll(page)
     ARTIFACTS.mkdir(exist_ok=True)
+
+    # Settings: the language and the notification address are saved on the user through /api/v1/me/.
+    page.goto(f"{portal}/app/#settings")
+    new_address = f"home-{width}@example.com"
+    page.fill("#email", new_address)
+    page.click("[data-testid=email-form] button[type=submit]")
+    page.wait_for_selector("[data-testid=email-note]", timeout=10_000)
+    assert new_address in (page.text_content("[data-testid=email-note]") or "")
+    assert off_loop(_settings_of, user=home["user"])[:2] == (new_address, False)
+    for chosen, settings_word in (("de", "Einstellungen"), ("en", "Settings")):
+        with page.expect_response(lambda r: r.url.endswith("/api/v1/me/") and r.request.method == "PATCH") as saved:
+            page.select_option("section select", chosen)
+        assert saved.value.ok
+        assert page.text_content("nav a[aria-current=page]") == settings_word
+        assert off_loop(_settings_of, user=home["user"])[2] == chosen
 
     page.goto(f"{portal}/app/#now")
     page.wait_for_function("() => document.querySelector('[data-testid=live-kw]')?.dataset.at > 0", timeout=15_000)

@@ -336,6 +336,8 @@ REST_FRAMEWORK = {
 API_THROTTLE_RATE = env.str_("API_THROTTLE_RATE", "1200/min")
 # Refused device registrations (a serial that cannot be registered) per client application, e.g. 20/hour.
 API_SERIAL_REFUSAL_RATE = env.str_("API_SERIAL_REFUSAL_RATE", "20/hour")
+# Household sign-up attempts per IP address (the public /signup/ page), e.g. 10/hour.
+SIGNUP_RATE = env.str_("SIGNUP_RATE", "10/hour")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Energybox integrator API",

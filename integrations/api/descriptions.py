@@ -574,6 +574,12 @@ OPERATIONS: dict[str, tuple[str, str]] = {
         "the tenant the token acts in, and the facilities it may see. Needs a token issued to a user (a "
         "client-credentials token is a 403). Scope `fleet:read`.",
     ),
+    "me_partial_update": (
+        "Change my language or notification e-mail",
+        "Sets the signed-in user's `language` (de or en, the portal's too) and/or notification `email`. A new "
+        "address is unverified until the link mailed to it is opened; an address another account uses is a 400. "
+        "Needs a token issued to a user with the OpenID scope `profile`.",
+    ),
     "facilities_energy_retrieve": (
         "Read a facility's energy per interval",
         "A facility's total kWh and each load's kWh for every hour, day or month (`resolution` 15m, 1h, 1d or "

@@ -1,10 +1,13 @@
-import { useRef } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { apiGet, listAll, type Channel, type Latest, type Load } from "../api";
+import { tokens } from "../auth";
 import { Sparkline } from "../charts";
 import { useFigures } from "../figures";
 import { kw } from "../format";
 import { t } from "../i18n";
-import { powerNow } from "../totals";
+import { openLive } from "../live";
+import { saveFigures } from "../store";
+import { powerNow, type PowerNow } from "../totals";
 import { Age, type ScreenProps } from "./common";
 
 const WINDOW = 150; // 2-s samples: five minutes
@@ -30,7 +33,24 @@ export function Now({ userId, home, signedOut }: ScreenProps) {
 
 function Live({ userId, home, signedOut, layout }: Omit<ScreenProps, "email" | "emailVerified"> & { layout: Layout }) {
   const history = useRef<[number, number][]>([]);
-  const live = useFigures(
+  // The websocket brings every 2-s sample; the API is polled only while the socket is not delivering.
+  const [socketOpen, setSocketOpen] = useState(false);
+  const [pushed, setPushed] = useState<PowerNow | null>(null);
+  useEffect(
+    () =>
+      openLive(
+        home.id,
+        tokens()?.access,
+        (latest) => {
+          const value = powerNow(layout.channels, layout.loads, latest);
+          saveFigures(userId, `now:${home.id}`, value);
+          setPushed(value);
+        },
+        setSocketOpen,
+      ),
+    [home.id, userId],
+  );
+  const polled = useFigures(
     userId,
     `now:${home.id}`,
     async () => {
@@ -38,8 +58,11 @@ function Live({ userId, home, signedOut, layout }: Omit<ScreenProps, "email" | "
       return powerNow(layout.channels, layout.loads, latest.results);
     },
     signedOut,
-    2000,
+    socketOpen ? 0 : 2000,
+    [socketOpen],
   );
+  const viaSocket = socketOpen && pushed !== null;
+  const live = viaSocket ? { ...polled, value: pushed, fresh: true, offline: false, failed: false } : polled;
   const now = live.value;
   if (now?.at && now.totalKw !== null) {
     const last = history.current[history.current.length - 1];
@@ -48,7 +71,7 @@ function Live({ userId, home, signedOut, layout }: Omit<ScreenProps, "email" | "
   return (
     <section>
       <h2>{t("livePower")}</h2>
-      <p class="big" data-testid="live-kw" data-at={now?.at ?? ""} data-fresh={live.fresh ? "1" : "0"}>{now ? kw(now.totalKw) : t("noReading")}</p>
+      <p class="big" data-testid="live-kw" data-at={now?.at ?? ""} data-fresh={live.fresh ? "1" : "0"} data-via={viaSocket ? "socket" : "poll"}>{now ? kw(now.totalKw) : t("noReading")}</p>
       <Age figures={live} at={now?.at ?? null} />
       <Sparkline points={history.current} />
       <h3>{t("perLoad")}</h3>
