@@ -17,7 +17,11 @@ server or 127.0.0.1) and Redis (REDIS_URL, default redis://127.0.0.1:6379/0, und
 own). With CELERY_BROKER_URL set the gateway enqueues to that broker (the production path, its
 ingest queue is purged afterwards); without it the batches are stored in-process.
 
+The gateway runs with overload mode off (`--overload-lag-ms 0`: overload mode trades latency for
+throughput) on the event loop `--loop` names (default auto: uvloop when installed).
+
     .venv/bin/python bench/live_latency.py [--devices 1000] [--clients 50] [--seconds 60] [--breakdown]
+                                           [--sim-processes 1] [--loop auto|uvloop|asyncio]
 
 Prints progress, then one JSON object on its last line.
 """
