@@ -68,7 +68,7 @@ def copy_rate(readings: int) -> float:
     return len(channels) / plain_copy_arrays(channels, stamps, values)
 
 
-def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str) -> dict[str, Any]:
+def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str, breakdown: bool) -> dict[str, Any]:
     import live_latency as ll
     from ingest import stored
 
@@ -85,7 +85,7 @@ def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str)
         gateway_port = int(gateway.wait_for(r"listening on [\d.]+:(\d+)").group(1))
         web_port = int(web.wait_for(r"Listening on TCP address [\d.]+:(\d+)").group(1))
         cafile = str(Path(env["ENERGYBOX_DATA_DIR"]) / "gateway-dev-cert.pem")
-        args = SimpleNamespace(seconds=seconds, sim_processes=sim_processes, breakdown=False)
+        args = SimpleNamespace(seconds=seconds, sim_processes=sim_processes, breakdown=breakdown)
         samples: list[tuple[float, float, float]] = []  # (wall clock, gateway CPU s, RSS MB), every 0.5 s
         done = threading.Event()
 
@@ -211,6 +211,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="measured seconds per step, after a 15-s warm-up")
     parser.add_argument("--sim-processes", type=int, default=2)
     parser.add_argument("--loop", default="auto", help="the gateway's event loop (rungateway --loop)")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also split device → channel layer from layer → websocket"
+    )
     parser.add_argument("--anchor-connections", type=int, default=100, help="MQTT connections of the anchor")
     args = parser.parse_args()
     os.environ.pop("CELERY_BROKER_URL", None)  # the embedded store: every batch stored by the gateway itself
@@ -225,7 +228,14 @@ def main() -> None:
     carried = 0
     for n in (int(x) for x in args.steps.split(",")):
         log(f"step: {n} devices")
-        result = step(n, clients=args.clients, seconds=args.seconds, sim_processes=args.sim_processes, loop=args.loop)
+        result = step(
+            n,
+            clients=args.clients,
+            seconds=args.seconds,
+            sim_processes=args.sim_processes,
+            loop=args.loop,
+            breakdown=args.breakdown,
+        )
         result["ingest_ratio_to_copy"] = round(result["stored_readings_per_s"] / copy, 4)
         log(f"step {n}: {json.dumps(result)}")
         anchor = mosquitto_anchor(n, min(args.seconds, 30), args.anchor_connections)
