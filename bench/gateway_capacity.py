@@ -5,7 +5,8 @@ Daphne, dashboards on websockets, the simulated devices in `--sim-processes` pro
 own) at 2-s cadence, plus, from /proc, the gateway process's own CPU (user + system) and memory.
 With CELERY_BROKER_URL unset the gateway stores every batch in-process (the embedded store), so
 "every frame stored" is checked in the database: the readings stored during the step must equal
-the readings the gateway acked, and every frame sent in the window must reach a dashboard.
+the readings the gateway acked. A step passes with that, live p95 ≤ 30 ms, and every frame sent in
+the window received by a dashboard.
 
 In the same run:
 - a plain binary COPY of as many readings into an indexed table (the machine's speed), and the
@@ -120,7 +121,7 @@ def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str,
             "gateway_frames": int(frames.group(1)) if frames else None,
             "readings_acked": readings_acked,
             "readings_stored": stored_now,
-            "every_frame_stored": stored_now == readings_acked and result["frames_not_received"] == 0,
+            "every_frame_stored": stored_now == readings_acked,
             # At 2-s cadence the fleet sets this rate: a frame of every channel per device every 2 s.
             "stored_readings_per_s": round(frames_in_window * len(specs[0]["channels"]) / args.seconds, 1),
         }
@@ -243,7 +244,10 @@ def main() -> None:
         result["mosquitto_anchor"] = anchor
         steps.append(result)
         result["passed"] = (
-            result["p95_ms"] is not None and result["p95_ms"] <= BAR_P95_MS and result["every_frame_stored"]
+            result["p95_ms"] is not None
+            and result["p95_ms"] <= BAR_P95_MS
+            and result["every_frame_stored"]
+            and result["frames_not_received"] == 0
         )
         if result["passed"] and carried == max((s["devices"] for s in steps[:-1]), default=0):
             carried = n  # the largest step that passed with every step below it passing
