@@ -92,7 +92,10 @@ def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str,
 
         def sample() -> None:
             while not done.wait(0.5):
-                samples.append((time.time(), cpu_seconds(gateway.proc.pid), rss_mb(gateway.proc.pid)))
+                try:
+                    samples.append((time.time(), cpu_seconds(gateway.proc.pid), rss_mb(gateway.proc.pid)))
+                except OSError:  # the gateway exited (its failure is reported by the step)
+                    return
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
