@@ -17,7 +17,11 @@ server or 127.0.0.1) and Redis (REDIS_URL, default redis://127.0.0.1:6379/0, und
 own). With CELERY_BROKER_URL set the gateway enqueues to that broker (the production path, its
 ingest queue is purged afterwards); without it the batches are stored in-process.
 
+The gateway runs with overload mode off (`--overload-lag-ms 0`: overload mode trades latency for
+throughput) on the event loop `--loop` names (default auto: uvloop when installed).
+
     .venv/bin/python bench/live_latency.py [--devices 1000] [--clients 50] [--seconds 60] [--breakdown]
+                                           [--sim-processes 1] [--loop auto|uvloop|asyncio]
 
 Prints progress, then one JSON object on its last line.
 """
@@ -165,6 +169,25 @@ class Child:
                 self.proc.kill()
 
 
+def gateway_argv(*, loop: str = "auto") -> list[str]:
+    # Overload mode (on by default in rungateway) off: it would trade latency for throughput here.
+    return [
+        sys.executable,
+        "manage.py",
+        "rungateway",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--stats-every",
+        "20",
+        "--overload-lag-ms",
+        "0",
+        "--loop",
+        loop,
+    ]
+
+
 def simulate(specs: list[dict], port: int, cafile: str, seconds: float, out_path: str) -> None:
     """Child process: the devices. Each records when it writes each READINGS frame."""
     from gateway import protocol as p
@@ -186,10 +209,14 @@ def simulate(specs: list[dict], port: int, cafile: str, seconds: float, out_path
             if frame_type == p.FrameType.READINGS and not flags & p.Flag.RESEND:
                 sent.append((self.device_id, self._batch_start, time.time()))
 
+        def _send_compact(self, writer, batch):  # type: ignore[no-untyped-def]
+            super()._send_compact(writer, batch)  # a live frame (protocol version 2)
+            sent.append((self.device_id, batch.start_ms, time.time()))
+
     async def main() -> SimStats:
         context = client_context(cafile=Path(cafile))
         stats = SimStats(devices=len(specs))
-        now = time.time_ns() // 1_000_000
+        now = time.time_ns() // 1_000_000 // 10 * 10  # live sample times are whole 10 ms
         rng = np.random.default_rng(5)
         devices = []
         for spec in specs:
@@ -207,7 +234,7 @@ def simulate(specs: list[dict], port: int, cafile: str, seconds: float, out_path
                 interval_ms=INTERVAL_MS,
                 realtime=True,
                 # A fleet booted at random moments: each device on its own 2-second phase.
-                start_ms=now + int(rng.integers(0, INTERVAL_MS)),
+                start_ms=now + 10 * int(rng.integers(0, INTERVAL_MS // 10)),
                 stats=stats,
                 seed=spec["device_id"],
             )
@@ -329,6 +356,8 @@ def main() -> None:
         action="store_true",
         help="also time when each message reaches the channel layer (adds a subscriber to every facility group)",
     )
+    parser.add_argument("--sim-processes", type=int, default=1, help="processes the simulated devices are split over")
+    parser.add_argument("--loop", default="auto", help="the gateway's event loop (rungateway --loop)")
     args = parser.parse_args()
     warmup = 15.0
 
@@ -343,9 +372,7 @@ def main() -> None:
     log(f"provisioned {len(specs)} devices in {len(by_facility)} facilities in {time.monotonic() - started:.0f} s")
 
     python = sys.executable
-    gateway = Child(
-        "gateway", [python, "manage.py", "rungateway", "--host", "127.0.0.1", "--port", "0", "--stats-every", "20"], env
-    )
+    gateway = Child("gateway", gateway_argv(loop=args.loop), env)
     web = Child(
         "daphne", [python, "-m", "daphne", "-v", "1", "-b", "127.0.0.1", "-p", "0", "energybox.asgi:application"], env
     )
@@ -387,10 +414,18 @@ async def measure(args, warmup, specs, by_facility, session_key, gateway_port, w
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
     log(f"{len(clients)} dashboards connected and got their snapshots")
 
-    out_path = tempfile.mktemp(prefix="bench-live-sent-", suffix=".json")  # noqa: S306 - the child writes it
+    # The devices in processes of their own (--sim-processes), so they do not share a core's loop.
+    workers = max(1, getattr(args, "sim_processes", 1))
+    out_paths = [tempfile.mktemp(prefix="bench-live-sent-", suffix=".json") for _ in range(workers)]  # noqa: S306
     context = multiprocessing.get_context("spawn")
-    sim = context.Process(target=simulate, args=(specs, gateway_port, cafile, warmup + args.seconds + 5, out_path))
-    sim.start()
+    sims = [
+        context.Process(
+            target=simulate, args=(specs[k::workers], gateway_port, cafile, warmup + args.seconds + 5, out_paths[k])
+        )
+        for k in range(workers)
+    ]
+    for sim in sims:
+        sim.start()
     log(f"{len(specs)} devices streaming a batch every {INTERVAL_MS / 1000:.0f} s; warming up {warmup:.0f} s")
     window_start = time.time() + warmup
     await asyncio.sleep(warmup)
@@ -406,19 +441,24 @@ async def measure(args, warmup, specs, by_facility, session_key, gateway_port, w
         await asyncio.sleep(min(10, args.seconds - elapsed))
         log(f"measuring: {elapsed + 10:.0f}/{args.seconds:.0f} s, {len(received):,} readings received")
     window_end = time.time()
-    await asyncio.get_running_loop().run_in_executor(None, sim.join, 60)
+    for sim in sims:
+        await asyncio.get_running_loop().run_in_executor(None, sim.join, 60)
     await asyncio.sleep(1)
     stop.set()
     await asyncio.gather(pinger, tapper, *clients, return_exceptions=True)
     gc.enable()  # only now: the first collection after the window is a long one
 
-    return summarize(args, specs, by_facility, out_path, window_start, window_end, received, tapped, base)
+    return summarize(args, specs, by_facility, out_paths, window_start, window_end, received, tapped, base)
 
 
-def summarize(args, specs, by_facility, out_path, window_start, window_end, received, tapped, base) -> dict:  # type: ignore[no-untyped-def]
-    data = json.loads(Path(out_path).read_text())
-    os.unlink(out_path)
-    sent = {(d, ts): t for d, ts, t in data["sent"] if window_start <= t <= window_end}
+def summarize(args, specs, by_facility, out_paths, window_start, window_end, received, tapped, base) -> dict:  # type: ignore[no-untyped-def]
+    sent: dict[tuple[int, int], float] = {}
+    stats = []
+    for out_path in out_paths:
+        data = json.loads(Path(out_path).read_text())
+        os.unlink(out_path)
+        sent.update({(d, ts): t for d, ts, t in data["sent"] if window_start <= t <= window_end})
+        stats.append(data["stats"])
     arrivals: dict[tuple[int, int], float] = {}
     for device_id, ts, at in received:
         arrivals.setdefault((device_id, ts), at)
@@ -429,7 +469,8 @@ def summarize(args, specs, by_facility, out_path, window_start, window_end, rece
     to_layer = [(at_layer[key] - t) * 1000 for key, t in sent.items() if key in at_layer]
     layer_to_ws = [(arrivals[key] - at_layer[key]) * 1000 for key in sent if key in at_layer and key in arrivals]
     missing = sum(1 for key in sent if key not in arrivals)
-    log(f"simulator: {data['stats']}")
+    for line in stats:
+        log(f"simulator: {line}")
     log(f"{len(latencies):,} frames timed in the window, {missing:,} not received by a dashboard")
     return {
         **percentiles(latencies),
@@ -446,6 +487,7 @@ def summarize(args, specs, by_facility, out_path, window_start, window_end, rece
         ),
         "baseline_channel_layer": {"what": "group_send -> receive, bare Redis channel layer", **percentiles(base)},
         "bar_p95_ms": 100,
+        "window": [round(window_start, 3), round(window_end, 3)],  # wall clock (time.time) of the measured window
     }
 
 

@@ -1021,8 +1021,9 @@ def decode_live_sample(payload: bytes, *, now_ms: int) -> ReadingsBlock:
     if channels == 0:
         raise ProtocolError(ErrorCode.MALFORMED, "LIVE_SAMPLE: no channels")
     pos = 32
-    raw = np.zeros((channels, 1), dtype=np.int64)
-    present = np.ones(channels, dtype=np.bool_)
+    # Python lists, made arrays once at the end: numpy item assignment costs more than the decoding.
+    raw = [0] * channels
+    present = [True] * channels
     for index in range(channels):
         if pos + 6 > total:
             raise ProtocolError(ErrorCode.MALFORMED, f"LIVE_SAMPLE: channel {index} runs past the end")
@@ -1038,8 +1039,13 @@ def decode_live_sample(payload: bytes, *, now_ms: int) -> ReadingsBlock:
         value = zigzag >> 1 if not zigzag & 1 else -(zigzag >> 1) - 1
         if abs(value) > RAW_LIMIT:
             raise ProtocolError(ErrorCode.MALFORMED, f"LIVE_SAMPLE: raw value {value} beyond ±2^53")
-        raw[index, 0] = value
+        raw[index] = value
     spare = total - pos
     if spare >= 8 or acc & ((1 << spare) - 1):
         raise ProtocolError(ErrorCode.MALFORMED, "LIVE_SAMPLE: non-zero padding or a spare byte")
-    return ReadingsBlock(start_ms=live_sample_time(units, now_ms=now_ms), interval_ms=0, raw=raw, present=present)
+    return ReadingsBlock(
+        start_ms=live_sample_time(units, now_ms=now_ms),
+        interval_ms=0,
+        raw=np.array(raw, dtype=np.int64).reshape(channels, 1),
+        present=np.array(present, dtype=np.bool_),
+    )

@@ -36,6 +36,19 @@ def test_rungateway_wants_both_cert_and_key(tmp_path):
         call_command("rungateway", f"--cert={tmp_path / 'c.pem'}", f"--key={tmp_path / 'k.pem'}")
 
 
+def test_rungateway_runs_on_uvloop_when_installed_and_falls_back_to_asyncio(monkeypatch):
+    import uvloop
+
+    from gateway.management.commands.rungateway import loop_factory
+
+    assert loop_factory("auto") == ("uvloop", uvloop.new_event_loop)
+    assert loop_factory("asyncio") == ("asyncio", None)
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    assert loop_factory("auto") == ("asyncio", None)
+    with pytest.raises(CommandError, match="uvloop package is not installed"):
+        loop_factory("uvloop")
+
+
 def _env(data_dir: Path) -> dict[str, str]:
     from readings.tests.processes import child_database_url
 
@@ -71,6 +84,7 @@ def test_the_commands_stream_readings_and_sigterm_drains_the_gateway(postgresql_
             match = re.search(r"Gateway listening on [\d.]+:(\d+)", line)
             port = int(match.group(1)) if match else None
         assert port, "".join(lines)
+        assert "Event loop: uvloop." in "".join(lines)  # the default (--loop auto) with uvloop installed
         keys = tmp_path / "keys.json"
         simulate = subprocess.run(  # noqa: S603
             [
