@@ -83,8 +83,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--loop",
             choices=LOOPS,
-            default="auto",
-            help="event loop: uvloop (libuv, less CPU per frame), asyncio, or auto (uvloop when installed)",
+            # asyncio stays the default: its TLS read buffer is cut to 16 KiB (the memory per idle
+            # connection that bench/connections.py measured); uvloop's TLS layer ignores that cut, and
+            # bench/gateway_capacity.py found the gateway process was not the bottleneck.
+            default="asyncio",
+            help="event loop: asyncio (default), uvloop (libuv, less CPU per frame), or auto (uvloop when installed)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
