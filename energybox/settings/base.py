@@ -101,6 +101,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# DATABASE_REPLICA_URL names a PostgreSQL streaming replica of DATABASE_URL: the reads of web requests
+# (series, dashboards, bills, exports) go there while its replay lag is within DATABASE_REPLICA_MAX_LAG_S,
+# and a user who wrote reads the primary for DATABASE_REPLICA_STICKY_S (energybox/dbrouters.py). Off by default.
+DATABASE_REPLICA_URL = env.str_("DATABASE_REPLICA_URL", "")
+DATABASE_REPLICA_MAX_LAG_S = float(env.int_("DATABASE_REPLICA_MAX_LAG_S", 5))
+DATABASE_REPLICA_STICKY_S = env.int_("DATABASE_REPLICA_STICKY_S", 10)
+DATABASE_REPLICA_CHECK_S = float(env.int_("DATABASE_REPLICA_CHECK_S", 1))
+DATABASE_REPLICA_APPS = frozenset(env.list_("DATABASE_REPLICA_APPS", ["readings", "billing", "devices"]))
+DATABASE_ROUTERS: list[str] = []
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(
+        DATABASE_REPLICA_URL, conn_max_age=env.int_("DATABASE_CONN_MAX_AGE", 60), conn_health_checks=True
+    )
+    # Tests read the replica as the test database it mirrors.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["energybox.dbrouters.ReplicaRouter"]
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        "energybox.dbrouters.ReplicaReadsMiddleware",
+    )
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
