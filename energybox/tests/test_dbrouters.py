@@ -8,10 +8,12 @@ the replica and a fresh one only from the primary.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -21,11 +23,11 @@ from accounts.tests.factories import MembershipFactory
 from energybox import dbrouters
 from integrations.tests.factories import AccessTokenFactory, bearer
 from readings import metadata
+from readings.models import Bucket
 from readings.services import readings_ingest
 from readings.tests.factories import batch_for, device_with_channels
 from readings.tests.postgres import Replicated, replicated_postgresql, require_postgresql_server
 
-pytestmark = [pytest.mark.e2e, pytest.mark.services]
 T0 = 1_764_000_000_000
 
 
@@ -89,6 +91,8 @@ def _bucket_reads(captured: CaptureQueriesContext) -> int:
     return sum("readings_bucket" in query["sql"] for query in captured.captured_queries)
 
 
+@pytest.mark.e2e
+@pytest.mark.services
 def test_reads_go_to_the_replica_and_fall_back_to_the_primary_when_it_lags(client, replicated, settings):
     device, power, energy = device_with_channels()
     token = AccessTokenFactory(application__tenant=device.tenant)
@@ -118,6 +122,8 @@ def test_reads_go_to_the_replica_and_fall_back_to_the_primary_when_it_lags(clien
     replicated.replica.query("SELECT pg_wal_replay_resume()")
 
 
+@pytest.mark.e2e
+@pytest.mark.services
 def test_a_user_reads_their_own_writes_from_the_primary(client, replicated):
     device, power, _ = device_with_channels()
     writer = MembershipFactory(tenant=device.tenant).user
@@ -147,3 +153,18 @@ def test_a_user_reads_their_own_writes_from_the_primary(client, replicated):
     replicated.replica.query("SELECT pg_wal_replay_resume()")
     replicated.await_replayed()
     assert name_seen_by(onlooker_token) == "Main feed"
+
+
+def test_without_a_replica_url_every_read_stays_on_the_primary(monkeypatch):
+    if os.environ.get("DATABASE_REPLICA_URL"):
+        pytest.skip("this run configures a replica")
+    assert not dbrouters.replica_configured()
+    assert django_settings.DATABASE_ROUTERS == []
+    assert "energybox.dbrouters.ReplicaReadsMiddleware" not in django_settings.MIDDLEWARE
+
+
+def test_outside_a_request_reads_go_to_the_primary_and_the_replica_is_never_migrated():
+    router = dbrouters.ReplicaRouter()
+    assert router.db_for_read(Bucket) is None
+    assert router.allow_migrate("replica", "readings") is False
+    assert router.allow_migrate("default", "readings") is True
