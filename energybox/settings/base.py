@@ -230,6 +230,7 @@ CELERY_BEAT_SCHEDULE = {
     "readings-compact": {"task": "readings.compact", "schedule": 300.0},
     "readings-rollups-pack": {"task": "readings.rollups_pack", "schedule": 300.0},
     "readings-retention": {"task": "readings.retention", "schedule": 3600.0},
+    "readings-partitions": {"task": "readings.partitions_ensure", "schedule": 3600.0},
     # Proof for /healthz that beat schedules and a worker runs (readings/health.py).
     "readings-heartbeat": {"task": "readings.heartbeat", "schedule": 10.0},
     "oauth-clear-expired-tokens": {"task": "integrations.clear_expired_tokens", "schedule": 3600.0},
@@ -245,6 +246,8 @@ CELERY_BEAT_SCHEDULE = {
 READINGS_MAX_FUTURE_S = float(env.int_("READINGS_MAX_FUTURE_S", 300))
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))
+# Months of bucket and rollup partitions the beat task keeps created ahead of the current one (PostgreSQL).
+READINGS_PARTITIONS_AHEAD_MONTHS = env.int_("READINGS_PARTITIONS_AHEAD_MONTHS", 2)
 
 # --- Alerts ------------------------------------------------------------------------
 # Hosts (or host:port) a webhook may name although they are private or loopback, or reached over http.
