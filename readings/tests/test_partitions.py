@@ -42,7 +42,7 @@ def _ingest(device, channel, start_ms: int, count: int = 30) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _postgresql_only(postgresql_url):
+def _postgresql_only():
     if connection.vendor != "postgresql":
         pytest.skip("partitions are PostgreSQL's; SQLite keeps plain tables")
     metadata.clear_caches()
