@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -20,7 +21,7 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from devices import services as devices_services
 from devices.models import Channel, Device, Facility
-from readings import metadata, metrics
+from readings import metadata, metrics, partitions
 from readings.batch import ReadingsBatch
 from readings.errors import IngestUnavailable, ReadingsError, ReadingsQueryError
 from readings.models import ConfirmedSpan, CounterReset, DirtyInterval
@@ -452,9 +453,16 @@ def readings_apply_retention(*, now_ms: int | None = None) -> int:
     from accounts.models import Tenant
 
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    retentions = list(Tenant.objects.values_list("id", "raw_retention_days"))
+    if retentions:
+        # A month partition goes whole only once every tenant's retention has passed its end; the
+        # rows of the tenants with shorter retention in the months kept are deleted below.
+        longest_days = max(days for _, days in retentions)
+        with transaction.atomic():
+            partitions.drop_before(partitions.BUCKETS, before_ms=now_ms - longest_days * DAY_MS)
     deleted = 0
     store = get_store()
-    for tenant_id, days in Tenant.objects.values_list("id", "raw_retention_days"):
+    for tenant_id, days in retentions:
         channel_ids = list(Channel.objects.filter(tenant_id=tenant_id).values_list("pk", flat=True))
         for offset in range(0, len(channel_ids), 1000):
             with transaction.atomic():
@@ -464,6 +472,14 @@ def readings_apply_retention(*, now_ms: int | None = None) -> int:
                     before_ms=now_ms - days * DAY_MS,
                 )
     return deleted
+
+
+def readings_partitions_ensure(*, now_ms: int | None = None, months_ahead: int | None = None) -> list[str]:
+    """This month's and the next months' partitions of the bucket and rollup tables (PostgreSQL only)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    ahead = settings.READINGS_PARTITIONS_AHEAD_MONTHS if months_ahead is None else months_ahead
+    with transaction.atomic():
+        return partitions.ensure(now_ms=now_ms, months_ahead=ahead)
 
 
 # --- Data quality: reported resets, confirmed readings, plausible ranges ------------------------
@@ -665,6 +681,7 @@ __all__ = [
     "rollups_rezone",
     "ReadingsError",
     "readings_apply_retention",
+    "readings_partitions_ensure",
     "readings_compact",
     "readings_enqueue",
     "readings_ingest",

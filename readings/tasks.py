@@ -144,6 +144,11 @@ def readings_retention_task(self: Task) -> int:
     return _with_database(self, lambda: services.readings_apply_retention())
 
 
+@shared_task(name="readings.partitions_ensure", bind=True, acks_late=True, ignore_result=True, max_retries=None)
+def readings_partitions_ensure_task(self: Task) -> list[str]:
+    return _with_database(self, lambda: services.readings_partitions_ensure())
+
+
 @shared_task(name="readings.rollups_rezone", bind=True, acks_late=True, ignore_result=True, max_retries=5)
 def rollups_rezone_task(self: Task, facility_id: int | None = None, device_id: int | None = None) -> int:
     try:

@@ -101,6 +101,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# DATABASE_REPLICA_URL names a PostgreSQL streaming replica of DATABASE_URL: the reads of web requests
+# (series, dashboards, bills, exports) go there while its replay lag is within DATABASE_REPLICA_MAX_LAG_S,
+# and a user who wrote reads the primary for DATABASE_REPLICA_STICKY_S (energybox/dbrouters.py). Off by default.
+DATABASE_REPLICA_URL = env.str_("DATABASE_REPLICA_URL", "")
+DATABASE_REPLICA_MAX_LAG_S = float(env.int_("DATABASE_REPLICA_MAX_LAG_S", 5))
+DATABASE_REPLICA_STICKY_S = env.int_("DATABASE_REPLICA_STICKY_S", 10)
+DATABASE_REPLICA_CHECK_S = float(env.int_("DATABASE_REPLICA_CHECK_S", 1))
+DATABASE_REPLICA_APPS = frozenset(env.list_("DATABASE_REPLICA_APPS", ["readings", "billing", "devices"]))
+DATABASE_ROUTERS: list[str] = []
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(
+        DATABASE_REPLICA_URL, conn_max_age=env.int_("DATABASE_CONN_MAX_AGE", 60), conn_health_checks=True
+    )
+    # Tests read the replica as the test database it mirrors.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["energybox.dbrouters.ReplicaRouter"]
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        "energybox.dbrouters.ReplicaReadsMiddleware",
+    )
 
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
@@ -210,6 +230,7 @@ CELERY_BEAT_SCHEDULE = {
     "readings-compact": {"task": "readings.compact", "schedule": 300.0},
     "readings-rollups-pack": {"task": "readings.rollups_pack", "schedule": 300.0},
     "readings-retention": {"task": "readings.retention", "schedule": 3600.0},
+    "readings-partitions": {"task": "readings.partitions_ensure", "schedule": 3600.0},
     # Proof for /healthz that beat schedules and a worker runs (readings/health.py).
     "readings-heartbeat": {"task": "readings.heartbeat", "schedule": 10.0},
     "oauth-clear-expired-tokens": {"task": "integrations.clear_expired_tokens", "schedule": 3600.0},
@@ -225,6 +246,8 @@ CELERY_BEAT_SCHEDULE = {
 READINGS_MAX_FUTURE_S = float(env.int_("READINGS_MAX_FUTURE_S", 300))
 # How long an ingest task waits out a database outage before it hands its message back to the broker.
 READINGS_DATABASE_WAIT_S = float(env.int_("READINGS_DATABASE_WAIT_S", 300))
+# Months of bucket and rollup partitions the beat task keeps created ahead of the current one (PostgreSQL).
+READINGS_PARTITIONS_AHEAD_MONTHS = env.int_("READINGS_PARTITIONS_AHEAD_MONTHS", 2)
 
 # --- Alerts ------------------------------------------------------------------------
 # Hosts (or host:port) a webhook may name although they are private or loopback, or reached over http.

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from django.db import IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, router, transaction
 
+from readings.models import Bucket
 from readings.store import codec
 from readings.store.base import (
     DAY_MS,
@@ -103,6 +104,13 @@ class SqlStore:
     @property
     def _connection(self) -> Any:
         return connections[self.alias]
+
+    @property
+    def _reading(self) -> Any:
+        """The connection a read goes through: the replica when the database router allows it."""
+        if self.alias != DEFAULT_DB_ALIAS:
+            return self._connection
+        return connections[router.db_for_read(Bucket)]
 
     @property
     def _postgres(self) -> bool:
@@ -252,7 +260,7 @@ class SqlStore:
             return {}
         clause, params = self._in(channel_ids)
         parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
-        with self._connection.cursor() as cursor:
+        with self._reading.cursor() as cursor:
             cursor.execute(
                 "SELECT channel_id, data FROM readings_bucket "
                 f"WHERE tenant_id = %s AND channel_id {clause} AND window_ms >= %s AND window_ms < %s "
@@ -275,7 +283,7 @@ class SqlStore:
         return merge_points([codec.decode(data) for (data,) in cursor.fetchall()])
 
     def neighbour(self, *, tenant_id: int, channel_id: int, at_ms: int, before: bool) -> Points:
-        with self._connection.cursor() as cursor:
+        with self._reading.cursor() as cursor:
             window = window_of(at_ms)
             points = self._window_points(cursor, tenant_id, channel_id, window)
             if before:
@@ -311,7 +319,7 @@ class SqlStore:
             return {}
         clause, params = self._in(channel_ids)
         result: dict[int, Points] = {}
-        with self._connection.cursor() as cursor:
+        with self._reading.cursor() as cursor:
             cursor.execute(
                 "SELECT channel_id, max(window_ms) FROM readings_bucket "
                 f"WHERE tenant_id = %s AND channel_id {clause} GROUP BY channel_id",
@@ -581,7 +589,7 @@ class SqlStore:
             return {}
         clause, params = self._in(channel_ids)
         pick, compare, ts, value = ("max", "<", "last_ms", "last") if before else ("min", ">=", "first_ms", "first")
-        with self._connection.cursor() as cursor:
+        with self._reading.cursor() as cursor:
             cursor.execute(
                 f"SELECT r.channel_id, r.{ts}, r.{value} FROM readings_rollup r "
                 f"WHERE r.tenant_id = %s AND r.channel_id {clause} AND r.resolution = 1 AND r.start_ms = "
@@ -612,7 +620,7 @@ class SqlStore:
             raise ValueError(f"unknown rollup fields {sorted(unknown)}")
         clause, params = self._in(channel_ids)
         parts: dict[int, list[list[Any]]] = defaultdict(list)
-        with self._connection.cursor() as cursor:
+        with self._reading.cursor() as cursor:
             covered = self._read_packs(cursor, tenant_id, clause, params, resolution, start_ms, end_ms, names, parts)
             # The rows answer what no fresh pack covers: usually the last days, or nothing.
             span = PACK_SPAN_MS[resolution]

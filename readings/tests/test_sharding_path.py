@@ -31,6 +31,9 @@ KNOWN_CROSS_TENANT = {
     "SELECT id, tenant_id, data FROM readings_bucket WHERE channel_id = ? AND window_ms = ? "
     "ORDER BY packed DESC, id FOR UPDATE",
     "DELETE FROM readings_bucket WHERE id = ANY(?)",
+    # Retention lists the month partitions in the catalogue (the table's name is its argument): no rows read.
+    "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c "
+    "ON c.oid = i.inhrelid WHERE i.inhparent = ?",
 }
 KNOWN_CORRELATED_PREFIXES = (
     "SELECT r.channel_id, r.first_ms, r.first FROM readings_rollup r WHERE r.tenant_id = ?",

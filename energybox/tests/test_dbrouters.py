@@ -1,0 +1,172 @@
+"""The read-replica router against a real PostgreSQL primary and its streaming replica.
+
+The test starts both clusters itself (never the machine's), points Django's `default` at the primary
+and adds the `replica` alias. Which server answered is proven by what the user sees: with the
+replica's replay paused, a new reading is on the primary only, so a stale answer can only come from
+the replica and a fresh one only from the primary.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.test.utils import CaptureQueriesContext
+
+from accounts.tests.factories import MembershipFactory
+from energybox import dbrouters
+from integrations.tests.factories import AccessTokenFactory, bearer
+from readings import metadata
+from readings.models import Bucket
+from readings.services import readings_ingest
+from readings.tests.factories import batch_for, device_with_channels
+from readings.tests.postgres import Replicated, replicated_postgresql, require_postgresql_server
+
+T0 = 1_764_000_000_000
+
+
+def _allow_the_replica_alias(monkeypatch) -> None:
+    """Django's test case refuses connections to aliases it was not told of, and this one appears only now."""
+    patched = BaseDatabaseWrapper.ensure_connection
+    names = dict(zip(patched.__code__.co_freevars, patched.__closure__ or (), strict=True))
+    if "cls" in names:
+        test_case = names["cls"].cell_contents
+        monkeypatch.setattr(test_case, "databases", frozenset({*test_case.databases, "replica"}))
+
+
+@pytest.fixture
+def replicated(transactional_db, settings, monkeypatch) -> Iterator[Replicated]:
+    require_postgresql_server()
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("the suite runs on SQLite: the replica router is PostgreSQL's")
+    _allow_the_replica_alias(monkeypatch)
+    with replicated_postgresql() as clusters:
+        saved = connections.settings["default"]
+        connections.close_all()
+        for alias, cluster in (("default", clusters.primary), ("replica", clusters.replica)):
+            connections.settings[alias] = {
+                **saved,
+                "NAME": "postgres",
+                "USER": "postgres",
+                "PASSWORD": "",
+                "HOST": "127.0.0.1",
+                "PORT": str(cluster.port),
+                "CONN_MAX_AGE": 0,
+                "TEST": {**saved.get("TEST", {}), "MIRROR": "default" if alias == "replica" else None},
+            }
+            if hasattr(connections._connections, alias):
+                delattr(connections._connections, alias)
+        settings.DATABASE_ROUTERS = ["energybox.dbrouters.ReplicaRouter"]
+        settings.MIDDLEWARE = [*settings.MIDDLEWARE, "energybox.dbrouters.ReplicaReadsMiddleware"]
+        settings.DATABASE_REPLICA_CHECK_S = 0
+        settings.DATABASE_REPLICA_MAX_LAG_S = 600
+        settings.DATABASE_REPLICA_STICKY_S = 600
+        try:
+            call_command("migrate", verbosity=0, database="default")
+            metadata.clear_caches()
+            yield clusters
+        finally:
+            connections.close_all()
+            del connections.settings["replica"]
+            connections.settings["default"] = saved
+            for alias in ("default", "replica"):
+                if hasattr(connections._connections, alias):
+                    delattr(connections._connections, alias)
+            dbrouters.forget_lag_check()
+            metadata.clear_caches()
+
+
+def _latest(client, token, channel_id: int) -> float:
+    response = client.get(f"/api/v1/readings/latest/?channel={channel_id}", **bearer(token))
+    assert response.status_code == 200, response.content
+    (row,) = response.json()["results"]
+    return float(row["value"])
+
+
+def _bucket_reads(captured: CaptureQueriesContext) -> int:
+    return sum("readings_bucket" in query["sql"] for query in captured.captured_queries)
+
+
+@pytest.mark.e2e
+@pytest.mark.services
+def test_reads_go_to_the_replica_and_fall_back_to_the_primary_when_it_lags(client, replicated, settings):
+    device, power, energy = device_with_channels()
+    token = AccessTokenFactory(application__tenant=device.tenant)
+    stamps = T0 + np.arange(30, dtype=np.int64) * 2_000
+    readings_ingest(batches=[batch_for(device, [power], stamps, [np.arange(30) * 1.0])], now_ms=T0 + 120_000)
+    replicated.await_replayed()
+
+    with CaptureQueriesContext(connections["replica"]) as on_replica:
+        assert _latest(client, token, power.pk) == 29.0
+    assert _bucket_reads(on_replica) > 0, "the series was not read on the replica"
+    with connections["replica"].cursor() as cursor:
+        cursor.execute("SELECT pg_is_in_recovery()")
+        assert cursor.fetchone() == (True,)
+
+    replicated.replica.query("SELECT pg_wal_replay_pause()")
+    later = np.array([T0 + 100_000], dtype=np.int64)
+    readings_ingest(batches=[batch_for(device, [power], later, [[99.0]], seq=1)], now_ms=T0 + 120_000)
+    replicated.await_received()
+    # Within the bound the replica still answers, with what it had replayed.
+    assert _latest(client, token, power.pk) == 29.0
+
+    settings.DATABASE_REPLICA_MAX_LAG_S = 0
+    assert dbrouters.replica_lag_s() > 0
+    with CaptureQueriesContext(connections["replica"]) as on_replica:
+        assert _latest(client, token, power.pk) == 99.0
+    assert _bucket_reads(on_replica) == 0, "a lagging replica still served the series"
+    replicated.replica.query("SELECT pg_wal_replay_resume()")
+
+
+@pytest.mark.e2e
+@pytest.mark.services
+def test_a_user_reads_their_own_writes_from_the_primary(client, replicated):
+    device, power, _ = device_with_channels()
+    writer = MembershipFactory(tenant=device.tenant).user
+    onlooker = MembershipFactory(tenant=device.tenant).user
+    writer_token = AccessTokenFactory(application__tenant=device.tenant, user=writer)
+    onlooker_token = AccessTokenFactory(application__tenant=device.tenant, user=onlooker)
+    replicated.await_replayed()
+    replicated.replica.query("SELECT pg_wal_replay_pause()")
+
+    renamed = client.patch(
+        f"/api/v1/channels/{power.pk}/",
+        {"name": "Main feed"},
+        content_type="application/json",
+        **bearer(writer_token),
+    )
+    assert renamed.status_code == 200, renamed.content
+    replicated.await_received()
+
+    def name_seen_by(token) -> str:
+        response = client.get(f"/api/v1/channels/{power.pk}/", **bearer(token))
+        assert response.status_code == 200, response.content
+        return str(response.json()["name"])
+
+    # The onlooker reads the replica, which has not replayed the rename; the writer reads the primary.
+    assert name_seen_by(onlooker_token) == power.name
+    assert name_seen_by(writer_token) == "Main feed"
+    replicated.replica.query("SELECT pg_wal_replay_resume()")
+    replicated.await_replayed()
+    assert name_seen_by(onlooker_token) == "Main feed"
+
+
+def test_without_a_replica_url_every_read_stays_on_the_primary(monkeypatch):
+    if os.environ.get("DATABASE_REPLICA_URL"):
+        pytest.skip("this run configures a replica")
+    assert not dbrouters.replica_configured()
+    assert django_settings.DATABASE_ROUTERS == []
+    assert "energybox.dbrouters.ReplicaReadsMiddleware" not in django_settings.MIDDLEWARE
+
+
+def test_outside_a_request_reads_go_to_the_primary_and_the_replica_is_never_migrated():
+    router = dbrouters.ReplicaRouter()
+    assert router.db_for_read(Bucket) is None
+    assert router.allow_migrate("replica", "readings") is False
+    assert router.allow_migrate("default", "readings") is True
