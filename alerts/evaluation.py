@@ -18,6 +18,7 @@ import numpy.typing as npt
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.selectors import access_for_tenant
 from alerts import evaluation_cache, services
@@ -25,7 +26,7 @@ from alerts.models import Alert, AlertRule, Condition, RuleKind, RuleState, Sche
 from devices.models import Channel, Device
 from devices.quantities import Quantity
 from readings.batch import ReadingsBatch
-from readings.selectors import readings_facility_demand
+from readings.selectors import readings_facility_demand, readings_facility_energy
 
 WATCHED_QUANTITY: dict[str, str] = {
     RuleKind.TEMPERATURE: Quantity.TEMPERATURE,
@@ -351,6 +352,87 @@ def _projection(rule: AlertRule, now: dt.datetime) -> None:
         services.alert_clear(rule=rule, source=source, at=now)
 
 
+BASELINE_WEEKS = 4
+
+
+def _day_ended(facility_tz: ZoneInfo, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The last whole local day before `now` in the facility's zone: [start, end) as aware datetimes."""
+    today = now.astimezone(facility_tz).date()
+    day = today - dt.timedelta(days=1)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=facility_tz)
+    return start, dt.datetime.combine(today, dt.time(), tzinfo=facility_tz)
+
+
+def _out_of_hours_share(
+    rule: AlertRule, facility_id: int, tz: ZoneInfo, start: dt.datetime, end: dt.datetime
+) -> float | None:
+    """The day's kWh outside the opening hours as a percentage of the day's kWh (per 15-minute rollup)."""
+    assert rule.facility is not None
+    access = access_for_tenant(tenant=rule.facility.tenant)
+    energy = readings_facility_energy(access=access, facility_id=facility_id, start=start, end=end, resolution="15m")
+    measured = ~np.isnan(energy.total_kwh)
+    total = float(energy.total_kwh[measured].sum())
+    if not measured.any() or total <= 0:
+        return None
+    inside = opening_mask(energy.timestamps_ms, tz, rule.facility.opening_hours or {})
+    outside = float(energy.total_kwh[measured & ~inside].sum())
+    return 100.0 * outside / total
+
+
+def _baseline_deviation(rule: AlertRule, facility_id: int, start: dt.datetime, end: dt.datetime) -> float | None:
+    """The day's kWh against the mean of the same weekday of the last 4 weeks, in % (+ above, − below)."""
+    assert rule.facility is not None
+    access = access_for_tenant(tenant=rule.facility.tenant)
+    first = start - dt.timedelta(weeks=BASELINE_WEEKS)
+    energy = readings_facility_energy(access=access, facility_id=facility_id, start=first, end=end, resolution="1d")
+    by_day = {int(t): float(v) for t, v in zip(energy.timestamps_ms.tolist(), energy.total_kwh.tolist(), strict=True)}
+    day = by_day.get(int(start.timestamp() * 1000))
+    weeks = [by_day.get(int((start - dt.timedelta(weeks=w)).timestamp() * 1000)) for w in range(1, BASELINE_WEEKS + 1)]
+    past = [v for v in weeks if v is not None and v == v]
+    if day is None or day != day or not past:
+        return None
+    baseline = sum(past) / len(past)
+    if baseline <= 0:
+        return None
+    return 100.0 * (day - baseline) / baseline
+
+
+def _daily(rule: AlertRule, now: dt.datetime) -> None:
+    """Once per facility day, after it ended in the facility's zone: raise, update or clear the day's alert."""
+    facility = rule.facility
+    if facility is None:
+        return
+    tz = ZoneInfo(facility.timezone)
+    start, end = _day_ended(tz, now)
+    source = f"f:{facility.pk}"
+    state = RuleState.objects.get_or_create(rule=rule, source=source)[0]
+    if state.last_at is not None and state.last_at >= start:
+        return  # this day was judged already
+    if rule.kind == RuleKind.OUT_OF_HOURS_ENERGY:
+        value = _out_of_hours_share(rule, facility.pk, tz, start, end)
+        breaks = value is not None and value > float(rule.threshold or 0)
+        text = gettext("%(facility)s: %(share).0f %% of %(day)s's energy outside opening hours")
+    else:
+        value = _baseline_deviation(rule, facility.pk, start, end)
+        breaks = value is not None and abs(value) > float(rule.threshold or 0)
+        text = gettext("%(facility)s: %(day)s's consumption %(share)+.0f %% off its baseline")
+    state.last_at, state.last_value = start, value
+    state.save(update_fields=["last_at", "last_value"])
+    if breaks:
+        assert value is not None
+        services.alert_raise(
+            rule=rule,
+            source=source,
+            device_id=None,
+            facility_id=facility.pk,
+            value=round(value, 1),
+            at=now,
+            message=text % {"facility": facility.name, "share": value, "day": start.date().isoformat()},
+        )
+    else:
+        services.alert_clear(rule=rule, source=source, at=now)
+
+
 def alerts_sweep(*, now: dt.datetime | None = None) -> int:
     """Offline devices, reminders to the second list and time-based de-escalation; returns alerts touched."""
     now = now or timezone.now()
@@ -361,6 +443,10 @@ def alerts_sweep(*, now: dt.datetime | None = None) -> int:
         "facility__tenant"
     ):
         _projection(rule, now)
+    for rule in AlertRule.objects.filter(enabled=True, kind__in=list(services.DAILY_KINDS)).select_related(
+        "facility__tenant"
+    ):
+        _daily(rule, now)
     reminders = Alert.objects.filter(state=Alert.State.ACTIVE, rule__escalate_after_s__gt=0).select_related("rule")
     for alert in reminders:
         delay = dt.timedelta(seconds=alert.rule.escalate_after_s)

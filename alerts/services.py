@@ -73,7 +73,12 @@ def event_record(
 THRESHOLD_UNITS: dict[str, dict[str, float]] = {
     RuleKind.DEMAND_THRESHOLD: {"kW": 1.0, "W": 0.001},
     RuleKind.TEMPERATURE: {"°C": 1.0},
+    # A share of the day's energy (out of hours) or a deviation from the baseline, either way.
+    RuleKind.OUT_OF_HOURS_ENERGY: {"%": 1.0},
+    RuleKind.BASELINE_DEVIATION: {"%": 1.0},
 }
+# Kinds judged once a day on beat, from the facility's rollups, after the day ends in its time zone.
+DAILY_KINDS = {RuleKind.OUT_OF_HOURS_ENERGY, RuleKind.BASELINE_DEVIATION}
 # Kinds that need a duration: a door is open for N minutes, a device offline for N minutes.
 NEEDS_DURATION = {RuleKind.DOOR_OPEN, RuleKind.DEVICE_OFFLINE}
 MAX_DURATION_S = 7 * 86_400
@@ -143,6 +148,10 @@ def _scope(access: Access, spec: RuleSpec) -> tuple[Facility | None, Load | None
         raise AlertsError("You may not set rules for this facility.")
     if spec.kind == RuleKind.DEMAND_PROJECTION and spec.facility_id is None:
         raise AlertsError("A demand projection rule watches a facility (against its peak target).")
+    if spec.kind in DAILY_KINDS and spec.facility_id is None:
+        raise AlertsError("A daily energy rule watches a facility (its total consumption).")
+    if spec.kind == RuleKind.OUT_OF_HOURS_ENERGY and not facility.opening_hours:
+        raise AlertsError("The facility has no opening hours: set them before an out-of-hours rule.")
     if spec.kind == RuleKind.DEVICE_OFFLINE and spec.load_id is not None:
         raise AlertsError("A device-offline rule watches a facility or a device.")
     return (facility if spec.facility_id is not None else None), load, device
@@ -179,6 +188,10 @@ def _check_values(spec: RuleSpec) -> tuple[float | None, str]:
         raise AlertsError("This kind of rule needs a finite threshold.")
     if spec.unit not in units:
         raise AlertsError(f"The threshold of this rule is in {' or '.join(units)}, not {spec.unit!r}.")
+    if spec.kind in DAILY_KINDS and not 0 < spec.threshold <= (
+        100 if spec.kind == RuleKind.OUT_OF_HOURS_ENERGY else 1000
+    ):
+        raise AlertsError("The share is a percentage above 0 (at most 100 % of the day, 1000 % off the baseline).")
     # Stored in the kind's own unit, so evaluation never converts per reading.
     canonical = next(iter(units))
     return spec.threshold * units[spec.unit], canonical
