@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -23,10 +23,12 @@ from django.utils.translation import gettext
 from accounts.selectors import access_for_tenant
 from alerts import evaluation_cache, services
 from alerts.models import Alert, AlertRule, Condition, RuleKind, RuleState, Schedule
-from devices.models import Channel, Device
+from devices.models import Channel, Device, Facility, Load
 from devices.quantities import Quantity
 from readings.batch import ReadingsBatch
 from readings.selectors import readings_facility_demand, readings_facility_energy
+from readings.store import get_store
+from readings.totals import UNIT_TO_KILO, ChannelInfo, counted_channels
 
 WATCHED_QUANTITY: dict[str, str] = {
     RuleKind.TEMPERATURE: Quantity.TEMPERATURE,
@@ -56,9 +58,19 @@ class Compiled:
     hours: dict[str, list[list[str]]]
 
 
+@dataclass(frozen=True, slots=True)
+class FacilityTotal:
+    """A demand rule on a facility's total: the power channels that add up to it, as the live dashboard counts."""
+
+    compiled: Compiled
+    tenant_id: int
+    to_kw: dict[int, float]  # counted channel → factor to kW
+
+
 @dataclass
 class RuleIndex:
     by_channel: dict[int, list[Compiled]] = field(default_factory=dict)
+    totals: dict[int, list[FacilityTotal]] = field(default_factory=dict)
     # The device's defrost channel: while it reads 1, temperature rules of the device's channels hold still.
     defrost: dict[int, int] = field(default_factory=dict)
     channel_names: dict[int, str] = field(default_factory=dict)
@@ -80,28 +92,18 @@ def rule_index_build() -> RuleIndex:
     temperature_devices: set[int] = set()
     for rule in rules:
         facility = rule.facility or (rule.load.facility if rule.load else None) or rule.device.facility  # type: ignore[union-attr]
+        if rule.kind == RuleKind.DEMAND_THRESHOLD and rule.facility_id is not None:
+            _index_total(index, rule, facility)
+            continue
         channels = Channel.objects.filter(
             _channels_of(rule), tenant_id=rule.tenant_id, quantity=WATCHED_QUANTITY[rule.kind]
         ).values_list("id", "device_id", "unit", "name", "device__name", "device__serial")
         for channel_id, device_id, unit, name, device_name, serial in channels:
             to_rule = TO_RULE_UNIT.get(unit, 1.0) if rule.kind == RuleKind.DEMAND_THRESHOLD else 1.0
             door = rule.kind == RuleKind.DOOR_OPEN
-            compiled = Compiled(
-                rule_id=rule.pk,
-                kind=rule.kind,
-                name=rule.name,
-                threshold=0.5 if door else float(rule.threshold or 0.0) / to_rule,
-                above=True if door else rule.above,
-                condition=Condition.DURATION if door else rule.condition,
-                duration_ms=rule.duration_s * 1000,
-                repeat=max(1, rule.repeat_count),
-                schedule=rule.schedule,
-                to_rule_unit=to_rule,
-                unit=rule.unit,
-                facility_id=facility.pk,
-                tz=ZoneInfo(facility.timezone),
-                hours=facility.opening_hours or {},
-            )
+            compiled = _compiled(rule, facility, threshold=float(rule.threshold or 0.0) / to_rule, to_rule=to_rule)
+            if door:  # a door rule: the state 1 (open) lasting its duration
+                compiled = replace(compiled, threshold=0.5, above=True, condition=Condition.DURATION)
             index.by_channel.setdefault(channel_id, []).append(compiled)
             index.channel_names[channel_id] = f"{device_name or serial} · {name}"
             if rule.kind == RuleKind.TEMPERATURE:
@@ -113,6 +115,45 @@ def rule_index_build() -> RuleIndex:
             )
         )
     return index
+
+
+def _compiled(rule: AlertRule, facility: Facility, *, threshold: float, to_rule: float) -> Compiled:
+    return Compiled(
+        rule_id=rule.pk,
+        kind=rule.kind,
+        name=rule.name,
+        threshold=threshold,
+        above=rule.above,
+        condition=rule.condition,
+        duration_ms=rule.duration_s * 1000,
+        repeat=max(1, rule.repeat_count),
+        schedule=rule.schedule,
+        to_rule_unit=to_rule,
+        unit=rule.unit,
+        facility_id=facility.pk,
+        tz=ZoneInfo(facility.timezone),
+        hours=facility.opening_hours or {},
+    )
+
+
+def _index_total(index: RuleIndex, rule: AlertRule, facility: Facility) -> None:
+    channels = Channel.objects.filter(tenant_id=rule.tenant_id, device__facility_id=facility.pk).select_related("load")
+    infos = [
+        ChannelInfo(id=c.pk, device_id=c.device_id, load_id=c.load_id, quantity=c.quantity, unit=c.unit, phase=c.phase)
+        for c in channels
+    ]
+    mains_ids = [c.load.pk for c in channels if c.load is not None and c.load.kind == Load.Kind.MAINS]
+    counted, mains = counted_channels(infos, quantity=Quantity.ACTIVE_POWER, mains_load_ids=mains_ids)
+    # The facility total is its mains load when it has one, else the sum of every load (readings.totals).
+    to_kw = {cid: UNIT_TO_KILO[c.unit] for cid, c in counted.items() if not mains or c.load_id in mains}
+    total = FacilityTotal(
+        compiled=_compiled(rule, facility, threshold=float(rule.threshold or 0.0), to_rule=1.0),
+        tenant_id=rule.tenant_id,
+        to_kw=to_kw,
+    )
+    for channel_id in to_kw:
+        index.totals.setdefault(channel_id, []).append(total)
+    index.channel_names[-facility.pk] = facility.name
 
 
 def rule_index() -> RuleIndex:
@@ -136,10 +177,14 @@ def opening_mask(
 class _Watch:
     compiled: Compiled
     channel_id: int
-    device_id: int
+    device_id: int | None
     ts: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
     suppressed: npt.NDArray[np.bool_] | None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.source = self.source or f"c:{self.channel_id}"
 
 
 def _breaches(watch: _Watch) -> npt.NDArray[np.bool_]:
@@ -207,6 +252,37 @@ def _watches(index: RuleIndex, batches: Sequence[ReadingsBatch]) -> list[_Watch]
     return found
 
 
+# A channel whose newest reading is this much older than the facility's newest is left out of its total.
+TOTAL_STALE_MS = 5 * 60_000
+
+
+def _total_watches(index: RuleIndex, batches: Sequence[ReadingsBatch]) -> list[_Watch]:
+    """Facility totals the batches touched, at their newest reading: the sum of each counted channel's latest."""
+    touched: dict[int, FacilityTotal] = {}
+    for batch in batches:
+        if len(batch.timestamps_ms):
+            for channel_id in set(batch.channel_ids.tolist()) & index.totals.keys():
+                for total in index.totals[channel_id]:
+                    touched[total.compiled.rule_id] = total
+    found: list[_Watch] = []
+    for total in touched.values():
+        # Evaluated after the store write, so the latest readings include these batches.
+        latest = get_store().latest(tenant_id=total.tenant_id, channel_ids=list(total.to_kw))
+        newest = max((int(p.timestamps_ms[-1]) for p in latest.values()), default=None)
+        if newest is None:
+            continue
+        kw = sum(
+            float(p.values[-1]) * total.to_kw[cid]
+            for cid, p in latest.items()
+            if newest - int(p.timestamps_ms[-1]) <= TOTAL_STALE_MS and p.values[-1] == p.values[-1]
+        )
+        fid = total.compiled.facility_id
+        found.append(
+            _Watch(total.compiled, -fid, None, np.array([newest], dtype=np.int64), np.array([kw]), None, f"f:{fid}")
+        )
+    return found
+
+
 def readings_evaluate(*, batches: Sequence[ReadingsBatch]) -> int:
     """Evaluate the rules watching these batches' channels; returns how many alerts were raised or updated.
 
@@ -214,13 +290,15 @@ def readings_evaluate(*, batches: Sequence[ReadingsBatch]) -> int:
     the steady state a call costs one read of the few states that are breaching, and nothing else.
     """
     index = rule_index()
-    if not index.by_channel:
+    if not index.by_channel and not index.totals:
         return 0
-    watches = _watches(index, batches)
+    watches = _watches(index, batches) if index.by_channel else []
+    if index.totals:
+        watches += _total_watches(index, batches)
     if not watches:
         return 0
     masks = [_breaches(w) for w in watches]
-    keyed = [((w.compiled.rule_id, f"c:{w.channel_id}"), w, m) for w, m in zip(watches, masks, strict=True)]
+    keyed = [((w.compiled.rule_id, w.source), w, m) for w, m in zip(watches, masks, strict=True)]
     breaking = {key for key, _, mask in keyed if mask.any()}
     quiet = {key for key, _, _ in keyed} - breaking
     if quiet:
@@ -261,7 +339,7 @@ def _apply(index: RuleIndex, keyed: list[tuple[tuple[int, str], _Watch, npt.NDAr
         )
         rules = {r.pk: r for r in AlertRule.objects.filter(pk__in={w.compiled.rule_id for w, _ in outcomes})}
         for watch, holds in outcomes:
-            rule, source, at = rules[watch.compiled.rule_id], f"c:{watch.channel_id}", _at(int(watch.ts[-1]))
+            rule, source, at = rules[watch.compiled.rule_id], watch.source, _at(int(watch.ts[-1]))
             state = states[(watch.compiled.rule_id, source)]
             alert: Alert | None
             if holds:
