@@ -12,7 +12,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from alerts import selectors, services
-from alerts.models import Alert, AlertRule, Condition, Event, RuleKind, Schedule, Severity, Webhook
+from alerts.models import (
+    Alert,
+    AlertRule,
+    Condition,
+    Event,
+    NotificationPreference,
+    RuleKind,
+    Schedule,
+    Severity,
+    Webhook,
+)
 from integrations.api.fields import OffsetDateTimeField
 from integrations.api.views import MAX_ID, IdFilter, TenantApiView
 from integrations.scopes import ALERTS_READ, ALERTS_WRITE
@@ -268,3 +278,64 @@ class WebhookListApi(AlertsApi, generics.ListAPIView):  # type: ignore[type-arg]
         webhook = services.webhook_create(access=self.access, name=data["name"], url=data["url"])
         # The secret is shown once, here: receivers check each delivery's signature with it.
         return Response(WebhookCreated(webhook).data, status=status.HTTP_201_CREATED)
+
+
+class WebhookDetailApi(AlertsApi, generics.RetrieveAPIView):  # type: ignore[type-arg]
+    model = Webhook
+    serializer_class = WebhookOutput
+
+    def get_queryset(self) -> QuerySet[Webhook]:
+        return self.empty() if self.is_schema_generation else selectors.webhook_list(access=self.access)
+
+    def delete(self, request: Request, pk: int) -> Response:
+        services.webhook_delete(access=self.access, webhook_id=self.get_object().pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Notification preferences ---------------------------------------------------------------------
+
+
+class PreferenceOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
+    facilities = serializers.PrimaryKeyRelatedField(many=True, read_only=True)  # type: ignore[var-annotated]
+
+    class Meta:
+        model = NotificationPreference
+        fields = ["min_severity", "facilities", "quiet_start", "quiet_end"]
+
+
+class PreferenceInput(serializers.Serializer):  # type: ignore[type-arg]
+    min_severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.INFO)
+    facilities = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=500, default=list
+    )
+    quiet_start = serializers.TimeField(required=False, allow_null=True, default=None)
+    quiet_end = serializers.TimeField(required=False, allow_null=True, default=None)
+
+
+class NotificationPreferenceApi(AlertsApi):
+    """The signed-in user's own e-mail preferences; a token without a user has none."""
+
+    serializer_class = PreferenceOutput
+
+    def _current(self) -> dict[str, Any]:
+        preference = selectors.notification_preference_of(access=self.access)
+        if preference is None:
+            return {"min_severity": Severity.INFO, "facilities": [], "quiet_start": None, "quiet_end": None}
+        return dict(PreferenceOutput(preference).data)
+
+    @extend_schema(responses={200: PreferenceOutput})
+    def get(self, request: Request) -> Response:
+        return Response(self._current())
+
+    @extend_schema(request=PreferenceInput, responses={200: PreferenceOutput, 400: OpenApiResponse()})
+    def put(self, request: Request) -> Response:
+        data = self.parse(PreferenceInput, request.data)
+        services.notification_preference_set(
+            access=self.access,
+            user_id=self.access.user_id,
+            min_severity=data["min_severity"],
+            facility_ids=data["facilities"],
+            quiet_start=data["quiet_start"],
+            quiet_end=data["quiet_end"],
+        )
+        return Response(self._current())

@@ -312,6 +312,16 @@ def webhook_create(*, access: Access, name: str, url: str) -> Webhook:
     return Webhook.objects.create(tenant_id=access.tenant_id, name=name, url=url, secret=secrets.token_hex(32))
 
 
+@transaction.atomic
+def webhook_delete(*, access: Access, webhook_id: int) -> None:
+    """Remove a webhook: its rules stop posting to it, and its delivery log goes with it."""
+    if not access.is_admin:
+        raise AlertsError("Only tenant admins remove webhooks.")
+    deleted, _ = Webhook.objects.filter(tenant_id=access.tenant_id, pk=webhook_id).delete()
+    if not deleted:
+        raise Webhook.DoesNotExist
+
+
 # --- Preferences ----------------------------------------------------------------------------------
 
 
@@ -319,16 +329,20 @@ def webhook_create(*, access: Access, name: str, url: str) -> Webhook:
 def notification_preference_set(
     *,
     access: Access,
-    user_id: int,
+    user_id: int | None,
     min_severity: int,
     facility_ids: Sequence[int] = (),
     quiet_start: dt.time | None = None,
     quiet_end: dt.time | None = None,
 ) -> NotificationPreference:
+    if user_id is None or not Membership.objects.filter(tenant_id=access.tenant_id, user_id=user_id).exists():
+        raise AlertsError("Preferences belong to a member of your organisation.")
     if min_severity not in Severity.values:
         raise AlertsError("Unknown severity.")
     if (quiet_start is None) != (quiet_end is None):
         raise AlertsError("Quiet hours need both a start and an end.")
+    if quiet_start is not None and quiet_start == quiet_end:
+        raise AlertsError("Quiet hours need an end other than their start.")
     facilities = list(Facility.objects.filter(tenant_id=access.tenant_id, pk__in=set(facility_ids)))
     if len(facilities) != len(set(facility_ids)):
         raise AlertsError("The facility does not exist.")

@@ -58,6 +58,22 @@ OPERATIONS: dict[str, tuple[str, str]] = {
         "in the `X-Energybox-Signature` header (`sha256=<hex>`) with the secret this answer shows once. "
         "Loopback and private addresses are refused (400). Only tenant admins add webhooks. Scope `alerts:write`.",
     ),
+    "webhooks_retrieve": ("Get a webhook", "One webhook by id, without its secret. Scope `alerts:read`."),
+    "webhooks_destroy": (
+        "Delete a webhook",
+        "Rules stop posting to it and its delivery log is deleted. Only tenant admins; another tenant's webhook "
+        "is a 404. Scope `alerts:write`.",
+    ),
+    "alert_preferences_retrieve": (
+        "Get your alert e-mail preferences",
+        "The lowest severity you are e-mailed about, the facilities (none: all) and your quiet hours, in each "
+        "facility's local time. Scope `alerts:read`.",
+    ),
+    "alert_preferences_update": (
+        "Set your alert e-mail preferences",
+        "Replace them: `min_severity`, `facilities` (yours to see; none: all) and `quiet_start`/`quiet_end` "
+        "(both or neither). Another tenant's facility or half of the quiet hours is a 400. Scope `alerts:write`.",
+    ),
     # --- Facilities, loads, device groups -------------------------------------------------------
     "facilities_list": (
         "List facilities",
