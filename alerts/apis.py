@@ -15,6 +15,7 @@ from alerts import selectors, services
 from alerts.models import (
     Alert,
     AlertRule,
+    ColdUnit,
     Condition,
     Event,
     NotificationPreference,
@@ -339,3 +340,63 @@ class NotificationPreferenceApi(AlertsApi):
             quiet_end=data["quiet_end"],
         )
         return Response(self._current())
+
+
+# --- Cold units -----------------------------------------------------------------------------------
+
+
+class ColdUnitOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = ColdUnit
+        fields = ["id", "name", "facility", "device", "preset", "limit_c", "alarm_delay_s", "rule"]
+
+
+class ColdUnitInput(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=120)
+    device = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    preset = serializers.ChoiceField(choices=ColdUnit.Preset.choices)
+    limit_c = serializers.FloatField(required=False, allow_null=True, default=None, help_text="For the custom preset")
+    alarm_delay_s = serializers.IntegerField(min_value=0, max_value=services.MAX_DURATION_S, default=900)
+
+
+class ColdUnitListApi(AlertsApi, generics.ListAPIView):  # type: ignore[type-arg]
+    model = ColdUnit
+    serializer_class = ColdUnitOutput
+
+    def get_queryset(self) -> QuerySet[ColdUnit]:
+        return self.empty() if self.is_schema_generation else selectors.cold_unit_list(access=self.access)
+
+    @extend_schema(request=ColdUnitInput, responses={201: ColdUnitOutput, 400: OpenApiResponse()})
+    def post(self, request: Request) -> Response:
+        data = self.parse(ColdUnitInput, request.data)
+        unit = services.cold_unit_create(
+            access=self.access,
+            device_id=data["device"],
+            name=data["name"],
+            preset=data["preset"],
+            limit_c=data["limit_c"],
+            alarm_delay_s=data["alarm_delay_s"],
+        )
+        return Response(ColdUnitOutput(unit).data, status=status.HTTP_201_CREATED)
+
+
+class ColdUnitDetailApi(AlertsApi, generics.RetrieveAPIView):  # type: ignore[type-arg]
+    model = ColdUnit
+    serializer_class = ColdUnitOutput
+
+    def get_queryset(self) -> QuerySet[ColdUnit]:
+        return self.empty() if self.is_schema_generation else selectors.cold_unit_list(access=self.access)
+
+    @extend_schema(request=ColdUnitInput, responses={200: ColdUnitOutput, 400: OpenApiResponse()})
+    def patch(self, request: Request, pk: int) -> Response:
+        unit = self.get_object()
+        data = self.parse(ColdUnitInput, request.data, partial=True)
+        current = {
+            "name": unit.name,
+            "preset": unit.preset,
+            "limit_c": unit.limit_c,
+            "alarm_delay_s": unit.alarm_delay_s,
+        }
+        current.update({key: value for key, value in data.items() if key in current})
+        unit = services.cold_unit_update(access=self.access, unit=unit, **current)
+        return Response(ColdUnitOutput(unit).data)

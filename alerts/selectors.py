@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from accounts.access import Access
-from alerts.models import Alert, AlertRule, Event, NotificationPreference, Webhook, WebhookDelivery
+from alerts.models import Alert, AlertRule, ColdUnit, Event, NotificationPreference, Webhook, WebhookDelivery
 
 
 def _facilities(qs: QuerySet, access: Access, field: str = "facility_id") -> QuerySet:  # type: ignore[type-arg]
@@ -52,3 +52,7 @@ def notification_preference_of(*, access: Access) -> NotificationPreference | No
         .prefetch_related("facilities")
         .first()
     )
+
+
+def cold_unit_list(*, access: Access) -> QuerySet[ColdUnit]:
+    return _facilities(ColdUnit.objects.select_related("facility", "device", "rule"), access)

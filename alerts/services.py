@@ -461,6 +461,32 @@ def alert_remind(*, alert_id: int, now: dt.datetime) -> bool:
 PRESET_LIMITS: dict[str, float] = {ColdUnit.Preset.CHILLED: 5.0, ColdUnit.Preset.FROZEN: -18.0}
 
 
+def _cold_limit(preset: str, limit_c: float | None, alarm_delay_s: int) -> float:
+    if preset not in ColdUnit.Preset.values:
+        raise AlertsError(f"Unknown preset {preset!r}: chilled, frozen or custom.")
+    if preset == ColdUnit.Preset.CUSTOM and (limit_c is None or not -60 <= limit_c <= 30):
+        raise AlertsError("A custom limit is a temperature between −60 and +30 °C.")
+    if not 0 <= alarm_delay_s <= MAX_DURATION_S:
+        raise AlertsError(f"The alarm delay must be between 0 and {MAX_DURATION_S} seconds.")
+    limit = PRESET_LIMITS.get(preset, limit_c)
+    assert limit is not None
+    return limit
+
+
+@transaction.atomic
+def cold_unit_update(
+    *, access: Access, unit: ColdUnit, name: str, preset: str, limit_c: float | None = None, alarm_delay_s: int
+) -> ColdUnit:
+    """Change a unit's name, limit or alarm delay; its temperature rule changes with it."""
+    limit = _cold_limit(preset, limit_c, alarm_delay_s)
+    condition = Condition.DURATION if alarm_delay_s else Condition.SIMPLE
+    spec = spec_of(unit.rule, name=name, threshold=limit, unit="°C", condition=condition, duration_s=alarm_delay_s)
+    alert_rule_update(access=access, rule=unit.rule, spec=spec)
+    unit.name, unit.preset, unit.limit_c, unit.alarm_delay_s = name, preset, limit, alarm_delay_s
+    unit.save(update_fields=["name", "preset", "limit_c", "alarm_delay_s"])
+    return unit
+
+
 @transaction.atomic
 def cold_unit_create(
     *,
@@ -474,12 +500,7 @@ def cold_unit_create(
     recipient_ids: Sequence[int] = (),
 ) -> ColdUnit:
     """A cold room or cabinet, watched by a temperature rule with its limit, its alarm delay and defrost suppression."""
-    if preset not in ColdUnit.Preset.values:
-        raise AlertsError(f"Unknown preset {preset!r}: chilled, frozen or custom.")
-    limit = PRESET_LIMITS.get(preset, limit_c)
-    if preset == ColdUnit.Preset.CUSTOM and (limit_c is None or not -60 <= limit_c <= 30):
-        raise AlertsError("A custom limit is a temperature between −60 and +30 °C.")
-    assert limit is not None
+    limit = _cold_limit(preset, limit_c, alarm_delay_s)
     rule = alert_rule_create(
         access=access,
         spec=RuleSpec(

@@ -23,7 +23,7 @@ from accounts.access import Access
 from accounts.errors import TenantAccessDenied
 from alerts import haccp, selectors, services
 from alerts.errors import AlertsError
-from alerts.models import Alert, AlertRule, Condition, Excursion, RuleKind, Schedule, Severity, Webhook
+from alerts.models import Alert, AlertRule, ColdUnit, Condition, Excursion, RuleKind, Schedule, Severity, Webhook
 from devices.models import Facility
 from devices.selectors import device_list, facility_list
 from portal.access import request_access
@@ -293,6 +293,64 @@ def preference_page(request: HttpRequest) -> HttpResponse:
             messages.success(request, _("Preferences saved."))
             return redirect("alerts:preferences")
     return render(request, "alerts/preferences.html", {"form": form})
+
+
+class ColdUnitForm(forms.Form):
+    name = forms.CharField(label=gettext_lazy("Name"), max_length=120)
+    device = forms.TypedChoiceField(label=gettext_lazy("Temperature sensor (device)"), coerce=int)
+    preset = forms.ChoiceField(label=gettext_lazy("Limit"), choices=ColdUnit.Preset.choices)
+    limit_c = forms.FloatField(label=gettext_lazy("Custom limit (°C)"), required=False)
+    alarm_delay_s = forms.IntegerField(label=gettext_lazy("Alarm delay (seconds)"), min_value=0, initial=900)
+
+    def __init__(self, *args: Any, access: Access, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["device"].choices = [  # type: ignore[attr-defined]
+            (d.pk, d.name or d.serial) for d in device_list(access=access).order_by("serial")
+        ]
+        if editing:  # the sensor stays: a new sensor is a new unit
+            del self.fields["device"]
+
+
+@login_required
+def cold_unit_page(request: HttpRequest, unit_id: int | None = None) -> HttpResponse:
+    """Cold rooms and cabinets: add one with a preset or custom limit, or change one's limit and delay."""
+    access = _access(request)
+    units = selectors.cold_unit_list(access=access).order_by("facility__name", "name")
+    editing = None
+    if unit_id is not None:
+        editing = units.filter(pk=unit_id).first()
+        if editing is None:
+            raise Http404
+    initial = (
+        {
+            "name": editing.name,
+            "preset": editing.preset,
+            "limit_c": editing.limit_c,
+            "alarm_delay_s": editing.alarm_delay_s,
+        }
+        if editing
+        else None
+    )
+    form = ColdUnitForm(request.POST or None, access=access, editing=editing is not None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        values = {
+            "name": data["name"],
+            "preset": data["preset"],
+            "limit_c": data["limit_c"],
+            "alarm_delay_s": data["alarm_delay_s"],
+        }
+        try:
+            if editing is None:
+                services.cold_unit_create(access=access, device_id=data["device"], **values)
+            else:
+                services.cold_unit_update(access=access, unit=editing, **values)
+        except AlertsError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, _("Cold unit saved."))
+            return redirect("alerts:cold_units")
+    return render(request, "alerts/cold_units.html", {"units": units, "form": form, "editing": editing})
 
 
 def _month_of(raw: str, now: dt.datetime) -> tuple[int, int]:
