@@ -198,6 +198,42 @@ def _breaches(watch: _Watch) -> npt.NDArray[np.bool_]:
     return mask
 
 
+def _all_breaches(watches: list[_Watch]) -> tuple[list[npt.NDArray[np.bool_]], list[bool]]:
+    """Each watch's breach mask and whether it has any, one NumPy pass per compiled rule over all its rows.
+
+    A task's batches put many devices' rows under the same rule (a facility-wide freezer rule watches
+    every cabinet): their values are joined, compared once and split again, so the Python work per
+    call is per rule, not per row.
+    """
+    masks: list[npt.NDArray[np.bool_]] = [np.zeros(0, dtype=bool)] * len(watches)
+    hit = [False] * len(watches)
+    groups: dict[int, list[int]] = {}
+    for i, watch in enumerate(watches):
+        groups.setdefault(id(watch.compiled), []).append(i)
+    for members in groups.values():
+        if len(members) == 1:
+            mask = _breaches(watches[members[0]])
+            masks[members[0]], hit[members[0]] = mask, bool(mask.any())
+            continue
+        rule = watches[members[0]].compiled
+        parts = [watches[i] for i in members]
+        lengths = np.fromiter((len(w.values) for w in parts), dtype=np.int64, count=len(parts))
+        values = np.concatenate([w.values for w in parts])
+        joined = values > rule.threshold if rule.above else values < rule.threshold
+        if any(w.suppressed is not None for w in parts):
+            joined &= ~np.concatenate(
+                [w.suppressed if w.suppressed is not None else np.zeros(len(w.values), dtype=bool) for w in parts]
+            )
+        if rule.schedule != Schedule.ALWAYS:
+            inside = opening_mask(np.concatenate([w.ts for w in parts]), rule.tz, rule.hours)
+            joined &= inside if rule.schedule == Schedule.OPENING_HOURS else ~inside
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        counts = np.add.reduceat(joined.astype(np.int64), starts) if len(joined) else np.zeros(len(parts))
+        for i, start, length, count in zip(members, starts.tolist(), lengths.tolist(), counts.tolist(), strict=True):
+            masks[i], hit[i] = joined[start : start + length], count > 0
+    return masks, hit
+
+
 def _advance(state: RuleState, watch: _Watch, mask: npt.NDArray[np.bool_]) -> bool | None:
     """Move the source's state over the batch; True: the rule holds now, False: it stopped holding, None: neither."""
     was_breaching = state.breach_since is not None
@@ -297,9 +333,9 @@ def readings_evaluate(*, batches: Sequence[ReadingsBatch]) -> int:
         watches += _total_watches(index, batches)
     if not watches:
         return 0
-    masks = [_breaches(w) for w in watches]
+    masks, hit = _all_breaches(watches)
     keyed = [((w.compiled.rule_id, w.source), w, m) for w, m in zip(watches, masks, strict=True)]
-    breaking = {key for key, _, mask in keyed if mask.any()}
+    breaking = {key for (key, _, _), h in zip(keyed, hit, strict=True) if h}
     quiet = {key for key, _, _ in keyed} - breaking
     if quiet:
         quiet_rules, quiet_sources = {k[0] for k in quiet}, {k[1] for k in quiet}

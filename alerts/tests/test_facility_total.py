@@ -76,3 +76,20 @@ def test_another_tenants_power_is_never_in_the_total():
     assert Alert.objects.count() == 0
     _arrive(own, T0 + 10 * STEP, [5100.0] * 5)
     assert Alert.objects.get().value == pytest.approx(5.1)
+
+
+def test_one_call_over_many_devices_under_one_rule_judges_each_row_on_its_own():
+    from alerts.tests.test_evaluation import T0 as START
+
+    facility = FacilityFactory()
+    warm, defrosting, cold = cold_room(facility), cold_room(facility), cold_room(facility)
+    spec = services.RuleSpec(name="Cabinets", kind="temperature", facility_id=facility.pk, threshold=5.0, unit="°C")
+    services.alert_rule_create(access=access_for_tenant(tenant=facility.tenant), spec=spec)
+    batches = [
+        batch(cold, START, air=[3.0, 4.0, 4.5]),
+        batch(warm, START, air=[4.0, 6.0, 7.5]),
+        batch(defrosting, START, air=[8.0, 9.0, 9.5], defrost=[1.0, 1.0, 1.0]),
+    ]
+    assert readings_evaluate(batches=batches) == 1
+    alert = Alert.objects.get()
+    assert alert.device_id == warm.pk and alert.value == pytest.approx(7.5)
