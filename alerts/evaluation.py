@@ -98,12 +98,16 @@ def rule_index_build() -> RuleIndex:
         channels = Channel.objects.filter(
             _channels_of(rule), tenant_id=rule.tenant_id, quantity=WATCHED_QUANTITY[rule.kind]
         ).values_list("id", "device_id", "unit", "name", "device__name", "device__serial")
+        # One compiled rule per unit factor, shared by its channels: evaluation groups rows by it.
+        by_factor: dict[float, Compiled] = {}
         for channel_id, device_id, unit, name, device_name, serial in channels:
             to_rule = TO_RULE_UNIT.get(unit, 1.0) if rule.kind == RuleKind.DEMAND_THRESHOLD else 1.0
-            door = rule.kind == RuleKind.DOOR_OPEN
-            compiled = _compiled(rule, facility, threshold=float(rule.threshold or 0.0) / to_rule, to_rule=to_rule)
-            if door:  # a door rule: the state 1 (open) lasting its duration
-                compiled = replace(compiled, threshold=0.5, above=True, condition=Condition.DURATION)
+            compiled = by_factor.get(to_rule)
+            if compiled is None:
+                compiled = _compiled(rule, facility, threshold=float(rule.threshold or 0.0) / to_rule, to_rule=to_rule)
+                if rule.kind == RuleKind.DOOR_OPEN:  # a door rule: the state 1 (open) lasting its duration
+                    compiled = replace(compiled, threshold=0.5, above=True, condition=Condition.DURATION)
+                by_factor[to_rule] = compiled
             index.by_channel.setdefault(channel_id, []).append(compiled)
             index.channel_names[channel_id] = f"{device_name or serial} · {name}"
             if rule.kind == RuleKind.TEMPERATURE:
