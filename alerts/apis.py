@@ -12,7 +12,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from alerts import selectors, services
-from alerts.models import Alert, AlertRule, Condition, Event, RuleKind, Schedule, Severity, Webhook
+from alerts.models import (
+    Alert,
+    AlertRule,
+    ColdUnit,
+    Condition,
+    Event,
+    NotificationPreference,
+    RuleKind,
+    Schedule,
+    Severity,
+    Webhook,
+)
 from integrations.api.fields import OffsetDateTimeField
 from integrations.api.views import MAX_ID, IdFilter, TenantApiView
 from integrations.scopes import ALERTS_READ, ALERTS_WRITE
@@ -268,3 +279,124 @@ class WebhookListApi(AlertsApi, generics.ListAPIView):  # type: ignore[type-arg]
         webhook = services.webhook_create(access=self.access, name=data["name"], url=data["url"])
         # The secret is shown once, here: receivers check each delivery's signature with it.
         return Response(WebhookCreated(webhook).data, status=status.HTTP_201_CREATED)
+
+
+class WebhookDetailApi(AlertsApi, generics.RetrieveAPIView):  # type: ignore[type-arg]
+    model = Webhook
+    serializer_class = WebhookOutput
+
+    def get_queryset(self) -> QuerySet[Webhook]:
+        return self.empty() if self.is_schema_generation else selectors.webhook_list(access=self.access)
+
+    def delete(self, request: Request, pk: int) -> Response:
+        services.webhook_delete(access=self.access, webhook_id=self.get_object().pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Notification preferences ---------------------------------------------------------------------
+
+
+class PreferenceOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
+    facilities = serializers.PrimaryKeyRelatedField(many=True, read_only=True)  # type: ignore[var-annotated]
+
+    class Meta:
+        model = NotificationPreference
+        fields = ["min_severity", "facilities", "quiet_start", "quiet_end"]
+
+
+class PreferenceInput(serializers.Serializer):  # type: ignore[type-arg]
+    min_severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.INFO)
+    facilities = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=500, default=list
+    )
+    quiet_start = serializers.TimeField(required=False, allow_null=True, default=None)
+    quiet_end = serializers.TimeField(required=False, allow_null=True, default=None)
+
+
+class NotificationPreferenceApi(AlertsApi):
+    """The signed-in user's own e-mail preferences; a token without a user has none."""
+
+    serializer_class = PreferenceOutput
+
+    def _current(self) -> dict[str, Any]:
+        preference = selectors.notification_preference_of(access=self.access)
+        if preference is None:
+            return {"min_severity": Severity.INFO, "facilities": [], "quiet_start": None, "quiet_end": None}
+        return dict(PreferenceOutput(preference).data)
+
+    @extend_schema(responses={200: PreferenceOutput})
+    def get(self, request: Request) -> Response:
+        return Response(self._current())
+
+    @extend_schema(request=PreferenceInput, responses={200: PreferenceOutput, 400: OpenApiResponse()})
+    def put(self, request: Request) -> Response:
+        data = self.parse(PreferenceInput, request.data)
+        services.notification_preference_set(
+            access=self.access,
+            user_id=self.access.user_id,
+            min_severity=data["min_severity"],
+            facility_ids=data["facilities"],
+            quiet_start=data["quiet_start"],
+            quiet_end=data["quiet_end"],
+        )
+        return Response(self._current())
+
+
+# --- Cold units -----------------------------------------------------------------------------------
+
+
+class ColdUnitOutput(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = ColdUnit
+        fields = ["id", "name", "facility", "device", "preset", "limit_c", "alarm_delay_s", "rule"]
+
+
+class ColdUnitInput(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=120)
+    device = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    preset = serializers.ChoiceField(choices=ColdUnit.Preset.choices)
+    limit_c = serializers.FloatField(required=False, allow_null=True, default=None, help_text="For the custom preset")
+    alarm_delay_s = serializers.IntegerField(min_value=0, max_value=services.MAX_DURATION_S, default=900)
+
+
+class ColdUnitListApi(AlertsApi, generics.ListAPIView):  # type: ignore[type-arg]
+    model = ColdUnit
+    serializer_class = ColdUnitOutput
+
+    def get_queryset(self) -> QuerySet[ColdUnit]:
+        return self.empty() if self.is_schema_generation else selectors.cold_unit_list(access=self.access)
+
+    @extend_schema(request=ColdUnitInput, responses={201: ColdUnitOutput, 400: OpenApiResponse()})
+    def post(self, request: Request) -> Response:
+        data = self.parse(ColdUnitInput, request.data)
+        unit = services.cold_unit_create(
+            access=self.access,
+            device_id=data["device"],
+            name=data["name"],
+            preset=data["preset"],
+            limit_c=data["limit_c"],
+            alarm_delay_s=data["alarm_delay_s"],
+        )
+        return Response(ColdUnitOutput(unit).data, status=status.HTTP_201_CREATED)
+
+
+class ColdUnitDetailApi(AlertsApi, generics.RetrieveAPIView):  # type: ignore[type-arg]
+    model = ColdUnit
+    serializer_class = ColdUnitOutput
+
+    def get_queryset(self) -> QuerySet[ColdUnit]:
+        return self.empty() if self.is_schema_generation else selectors.cold_unit_list(access=self.access)
+
+    @extend_schema(request=ColdUnitInput, responses={200: ColdUnitOutput, 400: OpenApiResponse()})
+    def patch(self, request: Request, pk: int) -> Response:
+        unit = self.get_object()
+        data = self.parse(ColdUnitInput, request.data, partial=True)
+        current = {
+            "name": unit.name,
+            "preset": unit.preset,
+            "limit_c": unit.limit_c,
+            "alarm_delay_s": unit.alarm_delay_s,
+        }
+        current.update({key: value for key, value in data.items() if key in current})
+        unit = services.cold_unit_update(access=self.access, unit=unit, **current)
+        return Response(ColdUnitOutput(unit).data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -18,14 +18,17 @@ import numpy.typing as npt
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.selectors import access_for_tenant
 from alerts import evaluation_cache, services
 from alerts.models import Alert, AlertRule, Condition, RuleKind, RuleState, Schedule
-from devices.models import Channel, Device
+from devices.models import Channel, Device, Facility, Load
 from devices.quantities import Quantity
 from readings.batch import ReadingsBatch
-from readings.selectors import readings_facility_demand
+from readings.selectors import readings_facility_demand, readings_facility_energy
+from readings.store import get_store
+from readings.totals import UNIT_TO_KILO, ChannelInfo, counted_channels
 
 WATCHED_QUANTITY: dict[str, str] = {
     RuleKind.TEMPERATURE: Quantity.TEMPERATURE,
@@ -55,9 +58,19 @@ class Compiled:
     hours: dict[str, list[list[str]]]
 
 
+@dataclass(frozen=True, slots=True)
+class FacilityTotal:
+    """A demand rule on a facility's total: the power channels that add up to it, as the live dashboard counts."""
+
+    compiled: Compiled
+    tenant_id: int
+    to_kw: dict[int, float]  # counted channel → factor to kW
+
+
 @dataclass
 class RuleIndex:
     by_channel: dict[int, list[Compiled]] = field(default_factory=dict)
+    totals: dict[int, list[FacilityTotal]] = field(default_factory=dict)
     # The device's defrost channel: while it reads 1, temperature rules of the device's channels hold still.
     defrost: dict[int, int] = field(default_factory=dict)
     channel_names: dict[int, str] = field(default_factory=dict)
@@ -79,28 +92,22 @@ def rule_index_build() -> RuleIndex:
     temperature_devices: set[int] = set()
     for rule in rules:
         facility = rule.facility or (rule.load.facility if rule.load else None) or rule.device.facility  # type: ignore[union-attr]
+        if rule.kind == RuleKind.DEMAND_THRESHOLD and rule.facility_id is not None:
+            _index_total(index, rule, facility)
+            continue
         channels = Channel.objects.filter(
             _channels_of(rule), tenant_id=rule.tenant_id, quantity=WATCHED_QUANTITY[rule.kind]
         ).values_list("id", "device_id", "unit", "name", "device__name", "device__serial")
+        # One compiled rule per unit factor, shared by its channels: evaluation groups rows by it.
+        by_factor: dict[float, Compiled] = {}
         for channel_id, device_id, unit, name, device_name, serial in channels:
             to_rule = TO_RULE_UNIT.get(unit, 1.0) if rule.kind == RuleKind.DEMAND_THRESHOLD else 1.0
-            door = rule.kind == RuleKind.DOOR_OPEN
-            compiled = Compiled(
-                rule_id=rule.pk,
-                kind=rule.kind,
-                name=rule.name,
-                threshold=0.5 if door else float(rule.threshold or 0.0) / to_rule,
-                above=True if door else rule.above,
-                condition=Condition.DURATION if door else rule.condition,
-                duration_ms=rule.duration_s * 1000,
-                repeat=max(1, rule.repeat_count),
-                schedule=rule.schedule,
-                to_rule_unit=to_rule,
-                unit=rule.unit,
-                facility_id=facility.pk,
-                tz=ZoneInfo(facility.timezone),
-                hours=facility.opening_hours or {},
-            )
+            compiled = by_factor.get(to_rule)
+            if compiled is None:
+                compiled = _compiled(rule, facility, threshold=float(rule.threshold or 0.0) / to_rule, to_rule=to_rule)
+                if rule.kind == RuleKind.DOOR_OPEN:  # a door rule: the state 1 (open) lasting its duration
+                    compiled = replace(compiled, threshold=0.5, above=True, condition=Condition.DURATION)
+                by_factor[to_rule] = compiled
             index.by_channel.setdefault(channel_id, []).append(compiled)
             index.channel_names[channel_id] = f"{device_name or serial} · {name}"
             if rule.kind == RuleKind.TEMPERATURE:
@@ -112,6 +119,45 @@ def rule_index_build() -> RuleIndex:
             )
         )
     return index
+
+
+def _compiled(rule: AlertRule, facility: Facility, *, threshold: float, to_rule: float) -> Compiled:
+    return Compiled(
+        rule_id=rule.pk,
+        kind=rule.kind,
+        name=rule.name,
+        threshold=threshold,
+        above=rule.above,
+        condition=rule.condition,
+        duration_ms=rule.duration_s * 1000,
+        repeat=max(1, rule.repeat_count),
+        schedule=rule.schedule,
+        to_rule_unit=to_rule,
+        unit=rule.unit,
+        facility_id=facility.pk,
+        tz=ZoneInfo(facility.timezone),
+        hours=facility.opening_hours or {},
+    )
+
+
+def _index_total(index: RuleIndex, rule: AlertRule, facility: Facility) -> None:
+    channels = Channel.objects.filter(tenant_id=rule.tenant_id, device__facility_id=facility.pk).select_related("load")
+    infos = [
+        ChannelInfo(id=c.pk, device_id=c.device_id, load_id=c.load_id, quantity=c.quantity, unit=c.unit, phase=c.phase)
+        for c in channels
+    ]
+    mains_ids = [c.load.pk for c in channels if c.load is not None and c.load.kind == Load.Kind.MAINS]
+    counted, mains = counted_channels(infos, quantity=Quantity.ACTIVE_POWER, mains_load_ids=mains_ids)
+    # The facility total is its mains load when it has one, else the sum of every load (readings.totals).
+    to_kw = {cid: UNIT_TO_KILO[c.unit] for cid, c in counted.items() if not mains or c.load_id in mains}
+    total = FacilityTotal(
+        compiled=_compiled(rule, facility, threshold=float(rule.threshold or 0.0), to_rule=1.0),
+        tenant_id=rule.tenant_id,
+        to_kw=to_kw,
+    )
+    for channel_id in to_kw:
+        index.totals.setdefault(channel_id, []).append(total)
+    index.channel_names[-facility.pk] = facility.name
 
 
 def rule_index() -> RuleIndex:
@@ -135,10 +181,14 @@ def opening_mask(
 class _Watch:
     compiled: Compiled
     channel_id: int
-    device_id: int
+    device_id: int | None
     ts: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
     suppressed: npt.NDArray[np.bool_] | None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.source = self.source or f"c:{self.channel_id}"
 
 
 def _breaches(watch: _Watch) -> npt.NDArray[np.bool_]:
@@ -150,6 +200,42 @@ def _breaches(watch: _Watch) -> npt.NDArray[np.bool_]:
         inside = opening_mask(watch.ts, rule.tz, rule.hours)
         mask &= inside if rule.schedule == Schedule.OPENING_HOURS else ~inside
     return mask
+
+
+def _all_breaches(watches: list[_Watch]) -> tuple[list[npt.NDArray[np.bool_]], list[bool]]:
+    """Each watch's breach mask and whether it has any, one NumPy pass per compiled rule over all its rows.
+
+    A task's batches put many devices' rows under the same rule (a facility-wide freezer rule watches
+    every cabinet): their values are joined, compared once and split again, so the Python work per
+    call is per rule, not per row.
+    """
+    masks: list[npt.NDArray[np.bool_]] = [np.zeros(0, dtype=bool)] * len(watches)
+    hit = [False] * len(watches)
+    groups: dict[int, list[int]] = {}
+    for i, watch in enumerate(watches):
+        groups.setdefault(id(watch.compiled), []).append(i)
+    for members in groups.values():
+        if len(members) == 1:
+            mask = _breaches(watches[members[0]])
+            masks[members[0]], hit[members[0]] = mask, bool(mask.any())
+            continue
+        rule = watches[members[0]].compiled
+        parts = [watches[i] for i in members]
+        lengths = np.fromiter((len(w.values) for w in parts), dtype=np.int64, count=len(parts))
+        values = np.concatenate([w.values for w in parts])
+        joined = values > rule.threshold if rule.above else values < rule.threshold
+        if any(w.suppressed is not None for w in parts):
+            joined &= ~np.concatenate(
+                [w.suppressed if w.suppressed is not None else np.zeros(len(w.values), dtype=bool) for w in parts]
+            )
+        if rule.schedule != Schedule.ALWAYS:
+            inside = opening_mask(np.concatenate([w.ts for w in parts]), rule.tz, rule.hours)
+            joined &= inside if rule.schedule == Schedule.OPENING_HOURS else ~inside
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        counts = np.add.reduceat(joined.astype(np.int64), starts) if len(joined) else np.zeros(len(parts))
+        for i, start, length, count in zip(members, starts.tolist(), lengths.tolist(), counts.tolist(), strict=True):
+            masks[i], hit[i] = joined[start : start + length], count > 0
+    return masks, hit
 
 
 def _advance(state: RuleState, watch: _Watch, mask: npt.NDArray[np.bool_]) -> bool | None:
@@ -206,6 +292,37 @@ def _watches(index: RuleIndex, batches: Sequence[ReadingsBatch]) -> list[_Watch]
     return found
 
 
+# A channel whose newest reading is this much older than the facility's newest is left out of its total.
+TOTAL_STALE_MS = 5 * 60_000
+
+
+def _total_watches(index: RuleIndex, batches: Sequence[ReadingsBatch]) -> list[_Watch]:
+    """Facility totals the batches touched, at their newest reading: the sum of each counted channel's latest."""
+    touched: dict[int, FacilityTotal] = {}
+    for batch in batches:
+        if len(batch.timestamps_ms):
+            for channel_id in set(batch.channel_ids.tolist()) & index.totals.keys():
+                for total in index.totals[channel_id]:
+                    touched[total.compiled.rule_id] = total
+    found: list[_Watch] = []
+    for total in touched.values():
+        # Evaluated after the store write, so the latest readings include these batches.
+        latest = get_store().latest(tenant_id=total.tenant_id, channel_ids=list(total.to_kw))
+        newest = max((int(p.timestamps_ms[-1]) for p in latest.values()), default=None)
+        if newest is None:
+            continue
+        kw = sum(
+            float(p.values[-1]) * total.to_kw[cid]
+            for cid, p in latest.items()
+            if newest - int(p.timestamps_ms[-1]) <= TOTAL_STALE_MS and p.values[-1] == p.values[-1]
+        )
+        fid = total.compiled.facility_id
+        found.append(
+            _Watch(total.compiled, -fid, None, np.array([newest], dtype=np.int64), np.array([kw]), None, f"f:{fid}")
+        )
+    return found
+
+
 def readings_evaluate(*, batches: Sequence[ReadingsBatch]) -> int:
     """Evaluate the rules watching these batches' channels; returns how many alerts were raised or updated.
 
@@ -213,14 +330,16 @@ def readings_evaluate(*, batches: Sequence[ReadingsBatch]) -> int:
     the steady state a call costs one read of the few states that are breaching, and nothing else.
     """
     index = rule_index()
-    if not index.by_channel:
+    if not index.by_channel and not index.totals:
         return 0
-    watches = _watches(index, batches)
+    watches = _watches(index, batches) if index.by_channel else []
+    if index.totals:
+        watches += _total_watches(index, batches)
     if not watches:
         return 0
-    masks = [_breaches(w) for w in watches]
-    keyed = [((w.compiled.rule_id, f"c:{w.channel_id}"), w, m) for w, m in zip(watches, masks, strict=True)]
-    breaking = {key for key, _, mask in keyed if mask.any()}
+    masks, hit = _all_breaches(watches)
+    keyed = [((w.compiled.rule_id, w.source), w, m) for w, m in zip(watches, masks, strict=True)]
+    breaking = {key for (key, _, _), h in zip(keyed, hit, strict=True) if h}
     quiet = {key for key, _, _ in keyed} - breaking
     if quiet:
         quiet_rules, quiet_sources = {k[0] for k in quiet}, {k[1] for k in quiet}
@@ -260,7 +379,7 @@ def _apply(index: RuleIndex, keyed: list[tuple[tuple[int, str], _Watch, npt.NDAr
         )
         rules = {r.pk: r for r in AlertRule.objects.filter(pk__in={w.compiled.rule_id for w, _ in outcomes})}
         for watch, holds in outcomes:
-            rule, source, at = rules[watch.compiled.rule_id], f"c:{watch.channel_id}", _at(int(watch.ts[-1]))
+            rule, source, at = rules[watch.compiled.rule_id], watch.source, _at(int(watch.ts[-1]))
             state = states[(watch.compiled.rule_id, source)]
             alert: Alert | None
             if holds:
@@ -351,6 +470,87 @@ def _projection(rule: AlertRule, now: dt.datetime) -> None:
         services.alert_clear(rule=rule, source=source, at=now)
 
 
+BASELINE_WEEKS = 4
+
+
+def _day_ended(facility_tz: ZoneInfo, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The last whole local day before `now` in the facility's zone: [start, end) as aware datetimes."""
+    today = now.astimezone(facility_tz).date()
+    day = today - dt.timedelta(days=1)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=facility_tz)
+    return start, dt.datetime.combine(today, dt.time(), tzinfo=facility_tz)
+
+
+def _out_of_hours_share(
+    rule: AlertRule, facility_id: int, tz: ZoneInfo, start: dt.datetime, end: dt.datetime
+) -> float | None:
+    """The day's kWh outside the opening hours as a percentage of the day's kWh (per 15-minute rollup)."""
+    assert rule.facility is not None
+    access = access_for_tenant(tenant=rule.facility.tenant)
+    energy = readings_facility_energy(access=access, facility_id=facility_id, start=start, end=end, resolution="15m")
+    measured = ~np.isnan(energy.total_kwh)
+    total = float(energy.total_kwh[measured].sum())
+    if not measured.any() or total <= 0:
+        return None
+    inside = opening_mask(energy.timestamps_ms, tz, rule.facility.opening_hours or {})
+    outside = float(energy.total_kwh[measured & ~inside].sum())
+    return 100.0 * outside / total
+
+
+def _baseline_deviation(rule: AlertRule, facility_id: int, start: dt.datetime, end: dt.datetime) -> float | None:
+    """The day's kWh against the mean of the same weekday of the last 4 weeks, in % (+ above, − below)."""
+    assert rule.facility is not None
+    access = access_for_tenant(tenant=rule.facility.tenant)
+    first = start - dt.timedelta(weeks=BASELINE_WEEKS)
+    energy = readings_facility_energy(access=access, facility_id=facility_id, start=first, end=end, resolution="1d")
+    by_day = {int(t): float(v) for t, v in zip(energy.timestamps_ms.tolist(), energy.total_kwh.tolist(), strict=True)}
+    day = by_day.get(int(start.timestamp() * 1000))
+    weeks = [by_day.get(int((start - dt.timedelta(weeks=w)).timestamp() * 1000)) for w in range(1, BASELINE_WEEKS + 1)]
+    past = [v for v in weeks if v is not None and v == v]
+    if day is None or day != day or not past:
+        return None
+    baseline = sum(past) / len(past)
+    if baseline <= 0:
+        return None
+    return 100.0 * (day - baseline) / baseline
+
+
+def _daily(rule: AlertRule, now: dt.datetime) -> None:
+    """Once per facility day, after it ended in the facility's zone: raise, update or clear the day's alert."""
+    facility = rule.facility
+    if facility is None:
+        return
+    tz = ZoneInfo(facility.timezone)
+    start, end = _day_ended(tz, now)
+    source = f"f:{facility.pk}"
+    state = RuleState.objects.get_or_create(rule=rule, source=source)[0]
+    if state.last_at is not None and state.last_at >= start:
+        return  # this day was judged already
+    if rule.kind == RuleKind.OUT_OF_HOURS_ENERGY:
+        value = _out_of_hours_share(rule, facility.pk, tz, start, end)
+        breaks = value is not None and value > float(rule.threshold or 0)
+        text = gettext("%(facility)s: %(share).0f %% of %(day)s's energy outside opening hours")
+    else:
+        value = _baseline_deviation(rule, facility.pk, start, end)
+        breaks = value is not None and abs(value) > float(rule.threshold or 0)
+        text = gettext("%(facility)s: %(day)s's consumption %(share)+.0f %% off its baseline")
+    state.last_at, state.last_value = start, value
+    state.save(update_fields=["last_at", "last_value"])
+    if breaks:
+        assert value is not None
+        services.alert_raise(
+            rule=rule,
+            source=source,
+            device_id=None,
+            facility_id=facility.pk,
+            value=round(value, 1),
+            at=now,
+            message=text % {"facility": facility.name, "share": value, "day": start.date().isoformat()},
+        )
+    else:
+        services.alert_clear(rule=rule, source=source, at=now)
+
+
 def alerts_sweep(*, now: dt.datetime | None = None) -> int:
     """Offline devices, reminders to the second list and time-based de-escalation; returns alerts touched."""
     now = now or timezone.now()
@@ -361,6 +561,10 @@ def alerts_sweep(*, now: dt.datetime | None = None) -> int:
         "facility__tenant"
     ):
         _projection(rule, now)
+    for rule in AlertRule.objects.filter(enabled=True, kind__in=list(services.DAILY_KINDS)).select_related(
+        "facility__tenant"
+    ):
+        _daily(rule, now)
     reminders = Alert.objects.filter(state=Alert.State.ACTIVE, rule__escalate_after_s__gt=0).select_related("rule")
     for alert in reminders:
         delay = dt.timedelta(seconds=alert.rule.escalate_after_s)

@@ -54,6 +54,8 @@ class RuleKind(models.TextChoices):
     DEVICE_OFFLINE = "device_offline", _("Device offline")
     TEMPERATURE = "temperature", _("Temperature outside its limit")
     DOOR_OPEN = "door_open", _("Door open")
+    OUT_OF_HOURS_ENERGY = "out_of_hours_energy", _("Energy outside opening hours above a share of the day")
+    BASELINE_DEVIATION = "baseline_deviation", _("A day's consumption off its baseline")
 
 
 class Condition(models.TextChoices):

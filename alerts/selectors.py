@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import Q, QuerySet
 
 from accounts.access import Access
-from alerts.models import Alert, AlertRule, Event, Webhook, WebhookDelivery
+from alerts.models import Alert, AlertRule, ColdUnit, Event, NotificationPreference, Webhook, WebhookDelivery
 
 
 def _facilities(qs: QuerySet, access: Access, field: str = "facility_id") -> QuerySet:  # type: ignore[type-arg]
@@ -41,3 +41,18 @@ def webhook_list(*, access: Access) -> QuerySet[Webhook]:
 
 def webhook_delivery_list(*, access: Access) -> QuerySet[WebhookDelivery]:
     return WebhookDelivery.objects.filter(webhook__tenant_id=access.tenant_id).select_related("webhook")
+
+
+def notification_preference_of(*, access: Access) -> NotificationPreference | None:
+    """The signed-in member's own preferences (None: every severity, every facility, no quiet hours)."""
+    if access.user_id is None:
+        return None
+    return (
+        NotificationPreference.objects.filter(tenant_id=access.tenant_id, user_id=access.user_id)
+        .prefetch_related("facilities")
+        .first()
+    )
+
+
+def cold_unit_list(*, access: Access) -> QuerySet[ColdUnit]:
+    return _facilities(ColdUnit.objects.select_related("facility", "device", "rule"), access)

@@ -73,7 +73,12 @@ def event_record(
 THRESHOLD_UNITS: dict[str, dict[str, float]] = {
     RuleKind.DEMAND_THRESHOLD: {"kW": 1.0, "W": 0.001},
     RuleKind.TEMPERATURE: {"°C": 1.0},
+    # A share of the day's energy (out of hours) or a deviation from the baseline, either way.
+    RuleKind.OUT_OF_HOURS_ENERGY: {"%": 1.0},
+    RuleKind.BASELINE_DEVIATION: {"%": 1.0},
 }
+# Kinds judged once a day on beat, from the facility's rollups, after the day ends in its time zone.
+DAILY_KINDS = {RuleKind.OUT_OF_HOURS_ENERGY, RuleKind.BASELINE_DEVIATION}
 # Kinds that need a duration: a door is open for N minutes, a device offline for N minutes.
 NEEDS_DURATION = {RuleKind.DOOR_OPEN, RuleKind.DEVICE_OFFLINE}
 MAX_DURATION_S = 7 * 86_400
@@ -143,6 +148,10 @@ def _scope(access: Access, spec: RuleSpec) -> tuple[Facility | None, Load | None
         raise AlertsError("You may not set rules for this facility.")
     if spec.kind == RuleKind.DEMAND_PROJECTION and spec.facility_id is None:
         raise AlertsError("A demand projection rule watches a facility (against its peak target).")
+    if spec.kind in DAILY_KINDS and spec.facility_id is None:
+        raise AlertsError("A daily energy rule watches a facility (its total consumption).")
+    if spec.kind == RuleKind.OUT_OF_HOURS_ENERGY and not facility.opening_hours:
+        raise AlertsError("The facility has no opening hours: set them before an out-of-hours rule.")
     if spec.kind == RuleKind.DEVICE_OFFLINE and spec.load_id is not None:
         raise AlertsError("A device-offline rule watches a facility or a device.")
     return (facility if spec.facility_id is not None else None), load, device
@@ -179,6 +188,10 @@ def _check_values(spec: RuleSpec) -> tuple[float | None, str]:
         raise AlertsError("This kind of rule needs a finite threshold.")
     if spec.unit not in units:
         raise AlertsError(f"The threshold of this rule is in {' or '.join(units)}, not {spec.unit!r}.")
+    if spec.kind in DAILY_KINDS and not 0 < spec.threshold <= (
+        100 if spec.kind == RuleKind.OUT_OF_HOURS_ENERGY else 1000
+    ):
+        raise AlertsError("The share is a percentage above 0 (at most 100 % of the day, 1000 % off the baseline).")
     # Stored in the kind's own unit, so evaluation never converts per reading.
     canonical = next(iter(units))
     return spec.threshold * units[spec.unit], canonical
@@ -299,6 +312,16 @@ def webhook_create(*, access: Access, name: str, url: str) -> Webhook:
     return Webhook.objects.create(tenant_id=access.tenant_id, name=name, url=url, secret=secrets.token_hex(32))
 
 
+@transaction.atomic
+def webhook_delete(*, access: Access, webhook_id: int) -> None:
+    """Remove a webhook: its rules stop posting to it, and its delivery log goes with it."""
+    if not access.is_admin:
+        raise AlertsError("Only tenant admins remove webhooks.")
+    deleted, _ = Webhook.objects.filter(tenant_id=access.tenant_id, pk=webhook_id).delete()
+    if not deleted:
+        raise Webhook.DoesNotExist
+
+
 # --- Preferences ----------------------------------------------------------------------------------
 
 
@@ -306,16 +329,20 @@ def webhook_create(*, access: Access, name: str, url: str) -> Webhook:
 def notification_preference_set(
     *,
     access: Access,
-    user_id: int,
+    user_id: int | None,
     min_severity: int,
     facility_ids: Sequence[int] = (),
     quiet_start: dt.time | None = None,
     quiet_end: dt.time | None = None,
 ) -> NotificationPreference:
+    if user_id is None or not Membership.objects.filter(tenant_id=access.tenant_id, user_id=user_id).exists():
+        raise AlertsError("Preferences belong to a member of your organisation.")
     if min_severity not in Severity.values:
         raise AlertsError("Unknown severity.")
     if (quiet_start is None) != (quiet_end is None):
         raise AlertsError("Quiet hours need both a start and an end.")
+    if quiet_start is not None and quiet_start == quiet_end:
+        raise AlertsError("Quiet hours need an end other than their start.")
     facilities = list(Facility.objects.filter(tenant_id=access.tenant_id, pk__in=set(facility_ids)))
     if len(facilities) != len(set(facility_ids)):
         raise AlertsError("The facility does not exist.")
@@ -434,6 +461,32 @@ def alert_remind(*, alert_id: int, now: dt.datetime) -> bool:
 PRESET_LIMITS: dict[str, float] = {ColdUnit.Preset.CHILLED: 5.0, ColdUnit.Preset.FROZEN: -18.0}
 
 
+def _cold_limit(preset: str, limit_c: float | None, alarm_delay_s: int) -> float:
+    if preset not in ColdUnit.Preset.values:
+        raise AlertsError(f"Unknown preset {preset!r}: chilled, frozen or custom.")
+    if preset == ColdUnit.Preset.CUSTOM and (limit_c is None or not -60 <= limit_c <= 30):
+        raise AlertsError("A custom limit is a temperature between −60 and +30 °C.")
+    if not 0 <= alarm_delay_s <= MAX_DURATION_S:
+        raise AlertsError(f"The alarm delay must be between 0 and {MAX_DURATION_S} seconds.")
+    limit = PRESET_LIMITS.get(preset, limit_c)
+    assert limit is not None
+    return limit
+
+
+@transaction.atomic
+def cold_unit_update(
+    *, access: Access, unit: ColdUnit, name: str, preset: str, limit_c: float | None = None, alarm_delay_s: int
+) -> ColdUnit:
+    """Change a unit's name, limit or alarm delay; its temperature rule changes with it."""
+    limit = _cold_limit(preset, limit_c, alarm_delay_s)
+    condition = Condition.DURATION if alarm_delay_s else Condition.SIMPLE
+    spec = spec_of(unit.rule, name=name, threshold=limit, unit="°C", condition=condition, duration_s=alarm_delay_s)
+    alert_rule_update(access=access, rule=unit.rule, spec=spec)
+    unit.name, unit.preset, unit.limit_c, unit.alarm_delay_s = name, preset, limit, alarm_delay_s
+    unit.save(update_fields=["name", "preset", "limit_c", "alarm_delay_s"])
+    return unit
+
+
 @transaction.atomic
 def cold_unit_create(
     *,
@@ -447,12 +500,7 @@ def cold_unit_create(
     recipient_ids: Sequence[int] = (),
 ) -> ColdUnit:
     """A cold room or cabinet, watched by a temperature rule with its limit, its alarm delay and defrost suppression."""
-    if preset not in ColdUnit.Preset.values:
-        raise AlertsError(f"Unknown preset {preset!r}: chilled, frozen or custom.")
-    limit = PRESET_LIMITS.get(preset, limit_c)
-    if preset == ColdUnit.Preset.CUSTOM and (limit_c is None or not -60 <= limit_c <= 30):
-        raise AlertsError("A custom limit is a temperature between −60 and +30 °C.")
-    assert limit is not None
+    limit = _cold_limit(preset, limit_c, alarm_delay_s)
     rule = alert_rule_create(
         access=access,
         spec=RuleSpec(

@@ -8,7 +8,7 @@ import pytest
 from accounts.selectors import access_for_tenant
 from alerts import services
 from alerts.evaluation import readings_evaluate
-from alerts.models import Alert
+from alerts.models import Alert, AlertRule, Webhook
 from devices.demo import seed_demo
 from devices.models import Channel
 from integrations.scopes import ALERTS_READ
@@ -72,4 +72,43 @@ def test_a_tenant_admin_sees_the_alert_and_its_badge_and_acknowledges_it_on_a_ph
     except Exception:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "alerts-acknowledge.png"), full_page=True)
+        raise
+
+
+def test_the_rule_webhook_cold_unit_and_preference_pages_fit_a_phone_and_work(warm_cold_room, portal, browser):
+    tenant_id = warm_cold_room["alert"].tenant_id
+    hook = off_loop(
+        lambda: Webhook.objects.create(
+            tenant_id=tenant_id, name="Ops", url="https://hooks.example.com/energybox", secret="s"
+        )
+    )
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        sign_in(page, portal, "/alerts/webhooks/")
+        page.wait_for_selector(f'[data-webhook="{hook.pk}"]', timeout=10_000)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        # The portal's server has no allow-list: a loopback target is refused there and nothing is stored.
+        page.fill('input[name="name"]', "Loopback")
+        page.fill('input[name="url"]', "https://127.0.0.1:8443/hook")
+        page.click("form.stacked button[type=submit]")
+        page.wait_for_selector("text=non-public address", timeout=10_000)
+        page.locator(f'[data-webhook="{hook.pk}"] button[type=submit]').click()
+        page.wait_for_selector("text=No webhooks yet.", timeout=10_000)
+        for path in ("/alerts/rules/", "/alerts/cold-units/", "/alerts/preferences/"):
+            page.goto(portal + path)
+            page.wait_for_selector("form.stacked", timeout=10_000)
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+        page.goto(portal + "/alerts/rules/")
+        page.locator('[data-rule] a[href$="/"]').first.click()
+        page.fill('input[name="name"]', "Cold room limit (changed)")
+        page.click("form.stacked button[type=submit]")
+        page.wait_for_selector("text=Cold room limit (changed)", timeout=10_000)
+        assert off_loop(lambda: Webhook.objects.exists()) is False
+        assert off_loop(lambda: AlertRule.objects.get().name) == "Cold room limit (changed)"
+        assert errors == []
+    except Exception:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "alerts-settings.png"), full_page=True)
         raise

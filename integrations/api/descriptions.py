@@ -58,6 +58,37 @@ OPERATIONS: dict[str, tuple[str, str]] = {
         "in the `X-Energybox-Signature` header (`sha256=<hex>`) with the secret this answer shows once. "
         "Loopback and private addresses are refused (400). Only tenant admins add webhooks. Scope `alerts:write`.",
     ),
+    "webhooks_retrieve": ("Get a webhook", "One webhook by id, without its secret. Scope `alerts:read`."),
+    "webhooks_destroy": (
+        "Delete a webhook",
+        "Rules stop posting to it and its delivery log is deleted. Only tenant admins; another tenant's webhook "
+        "is a 404. Scope `alerts:write`.",
+    ),
+    "cold_units_list": (
+        "List cold units",
+        "Your cold rooms and cabinets with their limit (°C), preset and alarm delay. Scope `alerts:read`.",
+    ),
+    "cold_units_create": (
+        "Add a cold unit",
+        "Watch a device's temperature: preset `chilled` (≤ +5 °C), `frozen` (≤ −18 °C) or `custom` with "
+        "`limit_c` (−60 to +30 °C), alarmed after `alarm_delay_s` above the limit and never during a defrost. "
+        "Another tenant's device or a limit out of range is a 400 and nothing is stored. Scope `alerts:write`.",
+    ),
+    "cold_units_retrieve": ("Get a cold unit", "One cold unit by id. Scope `alerts:read`."),
+    "cold_units_partial_update": (
+        "Change a cold unit",
+        "Change its name, preset, custom limit or alarm delay; its temperature rule follows. Scope `alerts:write`.",
+    ),
+    "alert_preferences_retrieve": (
+        "Get your alert e-mail preferences",
+        "The lowest severity you are e-mailed about, the facilities (none: all) and your quiet hours, in each "
+        "facility's local time. Scope `alerts:read`.",
+    ),
+    "alert_preferences_update": (
+        "Set your alert e-mail preferences",
+        "Replace them: `min_severity`, `facilities` (yours to see; none: all) and `quiet_start`/`quiet_end` "
+        "(both or neither). Another tenant's facility or half of the quiet hours is a 400. Scope `alerts:write`.",
+    ),
     # --- Facilities, loads, device groups -------------------------------------------------------
     "facilities_list": (
         "List facilities",
