@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -160,8 +160,14 @@ def _index_total(index: RuleIndex, rule: AlertRule, facility: Facility) -> None:
     index.channel_names[-facility.pk] = facility.name
 
 
+def rules_fingerprint() -> tuple[object, ...]:
+    rules = AlertRule.objects.aggregate(n=Count("id"), changed=Max("changed_at"))
+    channels = Channel.objects.aggregate(n=Count("id"), top=Max("id"))
+    return (rules["n"], rules["changed"], channels["n"], channels["top"])
+
+
 def rule_index() -> RuleIndex:
-    return cast(RuleIndex, evaluation_cache.rules.get(rule_index_build))
+    return cast(RuleIndex, evaluation_cache.rules.get(rule_index_build, rules_fingerprint))
 
 
 def opening_mask(

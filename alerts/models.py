@@ -96,6 +96,8 @@ class AlertRule(TenantOwned):
     webhooks = models.ManyToManyField(Webhook, blank=True, related_name="rules")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Ingest workers compare the newest of these (with the rule count) to tell whether to rebuild their lookup.
+    changed_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return self.name

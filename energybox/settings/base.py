@@ -258,6 +258,8 @@ ALERTS_WEBHOOK_BACKOFF_S = float(env.int_("ALERTS_WEBHOOK_BACKOFF_S", 10))
 ALERTS_WEBHOOK_TIMEOUT_S = float(env.int_("ALERTS_WEBHOOK_TIMEOUT_S", 5))
 # How long an ingest worker keeps its compiled rule lookup before reading the rules again.
 ALERTS_RULE_CACHE_S = float(env.int_("ALERTS_RULE_CACHE_S", 10))
+# The backstop: an ingest worker rebuilds its rule lookup at least this often even if nothing it can see changed.
+ALERTS_RULE_REBUILD_S = float(env.int_("ALERTS_RULE_REBUILD_S", 600))
 
 # --- Gateway and firmware ---------------------------------------------------------
 # Where `manage.py rungateway` listens and the simulator connects.

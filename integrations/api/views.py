@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import Model, QuerySet
 from rest_framework import generics, serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.request import Request
 
 from accounts.access import Access
@@ -27,9 +28,20 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+class ApiMetadata(SimpleMetadata):
+    """OPTIONS for every /api/v1/ view. A singleton resource (a setting, "me") has no queryset: DRF would
+    look up an object to check PUT permission on and fail with a server error, so it gets no actions."""
+
+    def determine_actions(self, request: Request, view: Any) -> dict[str, Any]:
+        if getattr(view, "queryset", None) is None and type(view).get_queryset is generics.GenericAPIView.get_queryset:
+            return {}
+        return dict(super().determine_actions(request, view))
+
+
 class TenantApiView(generics.GenericAPIView):  # type: ignore[type-arg]
     """Base of every /api/v1/ view: `self.access` comes from the bearer token, never from input."""
 
+    metadata_class = ApiMetadata
     read_scope: str = ""
     write_scope: str | None = None
     model: type[Model] | None = None
