@@ -501,6 +501,14 @@ OPERATIONS: dict[str, tuple[str, str]] = {
         "Get a contract",
         "One contract by id; another tenant's is a 404. Scope `billing:read`.",
     ),
+    "contracts_partial_update": (
+        "End a contract",
+        "Set `valid_to`, the contract's last day (local, inclusive), so another tariff can follow it from the "
+        "next day; the month of the change is billed pro rata, each part at its own tariff. Ending before the "
+        "contract begins, after its current end, or inside a month whose bill has been issued is a 400 and "
+        "changes nothing. Only tenant admins (403 otherwise); another tenant's contract is a 404. "
+        "Scope `billing:write`.",
+    ),
     "contracts_destroy": (
         "Delete a contract",
         "Remove the contract; bills already issued stay as they are. Only tenant admins (403 otherwise); "
