@@ -17,6 +17,7 @@ from billing.tests.factories import TariffFactory, metered_facility, version_dat
 from billing.tests.reference import interval_kwh, month_bounds, reference_bill
 from billing.tests.test_apis import token_for
 from billing.tests.test_bills import BERLIN, LATER, _assert_matches, _compute, simulate
+from billing.tests.test_views import signed_in
 from devices.tests.factories import FacilityFactory
 from integrations.scopes import BILLING_READ
 
@@ -101,3 +102,19 @@ def test_the_api_ends_a_contract_and_hides_another_tenants(client):
     response = client.patch(url, body, content_type="application/json", **mine)
     assert response.status_code == 200 and response.json()["valid_to"] == "2026-03-31"
     assert Contract.objects.get(pk=contract.pk).valid_to == date(2026, 3, 31)
+
+
+def test_the_tariffs_page_ends_a_contract_on_a_day_through_the_same_service(client):
+    facility = FacilityFactory()
+    contract = _open_contract(facility)
+    other = _open_contract(FacilityFactory())
+    signed_in(client, facility.tenant)
+    page = client.get("/billing/tariffs/").content.decode()
+    assert f"/billing/contracts/{contract.pk}/end/" in page
+    refused = client.post(f"/billing/contracts/{contract.pk}/end/", {"valid_to": "2025-06-30"}, follow=True)
+    assert "cannot end before" in refused.content.decode()
+    assert Contract.objects.get(pk=contract.pk).valid_to is None
+    assert client.post(f"/billing/contracts/{other.pk}/end/", {"valid_to": "2026-06-30"}).status_code == 404
+    assert client.post(f"/billing/contracts/{contract.pk}/end/", {"valid_to": "2026-06-30"}).status_code == 302
+    assert Contract.objects.get(pk=contract.pk).valid_to == date(2026, 6, 30)
+    assert Contract.objects.get(pk=other.pk).valid_to is None
