@@ -242,6 +242,10 @@ class HouseholdTariffApi(TenantApiView):
 
     read_scope = BILLING_READ
     write_scope = BILLING_WRITE
+    serializer_class = TariffChange  # for OPTIONS: DRF's metadata describes the PUT body
+
+    def get_object(self) -> Any:
+        return facility_get(access=self.access, facility_id=self._facility_id(None))
 
     def _facility_id(self, chosen: int | None) -> int:
         if chosen is not None:

@@ -170,3 +170,10 @@ def test_a_time_of_use_tariff_reads_without_a_single_price(client):
     tariff = client.get("/api/v1/me/tariff/", **app_token(user, scope=SCOPES)).json()["tariff"]
     # version_data: 15 + 8 a month before 19 % VAT, four prices by the hour.
     assert tariff["price_per_kwh"] is None and Decimal(tariff["standing_charge_per_month"]) == Decimal("27.37")
+
+
+def test_options_describes_the_put_body(client):
+    _, user = household()
+    response = client.options("/api/v1/me/tariff/", **app_token(user, scope=SCOPES))
+    assert response.status_code == 200
+    assert "price_per_kwh" in response.json()["actions"]["PUT"]
