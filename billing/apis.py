@@ -223,6 +223,11 @@ class AllocationKey(serializers.Serializer):  # type: ignore[type-arg]
 class AllocationKeyApi(BillingApi):
     """The tenant's key for sharing fixed charges among loads (the portal's tariffs page sets the same)."""
 
+    serializer_class = AllocationKey  # for OPTIONS: DRF's metadata describes the PUT body
+
+    def get_object(self) -> Any:
+        return selectors.billing_profile(tenant_id=self.access.tenant_id)
+
     @extend_schema(responses={200: AllocationKey})
     def get(self, request: Request) -> Response:
         profile = selectors.billing_profile(tenant_id=self.access.tenant_id)

@@ -118,3 +118,8 @@ def test_the_tariffs_page_ends_a_contract_on_a_day_through_the_same_service(clie
     assert client.post(f"/billing/contracts/{contract.pk}/end/", {"valid_to": "2026-06-30"}).status_code == 302
     assert Contract.objects.get(pk=contract.pk).valid_to == date(2026, 6, 30)
     assert Contract.objects.get(pk=other.pk).valid_to is None
+
+
+def test_options_on_the_allocation_key_describes_its_put_body(client):
+    response = client.options("/api/v1/billing/allocation-key/", **token_for(FacilityFactory().tenant))
+    assert response.status_code == 200 and "fixed_charge_key" in response.json()["actions"]["PUT"]
