@@ -184,12 +184,24 @@ class ContractListApi(BillingApi, generics.ListAPIView):  # type: ignore[type-ar
         return Response(ContractOutput(contract).data, status=201)
 
 
+class ContractEnd(serializers.Serializer):  # type: ignore[type-arg]
+    valid_to = serializers.DateField(help_text="The contract's last local day (inclusive).")
+
+
 class ContractDetailApi(BillingApi, generics.RetrieveAPIView):  # type: ignore[type-arg]
     model = Contract
     serializer_class = ContractOutput
 
     def get_queryset(self) -> QuerySet[Contract]:
         return self.empty() if self.is_schema_generation else selectors.contract_list(access=self.access)
+
+    @extend_schema(request=ContractEnd, responses={200: ContractOutput, 400: OpenApiResponse(), 404: OpenApiResponse()})
+    def patch(self, request: Request, pk: int) -> Response:
+        contract = self.get_object()
+        data = self.parse(ContractEnd, request.data)
+        self.require(self.access.is_admin, "Only tenant admins end contracts.")
+        contract = services.contract_end(access=self.access, contract=contract, valid_to=data["valid_to"])
+        return Response(ContractOutput(contract).data)
 
     @extend_schema(responses={204: None, 404: OpenApiResponse()})
     def delete(self, request: Request, pk: int) -> Response:
@@ -210,6 +222,11 @@ class AllocationKey(serializers.Serializer):  # type: ignore[type-arg]
 
 class AllocationKeyApi(BillingApi):
     """The tenant's key for sharing fixed charges among loads (the portal's tariffs page sets the same)."""
+
+    serializer_class = AllocationKey  # for OPTIONS: DRF's metadata describes the PUT body
+
+    def get_object(self) -> Any:
+        return selectors.billing_profile(tenant_id=self.access.tenant_id)
 
     @extend_schema(responses={200: AllocationKey})
     def get(self, request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
@@ -13,6 +14,8 @@ from django.db import transaction
 from django.db.models import DecimalField, ProtectedError
 from django.utils.translation import gettext as _
 
+from accounts.access import Access
+from accounts.errors import TenantAccessDenied
 from accounts.models import Tenant
 from accounts.selectors import access_for_tenant
 from billing import selectors
@@ -171,6 +174,49 @@ def contract_create(*, facility: Facility, tariff: Tariff, valid_from: date, val
 @transaction.atomic
 def contract_delete(*, contract: Contract) -> None:
     contract.delete()
+
+
+def _month_last_day(year: int, month: int) -> date:
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
+@transaction.atomic
+def contract_end(*, access: Access, contract: Contract, valid_to: date) -> Contract:
+    """End a contract on `valid_to` (its last local day, inclusive), so another can follow it.
+
+    Tenant admins only. Refused before the contract begins, after its current end, and inside a month
+    whose final bill has been issued (that bill would no longer match its contract); a month with a
+    change is billed pro rata, each part at its own contract's tariff.
+    """
+    if not access.is_admin or contract.tenant_id != access.tenant_id:
+        raise TenantAccessDenied(_("Only the tenant's admins end its contracts."))
+    contract = Contract.objects.select_for_update().get(pk=contract.pk)
+    if valid_to < contract.valid_from:
+        raise ValidationError(
+            {"valid_to": _("The contract begins on %(d)s; it cannot end before.") % {"d": contract.valid_from}}
+        )
+    if contract.valid_to is not None and valid_to > contract.valid_to:
+        raise ValidationError({"valid_to": _("The contract ends on %(d)s already.") % {"d": contract.valid_to}})
+    issued = sorted(
+        (year, month)
+        for year, month in Bill.objects.filter(
+            tenant_id=contract.tenant_id, facility_id=contract.facility_id, status=Bill.Status.FINAL
+        ).values_list("year", "month")
+        if _month_last_day(year, month) > valid_to
+        and (contract.valid_to is None or date(year, month, 1) <= contract.valid_to)
+    )
+    if issued:
+        year, month = issued[-1]
+        raise ValidationError(
+            {
+                "valid_to": _("The bill of %(m)s has been issued; end the contract after %(d)s.")
+                % {"m": f"{year}-{month:02d}", "d": _month_last_day(year, month)}
+            }
+        )
+    contract.valid_to = valid_to
+    contract.full_clean()
+    contract.save(update_fields=["valid_to"])
+    return contract
 
 
 @transaction.atomic

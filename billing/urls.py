@@ -14,4 +14,5 @@ urlpatterns = [
     path("peaks/", views.peaks_page, name="peaks"),
     path("tariffs/", views.tariffs_page, name="tariffs"),
     path("contracts/<int:contract_id>/delete/", views.contract_delete, name="contract_delete"),
+    path("contracts/<int:contract_id>/end/", views.contract_end, name="contract_end"),
 ]

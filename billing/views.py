@@ -6,7 +6,7 @@ Each page calls the same selectors and services as /api/v1/, so the figures are 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -305,4 +305,29 @@ def contract_delete(request: HttpRequest, contract_id: int) -> HttpResponse:
         raise Http404() from exc
     services.contract_delete(contract=contract)
     messages.success(request, _("Contract ended."))
+    return redirect("billing:tariffs")
+
+
+@login_required
+@require_POST
+def contract_end(request: HttpRequest, contract_id: int) -> HttpResponse:
+    """End a contract on a day, so another tariff can follow it; the same service as PATCH /api/v1/contracts/<id>/."""
+    access = _access(request)
+    if not access.is_admin:
+        raise Http404()
+    try:
+        contract = selectors.contract_list(access=access).get(pk=contract_id)
+    except Contract.DoesNotExist as exc:
+        raise Http404() from exc
+    try:
+        valid_to = date.fromisoformat(request.POST.get("valid_to", ""))
+    except ValueError:
+        messages.error(request, _("Choose the contract's last day."))
+        return redirect("billing:tariffs")
+    try:
+        services.contract_end(access=access, contract=contract, valid_to=valid_to)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, _("Contract ends on %(d)s.") % {"d": valid_to.isoformat()})
     return redirect("billing:tariffs")

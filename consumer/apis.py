@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,10 +18,11 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.services import user_email_change
-from consumer import selectors
+from consumer import selectors, services
+from devices.selectors import facility_get, facility_list
 from integrations.api.fields import OffsetDateTimeField, isoformat
 from integrations.api.views import MAX_ID, TenantApiView
-from integrations.scopes import BILLING_READ, FLEET_READ
+from integrations.scopes import BILLING_READ, BILLING_WRITE, FLEET_READ
 from portal.services import LanguageError, user_language_set
 
 ME_RESPONSE = inline_serializer(
@@ -190,3 +193,107 @@ class FacilityCostApi(TenantApiView):
                 ],
             }
         )
+
+
+TARIFF_RESPONSE = inline_serializer(
+    "HouseholdTariff",
+    {
+        "facility": serializers.IntegerField(),
+        "tariff": inline_serializer(
+            "HouseholdTariffTerms",
+            {
+                "contract": serializers.IntegerField(),
+                "name": serializers.CharField(),
+                "currency": serializers.CharField(),
+                "valid_from": serializers.DateField(),
+                "valid_to": serializers.DateField(allow_null=True),
+                "price_per_kwh": serializers.DecimalField(
+                    max_digits=14, decimal_places=6, allow_null=True, help_text="VAT included; null: time-of-use."
+                ),
+                "standing_charge_per_month": serializers.DecimalField(
+                    max_digits=14, decimal_places=2, help_text="VAT included."
+                ),
+            },
+            allow_null=True,
+        ),
+    },
+)
+
+
+class TariffQuery(serializers.Serializer):  # type: ignore[type-arg]
+    facility = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="Your home; the first one you see by default."
+    )
+
+
+class TariffChange(TariffQuery):
+    price_per_kwh = serializers.DecimalField(
+        max_digits=14, decimal_places=6, help_text="What a kWh costs you, VAT included, at every hour."
+    )
+    standing_charge_per_month = serializers.DecimalField(
+        max_digits=14, decimal_places=2, help_text="The fixed charge per month, VAT included."
+    )
+    currency = serializers.CharField(max_length=3, default="EUR", help_text="ISO 4217, e.g. EUR or SEK.")
+    valid_from = serializers.DateField(required=False, help_text="The first day of the new price; today by default.")
+
+
+class HouseholdTariffApi(TenantApiView):
+    """The home's tariff as its bill shows it; a household admin sets its own single price per kWh."""
+
+    read_scope = BILLING_READ
+    write_scope = BILLING_WRITE
+    serializer_class = TariffChange  # for OPTIONS: DRF's metadata describes the PUT body
+
+    def get_object(self) -> Any:
+        return facility_get(access=self.access, facility_id=self._facility_id(None))
+
+    def _facility_id(self, chosen: int | None) -> int:
+        if chosen is not None:
+            return facility_get(access=self.access, facility_id=chosen).pk
+        first = facility_list(access=self.access).order_by("name").first()
+        if first is None:
+            raise NotFound("You see no facility.")
+        return first.pk
+
+    def _answer(self, facility_id: int) -> Response:
+        tariff = selectors.household_tariff_get(access=self.access, facility_id=facility_id)
+        return Response(
+            {
+                "facility": facility_id,
+                "tariff": None
+                if tariff is None
+                else {
+                    "contract": tariff.contract_id,
+                    "name": tariff.name,
+                    "currency": tariff.currency,
+                    "valid_from": tariff.valid_from.isoformat(),
+                    "valid_to": None if tariff.valid_to is None else tariff.valid_to.isoformat(),
+                    "price_per_kwh": None if tariff.price_per_kwh is None else str(tariff.price_per_kwh),
+                    "standing_charge_per_month": str(tariff.standing_charge_per_month),
+                },
+            }
+        )
+
+    @extend_schema(parameters=[TariffQuery], responses={200: TARIFF_RESPONSE, 404: OpenApiResponse()})
+    def get(self, request: Request) -> Response:
+        query = self.parse(TariffQuery, request.query_params.dict())
+        return self._answer(self._facility_id(query.get("facility")))
+
+    @extend_schema(
+        request=TariffChange,
+        responses={200: TARIFF_RESPONSE, 400: OpenApiResponse(), 403: OpenApiResponse(), 404: OpenApiResponse()},
+    )
+    def put(self, request: Request) -> Response:
+        data = self.parse(TariffChange, request.data)
+        facility = facility_get(access=self.access, facility_id=self._facility_id(data.get("facility")))
+        self.require(self.access.is_admin, "Only the household's admins set its tariff.")
+        price: Decimal = data["price_per_kwh"]
+        services.household_tariff_set(
+            access=self.access,
+            facility=facility,
+            price_per_kwh=price,
+            standing_charge_per_month=data["standing_charge_per_month"],
+            currency=data["currency"],
+            valid_from=data.get("valid_from") or datetime.now(tz=ZoneInfo(facility.timezone)).date(),
+        )
+        return self._answer(facility.pk)

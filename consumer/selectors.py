@@ -14,12 +14,14 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.access import Access
 from accounts.models import Membership, User
 from accounts.selectors import membership_list
+from billing.calculation import DAY_TYPES
 from billing.errors import BillingError
+from billing.models import Contract
 from billing.selectors import Month, bill_compute
 from devices.models import Facility
 from devices.selectors import facility_get, facility_list
@@ -144,4 +146,58 @@ def cost_series(*, access: Access, facility_id: int, start: datetime, end: datet
         currency=currency,
         resolution=resolution,
         points=points,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HouseholdTariff:
+    """The tariff a home buys at today, in the figures a household's bill shows (VAT included)."""
+
+    facility_id: int
+    contract_id: int
+    name: str
+    currency: str
+    valid_from: date
+    valid_to: date | None
+    # None when the price changes with the hour or the amount (a time-of-use or block tariff).
+    price_per_kwh: Decimal | None
+    standing_charge_per_month: Decimal
+
+
+def household_tariff_get(*, access: Access, facility_id: int, on: date | None = None) -> HouseholdTariff | None:
+    facility = facility_get(access=access, facility_id=facility_id)
+    on = on or datetime.now(tz=ZoneInfo(facility.timezone)).date()
+    contract = (
+        Contract.objects.filter(tenant_id=access.tenant_id, facility=facility, valid_from__lte=on)
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gte=on))
+        .select_related("tariff")
+        .first()
+    )
+    if contract is None:
+        return None
+    version = (
+        contract.tariff.versions.filter(valid_from__lte=on)
+        .filter(Q(valid_to__isnull=True) | Q(valid_to__gte=on))
+        .first()
+    )
+    if version is None:
+        return None
+    gross = 1 + version.vat_percent / 100
+    rates = {
+        version.energy_rates[cell] for name in DAY_TYPES for row in getattr(version, f"{name}_schedule") for cell in row
+    }
+    price = None
+    if len(rates) == 1 and not version.energy_tiers:
+        per_kwh = Decimal(str(rates.pop())) + sum((Decimal(str(x["per_kwh"])) for x in version.levies), Decimal(0))
+        price = (per_kwh * gross).quantize(Decimal("0.000001"))
+    standing = ((version.fixed_per_month + version.fixed_per_meter_month) * gross).quantize(Decimal("0.01"))
+    return HouseholdTariff(
+        facility_id=facility.pk,
+        contract_id=contract.pk,
+        name=contract.tariff.name,
+        currency=contract.tariff.currency,
+        valid_from=contract.valid_from,
+        valid_to=contract.valid_to,
+        price_per_kwh=price,
+        standing_charge_per_month=standing,
     )

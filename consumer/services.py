@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -13,8 +15,13 @@ from django.db import transaction
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 
+from accounts.access import Access
+from accounts.errors import TenantAccessDenied
 from accounts.models import Membership, Role, Tenant, User
 from accounts.services import email_verification_send
+from billing.models import Bill, Contract, Tariff
+from billing.services import contract_create, contract_delete, contract_end, tariff_create
+from billing.validation import validate_currency
 from devices.models import Facility
 from devices.services import facility_create
 
@@ -69,3 +76,102 @@ def household_sign_up(
         raise ValidationError({"timezone": exc.message_dict.get("timezone", exc.messages)}) from exc
     email_verification_send(user=user, verify_url=verify_url)
     return user
+
+
+# --- The household's own tariff -----------------------------------------------------------------
+
+# Bounds that catch a slipped decimal point in any currency (KRW pays some hundred per kWh).
+MAX_PRICE_PER_KWH = Decimal(1000)
+MAX_STANDING_CHARGE = Decimal(100_000)
+PRICE_PLACES = 6
+
+
+def _amount(value: Decimal | float | int | str, *, field: str, maximum: Decimal) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise ValidationError({field: [_("Enter a number.")]}) from exc
+    if not amount.is_finite() or amount < 0 or amount > maximum:
+        raise ValidationError(
+            {field: [_("Enter an amount from 0 to %(max)s.") % {"max": f"{maximum:,}"}]},
+        )
+    if amount != amount.quantize(Decimal(1).scaleb(-PRICE_PLACES)):
+        raise ValidationError({field: [_("Give at most %(n)d decimal places.") % {"n": PRICE_PLACES}]})
+    return amount
+
+
+def _tariff_name(*, facility: Facility, valid_from: date) -> str:
+    base = (_("Own tariff from %(d)s") % {"d": valid_from.isoformat()})[:100]
+    name, n = base, 1
+    while Tariff.objects.filter(tenant_id=facility.tenant_id, name=name).exists():
+        n += 1
+        name = f"{base} ({n})"
+    return name
+
+
+@transaction.atomic
+def household_tariff_set(
+    *,
+    access: Access,
+    facility: Facility,
+    price_per_kwh: Decimal | float | int | str,
+    standing_charge_per_month: Decimal | float | int | str,
+    currency: str = "EUR",
+    valid_from: date,
+) -> Contract:
+    """The household prices its home itself from `valid_from`: one price per kWh at every hour and a
+    standing charge per month, both as its bill shows them (VAT included). The contract in force ends the
+    day before; one starting that same day is replaced. Household admins only; bad input raises
+    ValidationError and stores nothing."""
+    if not access.is_admin or facility.tenant_id != access.tenant_id:
+        raise TenantAccessDenied(_("Only the household's admins set its tariff."))
+    errors: dict[str, list[str]] = {}
+    amounts: dict[str, Decimal] = {}
+    for field, value, maximum in (
+        ("price_per_kwh", price_per_kwh, MAX_PRICE_PER_KWH),
+        ("standing_charge_per_month", standing_charge_per_month, MAX_STANDING_CHARGE),
+    ):
+        try:
+            amounts[field] = _amount(value, field=field, maximum=maximum)
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    try:
+        currency = validate_currency(currency)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    issued = (
+        Bill.objects.filter(tenant_id=facility.tenant_id, facility=facility, status=Bill.Status.FINAL)
+        .order_by("-year", "-month")
+        .values_list("year", "month")
+        .first()
+    )
+    if issued is not None and valid_from <= date(issued[0] + issued[1] // 12, issued[1] % 12 + 1, 1) - timedelta(
+        days=1
+    ):
+        errors["valid_from"] = [
+            _("The bill of %(m)s has been issued; choose a later day.") % {"m": f"{issued[0]}-{issued[1]:02d}"}
+        ]
+    if errors:
+        raise ValidationError(errors)
+    flat = [[0] * 24 for _ in range(12)]
+    tariff = tariff_create(
+        tenant=Tenant.objects.get(pk=facility.tenant_id),
+        name=_tariff_name(facility=facility, valid_from=valid_from),
+        currency=currency,
+        versions=[
+            {
+                "valid_from": valid_from,
+                "energy_rates": [float(amounts["price_per_kwh"])],
+                "weekday_schedule": flat,
+                "fixed_per_month": amounts["standing_charge_per_month"],
+                "vat_percent": Decimal(0),
+            }
+        ],
+    )
+    for current in Contract.objects.select_for_update().filter(facility=facility).order_by("valid_from"):
+        if current.valid_from >= valid_from:
+            if current.valid_to is None or current.valid_from == valid_from:
+                contract_delete(contract=current)  # set the same day again, or a change that had not begun yet
+        elif current.valid_to is None or current.valid_to >= valid_from:
+            contract_end(access=access, contract=current, valid_to=valid_from - timedelta(days=1))
+    return contract_create(facility=facility, tariff=tariff, valid_from=valid_from)

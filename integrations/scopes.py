@@ -40,7 +40,7 @@ ALL_SCOPES: dict[str, str] = {**API_SCOPES, **OIDC_SCOPES}
 # The consumer app (/app/): a public platform client, ensured after every migrate, that acts for its
 # signed-in household in the household's own tenant. It writes only to claim the meter (fleet:write).
 CONSUMER_APP_CLIENT_ID = "energybox-app"
-CONSUMER_APP_SCOPES = (FLEET_READ, FLEET_WRITE, READINGS_READ, BILLING_READ)
+CONSUMER_APP_SCOPES = (FLEET_READ, FLEET_WRITE, READINGS_READ, BILLING_READ, BILLING_WRITE)
 
 
 def parse_scopes(raw: str) -> list[str]:

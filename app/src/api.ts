@@ -44,7 +44,7 @@ export function apiPost<T>(path: string, body: unknown): Promise<T> {
   return apiSend<T>("POST", path, body);
 }
 
-export async function apiSend<T>(method: "POST" | "PATCH", path: string, body: unknown): Promise<T> {
+export async function apiSend<T>(method: "POST" | "PATCH" | "PUT", path: string, body: unknown): Promise<T> {
   const current = tokens();
   if (!current) throw new SignedOut();
   let response: Response;

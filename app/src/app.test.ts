@@ -1,8 +1,10 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Channel, Energy, Latest, Load } from "./api";
-import { CATALOGUES } from "./i18n";
+import { day, perKwh } from "./format";
+import { CATALOGUES, setLang } from "./i18n";
 import { liveUrl, mergeLive } from "./live";
 import { challengeFor } from "./pkce";
+import { tariffChange } from "./tariff";
 import { shares } from "./screens/Breakdown";
 import { edges, onSlots } from "./screens/History";
 import { costBefore, kwhBefore } from "./screens/Today";
@@ -183,5 +185,36 @@ describe("live websocket", () => {
     expect(mergeLive(latest, { type: "readings", ts: [t0 + 2000], values: { "3": [1] } })).toBe(false);
     expect(mergeLive(latest, { type: "status" })).toBe(false);
     expect(latest.get(3)?.value).toBe(250.5);
+  });
+});
+
+describe("the household's own tariff", () => {
+  it("sends the prices as the form has them, a decimal comma read as a point and the currency upper-cased", () => {
+    expect(tariffChange(7, { price: "0,3125", standing: "12.50", currency: "sek" })).toEqual({
+      body: { facility: 7, price_per_kwh: "0.3125", standing_charge_per_month: "12.50", currency: "SEK" },
+    });
+  });
+
+  it.each([
+    [{ price: "-0.1", standing: "1", currency: "EUR" }, "price"],
+    [{ price: "1001", standing: "1", currency: "EUR" }, "price"],
+    [{ price: "0.1234567", standing: "1", currency: "EUR" }, "price"],
+    [{ price: "abc", standing: "1", currency: "EUR" }, "price"],
+    [{ price: "0.3", standing: "-5", currency: "EUR" }, "standing"],
+    [{ price: "0.3", standing: "1.005", currency: "EUR" }, "standing"],
+    [{ price: "0.3", standing: "1", currency: "EU" }, "currency"],
+  ])("refuses %j before sending it (%s)", (form, field) => {
+    const change = tariffChange(1, form);
+    expect("error" in change && change.field).toBe(field);
+  });
+
+  it("writes a price per kWh with up to four decimals and a day in the chosen language", () => {
+    setLang("de", false);
+    expect(perKwh("0.3125", "EUR")).toBe(new Intl.NumberFormat("de-DE", { style: "currency", currency: "EUR", maximumFractionDigits: 4 }).format(0.3125));
+    expect(perKwh("0.3125", "EUR")).toMatch(/^0,3125\s€$/);
+    expect(day("2026-12-02")).toBe("02.12.2026");
+    setLang("en", false);
+    expect(perKwh("2.5", "SEK")).toMatch(/2\.50/);
+    expect(day("2026-12-02")).toBe("2 Dec 2026");
   });
 });

@@ -5,7 +5,7 @@
 // provider trusts), which is the one-click single sign-on; signing in here signs in the portal too.
 import { challengeFor, randomString } from "./pkce";
 
-export const SCOPES = "openid profile email fleet:read fleet:write readings:read billing:read";
+export const SCOPES = "openid profile email fleet:read fleet:write readings:read billing:read billing:write";
 const TOKENS = "eb:tokens";
 const PENDING = "eb:pending";
 

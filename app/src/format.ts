@@ -18,6 +18,18 @@ export function money(value: number | string | null, currency: string): string {
   return new Intl.NumberFormat(locale(), { style: "currency", currency: currency || "EUR" }).format(Number(value));
 }
 
+/** A price per kWh with the decimals tariffs use (0,3125 €). */
+export function perKwh(value: number | string, currency: string): string {
+  return new Intl.NumberFormat(locale(), { style: "currency", currency, minimumFractionDigits: 2, maximumFractionDigits: 4 }).format(
+    Number(value),
+  );
+}
+
+/** A calendar day given as ISO 8601 (2026-12-02), as the language writes it. */
+export function day(iso: string): string {
+  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeZone: "UTC" }).format(Date.parse(`${iso}T00:00:00Z`));
+}
+
 export function percent(value: number | null): string {
   if (value === null || !Number.isFinite(value)) return "–";
   return new Intl.NumberFormat(locale(), { style: "percent", maximumFractionDigits: 0, signDisplay: "exceptZero" }).format(value);

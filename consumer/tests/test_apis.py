@@ -16,7 +16,14 @@ from billing.tests.reference import month_bounds
 from billing.tests.test_bills import BERLIN, LATER, simulate
 from devices.tests.factories import FacilityFactory
 from integrations.models import Application
-from integrations.scopes import BILLING_READ, CONSUMER_APP_CLIENT_ID, FLEET_READ, FLEET_WRITE, READINGS_READ
+from integrations.scopes import (
+    BILLING_READ,
+    BILLING_WRITE,
+    CONSUMER_APP_CLIENT_ID,
+    FLEET_READ,
+    FLEET_WRITE,
+    READINGS_READ,
+)
 from integrations.tests.factories import AccessTokenFactory, ApplicationFactory, bearer
 
 pytestmark = pytest.mark.django_db
@@ -40,7 +47,7 @@ def test_the_consumer_app_is_a_public_platform_client_with_the_scopes_it_uses():
     application = Application.objects.get(client_id=CONSUMER_APP_CLIENT_ID)
     assert application.tenant_id is None
     assert application.client_type == Application.CLIENT_PUBLIC
-    assert set(application.scope.split()) == {FLEET_READ, FLEET_WRITE, READINGS_READ, BILLING_READ}
+    assert set(application.scope.split()) == {FLEET_READ, FLEET_WRITE, READINGS_READ, BILLING_READ, BILLING_WRITE}
 
 
 def test_me_names_the_user_their_tenants_and_only_their_own_facilities(client):

@@ -19,6 +19,7 @@ from accounts.models import User
 from accounts.selectors import access_for_user
 from billing.demo import seed_billing_demo
 from billing.selectors import bill_compute
+from consumer.selectors import HouseholdTariff, household_tariff_get
 from devices.demo import DEMO_PASSWORD, seed_demo
 from devices.models import Facility
 from devices.services import device_key_rotate
@@ -56,6 +57,10 @@ def _projected(*, user: User, facility: Facility) -> str:
     )
     assert computed.result.projected_gross is not None
     return str(computed.result.projected_gross)
+
+
+def _tariff_of(*, user: User, facility: Facility) -> HouseholdTariff | None:
+    return household_tariff_get(access=access_for_user(user=user), facility_id=facility.pk)
 
 
 def _revoke_tokens(*, user: User) -> None:
@@ -167,6 +172,39 @@ def test_the_household_signs_in_sees_live_power_history_and_the_bill_and_reloads
         assert saved.value.ok
         assert page.text_content("nav a[aria-current=page]") == settings_word
         assert off_loop(_settings_of, user=home["user"])[2] == chosen
+
+    # The household's own tariff: the Settings screen shows the API's figures, and after saving a price
+    # of its own the Bill screen's projection is the billing service's for the new tariff.
+    page.goto(f"{portal}/app/#bill")
+    page.wait_for_selector("[data-testid=bill-projected]", timeout=20_000)
+    old_bill = page.get_attribute("[data-testid=bill-projected]", "data-value")
+    page.goto(f"{portal}/app/#settings")
+    page.wait_for_selector("[data-testid=tariff-current]", timeout=15_000)
+    tariff = off_loop(_tariff_of, user=home["user"], facility=home["facility"])
+    assert tariff is not None
+    assert page.get_attribute("[data-testid=tariff-price]", "data-value") == str(tariff.price_per_kwh)
+    assert page.get_attribute("[data-testid=tariff-standing]", "data-value") == str(tariff.standing_charge_per_month)
+    page.fill("[data-testid=tariff-form] input[name=price]", "1.5")
+    page.fill("[data-testid=tariff-form] input[name=standing]", "300")
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/me/tariff/") and r.request.method == "PUT") as put:
+        page.click("[data-testid=tariff-form] button[type=submit]")
+    assert put.value.ok
+    page.wait_for_selector("[data-testid=tariff-note].ok", timeout=10_000)
+    assert page.get_attribute("[data-testid=tariff-price]", "data-value") == "1.500000"
+    own = off_loop(_tariff_of, user=home["user"], facility=home["facility"])
+    assert own is not None and own.contract_id != tariff.contract_id and own.currency == tariff.currency
+    before = off_loop(_projected, user=home["user"], facility=home["facility"])
+    page.goto(f"{portal}/app/#bill")
+    page.wait_for_function(
+        "(old) => document.querySelector('[data-testid=bill-projected]')?.dataset.value !== old"
+        " && document.querySelector('[data-testid=age]:not(.offline)')",
+        arg=old_bill,
+        timeout=20_000,
+    )
+    shown_bill = page.get_attribute("[data-testid=bill-projected]", "data-value")
+    after = off_loop(_projected, user=home["user"], facility=home["facility"])
+    assert shown_bill in {before, after}
+    _no_sideways_scroll(page)
 
     page.goto(f"{portal}/app/#now")
     page.wait_for_function("() => document.querySelector('[data-testid=live-kw]')?.dataset.at > 0", timeout=15_000)

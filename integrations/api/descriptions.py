@@ -532,6 +532,14 @@ OPERATIONS: dict[str, tuple[str, str]] = {
         "Get a contract",
         "One contract by id; another tenant's is a 404. Scope `billing:read`.",
     ),
+    "contracts_partial_update": (
+        "End a contract",
+        "Set `valid_to`, the contract's last day (local, inclusive), so another tariff can follow it from the "
+        "next day; the month of the change is billed pro rata, each part at its own tariff. Ending before the "
+        "contract begins, after its current end, or inside a month whose bill has been issued is a 400 and "
+        "changes nothing. Only tenant admins (403 otherwise); another tenant's contract is a 404. "
+        "Scope `billing:write`.",
+    ),
     "contracts_destroy": (
         "Delete a contract",
         "Remove the contract; bills already issued stay as they are. Only tenant admins (403 otherwise); "
@@ -610,6 +618,22 @@ OPERATIONS: dict[str, tuple[str, str]] = {
         "Sets the signed-in user's `language` (de or en, the portal's too) and/or notification `email`. A new "
         "address is unverified until the link mailed to it is opened; an address another account uses is a 400. "
         "Needs a token issued to a user with the OpenID scope `profile`.",
+    ),
+    "me_tariff_retrieve": (
+        "My home's tariff",
+        "What your home pays today, as your bill shows it (VAT included): the tariff's name and currency, the "
+        "price of a kWh (null when it changes with the hour) and the standing charge per month. `tariff` is null "
+        "when no tariff is set. Give `facility` for another home of yours; one you cannot see is a 404. "
+        "Scope `billing:read`.",
+    ),
+    "me_tariff_update": (
+        "Set my own tariff",
+        "Price your home yourself from `valid_from` (today by default): one `price_per_kwh` at every hour and a "
+        "`standing_charge_per_month`, both VAT included as on your bill, in `currency` (ISO 4217). The tariff "
+        "you had ends the day before, and this month's bill and projection are split at the change. A negative "
+        "or absurd amount, an unknown currency, a day inside a month already billed, or another household's "
+        "home changes nothing (400, or 404 for a home you cannot see). Household admins only (403 otherwise). "
+        "Scope `billing:write`.",
     ),
     "facilities_energy_retrieve": (
         "Read a facility's energy per interval",

@@ -82,6 +82,7 @@ urlpatterns = [
     path("facilities/<int:pk>/analysis/", analysis.FacilityAnalysisApi.as_view(), name="facility-analysis"),
     path("benchmark/", analysis.BenchmarkApi.as_view(), name="benchmark"),
     path("me/", consumer.MeApi.as_view(), name="me"),
+    path("me/tariff/", consumer.HouseholdTariffApi.as_view(), name="me-tariff"),
     path("facilities/<int:pk>/energy/", readings.FacilityEnergyApi.as_view(), name="facility-energy"),
     path("facilities/<int:pk>/cost/", consumer.FacilityCostApi.as_view(), name="facility-cost"),
 ]
