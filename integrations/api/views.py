@@ -33,7 +33,11 @@ class ApiMetadata(SimpleMetadata):
     look up an object to check PUT permission on and fail with a server error, so it gets no actions."""
 
     def determine_actions(self, request: Request, view: Any) -> dict[str, Any]:
-        if getattr(view, "queryset", None) is None and type(view).get_queryset is generics.GenericAPIView.get_queryset:
+        kind = type(view)
+        no_object = (
+            kind.get_queryset is generics.GenericAPIView.get_queryset and kind.get_object is TenantApiView.get_object
+        )
+        if getattr(view, "queryset", None) is None and no_object:
             return {}
         return dict(super().determine_actions(request, view))
 
