@@ -293,16 +293,21 @@ def tariffs_page(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _admin_contract(access: Access, contract_id: int) -> Contract:
+    """The tenant's contract for its admins; anyone else, or another tenant's contract, gets a 404."""
+    if not access.is_admin:
+        raise Http404()
+    try:
+        return selectors.contract_list(access=access).get(pk=contract_id)
+    except Contract.DoesNotExist as exc:
+        raise Http404() from exc
+
+
 @login_required
 @require_POST
 def contract_delete(request: HttpRequest, contract_id: int) -> HttpResponse:
     access = _access(request)
-    if not access.is_admin:
-        raise Http404()
-    try:
-        contract = selectors.contract_list(access=access).get(pk=contract_id)
-    except Contract.DoesNotExist as exc:
-        raise Http404() from exc
+    contract = _admin_contract(access, contract_id)
     services.contract_delete(contract=contract)
     messages.success(request, _("Contract ended."))
     return redirect("billing:tariffs")
@@ -313,12 +318,7 @@ def contract_delete(request: HttpRequest, contract_id: int) -> HttpResponse:
 def contract_end(request: HttpRequest, contract_id: int) -> HttpResponse:
     """End a contract on a day, so another tariff can follow it; the same service as PATCH /api/v1/contracts/<id>/."""
     access = _access(request)
-    if not access.is_admin:
-        raise Http404()
-    try:
-        contract = selectors.contract_list(access=access).get(pk=contract_id)
-    except Contract.DoesNotExist as exc:
-        raise Http404() from exc
+    contract = _admin_contract(access, contract_id)
     try:
         valid_to = date.fromisoformat(request.POST.get("valid_to", ""))
     except ValueError:

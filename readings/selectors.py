@@ -329,13 +329,8 @@ def _demand(
     return DemandSeries(facility_id, timezone, "none", empty_i, empty_i, empty_f, empty_f, empty_i)
 
 
-def readings_facility_demand(*, access: Access, facility_id: int, start: datetime, end: datetime) -> DemandSeries:
-    """The facility's 15-minute energy and demand over the intervals overlapping [start, end).
-
-    The facility total follows `readings.totals.counted_channels` (the live dashboard's rule). Its
-    energy counters answer each interval where they have data, else the mean active power. Another
-    tenant's or a non-granted facility fails like a missing one, with `ReadingsQueryError`.
-    """
+def _facility_channels(*, access: Access, facility_id: int) -> tuple[Facility, list[Channel]]:
+    """The facility (another tenant's or a non-granted one fails like a missing one) and its channels."""
     facilities = Facility.objects.filter(tenant_id=access.tenant_id, pk=facility_id)
     if access.facility_ids is not None:
         facilities = facilities.filter(pk__in=access.facility_ids)
@@ -345,6 +340,17 @@ def readings_facility_demand(*, access: Access, facility_id: int, start: datetim
     channels = list(
         Channel.objects.filter(tenant_id=access.tenant_id, device__facility_id=facility_id).select_related("load")
     )
+    return facility, channels
+
+
+def readings_facility_demand(*, access: Access, facility_id: int, start: datetime, end: datetime) -> DemandSeries:
+    """The facility's 15-minute energy and demand over the intervals overlapping [start, end).
+
+    The facility total follows `readings.totals.counted_channels` (the live dashboard's rule). Its
+    energy counters answer each interval where they have data, else the mean active power. Another
+    tenant's or a non-granted facility fails like a missing one, with `ReadingsQueryError`.
+    """
+    facility, channels = _facility_channels(access=access, facility_id=facility_id)
     return _demand(
         tenant_id=access.tenant_id,
         channels=channels,
@@ -429,15 +435,7 @@ def readings_facility_energy(
     """
     if resolution == "raw" or resolution not in RESOLUTIONS:
         raise ReadingsQueryError("a facility's energy comes from the rollups: use 15m, 1h, 1d or 1mo")
-    facilities = Facility.objects.filter(tenant_id=access.tenant_id, pk=facility_id)
-    if access.facility_ids is not None:
-        facilities = facilities.filter(pk__in=access.facility_ids)
-    facility = facilities.first()
-    if facility is None:
-        raise ReadingsQueryError(f"unknown facility: {facility_id}")
-    channels = list(
-        Channel.objects.filter(tenant_id=access.tenant_id, device__facility_id=facility_id).select_related("load")
-    )
+    facility, channels = _facility_channels(access=access, facility_id=facility_id)
     infos = [
         ChannelInfo(id=c.pk, device_id=c.device_id, load_id=c.load_id, quantity=c.quantity, unit=c.unit, phase=c.phase)
         for c in channels
