@@ -8,7 +8,17 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from billing.models import Bill, BillingProfile, BillLine, Contract, CostCentre, Tariff, TariffVersion
+from billing.models import (
+    Bill,
+    BillingProfile,
+    BillLine,
+    Contract,
+    CostCentre,
+    DemandInterval,
+    FacilityPeak,
+    Tariff,
+    TariffVersion,
+)
 
 
 class ReadOnly:
@@ -81,3 +91,23 @@ class CostCentreAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
 @admin.register(BillingProfile)
 class BillingProfileAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["tenant", "fixed_charge_key"]
+
+
+@admin.register(FacilityPeak)
+class FacilityPeakAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+    """The stored monthly (1–12) and annual (0) peaks, kept by `services.demand_settle`."""
+
+    list_display = ["facility", "year", "month", "kw", "interval_start", "estimated", "energy_kwh"]
+    list_filter = ["year", "estimated", "facility__tenant"]
+    search_fields = ["facility__name"]
+    list_select_related = ["facility"]
+
+
+@admin.register(DemandInterval)
+class DemandIntervalAdmin(ReadOnly, admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["facility", "start", "kw", "estimated"]
+    list_filter = ["estimated", "facility__tenant"]
+    search_fields = ["facility__name"]
+    list_select_related = ["facility"]
+    date_hierarchy = "start"
+    show_full_result_count = False  # the series is long; a full count would scan it

@@ -196,3 +196,70 @@ class BillLine(models.Model):
 
     def __str__(self) -> str:
         return self.label
+
+
+class DemandInterval(models.Model):
+    """A facility's stored 15-minute demand: the interval's energy × 4 (kW), from the 15-minute rollups.
+
+    Kept by `services.demand_settle` as rollups settle. The 15-minute grid is UTC's whatever the zone,
+    so a zone change leaves these rows as they are and only regroups them into months.
+    """
+
+    facility = models.ForeignKey(Facility, on_delete=models.CASCADE, related_name="demand_intervals")
+    start = models.DateTimeField()
+    kw = models.FloatField()
+    # Part of the interval's energy is a gap's spread share (readings.rollups.Flag.ESTIMATED).
+    estimated = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["facility", "start"]
+        constraints = [models.UniqueConstraint(fields=["facility", "start"], name="demandinterval_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.facility_id} {self.start:%Y-%m-%d %H:%M} {self.kw:.3f} kW"
+
+
+class FacilityPeak(models.Model):
+    """The highest stored 15-minute demand of a calendar month (`month` 1–12) or year (`month` 0) in the
+    facility's time zone, with the interval that set it."""
+
+    facility = models.ForeignKey(Facility, on_delete=models.CASCADE, related_name="peaks")
+    year = models.PositiveSmallIntegerField()
+    month = models.PositiveSmallIntegerField(help_text=_("1–12; 0 is the whole year"))
+    kw = models.FloatField()
+    interval_start = models.DateTimeField()
+    estimated = models.BooleanField(default=False)
+    # kWh of the period (sum of its intervals' demand × 0.25 h), for utilisation hours.
+    energy_kwh = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["facility", "year", "month"]
+        constraints = [models.UniqueConstraint(fields=["facility", "year", "month"], name="facilitypeak_unique")]
+
+    def __str__(self) -> str:
+        period = f"{self.year}" if self.month == 0 else f"{self.year}-{self.month:02d}"
+        return f"{self.facility_id} {period} {self.kw:.3f} kW"
+
+
+class DemandState(models.Model):
+    """What a facility's stored demand was computed with: a different zone or set of channels means the
+    whole series and its peaks are recomputed (a zone change, a device moved in or out)."""
+
+    facility = models.OneToOneField(Facility, on_delete=models.CASCADE, related_name="demand_state")
+    timezone = models.CharField(max_length=64)
+    channels = models.TextField(default="", help_text=_("the metering channels, sorted ids"))
+    computed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"demand state of facility {self.facility_id}"
+
+
+class DemandMark(models.Model):
+    """15-minute rollups of a facility changed over [start_ms, end_ms): its demand there is due."""
+
+    facility = models.ForeignKey(Facility, on_delete=models.CASCADE, related_name="+")
+    start_ms = models.BigIntegerField()
+    end_ms = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"demand due for facility {self.facility_id}"

@@ -22,6 +22,7 @@ import numpy as np
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 
 from accounts.access import Access
+from accounts.models import Role
 from billing.calculation import (
     INTERVAL_MS,
     AllocationInput,
@@ -34,12 +35,22 @@ from billing.calculation import (
     compute_bill,
 )
 from billing.errors import BillingError
-from billing.models import Bill, BillingProfile, Contract, CostCentre, FixedChargeKey, Tariff, TariffVersion
+from billing.models import (
+    Bill,
+    BillingProfile,
+    Contract,
+    CostCentre,
+    DemandInterval,
+    FacilityPeak,
+    FixedChargeKey,
+    Tariff,
+    TariffVersion,
+)
 from devices.models import Channel, Facility, Load
 from devices.quantities import Quantity
 from devices.selectors import channel_allocation_changes, facility_list
 from readings.models import Resolution as ResolutionLevel
-from readings.rollups import interval_edges
+from readings.rollups import Flag, interval_edges
 from readings.store import get_store
 
 logger = logging.getLogger(__name__)
@@ -218,12 +229,15 @@ def _metering(channels: Sequence[Channel]) -> Metering:
     )
 
 
-def _kwh_by_channel(*, access: Access, channels: Sequence[Channel], edges: np.ndarray) -> dict[int, np.ndarray]:
+def _kwh_by_channel(
+    *, access: Access, channels: Sequence[Channel], edges: np.ndarray, flags: dict[int, np.ndarray] | None = None
+) -> dict[int, np.ndarray]:
     """Each channel's kWh per 15-minute interval of `edges` (NaN where it has no data).
 
     The channels come from `facility_metering` of a facility the access reaches, so this reads the
     store's 15-minute rollups directly, and only the columns a bill needs (a counter's delta, a
     gauge's sum and count), instead of `readings_series`' second channel lookup and every column.
+    With `flags`, each channel's rollup flags per interval are put there too (0 where it has no data).
     """
     if not channels:
         return {}
@@ -231,13 +245,14 @@ def _kwh_by_channel(*, access: Access, channels: Sequence[Channel], edges: np.nd
         raise BillingError("channels out of reach")
     result: dict[int, np.ndarray] = {}
     by_id = {c.pk: c for c in channels}
+    fields = ("delta",) if all(c.quantity == Quantity.ACTIVE_ENERGY for c in channels) else ("delta", "sum", "count")
     rows = get_store().read_rollups(
         tenant_id=access.tenant_id,
         channel_ids=list(by_id),
         resolution=int(ResolutionLevel.M15),
         start_ms=int(edges[0]),
         end_ms=int(edges[-1]),
-        fields=("delta",) if all(c.quantity == Quantity.ACTIVE_ENERGY for c in channels) else ("delta", "sum", "count"),
+        fields=(*fields, "flags") if flags is not None else fields,
     )
     for channel_id, block in rows.items():
         channel = by_id[channel_id]
@@ -247,8 +262,13 @@ def _kwh_by_channel(*, access: Access, channels: Sequence[Channel], edges: np.nd
         else:  # mean power over the quarter hour: kW × 0.25 h
             kwh = block.columns["sum"] / block.columns["count"] * TO_KILO[channel.unit] * 0.25
         values = np.full(len(edges) - 1, np.nan)
-        values[(starts - edges[0]) // INTERVAL_MS] = kwh
+        cells = (starts - edges[0]) // INTERVAL_MS
+        values[cells] = kwh
         result[channel_id] = values
+        if flags is not None:
+            marks = np.zeros(len(edges) - 1, dtype=np.int64)
+            marks[cells] = block.columns["flags"]
+            flags[channel_id] = marks
     return result
 
 
@@ -320,6 +340,108 @@ def facility_usage(*, access: Access, facility: Facility, start_ms: int, end_ms:
         edges,
         _loads_by_interval(access=access, channels=channels, edges=edges),
     )
+
+
+# --- The stored 15-minute demand and peaks --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """A facility's 15-minute demand (kW = interval kWh × 4) on the UTC 15-minute grid; NaN where unmeasured."""
+
+    starts_ms: np.ndarray
+    kw: np.ndarray
+    estimated: np.ndarray  # bool: part of the interval's energy is a gap's spread share
+
+
+def demand_channels_key(metering: Metering) -> str:
+    return ",".join(str(pk) for pk in sorted(c.pk for c in _channels(metering)))
+
+
+def demand_compute(*, facility: Facility, metering: Metering, start_ms: int | None, end_ms: int | None) -> Demand:
+    """The facility's demand from its 15-minute rollups over [start_ms, end_ms), or over all its rollups when
+    a bound is None. The main meter of `facility_usage` (the bills' rule); estimated where one of its
+    channels' intervals is."""
+    access = Access(tenant_id=facility.tenant_id, role=Role.ADMIN, facility_ids=None)  # a worker's, tenant-wide
+    channels = _channels(metering)
+    empty = Demand(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=bool))
+    if not channels:
+        return empty
+    if start_ms is None or end_ms is None:
+        # 15-minute rollups lie on the UTC quarter-hour grid in every zone, so the grid is their own span.
+        found = get_store().read_rollups(
+            tenant_id=facility.tenant_id,
+            channel_ids=[c.pk for c in channels],
+            resolution=int(ResolutionLevel.M15),
+            start_ms=0,
+            end_ms=2**62,
+            fields=("end_ms",),
+        )
+        blocks = [b for b in found.values() if len(b)]
+        if not blocks:
+            return empty
+        start_ms = min(int(b.columns["start_ms"][0]) for b in blocks)
+        end_ms = max(int(b.columns["end_ms"][-1]) for b in blocks)
+    start_ms -= start_ms % INTERVAL_MS
+    end_ms += -end_ms % INTERVAL_MS
+    if end_ms <= start_ms:
+        return empty
+    edges = np.arange(start_ms, end_ms + 1, INTERVAL_MS, dtype=np.int64)
+    flags: dict[int, np.ndarray] = {}
+    kwh = _kwh_by_channel(access=access, channels=channels, edges=edges, flags=flags)
+    usage = _usage(metering, kwh, edges, _loads_by_interval(access=access, channels=channels, edges=edges))
+    main_ids = {c.pk for c in metering.main}
+    marks = np.zeros(len(edges) - 1, dtype=np.int64)
+    for channel_id, channel_flags in flags.items():
+        if channel_id in main_ids:
+            marks |= channel_flags
+    return Demand(usage.starts_ms, usage.kwh * 4, (marks & int(Flag.ESTIMATED)) != 0)
+
+
+def _settle(facility_ids: Sequence[int]) -> None:
+    # Reads settle the facility's due intervals first, so a page or an answer never shows a peak the
+    # rollups have already moved past; the beat task (`billing.demand_settle`) does it for all others.
+    from billing.services import demand_settle
+
+    demand_settle(facility_ids=facility_ids)
+
+
+def demand_stored(*, facility: Facility, start_ms: int, end_ms: int) -> Demand:
+    """The stored demand of the facility's intervals starting in [start_ms, end_ms), on the full grid."""
+    _settle([facility.pk])
+    starts = np.arange(start_ms - start_ms % INTERVAL_MS, end_ms, INTERVAL_MS, dtype=np.int64)
+    kw = np.full(len(starts), np.nan)
+    estimated = np.zeros(len(starts), dtype=bool)
+    rows = DemandInterval.objects.filter(
+        facility_id=facility.pk,
+        start__gte=datetime.fromtimestamp(int(starts[0]) / 1000, tz=UTC) if len(starts) else None,
+        start__lt=datetime.fromtimestamp(end_ms / 1000, tz=UTC),
+    ).values_list("start", "kw", "estimated")
+    for start, value, flag in rows:
+        cell = (int(start.timestamp() * 1000) - int(starts[0])) // INTERVAL_MS
+        kw[cell] = value
+        estimated[cell] = flag
+    return Demand(starts, kw, estimated)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPeak:
+    year: int
+    month: int  # 0: the whole year
+    kw: float
+    start_ms: int
+    estimated: bool
+    energy_kwh: float
+
+
+def peaks_stored(*, facility: Facility, year: int, settle: bool = True) -> dict[int, StoredPeak]:
+    """The facility's stored peaks of a year in its zone, by month (0: the year's own)."""
+    if settle:
+        _settle([facility.pk])
+    return {
+        p.month: StoredPeak(p.year, p.month, p.kw, int(p.interval_start.timestamp() * 1000), p.estimated, p.energy_kwh)
+        for p in FacilityPeak.objects.filter(facility_id=facility.pk, year=year)
+    }
 
 
 # --- Tariff segments of a month ---------------------------------------------------------------
@@ -420,8 +542,20 @@ def _month_peak(usage: Usage, segments: Sequence[Segment], tz: ZoneInfo, region:
     return result.peak_kw or 0.0
 
 
+def _plain_month(month: Month, segments: Sequence[Segment]) -> bool:
+    """The month's peak is its stored peak: no tariff part limits it to demand windows or to part of the month."""
+    if not segments:
+        return True
+    covered = sum(seg.end_ms - seg.start_ms for seg in segments) == month.end_ms - month.start_ms
+    return covered and not any(seg.terms.demand_windows for seg in segments)
+
+
 def _history(*, access: Access, facility: Facility, month: Month, metering: Metering, terms: Terms) -> History:
-    """Earlier months' peaks (inside each month's own demand windows) and this year's kWh before the month."""
+    """Earlier months' peaks (inside each month's own demand windows) and this year's kWh before the month.
+
+    Months whose peak is the plain highest 15-minute demand take it, and their kWh, from the stored peaks;
+    the others (demand windows, a contract over part of the month) are computed from their rollups.
+    """
     if terms.demand_mode not in ("annual", "utilisation", "ratchet"):
         return History()
     back = month.month - 1 if terms.demand_mode != "ratchet" else terms.ratchet_months
@@ -432,21 +566,40 @@ def _history(*, access: Access, facility: Facility, month: Month, metering: Mete
         months.append(cursor)
     if not months:
         return History()
-    usage = facility_usage(
-        access=access, facility=facility, start_ms=months[-1].start_ms, end_ms=month.start_ms, metering=metering
-    )
+    segments = {m: month_segments(facility=facility, month=m) for m in months}
+    stored: dict[tuple[int, int], StoredPeak] = {}
+    for year in sorted({m.year for m in months}):
+        stored.update(
+            {(year, number): p for number, p in peaks_stored(facility=facility, year=year).items() if number >= 1}
+        )
+    usage: Usage | None = None
     earlier: list[MonthPeak] = []
     ratchet: list[float] = []
     year_kwh = 0.0
     for m in months:
-        inside = (usage.starts_ms >= m.start_ms) & (usage.starts_ms < m.end_ms)
-        part = Usage(usage.starts_ms[inside], usage.kwh[inside])
-        if np.isnan(part.kwh).all():
-            continue
-        peak = _month_peak(part, month_segments(facility=facility, month=m), month.tz, facility.holiday_region, m.year)
+        if _plain_month(m, segments[m]):
+            found = stored.get((m.year, m.month))
+            if found is None:
+                continue  # no data that month
+            peak, kwh = found.kw, found.energy_kwh
+        else:
+            if usage is None:
+                usage = facility_usage(
+                    access=access,
+                    facility=facility,
+                    start_ms=months[-1].start_ms,
+                    end_ms=month.start_ms,
+                    metering=metering,
+                )
+            inside = (usage.starts_ms >= m.start_ms) & (usage.starts_ms < m.end_ms)
+            part = Usage(usage.starts_ms[inside], usage.kwh[inside])
+            if np.isnan(part.kwh).all():
+                continue
+            peak = _month_peak(part, segments[m], month.tz, facility.holiday_region, m.year)
+            kwh = float(np.nansum(part.kwh))
         if m.year == month.year:
             earlier.append(MonthPeak(m.year, m.month, peak, m.days))
-            year_kwh += float(np.nansum(part.kwh))
+            year_kwh += kwh
         ratchet.append(peak)
     return History(earlier_peaks=tuple(earlier), ratchet_peaks=tuple(ratchet), year_kwh_before=year_kwh)
 
@@ -558,6 +711,7 @@ class PeakRow:
     start_ms: int
     kw: float
     loads: list[tuple[str, float]]  # the loads' kW in that interval, largest first
+    estimated: bool = False  # part of the interval's energy is a gap's spread share
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,44 +724,91 @@ class PeakReport:
     month_peak: PeakRow | None
     year_peak: tuple[int, float] | None  # (interval start, kW), January up to this month
     target_kw: float | None
+    year_peak_estimated: bool = False
 
 
 def peaks_report(*, access: Access, facility_id: int, year: int, month: int, now_ms: int | None = None) -> PeakReport:
-    """The month's 15-minute demand curve, its top 10 intervals with the loads that made them, and the year's peak."""
+    """The month's 15-minute demand curve, its top 10 intervals with the loads that made them, and the year's
+    peak, from the stored demand and peaks (`DemandInterval`, `FacilityPeak`); the loads' shares of the top
+    intervals come from their rollups."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     facility = facility_list(access=access).get(pk=facility_id)
     tz = ZoneInfo(facility.timezone)
     period = Month(year, month, tz)
     month_check(month=period, now_ms=now_ms)
-    metering = facility_metering(facility=facility)
-    year_start = Month(year, 1, tz).start_ms
     end_ms = min(period.end_ms, now_ms - now_ms % INTERVAL_MS)
     end_ms = max(end_ms, period.start_ms + INTERVAL_MS)
-    usage = facility_usage(access=access, facility=facility, start_ms=year_start, end_ms=end_ms, metering=metering)
-    demand = usage.kwh * 4
-    inside = usage.starts_ms >= period.start_ms
-    names = dict(Load.objects.filter(pk__in=list(usage.loads)).values_list("pk", "name"))
+    demand = demand_stored(facility=facility, start_ms=period.start_ms, end_ms=end_ms)
+    month_demand = np.where(np.isfinite(demand.kw), demand.kw, -np.inf)
+    order = [int(i) for i in np.argsort(-month_demand, kind="stable")[:10] if np.isfinite(month_demand[i])]
+    shares: dict[int, list[tuple[str, float]]] = {}
+    if order:
+        metering = facility_metering(facility=facility)
+        usage = facility_usage(
+            access=access, facility=facility, start_ms=period.start_ms, end_ms=end_ms, metering=metering
+        )
+        names = dict(Load.objects.filter(pk__in=list(usage.loads)).values_list("pk", "name"))
+        cell = {int(start): i for i, start in enumerate(usage.starts_ms.tolist())}
+        for i in order:
+            at = cell.get(int(demand.starts_ms[i]))
+            found = (
+                []
+                if at is None
+                else [(names.get(lid, str(lid)), float(kwh[at] * 4)) for lid, kwh in usage.loads.items()]
+            )
+            shares[i] = sorted([(n, kw) for n, kw in found if np.isfinite(kw)], key=lambda c: -c[1])
 
     def row(index: int) -> PeakRow:
-        contributions = [(names.get(lid, str(lid)), float(kwh[index] * 4)) for lid, kwh in usage.loads.items()]
-        contributions = [(n, kw) for n, kw in contributions if np.isfinite(kw)]
-        return PeakRow(int(usage.starts_ms[index]), float(demand[index]), sorted(contributions, key=lambda c: -c[1]))
+        return PeakRow(
+            int(demand.starts_ms[index]), float(demand.kw[index]), shares[index], bool(demand.estimated[index])
+        )
 
-    month_demand = np.where(inside & np.isfinite(demand), demand, -np.inf)
-    order = [int(i) for i in np.argsort(-month_demand, kind="stable")[:10] if np.isfinite(month_demand[i])]
-    year_demand = np.where(np.isfinite(demand), demand, -np.inf)
-    year_index = int(np.argmax(year_demand)) if len(year_demand) and np.isfinite(year_demand.max()) else None
-    curve = demand[inside]
+    # The year's peak up to this month: the stored peaks of its earlier months, and this month's as shown.
+    candidates = [
+        (p.kw, -p.start_ms, p.estimated)
+        for p in peaks_stored(facility=facility, year=year, settle=False).values()
+        if 1 <= p.month < month
+    ]
+    if order:
+        candidates.append(
+            (float(demand.kw[order[0]]), -int(demand.starts_ms[order[0]]), bool(demand.estimated[order[0]]))
+        )
+    best = max(candidates) if candidates else None
     return PeakReport(
         facility=facility,
         month=period,
-        curve_starts_ms=usage.starts_ms[inside].tolist(),
-        curve_kw=[None if not np.isfinite(v) else float(v) for v in curve],
+        curve_starts_ms=demand.starts_ms.tolist(),
+        curve_kw=[None if not np.isfinite(v) else float(v) for v in demand.kw],
         top=[row(i) for i in order],
         month_peak=row(order[0]) if order else None,
-        year_peak=(int(usage.starts_ms[year_index]), float(demand[year_index])) if year_index is not None else None,
+        year_peak=(-best[1], best[0]) if best else None,
         target_kw=float(facility.peak_target_kw) if facility.peak_target_kw is not None else None,
+        year_peak_estimated=bool(best[2]) if best else False,
     )
+
+
+def month_peak_stored(*, access: Access, facility: Facility, now_ms: int) -> StoredPeak | None:
+    """The highest stored 15-minute demand of the facility's running month before the running quarter
+    (the dashboard's month peak; the running quarter is the live projection's)."""
+    tz = ZoneInfo(facility.timezone)
+    local = datetime.fromtimestamp(now_ms / 1000, tz=tz)
+    period = Month(local.year, local.month, tz)
+    current = now_ms - now_ms % INTERVAL_MS
+    if current <= period.start_ms or not access.sees_facility(facility.pk):
+        return None
+    _settle([facility.pk])
+    top = (
+        DemandInterval.objects.filter(
+            facility_id=facility.pk,
+            start__gte=datetime.fromtimestamp(period.start_ms / 1000, tz=UTC),
+            start__lt=datetime.fromtimestamp(current / 1000, tz=UTC),
+        )
+        .order_by("-kw", "start")
+        .first()
+    )
+    if top is None:
+        return None
+    return StoredPeak(period.year, period.month, top.kw, int(top.start.timestamp() * 1000), top.estimated, 0.0)
 
 
 # The channels read from the store in one go by `client_month`.

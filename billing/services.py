@@ -8,10 +8,12 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import DecimalField, ProtectedError
+from django.db.models import DecimalField, ProtectedError, Sum
 from django.utils.translation import gettext as _
 
 from accounts.access import Access
@@ -21,9 +23,22 @@ from accounts.selectors import access_for_tenant
 from billing import selectors
 from billing.calculation import money
 from billing.errors import BillingError
-from billing.models import Bill, BillingProfile, BillLine, Contract, CostCentre, DemandMode, Tariff, TariffVersion
+from billing.models import (
+    Bill,
+    BillingProfile,
+    BillLine,
+    Contract,
+    CostCentre,
+    DemandInterval,
+    DemandMark,
+    DemandMode,
+    DemandState,
+    FacilityPeak,
+    Tariff,
+    TariffVersion,
+)
 from billing.validation import validate_currency, validate_energy, validate_levies, validate_tiers, validate_windows
-from devices.models import Facility, Load
+from devices.models import Channel, Facility, Load
 
 VERSION_FIELDS = (
     "valid_from",
@@ -450,3 +465,160 @@ def bills_issue_ended_month(*, now_ms: int | None = None) -> int:
     for tenant_id, year, month in sorted(clients):
         client_bill_issue(tenant=Tenant.objects.get(pk=tenant_id), year=year, month=month)
     return issued
+
+
+# --- The stored 15-minute demand and peaks ---------------------------------------------------------
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def demand_mark(*, spans: Sequence[tuple[int, int, int]]) -> int:
+    """The 15-minute rollups of these channels changed over [start, end): their facilities' demand is due.
+
+    Runs inside the rollup refresh's transaction (the `rollups_written` signal), so a mark is never lost
+    between a rollup write and its demand; one query to map the channels and one insert.
+    """
+    if not spans:
+        return 0
+    facility_of = dict(
+        Channel.objects.filter(pk__in={channel_id for channel_id, _, _ in spans}).values_list(
+            "pk", "device__facility_id"
+        )
+    )
+    due: dict[int, tuple[int, int]] = {}
+    for channel_id, start_ms, end_ms in spans:
+        facility_id = facility_of.get(channel_id)
+        if facility_id is None:
+            continue
+        lo, hi = due.get(facility_id, (start_ms, end_ms))
+        due[facility_id] = (min(lo, start_ms), max(hi, end_ms))
+    DemandMark.objects.bulk_create(
+        [DemandMark(facility_id=fid, start_ms=lo, end_ms=hi) for fid, (lo, hi) in due.items()]
+    )
+    return len(due)
+
+
+def _local_months(tz: ZoneInfo, start_ms: int, end_ms: int) -> set[tuple[int, int]]:
+    """The calendar months (in `tz`) of the intervals starting in [start_ms, end_ms)."""
+    first = datetime.fromtimestamp(start_ms / 1000, tz=tz)
+    last = datetime.fromtimestamp((end_ms - selectors.INTERVAL_MS) / 1000, tz=tz)
+    months = set()
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        months.add((year, month))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def _peaks_refresh(*, facility: Facility, months: set[tuple[int, int]]) -> None:
+    """Recompute the stored peaks of these months and of their years from the stored demand."""
+    tz = ZoneInfo(facility.timezone)
+    for year, month in sorted(months):
+        period = selectors.Month(year, month, tz)
+        rows = DemandInterval.objects.filter(
+            facility_id=facility.pk, start__gte=_at(period.start_ms), start__lt=_at(period.end_ms)
+        )
+        top = rows.order_by("-kw", "start").first()
+        if top is None:
+            FacilityPeak.objects.filter(facility_id=facility.pk, year=year, month=month).delete()
+            continue
+        energy = (rows.aggregate(total=Sum("kw"))["total"] or 0.0) * 0.25
+        FacilityPeak.objects.update_or_create(
+            facility_id=facility.pk,
+            year=year,
+            month=month,
+            defaults={"kw": top.kw, "interval_start": top.start, "estimated": top.estimated, "energy_kwh": energy},
+        )
+    for year in sorted({y for y, _m in months}):
+        monthly = list(FacilityPeak.objects.filter(facility_id=facility.pk, year=year, month__gte=1))
+        if not monthly:
+            FacilityPeak.objects.filter(facility_id=facility.pk, year=year, month=0).delete()
+            continue
+        best = min(monthly, key=lambda p: (-p.kw, p.interval_start))
+        FacilityPeak.objects.update_or_create(
+            facility_id=facility.pk,
+            year=year,
+            month=0,
+            defaults={
+                "kw": best.kw,
+                "interval_start": best.interval_start,
+                "estimated": best.estimated,
+                "energy_kwh": sum(p.energy_kwh for p in monthly),
+            },
+        )
+
+
+def _demand_write(*, facility: Facility, demand: selectors.Demand, whole: bool) -> set[tuple[int, int]]:
+    """Replace the stored demand over the computed span (all of it when `whole`); the months touched."""
+    rows = DemandInterval.objects.filter(facility_id=facility.pk)
+    tz = ZoneInfo(facility.timezone)
+    months: set[tuple[int, int]] = set()
+    if whole:
+        months = {(p.year, p.month) for p in FacilityPeak.objects.filter(facility_id=facility.pk, month__gte=1)}
+        FacilityPeak.objects.filter(facility_id=facility.pk).delete()
+        rows.delete()
+    elif len(demand.starts_ms):
+        end_ms = int(demand.starts_ms[-1]) + selectors.INTERVAL_MS
+        rows.filter(start__gte=_at(int(demand.starts_ms[0])), start__lt=_at(end_ms)).delete()
+    if len(demand.starts_ms) == 0:
+        return months
+    keep = np.isfinite(demand.kw)
+    DemandInterval.objects.bulk_create(
+        [
+            DemandInterval(facility_id=facility.pk, start=_at(int(start)), kw=float(kw), estimated=bool(flag))
+            for start, kw, flag in zip(
+                demand.starts_ms[keep].tolist(), demand.kw[keep].tolist(), demand.estimated[keep].tolist(), strict=True
+            )
+        ],
+        batch_size=5000,
+    )
+    return months | _local_months(tz, int(demand.starts_ms[0]), int(demand.starts_ms[-1]) + selectors.INTERVAL_MS)
+
+
+def demand_settle(*, facility_ids: Sequence[int] | None = None) -> int:
+    """Bring the stored demand and peaks of these facilities (all when None) up to date; returns those done.
+
+    A facility whose zone or metering channels changed since (a zone change, a device moved in or out),
+    or that has no stored demand yet, is recomputed whole; otherwise only its marked spans are. Each
+    facility runs in its own transaction and locks its marks, so two workers never store one span twice.
+    """
+    facilities = Facility.objects.all()
+    if facility_ids is not None:
+        facilities = facilities.filter(pk__in=list(facility_ids))
+    facilities = facilities.select_related("demand_state")
+    meterings = selectors.facilities_metering(facility_ids=[f.pk for f in facilities])
+    due = set(DemandMark.objects.filter(facility__in=facilities).values_list("facility_id", flat=True).distinct())
+    done = 0
+    for facility in facilities:
+        metering = meterings.get(facility.pk, selectors.NO_METERING)
+        key = selectors.demand_channels_key(metering)
+        state = getattr(facility, "demand_state", None)
+        stale = state is None or state.timezone != facility.timezone or state.channels != key
+        if not stale and facility.pk not in due:
+            continue
+        with transaction.atomic():
+            marks = list(DemandMark.objects.select_for_update(skip_locked=True).filter(facility_id=facility.pk))
+            if stale:
+                # Another worker may be at it: take the state row's lock, then look again.
+                DemandState.objects.get_or_create(facility_id=facility.pk, defaults={"timezone": "", "channels": ""})
+                state = DemandState.objects.select_for_update().get(facility_id=facility.pk)
+                if state.timezone == facility.timezone and state.channels == key and not marks:
+                    continue
+                demand = selectors.demand_compute(facility=facility, metering=metering, start_ms=None, end_ms=None)
+                months = _demand_write(facility=facility, demand=demand, whole=True)
+                state.timezone, state.channels = facility.timezone, key
+                state.save()
+            elif marks:
+                lo = min(m.start_ms for m in marks)
+                hi = max(m.end_ms for m in marks)
+                demand = selectors.demand_compute(facility=facility, metering=metering, start_ms=lo, end_ms=hi)
+                months = _demand_write(facility=facility, demand=demand, whole=False)
+                months |= _local_months(ZoneInfo(facility.timezone), lo - lo % selectors.INTERVAL_MS, hi)
+            else:
+                continue
+            _peaks_refresh(facility=facility, months=months)
+            DemandMark.objects.filter(pk__in=[m.pk for m in marks]).delete()
+            done += 1
+    return done

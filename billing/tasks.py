@@ -15,3 +15,12 @@ def issue_bills_task(self: Task) -> int:
         return services.bills_issue_ended_month()
     except OperationalError as exc:
         raise self.retry(exc=exc, countdown=60) from exc
+
+
+@shared_task(name="billing.demand_settle", bind=True, ignore_result=True, max_retries=5)
+def demand_settle_task(self: Task) -> int:
+    """Beat: store the demand and peaks of the 15-minute rollups that settled since the last run."""
+    try:
+        return services.demand_settle()
+    except OperationalError as exc:
+        raise self.retry(exc=exc, countdown=30) from exc

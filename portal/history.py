@@ -4,7 +4,7 @@
 - today's kWh, in the facility's time zone, from `readings_facility_demand`: the energy counters'
   15-minute deltas, or without counters the mean power of completed quarters over the time their
   readings cover;
-- the month's demand peak so far: the highest completed 15-minute demand (`readings_demand_peak`).
+- the month's demand peak so far: the highest completed 15-minute demand, billing's stored one.
 
 "Total" follows `readings.totals.counted_channels`, so these figures and the live ones agree.
 """
@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from accounts.access import Access
+from billing.selectors import month_peak_stored
 from devices.models import Facility, Load
 from devices.selectors import channel_list, load_list
 from readings.rollups import containing_interval
-from readings.selectors import MAX_CHANNELS, readings_demand_peak, readings_facility_demand, readings_series
+from readings.selectors import MAX_CHANNELS, readings_facility_demand, readings_series
 from readings.totals import UNIT_TO_KILO, ChannelInfo, counted_channels
 
 
@@ -118,15 +119,7 @@ def sum_by_interval(
 
 
 def month_peak(*, access: Access, facility: Facility, now_ms: int) -> Peak | None:
-    """The highest completed 15-minute demand of the month (`readings_demand_peak`); the running quarter is the
-    live projection's business."""
-    tz = ZoneInfo(facility.timezone)
-    month_start, _ = containing_interval("1mo", tz, now_ms)
-    current_start, _ = containing_interval("15m", tz, now_ms)
-    if current_start <= month_start:
-        return None
-    series = readings_facility_demand(
-        access=access, facility_id=facility.pk, start=_dt(month_start), end=_dt(current_start)
-    )
-    peak = readings_demand_peak(series, start_ms=month_start, end_ms=current_start)
+    """The highest completed 15-minute demand of the month, as billing stores it (the Peaks page's and
+    `/api/v1/peaks/`' figure); the running quarter is the live projection's business."""
+    peak = month_peak_stored(access=access, facility=facility, now_ms=now_ms)
     return Peak(kw=peak.kw, interval_start_ms=peak.start_ms) if peak else None

@@ -37,6 +37,7 @@ from readings.rollups import (
     containing_interval,
     interval_edges,
 )
+from readings.signals import rollups_written
 from readings.store import ReadingsStore, get_store
 from readings.store.base import DAY_MS, EMPTY, INTERVAL_MS, PACK_SETTLE_MS, Chunk, DirtyMark, Points, RollupRows
 from readings.store.sql import log_conflicts, merge_counting, merge_points
@@ -240,6 +241,7 @@ def rollups_refresh(*, limit: int = 5000) -> int:
             metas, blocks, touched = _fine_level(store, marks)
             store.write_rollups(rows=blocks)
             _coarse_levels(store, metas, touched)
+            _announce(blocks)
         return len(marks)
     # SQLite has one writer at a time, and a write transaction holds the lock from its first statement:
     # reading and aggregating inside it made every ingest wait behind the whole refresh (ack stalls every
@@ -258,9 +260,20 @@ def rollups_refresh(*, limit: int = 5000) -> int:
             for start in range(first_ms - first_ms % INTERVAL_MS, last_ms + 1, INTERVAL_MS)
         }
         store.write_rollups(rows=blocks)
+        _announce(blocks)
         done = [mark_id for mark_id, mark in claimed if (mark.device_id, mark.start_ms) not in late]
         store.release_dirty(ids=done)
     return len(done)
+
+
+def _announce(blocks: Sequence[RollupRows]) -> None:
+    spans = [
+        (block.channel_id, int(block.columns["start_ms"][0]), int(block.columns["end_ms"][-1]))
+        for block in blocks
+        if block.resolution == 1 and len(block)  # 15 minutes
+    ]
+    if spans:
+        rollups_written.send(sender=RollupRows, spans=spans)
 
 
 def _fine_level(

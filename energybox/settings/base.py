@@ -237,6 +237,8 @@ CELERY_BEAT_SCHEDULE = {
     "firmware-rollouts-advance": {"task": "firmware.rollouts_advance", "schedule": 5.0},
     # Issues last month's bills once it has ended in each facility's zone; re-issues on late data.
     "billing-issue-bills": {"task": "billing.issue_bills", "schedule": 3600.0},
+    # Stores the facilities' 15-minute demand and peaks as their rollups settle (billing.services.demand_settle).
+    "billing-demand-settle": {"task": "billing.demand_settle", "schedule": 60.0},
     "gateway-presence-sweep": {"task": "gateway.presence_sweep", "schedule": 30.0},
     # Offline devices, reminders and de-escalation: the alert rules that time, not readings, trips.
     "alerts-sweep": {"task": "alerts.sweep", "schedule": 30.0},
