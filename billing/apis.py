@@ -472,6 +472,7 @@ PEAK_ROW = inline_serializer(
         "start": OffsetDateTimeField(),
         "kw": serializers.FloatField(),
         "loads": serializers.ListField(child=serializers.DictField()),
+        "estimated": serializers.BooleanField(help_text="Part of the interval's energy is a gap's spread share."),
     },
 )
 
@@ -517,14 +518,24 @@ def _iso(ms: int) -> str:
 
 def peaks_payload(report: selectors.PeakReport) -> dict[str, Any]:
     def row(r: selectors.PeakRow) -> dict[str, Any]:
-        return {"start": _iso(r.start_ms), "kw": r.kw, "loads": [{"load": n, "kw": kw} for n, kw in r.loads]}
+        return {
+            "start": _iso(r.start_ms),
+            "kw": r.kw,
+            "loads": [{"load": n, "kw": kw} for n, kw in r.loads],
+            "estimated": r.estimated,
+        }
 
     return {
         "facility": report.facility.pk,
         "month": str(report.month),
         "target_kw": report.target_kw,
         "month_peak": row(report.month_peak) if report.month_peak else None,
-        "year_peak": {"start": _iso(report.year_peak[0]), "kw": report.year_peak[1], "loads": []}
+        "year_peak": {
+            "start": _iso(report.year_peak[0]),
+            "kw": report.year_peak[1],
+            "loads": [],
+            "estimated": report.year_peak_estimated,
+        }
         if report.year_peak
         else None,
         "top": [row(r) for r in report.top],
