@@ -15,4 +15,5 @@ urlpatterns = [
     path("tariffs/", views.tariffs_page, name="tariffs"),
     path("contracts/<int:contract_id>/delete/", views.contract_delete, name="contract_delete"),
     path("contracts/<int:contract_id>/end/", views.contract_end, name="contract_end"),
+    path("cost-centres/<int:centre_id>/delete/", views.cost_centre_delete, name="cost_centre_delete"),
 ]

@@ -24,7 +24,7 @@ from accounts.selectors import tenant_get
 from billing import documents, selectors, services
 from billing.errors import BillingError
 from billing.forms import AllocationForm, ContractForm, CostCentreForm, TariffForm, VersionForm
-from billing.models import Contract, Tariff
+from billing.models import Contract, CostCentre, Tariff
 from devices.models import Facility
 from devices.selectors import facility_list, load_list
 from portal.access import request_access
@@ -171,12 +171,14 @@ def peaks_page(request: HttpRequest) -> HttpResponse:
             tz = ZoneInfo(facility.timezone)
             context["report"] = report
             context["top"] = [
-                (datetime.fromtimestamp(r.start_ms / MS, tz=UTC).astimezone(tz), r.kw, r.loads) for r in report.top
+                (datetime.fromtimestamp(r.start_ms / MS, tz=UTC).astimezone(tz), r.kw, r.loads, r.estimated)
+                for r in report.top
             ]
             if report.year_peak:
                 context["year_peak"] = (
                     datetime.fromtimestamp(report.year_peak[0] / MS, tz=UTC).astimezone(tz),
                     report.year_peak[1],
+                    report.year_peak_estimated,
                 )
             context["chart"] = _chart(report)
         except BillingError as exc:
@@ -331,3 +333,25 @@ def contract_end(request: HttpRequest, contract_id: int) -> HttpResponse:
     else:
         messages.success(request, _("Contract ends on %(d)s.") % {"d": valid_to.isoformat()})
     return redirect("billing:tariffs")
+
+
+@login_required
+def cost_centre_delete(request: HttpRequest, centre_id: int) -> HttpResponse:
+    """Ask first (GET), then delete (POST): the same service as DELETE /api/v1/cost-centres/<id>/. Tenant
+    admins only; anyone else, or another tenant's cost centre, gets a 404."""
+    access = _access(request)
+    if not access.is_admin:
+        raise Http404()
+    try:
+        centre = selectors.cost_centre_list(access=access).get(pk=centre_id)
+    except CostCentre.DoesNotExist as exc:
+        raise Http404() from exc
+    if request.method == "POST":
+        services.cost_centre_delete(centre=centre)
+        messages.success(request, _("Cost centre %(name)s deleted.") % {"name": centre.name})
+        return redirect("billing:tariffs")
+    return render(
+        request,
+        "billing/cost_centre_delete.html",
+        {"centre": centre, "tenant": tenant_get(access=access), "loads": list(centre.loads.all())},
+    )

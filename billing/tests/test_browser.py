@@ -152,3 +152,40 @@ def test_the_dashboard_warns_live_when_the_projected_demand_crosses_the_peak_tar
     page.wait_for_selector("[data-peak-warning]", state="visible", timeout=5_000)
     assert "30.0 kW" in page.text_content("[data-peak-warning]")
     page.screenshot(path=str(ARTIFACTS / "billing-peak-warning.png"))
+
+
+def test_a_tenant_admin_deletes_a_cost_centre_after_confirming_in_the_browser(billed_demo, portal, browser):
+    from billing.models import CostCentre
+    from devices.models import Load
+
+    market = billed_demo["market"]
+
+    def make():
+        load = Load.objects.filter(facility=market).exclude(kind=Load.Kind.MAINS).first()
+        return services.cost_centre_create(tenant=market.tenant, name="Backshop", area_m2=80, loads=[load]).pk
+
+    centre_id = off_loop(make)
+    page = browser.new_page(viewport={"width": 1280, "height": 2400})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, portal, "/billing/tariffs/")
+    page.click('[data-cost-centre="Backshop"] [data-cost-centre-delete]')
+    page.wait_for_selector("[data-confirm-delete]")
+    assert "Backshop" in page.text_content("[data-confirm-delete]")
+    # Cancelling keeps it.
+    page.click("[data-confirm-delete] a")
+    page.wait_for_selector('[data-cost-centre="Backshop"]')
+    page.click('[data-cost-centre="Backshop"] [data-cost-centre-delete]')
+    page.click("[data-confirm]")
+    page.wait_for_selector(".message")
+    assert "Backshop" in page.text_content(".message")
+    assert page.query_selector('[data-cost-centre="Backshop"]') is None
+    assert not off_loop(lambda: CostCentre.objects.filter(pk=centre_id).exists())
+    # The API, which shares the service, no longer lists it.
+    token = off_loop(
+        lambda: AccessTokenFactory(application=ApplicationFactory(tenant=market.tenant), scope=BILLING_READ).token
+    )
+    listed = page.request.get(f"{portal}/api/v1/cost-centres/", headers={"Authorization": f"Bearer {token}"}).json()
+    rows = listed["results"] if isinstance(listed, dict) else listed
+    assert [c["name"] for c in rows] == []
+    assert errors == []

@@ -155,3 +155,36 @@ def test_a_tenant_admin_sets_the_allocation_key_and_creates_a_cost_centre_of_own
     assert client.post("/billing/tariffs/", stolen).status_code == 400
     assert CostCentre.objects.count() == 1
     assert 'data-cost-centre="Store"' in client.get("/billing/tariffs/").content.decode()
+
+
+def test_a_tenant_admin_deletes_a_cost_centre_after_confirming_and_no_one_else_can(client):
+    from billing.models import CostCentre
+    from devices.tests.factories import LoadFactory
+
+    facility = FacilityFactory()
+    load = LoadFactory(facility=facility, name="Bakery")
+    centre = services.cost_centre_create(tenant=facility.tenant, name="Bakery", area_m2=120, loads=[load])
+    other = services.cost_centre_create(tenant=FacilityFactory().tenant, name="Elsewhere")
+    url = f"/billing/cost-centres/{centre.pk}/delete/"
+
+    signed_in(client, facility.tenant, role=Role.VIEWER)
+    assert client.get(url).status_code == 404
+    assert client.post(url).status_code == 404
+    assert "data-cost-centre-delete" not in client.get("/billing/tariffs/").content.decode()
+    client.logout()
+
+    signed_in(client, facility.tenant)
+    assert f'href="{url}"' in client.get("/billing/tariffs/").content.decode()
+    confirm = client.get(url)
+    assert confirm.status_code == 200
+    assert "Bakery" in confirm.content.decode() and "data-confirm" in confirm.content.decode()
+    assert CostCentre.objects.filter(pk=centre.pk).exists()  # asking deletes nothing
+    assert client.post(f"/billing/cost-centres/{other.pk}/delete/").status_code == 404
+    assert CostCentre.objects.filter(pk=other.pk).exists()
+
+    answer = client.post(url, follow=True)
+    assert answer.redirect_chain[-1][0] == "/billing/tariffs/"
+    assert "Cost centre Bakery deleted." in answer.content.decode()
+    assert not CostCentre.objects.filter(pk=centre.pk).exists()
+    assert load.__class__.objects.filter(pk=load.pk).exists()  # its loads stay
+    assert client.post(url).status_code == 404  # gone: a second post stores nothing and says so
