@@ -188,3 +188,22 @@ def test_a_tenant_admin_deletes_a_cost_centre_after_confirming_and_no_one_else_c
     assert not CostCentre.objects.filter(pk=centre.pk).exists()
     assert load.__class__.objects.filter(pk=load.pk).exists()  # its loads stay
     assert client.post(url).status_code == 404  # gone: a second post stores nothing and says so
+
+
+def test_the_cost_centre_confirmation_speaks_german(client):
+    from django.core.management import call_command
+
+    from devices.tests.factories import LoadFactory
+
+    call_command("compilecatalogs")
+    facility = FacilityFactory()
+    loads = [LoadFactory(facility=facility, name=n) for n in ("Bakery", "Deli")]
+    centre = services.cost_centre_create(tenant=facility.tenant, name="Frische", loads=loads)
+    membership = signed_in(client, facility.tenant)
+    membership.user.language = "de"
+    membership.user.save()
+    html = client.get(f"/billing/cost-centres/{centre.pk}/delete/").content.decode()
+    assert "Die Kostenstelle „Frische“ löschen?" in html
+    assert "Ihre 2 Lasten bleiben" in html
+    answer = client.post(f"/billing/cost-centres/{centre.pk}/delete/", follow=True)
+    assert "Kostenstelle Frische gelöscht." in answer.content.decode()
