@@ -11,14 +11,20 @@ from accounts.access import Access
 from devices.models import Device, DeviceGroup, DeviceType, Facility
 from devices.selectors import device_type_own_list
 from firmware.models import FirmwareImage, Rollout
-from firmware.planning import RolloutSpec, spec_from_values
+from firmware.planning import RolloutSpec, rollout_device_types, spec_from_values
 from firmware.selectors import firmware_image_list
 from firmware.services import MAX_IMAGE_SIZE
 
 
 class RolloutForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=200)
-    device_type = forms.ModelChoiceField(label=_("Device type"), queryset=DeviceType.objects.none())
+    device_type = forms.ModelChoiceField(
+        label=_("Device type"),
+        queryset=DeviceType.objects.none(),
+        error_messages={
+            "invalid_choice": _("This device type is not one of your organisation's types or a type its devices use.")
+        },
+    )
     image = forms.ModelChoiceField(label=_("Image"), queryset=FirmwareImage.objects.none())
     from_versions = forms.CharField(
         label=_("Upgrade from versions"),
@@ -60,9 +66,9 @@ class RolloutForm(forms.Form):
     def __init__(self, *args: Any, access: Access, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         tenant = access.tenant_id
-        used_types = Device.objects.filter(tenant_id=tenant).values("device_type_id")
-        self.fields["device_type"].queryset = DeviceType.objects.filter(pk__in=used_types)  # type: ignore[attr-defined]
-        lines = DeviceType.objects.filter(pk__in=used_types).values("firmware_line")
+        types = rollout_device_types(tenant_id=tenant)
+        self.fields["device_type"].queryset = types  # type: ignore[attr-defined]
+        lines = types.values("firmware_line")
         self.fields["image"].queryset = firmware_image_list(access=access).filter(  # type: ignore[attr-defined]
             firmware_line__in=lines
         )

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 
 from devices.models import Device, DeviceGroup, DeviceType, Facility
@@ -270,10 +270,23 @@ def eligible(*, devices: Sequence[Device], spec: RolloutSpec, strict_busy: bool)
     return taken, excluded
 
 
+def rollout_device_types(*, tenant_id: int) -> QuerySet[DeviceType]:
+    """The device types a tenant may roll out to: its own, and the platform's types it has devices of.
+    Another tenant's type is never among them, even when the tenant (wrongly) holds a device of it."""
+    used = Device.objects.filter(tenant_id=tenant_id).values("device_type_id")
+    return DeviceType.objects.filter(Q(tenant_id=tenant_id) | Q(tenant__isnull=True, pk__in=used))
+
+
 def rollout_plan(*, tenant_id: int, spec: RolloutSpec) -> RolloutPlan:
     spec_validate(spec)
     if spec.image.tenant_id not in (None, tenant_id):  # another tenant's upload for its own device type
         raise FirmwareError(_("There is no such image."))
+    if not rollout_device_types(tenant_id=tenant_id).filter(pk=spec.device_type.pk).exists():
+        # The same answer for another tenant's type and an unused platform type: ids cannot be probed.
+        raise FirmwareError(
+            _("Device type %(id)d is not one of your organisation's types or a type its devices use.")
+            % {"id": spec.device_type.pk}
+        )
     devices = list(target_devices(tenant_id=tenant_id, spec=spec))
     taken, excluded = eligible(devices=devices, spec=spec, strict_busy=spec.target_kind == Rollout.TargetKind.DEVICES)
     sizes = wave_sizes(spec.wave_kind, spec.wave_values, len(taken))

@@ -359,13 +359,12 @@ def _record_outcomes(rollout: Rollout, now: dt.datetime) -> None:
     entries = rollout.devices.filter(status=Status.IN_PROGRESS).select_related("transfer", "device", "device__facility")
     for entry in entries:
         transfer = entry.transfer
-        if (
-            transfer is not None
-            and transfer.state == FirmwareTransfer.State.PENDING
-            and not in_window(rollout, timezone_name=entry.device.facility.timezone, now=now)
-        ):
-            # The device went offline in its window and was never offered the image: it missed the
-            # window, not failed. It waits, with the attempt given back, for its next window.
+        if _missed_window(rollout, entry, transfer, now):
+            # The device went offline in its window, before the gateway could offer the image or
+            # after it took the offer: it missed the window, not failed. Its transfer is cancelled so
+            # that it cannot start or resume when it comes back outside the window; it waits, with
+            # the attempt given back, for its next window.
+            assert transfer is not None
             firmware_transfer_cancel(transfer=transfer)
             entry.status = Status.PENDING
             entry.transfer = None
@@ -392,6 +391,20 @@ def _record_outcomes(rollout: Rollout, now: dt.datetime) -> None:
                 else _("timed out after %(s)d s")
             )
             _failure(rollout, entry, now, reason % {"s": rollout.device_timeout_s})
+
+
+def _missed_window(rollout: Rollout, entry: RolloutDevice, transfer: FirmwareTransfer | None, now: dt.datetime) -> bool:
+    """Whether the window closed on a transfer the device has not got going: never offered, or
+    offered (and maybe partly downloaded) to a device that is no longer connected. A device that is
+    connected and downloading when the window closes finishes what it started."""
+    if transfer is None or in_window(rollout, timezone_name=entry.device.facility.timezone, now=now):
+        return False
+    if transfer.state == FirmwareTransfer.State.PENDING:
+        return True
+    return (
+        transfer.state in (FirmwareTransfer.State.OFFERED, FirmwareTransfer.State.DOWNLOADING)
+        and entry.device.status != Device.Status.ONLINE
+    )
 
 
 def _failure(rollout: Rollout, entry: RolloutDevice, now: dt.datetime, reason: str) -> None:

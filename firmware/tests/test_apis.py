@@ -10,6 +10,7 @@ import yaml
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
 from devices.models import Device
+from devices.tests.factories import DeviceTypeFactory
 from firmware.models import FirmwareTransfer, Rollout, RolloutDevice
 from firmware.services import firmware_transfer_record, firmware_version_reported
 from firmware.services.rollouts import rollout_advance
@@ -159,6 +160,19 @@ def test_an_image_of_another_line_is_refused(client):
     climate = FirmwareImageFactory(firmware_line="eb-climate", version="4.0.0")
     response = post(client, "/api/v1/firmware/rollouts/", body_for(fleet, image=climate.pk), token_for(fleet))
     assert response.status_code == 400 and "line eb-climate" in response.json()["error"]["message"]
+    assert nothing_stored()
+
+
+def test_another_tenants_device_type_is_refused_in_create_and_preview(client):
+    fleet = Fleet(2)
+    stranger = Fleet(1)
+    theirs = DeviceTypeFactory(tenant=stranger.tenant, firmware_line="eb-meter")
+    stranger.device(device_type=theirs)
+    token = token_for(fleet)
+    for path in ("/api/v1/firmware/rollouts/", "/api/v1/firmware/rollouts/preview/"):
+        response = post(client, path, body_for(fleet, device_type=theirs.pk), token)
+        assert response.status_code == 400, response.content
+        assert f"Device type {theirs.pk} is not one of your organisation" in response.json()["error"]["message"]
     assert nothing_stored()
 
 

@@ -11,7 +11,7 @@ from accounts.errors import TenantAccessDenied
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
 from devices.models import Device
-from devices.tests.factories import DeviceGroupFactory, FacilityFactory
+from devices.tests.factories import DeviceGroupFactory, DeviceTypeFactory, FacilityFactory
 from firmware.errors import FirmwareError
 from firmware.models import FirmwareTransfer, Rollout, RolloutDevice, RolloutWave
 from firmware.planning import rollout_plan, wave_sizes
@@ -157,6 +157,26 @@ def test_a_target_can_never_reach_another_tenants_devices():
         with pytest.raises(FirmwareError, match="Unknown"):
             rollout_create(access=fleet.access, spec=spec, now=T0)
     assert Rollout.objects.count() == 0 and RolloutDevice.objects.count() == 0
+
+
+def test_a_device_type_of_another_tenant_or_one_the_tenant_does_not_use_is_refused():
+    fleet = Fleet(2)
+    stranger = Fleet(1)
+    theirs = DeviceTypeFactory(tenant=stranger.tenant, firmware_line="eb-meter")
+    stranger.device(device_type=theirs)
+    unused_platform_type = DeviceTypeFactory(firmware_line="eb-meter")
+    for device_type in (theirs, unused_platform_type):
+        spec = replace(fleet.spec(), device_type=device_type)
+        with pytest.raises(FirmwareError, match=f"Device type {device_type.pk} is not one of your organisation"):
+            rollout_plan(tenant_id=fleet.tenant.pk, spec=spec)
+        with pytest.raises(FirmwareError, match="is not one of your organisation"):
+            rollout_create(access=fleet.access, spec=spec, now=T0)
+    assert Rollout.objects.count() == 0 and RolloutDevice.objects.count() == 0
+    # The tenant's own type and a platform type its devices use are accepted.
+    own = DeviceTypeFactory(tenant=fleet.tenant, firmware_line="eb-meter")
+    fleet.device(device_type=own)
+    assert rollout_plan(tenant_id=fleet.tenant.pk, spec=replace(fleet.spec(), device_type=own)).device_count == 1
+    assert rollout_plan(tenant_id=fleet.tenant.pk, spec=fleet.spec()).device_count == 2
 
 
 @pytest.mark.parametrize(
@@ -417,6 +437,41 @@ def test_a_device_offline_in_its_window_is_not_started_and_one_never_offered_wai
     rollout.refresh_from_db()
     assert rollout.errors_since_resume == 0  # missing a window is not a failure
     assert rollout_advance(rollout_id=rollout.pk, now=night + dt.timedelta(days=1)) == 2  # both, the next night
+
+
+def test_a_device_that_went_offline_after_its_offer_does_not_resume_after_its_window_closed():
+    fleet = Fleet(2, timezone="UTC")
+    gone, steady = fleet.devices
+    rollout = fleet.create(window_start=dt.time(2), window_end=dt.time(4), device_timeout_s=3 * 86_400)
+    night = dt.datetime(2026, 12, 2, 2, 30, tzinfo=dt.UTC)
+    assert rollout_advance(rollout_id=rollout.pk, now=night) == 2
+    for device in (gone, steady):  # both were offered the image and started downloading
+        entry = rollout.devices.get(device=device)
+        firmware_transfer_record(
+            transfer_id=entry.transfer_id, device_id=device.pk, state=FirmwareTransfer.State.DOWNLOADING, offset=4096
+        )
+    Device.objects.filter(pk=gone.pk).update(status=Device.Status.OFFLINE)  # out of coverage mid-download
+    # Still inside the window: the offline device keeps its transfer, it may come back and resume.
+    rollout_advance(rollout_id=rollout.pk, now=night + dt.timedelta(minutes=30))
+    assert rollout.devices.get(device=gone).transfer.state == FirmwareTransfer.State.DOWNLOADING
+    # The window closed: its transfer is cancelled, so coming back now starts nothing; the attempt is
+    # given back and it waits for the next window. The connected one finishes what it started.
+    after = night + dt.timedelta(hours=2)
+    assert rollout_advance(rollout_id=rollout.pk, now=after) == 0
+    entry = rollout.devices.get(device=gone)
+    assert (entry.status, entry.attempts, entry.transfer) == (Status.PENDING, 0, None)
+    assert "next one" in entry.reason
+    assert FirmwareTransfer.objects.get(device=gone).state == FirmwareTransfer.State.CANCELLED
+    assert not FirmwareTransfer.objects.filter(device=gone, state__in=FirmwareTransfer.ACTIVE_STATES).exists()
+    kept = rollout.devices.get(device=steady)
+    assert (kept.status, kept.transfer.state) == (Status.IN_PROGRESS, FirmwareTransfer.State.DOWNLOADING)
+    Device.objects.filter(pk=gone.pk).update(status=Device.Status.ONLINE)  # back, outside the window
+    assert rollout_advance(rollout_id=rollout.pk, now=after + dt.timedelta(minutes=1)) == 0
+    assert rollout.devices.get(device=gone).status == Status.PENDING
+    rollout.refresh_from_db()
+    assert rollout.errors_since_resume == 0  # missing a window is not a failure
+    assert rollout_advance(rollout_id=rollout.pk, now=night + dt.timedelta(days=1)) == 1  # the next night
+    assert rollout.devices.get(device=gone).status == Status.IN_PROGRESS
 
 
 def test_a_window_across_midnight():

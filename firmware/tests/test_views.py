@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
 from devices.models import Device
+from devices.tests.factories import DeviceTypeFactory
 from firmware.models import Rollout
 from firmware.services import firmware_transfer_record
 from firmware.services.rollouts import rollout_advance
@@ -82,6 +83,21 @@ def test_the_form_shows_the_services_error_and_stores_nothing(client):
     client.force_login(fleet.admin)
     response = client.post("/firmware/rollouts/new/", form_data(fleet, start="1", wave_values="50,10"))
     assert response.status_code == 400 and "rise strictly" in response.content.decode()
+    assert Rollout.objects.count() == 0
+
+
+def test_the_form_refuses_another_tenants_device_type(client):
+    fleet = Fleet(2)
+    stranger = Fleet(1)
+    theirs = DeviceTypeFactory(tenant=stranger.tenant, firmware_line="eb-meter")
+    stranger.device(device_type=theirs)
+    client.force_login(fleet.admin)
+    page = client.get("/firmware/rollouts/new/").content.decode()
+    assert f'value="{fleet.device_type.pk}"' in page and f'value="{theirs.pk}"' not in page
+    for action in ("preview", "start"):
+        response = client.post("/firmware/rollouts/new/", form_data(fleet, device_type=theirs.pk, **{action: "1"}))
+        assert response.status_code == 400
+        assert "not one of your organisation" in response.content.decode()
     assert Rollout.objects.count() == 0
 
 
