@@ -534,7 +534,61 @@ def _apply(index: RuleIndex, keyed: list[Keyed]) -> int:
     return raised
 
 
+def door_event_evaluate(*, device_id: int, state: float, at: dt.datetime) -> int:
+    """A door event, evaluated as one reading of the device's door channels at the event's time.
+
+    An opening starts the door rules' duration at once; the beat sweep (`_doors_open_too_long`) raises
+    the alert when the door is still open after the rule's minutes, even if the device sends nothing
+    more until it closes; the closing event clears it.
+    """
+    channels = list(Channel.objects.filter(device_id=device_id, quantity=Quantity.DOOR).values_list("id", "tenant_id"))
+    if not channels:
+        return 0
+    batch = ReadingsBatch(
+        tenant_id=channels[0][1],
+        device_id=device_id,
+        seq=0,
+        channel_ids=np.array([c for c, _ in channels], dtype=np.int64),
+        timestamps_ms=np.array([int(at.timestamp() * 1000)], dtype=np.int64),
+        values=np.full((len(channels), 1), state),
+    )
+    return readings_evaluate(batches=[batch])
+
+
 # --- On beat ---------------------------------------------------------------------------------------
+
+
+def _doors_open_too_long(now: dt.datetime) -> int:
+    """Door rules whose source has been open for the rule's minutes by now, and has no open alert yet."""
+    raised = 0
+    rules = AlertRule.objects.filter(enabled=True, kind=RuleKind.DOOR_OPEN)
+    for rule in rules:
+        due = now - dt.timedelta(seconds=rule.duration_s)
+        open_sources = Alert.objects.filter(rule=rule).exclude(state=Alert.State.CLEARED).values("source")
+        states = RuleState.objects.filter(rule=rule, breach_since__lte=due, source__startswith="c:").exclude(
+            source__in=open_sources
+        )
+        for state in states:
+            channel = (
+                Channel.objects.filter(pk=int(state.source[2:]), tenant_id=rule.tenant_id)
+                .select_related("device")
+                .first()
+            )
+            if channel is None:
+                continue
+            minutes = (now - state.breach_since).total_seconds() / 60 if state.breach_since else 0.0
+            services.alert_raise(
+                rule=rule,
+                source=state.source,
+                device_id=channel.device_id,
+                facility_id=channel.device.facility_id,
+                value=1.0,
+                at=now,
+                message=gettext("%(name)s: open for %(minutes).0f min")
+                % {"name": f"{channel.device.name or channel.device.serial} · {channel.name}", "minutes": minutes},
+            )
+            raised += 1
+    return raised
 
 
 def _offline(rule: AlertRule, now: dt.datetime) -> None:
@@ -684,6 +738,7 @@ def alerts_sweep(*, now: dt.datetime | None = None) -> int:
     touched = 0
     for rule in AlertRule.objects.filter(enabled=True, kind=RuleKind.DEVICE_OFFLINE):
         _offline(rule, now)
+    touched += _doors_open_too_long(now)
     for rule in AlertRule.objects.filter(enabled=True, kind=RuleKind.DEMAND_PROJECTION).select_related(
         "facility__tenant"
     ):
