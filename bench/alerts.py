@@ -75,6 +75,13 @@ def bulk_fleet(*, slug: str, devices: int):
             c for d in made for c in services.channels_from_template(device=d, specs=device_type.channels)
         )
         progress(f"fleet {min(devices, first + 1000)}/{devices} devices")
+    if have < devices:
+        from django.db import connection
+
+        # Fresh bulk rows have no planner statistics until autovacuum gets to them: the rule lookup's
+        # channel query then runs as a nested loop for tens of seconds (30 s at 10,000 devices).
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE devices_device, devices_channel")
     return list(Device.objects.filter(tenant=tenant).order_by("pk").select_related("tenant")[:devices])
 
 
