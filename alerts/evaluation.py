@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -74,6 +74,56 @@ class RuleIndex:
     # The device's defrost channel: while it reads 1, temperature rules of the device's channels hold still.
     defrost: dict[int, int] = field(default_factory=dict)
     channel_names: dict[int, str] = field(default_factory=dict)
+    vectors: RuleVectors | None = None
+
+
+@dataclass(frozen=True)
+class RuleVectors:
+    """The channel → rule lookup as sorted arrays, so a call looks up all its rows in one `searchsorted`.
+
+    Each (channel, compiled rule) is a pair; a watched channel's pairs are `first[slot]` to
+    `first[slot] + count[slot]` of `pair_compiled`.
+    """
+
+    channel_ids: npt.NDArray[np.int64]  # sorted watched channels
+    first: npt.NDArray[np.int64]
+    count: npt.NDArray[np.int64]
+    pair_compiled: npt.NDArray[np.int64]  # → index into `compiled`
+    compiled: tuple[Compiled, ...]
+    threshold: npt.NDArray[np.float64]
+    above: npt.NDArray[np.bool_]
+    rule_id: npt.NDArray[np.int64]
+    temperature: npt.NDArray[np.bool_]
+    scheduled: tuple[int, ...]  # compiled rules with a schedule (rare: evaluated one by one)
+
+    @classmethod
+    def build(cls, by_channel: dict[int, list[Compiled]]) -> RuleVectors:
+        channel_ids = np.array(sorted(by_channel), dtype=np.int64)
+        numbering: dict[int, int] = {}
+        compiled: list[Compiled] = []
+        first: list[int] = []
+        count: list[int] = []
+        pairs: list[int] = []
+        for channel_id in channel_ids.tolist():
+            first.append(len(pairs))
+            count.append(len(by_channel[channel_id]))
+            for rule in by_channel[channel_id]:
+                if id(rule) not in numbering:
+                    numbering[id(rule)] = len(compiled)
+                    compiled.append(rule)
+                pairs.append(numbering[id(rule)])
+        return cls(
+            channel_ids=channel_ids,
+            first=np.array(first, dtype=np.int64),
+            count=np.array(count, dtype=np.int64),
+            pair_compiled=np.array(pairs, dtype=np.int64),
+            compiled=tuple(compiled),
+            threshold=np.array([c.threshold for c in compiled], dtype=np.float64),
+            above=np.array([c.above for c in compiled], dtype=bool),
+            rule_id=np.array([c.rule_id for c in compiled], dtype=np.int64),
+            temperature=np.array([c.kind == RuleKind.TEMPERATURE for c in compiled], dtype=bool),
+            scheduled=tuple(i for i, c in enumerate(compiled) if c.schedule != Schedule.ALWAYS),
+        )
 
 
 def _channels_of(rule: AlertRule) -> Q:
@@ -118,6 +168,8 @@ def rule_index_build() -> RuleIndex:
                 "device_id", "id"
             )
         )
+    if index.by_channel:
+        index.vectors = RuleVectors.build(index.by_channel)
     return index
 
 
@@ -190,7 +242,6 @@ class _Watch:
     device_id: int | None
     ts: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
-    suppressed: npt.NDArray[np.bool_] | None
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -200,48 +251,10 @@ class _Watch:
 def _breaches(watch: _Watch) -> npt.NDArray[np.bool_]:
     rule = watch.compiled
     mask = watch.values > rule.threshold if rule.above else watch.values < rule.threshold
-    if watch.suppressed is not None:
-        mask &= ~watch.suppressed
     if rule.schedule != Schedule.ALWAYS:
         inside = opening_mask(watch.ts, rule.tz, rule.hours)
         mask &= inside if rule.schedule == Schedule.OPENING_HOURS else ~inside
     return mask
-
-
-def _all_breaches(watches: list[_Watch]) -> tuple[list[npt.NDArray[np.bool_]], list[bool]]:
-    """Each watch's breach mask and whether it has any, one NumPy pass per compiled rule over all its rows.
-
-    A task's batches put many devices' rows under the same rule (a facility-wide freezer rule watches
-    every cabinet): their values are joined, compared once and split again, so the Python work per
-    call is per rule, not per row.
-    """
-    masks: list[npt.NDArray[np.bool_]] = [np.zeros(0, dtype=bool)] * len(watches)
-    hit = [False] * len(watches)
-    groups: dict[int, list[int]] = {}
-    for i, watch in enumerate(watches):
-        groups.setdefault(id(watch.compiled), []).append(i)
-    for members in groups.values():
-        if len(members) == 1:
-            mask = _breaches(watches[members[0]])
-            masks[members[0]], hit[members[0]] = mask, bool(mask.any())
-            continue
-        rule = watches[members[0]].compiled
-        parts = [watches[i] for i in members]
-        lengths = np.fromiter((len(w.values) for w in parts), dtype=np.int64, count=len(parts))
-        values = np.concatenate([w.values for w in parts])
-        joined = values > rule.threshold if rule.above else values < rule.threshold
-        if any(w.suppressed is not None for w in parts):
-            joined &= ~np.concatenate(
-                [w.suppressed if w.suppressed is not None else np.zeros(len(w.values), dtype=bool) for w in parts]
-            )
-        if rule.schedule != Schedule.ALWAYS:
-            inside = opening_mask(np.concatenate([w.ts for w in parts]), rule.tz, rule.hours)
-            joined &= inside if rule.schedule == Schedule.OPENING_HOURS else ~inside
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        counts = np.add.reduceat(joined.astype(np.int64), starts) if len(joined) else np.zeros(len(parts))
-        for i, start, length, count in zip(members, starts.tolist(), lengths.tolist(), counts.tolist(), strict=True):
-            masks[i], hit[i] = joined[start : start + length], count > 0
-    return masks, hit
 
 
 def _advance(state: RuleState, watch: _Watch, mask: npt.NDArray[np.bool_]) -> bool | None:
@@ -272,30 +285,141 @@ def _at(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
-def _watches(index: RuleIndex, batches: Sequence[ReadingsBatch]) -> list[_Watch]:
-    found: list[_Watch] = []
+@dataclass(slots=True)
+class _Pairs:
+    """One call's watched (row, compiled rule) pairs of the batches that share a sample count, as arrays."""
+
+    batches: list[ReadingsBatch]
+    batch_of_row: npt.NDArray[np.int64]
+    ts: npt.NDArray[np.int64]  # (batches, samples)
+    row: npt.NDArray[np.int64]  # pair → row of `values`
+    compiled: npt.NDArray[np.int64]  # pair → index into RuleVectors.compiled
+    channel: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]  # (pairs, samples)
+    mask: npt.NDArray[np.bool_]  # (pairs, samples): the reading breaks the rule
+    hit: npt.NDArray[np.bool_]  # pair has a breaking reading
+    valid: npt.NDArray[np.bool_]  # pair has any reading at all
+
+
+def _pairs(index: RuleIndex, vec: RuleVectors, group: list[ReadingsBatch]) -> _Pairs | None:
+    """Every watched row of the group against every rule on its channel, compared in one NumPy pass.
+
+    No Python object is made per row: the lookup is a `searchsorted` over the sorted watched channels,
+    the comparison one broadcast over all pairs; only the rare scheduled rules are handled one by one.
+    """
+    channels = np.concatenate([b.channel_ids for b in group])
+    found = np.minimum(np.searchsorted(vec.channel_ids, channels), len(vec.channel_ids) - 1)
+    rows = np.flatnonzero(vec.channel_ids[found] == channels)
+    if not len(rows):
+        return None
+    per_batch = np.fromiter((len(b.channel_ids) for b in group), dtype=np.int64, count=len(group))
+    batch_of_row = np.repeat(np.arange(len(group), dtype=np.int64), per_batch)
+    all_values = np.concatenate([b.values for b in group])
+    ts = np.stack([b.timestamps_ms for b in group])
+    slot = found[rows]
+    counts = vec.count[slot]
+    pair_row = np.repeat(rows, counts)
+    within = np.arange(len(pair_row), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    compiled = vec.pair_compiled[np.repeat(vec.first[slot], counts) + within]
+    values = all_values[pair_row]
+    threshold = vec.threshold[compiled][:, None]
+    mask = np.where(vec.above[compiled][:, None], values > threshold, values < threshold)  # NaN breaks nothing
+    if index.defrost:
+        warm = np.flatnonzero(vec.temperature[compiled])
+        if len(warm):
+            defrost_of_batch = np.fromiter((index.defrost.get(b.device_id, -1) for b in group), np.int64, len(group))
+            is_defrost = channels == defrost_of_batch[batch_of_row]
+            defrost_row = np.full(len(group), -1, dtype=np.int64)
+            defrost_row[batch_of_row[is_defrost]] = np.flatnonzero(is_defrost)
+            source_rows = defrost_row[batch_of_row[pair_row[warm]]]
+            has = source_rows >= 0
+            if has.any():
+                mask[warm[has]] &= ~(all_values[source_rows[has]] >= 0.5)
+    for number in vec.scheduled:
+        chosen = np.flatnonzero(compiled == number)
+        if len(chosen):
+            rule = vec.compiled[number]
+            stamps = ts[batch_of_row[pair_row[chosen]]]
+            inside = opening_mask(stamps.ravel(), rule.tz, rule.hours).reshape(stamps.shape)
+            mask[chosen] &= inside if rule.schedule == Schedule.OPENING_HOURS else ~inside
+    return _Pairs(
+        batches=group,
+        batch_of_row=batch_of_row,
+        ts=ts,
+        row=pair_row,
+        compiled=compiled,
+        channel=channels[pair_row],
+        values=values,
+        mask=mask,
+        hit=mask.any(axis=1),
+        valid=~np.isnan(values).all(axis=1),
+    )
+
+
+def _breaching(rule_ids: set[int]) -> list[tuple[int, str]]:
+    """The sources of these rules that are breaching by their stored state.
+
+    The query names the rules only and reads the few breaching states through a partial index; the
+    caller matches the sources (sending thousands of sources cost more than the query itself).
+    """
+    if not rule_ids:
+        return []
+    # Plain SQL: compiling the ORM query cost as much as running it, on every call.
+    marks = ", ".join(["%s"] * len(rule_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT rule_id, source FROM {RuleState._meta.db_table} "  # noqa: S608 - our table, numbered placeholders
+            f"WHERE breach_since IS NOT NULL AND rule_id IN ({marks})",
+            sorted(rule_ids),
+        )
+        return [(int(rule_id), str(source)) for rule_id, source in cursor.fetchall()]
+
+
+Keyed = tuple[tuple[int, str], _Watch, npt.NDArray[np.bool_]]
+
+
+def _channel_watches(index: RuleIndex, vec: RuleVectors, batches: Sequence[ReadingsBatch]) -> list[Keyed]:
+    """The channel rules' sources that break a rule in these batches or stop breaking one, with their rows.
+
+    In the steady state no source breaks a rule: the call is a few NumPy passes and one query for the
+    few stored states that are breaching, and makes no object per reading or per row.
+    """
+    by_samples: dict[int, list[ReadingsBatch]] = {}
     for batch in batches:
-        if len(batch.timestamps_ms) == 0:
-            continue
-        ids = batch.channel_ids.tolist()
-        rows = [(row, cid) for row, cid in enumerate(ids) if cid in index.by_channel]
-        if not rows:
-            continue
-        defrost_id = index.defrost.get(batch.device_id)
-        defrost = batch.values[ids.index(defrost_id)] >= 0.5 if defrost_id in ids else None
-        for row, channel_id in rows:
-            values = batch.values[row]
-            present = ~np.isnan(values)
-            if not present.any():
+        if len(batch.timestamps_ms):
+            by_samples.setdefault(len(batch.timestamps_ms), []).append(batch)
+    groups = [p for g in by_samples.values() if (p := _pairs(index, vec, g)) is not None]
+    if not groups:
+        return []
+    rules = np.concatenate([vec.rule_id[p.compiled] for p in groups])
+    channels = np.concatenate([p.channel for p in groups])
+    hit = np.concatenate([p.hit for p in groups])
+    quiet = np.concatenate([p.valid & ~p.hit for p in groups])
+    breaking = set(zip(rules[hit].tolist(), channels[hit].tolist(), strict=True))
+    if quiet.any():
+        stored = [(r, int(source[2:])) for r, source in _breaching(set(rules[quiet].tolist())) if source[:2] == "c:"]
+        if stored:
+            quiet_keys = set(zip(rules[quiet].tolist(), channels[quiet].tolist(), strict=True))
+            breaking.update(key for key in stored if key in quiet_keys)
+    if not breaking:
+        return []
+    keyed: list[Keyed] = []
+    wanted = np.fromiter({c for _, c in breaking}, dtype=np.int64)
+    for p in groups:
+        for i in np.flatnonzero(np.isin(p.channel, wanted) & p.valid).tolist():
+            compiled = vec.compiled[int(p.compiled[i])]
+            channel_id = int(p.channel[i])
+            if (compiled.rule_id, channel_id) not in breaking:
                 continue
-            ts = batch.timestamps_ms if present.all() else batch.timestamps_ms[present]
-            values = values if present.all() else values[present]
-            for compiled in index.by_channel[channel_id]:
-                suppressed = None
-                if compiled.kind == RuleKind.TEMPERATURE and defrost is not None:
-                    suppressed = defrost if present.all() else defrost[present]
-                found.append(_Watch(compiled, channel_id, batch.device_id, ts, values, suppressed))
-    return found
+            b = int(p.batch_of_row[p.row[i]])
+            present = ~np.isnan(p.values[i])
+            everything = bool(present.all())
+            ts = p.ts[b] if everything else p.ts[b][present]
+            values = p.values[i] if everything else p.values[i][present]
+            mask = p.mask[i] if everything else p.mask[i][present]
+            watch = _Watch(compiled, channel_id, p.batches[b].device_id, ts, values)
+            keyed.append(((compiled.rule_id, watch.source), watch, mask))
+    return keyed
 
 
 # A channel whose newest reading is this much older than the facility's newest is left out of its total.
@@ -323,9 +447,7 @@ def _total_watches(index: RuleIndex, batches: Sequence[ReadingsBatch]) -> list[_
             if newest - int(p.timestamps_ms[-1]) <= TOTAL_STALE_MS and p.values[-1] == p.values[-1]
         )
         fid = total.compiled.facility_id
-        found.append(
-            _Watch(total.compiled, -fid, None, np.array([newest], dtype=np.int64), np.array([kw]), None, f"f:{fid}")
-        )
+        found.append(_Watch(total.compiled, -fid, None, np.array([newest], dtype=np.int64), np.array([kw]), f"f:{fid}"))
     return found
 
 
@@ -338,27 +460,26 @@ def readings_evaluate(*, batches: Sequence[ReadingsBatch]) -> int:
     index = rule_index()
     if not index.by_channel and not index.totals:
         return 0
-    watches = _watches(index, batches) if index.by_channel else []
+    keyed = _channel_watches(index, index.vectors, batches) if index.vectors is not None else []
     if index.totals:
-        watches += _total_watches(index, batches)
-    if not watches:
+        keyed += _total_keyed(_total_watches(index, batches))
+    if not keyed:
         return 0
-    masks, hit = _all_breaches(watches)
-    keyed = [((w.compiled.rule_id, w.source), w, m) for w, m in zip(watches, masks, strict=True)]
-    breaking = {key for (key, _, _), h in zip(keyed, hit, strict=True) if h}
+    return _apply(index, keyed)
+
+
+def _total_keyed(watches: list[_Watch]) -> list[Keyed]:
+    if not watches:
+        return []
+    keyed = [((w.compiled.rule_id, w.source), w, _breaches(w)) for w in watches]
+    breaking = {key for key, _, mask in keyed if mask.any()}
     quiet = {key for key, _, _ in keyed} - breaking
     if quiet:
-        quiet_rules, quiet_sources = {k[0] for k in quiet}, {k[1] for k in quiet}
-        was_breaching = RuleState.objects.filter(
-            rule_id__in=quiet_rules, source__in=quiet_sources, breach_since__isnull=False
-        ).values_list("rule_id", "source")
-        breaking |= {key for key in was_breaching if key in quiet}
-    if not breaking:
-        return 0
-    return _apply(index, [(key, w, m) for key, w, m in keyed if key in breaking])
+        breaking |= set(_breaching({k[0] for k in quiet})) & quiet
+    return [(key, w, m) for key, w, m in keyed if key in breaking]
 
 
-def _apply(index: RuleIndex, keyed: list[tuple[tuple[int, str], _Watch, npt.NDArray[np.bool_]]]) -> int:
+def _apply(index: RuleIndex, keyed: list[Keyed]) -> int:
     keys = {key for key, _, _ in keyed}
     raised = 0
     with transaction.atomic():
@@ -413,7 +534,61 @@ def _apply(index: RuleIndex, keyed: list[tuple[tuple[int, str], _Watch, npt.NDAr
     return raised
 
 
+def door_event_evaluate(*, device_id: int, state: float, at: dt.datetime) -> int:
+    """A door event, evaluated as one reading of the device's door channels at the event's time.
+
+    An opening starts the door rules' duration at once; the beat sweep (`_doors_open_too_long`) raises
+    the alert when the door is still open after the rule's minutes, even if the device sends nothing
+    more until it closes; the closing event clears it.
+    """
+    channels = list(Channel.objects.filter(device_id=device_id, quantity=Quantity.DOOR).values_list("id", "tenant_id"))
+    if not channels:
+        return 0
+    batch = ReadingsBatch(
+        tenant_id=channels[0][1],
+        device_id=device_id,
+        seq=0,
+        channel_ids=np.array([c for c, _ in channels], dtype=np.int64),
+        timestamps_ms=np.array([int(at.timestamp() * 1000)], dtype=np.int64),
+        values=np.full((len(channels), 1), state),
+    )
+    return readings_evaluate(batches=[batch])
+
+
 # --- On beat ---------------------------------------------------------------------------------------
+
+
+def _doors_open_too_long(now: dt.datetime) -> int:
+    """Door rules whose source has been open for the rule's minutes by now, and has no open alert yet."""
+    raised = 0
+    rules = AlertRule.objects.filter(enabled=True, kind=RuleKind.DOOR_OPEN)
+    for rule in rules:
+        due = now - dt.timedelta(seconds=rule.duration_s)
+        open_sources = Alert.objects.filter(rule=rule).exclude(state=Alert.State.CLEARED).values("source")
+        states = RuleState.objects.filter(rule=rule, breach_since__lte=due, source__startswith="c:").exclude(
+            source__in=open_sources
+        )
+        for state in states:
+            channel = (
+                Channel.objects.filter(pk=int(state.source[2:]), tenant_id=rule.tenant_id)
+                .select_related("device")
+                .first()
+            )
+            if channel is None:
+                continue
+            minutes = (now - state.breach_since).total_seconds() / 60 if state.breach_since else 0.0
+            services.alert_raise(
+                rule=rule,
+                source=state.source,
+                device_id=channel.device_id,
+                facility_id=channel.device.facility_id,
+                value=1.0,
+                at=now,
+                message=gettext("%(name)s: open for %(minutes).0f min")
+                % {"name": f"{channel.device.name or channel.device.serial} · {channel.name}", "minutes": minutes},
+            )
+            raised += 1
+    return raised
 
 
 def _offline(rule: AlertRule, now: dt.datetime) -> None:
@@ -563,6 +738,7 @@ def alerts_sweep(*, now: dt.datetime | None = None) -> int:
     touched = 0
     for rule in AlertRule.objects.filter(enabled=True, kind=RuleKind.DEVICE_OFFLINE):
         _offline(rule, now)
+    touched += _doors_open_too_long(now)
     for rule in AlertRule.objects.filter(enabled=True, kind=RuleKind.DEMAND_PROJECTION).select_related(
         "facility__tenant"
     ):

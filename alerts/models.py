@@ -115,6 +115,12 @@ class RuleState(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["rule", "source"], name="alerts_rulestate_one_per_source")]
+        # The ingest path asks which sources of its rules are breaching: few rows, read through this index.
+        indexes = [
+            models.Index(
+                fields=["rule"], condition=models.Q(breach_since__isnull=False), name="alerts_rulestate_breaching"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.rule_id}/{self.source}"

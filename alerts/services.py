@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from devices.models import Device, Facility, Load
 EVENT_CLOCK_SLACK = dt.timedelta(days=1)
 EARLIEST_EVENT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 MAX_MESSAGE = 255
+logger = logging.getLogger(__name__)
 
 # --- Events ---------------------------------------------------------------------------------------
 
@@ -64,7 +66,19 @@ def event_record(
         occurred_at=occurred,
         message=message[:MAX_MESSAGE],
     )
+    if event.kind in DOOR_EVENT_STATE:
+        # Imported here: the evaluation builds on these services.
+        from alerts.evaluation import door_event_evaluate
+
+        try:
+            door_event_evaluate(device_id=device_id, state=DOOR_EVENT_STATE[event.kind], at=occurred)
+        except Exception:  # noqa: BLE001 - the event is stored; the door's next event or reading evaluates again
+            logger.exception("door rules could not be evaluated for event %s", event.pk)
     return event.pk
+
+
+# A door event is the door's state from that instant: 1 open, 0 closed (as the door channel reads).
+DOOR_EVENT_STATE = {"door_open": 1.0, "door_closed": 0.0}
 
 
 # --- Rules ----------------------------------------------------------------------------------------
