@@ -2,24 +2,41 @@
 
 Real processes: two `manage.py rungateway` behind HAProxy in TCP mode (`gateway/haproxy.py`), two
 Celery workers on RabbitMQ (CELERY_BROKER_URL, use a vhost of your own), Redis for the channel layer
-and the cluster's ownership keys, PostgreSQL (BENCH_DATABASE_URL). The devices run in one child
-process over TLS through HAProxy: 10 % stream a batch every 2 s (live cadence), the rest batch 15
-samples (one frame per 30 s). Mid-run the first gateway is SIGKILLed; its devices reconnect through
+and the cluster's ownership keys, PostgreSQL (BENCH_DATABASE_URL). The devices run over TLS through
+HAProxy, spread over `--sim-processes` child processes (one event loop each). 10 % of them are
+watched: this process holds a live lease on each (the control bus's `device.live`, renewed every 5 s,
+as a dashboard's socket does), so the gateway switches them to live mode (a frame every 2 s); the
+rest batch 15 samples (one frame per 30 s). Overload mode is on (rungateway's default), and it must
+leave the watched devices live. Mid-run the first gateway is SIGKILLed; its devices reconnect through
 HAProxy to the survivor (jittered exponential backoff) and resend what was unacked.
 
 Reported, with the devices' acked batches as the ledger:
   - seconds until every device is connected again, and the reconnect handshakes/s of that storm;
   - readings acked but not stored, and readings stored twice (after compaction): both must be 0;
-  - the live p95 (device frame written → the message on the channel layer) before, during, after;
+  - the live p95 (a watched device's frame written → the message on the channel layer) before the
+    kill, during the reconnect storm, and after everyone is back;
   - baseline in the same run: a bare channel-layer round trip.
 
-    .venv/bin/python bench/scale.py [--devices 20000] [--seconds 120] [--kill-at 50] [--cpu-hog]
+    .venv/bin/python bench/scale.py [--devices 20000] [--sim-processes N] [--connect-rate 100]
+                                    [--seconds S] [--kill-at K] [--cpu-hog]
 
-`--cpu-hog` adds a busy process that takes one core for the whole run (the issue's overload case):
-compare devices connected near the end, reconnects and acked-but-not-stored with a run without it.
+Connections: the devices start staggered at `--connect-rate` a second (a fleet does not power up in
+one instant, and a full TLS + Ed25519 handshake costs the gateway ~14 ms of CPU: bench/tls_resumption.py
+measured session resumption at only 1.08x, so resumption would not shorten the ramp much). The kill
+comes `--kill-at` seconds in (default: 20 s after the ramp), the run lasts `--seconds` (default: long
+enough for the storm, devices / 100 s, plus 60 s after). The fd limit is raised for every process
+(root may raise the hard limit; HAProxy needs two descriptors per device). Provisioned keys are kept
+in a file next to the data (`/tmp/energybox-bench-scale-<db>.json`), so a second run at the same size
+skips the key generation.
 
-The issue's figure is 20,000 devices; a loaded 2-core machine runs a few hundred (say so with the
-figure). Prints progress, then one JSON object on its last line.
+Where the fd limit cannot be raised (a container without CAP_SYS_RESOURCE: 20,000 here), one
+process cannot hold 20,000 TLS connections, and HAProxy needs two descriptors a connection: the
+bench then runs as many HAProxy fronts as the limit needs (the devices split over them, as behind
+DNS round robin) and enough gateways that the survivors of the kill can hold the fleet (3 for
+20,000 at 20,000 fds); the JSON says how many.
+
+`--cpu-hog` adds a busy process that takes one core for the whole run (the issue's overload case).
+Prints progress, then one JSON object on its last line.
 """
 
 from __future__ import annotations
@@ -27,45 +44,162 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-# bench/ is this script's folder, so it is on sys.path; the fleet, the tap and the baseline are live_latency's.
-from live_latency import Child, baseline, configure, percentiles, provision, purge_ingest_queue, tap
+# bench/ is this script's folder, so it is on sys.path; the tap and the baseline are live_latency's.
+from live_latency import Child, baseline, configure, percentiles, purge_ingest_queue, tap
 
 LIVE_SHARE = 0.1
 INTERVAL_MS = 2000
+BATCH = 15
+LEASE_S = 30
+LEASE_EVERY_S = 5.0
+FD_LIMIT = 262_144
+TICKS_PER_S = 2  # connected counts are summed over the simulator processes per half second
 
 
 def log(message: str) -> None:
     print(f"[scale] {message}", flush=True)
 
 
-def simulate(specs: list[dict], port: int, cafile: str, seconds: float, out_path: str) -> None:
-    """Child process: the fleet. Records live frames' send times, acked batches and connected counts."""
-    from benchlib import raise_nofile
+def raise_fd_limit(want: int = FD_LIMIT) -> int:
+    """As high as the process may go (children inherit it): the hard limit too, where that is allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < want:
+        try:  # root with CAP_SYS_RESOURCE; a container without it keeps its hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+        except (ValueError, OSError):
+            pass
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+    return int(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 
+
+# --- Provisioning ------------------------------------------------------------------------------------
+
+
+def provision(*, devices: int, facilities: int, cache: Path) -> tuple[list[dict], dict[int, list[int]]]:
+    """12-channel meters in `facilities` sites, new ones in bulk (`device_bulk_provision`, as a CSV
+    import does); keys that are still the device's are reused from `cache`, others are rotated."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from accounts.access import Access
+    from accounts.models import Role, Tenant
+    from devices.csvimport import BulkRow
+    from devices.demo import METER_12
+    from devices.keys import private_key_load
+    from devices.models import Channel, Device, DeviceType, Facility, Load
+    from devices.services import (
+        device_bulk_provision,
+        device_key_rotate,
+        device_type_create,
+        facility_create,
+        load_create,
+    )
+
+    keys: dict[str, str] = json.loads(cache.read_text()) if cache.exists() else {}
+    tenant, _ = Tenant.objects.get_or_create(
+        slug="bench-scale", defaults={"name": "Bench scale", "kind": Tenant.Kind.ENTERPRISE}
+    )
+    meter = DeviceType.objects.filter(model_name="bench-scale-m12").first() or device_type_create(
+        model_name="bench-scale-m12", channels=METER_12, firmware_line="eb-meter"
+    )
+    per_facility = math.ceil(devices / facilities)
+    plan: list[tuple[str, Facility]] = []
+    for f in range(facilities):
+        facility = Facility.objects.filter(tenant=tenant, name=f"Site {f:03d}").first() or facility_create(
+            tenant=tenant, name=f"Site {f:03d}", timezone="Europe/Berlin", kind=Facility.Kind.SUPERMARKET
+        )
+        if not Load.objects.filter(facility=facility, name="Mains").exists():
+            load_create(facility=facility, name="Mains", kind=Load.Kind.MAINS)
+        plan += [(f"BS-{f:03d}-{d:05d}", facility) for d in range(min(per_facility, devices - len(plan)))]
+    existing = {d.serial: d for d in Device.objects.filter(tenant=tenant, serial__in=[s for s, _ in plan])}
+    missing = [(serial, facility) for serial, facility in plan if serial not in existing]
+    if missing:
+        access = Access(tenant_id=tenant.pk, role=Role.ADMIN, facility_ids=None)
+        mains = tuple((str(i), "Mains") for i in range(len(METER_12)))
+        rows = [
+            BulkRow(line=n + 1, serial=serial, device_type=meter.model_name, facility=facility.name, allocations=mains)
+            for n, (serial, facility) in enumerate(missing)
+        ]
+        result = device_bulk_provision(
+            access=access, rows=rows, progress=lambda done, total: log(f"  provisioned {done}/{total} new devices")
+        )
+        if not result.ok:
+            raise SystemExit(f"bench: provisioning failed: {list(result.errors.items())[:3]}")
+        for item in result.issued:
+            keys[item.device.serial] = private_key_load(item.private_key_pem).private_bytes_raw().hex()
+            existing[item.device.serial] = item.device
+    rotated = 0
+    for serial, _facility in plan:
+        device = existing[serial]
+        seed = bytes.fromhex(keys[serial]) if serial in keys else None
+        public = (
+            Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+            if seed
+            else None
+        )
+        if device.public_key is None or public is None or bytes(device.public_key) != public:
+            issued = device_key_rotate(device=device)
+            keys[serial] = private_key_load(issued.private_key_pem).private_bytes_raw().hex()
+            rotated += 1
+    cache.write_text(json.dumps(keys))
+    log(f"  {len(missing)} devices new, {rotated} keys rotated, {len(plan) - len(missing) - rotated} reused")
+    channels_of: dict[int, list[tuple[str, float, str]]] = defaultdict(list)
+    for device_id, quantity, scale, phase in (
+        Channel.objects.filter(device__tenant=tenant)
+        .order_by("device_id", "index")
+        .values_list("device_id", "quantity", "scale", "phase")
+    ):
+        channels_of[device_id].append((quantity, scale, phase))
+    specs: list[dict] = []
+    by_facility: dict[int, list[int]] = defaultdict(list)
+    for serial, facility in plan:
+        device = existing[serial]
+        by_facility[facility.pk].append(device.pk)
+        specs.append(
+            {
+                "device_id": device.pk,
+                "serial": serial,
+                "key": bytes.fromhex(keys[serial]),
+                "channels": channels_of[device.pk],
+            }
+        )
+    return specs, dict(by_facility)
+
+
+# --- The fleet (child processes) -------------------------------------------------------------------
+
+
+def simulate(specs: list[dict], watched: list[int], cafile: str, plan: dict, out_path: str) -> None:
+    """One child process's share of the fleet: records watched devices' live frames, acks, connected counts."""
     from gateway import protocol as p
     from gateway.simulator import ChannelSpec, DeviceSpec, SimStats, SimulatedDevice
     from gateway.tls import client_context
 
-    raise_nofile()
+    raise_fd_limit()
     sent: list[tuple[int, int, float]] = []
-    timeline: list[tuple[float, int]] = []
+    timeline: dict[int, int] = {}
+    watched_ids = set(watched)
 
     class TimedDevice(SimulatedDevice):
         device_id = 0
-        live = False
 
-        def _generate(self):  # type: ignore[no-untyped-def]
-            batch = super()._generate()
+        def _generate(self, samples=None):  # type: ignore[no-untyped-def]
+            batch = super()._generate(samples)
             self._batch_start = batch.start_ms
             return batch
 
@@ -74,15 +208,17 @@ def simulate(specs: list[dict], port: int, cafile: str, seconds: float, out_path
             if self.live and frame_type == p.FrameType.READINGS and not flags & p.Flag.RESEND:
                 sent.append((self.device_id, self._batch_start, time.time()))
 
+        def _send_compact(self, writer, batch):  # type: ignore[no-untyped-def]
+            super()._send_compact(writer, batch)  # a live frame (protocol version 2)
+            sent.append((self.device_id, batch.start_ms, time.time()))
+
     async def main() -> tuple[SimStats, list[TimedDevice]]:
         context = client_context(cafile=Path(cafile))
         stats = SimStats(devices=len(specs))
-        now = time.time_ns() // 1_000_000
-        rng = np.random.default_rng(5)
+        now = time.time_ns() // 1_000_000 // 10 * 10  # live sample times are whole 10 ms
+        rng = np.random.default_rng(plan["seed"])
         devices = []
-        for n, spec in enumerate(specs):
-            live = n < max(1, int(len(specs) * LIVE_SHARE))
-            batch = 1 if live else 15
+        for spec in specs:
             device = TimedDevice(
                 DeviceSpec(
                     serial=spec["serial"],
@@ -91,32 +227,34 @@ def simulate(specs: list[dict], port: int, cafile: str, seconds: float, out_path
                     load_kind="mains",
                 ),
                 host="127.0.0.1",
-                port=port,
+                port=spec["port"],  # one of the HAProxy fronts (a fleet behind DNS round robin)
                 ssl_context=context,
-                batch=batch,
+                batch=BATCH,
                 interval_ms=INTERVAL_MS,
                 realtime=True,
-                start_ms=now - batch * INTERVAL_MS + int(rng.integers(0, batch * INTERVAL_MS)),
+                start_ms=now - BATCH * INTERVAL_MS + 10 * int(rng.integers(0, BATCH * INTERVAL_MS // 10)),
                 stats=stats,
                 seed=spec["device_id"],
                 record=True,
                 reconnect_delay_s=0.5,
                 reconnect_max_s=8.0,
             )
-            device.device_id, device.live = spec["device_id"], live
+            device.device_id = spec["device_id"]
             devices.append(device)
 
         async def sample() -> None:
             while True:
-                timeline.append((time.time(), stats.connected))
-                await asyncio.sleep(0.1)
+                timeline[int(time.time() * TICKS_PER_S)] = stats.connected
+                await asyncio.sleep(0.5 / TICKS_PER_S)
 
-        async def run(device: SimulatedDevice, delay: float) -> None:
-            await asyncio.sleep(delay)
-            await device.run(duration_s=seconds - delay)
+        async def run(device: SimulatedDevice, at: float) -> None:
+            await asyncio.sleep(max(0.0, at - time.time()))
+            await device.run(duration_s=plan["end"] - time.time())
 
         sampler = asyncio.create_task(sample())
-        await asyncio.gather(*(run(d, i * 0.005) for i, d in enumerate(devices)))
+        # Staggered over the whole fleet: this process's n-th device starts at its slot of the ramp.
+        slots = plan["first_slot"] + np.arange(len(devices)) * plan["slot_every"]
+        await asyncio.gather(*(run(d, plan["start"] + s / plan["rate"]) for d, s in zip(devices, slots, strict=True)))
         sampler.cancel()
         return stats, devices
 
@@ -128,7 +266,7 @@ def simulate(specs: list[dict], port: int, cafile: str, seconds: float, out_path
     Path(out_path).write_text(
         json.dumps(
             {
-                "sent": sent,
+                "sent": [s for s in sent if s[0] in watched_ids],
                 "timeline": timeline,
                 "acked": acked,
                 "reconnects": stats.reconnects,
@@ -139,35 +277,63 @@ def simulate(specs: list[dict], port: int, cafile: str, seconds: float, out_path
     )
 
 
-def ledger_check(acked: dict[str, list]) -> dict[str, int]:
-    """Acked (channel, timestamp) keys against the store, and physical copies after compaction."""
+# --- The ledger ----------------------------------------------------------------------------------------
+
+
+def _keys(channel_ids: np.ndarray, timestamps_ms: np.ndarray) -> np.ndarray:
+    # (channel, ms) packed in one int64: ms < 2**41 until the year 2039, channel ids < 2**22.
+    return (channel_ids.astype(np.int64) << 41) | timestamps_ms.astype(np.int64)
+
+
+def ledger_check(acked: dict[str, list], *, chunk: int = 500) -> dict[str, int]:
+    """Acked (channel, timestamp) keys against the store, and physical copies after compaction, by chunks."""
     from devices.models import Channel, Device
     from readings import metadata
     from readings.models import Bucket
     from readings.services import readings_compact
     from readings.store import get_store
 
-    expected: set[tuple[int, int]] = set()
-    tenant_id = 0
-    channel_ids: list[int] = []
-    for device_id, batches in acked.items():
-        device = Device.objects.get(pk=int(device_id))
-        tenant_id = device.tenant_id
-        ids = list(Channel.objects.filter(device=device).order_by("index").values_list("id", flat=True))
-        channel_ids += ids
-        for start_ms, interval_ms, channels, samples in batches:
-            for ts in range(start_ms, start_ms + interval_ms * samples, interval_ms):
-                expected.update((channel_id, ts) for channel_id in ids[:channels])
-    stored_series = get_store().read(tenant_id=tenant_id, channel_ids=channel_ids, start_ms=0, end_ms=2**62)
-    stored = {(c, int(ts)) for c, series in stored_series.items() for ts in series.timestamps_ms}
+    device_ids = sorted(int(d) for d in acked)
+    tenant_of = dict(Device.objects.filter(pk__in=device_ids).values_list("pk", "tenant_id"))
+    channels: dict[int, list[int]] = defaultdict(list)
+    for device_id, channel_id in (
+        Channel.objects.filter(device_id__in=device_ids).order_by("device_id", "index").values_list("device_id", "id")
+    ):
+        channels[device_id].append(channel_id)
+    expected_total = not_stored = stored_total = 0
+    store = get_store()
+    for start in range(0, len(device_ids), chunk):
+        part = device_ids[start : start + chunk]
+        pieces = []
+        for device_id in part:
+            ids = np.array(channels[device_id], dtype=np.int64)
+            for start_ms, interval_ms, n_channels, samples in acked[str(device_id)]:
+                stamps = start_ms + interval_ms * np.arange(samples, dtype=np.int64)
+                pieces.append(_keys(np.repeat(ids[:n_channels], samples), np.tile(stamps, n_channels)))
+        expected = np.unique(np.concatenate(pieces)) if pieces else np.zeros(0, dtype=np.int64)
+        channel_ids = [c for d in part for c in channels[d]]
+        series = store.read(tenant_id=tenant_of[part[0]], channel_ids=channel_ids, start_ms=0, end_ms=2**62)
+        stored = np.unique(
+            np.concatenate(
+                [_keys(np.full(len(s.timestamps_ms), c), np.asarray(s.timestamps_ms)) for c, s in series.items()]
+                or [np.zeros(0, dtype=np.int64)]
+            )
+        )
+        expected_total += len(expected)
+        not_stored += len(np.setdiff1d(expected, stored, assume_unique=True))
+        stored_total += len(stored)
     metadata.clear_caches()
-    readings_compact(max_windows=100_000)
-    physical = sum(Bucket.objects.filter(channel_id__in=channel_ids).values_list("count", flat=True))
+    readings_compact(max_windows=1_000_000)
+    all_channels = [c for d in device_ids for c in channels[d]]
+    physical = sum(Bucket.objects.filter(channel_id__in=all_channels).values_list("count", flat=True))
     return {
-        "readings_acked": len(expected),
-        "acked_not_stored": len(expected - stored),
-        "stored_twice": int(physical) - len(stored),
+        "readings_acked": expected_total,
+        "acked_not_stored": not_stored,
+        "stored_twice": int(physical) - stored_total,
     }
+
+
+# --- Measuring ---------------------------------------------------------------------------------------
 
 
 def phases(sent, arrivals, warm_at: float, kill_at: float, back_at: float | None, end: float) -> dict[str, dict]:
@@ -195,28 +361,88 @@ def _read_once(path: str) -> dict:
     return data
 
 
-async def measure(args, specs, facility_ids, port: int, cafile: str, victim: Child) -> dict:  # type: ignore[no-untyped-def]
+async def leases(watched: list[int], stop: asyncio.Event) -> None:
+    """What the watched devices' dashboards do: a live lease each, renewed, released at the end."""
+    from channels.layers import get_channel_layer
+
+    from devices.control import LIVE, device_control_send_async
+
+    layer = get_channel_layer()
+
+    async def send(lease_s: int) -> None:
+        for start in range(0, len(watched), 500):
+            await asyncio.gather(
+                *(
+                    device_control_send_async(
+                        device_id=d, kind=LIVE, layer=layer, viewer="bench-scale", lease_s=lease_s
+                    )
+                    for d in watched[start : start + 500]
+                )
+            )
+
+    while not stop.is_set():
+        await send(LEASE_S)
+        try:
+            await asyncio.wait_for(stop.wait(), LEASE_EVERY_S)
+        except TimeoutError:
+            pass
+    await send(0)
+
+
+async def measure(args, specs, facility_ids, cafile: str, victim: Child) -> dict:  # type: ignore[no-untyped-def]
     stop = asyncio.Event()
     arrivals: list[tuple[int, int, float]] = []
     base: list[float] = []
+    watched = [s["device_id"] for s in specs[: max(1, int(len(specs) * LIVE_SHARE))]]
     tapper = asyncio.create_task(tap(facility_ids, arrivals, stop))
     pinger = asyncio.create_task(baseline(base, stop))
-    out_path = tempfile.mktemp(prefix="bench-scale-", suffix=".json")  # noqa: S306 - the child writes it
-    sim = multiprocessing.get_context("spawn").Process(
-        target=simulate, args=(specs, port, cafile, args.seconds, out_path)
-    )
-    started = time.time()
-    sim.start()
-    await asyncio.sleep(args.kill_at)
+    leaser = asyncio.create_task(leases(watched, stop))
+    started = time.time() + 3.0  # the children need a moment to import and build their devices
+    plan = {"start": started, "end": started + args.seconds, "rate": args.connect_rate}
+    children, out_paths = [], []
+    n = args.sim_processes
+    for k in range(n):
+        out_path = tempfile.mktemp(prefix="bench-scale-", suffix=".json")  # noqa: S306 - the child writes it
+        # Round robin, so every process has watched and batching devices and the ramp interleaves them.
+        share = specs[k::n]
+        child_plan = {**plan, "first_slot": k, "slot_every": n, "seed": 5 + k}
+        process = multiprocessing.get_context("spawn").Process(
+            target=simulate, args=(share, watched, cafile, child_plan, out_path)
+        )
+        process.start()
+        children.append(process)
+        out_paths.append(out_path)
+    loop = asyncio.get_running_loop()
+    ramp_s = len(specs) / args.connect_rate
+    while time.time() < started + args.kill_at:
+        await asyncio.sleep(min(10.0, max(0.1, started + args.kill_at - time.time())))
+        elapsed = time.time() - started
+        log(f"  {elapsed:.0f} s: {len(arrivals):,} readings seen on the channel layer (ramp {ramp_s:.0f} s)")
     kill_at = time.time()
     os.kill(victim.proc.pid, signal.SIGKILL)
     log(f"SIGKILLed gateway pid {victim.proc.pid} at {kill_at - started:.0f} s")
-    await asyncio.get_running_loop().run_in_executor(None, sim.join, args.seconds + 120)
+    while any(c.is_alive() for c in children) and time.time() < started + args.seconds + 120:
+        await asyncio.sleep(10)
+        log(f"  {time.time() - started:.0f} s: {len(arrivals):,} readings seen on the channel layer")
+    for child in children:
+        await loop.run_in_executor(None, child.join, 30)
     stop.set()
-    await asyncio.gather(tapper, pinger, return_exceptions=True)
-    data = _read_once(out_path)
-    log(f"simulator: {data['stats']}")
-    timeline = data["timeline"]
+    await asyncio.gather(tapper, pinger, leaser, return_exceptions=True)
+    sent: list = []
+    acked: dict[str, list] = {}
+    reconnects = unacked = 0
+    ticks: dict[int, list[int]] = defaultdict(list)
+    for out_path in out_paths:
+        data = _read_once(out_path)
+        log(f"simulator: {data['stats']}")
+        sent += data["sent"]
+        acked.update(data["acked"])
+        reconnects += data["reconnects"]
+        unacked += data["unacked_at_end"]
+        for tick, connected in data["timeline"].items():
+            ticks[int(tick)].append(connected)
+    # Only the half-seconds every process reported: a sum of some processes would look like a dip.
+    timeline = sorted((tick / TICKS_PER_S, sum(c)) for tick, c in ticks.items() if len(c) == n)
     before = max((c for t, c in timeline if t < kill_at), default=0)
     after_kill = [(t, c) for t, c in timeline if t >= kill_at]
     back_at = next((t for t, c in after_kill if c >= len(specs) and t > kill_at + 0.5), None)
@@ -226,19 +452,26 @@ async def measure(args, specs, facility_ids, port: int, cafile: str, victim: Chi
     recovery = None if back_at is None else back_at - kill_at
     return {
         "devices": len(specs),
-        "live_devices": max(1, int(len(specs) * LIVE_SHARE)),
+        "live_devices": len(watched),
+        "sim_processes": n,
+        "gateways": args.gateways,
+        "balancers": args.balancers,
+        "connect_rate_per_s": args.connect_rate,
+        "seconds": args.seconds,
+        "kill_at_s": args.kill_at,
         "connected_before_kill": before,
         # 3 s before the fleet's planned end (devices that reached it stop, which is not a drop).
         "connected_near_end": next((c for t, c in reversed(timeline) if t <= started + args.seconds - 3), 0),
-        "batches_unacked_at_end": data["unacked_at_end"],
+        "batches_unacked_at_end": unacked,
         "lowest_after_kill": low,
         "seconds_until_all_reconnected": None if recovery is None else round(recovery, 2),
         "reconnect_handshakes_per_s": None if not recovery else round(reconnected / recovery, 1),
-        "reconnects": data["reconnects"],
-        # "before" starts once the fleet has connected and warmed up (10 s, or half-way to the kill).
-        "live": phases(data["sent"], arrivals, started + min(10.0, args.kill_at / 2), kill_at, back_at, time.time()),
+        "reconnects": reconnects,
+        # "before" starts once the watched devices are all connected and live (the first fifth of the
+        # ramp holds them, see the round robin) plus 10 s, or half-way to the kill.
+        "live": phases(sent, arrivals, started + min(ramp_s + 10.0, args.kill_at / 2), kill_at, back_at, time.time()),
         "baseline_channel_layer": {"what": "group_send -> receive, bare Redis channel layer", **percentiles(base)},
-        "_acked": data["acked"],
+        "_acked": acked,
     }
 
 
@@ -246,50 +479,94 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=20_000)
     parser.add_argument("--facilities", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=120, help="fleet run time")
-    parser.add_argument("--kill-at", type=float, default=50, help="seconds into the run the first gateway dies")
+    parser.add_argument(
+        "--sim-processes", type=int, default=None, help="processes the devices are spread over (default: 1 per 2,500)"
+    )
+    parser.add_argument("--connect-rate", type=float, default=100.0, help="devices started per second (staggered)")
+    parser.add_argument("--seconds", type=float, default=None, help="fleet run time (default: from the fleet size)")
+    parser.add_argument(
+        "--kill-at", type=float, default=None, help="seconds in the first gateway dies (default: ramp + 20)"
+    )
     parser.add_argument("--cpu-hog", action="store_true", help="a busy process takes one core for the whole run")
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        default=None,
+        help="gateway processes (default 2, more when one fd limit cannot hold the rest)",
+    )
     args = parser.parse_args()
+    ramp_s = args.devices / args.connect_rate
+    fds = raise_fd_limit()
+    # After the kill the survivors hold the whole fleet, one descriptor a device plus the process's own;
+    # each HAProxy needs two a device (gateway/haproxy.py sizes its maxconn from the same limit).
+    per_gateway = fds - 500
+    args.gateways = args.gateways or max(2, 1 + math.ceil(args.devices / per_gateway))
+    if math.ceil(args.devices / (args.gateways - 1)) > per_gateway:
+        raise SystemExit(
+            f"bench: {args.gateways - 1} surviving gateways cannot hold {args.devices} devices at {fds} fds"
+        )
+    args.balancers = max(1, math.ceil(args.devices / ((fds - 64) // 2 - 100)))
+    args.sim_processes = args.sim_processes or max(1, math.ceil(args.devices / 2500))
+    args.kill_at = args.kill_at if args.kill_at is not None else round(ramp_s + 20)
+    # After the kill: the storm (half the fleet at ~70 handshakes/s on a quiet gateway) and 60 s more.
+    args.seconds = args.seconds if args.seconds is not None else round(args.kill_at + args.devices / 2 / 70 + 60)
     if not os.environ.get("CELERY_BROKER_URL", "").startswith("amqp"):
         raise SystemExit("bench: set CELERY_BROKER_URL to a RabbitMQ vhost of your own (amqp://…/vhost)")
     env = configure()
+    from django.conf import settings
     from django.db import connections
 
     from gateway.tests.processes import free_port, start_haproxy, wait_listening
     from gateway.tls import dev_certificate
 
-    specs, by_facility, _ = provision(devices=args.devices, facilities=args.facilities)
+    log(
+        f"{args.devices} devices over {args.sim_processes} processes, {args.connect_rate:.0f}/s (ramp {ramp_s:.0f} s), "
+        f"kill at {args.kill_at:.0f} s of {args.seconds:.0f} s; fd limit {fds}: "
+        f"{args.gateways} gateways behind {args.balancers} HAProxy"
+    )
+    begun = time.monotonic()
+    cache = Path(tempfile.gettempdir()) / f"energybox-bench-scale-{settings.DATABASES['default']['NAME']}.json"
+    specs, by_facility = provision(devices=args.devices, facilities=args.facilities, cache=cache)
     facility_ids = list(by_facility)
     connections.close_all()
-    log(f"provisioned {len(specs)} devices in {len(facility_ids)} facilities")
+    log(f"provisioned {len(specs)} devices in {len(facility_ids)} facilities in {time.monotonic() - begun:.0f} s")
     data = Path(env["ENERGYBOX_DATA_DIR"])
     cert, key = dev_certificate(data)
     python = sys.executable
-    purge_ingest_queue()
+    try:
+        purge_ingest_queue()
+    except Exception as exc:  # noqa: BLE001 - a fresh vhost has no ingest queue yet: nothing to purge
+        log(f"no ingest queue to purge ({exc})")
     worker_argv = [python, "-m", "celery", "-A", "energybox", "worker", "-Q", "readings,celery", "-c", "1"]
     workers = [
         Child(f"worker{n}", [*worker_argv, "--hostname", f"scale{n}@%h", "--without-gossip", "-l", "WARNING"], env)
         for n in range(2)
     ]
-    ports = [free_port(), free_port()]
+    ports = [free_port() for _ in range(args.gateways)]
     gateway_argv = [python, "manage.py", "rungateway", "--cert", str(cert), "--key", str(key), "--stats-every", "10"]
     gateways = [Child(f"gateway{n}", [*gateway_argv, "--port", str(port)], env) for n, port in enumerate(ports)]
-    haproxy = None
+    balancers: list = []
     hog = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True) if args.cpu_hog else None
     if hog is not None:
         hog.start()
     try:
         for port, gateway in zip(ports, gateways, strict=True):
             wait_listening(port, process=gateway.proc, timeout=240)
-        front = free_port()
-        haproxy = start_haproxy(folder=data, frontend_port=front, backend_ports=ports)
-        log(f"HAProxy :{front} → gateways {ports}; 2 workers")
-        result = asyncio.run(measure(args, specs, facility_ids, front, str(cert), gateways[0]))
+        fronts = [free_port() for _ in range(args.balancers)]
+        for n, front in enumerate(fronts):
+            folder = data / f"haproxy{n}"
+            folder.mkdir()
+            balancers.append(start_haproxy(folder=folder, frontend_port=front, backend_ports=ports))
+        for n, spec in enumerate(specs):
+            spec["port"] = fronts[n % len(fronts)]
+        log(f"HAProxy :{fronts} → gateways {ports}; 2 workers")
+        result = asyncio.run(measure(args, specs, facility_ids, str(cert), gateways[0]))
         acked = result.pop("_acked")
         log("waiting for the workers to store every acked reading")
         deadline = time.monotonic() + 300
         check = ledger_check(acked)
         while check["acked_not_stored"] and time.monotonic() < deadline:
+            log(f"  {check['acked_not_stored']:,} acked readings not stored yet")
             time.sleep(5)
             check = ledger_check(acked)
         result.update(check)
@@ -297,15 +574,18 @@ def main() -> None:
         for child in [*gateways, *workers]:
             child.stop()
         for gateway in gateways:
+            for line in [line for line in gateway.lines if "overloaded" in line][:2]:
+                log(f"{gateway.name}: {line[:300]}")
             for line in [line for line in gateway.lines if "devices connected" in line][-1:] + gateway.lines[-2:]:
                 log(f"{gateway.name}: {line[:400]}")
         if hog is not None:
             hog.terminate()
-        if haproxy is not None:
-            haproxy.terminate()
-            haproxy.wait(10)
+        for balancer in balancers:
+            balancer.terminate()
+            balancer.wait(10)
         connections.close_all()
     result["cpu_hog"] = args.cpu_hog
+    result["wall_s"] = round(time.monotonic() - begun)
     result["machine"] = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end"
     print(json.dumps(result), flush=True)
 

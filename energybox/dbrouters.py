@@ -93,6 +93,19 @@ def replica_usable() -> bool:
         return _lag.usable
 
 
+@dataclass(frozen=True)
+class ReplicaState:
+    lag_s: float  # infinite when the replica cannot be reached or is not in recovery
+    in_use: bool  # whether the router sends reads there now
+    max_lag_s: float
+
+
+def replica_state() -> ReplicaState:
+    """What `/healthz` and `/metrics` report: the lag the router last measured and its verdict."""
+    in_use = replica_usable()
+    return ReplicaState(lag_s=_lag.lag_s, in_use=in_use, max_lag_s=settings.DATABASE_REPLICA_MAX_LAG_S)
+
+
 def forget_lag_check() -> None:
     _lag.checked_at = float("-inf")
 

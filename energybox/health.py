@@ -1,6 +1,9 @@
-"""`/healthz`: the database, the broker, the channel layer, beat and workers, and rollup lag.
+"""`/healthz`: the database, the broker, the channel layer, beat and workers, rollup lag, the replica.
 
-Each check is ok or an error, and any error makes the answer 503. Beat and worker liveness is the
+Each check is ok, a warning or an error, and any error makes the answer 503. A read replica
+(DATABASE_REPLICA_URL) that lags beyond its bound or is down is a warning, not an error: the router
+then reads the primary, so the site still answers, and a 503 would take every web process out of
+the load balancer for a fault the platform already works around. Beat and worker liveness is the
 age of the heartbeat task beat schedules and a worker runs (readings/health.py): the same proof
 with a broker and in the embedded mode, where `manage.py runtaskworker` runs both.
 """
@@ -18,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from energybox import dbrouters
 from energybox.celery import app as celery_app
 from readings import health as readings_health
 
@@ -82,6 +86,21 @@ def check_rollups() -> str:
     return f"ok (lag {lag:.0f} s)"
 
 
+class Degraded(Exception):  # noqa: N818 - a state, not a failure
+    """A check whose component is impaired while the platform works around it (a warning)."""
+
+
+def check_replica() -> str:
+    state = dbrouters.replica_state()
+    if state.lag_s == float("inf"):
+        raise Degraded("the read replica cannot be reached or is not replaying: reads go to the primary")
+    if not state.in_use:
+        raise Degraded(
+            f"the read replica lags {state.lag_s:.1f} s (bound {state.max_lag_s:.0f} s): reads go to the primary"
+        )
+    return f"ok (lag {state.lag_s:.1f} s, reads on the replica)"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "database": check_database,
     "broker": check_broker,
@@ -91,17 +110,27 @@ CHECKS: dict[str, Callable[[], str]] = {
 }
 
 
+def active_checks() -> dict[str, Callable[[], str]]:
+    return {**CHECKS, "replica": check_replica} if dbrouters.replica_configured() else dict(CHECKS)
+
+
 def run_checks() -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for name, check in CHECKS.items():
+    for name, check in active_checks().items():
         try:
             results[name] = {"status": "ok", "detail": check()}
+        except Degraded as exc:
+            results[name] = {"status": "warning", "detail": str(exc)}
         except Exception as exc:  # noqa: BLE001 - a health check reports every failure
             results[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    if "replica" in results:
+        state = dbrouters.replica_state()
+        lag = state.lag_s if state.lag_s != float("inf") else None
+        results["replica"].update(lag_s=None if lag is None else round(lag, 3), in_use=state.in_use)
     return results
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
     results = run_checks()
-    healthy = all(r["status"] == "ok" for r in results.values())
+    healthy = all(r["status"] != "error" for r in results.values())
     return JsonResponse({"status": "ok" if healthy else "error", "checks": results}, status=200 if healthy else 503)

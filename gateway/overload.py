@@ -12,9 +12,16 @@ So, above `high_ms` of smoothed lag, the gateway sheds work rather than connecti
     senders and the work that is already in (acks, enqueues) gets the CPU first;
   - acks go out when the enqueue is confirmed, as always, so under load they simply come later
     and devices with their window full wait instead of sending;
-  - every connected device gets CONFIG `batch` = `batch_under_load` (docs/protocol.md): fewer,
-    larger frames for the same readings; below `low_ms` they get `batch` = `0` (their own default).
+  - every connected device that nobody watches gets CONFIG `batch` = `batch_under_load`
+    (docs/protocol.md): fewer, larger frames for the same readings; below `low_ms` they get
+    `batch` = `0` (their own default).
 Hysteresis between the two thresholds keeps a gateway near the limit from flapping.
+
+Watched devices stay live. A device someone has on a live chart (a lease in `gateway.livemode`, or
+still in its hold-over) is never told to batch harder: its 2-s frames are what the viewer came for,
+and 10 % of a fleet at live cadence is a small share of the frames. A device that stops being watched
+while the overload lasts is told at the next sweep (`sweep_s`), and one that connects during it is
+told at once (the gateway sends `config()` after WELCOME, before the live switch).
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +45,25 @@ class Overload:
         low_ms: float = 30.0,
         batch_under_load: int = 60,
         read_pause_s: float = 0.02,
+        sweep_s: float = 1.0,
+        watched: Callable[[int], bool] | None = None,
+        push_one: Callable[[int, dict[str, str]], bool] | None = None,
+        devices: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         self._push = push  # sends CONFIG entries to every connected device; returns how many
+        # Who is watched, and how to tell one device: given, or the gateway's own when `push` is a
+        # Gateway method (its livemode, push_config and connections), or none (everyone batches).
+        gateway: Any = getattr(push, "__self__", None)
+        if watched is None and gateway is not None and hasattr(gateway, "livemode"):
+            livemode = gateway.livemode
+            watched = lambda device_id: device_id in livemode.live or livemode.watched(device_id)  # noqa: E731
+            push_one = push_one or gateway.push_config
+            devices = devices or (lambda: list(gateway.connections))
+        self._watched, self._push_one, self._devices = watched, push_one, devices
+        self._told: set[int] = set()  # devices told to batch harder in this episode
+        self._known: set[int] = set()  # devices connected at the last sweep
+        self.sweep_s = sweep_s
+        self._swept_at = 0.0
         self.interval_s = interval_s
         self.high_ms, self.low_ms = high_ms, min(low_ms, high_ms / 5)
         self.batch_under_load = batch_under_load
@@ -62,14 +87,43 @@ class Overload:
         if not self.overloaded and self.lag_ms > self.high_ms:
             self.overloaded = True
             self.episodes += 1
-            told = self._push(self.config())
+            told = self._tell_unwatched()
             logger.warning(
-                "gateway: overloaded (loop lag %.0f ms): reading slower, %d devices batch more", self.lag_ms, told
+                "gateway: overloaded (loop lag %.0f ms): reading slower, %d unwatched devices batch more",
+                self.lag_ms,
+                told,
             )
         elif self.overloaded and self.lag_ms < self.low_ms:
             self.overloaded = False
+            self._told.clear()
+            self._known.clear()
             told = self._push(self.config())
             logger.info("gateway: load back to normal (loop lag %.0f ms): %d devices told", self.lag_ms, told)
+        elif self.overloaded and self._watched is not None and time.monotonic() - self._swept_at >= self.sweep_s:
+            self._tell_unwatched()
+
+    def _tell_unwatched(self) -> int:
+        """Tell every connected device nobody watches, and not told yet, to batch harder."""
+        self._swept_at = time.monotonic()
+        if self._watched is None or self._push_one is None or self._devices is None:
+            return self._push(self.config())
+        entries = self.config()
+        connected = set(self._devices())
+        if self._known:
+            # Connected since the last sweep: the gateway sent them `config()` after WELCOME.
+            self._told |= connected - self._known
+        self._known = connected
+        self._told &= connected
+        told = 0
+        for device_id in connected - self._told:
+            if not self._watched(device_id) and self._push_one(device_id, entries):
+                self._told.add(device_id)
+                told += 1
+        return told
+
+    def told(self) -> frozenset[int]:
+        """The devices told to batch harder in this overload episode (for tests and stats)."""
+        return frozenset(self._told)
 
     def config(self) -> dict[str, str]:
         """What a device that connects now is told (after its WELCOME)."""

@@ -9,6 +9,7 @@ the replica and a fresh one only from the primary.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -170,3 +171,68 @@ def test_outside_a_request_reads_go_to_the_primary_and_the_replica_is_never_migr
     assert router.db_for_read(Bucket) is None
     assert router.allow_migrate("replica", "readings") is False
     assert router.allow_migrate("default", "readings") is True
+
+
+# --- replica lag in /healthz and /metrics ------------------------------------------------------------
+
+
+def _replica_metrics(client) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.content
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+        if sample.name.startswith("energybox_db_replica_")
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.services
+def test_healthz_and_metrics_show_the_replicas_lag_and_whether_reads_go_there(client, replicated, settings):
+    device, power, _ = device_with_channels()
+    replicated.await_replayed()
+    check = client.get("/healthz").json()["checks"]["replica"]
+    assert check["status"] == "ok" and check["in_use"] is True, check
+    assert check["lag_s"] == 0.0, "a replica that replayed everything it received has no lag"
+    assert _replica_metrics(client) == {"energybox_db_replica_lag_seconds": 0.0, "energybox_db_replica_in_use": 1.0}
+
+    replicated.replica.query("SELECT pg_wal_replay_pause()")
+    paused_at = time.time()
+    readings_ingest(batches=[batch_for(device, [power], np.array([T0], dtype=np.int64), [[1.0]])], now_ms=T0 + 120_000)
+    replicated.await_received()
+    time.sleep(1.1)  # the replayed transaction ages while replay stands still
+    check = client.get("/healthz").json()["checks"]["replica"]
+    assert check["status"] == "ok" and check["in_use"] is True  # within the 600-s bound
+    assert 1.0 <= check["lag_s"] <= time.time() - paused_at + 60, check
+    settings.DATABASE_REPLICA_MAX_LAG_S = 0.5
+    response = client.get("/healthz")
+    check = response.json()["checks"]["replica"]
+    assert check["status"] == "warning" and check["in_use"] is False, check
+    assert "reads go to the primary" in check["detail"]
+    assert "replica" not in [name for name, c in response.json()["checks"].items() if c["status"] == "error"]
+    metrics = _replica_metrics(client)
+    assert metrics["energybox_db_replica_in_use"] == 0.0
+    assert metrics["energybox_db_replica_lag_seconds"] >= 1.0
+
+    replicated.replica.query("SELECT pg_wal_replay_resume()")
+    replicated.await_replayed()
+    assert _replica_metrics(client) == {"energybox_db_replica_lag_seconds": 0.0, "energybox_db_replica_in_use": 1.0}
+    replicated.replica.stop()  # the replica is gone: a warning, reads on the primary, never a 503 of its own
+    check = client.get("/healthz").json()["checks"]["replica"]
+    assert check == {
+        "status": "warning",
+        "detail": "the read replica cannot be reached or is not replaying: reads go to the primary",
+        "lag_s": None,
+        "in_use": False,
+    }
+    assert _replica_metrics(client)["energybox_db_replica_lag_seconds"] == float("inf")
+
+
+def test_without_a_replica_healthz_and_metrics_say_nothing_of_one(client, db):
+    if os.environ.get("DATABASE_REPLICA_URL"):
+        pytest.skip("this run configures a replica")
+    assert "replica" not in client.get("/healthz").json()["checks"]
+    assert "energybox_db_replica_lag_seconds" not in client.get("/metrics").content.decode()

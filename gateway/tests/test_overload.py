@@ -77,3 +77,79 @@ async def test_the_simulated_device_applies_the_batch_it_is_told(meter, tmp_path
         assert device.batch == 15
         device.stop()
         await run
+
+
+def test_under_overload_only_the_devices_nobody_watches_are_told_to_batch_harder():
+    pushed: dict[int, list[dict[str, str]]] = {}
+    connected = [1, 2, 3, 4]
+    watched = {2}
+
+    def push_one(device_id: int, entries: dict[str, str]) -> bool:
+        pushed.setdefault(device_id, []).append(entries)
+        return True
+
+    overload = Overload(
+        push=lambda entries: sum(push_one(d, entries) for d in connected),
+        high_ms=100,
+        low_ms=20,
+        sweep_s=0,
+        watched=watched.__contains__,
+        push_one=push_one,
+        devices=lambda: connected,
+    )
+    for _ in range(10):
+        overload.observe(400)
+    assert overload.overloaded
+    assert pushed == {1: [{"batch": "60"}], 3: [{"batch": "60"}], 4: [{"batch": "60"}]}
+    assert 2 not in pushed  # the watched device stays live
+
+    watched.discard(2)  # its viewer left (and the hold-over ran out) while the overload lasts
+    watched.add(3)  # someone opens device 3: it keeps what it was told, live mode ignores `batch`
+    overload.observe(400)
+    assert pushed[2] == [{"batch": "60"}]
+    assert pushed[1] == [{"batch": "60"}], "a device told once is not told again every sweep"
+    connected.append(5)  # connected during the overload: the gateway told it after WELCOME
+    overload.observe(400)
+    assert 5 not in pushed and 5 in overload.told()
+
+    for _ in range(30):
+        overload.observe(0)
+    assert not overload.overloaded
+    assert all(entries[-1] == {"batch": "0"} for entries in pushed.values())
+    assert set(pushed) == {1, 2, 3, 4, 5}
+
+
+@pytest.fixture
+def watched_and_idle():
+    from gateway.tests.conftest import provision
+    from gateway.tests.helpers import spec_for
+
+    watched, idle = provision(serial="SN-WATCHED-1"), provision(serial="SN-IDLE-1")
+    return (watched.device.pk, spec_for(watched)), spec_for(idle)
+
+
+async def test_an_overloaded_gateway_keeps_a_watched_device_live(watched_and_idle, tmp_path):
+    """The real gateway: one device with a live viewer, one without; the loop is hogged."""
+    (watched_id, watched_spec), idle_spec = watched_and_idle
+    config = dataclasses.replace(FAST, overload_lag_ms=100, idle_timeout_s=30, frame_timeout_s=30)
+    async with running_gateway(tmp_path, enqueue=Recorder(), config=config) as (gateway, port, ctx):
+        watched = await RawClient.connect(port, ctx)
+        await watched.handshake(watched_spec.serial, watched_spec.private_key)
+        idle = await RawClient.connect(port, ctx)
+        await idle.handshake(idle_spec.serial, idle_spec.private_key)
+        gateway.livemode.on_command(watched_id, {"viewer": "dashboard-1", "lease_s": 60})
+        frame = await watched.frame(timeout=10)
+        assert p.Config.decode(frame.payload).entries == {p.CONFIG_MODE: p.MODE_LIVE}
+
+        asyncio.get_running_loop().call_soon(_hog, time.monotonic() + 2.0)
+        frame = await idle.frame(timeout=10)
+        assert p.Config.decode(frame.payload).entries == {"batch": "60"}
+        assert gateway.overload.overloaded
+        # The overload is seen and over; the watched device was told nothing but that it is back to normal.
+        frame = await idle.frame(timeout=10)
+        assert p.Config.decode(frame.payload).entries == {"batch": "0"}
+        frame = await watched.frame(timeout=10)
+        assert p.Config.decode(frame.payload).entries == {"batch": "0"}
+        assert gateway.overload.episodes == 1
+        watched.close()
+        idle.close()
