@@ -3,16 +3,26 @@
 `readings.services.readings_enqueue(batches=...)` is sync and returns once the broker confirmed;
 it runs in a thread pool so the event loop keeps serving. Each device's batch is acked only
 after the call that carried it returned.
+
+With `processes` > 0 the calls run in that many store processes of their own instead (spawned,
+Django set up in each). That is for the embedded mode, where the "enqueue" is the whole store:
+decoding, COPY, rollup marks and alert rules are Python that holds the GIL, and in a thread of the
+gateway process it held the event loop off (profiled in docs/live.md: at 1,000 live devices half
+the gateway's samples were the ingest thread, and the channel-layer publishes timed out behind it).
+A batch is still acked only after the store process returned from storing it; a store process
+that dies fails its groups (the devices are nacked and resend) and the pool is started again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from django.db import close_old_connections, connections
 
@@ -30,6 +40,31 @@ def seam_enqueue(batches: Sequence[ReadingsBatch]) -> None:
     readings_enqueue(batches=batches)
 
 
+# --- Store processes (processes > 0) ----------------------------------------------------------------
+
+_process_checked = 0.0
+_process_failed = True
+
+
+def _store_process_started() -> None:
+    """Initializer of a spawned store process: the same settings as the gateway (its environment)."""
+    import django
+
+    django.setup()
+
+
+def _call_in_process(enqueue: Enqueue, batches: Sequence[ReadingsBatch], recheck_s: float) -> None:
+    """One group in a store process; the connection check as `IngestBatcher._call` does it per thread."""
+    global _process_checked, _process_failed  # noqa: PLW0603 - one per process, as threading.local per thread
+    now = time.monotonic()
+    if _process_failed or now - _process_checked >= recheck_s:
+        close_old_connections()
+        _process_checked = now
+    _process_failed = True
+    enqueue(batches)
+    _process_failed = False
+
+
 class IngestBatcher:
     def __init__(
         self,
@@ -39,20 +74,21 @@ class IngestBatcher:
         max_group: int = 512,
         max_inflight: int = 4,
         recheck_s: float = 1.0,
+        processes: int = 0,
     ) -> None:
         self._enqueue = enqueue
         self._recheck_s = recheck_s
         self._local = threading.local()
         self._linger_s = linger_s
         self._max_group = max_group
+        self._max_inflight = max_inflight
         self._pending: list[tuple[ReadingsBatch, asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(max_inflight)
         self._threads = 0
         self._threads_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(
-            max_workers=max_inflight, thread_name_prefix="ingest", initializer=self._thread_started
-        )
+        self._processes = processes
+        self._executor: Executor = self._new_executor()
         self._inflight: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -61,6 +97,18 @@ class IngestBatcher:
         self.enqueued_batches = 0
         self.enqueued_readings = 0
         self.failed_batches = 0
+
+    def _new_executor(self) -> Executor:
+        if self._processes > 0:
+            # spawn, not fork: the gateway has threads (and a running loop) by the time a pool restarts.
+            return ProcessPoolExecutor(
+                max_workers=self._processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_store_process_started,
+            )
+        return ThreadPoolExecutor(
+            max_workers=self._max_inflight, thread_name_prefix="ingest", initializer=self._thread_started
+        )
 
     def _thread_started(self) -> None:
         with self._threads_lock:
@@ -111,9 +159,18 @@ class IngestBatcher:
     async def _flush(self, group: list[tuple[ReadingsBatch, asyncio.Future[None]]]) -> None:
         batches = [batch for batch, _ in group]
         started = time.monotonic()
+        loop = asyncio.get_running_loop()
+        executor = self._executor
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._call, batches)
+            if self._processes > 0:
+                await loop.run_in_executor(executor, _call_in_process, self._enqueue, batches, self._recheck_s)
+            else:
+                await loop.run_in_executor(executor, self._call, batches)
         except Exception as exc:
+            if isinstance(exc, BrokenProcessPool) and executor is self._executor:
+                logger.error("ingest: a store process died; starting the store processes again")
+                self._executor = self._new_executor()
+                executor.shutdown(wait=False, cancel_futures=True)
             self.failed_batches += len(batches)
             logger.warning("ingest: enqueue of %d batches failed: %s", len(batches), exc)
             for _, future in group:
@@ -147,6 +204,9 @@ class IngestBatcher:
         for _, future in self._pending:
             if not future.done():
                 future.cancel()
+        if self._processes > 0:  # each store process closes its connections as it exits
+            await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+            return
         # Close each worker thread's database connection: one task per thread, held at a barrier so
         # that no thread runs two of them.
         count = self._threads

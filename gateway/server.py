@@ -74,6 +74,9 @@ class GatewayConfig:
     drain_timeout_s: float = 20.0
     linger_s: float = 0.005
     max_inflight_enqueues: int = 4
+    # Store processes for the ingest calls (gateway/ingest.py); 0: threads of this process. rungateway
+    # uses one in the embedded mode, where the call is the whole store and would hold the GIL.
+    store_processes: int = 0
     tls_read_buffer: int = 16 * 1024
     # Live on demand: a watched device stays live this long after its last viewer left.
     live_hold_over_s: float = 60.0
@@ -555,7 +558,10 @@ class Gateway:
         self.cluster = cluster
         self.ssl_context = ssl_context
         self.batcher = IngestBatcher(
-            enqueue=enqueue, linger_s=self.config.linger_s, max_inflight=self.config.max_inflight_enqueues
+            enqueue=enqueue,
+            linger_s=self.config.linger_s,
+            max_inflight=self.config.max_inflight_enqueues,
+            processes=self.config.store_processes,
         )
         self.publisher = LivePublisher(layer=channel_layer)
         self.control = ControlSubscriber(layer=channel_layer)

@@ -106,3 +106,64 @@ async def test_a_reconnect_storm_goes_out_as_one_status_message_per_facility_wit
     assert message["type"] == "device.status" and message["facility_id"] == 1
     assert message["statuses"] == [{"device_id": d, "online": True, "last_seen": 2000 + d} for d in range(1, 201)]
     assert publisher.sent == 1
+
+
+async def test_on_the_redis_pubsub_layer_a_round_goes_out_as_one_pipeline_that_layer_subscribers_receive(redis_url):
+    """Real Redis: the pipelined round reaches channels subscribed through the layer, never via group_send."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    class NoGroupSend(RedisPubSubChannelLayer):
+        async def group_send(self, group, message):  # the pipeline must not fall back to it
+            raise AssertionError("group_send used")
+
+    prefix = f"test-pipeline-{id(object())}"
+    layer = NoGroupSend(hosts=[redis_url], prefix=prefix)
+    listener = RedisPubSubChannelLayer(hosts=[redis_url], prefix=prefix)  # as a web process would
+    channels = {f: await listener.new_channel() for f in (1, 2)}
+    for facility_id, channel in channels.items():
+        await listener.group_add(f"facility.{facility_id}", channel)
+    publisher = LivePublisher(layer=layer)
+    publisher.start()
+    try:
+        publisher.status(identity(1, 1), online=True, last_seen_ms=5)
+        publisher.readings(identity(1, 1), batch(1, 1000))
+        publisher.readings(identity(2, 1), batch(2, 2000))
+        publisher.readings(identity(3, 2), batch(3, 4000))
+        status = await asyncio.wait_for(listener.receive(channels[1]), 5)
+        readings = await asyncio.wait_for(listener.receive(channels[1]), 5)
+        other = await asyncio.wait_for(listener.receive(channels[2]), 5)
+    finally:
+        await publisher.close()
+        await listener.flush()
+        await layer.flush()
+
+    assert status["type"] == "device.status" and [s["device_id"] for s in status["statuses"]] == [1]
+    assert [(b["device_id"], *batch_readings(b)) for b in readings["batches"]] == [
+        (1, [1000], {"10": [1000.0]}),
+        (2, [2000], {"20": [2000.0]}),
+    ]
+    assert [(b["device_id"], *batch_readings(b)) for b in other["batches"]] == [(3, [4000], {"30": [4000.0]})]
+    assert publisher.sent == 3 and publisher.failed == 0
+
+
+async def test_when_redis_is_unreachable_a_pipelined_round_is_counted_as_failed_and_publishing_goes_on():
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    layer = RedisPubSubChannelLayer(hosts=["redis://127.0.0.1:1/0"], prefix="test-pipeline-down")
+    publisher = LivePublisher(layer=layer, send_timeout_s=0.5)
+    publisher.start()
+    try:
+        publisher.readings(identity(1, 1), batch(1, 1000))
+        publisher.readings(identity(3, 2), batch(3, 2000))
+        for _ in range(100):
+            if publisher.failed:
+                break
+            await asyncio.sleep(0.05)
+        publisher.readings(identity(1, 1), batch(1, 3000))
+        for _ in range(100):
+            if publisher.failed >= 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await publisher.close()
+    assert publisher.failed == 3 and publisher.sent == 0

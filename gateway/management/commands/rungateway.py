@@ -50,6 +50,13 @@ def loop_factory(name: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop
     return "asyncio", None
 
 
+def store_processes(asked: int | None) -> int:
+    """Store processes: as asked, else one in the embedded mode (the store would share the loop's GIL)."""
+    if asked is not None:
+        return max(0, asked)
+    return 0 if settings.CELERY_BROKER_URL else 1
+
+
 class Command(BaseCommand):
     help = "Run the device gateway: TLS 1.2+, Ed25519 device authentication, readings ingest, firmware transfers."
 
@@ -78,6 +85,13 @@ class Command(BaseCommand):
             type=float,
             default=150.0,
             help="event-loop lag (ms) above which the gateway reads slower and tells devices to batch more; 0: off",
+        )
+        parser.add_argument(
+            "--store-processes",
+            type=int,
+            default=None,
+            help="processes that store the batches in the embedded mode (no CELERY_BROKER_URL; default 1); "
+            "0: threads of the gateway process. With a broker the enqueue runs in threads.",
         )
         parser.add_argument("--stats-every", type=float, default=30.0, help="seconds between stats log lines")
         parser.add_argument(
@@ -123,6 +137,7 @@ class Command(BaseCommand):
             drain_timeout_s=options["drain_timeout"],
             live_hold_over_s=max(0.0, options["live_hold_over"]),
             overload_lag_ms=options["overload_lag_ms"],
+            store_processes=store_processes(options.get("store_processes")),
         )
         limit = raise_open_files_limit()
         self.stdout.write(f"Open-file limit {limit}: room for about {max(0, limit - 64):,} device connections.")
