@@ -56,7 +56,7 @@ def fleet():
     from billing.models import Contract
     from billing.tests.factories import version_data
     from devices import services
-    from devices.models import Device, DeviceType, Facility, Load
+    from devices.models import Channel, Device, DeviceType, Facility, Load
 
     tenant, _ = Tenant.objects.get_or_create(
         slug="bench-billing", defaults={"name": "Bench billing", "kind": "enterprise"}
@@ -69,24 +69,37 @@ def fleet():
         or billing.tariff_create(tenant=tenant, name="Bench TOU", versions=[version_data()])
     )
     have = Facility.objects.filter(tenant=tenant).count()
-    for i in range(have, FACILITIES):
-        facility = services.facility_create(tenant=tenant, name=f"Site {i:04d}", timezone="Europe/Berlin")
-        loads = [
-            services.load_create(facility=facility, name=name, kind=kind)
-            for name, kind in (
-                ("Mains", Load.Kind.MAINS),
-                ("Refrigeration", Load.Kind.REFRIGERATION),
-                ("HVAC", Load.Kind.HVAC),
-            )
-        ]
-        device = services.device_create(tenant=tenant, facility=facility, device_type=device_type, serial=f"BB-{i:06d}")
-        for channel, load in zip(device.channels.order_by("index"), loads, strict=True):
-            channel.load = load
-            channel.save(update_fields=["load"])
-        if not Contract.objects.filter(facility=facility).exists():
-            billing.contract_create(facility=facility, tariff=tariff, valid_from=date(2026, 1, 1))
-        if (i + 1) % 200 == 0:
-            print(f"  {i + 1} facilities", file=sys.stderr)
+    started = time.perf_counter()
+    # Rows in bulk, a few hundred facilities at a time (the services' one-by-one path took minutes for 1,000).
+    for lo in range(have, FACILITIES, 250):
+        hi = min(lo + 250, FACILITIES)
+        facilities = Facility.objects.bulk_create(
+            [Facility(tenant=tenant, name=f"Site {i:04d}", timezone="Europe/Berlin") for i in range(lo, hi)]
+        )
+        kinds = (("Mains", Load.Kind.MAINS), ("Refrigeration", Load.Kind.REFRIGERATION), ("HVAC", Load.Kind.HVAC))
+        loads = Load.objects.bulk_create(
+            [Load(tenant=tenant, facility=f, name=name, kind=kind) for f in facilities for name, kind in kinds]
+        )
+        devices = Device.objects.bulk_create(
+            [
+                Device(tenant=tenant, facility=f, device_type=device_type, serial=f"BB-{lo + n:06d}")
+                for n, f in enumerate(facilities)
+            ]
+        )
+        channels = []
+        for n, device in enumerate(devices):
+            for channel, load in zip(
+                services.channels_from_template(device=device, specs=device_type.channels),
+                loads[3 * n : 3 * n + 3],
+                strict=True,
+            ):
+                channel.load = load
+                channels.append(channel)
+        Channel.objects.bulk_create(channels)
+        Contract.objects.bulk_create(
+            [Contract(tenant=tenant, facility=f, tariff=tariff, valid_from=date(2026, 1, 1)) for f in facilities]
+        )
+        print(f"  {hi} facilities ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     facilities = list(Facility.objects.filter(tenant=tenant).order_by("name")[:FACILITIES])
     channels = {
         d.facility_id: [c.pk for c in d.channels.order_by("index")]
