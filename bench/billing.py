@@ -9,7 +9,11 @@ For BASELINE_FACILITIES of them the raw 2-second readings also go into a plain
 15 minutes in SQL: the naive way, beside ours, in the same run (and checked to agree).
 
 Figures: per facility-month, p50/p95 ms of `bill_compute` (bar ≤ 20 ms) and of the naive SQL;
-the client's monthly CSV of all 1,000 facilities (bar ≤ 30 s). Last line: one JSON object.
+the client's monthly CSV of all 1,000 facilities (bar ≤ 30 s); the stored demand and peaks of
+SETTLE_SAMPLE facility-months computed from scratch (`demand_settle`, ms each). Last line: one JSON object.
+
+Data generation is included (`load_s`, a few minutes). BENCH_BILLING_REUSE=1 reuses the last run's
+rollups and raw table when they are there for as many facilities (the raw table is kept for that).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from _common import percentile, plain_table, report, setup
 
 FACILITIES = int(os.environ.get("BENCH_BILLING_FACILITIES", "1000"))
 BASELINE_FACILITIES = 3
+SETTLE_SAMPLE = 50
 YEAR, MONTH = 2026, 11
 CHANNELS = [
     {"name": "E main", "quantity": "active_energy", "unit": "Wh", "phase": "total"},
@@ -51,7 +56,7 @@ def fleet():
     from billing.models import Contract
     from billing.tests.factories import version_data
     from devices import services
-    from devices.models import Device, DeviceType, Facility, Load
+    from devices.models import Channel, Device, DeviceType, Facility, Load
 
     tenant, _ = Tenant.objects.get_or_create(
         slug="bench-billing", defaults={"name": "Bench billing", "kind": "enterprise"}
@@ -64,24 +69,37 @@ def fleet():
         or billing.tariff_create(tenant=tenant, name="Bench TOU", versions=[version_data()])
     )
     have = Facility.objects.filter(tenant=tenant).count()
-    for i in range(have, FACILITIES):
-        facility = services.facility_create(tenant=tenant, name=f"Site {i:04d}", timezone="Europe/Berlin")
-        loads = [
-            services.load_create(facility=facility, name=name, kind=kind)
-            for name, kind in (
-                ("Mains", Load.Kind.MAINS),
-                ("Refrigeration", Load.Kind.REFRIGERATION),
-                ("HVAC", Load.Kind.HVAC),
-            )
-        ]
-        device = services.device_create(tenant=tenant, facility=facility, device_type=device_type, serial=f"BB-{i:06d}")
-        for channel, load in zip(device.channels.order_by("index"), loads, strict=True):
-            channel.load = load
-            channel.save(update_fields=["load"])
-        if not Contract.objects.filter(facility=facility).exists():
-            billing.contract_create(facility=facility, tariff=tariff, valid_from=date(2026, 1, 1))
-        if (i + 1) % 200 == 0:
-            print(f"  {i + 1} facilities", file=sys.stderr)
+    started = time.perf_counter()
+    # Rows in bulk, a few hundred facilities at a time (the services' one-by-one path took minutes for 1,000).
+    for lo in range(have, FACILITIES, 250):
+        hi = min(lo + 250, FACILITIES)
+        facilities = Facility.objects.bulk_create(
+            [Facility(tenant=tenant, name=f"Site {i:04d}", timezone="Europe/Berlin") for i in range(lo, hi)]
+        )
+        kinds = (("Mains", Load.Kind.MAINS), ("Refrigeration", Load.Kind.REFRIGERATION), ("HVAC", Load.Kind.HVAC))
+        loads = Load.objects.bulk_create(
+            [Load(tenant=tenant, facility=f, name=name, kind=kind) for f in facilities for name, kind in kinds]
+        )
+        devices = Device.objects.bulk_create(
+            [
+                Device(tenant=tenant, facility=f, device_type=device_type, serial=f"BB-{lo + n:06d}")
+                for n, f in enumerate(facilities)
+            ]
+        )
+        channels = []
+        for n, device in enumerate(devices):
+            for channel, load in zip(
+                services.channels_from_template(device=device, specs=device_type.channels),
+                loads[3 * n : 3 * n + 3],
+                strict=True,
+            ):
+                channel.load = load
+                channels.append(channel)
+        Channel.objects.bulk_create(channels)
+        Contract.objects.bulk_create(
+            [Contract(tenant=tenant, facility=f, tariff=tariff, valid_from=date(2026, 1, 1)) for f in facilities]
+        )
+        print(f"  {hi} facilities ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     facilities = list(Facility.objects.filter(tenant=tenant).order_by("name")[:FACILITIES])
     channels = {
         d.facility_id: [c.pk for c in d.channels.order_by("index")]
@@ -97,46 +115,71 @@ def _access(tenant):
 
 
 def write_rollups(tenant_id, facilities, channels, lo, hi, raw_for):
-    """The month's 15-minute rollups of every channel, computed by `aggregate`, loaded with one COPY."""
+    """The month's 15-minute rollups of every channel, computed by `aggregate`, loaded with one COPY.
+
+    Rows are formatted by NumPy per batch of facilities (one `savetxt` per batch), not field by field.
+    """
     import numpy as np
     from django.db import connection
 
-    from readings.rollups import aggregate
+    from readings.rollups import INT_FIELDS, aggregate
     from readings.store import get_store
     from readings.store.base import ROLLUP_FIELDS, Points
 
     edges = np.arange(lo, hi + 1, 900_000, dtype=np.int64)
     minute = np.arange(lo, hi, 60_000, dtype=np.int64)
+    fmt = "\t".join(["%d", "%d", "%d"] + ["%d" if name in INT_FIELDS else "%.17g" for name in ROLLUP_FIELDS])
+    started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM readings_rollup WHERE tenant_id = %s", [tenant_id])
         with cursor.cursor.copy(
             f"COPY readings_rollup (tenant_id, channel_id, resolution, {', '.join(ROLLUP_FIELDS)}) FROM STDIN"
         ) as copy:
+            tables = []
             for n, facility in enumerate(facilities):
                 ts = raw_for.get(facility.pk, (minute, None))[0]
                 series = raw_for[facility.pk][1] if facility.pk in raw_for else counters(n, ts, seed=n)
                 for channel_id, values in zip(channels[facility.pk], series, strict=True):
                     columns = aggregate(Points(ts, values), edges, counter=True)
+                    rows = len(columns["start_ms"])
+                    head = np.column_stack(
+                        [np.full(rows, tenant_id), np.full(rows, channel_id), np.ones(rows, dtype=np.int64)]
+                    )
+                    tables.append(
+                        np.column_stack([head, *(columns[name].astype(np.float64) for name in ROLLUP_FIELDS)])
+                    )
+                if (n + 1) % 100 == 0 or n + 1 == len(facilities):
                     block = io.StringIO()
-                    table = np.column_stack([columns[name].astype(np.float64) for name in ROLLUP_FIELDS])
-                    for row in table:
-                        ints = [f"{tenant_id}", f"{channel_id}", "1"]
-                        cells = [
-                            repr(int(v))
-                            if name in ("start_ms", "end_ms", "count", "first_ms", "last_ms", "resets", "gaps", "flags")
-                            else repr(float(v))
-                            for name, v in zip(ROLLUP_FIELDS, row, strict=True)
-                        ]
-                        block.write("\t".join(ints + cells) + "\n")
+                    np.savetxt(block, np.vstack(tables), fmt=fmt)
                     copy.write(block.getvalue())
-                if (n + 1) % 200 == 0:
-                    print(f"  rollups of {n + 1} facilities", file=sys.stderr)
+                    tables = []
+                    print(
+                        f"  rollups of {n + 1} facilities ({time.perf_counter() - started:.0f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         cursor.execute("ANALYZE readings_rollup")
     # Loaded around `write_rollups`, so packed here as the beat task packs settled windows.
     store = get_store()
     store.mark_all_packs_stale()
     while store.pack_rollups(max_windows=2_000, before_ms=hi + 30 * 86_400_000):
         pass
+    print(f"  rollups packed ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+
+
+def _loaded(tenant_id: int, facilities: int) -> bool:
+    """BENCH_BILLING_REUSE=1: the last run's rollups and raw table are there for this many facilities."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('bench_plain_billing') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            return False
+        cursor.execute(
+            "SELECT count(DISTINCT channel_id) FROM readings_rollup WHERE tenant_id = %s AND resolution = 1",
+            [tenant_id],
+        )
+        return cursor.fetchone()[0] >= 3 * facilities
 
 
 def main() -> None:
@@ -165,14 +208,20 @@ def main() -> None:
     lo, hi = month.start_ms, month.end_ms
     raw_ts = np.arange(lo, hi, 2_000, dtype=np.int64)
     baseline = facilities[:BASELINE_FACILITIES]
-    raw_for = {f.pk: (raw_ts, counters(n, raw_ts, seed=n)) for n, f in enumerate(baseline)}
-    write_rollups(tenant.pk, facilities, channels, lo, hi, raw_for)
-    ids = np.concatenate([np.full(len(raw_ts), c, dtype=np.int64) for f in baseline for c in channels[f.pk]])
-    stamps = np.concatenate([raw_ts for f in baseline for _ in channels[f.pk]])
-    values = np.concatenate([v for f in baseline for v in raw_for[f.pk][1]])
-    plain_table("bench_plain_billing", ids, stamps, values)
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE bench_plain_billing")
+    started = time.perf_counter()
+    if os.environ.get("BENCH_BILLING_REUSE") == "1" and _loaded(tenant.pk, FACILITIES):
+        print("  reusing the last run's rollups and raw readings (BENCH_BILLING_REUSE=1)", file=sys.stderr)
+    else:
+        raw_for = {f.pk: (raw_ts, counters(n, raw_ts, seed=n)) for n, f in enumerate(baseline)}
+        write_rollups(tenant.pk, facilities, channels, lo, hi, raw_for)
+        ids = np.concatenate([np.full(len(raw_ts), c, dtype=np.int64) for f in baseline for c in channels[f.pk]])
+        stamps = np.concatenate([raw_ts for f in baseline for _ in channels[f.pk]])
+        values = np.concatenate([v for f in baseline for v in raw_for[f.pk][1]])
+        plain_table("bench_plain_billing", ids, stamps, values)
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE bench_plain_billing")
+        print(f"  raw readings of the baseline loaded ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    load_s = time.perf_counter() - started
     metadata.clear_caches()
     access = _access(tenant)
     now_ms = hi + 86_400_000
@@ -217,11 +266,26 @@ def main() -> None:
         assert abs(a.gross - b.gross) <= 0.01 * len(a.lines), (a.gross, b.gross)
         assert abs(a.peak_kw - b.peak_kw) < 1e-6 * a.peak_kw
 
+    print("  billing each facility-month", file=sys.stderr, flush=True)
     timings = []
-    for facility in facilities:
+    for n, facility in enumerate(facilities):
         started = time.perf_counter()
         ours(facility)
         timings.append((time.perf_counter() - started) * 1000)
+        if (n + 1) % 200 == 0:
+            print(f"  {n + 1} bills, p50 so far {percentile(timings, 50)} ms", file=sys.stderr, flush=True)
+    # The stored demand and peaks (billing.services.demand_settle) of a sample, from scratch: the rows
+    # were loaded around the rollup refresh, so these facilities have no stored demand yet.
+    from billing.models import DemandInterval, DemandState
+    from billing.services import demand_settle
+
+    sample = [f.pk for f in facilities[:SETTLE_SAMPLE]]
+    DemandState.objects.filter(facility_id__in=sample).delete()
+    started = time.perf_counter()
+    demand_settle(facility_ids=sample)
+    settle_ms = (time.perf_counter() - started) * 1000 / len(sample)
+    assert DemandInterval.objects.filter(facility_id=sample[0]).count() == (hi - lo) // 900_000
+    print("  naive SQL baseline", file=sys.stderr, flush=True)
     naive_timings = []
     for _ in range(3):
         for facility in baseline:
@@ -233,8 +297,7 @@ def main() -> None:
     text = client_csv([document_from_computed(r) for r in rows])  # type: ignore[arg-type]
     client_s = time.perf_counter() - started
     assert text.count("\n") == FACILITIES + 1
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE bench_plain_billing")
+    print(f"  client CSV in {client_s:.1f} s", file=sys.stderr, flush=True)
     report(
         {
             "facilities": FACILITIES,
@@ -246,6 +309,9 @@ def main() -> None:
             "naive_facilities": BASELINE_FACILITIES,
             "raw_readings_per_channel": len(raw_ts),
             "client_month_csv_s": round(client_s, 3),
+            "demand_settle_ms_per_facility_month": round(settle_ms, 3),
+            "demand_settle_facilities": len(sample),
+            "load_s": round(load_s, 1),
             "bar_facility_month_ms": 20,
             "bar_client_csv_s": 30,
             "note": "shared, loaded 2-core machine (six engineers)",

@@ -51,6 +51,7 @@ from devices.quantities import Quantity
 from devices.selectors import channel_allocation_changes, facility_list
 from readings.models import Resolution as ResolutionLevel
 from readings.rollups import Flag, interval_edges
+from readings.selectors import readings_facility_demand
 from readings.store import get_store
 
 logger = logging.getLogger(__name__)
@@ -354,24 +355,34 @@ class Demand:
     estimated: np.ndarray  # bool: part of the interval's energy is a gap's spread share
 
 
-def demand_channels_key(metering: Metering) -> str:
-    return ",".join(str(pk) for pk in sorted(c.pk for c in _channels(metering)))
+def demand_channels(*, facility_ids: Sequence[int]) -> dict[int, list[int]]:
+    """Per facility, its energy and power channels (sorted ids): what its stored demand is computed from."""
+    found: dict[int, list[int]] = defaultdict(list)
+    rows = Channel.objects.filter(
+        device__facility_id__in=list(facility_ids), quantity__in=(Quantity.ACTIVE_ENERGY, Quantity.ACTIVE_POWER)
+    ).values_list("device__facility_id", "pk")
+    for facility_id, channel_id in rows.order_by("pk"):
+        found[facility_id].append(channel_id)
+    return found
 
 
-def demand_compute(*, facility: Facility, metering: Metering, start_ms: int | None, end_ms: int | None) -> Demand:
-    """The facility's demand from its 15-minute rollups over [start_ms, end_ms), or over all its rollups when
-    a bound is None. The main meter of `facility_usage` (the bills' rule); estimated where one of its
-    channels' intervals is."""
-    access = Access(tenant_id=facility.tenant_id, role=Role.ADMIN, facility_ids=None)  # a worker's, tenant-wide
-    channels = _channels(metering)
+def demand_compute(
+    *, facility: Facility, channel_ids: Sequence[int], start_ms: int | None, end_ms: int | None
+) -> Demand:
+    """The facility's 15-minute demand over [start_ms, end_ms), or over all its rollups when a bound is None.
+
+    It is `readings_facility_demand`, the dashboard's rule: the facility total (its mains load, else every
+    load), from the energy counters in each interval where they have data (energy × 4), else the mean
+    power; `estimated` where an interval's flags carry ESTIMATED (a gap's spread share).
+    """
     empty = Demand(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=bool))
-    if not channels:
+    if not channel_ids:
         return empty
     if start_ms is None or end_ms is None:
         # 15-minute rollups lie on the UTC quarter-hour grid in every zone, so the grid is their own span.
         found = get_store().read_rollups(
             tenant_id=facility.tenant_id,
-            channel_ids=[c.pk for c in channels],
+            channel_ids=list(channel_ids),
             resolution=int(ResolutionLevel.M15),
             start_ms=0,
             end_ms=2**62,
@@ -386,16 +397,21 @@ def demand_compute(*, facility: Facility, metering: Metering, start_ms: int | No
     end_ms += -end_ms % INTERVAL_MS
     if end_ms <= start_ms:
         return empty
-    edges = np.arange(start_ms, end_ms + 1, INTERVAL_MS, dtype=np.int64)
-    flags: dict[int, np.ndarray] = {}
-    kwh = _kwh_by_channel(access=access, channels=channels, edges=edges, flags=flags)
-    usage = _usage(metering, kwh, edges, _loads_by_interval(access=access, channels=channels, edges=edges))
-    main_ids = {c.pk for c in metering.main}
-    marks = np.zeros(len(edges) - 1, dtype=np.int64)
-    for channel_id, channel_flags in flags.items():
-        if channel_id in main_ids:
-            marks |= channel_flags
-    return Demand(usage.starts_ms, usage.kwh * 4, (marks & int(Flag.ESTIMATED)) != 0)
+    access = Access(tenant_id=facility.tenant_id, role=Role.ADMIN, facility_ids=None)  # a worker's, tenant-wide
+    series = readings_facility_demand(
+        access=access,
+        facility_id=facility.pk,
+        start=datetime.fromtimestamp(start_ms / 1000, tz=UTC),
+        end=datetime.fromtimestamp(end_ms / 1000, tz=UTC),
+    )
+    starts = np.arange(start_ms, end_ms, INTERVAL_MS, dtype=np.int64)
+    kw = np.full(len(starts), np.nan)
+    estimated = np.zeros(len(starts), dtype=bool)
+    inside = (series.timestamps_ms >= start_ms) & (series.timestamps_ms < end_ms)
+    cells = (series.timestamps_ms[inside] - start_ms) // INTERVAL_MS
+    kw[cells] = series.demand_kw[inside]
+    estimated[cells] = (series.flags[inside] & int(Flag.ESTIMATED)) != 0
+    return Demand(starts, kw, estimated)
 
 
 def _settle(facility_ids: Sequence[int]) -> None:

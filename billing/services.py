@@ -588,12 +588,12 @@ def demand_settle(*, facility_ids: Sequence[int] | None = None) -> int:
     if facility_ids is not None:
         facilities = facilities.filter(pk__in=list(facility_ids))
     facilities = facilities.select_related("demand_state")
-    meterings = selectors.facilities_metering(facility_ids=[f.pk for f in facilities])
+    channels = selectors.demand_channels(facility_ids=[f.pk for f in facilities])
     due = set(DemandMark.objects.filter(facility__in=facilities).values_list("facility_id", flat=True).distinct())
     done = 0
     for facility in facilities:
-        metering = meterings.get(facility.pk, selectors.NO_METERING)
-        key = selectors.demand_channels_key(metering)
+        channel_ids = channels.get(facility.pk, [])
+        key = ",".join(str(pk) for pk in channel_ids)
         state = getattr(facility, "demand_state", None)
         stale = state is None or state.timezone != facility.timezone or state.channels != key
         if not stale and facility.pk not in due:
@@ -606,14 +606,16 @@ def demand_settle(*, facility_ids: Sequence[int] | None = None) -> int:
                 state = DemandState.objects.select_for_update().get(facility_id=facility.pk)
                 if state.timezone == facility.timezone and state.channels == key and not marks:
                     continue
-                demand = selectors.demand_compute(facility=facility, metering=metering, start_ms=None, end_ms=None)
+                demand = selectors.demand_compute(
+                    facility=facility, channel_ids=channel_ids, start_ms=None, end_ms=None
+                )
                 months = _demand_write(facility=facility, demand=demand, whole=True)
                 state.timezone, state.channels = facility.timezone, key
                 state.save()
             elif marks:
                 lo = min(m.start_ms for m in marks)
                 hi = max(m.end_ms for m in marks)
-                demand = selectors.demand_compute(facility=facility, metering=metering, start_ms=lo, end_ms=hi)
+                demand = selectors.demand_compute(facility=facility, channel_ids=channel_ids, start_ms=lo, end_ms=hi)
                 months = _demand_write(facility=facility, demand=demand, whole=False)
                 months |= _local_months(ZoneInfo(facility.timezone), lo - lo % selectors.INTERVAL_MS, hi)
             else:
