@@ -18,6 +18,11 @@ Reports, beside their baselines measured in the same run:
   streaming without a rollout (bar ≤ 2×).
 
 BENCH_DEVICES overrides the fleet size, BENCH_PROFILE=path writes a cProfile of the gateway process.
+Progress goes to stderr every 10 s; the figures are one JSON line on stdout.
+
+The chunk rate that counts against the bar is `chunk_throughput_mb_s_busiest_5s`: the 100 % wave in
+full flow. The wall figure spreads the same bytes over the pauses between waves, in which a wave waits
+for the devices of the one before to reboot and report their new version.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import resource
+import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -62,6 +68,10 @@ class TimedUnacked(OrderedDict):  # type: ignore[type-arg]
             now = time.monotonic()  # CLOCK_MONOTONIC is system-wide: comparable with the gateway process's
             self.sink.append((now, (now - started) * 1000))
         return value
+
+
+def progress(message: str) -> None:
+    print(f"  [rollout {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def cpu_s() -> float:
@@ -139,6 +149,7 @@ def run_tick_process(stop: Any) -> None:
 async def main() -> None:  # noqa: PLR0915
     from asgiref.sync import sync_to_async
     from django.db import connection
+    from django.db.models import Count
 
     from accounts.access import Access
     from accounts.models import Role, Tenant
@@ -146,7 +157,7 @@ async def main() -> None:  # noqa: PLR0915
     from devices.keys import private_key_load
     from devices.models import Device, DeviceType, Facility
     from devices.services import device_provision
-    from firmware.models import FirmwareTransfer, Rollout
+    from firmware.models import FirmwareTransfer, Rollout, RolloutDevice
     from firmware.planning import RolloutSpec
     from firmware.services import firmware_image_create
     from firmware.services.rollouts import rollout_create
@@ -189,6 +200,7 @@ async def main() -> None:  # noqa: PLR0915
         quantities = [c["quantity"] for c in channels]
         return tenant, device_type, new_image, old, keys, quantities, [k.device.pk for k in issued]
 
+    progress(f"provisioning {DEVICES} devices")
     tenant, device_type, new_image, old_bytes, keys, quantities, device_ids = await sync_to_async(build)()
     public_key = await sync_to_async(signing_public_key)()
     folder = Path(mkdtemp())
@@ -227,11 +239,14 @@ async def main() -> None:  # noqa: PLR0915
     def online() -> int:
         return Device.objects.filter(tenant=tenant, status=Device.Status.ONLINE).count()
 
+    progress(f"connecting {DEVICES} devices in {DEVICE_PROCS} processes")
     deadline = time.monotonic() + 300
-    while await sync_to_async(online)() < DEVICES and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the database
-        await asyncio.sleep(1)
+    while (count := await sync_to_async(online)()) < DEVICES and time.monotonic() < deadline:
+        progress(f"{count} online")
+        await asyncio.sleep(3)
     connected_at = time.monotonic()
     online_at_start = await sync_to_async(online)()
+    progress(f"{online_at_start} online; {BASELINE_S:.0f} s of ingest without a rollout (the baseline)")
     await asyncio.sleep(BASELINE_S)
 
     access = Access(tenant_id=tenant.pk, role=Role.ADMIN, facility_ids=None, user_id=None)
@@ -271,14 +286,24 @@ async def main() -> None:  # noqa: PLR0915
     def finished() -> bool:
         return not Rollout.objects.filter(pk__in=[whole_id, delta_id], state=Rollout.State.RUNNING).exists()
 
+    def statuses() -> dict[str, int]:
+        rows = RolloutDevice.objects.filter(rollout_id__in=[whole_id, delta_id]).values_list("status")
+        return dict(rows.annotate(n=Count("id")).values_list("status", "n"))
+
     # (wall, gateway CPU, bytes served) every half second; first/last: the first and the last in which chunks went out
     samples = [(time.monotonic(), cpu_s(), bytes_before)]
     first: tuple[float, float, int] | None = None
     last: tuple[float, float, int] | None = None
     peak = 0.0
     deadline = time.monotonic() + 1800
+    progress("rollouts started")
+    told = time.monotonic()
     while time.monotonic() < deadline:
         await asyncio.sleep(0.5)
+        if time.monotonic() - told >= 10:
+            told = time.monotonic()
+            served_mb = (gateway.stats.get("firmware_chunk_bytes", 0) - bytes_before) / 1e6
+            progress(f"{told - started_at:.0f} s: {served_mb:.1f} MB served, devices {await sync_to_async(statuses)()}")
         previous, sample = samples[-1], (time.monotonic(), cpu_s(), gateway.stats.get("firmware_chunk_bytes", 0))
         samples.append(sample)
         if sample[2] != previous[2]:
@@ -349,6 +374,8 @@ async def main() -> None:  # noqa: PLR0915
             "ingest_p95_ratio": round(p95_during / p95_base, 2) if p95_base else None,
             "ingest_p95_ratio_bar": 2.0,
             "ingest_samples": {"without": len(baseline), "during": len(during)},
+            "gateway_status_rounds": gateway.firmware.rounds,
+            "gateway_statuses_written": gateway.firmware.statuses,
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),
             "note": "gateway, device processes and the tick share one loaded 2-core machine",
         }

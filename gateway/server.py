@@ -28,6 +28,7 @@ from gateway import metrics, services
 from gateway import protocol as p
 from gateway.cluster import Cluster
 from gateway.control import ControlSubscriber
+from gateway.firmware import FirmwareWork
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
 from gateway.livemode import AckCoalescer, LiveModes
@@ -44,12 +45,7 @@ _RESEND = int(p.Flag.RESEND)
 
 _identity_get = sync_to_async(services.device_identity_get)
 _presence_record = sync_to_async(services.device_presence_record)
-_offers_for = sync_to_async(services.firmware_offers_for)
-_image_bytes = sync_to_async(services.firmware_image_bytes)
-_delta_bytes = sync_to_async(services.firmware_delta_bytes)
-_status_record = sync_to_async(services.firmware_status_record)
 _counter_reset_record = sync_to_async(services.counter_reset_record)
-_version_record = sync_to_async(services.device_firmware_version_record)
 _event_record = sync_to_async(services.device_event_record)
 
 
@@ -236,7 +232,11 @@ class Connection:
                         self.version = version
                         parser.compact = version >= p.COMPACT_VERSION
                         if hello.firmware_version and hello.firmware_version != identity.firmware_version:
-                            await _version_record(device_id=identity.device_id, version=hello.firmware_version)
+                            await gateway.firmware.call(
+                                services.device_firmware_version_record,
+                                device_id=identity.device_id,
+                                version=hello.firmware_version,
+                            )
                         self.identity = identity
                         gateway.register(self)
                         self.send(
@@ -251,7 +251,7 @@ class Connection:
                         )
                         if gateway.overload.overloaded:
                             self.send(p.FrameType.CONFIG, p.Config(gateway.overload.config()).encode())
-                        gateway.firmware_check_soon()
+                        gateway.firmware_check_soon(identity.device_id)
                         gateway.livemode.connected(identity.device_id)
         except p.ProtocolError as exc:
             gateway.count("protocol_errors")
@@ -472,23 +472,22 @@ class Connection:
             # Progress is for the live view; the device keeps what it holds and says so on resume, so
             # dropping a quarter-mark between two writes loses nothing but a database round trip. The
             # write that is kept runs beside the download instead of holding up the next chunk request;
-            # the database thread runs writes in order, so a later final state still lands after it.
+            # statuses are written in rounds in the order they came (gateway.firmware), so a later
+            # final state still lands after it.
             if status.state == p.FirmwareState.ACCEPTED or not self._progress_recently():
-                write = asyncio.ensure_future(
-                    _status_record(
-                        transfer_id=offer.transfer_id,
-                        device_id=self.identity.device_id,
-                        state=services.FIRMWARE_STATE_OF[status.state],
-                        offset=status.offset,
-                        message=status.message,
-                    )
+                write = self.gateway.firmware.record(
+                    transfer_id=offer.transfer_id,
+                    device_id=self.identity.device_id,
+                    state=services.FIRMWARE_STATE_OF[status.state],
+                    offset=status.offset,
+                    message=status.message,
                 )
                 self._progress_writes.add(write)
                 write.add_done_callback(functools.partial(self._on_progress_recorded, offer.transfer_id))
             self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
             return
         state = services.FIRMWARE_STATE_OF[status.state]
-        active = await _status_record(
+        active = await self.gateway.firmware.record(
             transfer_id=offer.transfer_id,
             device_id=self.identity.device_id,
             state=state,
@@ -557,6 +556,7 @@ class Gateway:
         self.config = config or GatewayConfig()
         self.cluster = cluster
         self.ssl_context = ssl_context
+        self.firmware = FirmwareWork()
         self.batcher = IngestBatcher(
             enqueue=enqueue,
             linger_s=self.config.linger_s,
@@ -579,8 +579,9 @@ class Gateway:
         self._seen: dict[int, int] = {}
         self._online: set[int] = set()
         self._offline: set[int] = set()
-        self._images: dict[tuple[str, int], bytes] = {}
+        self._images: dict[tuple[str, int], asyncio.Future[bytes]] = {}
         self._firmware_wakeup = asyncio.Event()
+        self._firmware_joined: set[int] = set()  # connected since the last check: asked about at once
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -593,6 +594,7 @@ class Gateway:
         # attribute; 16 KiB still holds a full TLS record and keeps throughput.
         asyncio.sslproto.SSLProtocol.max_size = self.config.tls_read_buffer
         self.batcher.start()
+        self.firmware.start()
         self.publisher.start()
         await self.control.start()
         self.livemode.start()
@@ -650,6 +652,7 @@ class Gateway:
         if self.cluster is not None:
             await self.cluster.close()
         await self.batcher.close()
+        await self.firmware.close()
         await sync_to_async(connections.close_all)()
         self._stopped.set()
         logger.info("gateway: stopped (%s)", self.stats)
@@ -748,36 +751,48 @@ class Gateway:
 
     # --- firmware ---------------------------------------------------------------------------------
 
-    def firmware_check_soon(self) -> None:
+    def firmware_check_soon(self, device_id: int | None = None) -> None:
+        if device_id is not None:
+            self._firmware_joined.add(device_id)
         self._firmware_wakeup.set()
 
     async def firmware_image(self, image_id: int) -> bytes:
-        return await self._cached(("image", image_id), lambda: _image_bytes(image_id=image_id))
+        return await self._cached(
+            ("image", image_id), lambda: self.firmware.call(services.firmware_image_bytes, image_id=image_id)
+        )
 
     async def firmware_delta(self, delta_id: int) -> bytes:
-        return await self._cached(("delta", delta_id), lambda: _delta_bytes(delta_id=delta_id))
+        return await self._cached(
+            ("delta", delta_id), lambda: self.firmware.call(services.firmware_delta_bytes, delta_id=delta_id)
+        )
 
     async def _cached(self, key: tuple[str, int], load: Callable[[], Awaitable[bytes]]) -> bytes:
+        # The load itself is cached: a wave's first chunk requests, all at once, read the image once.
         data = self._images.get(key)
         if data is None:
-            data = await load()
+            data = asyncio.ensure_future(load())
             if len(self._images) >= 8:
                 self._images.pop(next(iter(self._images)))
             self._images[key] = data
-        return data
+        try:
+            return await data
+        except Exception:
+            if self._images.get(key) is data:
+                del self._images[key]
+            raise
 
-    async def firmware_check(self) -> int:
+    async def firmware_check(self, device_ids: set[int] | None = None) -> int:
         """Offer active transfers to connected devices that do not hold that transfer's offer.
 
-        Every connected device is asked about, not only idle ones: a rollout that timed a transfer out
-        cancels it and starts a new one, and the connection must drop the stale offer for the new.
-        The database is the only shared state, so whichever gateway process holds the device's
-        connection makes the offer.
+        Every connected device is asked about (or only `device_ids`), not only idle ones: a rollout
+        that timed a transfer out cancels it and starts a new one, and the connection must drop the
+        stale offer for the new. The database is the only shared state, so whichever gateway process
+        holds the device's connection makes the offer.
         """
-        connected = set(self.connections)
+        connected = set(self.connections) if device_ids is None else device_ids & self.connections.keys()
         if not connected:
             return 0
-        offers = await _offers_for(device_ids=connected)
+        offers = await self.firmware.call(services.firmware_offers_for, device_ids=connected)
         fresh = {}
         for offer in offers:
             connection = self.connections.get(offer.device_id)
@@ -789,8 +804,9 @@ class Gateway:
         if not fresh:
             return 0
         # One database round for the whole wave, not one per device: a wave of thousands is offered at once.
-        active = await sync_to_async(services.firmware_offers_record)(
-            transfers={transfer_id: offer.device_id for transfer_id, offer in fresh.items()}
+        active = await self.firmware.call(
+            services.firmware_offers_record,
+            transfers={transfer_id: offer.device_id for transfer_id, offer in fresh.items()},
         )
         started = 0
         for transfer_id in active:
@@ -802,14 +818,24 @@ class Gateway:
         return started
 
     async def _firmware_loop(self) -> None:
+        # The poll asks about every connected device; a handshake in between only about the devices
+        # that just connected: a wave's reboots reconnect hundreds of devices within seconds, and a
+        # query about the whole fleet per handshake kept the firmware thread from writing statuses.
+        polled = time.monotonic()
         while True:
             try:
-                await asyncio.wait_for(self._firmware_wakeup.wait(), self.config.firmware_poll_s)
+                await asyncio.wait_for(
+                    self._firmware_wakeup.wait(), max(0.0, polled + self.config.firmware_poll_s - time.monotonic())
+                )
             except TimeoutError:
                 pass
             self._firmware_wakeup.clear()
+            joined, self._firmware_joined = self._firmware_joined, set()
+            full = time.monotonic() >= polled + self.config.firmware_poll_s or not joined
+            if full:
+                polled = time.monotonic()
             try:
-                await self.firmware_check()
+                await self.firmware_check(None if full else joined)
             except Exception:
                 logger.exception("gateway: checking firmware transfers failed")
 

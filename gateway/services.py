@@ -7,7 +7,7 @@ batches, firmware state changes only when a device reports one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -218,6 +218,12 @@ def firmware_status_record(
         )
         is not None
     )
+
+
+def firmware_statuses_record(*, reports: Sequence[firmware_services.StatusReport]) -> list[bool]:
+    """One round of FIRMWARE_STATUS reports of many devices, in one transaction (gateway.firmware)."""
+    close_old_connections()
+    return firmware_services.firmware_transfers_record(reports=reports)
 
 
 def device_event_record(*, identity: DeviceIdentity, event: p.Event) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import bsdiff4
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -138,34 +140,82 @@ def firmware_transfer_cancel(*, transfer: FirmwareTransfer) -> FirmwareTransfer:
 _FINAL = {FirmwareTransfer.State.INSTALLED, FirmwareTransfer.State.REJECTED, FirmwareTransfer.State.FAILED}
 
 
+@dataclass(frozen=True)
+class StatusReport:
+    """One FIRMWARE_STATUS as the gateway saw it."""
+
+    transfer_id: int
+    device_id: int
+    state: str
+    offset: int | None
+    message: str = ""
+
+
+def _active_transfers(ids: Iterable[int]) -> QuerySet[FirmwareTransfer]:
+    return (
+        FirmwareTransfer.objects.select_for_update(of=("self",))
+        .select_related("image", "delta")
+        .defer("image__image", "delta__patch")
+        .filter(pk__in=list(ids), state__in=FirmwareTransfer.ACTIVE_STATES)
+    )
+
+
+def _apply(transfer: FirmwareTransfer, report: StatusReport, *, offered: bool = False) -> None:
+    transfer.state = report.state
+    if report.offset is not None:
+        sent_size = transfer.delta.size if transfer.delta is not None else transfer.image.size
+        transfer.offset = min(max(report.offset, 0), sent_size)
+    transfer.message = report.message[:255]
+    if offered:
+        transfer.attempts += 1
+    if report.state in _FINAL:
+        transfer.finished_at = timezone.now()
+    # The device's firmware_version changes only when it comes back and reports it in HELLO: an
+    # image that installs but does not boot must not count as running.
+
+
 @transaction.atomic
 def firmware_transfer_record(
     *, transfer_id: int, device_id: int, state: str, offset: int | None, message: str = "", offered: bool = False
 ) -> FirmwareTransfer | None:
     """Record a transfer's progress as the gateway saw it. Returns None for a transfer of another device
     or one that is no longer active (a late report after cancellation changes nothing)."""
-    transfer = (
-        FirmwareTransfer.objects.select_for_update(of=("self",))
-        .select_related("image", "delta")
-        .defer("image__image", "delta__patch")
-        .filter(pk=transfer_id, device_id=device_id, state__in=FirmwareTransfer.ACTIVE_STATES)
-        .first()
-    )
+    transfer = _active_transfers([transfer_id]).filter(device_id=device_id).first()
     if transfer is None:
         return None
-    transfer.state = state
-    if offset is not None:
-        sent_size = transfer.delta.size if transfer.delta is not None else transfer.image.size
-        transfer.offset = min(max(offset, 0), sent_size)
-    transfer.message = message[:255]
-    if offered:
-        transfer.attempts += 1
-    if state in _FINAL:
-        transfer.finished_at = timezone.now()
+    _apply(transfer, StatusReport(transfer_id, device_id, state, offset, message), offered=offered)
     transfer.save()
-    # The device's firmware_version changes only when it comes back and reports it in HELLO: an
-    # image that installs but does not boot must not count as running.
     return transfer
+
+
+@transaction.atomic
+def firmware_transfers_record(*, reports: Sequence[StatusReport]) -> list[bool]:
+    """Many devices' reports in one transaction, applied in their order, as `firmware_transfer_record`
+    applies one: a gateway serving a thousand downloads writes one round, not a thousand. Each answer
+    says whether the report's transfer was (still) active for its device; a report after a final
+    state of the same round, of another device's transfer or of a cancelled one changes nothing."""
+    transfers = {t.pk: t for t in _active_transfers({r.transfer_id for r in reports}).order_by("pk")}
+    answers: list[bool] = []
+    changed: dict[int, FirmwareTransfer] = {}
+    now = timezone.now()
+    for report in reports:
+        transfer = transfers.get(report.transfer_id)
+        if (
+            transfer is None
+            or transfer.device_id != report.device_id
+            or transfer.state not in FirmwareTransfer.ACTIVE_STATES
+        ):
+            answers.append(False)
+            continue
+        _apply(transfer, report)
+        transfer.updated_at = now
+        changed[transfer.pk] = transfer
+        answers.append(True)
+    if changed:
+        FirmwareTransfer.objects.bulk_update(
+            list(changed.values()), ["state", "offset", "message", "finished_at", "updated_at"]
+        )
+    return answers
 
 
 @transaction.atomic

@@ -34,6 +34,10 @@ _FAILED_TRANSFER = {
 }
 
 
+# The transfer states in which a closing window sends a device back to wait (see _missed_window).
+_WINDOW_MISSABLE = (FirmwareTransfer.State.PENDING, FirmwareTransfer.State.OFFERED, FirmwareTransfer.State.DOWNLOADING)
+
+
 def _now(now: dt.datetime | None) -> dt.datetime:
     return now if now is not None else timezone.now()
 
@@ -356,7 +360,21 @@ def rollout_advance(*, rollout_id: int, now: dt.datetime | None = None) -> int:
 def _record_outcomes(rollout: Rollout, now: dt.datetime) -> None:
     timeout = dt.timedelta(seconds=rollout.device_timeout_s)
     target = rollout.image.version
-    entries = rollout.devices.filter(status=Status.IN_PROGRESS).select_related("transfer", "device", "device__facility")
+    # Only the devices with news, found by the database: of a wave of thousands in progress, a
+    # tick reads the few that came back, failed or ran out of time, not all of them every time.
+    news = (
+        Q(device__firmware_version=target)
+        | Q(transfer__isnull=True)
+        | Q(transfer__state__in=_FAILED_TRANSFER)
+        | Q(last_started_at__lte=now - timeout)
+    )
+    if rollout.window_start is not None:  # whether a window closed is for the facility's clock to say
+        news |= Q(transfer__state__in=_WINDOW_MISSABLE)
+    entries = (
+        rollout.devices.filter(status=Status.IN_PROGRESS)
+        .filter(news)
+        .select_related("transfer", "device", "device__facility")
+    )
     for entry in entries:
         transfer = entry.transfer
         if _missed_window(rollout, entry, transfer, now):
@@ -401,10 +419,7 @@ def _missed_window(rollout: Rollout, entry: RolloutDevice, transfer: FirmwareTra
         return False
     if transfer.state == FirmwareTransfer.State.PENDING:
         return True
-    return (
-        transfer.state in (FirmwareTransfer.State.OFFERED, FirmwareTransfer.State.DOWNLOADING)
-        and entry.device.status != Device.Status.ONLINE
-    )
+    return transfer.state in _WINDOW_MISSABLE and entry.device.status != Device.Status.ONLINE
 
 
 def _failure(rollout: Rollout, entry: RolloutDevice, now: dt.datetime, reason: str) -> None:

@@ -9,10 +9,12 @@ from devices.tests.factories import DeviceFactory, DeviceTypeFactory
 from firmware.errors import FirmwareError
 from firmware.models import FirmwareTransfer
 from firmware.services import (
+    StatusReport,
     firmware_image_create,
     firmware_transfer_cancel,
     firmware_transfer_record,
     firmware_transfer_start,
+    firmware_transfers_record,
     firmware_version_reported,
 )
 from firmware.signing import signing_key, signing_public_key
@@ -82,3 +84,29 @@ def test_recording_installed_leaves_the_version_to_the_devices_next_hello_and_ig
     device.refresh_from_db()
     assert device.firmware_version == "1.1.0"
     assert firmware_transfer_record(transfer_id=transfer.pk, device_id=device.pk, state="failed", offset=0) is None
+
+
+def test_a_round_of_statuses_is_applied_in_order_as_one_at_a_time_would_be():
+    image = firmware_image_create(firmware_line="eb-meter", version="1.1.0", image=b"m" * 100)
+    devices = [DeviceFactory(device_type=DeviceTypeFactory(firmware_line="eb-meter")) for _ in range(3)]
+    first, second, cancelled = (firmware_transfer_start(device=d, image=image) for d in devices)
+    firmware_transfer_cancel(transfer=cancelled)
+    answers = firmware_transfers_record(
+        reports=[
+            StatusReport(first.pk, devices[0].pk, "downloading", 40),
+            StatusReport(second.pk, devices[0].pk, "failed", 0, "not mine"),  # another device's transfer
+            StatusReport(second.pk, devices[1].pk, "downloading", 500),  # an offset past the end is capped
+            StatusReport(first.pk, devices[0].pk, "installed", 100),
+            StatusReport(first.pk, devices[0].pk, "failed", 0, "late"),  # after a final state of the round
+            StatusReport(cancelled.pk, devices[2].pk, "downloading", 10),
+            StatusReport(987654321, devices[2].pk, "downloading", 10),
+        ]
+    )
+    assert answers == [True, False, True, True, False, False, False]
+    first.refresh_from_db()
+    second.refresh_from_db()
+    cancelled.refresh_from_db()
+    assert (first.state, first.offset, first.message, first.finished_at is not None) == ("installed", 100, "", True)
+    assert (second.state, second.offset, second.finished_at) == ("downloading", 100, None)
+    assert (cancelled.state, cancelled.offset) == ("cancelled", 0)
+    assert firmware_transfers_record(reports=[]) == []

@@ -1,0 +1,110 @@
+"""The gateway's firmware database work: on a thread of its own, with the devices' statuses written in rounds.
+
+Every other database call of the gateway (identities at the handshake, presence, events) shares one
+thread, asgiref's. A rollout adds four or five calls per device within seconds (ACCEPTED, progress,
+VERIFIED, INSTALLED, the new version in HELLO), each a transaction of its own; on that one thread a
+wave of a thousand devices queued every handshake and every status behind thousands of round trips
+(bench/rollout.py at 600 devices: the thread busy 196 s of 228, a status waiting 25 s for its
+turn, a transfer that takes 0.12 s alone taking minutes while the event loop sat idle).
+
+So firmware work runs on its own single thread (one connection, writes in the order they were
+submitted), and statuses are coalesced: whatever the devices report while a round is being
+written goes into the next round, one transaction for all of them (`firmware_transfers_record`).
+A lone status is written after `linger_s`; under load a round holds hundreds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from django.db import connections
+
+from firmware.services import StatusReport
+from gateway import services
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# At most this many statuses in one transaction; more wait for the next round.
+MAX_ROUND = 1000
+
+
+class FirmwareWork:
+    def __init__(self, *, linger_s: float = 0.01) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-firmware")
+        self._linger_s = linger_s
+        self._pending: list[tuple[StatusReport, asyncio.Future[bool]]] = []
+        self._wakeup: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._writing: asyncio.Task[None] | None = None
+        self.rounds = 0
+        self.statuses = 0
+
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._runner = asyncio.get_running_loop().create_task(self._run(), name="gateway-firmware-statuses")
+
+    async def call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run one of gateway.services' firmware functions on the firmware thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, **kwargs))
+
+    def record(
+        self, *, transfer_id: int, device_id: int, state: str, offset: int | None, message: str = ""
+    ) -> asyncio.Future[bool]:
+        """Queue one status for the next round; the future says whether the transfer was (still) active."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((StatusReport(transfer_id, device_id, state, offset, message), future))
+        assert self._wakeup is not None, "start() first"
+        self._wakeup.set()
+        return future
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self._linger_s:
+                await asyncio.sleep(self._linger_s)
+            # Shielded: close() cancels the runner, never a round half written.
+            self._writing = asyncio.ensure_future(self._round())
+            await asyncio.shield(self._writing)
+            if self._pending:
+                self._wakeup.set()
+
+    async def _round(self) -> None:
+        batch, self._pending = self._pending[:MAX_ROUND], self._pending[MAX_ROUND:]
+        if not batch:
+            return
+        try:
+            answers = await self.call(services.firmware_statuses_record, reports=[report for report, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every waiting connection hears of it, as with one write
+            logger.exception("gateway: recording %d firmware statuses failed", len(batch))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.rounds += 1
+        self.statuses += len(batch)
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if not future.done():
+                future.set_result(answer)
+
+    async def close(self) -> None:
+        """Write what is still queued, stop, and close the thread's database connection."""
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+            self._runner = None
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+        while self._pending:
+            await self._round()
+        try:
+            await self.call(connections.close_all)
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
