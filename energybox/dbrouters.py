@@ -18,7 +18,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connections
 from django.db.models import Model
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 logger = logging.getLogger(__name__)
 
@@ -182,4 +182,38 @@ class ReplicaReadsMiddleware:
             _current.reset(token)
         if state.wrote:
             _mark_user_wrote(request)
+        if isinstance(response, StreamingHttpResponse):
+            # A streamed export reads while the server pulls its chunks, after this returned: each
+            # chunk is read with the request's routing, or every export would read the primary.
+            content = response.streaming_content
+            response.streaming_content = (
+                _async_chunks_in(state, content) if response.is_async else _chunks_in(state, content)  # type: ignore[arg-type]
+            )
         return response
+
+
+def _chunks_in(state: _RequestReads, content: Iterable[Any]) -> Iterator[Any]:
+    iterator = iter(content)
+    while True:
+        token = _current.set(state)
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            _current.reset(token)
+        yield chunk
+
+
+async def _async_chunks_in(state: _RequestReads, content: AsyncIterable[Any]) -> AsyncIterator[Any]:
+    iterator = aiter(content)
+    while True:
+        # sync_to_async copies this context into the thread that pulls the chunk from the database.
+        token = _current.set(state)
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        finally:
+            _current.reset(token)
+        yield chunk

@@ -236,3 +236,98 @@ def test_without_a_replica_healthz_and_metrics_say_nothing_of_one(client, db):
         pytest.skip("this run configures a replica")
     assert "replica" not in client.get("/healthz").json()["checks"]
     assert "energybox_db_replica_lag_seconds" not in client.get("/metrics").content.decode()
+
+
+# --- bills and exports through the replica ---------------------------------------------------------
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.e2e
+@pytest.mark.services
+def test_bills_and_exports_are_read_on_the_replica_and_a_writer_reads_them_back_from_the_primary(client, replicated):
+    import csv
+    import io
+    from datetime import date
+
+    from accounts.models import Role
+    from billing.models import Bill
+    from billing.services import bill_issue, contract_create
+    from billing.tests.factories import TariffFactory, ingest_counter, metered_facility, refresh_rollups
+    from billing.tests.reference import month_bounds
+    from billing.tests.test_bills import BERLIN, LATER, simulate
+
+    mf = metered_facility()
+    tenant = mf.facility.tenant
+    tariff = TariffFactory(tenant=tenant)
+    contract_create(facility=mf.facility, tariff=tariff, valid_from=date(2026, 1, 1))
+    lo, hi = month_bounds(2026, 2, BERLIN)
+    raw = simulate(mf, lo, hi)
+    first = bill_issue(facility=mf.facility, year=2026, month=2, now_ms=LATER)
+    writer = MembershipFactory(tenant=tenant, role=Role.ADMIN).user
+    onlooker = MembershipFactory(tenant=tenant).user
+    writer_token = AccessTokenFactory(application__tenant=tenant, user=writer)
+    onlooker_token = AccessTokenFactory(application__tenant=tenant, user=onlooker)
+    replicated.await_replayed()
+    window = f"channel={mf.main.pk}&resolution=raw&start={_iso(hi - 3_600_000)}&end={_iso(hi)}"
+
+    def bill_versions(token) -> list[int]:
+        response = client.get(f"/api/v1/bills/?facility={mf.facility.pk}", **bearer(token))
+        assert response.status_code == 200, response.content
+        return sorted(int(b["version"]) for b in response.json()["results"])
+
+    def exported(token) -> list[tuple[str, float]]:
+        response = client.get(f"/api/v1/readings/export.csv?{window}", **bearer(token))
+        assert response.status_code == 200, response.content
+        rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+        return [(row[3], float(row[4])) for row in rows[1:]]
+
+    def bill_csv(token, bill_id: int) -> str:
+        response = client.get(f"/api/v1/bills/{bill_id}/export.csv", **bearer(token))
+        assert response.status_code == 200, response.content
+        return response.content.decode()
+
+    with CaptureQueriesContext(connections["replica"]) as on_replica:
+        assert bill_versions(onlooker_token) == [1]
+        assert str(first.gross) in bill_csv(onlooker_token, first.pk)
+        rows = exported(onlooker_token)
+    replica_sql = " ".join(q["sql"] for q in on_replica.captured_queries)
+    assert "billing_bill" in replica_sql, "the bill was not read on the replica"
+    assert "readings_bucket" in replica_sql, "the streamed export was not read on the replica"
+    ts, counter = raw[mf.main.pk]
+    in_window = (ts >= hi - 3_600_000) & (ts < hi)
+    assert [v for _, v in rows] == pytest.approx(list(counter[in_window]))
+    with connections["replica"].cursor() as cursor:
+        cursor.execute("SELECT pg_is_in_recovery()")
+        assert cursor.fetchone() == (True,)
+
+    # Late data on the primary only: a reading in the month's last minute, and the bill's version 2.
+    replicated.replica.query("SELECT pg_wal_replay_pause()")
+    late_ms, late_wh = hi - 60_000, float(counter[-1]) + 500.0
+    ingest_counter(mf.main, np.array([late_ms], dtype=np.int64), np.array([late_wh]))
+    refresh_rollups()
+    second = bill_issue(facility=mf.facility, year=2026, month=2, now_ms=LATER)
+    assert second.version == 2 and Bill.objects.filter(facility=mf.facility).count() == 2
+    replicated.await_received()
+
+    # The onlooker reads the replica, which has not replayed the late data.
+    assert bill_versions(onlooker_token) == [1]
+    assert late_wh not in [v for _, v in exported(onlooker_token)]
+    # The writer changes something (a tariff's name) and from then on reads the primary.
+    renamed = client.patch(
+        f"/api/v1/tariffs/{tariff.pk}/", {"name": "Gewerbe"}, content_type="application/json", **bearer(writer_token)
+    )
+    assert renamed.status_code == 200, renamed.content
+    with CaptureQueriesContext(connections["replica"]) as on_replica:
+        assert bill_versions(writer_token) == [1, 2]
+        assert exported(writer_token)[-1][1] == late_wh
+        assert str(second.gross) in bill_csv(writer_token, second.pk)
+    assert not on_replica.captured_queries, "the writer's reads went to the replica"
+    assert bill_versions(onlooker_token) == [1]
+    replicated.replica.query("SELECT pg_wal_replay_resume()")
+    replicated.await_replayed()
+    assert bill_versions(onlooker_token) == [1, 2]
