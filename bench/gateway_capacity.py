@@ -2,7 +2,8 @@
 
 Each step is one `bench/live_latency.py` run (real processes: `rungateway` with overload mode off,
 Daphne, dashboards on websockets, the simulated devices in `--sim-processes` processes of their
-own) at 2-s cadence, plus, from /proc, the gateway process's own CPU (user + system) and memory.
+own) at 2-s cadence, plus, from /proc, the gateway process's own CPU (user + system) and memory, and
+the CPU of its store processes (the embedded store runs there, `rungateway --store-processes`).
 With CELERY_BROKER_URL unset the gateway stores every batch in-process (the embedded store), so
 "every frame stored" is checked in the database: the readings stored during the step must equal
 the readings the gateway acked. A step passes with that, live p95 ≤ 30 ms, and every frame sent in
@@ -52,6 +53,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def children(pid: int) -> list[int]:
+    """The gateway's child processes (its store processes, `rungateway --store-processes`)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def store_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the gateway's store processes so far (0 when it stores in its own threads)."""
+    total = 0.0
+    for child in children(pid):
+        try:
+            total += cpu_seconds(child)
+        except OSError:  # it exited between the listing and the read
+            pass
+    return total
+
+
 def rss_mb(pid: int) -> float:
     match = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(match.group(1)) / 1024 if match else 0.0
@@ -87,13 +107,15 @@ def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str,
         web_port = int(web.wait_for(r"Listening on TCP address [\d.]+:(\d+)").group(1))
         cafile = str(Path(env["ENERGYBOX_DATA_DIR"]) / "gateway-dev-cert.pem")
         args = SimpleNamespace(seconds=seconds, sim_processes=sim_processes, breakdown=breakdown)
-        samples: list[tuple[float, float, float]] = []  # (wall clock, gateway CPU s, RSS MB), every 0.5 s
+        # (wall clock, gateway CPU s, RSS MB, store processes' CPU s), every 0.5 s
+        samples: list[tuple[float, float, float, float]] = []
         done = threading.Event()
 
         def sample() -> None:
             while not done.wait(0.5):
                 try:
-                    samples.append((time.time(), cpu_seconds(gateway.proc.pid), rss_mb(gateway.proc.pid)))
+                    pid = gateway.proc.pid
+                    samples.append((time.time(), cpu_seconds(pid), rss_mb(pid), store_cpu_seconds(pid)))
                 except OSError:  # the gateway exited (its failure is reported by the step)
                     return
 
@@ -109,6 +131,7 @@ def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str,
     inside = [s for s in samples if start <= s[0] <= end]
     wall = inside[-1][0] - inside[0][0]
     cpu = inside[-1][1] - inside[0][1]
+    store_cpu = inside[-1][3] - inside[0][3]
     frames_in_window = result["frames"] + result["frames_not_received"]
     stopped = next((line for line in reversed(gateway.lines) if "gateway: stopped" in line), "")
     acked = re.search(r"'readings_acked': (\d+)", stopped)
@@ -120,6 +143,10 @@ def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str,
             # In the measured window only: handshakes and start-up are not counted.
             "gateway_cpu_percent": round(100 * cpu / wall, 1),
             "gateway_cpu_us_per_frame": round(1e6 * cpu / frames_in_window * wall / args.seconds, 1),
+            # The embedded store's processes beside it (rungateway --store-processes; 0 with threads,
+            # whose CPU is then in the figures above): the same work, off the event loop's GIL.
+            "store_processes_cpu_percent": round(100 * store_cpu / wall, 1),
+            "store_processes_cpu_us_per_frame": round(1e6 * store_cpu / frames_in_window * wall / args.seconds, 1),
             "gateway_rss_mb": round(max(s[2] for s in inside), 1),
             "gateway_frames": int(frames.group(1)) if frames else None,
             "readings_acked": readings_acked,

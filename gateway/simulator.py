@@ -57,8 +57,15 @@ class SentBatch:
     start_ms: int
     interval_ms: int
     raw: npt.NDArray[np.int64]
-    payload: bytes
+    # The READINGS payload. Empty until first needed: a live sample goes out as a compact frame, and
+    # only a resend needs the full encoding (which was most of a simulated device's CPU per frame).
+    payload: bytes = b""
     live: bool = False  # sent in live mode (a flush or a single 2-s sample)
+
+    def readings_payload(self) -> bytes:
+        if not self.payload:
+            self.payload = p.encode_readings(start_ms=self.start_ms, interval_ms=self.interval_ms, raw=self.raw)
+        return self.payload
 
 
 @dataclass
@@ -359,7 +366,7 @@ class SimulatedDevice:
         writer.write(data)
 
     def _send_compact(self, writer: asyncio.StreamWriter, sent: SentBatch) -> None:
-        # A resend always goes as a full READINGS frame (sent.payload): its time is explicit there.
+        # A resend always goes as a full READINGS frame (sent.readings_payload()): its time is explicit there.
         if writer.is_closing():
             raise ConnectionError("the connection is closed")
         self._out_seq += 1
@@ -436,7 +443,7 @@ class SimulatedDevice:
         for key, sent in list(self.unacked.items()):
             await self._window.acquire()
             self._seq_to_batch[self._out_seq + 1] = key
-            self._send(writer, p.FrameType.READINGS, sent.payload, flags=p.Flag.RESEND)
+            self._send(writer, p.FrameType.READINGS, sent.readings_payload(), flags=p.Flag.RESEND)
             self.stats.resent += 1
         while self.max_batches is None or self.generated < self.max_batches:
             samples = 1 if self.live else self.batch
@@ -460,7 +467,7 @@ class SimulatedDevice:
             if sent.live and sent.raw.shape[1] == 1 and self.version >= p.COMPACT_VERSION:
                 self._send_compact(writer, sent)
             else:
-                self._send(writer, p.FrameType.READINGS, sent.payload)
+                self._send(writer, p.FrameType.READINGS, sent.readings_payload())
             self.stats.batches_sent += 1
             self.stats.readings_sent += sent.raw.size
             await writer.drain()
@@ -488,8 +495,7 @@ class SimulatedDevice:
         raw = self.meter.sample(t_ms, self.interval_ms)
         self.next_start_ms = start + samples * self.interval_ms
         self.generated += 1
-        payload = p.encode_readings(start_ms=start, interval_ms=self.interval_ms, raw=raw)
-        return SentBatch(start_ms=start, interval_ms=self.interval_ms, raw=raw, payload=payload, live=self.live)
+        return SentBatch(start_ms=start, interval_ms=self.interval_ms, raw=raw, live=self.live)
 
     async def _on_frame(self, writer: asyncio.StreamWriter, frame: p.Frame) -> None:
         kind = frame.type
@@ -552,7 +558,7 @@ class SimulatedDevice:
             asyncio.get_running_loop().call_later(0.2, self._resend, writer, key)
             return
         self._seq_to_batch[self._out_seq + 1] = key
-        self._send(writer, p.FrameType.READINGS, sent.payload, flags=p.Flag.RESEND)
+        self._send(writer, p.FrameType.READINGS, sent.readings_payload(), flags=p.Flag.RESEND)
         self.stats.resent += 1
 
     # --- firmware -------------------------------------------------------------------------------

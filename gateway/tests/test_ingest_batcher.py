@@ -40,3 +40,48 @@ async def test_the_connection_check_runs_once_per_interval_and_again_after_a_fai
     # The first call checks; the next two reuse it within the interval; the one after the failure
     # checks again (a broken connection is dropped), and the fifth reuses that.
     assert len(checks) == 2
+
+
+# --- Store processes (IngestBatcher(processes=N)): module-level seams, so a spawned process can load them.
+
+
+def record_in_file(batches):  # type: ignore[no-untyped-def]
+    """A seam that writes where it ran and what it got: the test reads it back."""
+    import os
+
+    folder = os.environ["EB_TEST_STORE_DIR"]
+    for batch in batches:
+        if batch.seq == 13:  # the store process dies mid-call (a crash, an OOM kill)
+            os._exit(1)
+        if batch.seq == 7:
+            raise RuntimeError("the store refused it")
+        with open(os.path.join(folder, f"{batch.seq}.txt"), "w") as out:
+            out.write(f"{os.getpid()} {int(batch.timestamps_ms[0])}")
+
+
+async def test_store_processes_run_the_seam_in_another_process_ack_only_after_it_and_survive_a_crash(
+    tmp_path, monkeypatch
+):
+    import os
+
+    monkeypatch.setenv("EB_TEST_STORE_DIR", str(tmp_path))  # inherited by the spawned store process
+    batcher = ingest.IngestBatcher(enqueue=record_in_file, linger_s=0.0, max_inflight=2, processes=1)
+    batcher.start()
+    try:
+        await batcher.submit(_batch(1))
+        written = (tmp_path / "1.txt").read_text().split()  # stored before the future resolved
+        assert int(written[0]) != os.getpid() and written[1] == "1"
+
+        with pytest.raises(RuntimeError, match="the store refused it"):
+            await batcher.submit(_batch(7))
+        assert not (tmp_path / "7.txt").exists()
+
+        # A dead store process fails its group (the devices are nacked and resend), then a new one stores.
+        with pytest.raises(Exception, match="terminated abruptly|BrokenProcessPool|process"):
+            await batcher.submit(_batch(13))
+        await batcher.submit(_batch(2))
+        again = (tmp_path / "2.txt").read_text().split()
+        assert int(again[0]) not in (os.getpid(), int(written[0]))
+    finally:
+        await batcher.close()
+    assert batcher.enqueued_batches == 2 and batcher.failed_batches == 2

@@ -35,9 +35,11 @@ def platform_processes(*, host: str, port: int) -> list[tuple[str, list[str]]]:
         ]
     processes.append(("worker", [python, manage, "runtaskworker", "--loglevel", "WARNING"]))
     if demo_keys_path().exists():
-        # The demo devices, live every 2 s. Their private keys sit in DATA_DIR/demo-device-keys.json:
-        # a demo convenience, real devices keep theirs to themselves.
-        simulate = [python, manage, "simulate", "--batch", "1", "--port", gateway_port, "--progress-every", "60"]
+        # The demo devices, as real ones run: batching (15 samples of 2 s a frame), and live at 2 s
+        # only while someone watches them (live on demand: opening a dashboard switches its devices
+        # within a second or two, and they flush what they buffered). Their private keys sit in
+        # DATA_DIR/demo-device-keys.json: a demo convenience, real devices keep theirs to themselves.
+        simulate = [python, manage, "simulate", "--port", gateway_port, "--progress-every", "60"]
         processes.append(("simulator", simulate))
     return processes
 
