@@ -18,7 +18,6 @@ rollups and raw table when they are there for as many facilities (the raw table 
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 import time
@@ -114,50 +113,60 @@ def _access(tenant):
     return access_for_tenant(tenant=tenant)
 
 
-def write_rollups(tenant_id, facilities, channels, lo, hi, raw_for):
-    """The month's 15-minute rollups of every channel, computed by `aggregate`, loaded with one COPY.
+# readings_rollup's columns as PostgreSQL's binary COPY sends them: (field length, big-endian value) each.
+_PG_TYPES = {"tenant_id": ">i8", "channel_id": ">i8", "resolution": ">i2", "count": ">i4", "resets": ">i4"}
+_PG_TYPES |= {"gaps": ">i4", "flags": ">i4", "start_ms": ">i8", "end_ms": ">i8", "first_ms": ">i8", "last_ms": ">i8"}
 
-    Rows are formatted by NumPy per batch of facilities (one `savetxt` per batch), not field by field.
-    """
+
+def _binary_rows(columns: dict) -> bytes:
+    import numpy as np
+
+    names = list(columns)
+    fields = [("n", ">i2")]
+    for name in names:
+        fields += [(f"l_{name}", ">i4"), (name, _PG_TYPES.get(name, ">f8"))]
+    body = np.empty(len(columns[names[0]]), dtype=np.dtype(fields))
+    body["n"] = len(names)
+    for name in names:
+        body[f"l_{name}"] = np.dtype(_PG_TYPES.get(name, ">f8")).itemsize
+        body[name] = columns[name]
+    return body.tobytes()
+
+
+def write_rollups(tenant_id, facilities, channels, lo, hi, raw_for):
+    """The month's 15-minute rollups of every channel, computed by `aggregate`, loaded with one binary COPY."""
     import numpy as np
     from django.db import connection
 
-    from readings.rollups import INT_FIELDS, aggregate
+    from readings.rollups import aggregate
     from readings.store import get_store
     from readings.store.base import ROLLUP_FIELDS, Points
 
     edges = np.arange(lo, hi + 1, 900_000, dtype=np.int64)
     minute = np.arange(lo, hi, 60_000, dtype=np.int64)
-    fmt = "\t".join(["%d", "%d", "%d"] + ["%d" if name in INT_FIELDS else "%.17g" for name in ROLLUP_FIELDS])
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM readings_rollup WHERE tenant_id = %s", [tenant_id])
         with cursor.cursor.copy(
-            f"COPY readings_rollup (tenant_id, channel_id, resolution, {', '.join(ROLLUP_FIELDS)}) FROM STDIN"
+            f"COPY readings_rollup (tenant_id, channel_id, resolution, {', '.join(ROLLUP_FIELDS)}) "
+            "FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            tables = []
+            copy.write(b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8)
             for n, facility in enumerate(facilities):
                 ts = raw_for.get(facility.pk, (minute, None))[0]
                 series = raw_for[facility.pk][1] if facility.pk in raw_for else counters(n, ts, seed=n)
                 for channel_id, values in zip(channels[facility.pk], series, strict=True):
                     columns = aggregate(Points(ts, values), edges, counter=True)
                     rows = len(columns["start_ms"])
-                    head = np.column_stack(
-                        [np.full(rows, tenant_id), np.full(rows, channel_id), np.ones(rows, dtype=np.int64)]
-                    )
-                    tables.append(
-                        np.column_stack([head, *(columns[name].astype(np.float64) for name in ROLLUP_FIELDS)])
-                    )
+                    head = {"tenant_id": np.full(rows, tenant_id), "channel_id": np.full(rows, channel_id)}
+                    copy.write(_binary_rows(head | {"resolution": np.ones(rows)} | dict(columns)))
                 if (n + 1) % 100 == 0 or n + 1 == len(facilities):
-                    block = io.StringIO()
-                    np.savetxt(block, np.vstack(tables), fmt=fmt)
-                    copy.write(block.getvalue())
-                    tables = []
                     print(
                         f"  rollups of {n + 1} facilities ({time.perf_counter() - started:.0f} s)",
                         file=sys.stderr,
                         flush=True,
                     )
+            copy.write(b"\xff\xff")
         cursor.execute("ANALYZE readings_rollup")
     # Loaded around `write_rollups`, so packed here as the beat task packs settled windows.
     store = get_store()
