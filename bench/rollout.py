@@ -136,11 +136,18 @@ def run_device_process(job: dict[str, Any], stop: Any, results: Any) -> None:
     asyncio.run(main())
 
 
-def run_tick_process(stop: Any) -> None:
-    """The beat task's service, every 0.5 s, in a process of its own as a Celery worker would run it."""
-    setup()
+def run_tick_process(go: Any, stop: Any) -> None:
+    """The beat task's service, every 0.5 s, in a process of its own as a Celery worker would run it.
+
+    Started with the devices and ready before the rollouts are: its start-up is not the rollout's time.
+    The parent's setup() put the database and settings into the environment this process inherited.
+    """
+    import django
+
+    django.setup()
     from firmware.services.rollouts import rollout_tick
 
+    go.wait()
     while not stop.is_set():
         rollout_tick()
         stop.wait(0.5)
@@ -148,7 +155,7 @@ def run_tick_process(stop: Any) -> None:
 
 async def main() -> None:  # noqa: PLR0915
     from asgiref.sync import sync_to_async
-    from django.db import connection
+    from django.db import connection, transaction
     from django.db.models import Count
 
     from accounts.access import Access
@@ -184,16 +191,20 @@ async def main() -> None:  # noqa: PLR0915
             new[offset : offset + 32] = os.urandom(32)
         firmware_image_create(firmware_line="bench-rollout", version="1.0.0", image=old)
         new_image = firmware_image_create(firmware_line="bench-rollout", version="1.1.0", image=bytes(new))
-        issued = [
-            device_provision(
-                tenant=tenant,
-                serial=f"BENCH-RO-{run}-{i:05d}",
-                device_type=device_type,
-                facility=facility,
-                firmware_version="1.0.0",
-            )
-            for i in range(DEVICES)
-        ]
+        issued = []
+        for start in range(0, DEVICES, 500):  # a transaction per 500: not one commit (and fsync) per device
+            with transaction.atomic():
+                issued += [
+                    device_provision(
+                        tenant=tenant,
+                        serial=f"BENCH-RO-{run}-{i:05d}",
+                        device_type=device_type,
+                        facility=facility,
+                        firmware_version="1.0.0",
+                    )
+                    for i in range(start, min(DEVICES, start + 500))
+                ]
+            progress(f"{len(issued)} devices provisioned")
         keys = [
             (k.device.serial, private_key_load(k.private_key_pem).private_bytes_raw(), i) for i, k in enumerate(issued)
         ]
@@ -235,6 +246,9 @@ async def main() -> None:  # noqa: PLR0915
     ]
     for worker in workers:
         worker.start()
+    go = spawn.Event()
+    ticker = spawn.Process(target=run_tick_process, args=(go, stop), daemon=True)
+    ticker.start()
 
     def online() -> int:
         return Device.objects.filter(tenant=tenant, status=Device.Status.ONLINE).count()
@@ -280,8 +294,7 @@ async def main() -> None:  # noqa: PLR0915
     started_at = time.monotonic()
     whole_id, delta_id = await sync_to_async(start)()
     bytes_before = gateway.stats.get("firmware_chunk_bytes", 0)
-    ticker = spawn.Process(target=run_tick_process, args=(stop,), daemon=True)
-    ticker.start()
+    go.set()
 
     def finished() -> bool:
         return not Rollout.objects.filter(pk__in=[whole_id, delta_id], state=Rollout.State.RUNNING).exists()

@@ -311,6 +311,59 @@ async def test_a_device_offline_in_its_window_waits_for_the_next_and_one_that_ne
     }
 
 
+def transfer_states(serial: str) -> list[str]:
+    return list(FirmwareTransfer.objects.filter(device__serial=serial).order_by("id").values_list("state", flat=True))
+
+
+async def test_a_device_that_took_its_offer_and_went_offline_does_not_resume_after_its_window(tmp_path):
+    world = await sync_to_async(World)(1, image_size=100_000)  # Berlin, window 02:00-04:00 local
+    gateway, port = await start_gateway(tmp_path)
+    _, client_ctx = tls_contexts(tmp_path)
+    (spec,) = await sync_to_async(world.specs)()
+    device = meter(world, spec, port, client_ctx)
+    device.stall_download_at = 40_000  # takes the offer, downloads part of the image, then loses coverage
+    tasks = await run_fleet([device])
+    clock = {"now": dt.datetime(2026, 12, 3, 1, 30, tzinfo=dt.UTC)}  # Berlin 02:30, inside the window
+    try:
+        await wait_for(lambda: online_count(world) == 1, within_s=30, what="the device online")
+        rollout = await sync_to_async(rollout_create)(
+            access=world.access,
+            spec=world.rollout_spec(window_start=dt.time(2), window_end=dt.time(4), device_timeout_s=3 * 86_400),
+            now=clock["now"],
+        )
+        tick = ticker(rollout.pk, now=lambda: clock["now"])
+        await sync_to_async(tick)()
+        async with asyncio.timeout(30):
+            await device.download_stalled.wait()
+        device.go_offline()
+        await wait_for(lambda: device_offline(spec.serial), within_s=15, what="the device seen offline")
+        clock["now"] = dt.datetime(2026, 12, 3, 4, 0, tzinfo=dt.UTC)  # Berlin 05:00: the window closed
+        await wait_for(
+            lambda: entries(rollout.pk)[spec.serial][0] == "pending", within_s=30, what="back to waiting", tick=tick
+        )
+        assert await sync_to_async(transfer_states)(spec.serial) == ["cancelled"]
+        requests_before = list(device.firmware_requests)
+        device.come_online()
+        await wait_for(lambda: not device_offline(spec.serial), within_s=30, what="the device back")
+        device_id = (await sync_to_async(Device.objects.get)(serial=spec.serial)).pk
+        # The gateway asks about the device now; nothing is active, so nothing is offered or resumed.
+        assert await gateway.firmware_check() == 0
+        assert gateway.connections[device_id].offer is None
+        assert device.firmware_requests == requests_before and device.firmware_version == "1.0.0"
+        await sync_to_async(tick)()
+        assert (await sync_to_async(entries)(rollout.pk))[spec.serial][0] == "pending"  # outside its window
+        clock["now"] = dt.datetime(2026, 12, 4, 1, 30, tzinfo=dt.UTC)  # the next night
+        await wait_for(
+            lambda: rollout_state(rollout.pk) == Rollout.State.COMPLETED, within_s=30, what="completion", tick=tick
+        )
+    finally:
+        await stop_fleet([device], tasks)
+        await gateway.shutdown()
+    assert device.firmware_version == "1.1.0"
+    assert device.firmware_requests.count(0) == 2  # the next window's transfer started from the beginning
+    assert await sync_to_async(transfer_states)(spec.serial) == ["cancelled", "installed"]
+
+
 async def test_a_gateway_restart_mid_rollout_resumes_the_transfers_where_they_stopped(tmp_path):
     world = await sync_to_async(World)(5, image_size=100_000)
     server_ctx, client_ctx = tls_contexts(tmp_path)
