@@ -281,6 +281,42 @@ def _advance(state: RuleState, watch: _Watch, mask: npt.NDArray[np.bool_]) -> bo
     return True
 
 
+def _held_and_ended(state: RuleState, watch: _Watch, mask: npt.NDArray[np.bool_]) -> int | None:
+    """When a lasting condition was met and ended inside this batch: the time it was met, else None.
+
+    A door that opened and closed between two batches, or whose events (sent at once) ran ahead of its
+    batched readings, lasted its minutes without any batch ending while it held: it still raises its
+    alert (at the moment the minutes were up) and clears it. Temperature rules keep their own
+    excursion record and are left to the batch-end rule.
+    """
+    rule = watch.compiled
+    if mask[-1] or rule.kind == RuleKind.TEMPERATURE or rule.condition == Condition.SIMPLE:
+        return None
+    ts = watch.ts
+    since_ms = int(state.breach_since.timestamp() * 1000) if state.breach_since is not None else None
+    last_ms = int(state.last_at.timestamp() * 1000) if state.last_at is not None else None
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
+    runs = list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+    if since_ms is not None and not mask[0]:
+        runs.insert(0, (0, 0))  # the stored breach, ended by this batch's first reading
+    for start, end in runs:
+        carried = start == 0 and since_ms is not None
+        began = since_ms if carried and since_ms is not None else int(ts[start])
+        if rule.condition == Condition.DURATION:
+            if carried and last_ms is not None and last_ms - began >= rule.duration_ms:
+                continue  # it held at the previous batch's end: raised then
+            # The condition lasted until the reading that ended it (a closing door event).
+            if int(ts[end]) - began >= rule.duration_ms:
+                return began + rule.duration_ms
+        else:
+            before = state.streak if carried else 0
+            if before >= rule.repeat:
+                continue
+            if before + end - start >= rule.repeat:
+                return int(ts[start + rule.repeat - before - 1])
+    return None
+
+
 def _at(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
@@ -490,23 +526,27 @@ def _apply(index: RuleIndex, keyed: list[Keyed]) -> int:
             )
         }
         states = {key: stored.get(key) or RuleState(rule_id=key[0], source=key[1]) for key in keys}
-        outcomes: list[tuple[_Watch, bool]] = []
+        outcomes: list[tuple[_Watch, bool, int]] = []  # (watch, raise or clear, at ms)
         for key, watch, mask in sorted(keyed, key=lambda item: int(item[1].ts[0])):
             state = states[key]
             if state.last_at is not None and int(watch.ts[-1]) <= int(state.last_at.timestamp() * 1000):
                 continue  # a redelivered or late batch: the rule has seen newer readings of this source
+            held_ms = _held_and_ended(state, watch, mask)
             outcome = _advance(state, watch, mask)
+            if held_ms is not None:
+                outcomes.append((watch, True, held_ms))
+                outcome = False
             if outcome is not None:
-                outcomes.append((watch, outcome))
+                outcomes.append((watch, outcome, int(watch.ts[-1])))
         RuleState.objects.bulk_create(
             list(states.values()),
             update_conflicts=True,
             unique_fields=["rule", "source"],
             update_fields=["breach_since", "streak", "last_value", "last_at"],
         )
-        rules = {r.pk: r for r in AlertRule.objects.filter(pk__in={w.compiled.rule_id for w, _ in outcomes})}
-        for watch, holds in outcomes:
-            rule, source, at = rules[watch.compiled.rule_id], watch.source, _at(int(watch.ts[-1]))
+        rules = {r.pk: r for r in AlertRule.objects.filter(pk__in={w.compiled.rule_id for w, _, _ in outcomes})}
+        for watch, holds, at_ms in outcomes:
+            rule, source, at = rules[watch.compiled.rule_id], watch.source, _at(at_ms)
             state = states[(watch.compiled.rule_id, source)]
             alert: Alert | None
             if holds:

@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway import protocol as p
+from gateway.doors import DoorEvents, DoorSchedule
 from gateway.loads import LoadModel, load_model
 
 logger = logging.getLogger(__name__)
@@ -233,6 +234,8 @@ class SimulatedDevice:
         reconnect_max_s: float | None = None,
         meter: Meter | None = None,
         server_hostname: str | None = "localhost",
+        door_opens_per_hour: float = 0.0,
+        door_open_s: tuple[float, float] = (20.0, 180.0),
     ) -> None:
         self.spec = spec
         self.host, self.port = host, port
@@ -242,6 +245,7 @@ class SimulatedDevice:
         self.default_batch = batch
         self.rng = np.random.default_rng(seed if seed is not None else random.SystemRandom().randrange(2**32))
         self.meter = meter or Meter(spec, self.rng)
+        self.doors = self._doors_setup(door_opens_per_hour, door_open_s)
         step = batch * interval_ms
         now = time.time_ns() // 1_000_000
         if start_ms is None:
@@ -461,6 +465,7 @@ class SimulatedDevice:
             if self.meter.counter_resets != resets:
                 event = p.Event(self.meter.last_reset_ms, p.Severity.WARNING, COUNTER_RESET, "energy counter reset")
                 self._send(writer, p.FrameType.EVENT, event.encode())
+            self._send_door_events(writer, sent)
             self._batch_counter += 1
             self.unacked[self._batch_counter] = sent
             self._seq_to_batch[self._out_seq + 1] = self._batch_counter
@@ -487,6 +492,23 @@ class SimulatedDevice:
             else:
                 wake.clear()
                 return
+
+    # --- doors ----------------------------------------------------------------------------------------
+
+    def _doors_setup(self, opens_per_hour: float, open_s: tuple[float, float]) -> DoorEvents | None:
+        """A device with a door channel sends a door EVENT at each change of its door (gateway/doors.py)."""
+        rows = [i for i, channel in enumerate(self.spec.channels) if channel.quantity == "door"]
+        if not rows:
+            return None
+        if opens_per_hour > 0:
+            self.meter.model = DoorSchedule(self.meter.model, self.rng, opens_per_hour=opens_per_hour, open_s=open_s)
+        return DoorEvents(rows)
+
+    def _send_door_events(self, writer: asyncio.StreamWriter, sent: SentBatch) -> None:
+        # Before the batch's READINGS frame: an event is what a controller sends the moment the door moves.
+        if self.doors is not None:
+            for payload in self.doors.edges(start_ms=sent.start_ms, interval_ms=sent.interval_ms, raw=sent.raw):
+                self._send(writer, p.FrameType.EVENT, payload)
 
     def _generate(self, samples: int | None = None) -> SentBatch:
         samples = samples or self.batch

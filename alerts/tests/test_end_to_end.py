@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -18,12 +19,12 @@ from asgiref.sync import sync_to_async
 from accounts.selectors import access_for_tenant
 from alerts import haccp, services
 from alerts.evaluation import alerts_sweep
-from alerts.models import Alert, RuleKind
+from alerts.models import Alert, Event, RuleKind
 from alerts.tests.factories import COLD_ROOM, rule
 from gateway.loads import LoadModel
 from gateway.simulator import Meter
 from gateway.tests.conftest import provision
-from gateway.tests.helpers import running_gateway, simulated, spec_for
+from gateway.tests.helpers import FAST, running_gateway, simulated, spec_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 MIN = 60_000
@@ -125,3 +126,66 @@ async def test_a_device_whose_simulator_is_killed_is_reported_offline(embedded, 
             await asyncio.sleep(0.5)
     alert = await sync_to_async(Alert.objects.get)()
     assert alert.source == f"d:{issued.device.pk}" and alert.state == Alert.State.ACTIVE
+
+
+async def test_the_simulators_door_events_arrive_over_the_protocol_and_drive_the_door_rule(
+    embedded, tmp_path, close_thread_connections
+):
+    issued = await sync_to_async(provision)(serial="SN-DOOR-1", channels=COLD_ROOM)
+    device = issued.device
+    await sync_to_async(rule)(device, name="Door", kind="door_open", duration_s=300)
+    spec = await sync_to_async(spec_for)(issued)
+    step = 15 * 2000
+    start_ms = ((time.time_ns() // 1_000_000 - 3 * 3_600_000) // step) * step
+    # One enqueue at a time: the batches reach the rules in order (the door events, handled as they
+    # arrive, run ahead of them; that order is the one this test pins down).
+    async with running_gateway(tmp_path, config=replace(FAST, max_inflight_enqueues=1)) as (_, port, ctx):
+        # Two hours back-filled; the door opens about 8 times an hour for 1 to 10 minutes.
+        sim = simulated(
+            spec,
+            port,
+            ctx,
+            max_batches=240,
+            start_ms=start_ms,
+            record=True,
+            door_opens_per_hour=8,
+            door_open_s=(60, 600),
+        )
+        await sim.run(duration_s=90)
+    assert len(sim.acked) == 240
+    # The events the gateway stored are exactly the door's changes in the readings the device sent.
+    row = next(i for i, c in enumerate(spec.channels) if c.quantity == "door")
+    sent = sorted({b.start_ms: b for b in sim.acked}.values(), key=lambda b: b.start_ms)  # acks come in any order
+    times = np.concatenate([b.start_ms + b.interval_ms * np.arange(b.raw.shape[1]) for b in sent])
+    door = np.concatenate([b.raw[row] for b in sent]) > 0
+    changes = np.flatnonzero(door != np.concatenate([[False], door[:-1]]))
+    expected_events = [(int(times[i]), bool(door[i])) for i in changes]
+    assert len(expected_events) >= 6  # the rate produced openings, or the test proves little
+    stored = await sync_to_async(
+        lambda: list(Event.objects.filter(device=device).order_by("occurred_at").values_list("occurred_at", "kind"))
+    )()
+    assert [(int(at.timestamp() * 1000), kind == "door_open") for at, kind in stored] == expected_events
+    # Every opening of 5 minutes or more raised one alert at its fifth minute; the closing cleared it.
+    last_ms = int(times[-1])
+    openings = [
+        (opened, closed)
+        for (opened, _), (closed, _) in zip(
+            expected_events[0::2], [*expected_events[1::2], (None, False)], strict=False
+        )
+    ]
+    alerts = await sync_to_async(
+        lambda: list(Alert.objects.filter(rule__kind=RuleKind.DOOR_OPEN).order_by("raised_at"))
+    )()
+    long_ones = [(o, c) for o, c in openings if (c if c is not None else last_ms) - o >= 300_000]
+    assert len(alerts) == len(long_ones)
+    for alert, (opened, closed) in zip(alerts, long_ones, strict=True):
+        assert int(alert.raised_at.timestamp() * 1000) - opened - 300_000 in range(0, 30_001)
+        if closed is not None:
+            # Cleared by the closing event, or by the batch that holds the closing reading if it came first.
+            assert alert.state == Alert.State.CLEARED
+            assert int(alert.cleared_at.timestamp() * 1000) - closed in range(0, 30_001)
+    # A door still open when the device fell silent is raised by the beat from the door's open event.
+    opened, closed = openings[-1]
+    if closed is None and last_ms - opened < 300_000:
+        await sync_to_async(alerts_sweep)(now=dt.datetime.fromtimestamp((opened + 300_000) / 1000, tz=dt.UTC))
+        assert await sync_to_async(Alert.objects.filter(state=Alert.State.ACTIVE).count)() == 1

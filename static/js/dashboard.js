@@ -12,6 +12,13 @@
   let charts = []; // {plot, channels: [id, ...], el}
   const digits = {}; // channel id -> decimals shown
   let dirty = false;
+  // A state channel (door, compressor, defrost: unit "state") is drawn as bands, one lane per channel:
+  // each sample's state holds until the next sample, the newest until now; a gap longer than this ends it.
+  const STATE_GAP_MS = 5 * 60 * 1000;
+  const STATE_OFF = "#e3e6eb";
+  const isState = (el) => el.dataset.unit === "state";
+  const stateText = (v) => (v >= 0.5 ? root.dataset.stateOn || "on" : root.dataset.stateOff || "off");
+  const stateChannels = new Set();
 
   const serverNow = () => Date.now() + clockOffset;
   const lang = document.documentElement.lang || "en";
@@ -36,6 +43,7 @@
         if (swatch) swatch.style.background = COLORS[i % COLORS.length];
       });
       const unit = el.dataset.unit === "1" ? "" : " " + el.dataset.unit;
+      if (isState(el)) return { plot: stateChart(el, ids, names), channels: ids, el: el, state: true };
       const plot = new uPlot(
         {
           width: el.clientWidth || 400,
@@ -65,6 +73,72 @@
     });
   }
 
+  // [{start, end, on}] in ms, clipped to the chart's window: what the state chart draws for a channel.
+  function bands(id) {
+    const s = series[id];
+    if (!s || !s.ts.length) return [];
+    const now = serverNow();
+    const oldest = now - windowMs;
+    const out = [];
+    for (let i = 0; i < s.ts.length; i++) {
+      const next = i + 1 < s.ts.length ? s.ts[i + 1] : now;
+      const end = Math.min(next, s.ts[i] + STATE_GAP_MS, now);
+      const start = Math.max(s.ts[i], oldest);
+      if (end <= start) continue;
+      const on = s.v[i] >= 0.5;
+      const last = out[out.length - 1];
+      if (last && last.on === on && last.end === start) last.end = end;
+      else out.push({ start: start, end: end, on: on });
+    }
+    return out;
+  }
+
+  function stateChart(el, ids, names) {
+    el.dataset.chartKind = "state";
+    ids.forEach((id) => stateChannels.add(id));
+    const lanes = ids.length;
+    return new uPlot(
+      {
+        width: el.clientWidth || 400,
+        height: Math.max(70, 30 + 26 * lanes),
+        legend: { show: true, live: true },
+        cursor: { sync: { key: "dashboard" }, points: { show: false } },
+        tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), timezone),
+        scales: {
+          x: { time: true, range: () => [(serverNow() - windowMs) / 1e3, serverNow() / 1e3] },
+          y: { auto: false, range: [0, lanes] },
+        },
+        axes: [{ stroke: "#6b7585", values: (u, splits) => splits.map(clock) }, { show: false }],
+        series: [{ value: (u, v) => (v === null ? "–" : clockWithZone(v * 1e3)) }].concat(ids.map((id, i) => ({
+          label: names.get(id) || id, stroke: COLORS[i % COLORS.length], fill: COLORS[i % COLORS.length],
+          paths: () => null, points: { show: false },
+          value: (u, v) => (v === null || v === undefined ? "–" : stateText(v)),
+        }))),
+        hooks: {
+          draw: [function (u) {
+            const ctx = u.ctx;
+            ctx.save();
+            ids.forEach(function (id, lane) {
+              if (!u.series[lane + 1].show) return;
+              // Lane 0 at the top: y runs from `lanes` (top) to 0 (bottom).
+              const top = u.valToPos(lanes - lane - 0.15, "y", true);
+              const bottom = u.valToPos(lanes - lane - 0.85, "y", true);
+              for (const b of bands(id)) {
+                const left = u.valToPos(b.start / 1e3, "x", true);
+                const right = u.valToPos(b.end / 1e3, "x", true);
+                ctx.fillStyle = b.on ? COLORS[lane % COLORS.length] : STATE_OFF;
+                ctx.fillRect(left, top, Math.max(1, right - left), bottom - top);
+              }
+            });
+            ctx.restore();
+          }],
+        },
+      },
+      data(ids),
+      el,
+    );
+  }
+
   function data(ids) {
     const tables = ids.map((id) => [series[id] ? series[id].ts.map((t) => t / 1e3) : [], series[id] ? series[id].v : []]);
     if (tables.every((t) => t[0].length === 0)) return [[]].concat(ids.map(() => []));
@@ -81,7 +155,10 @@
         s.ts.push(ts[i]);
         s.v.push(v);
       });
-      if (s.v.length) text('[data-channel-last="' + id + '"]', format(s.v[s.v.length - 1], digits[id] || 1));
+      if (s.v.length) {
+        const last = s.v[s.v.length - 1];
+        text('[data-channel-last="' + id + '"]', stateChannels.has(id) ? stateText(last) : format(last, digits[id] || 1));
+      }
     }
     dirty = true;
   }
@@ -150,6 +227,7 @@
       for (const c of m.channels) {
         series[c.id] = { ts: [], v: [] };
         digits[c.id] = c.unit === "1" ? 2 : 1; // a power factor needs its second decimal
+        if (c.unit === "state") stateChannels.add(String(c.id));
       }
       for (const [id, s] of Object.entries(m.series)) if (series[id]) addSamples(s.ts, { [id]: s.values });
       buildCharts(m.channels);
@@ -173,7 +251,7 @@
     requestAnimationFrame(function () { scheduled = false; redraw(); });
   }
   window.addEventListener("resize", function () {
-    for (const chart of charts) chart.plot.setSize({ width: chart.el.clientWidth, height: 170 });
+    for (const chart of charts) chart.plot.setSize({ width: chart.el.clientWidth, height: chart.state ? chart.plot.height : 170 });
   });
 
   window.EnergyboxLive.connect(root.dataset.ws, {
@@ -182,6 +260,26 @@
 
   // For the browser test and the curious: the charts' data as drawn.
   window.energyboxDashboard = {
+    bands: function (channelId) { return bands(String(channelId)); },
+    // The canvas colour at the middle of a channel's band number `i` ([r, g, b, a]), as drawn.
+    bandPixel: function (channelId, i) {
+      const chart = charts.find((c) => c.channels.includes(String(channelId)));
+      const band = bands(String(channelId))[i];
+      if (!chart || !chart.state || !band) return null;
+      const u = chart.plot;
+      const lane = chart.channels.indexOf(String(channelId));
+      const x = Math.round(u.valToPos((band.start + band.end) / 2e3, "x", true));
+      const y = Math.round(u.valToPos(chart.channels.length - lane - 0.5, "y", true));
+      return Array.from(u.ctx.getImageData(x, y, 1, 1).data);
+    },
+    color: function (channelId) {
+      const chart = charts.find((c) => c.channels.includes(String(channelId)));
+      return chart ? COLORS[chart.channels.indexOf(String(channelId)) % COLORS.length] : null;
+    },
+    chartKind: function (channelId) {
+      const chart = charts.find((c) => c.channels.includes(String(channelId)));
+      return chart ? (chart.state ? "state" : "line") : null;
+    },
     lastPoint: function (channelId) {
       const chart = charts.find((c) => c.channels.includes(String(channelId)));
       if (!chart) return null;

@@ -104,12 +104,21 @@ class Command(BaseCommand):
             "--provision", action="store_true", help="Create simulator devices (and keys) until --devices exist."
         )
         parser.add_argument("--progress-every", type=float, default=5.0, help="Seconds between progress lines.")
+        parser.add_argument(
+            "--door-opens-per-hour",
+            type=float,
+            default=0.0,
+            help="Devices with a door channel open their door this often (random, 20-180 s each) and send door "
+            "EVENT frames at each change (default 0: doors stay as the load model has them).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not 1 <= options["batch"] <= 255:
             raise CommandError("--batch must lie between 1 and 255.")
         if not 0.0 <= options["failure_share"] <= 1.0:
             raise CommandError("--failure-share must lie between 0 and 1.")
+        if not 0.0 <= options["door_opens_per_hour"] <= 3600.0:
+            raise CommandError("--door-opens-per-hour must lie between 0 and 3600.")
         keys_path = options["keys"] or demo_keys_path()
         keys = demo_keys_load(keys_path)
         wanted = options["devices"]
@@ -154,6 +163,7 @@ class Command(BaseCommand):
                 firmware_public_key=firmware_key,
                 failure_share=options["failure_share"],
                 stats=stats,
+                door_opens_per_hour=options["door_opens_per_hour"],
             )
             for spec in specs
         ]
