@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 
 # bench/ is this script's folder, so it is on sys.path; the tap and the baseline are live_latency's.
-from live_latency import Child, baseline, configure, percentiles, purge_ingest_queue, tap
+from live_latency import Child, baseline, configure, percentiles, purge_ingest_queue
 
 LIVE_SHARE = 0.1
 INTERVAL_MS = 2000
@@ -361,6 +361,38 @@ def _read_once(path: str) -> dict:
     return data
 
 
+async def tap(facility_ids: list[int], arrivals: list[tuple[int, int, float]], stop: asyncio.Event) -> None:
+    """A bare channel in every facility group: when the gateway's messages reach the channel layer.
+
+    One receive that is never cancelled until the end (a receive cancelled by a timeout every half
+    second stalled the pub/sub layer's channel under load: live_latency's tap saw no more messages).
+    """
+    from channels.layers import get_channel_layer
+
+    from readings.live import batch_readings, facility_group
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    for facility_id in facility_ids:
+        await layer.group_add(facility_group(facility_id), channel)
+
+    async def receive() -> None:
+        while True:
+            message = await layer.receive(channel)
+            at = time.time()
+            if message.get("type") == "readings.live":
+                for batch in message["batches"]:
+                    for ts in batch_readings(batch)[0]:
+                        arrivals.append((batch["device_id"], ts, at))
+
+    receiver = asyncio.create_task(receive())
+    await stop.wait()
+    receiver.cancel()
+    results = await asyncio.gather(receiver, return_exceptions=True)
+    if results and isinstance(results[0], Exception) and not isinstance(results[0], asyncio.CancelledError):
+        log(f"the tap failed: {results[0]!r}")
+
+
 async def leases(watched: list[int], stop: asyncio.Event) -> None:
     """What the watched devices' dashboards do: a live lease each, renewed, released at the end."""
     from channels.layers import get_channel_layer
@@ -443,12 +475,13 @@ async def measure(args, specs, facility_ids, cafile: str, victim: Child) -> dict
             ticks[int(tick)].append(connected)
     # Only the half-seconds every process reported: a sum of some processes would look like a dip.
     timeline = sorted((tick / TICKS_PER_S, sum(c)) for tick, c in ticks.items() if len(c) == n)
-    before = max((c for t, c in timeline if t < kill_at), default=0)
-    after_kill = [(t, c) for t, c in timeline if t >= kill_at]
-    back_at = next((t for t, c in after_kill if c >= len(specs) and t > kill_at + 0.5), None)
-    # The devices that lost their gateway: the dip between the kill and everyone being back.
-    low = min((c for t, c in after_kill if back_at is None or t <= back_at), default=before)
-    reconnected = len(specs) - low
+    before = next((c for t, c in reversed(timeline) if t < kill_at), 0)
+    # The dip: the killed gateway's devices notice (HAProxy closes their sessions) and come back
+    # through the survivors. Everyone is back when as many are connected as were at the kill.
+    after_kill = [(t, c) for t, c in timeline if kill_at <= t <= kill_at + 180]
+    low_at, low = min(after_kill, key=lambda tc: (tc[1], tc[0]), default=(kill_at, before))
+    back_at = next((t for t, c in timeline if t >= low_at and c >= before), None)
+    reconnected = before - low
     recovery = None if back_at is None else back_at - kill_at
     return {
         "devices": len(specs),
@@ -466,6 +499,7 @@ async def measure(args, specs, facility_ids, cafile: str, victim: Child) -> dict
         "lowest_after_kill": low,
         "seconds_until_all_reconnected": None if recovery is None else round(recovery, 2),
         "reconnect_handshakes_per_s": None if not recovery else round(reconnected / recovery, 1),
+        "seconds_until_lowest": round(low_at - kill_at, 2),
         "reconnects": reconnects,
         # "before" starts once the watched devices are all connected and live (the first fifth of the
         # ramp holds them, see the round robin) plus 10 s, or half-way to the kill.
