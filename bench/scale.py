@@ -47,6 +47,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import resource
 import signal
 import sys
@@ -66,7 +67,10 @@ BATCH = 15
 LEASE_S = 30
 LEASE_EVERY_S = 5.0
 FD_LIMIT = 262_144
-TICKS_PER_S = 2  # connected counts are summed over the simulator processes per half second
+TICKS_PER_S = 2
+LIVE_STATS = re.compile(
+    r"live sent (\d+) dropped (\d+) failed (\d+)"
+)  # connected counts are summed over the simulator processes per half second
 
 
 def log(message: str) -> None:
@@ -300,7 +304,11 @@ def ledger_check(acked: dict[str, list], *, chunk: int = 500) -> dict[str, int]:
         Channel.objects.filter(device_id__in=device_ids).order_by("device_id", "index").values_list("device_id", "id")
     ):
         channels[device_id].append(channel_id)
-    expected_total = not_stored = stored_total = 0
+    expected_total = not_stored = stored_total = physical = 0
+    metadata.clear_caches()
+    started = time.monotonic()
+    readings_compact(max_windows=10_000_000)
+    log(f"  compacted in {time.monotonic() - started:.0f} s")
     store = get_store()
     for start in range(0, len(device_ids), chunk):
         part = device_ids[start : start + chunk]
@@ -322,10 +330,7 @@ def ledger_check(acked: dict[str, list], *, chunk: int = 500) -> dict[str, int]:
         expected_total += len(expected)
         not_stored += len(np.setdiff1d(expected, stored, assume_unique=True))
         stored_total += len(stored)
-    metadata.clear_caches()
-    readings_compact(max_windows=1_000_000)
-    all_channels = [c for d in device_ids for c in channels[d]]
-    physical = sum(Bucket.objects.filter(channel_id__in=all_channels).values_list("count", flat=True))
+        physical += sum(Bucket.objects.filter(channel_id__in=channel_ids).values_list("count", flat=True))
     return {
         "readings_acked": expected_total,
         "acked_not_stored": not_stored,
@@ -347,6 +352,22 @@ def phases(sent, arrivals, warm_at: float, kill_at: float, back_at: float | None
         lost = sum(1 for d, ts, t in sent if start <= t < stop and (d, ts) not in first)
         out[name] = {**percentiles(latencies), "frames": len(latencies), "not_published": lost}
     return out
+
+
+def ingest_queue_depth() -> int:
+    """Messages in the ingest queue, ready or delivered and not yet acked by a worker."""
+    import kombu
+    from django.conf import settings
+
+    queue = settings.CELERY_TASK_ROUTES["readings.ingest"]["queue"]
+    with kombu.Connection(os.environ["CELERY_BROKER_URL"]) as connection:
+        channel = connection.channel()
+        try:
+            _, ready, _ = channel.queue_declare(queue, passive=True)
+        finally:
+            channel.close()
+    # `ready` leaves out what a worker holds unacked; the ledger re-checks until nothing is missing.
+    return int(ready)
 
 
 def _spin() -> None:
@@ -478,7 +499,8 @@ async def measure(args, specs, facility_ids, cafile: str, victim: Child) -> dict
     before = next((c for t, c in reversed(timeline) if t < kill_at), 0)
     # The dip: the killed gateway's devices notice (HAProxy closes their sessions) and come back
     # through the survivors. Everyone is back when as many are connected as were at the kill.
-    after_kill = [(t, c) for t, c in timeline if kill_at <= t <= kill_at + 180]
+    # Until 5 s before the planned end: devices that reach the end stop, which is not a drop.
+    after_kill = [(t, c) for t, c in timeline if kill_at <= t <= min(kill_at + 180, started + args.seconds - 5)]
     low_at, low = min(after_kill, key=lambda tc: (tc[1], tc[0]), default=(kill_at, before))
     back_at = next((t for t, c in timeline if t >= low_at and c >= before), None)
     reconnected = before - low
@@ -596,8 +618,11 @@ def main() -> None:
         log(f"HAProxy :{fronts} → gateways {ports}; 2 workers")
         result = asyncio.run(measure(args, specs, facility_ids, str(cert), gateways[0]))
         acked = result.pop("_acked")
-        log("waiting for the workers to store every acked reading")
+        log("waiting for the workers to store every acked reading (the ingest queue empty)")
         deadline = time.monotonic() + 300
+        while (depth := ingest_queue_depth()) and time.monotonic() < deadline:
+            log(f"  {depth} ingest messages still queued")
+            time.sleep(5)
         check = ledger_check(acked)
         while check["acked_not_stored"] and time.monotonic() < deadline:
             log(f"  {check['acked_not_stored']:,} acked readings not stored yet")
@@ -618,6 +643,15 @@ def main() -> None:
             balancer.terminate()
             balancer.wait(10)
         connections.close_all()
+    publishes = {}
+    for gateway in gateways:
+        stats = [m for line in gateway.lines if (m := LIVE_STATS.search(line))]
+        if stats:
+            publishes[gateway.name] = dict(
+                zip(("sent", "dropped", "failed"), map(int, stats[-1].groups()), strict=True)
+            )
+    # The gateways' own count of live messages to the channel layer (a failed one is a timeout there).
+    result["gateway_live_publishes"] = publishes
     result["cpu_hog"] = args.cpu_hog
     result["wall_s"] = round(time.monotonic() - begun)
     result["machine"] = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end"
