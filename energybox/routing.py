@@ -18,6 +18,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from alerts.routing import websocket_urlpatterns as alerts_patterns
+from energybox.wsmetrics import WebsocketClients
 from firmware.routing import websocket_urlpatterns as firmware_patterns
 from integrations.websocket import bearer_token
 from portal.routing import websocket_urlpatterns as portal_patterns
@@ -26,7 +27,8 @@ websocket_urlpatterns: list[Any] = [*portal_patterns, *firmware_patterns, *alert
 
 
 def websocket_application() -> Any:
-    app: Any = URLRouter(websocket_urlpatterns)
+    # Counted inside the auth stack, so the count sees who the socket belongs to (energybox/wsmetrics.py).
+    app: Any = WebsocketClients(URLRouter(websocket_urlpatterns))
     for dotted in reversed(settings.WEBSOCKET_AUTH_MIDDLEWARE):
         app = import_string(dotted)(app)
     return OriginOrBearer(AuthMiddlewareStack(app))
