@@ -22,6 +22,7 @@ throughput) on the event loop `--loop` names (default auto: uvloop when installe
 
     .venv/bin/python bench/live_latency.py [--devices 1000] [--clients 50] [--seconds 60] [--breakdown]
                                            [--sim-processes 1] [--loop auto|uvloop|asyncio]
+                                           [--store-processes N]
 
 Prints progress, then one JSON object on its last line.
 """
@@ -170,7 +171,7 @@ class Child:
                 self.proc.kill()
 
 
-def gateway_argv(*, loop: str = "auto") -> list[str]:
+def gateway_argv(*, loop: str = "auto", store_processes: int | None = None) -> list[str]:
     # Overload mode (on by default in rungateway) off: it would trade latency for throughput here.
     return [
         sys.executable,
@@ -186,6 +187,7 @@ def gateway_argv(*, loop: str = "auto") -> list[str]:
         "0",
         "--loop",
         loop,
+        *(["--store-processes", str(store_processes)] if store_processes is not None else []),
     ]
 
 
@@ -381,6 +383,9 @@ def main() -> None:
     )
     parser.add_argument("--sim-processes", type=int, default=1, help="processes the simulated devices are split over")
     parser.add_argument("--loop", default="auto", help="the gateway's event loop (rungateway --loop)")
+    parser.add_argument(
+        "--store-processes", type=int, default=None, help="rungateway --store-processes (default: its own)"
+    )
     args = parser.parse_args()
     warmup = 15.0
 
@@ -395,7 +400,7 @@ def main() -> None:
     log(f"provisioned {len(specs)} devices in {len(by_facility)} facilities in {time.monotonic() - started:.0f} s")
 
     python = sys.executable
-    gateway = Child("gateway", gateway_argv(loop=args.loop), env)
+    gateway = Child("gateway", gateway_argv(loop=args.loop, store_processes=args.store_processes), env)
     web = Child(
         "daphne", [python, "-m", "daphne", "-v", "1", "-b", "127.0.0.1", "-p", "0", "energybox.asgi:application"], env
     )

@@ -53,6 +53,10 @@ def _store_process_started() -> None:
     django.setup()
 
 
+def _store_process_ready() -> None:
+    """A no-op: submitting it makes the pool spawn its processes."""
+
+
 def _call_in_process(enqueue: Enqueue, batches: Sequence[ReadingsBatch], recheck_s: float) -> None:
     """One group in a store process; the connection check as `IngestBatcher._call` does it per thread."""
     global _process_checked, _process_failed  # noqa: PLW0603 - one per process, as threading.local per thread
@@ -129,6 +133,11 @@ class IngestBatcher:
 
     def start(self) -> None:
         self._runner = asyncio.get_running_loop().create_task(self._run(), name="ingest-batcher")
+        if self._processes > 0:
+            # Start the store processes now (a pool spawns them on its first call): setting Django
+            # up in them costs seconds of CPU, which must not land on the first devices' handshakes.
+            for _ in range(self._processes):
+                self._executor.submit(_store_process_ready)
 
     def submit(self, batch: ReadingsBatch) -> asyncio.Future[None]:
         """A future that resolves once the batch is durably enqueued (or fails with the seam's error)."""
