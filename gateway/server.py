@@ -486,17 +486,29 @@ class Connection:
                 write.add_done_callback(functools.partial(self._on_progress_recorded, offer.transfer_id))
             self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
             return
-        state = services.FIRMWARE_STATE_OF[status.state]
-        active = await self.gateway.firmware.record(
+        # VERIFIED and the final states are acked once written, but the connection reads on meanwhile:
+        # its readings are not held up by a round of a thousand devices' statuses.
+        write = self.gateway.firmware.record(
             transfer_id=offer.transfer_id,
             device_id=self.identity.device_id,
-            state=state,
+            state=services.FIRMWARE_STATE_OF[status.state],
             offset=status.offset,
             message=status.message,
         )
-        if not active or status.state >= p.FirmwareState.INSTALLED:
-            self.offer = None
-        self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
+        if status.state >= p.FirmwareState.INSTALLED:
+            self.offer = None  # final: this transfer serves no more chunks on this connection
+        write.add_done_callback(functools.partial(self._on_status_recorded, offer.transfer_id, frame.seq))
+
+    def _on_status_recorded(self, transfer_id: int, seq: int, write: asyncio.Future[bool]) -> None:
+        if write.cancelled():
+            return
+        if write.exception() is not None:
+            logger.error("gateway: recording the status of transfer %d failed: %r", transfer_id, write.exception())
+            self.nack(seq, p.ErrorCode.UNAVAILABLE, "the status could not be stored; send it again")
+            return
+        if not write.result() and self.offer is not None and self.offer.transfer_id == transfer_id:
+            self.offer = None  # cancelled or someone else's meanwhile
+        self.send(p.FrameType.ACK, p.Ack(seq).encode())
 
 
 def build_batch(identity: DeviceIdentity, frame: p.Frame) -> ReadingsBatch | None:
@@ -792,7 +804,11 @@ class Gateway:
         connected = set(self.connections) if device_ids is None else device_ids & self.connections.keys()
         if not connected:
             return 0
-        offers = await self.firmware.call(services.firmware_offers_for, device_ids=connected)
+        # The poll looks for new transfers only (PENDING): one in progress stays with the connection
+        # that holds its offer, and a device that reconnects is asked about with all of its states.
+        offers = await self.firmware.call(
+            services.firmware_offers_for, device_ids=connected, only_pending=device_ids is None
+        )
         fresh = {}
         for offer in offers:
             connection = self.connections.get(offer.device_id)
@@ -835,7 +851,10 @@ class Gateway:
             if full:
                 polled = time.monotonic()
             try:
-                await self.firmware_check(None if full else joined)
+                if joined:  # every active state: a reconnecting device resumes what it had
+                    await self.firmware_check(joined)
+                if full:
+                    await self.firmware_check()
             except Exception:
                 logger.exception("gateway: checking firmware transfers failed")
 

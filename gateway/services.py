@@ -172,13 +172,16 @@ class FirmwareOfferInfo:
     delta_id: int | None = None
 
 
-def firmware_offers_for(*, device_ids: Iterable[int]) -> list[FirmwareOfferInfo]:
+def firmware_offers_for(*, device_ids: Iterable[int], only_pending: bool = False) -> list[FirmwareOfferInfo]:
+    """The active transfers of these devices (only those not yet offered: `only_pending`)."""
     close_old_connections()
     wanted = set(device_ids)
     if not wanted:
         return []
     offers = []
     active = firmware_selectors.firmware_transfers_active_for(device_ids=wanted)
+    if only_pending:
+        active = active.filter(state=FirmwareTransfer.State.PENDING)
     for transfer in active.select_related("delta").defer("image__image", "delta__patch"):
         image = transfer.image
         offers.append(

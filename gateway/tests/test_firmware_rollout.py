@@ -347,7 +347,7 @@ async def test_a_device_that_took_its_offer_and_went_offline_does_not_resume_aft
         await wait_for(lambda: not device_offline(spec.serial), within_s=30, what="the device back")
         device_id = (await sync_to_async(Device.objects.get)(serial=spec.serial)).pk
         # The gateway asks about the device now; nothing is active, so nothing is offered or resumed.
-        assert await gateway.firmware_check() == 0
+        assert await gateway.firmware_check({device_id}) == 0
         assert gateway.connections[device_id].offer is None
         assert device.firmware_requests == requests_before and device.firmware_version == "1.0.0"
         await sync_to_async(tick)()
