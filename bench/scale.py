@@ -506,7 +506,7 @@ async def measure(args, specs, facility_ids, cafile: str, victim: Child) -> dict
     after_kill = [(t, c) for t, c in timeline if kill_at <= t <= min(kill_at + 180, started + args.seconds - 5)]
     low_at, low = min(after_kill, key=lambda tc: (tc[1], tc[0]), default=(kill_at, before))
     back_at = next((t for t, c in timeline if t >= low_at and c >= before), None)
-    reconnected = before - low
+    reconnected = max(0, before - low)  # stragglers still connecting can hide the dip
     recovery = None if back_at is None else back_at - kill_at
     return {
         "devices": len(specs),
