@@ -7,7 +7,7 @@ after the call that carried it returned.
 With `processes` > 0 the calls run in that many store processes of their own instead (spawned,
 Django set up in each). That is for the embedded mode, where the "enqueue" is the whole store:
 decoding, COPY, rollup marks and alert rules are Python that holds the GIL, and in a thread of the
-gateway process it held the event loop off (profiled in docs/live.md: at 1,000 live devices half
+gateway process it held the event loop off (profiled in docs/gateway.md, "Live latency": at 1,000 live devices half
 the gateway's samples were the ingest thread, and the channel-layer publishes timed out behind it).
 A batch is still acked only after the store process returned from storing it; a store process
 that dies fails its groups (the devices are nacked and resend) and the pool is started again.
