@@ -577,8 +577,12 @@ def _demand_write(*, facility: Facility, demand: selectors.Demand, whole: bool) 
     return months | _local_months(tz, int(demand.starts_ms[0]), int(demand.starts_ms[-1]) + selectors.INTERVAL_MS)
 
 
-def demand_settle(*, facility_ids: Sequence[int] | None = None) -> int:
+def demand_settle(*, facility_ids: Sequence[int] | None = None, budget_s: float | None = None) -> int:
     """Bring the stored demand and peaks of these facilities (all when None) up to date; returns those done.
+
+    With `budget_s`, it stops after the first facility done past that many seconds (the beat task's run
+    stays short when many facilities need a whole recompute, a fresh install say); the rest wait for the
+    next run, and reads settle their own facility anyway.
 
     A facility whose zone or metering channels changed since (a zone change, a device moved in or out),
     or that has no stored demand yet, is recomputed whole; otherwise only its marked spans are. Each
@@ -591,7 +595,10 @@ def demand_settle(*, facility_ids: Sequence[int] | None = None) -> int:
     channels = selectors.demand_channels(facility_ids=[f.pk for f in facilities])
     due = set(DemandMark.objects.filter(facility__in=facilities).values_list("facility_id", flat=True).distinct())
     done = 0
+    deadline = None if budget_s is None else time.monotonic() + budget_s
     for facility in facilities:
+        if deadline is not None and done and time.monotonic() > deadline:
+            break
         channel_ids = channels.get(facility.pk, [])
         key = ",".join(str(pk) for pk in channel_ids)
         state = getattr(facility, "demand_state", None)

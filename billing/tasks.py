@@ -18,9 +18,9 @@ def issue_bills_task(self: Task) -> int:
 
 
 @shared_task(name="billing.demand_settle", bind=True, ignore_result=True, max_retries=5)
-def demand_settle_task(self: Task) -> int:
+def demand_settle_task(self: Task, budget_s: float = 40.0) -> int:
     """Beat: store the demand and peaks of the 15-minute rollups that settled since the last run."""
     try:
-        return services.demand_settle()
+        return services.demand_settle(budget_s=budget_s)
     except OperationalError as exc:
         raise self.retry(exc=exc, countdown=30) from exc

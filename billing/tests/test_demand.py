@@ -239,3 +239,14 @@ def test_a_device_moved_to_a_facility_in_another_zone_moves_its_demand_and_peaks
     }
     _assert_demand(mf.facility, rest)
     _assert_peaks(mf.facility, reference_peaks(rest, "Europe/Berlin"))
+
+
+def test_the_beat_task_stops_at_its_budget_and_the_next_run_goes_on():
+    first, _ = _counter_facility()
+    second, _ = _counter_facility()
+    assert demand_settle_task.apply(kwargs={"budget_s": 0}).get() == 1  # one facility, then out of time
+    stored = {mf.facility.pk for mf in (first, second) if DemandInterval.objects.filter(facility=mf.facility).exists()}
+    assert len(stored) == 1
+    assert demand_settle_task.apply(kwargs={"budget_s": 0}).get() == 1
+    assert all(DemandInterval.objects.filter(facility=mf.facility).exists() for mf in (first, second))
+    assert demand_settle_task.apply().get() == 0  # nothing left
