@@ -30,7 +30,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +50,8 @@ class Overload:
         devices: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         self._push = push  # sends CONFIG entries to every connected device; returns how many
-        # Who is watched, and how to tell one device: given, or the gateway's own when `push` is a
-        # Gateway method (its livemode, push_config and connections), or none (everyone batches).
-        gateway: Any = getattr(push, "__self__", None)
-        if watched is None and gateway is not None and hasattr(gateway, "livemode"):
-            livemode = gateway.livemode
-            watched = lambda device_id: device_id in livemode.live or livemode.watched(device_id)  # noqa: E731
-            push_one = push_one or gateway.push_config
-            devices = devices or (lambda: list(gateway.connections))
+        # Who is watched and how to tell one device (the gateway passes its live modes, push_config
+        # and connections); without them everyone batches harder.
         self._watched, self._push_one, self._devices = watched, push_one, devices
         self._told: set[int] = set()  # devices told to batch harder in this episode
         self._known: set[int] = set()  # devices connected at the last sweep

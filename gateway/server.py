@@ -582,7 +582,14 @@ class Gateway:
         self.livemode = LiveModes(push=self.push_config, hold_over_s=self.config.live_hold_over_s)
         self.control.on(control.LIVE, self.livemode.on_command)
         self.control.on(control.REPLACED, self._on_replaced_command)
-        self.overload = Overload(push=self._push_config_to_all, high_ms=self.config.overload_lag_ms)
+        self.overload = Overload(
+            push=self._push_config_to_all,
+            high_ms=self.config.overload_lag_ms,
+            # Under overload only the devices nobody watches are told to batch harder.
+            watched=lambda device_id: device_id in self.livemode.live or self.livemode.watched(device_id),
+            push_one=self.push_config,
+            devices=lambda: list(self.connections),
+        )
         self.connections: dict[int, Connection] = {}
         self.stats: dict[str, int] = {}
         self.draining = False
