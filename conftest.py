@@ -44,6 +44,18 @@ def _data_dir_in_tmp(settings, tmp_path_factory):
     settings.DATA_DIR = tmp_path_factory.mktemp("data")
 
 
+@pytest.fixture(autouse=True)
+def _celery_join_state_reset():
+    """A Celery worker run inside the test process (its Pool step) marks the process as "inside a
+    worker", after which `AsyncResult.get()` raises "Never call result.get() within a task!" in every
+    later test. Each test starts and ends outside a worker."""
+    from celery._state import _set_task_join_will_block
+
+    _set_task_join_will_block(False)
+    yield
+    _set_task_join_will_block(False)
+
+
 @pytest.fixture
 def live_layer(request: pytest.FixtureRequest) -> str:
     """The channel layer of the live tests: real Redis whenever CI (or the developer) configures it."""
