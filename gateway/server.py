@@ -445,6 +445,17 @@ class Connection:
         self.gateway.count("firmware_chunk_bytes", len(data))
         await self.writer.drain()
 
+    def _record_status(self, offer: FirmwareOfferInfo, status: p.FirmwareStatus) -> asyncio.Future[bool]:
+        """Queue the device's status of its transfer for the gateway's next round of status writes."""
+        assert self.identity is not None
+        return self.gateway.firmware.record(
+            transfer_id=offer.transfer_id,
+            device_id=self.identity.device_id,
+            state=services.FIRMWARE_STATE_OF[status.state],
+            offset=status.offset,
+            message=status.message,
+        )
+
     def _on_progress_recorded(self, transfer_id: int, write: asyncio.Future[bool]) -> None:
         self._progress_writes.discard(write)
         if write.cancelled():
@@ -475,26 +486,14 @@ class Connection:
             # statuses are written in rounds in the order they came (gateway.firmware), so a later
             # final state still lands after it.
             if status.state == p.FirmwareState.ACCEPTED or not self._progress_recently():
-                write = self.gateway.firmware.record(
-                    transfer_id=offer.transfer_id,
-                    device_id=self.identity.device_id,
-                    state=services.FIRMWARE_STATE_OF[status.state],
-                    offset=status.offset,
-                    message=status.message,
-                )
+                write = self._record_status(offer, status)
                 self._progress_writes.add(write)
                 write.add_done_callback(functools.partial(self._on_progress_recorded, offer.transfer_id))
             self.send(p.FrameType.ACK, p.Ack(frame.seq).encode())
             return
         # VERIFIED and the final states are acked once written, but the connection reads on meanwhile:
         # its readings are not held up by a round of a thousand devices' statuses.
-        write = self.gateway.firmware.record(
-            transfer_id=offer.transfer_id,
-            device_id=self.identity.device_id,
-            state=services.FIRMWARE_STATE_OF[status.state],
-            offset=status.offset,
-            message=status.message,
-        )
+        write = self._record_status(offer, status)
         if status.state >= p.FirmwareState.INSTALLED:
             self.offer = None  # final: this transfer serves no more chunks on this connection
         write.add_done_callback(functools.partial(self._on_status_recorded, offer.transfer_id, frame.seq))
