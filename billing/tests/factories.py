@@ -109,7 +109,7 @@ def billing_objects(*, facility: Facility) -> None:
     from datetime import UTC, datetime
     from decimal import Decimal
 
-    from billing.models import Bill, BillingProfile, BillLine, CostCentre
+    from billing.models import Bill, BillingProfile, BillLine, CostCentre, DemandInterval, FacilityPeak
 
     tariff = TariffFactory(tenant=facility.tenant)
     services.contract_create(facility=facility, tariff=tariff, valid_from=date(2026, 1, 1))
@@ -130,3 +130,5 @@ def billing_objects(*, facility: Facility) -> None:
     BillLine.objects.create(
         bill=bill, position=0, kind="fixed", label="x", quantity=1, unit="mo", unit_price=Decimal(1), amount=Decimal(1)
     )
+    DemandInterval.objects.create(facility=facility, start=moment, kw=4.0)
+    FacilityPeak.objects.create(facility=facility, year=2026, month=1, kw=4.0, interval_start=moment)

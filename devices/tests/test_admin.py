@@ -102,7 +102,10 @@ def staff_client(client):
 
 NO_ADD_PAGE = {("firmware", "firmwaretransfer"), ("auditlog", "logentry")}
 # Billing is read-only in the admin: tenants write it through the services.
-NO_ADD_PAGE |= {("billing", m) for m in ("tariff", "contract", "bill", "costcentre", "billingprofile")}
+NO_ADD_PAGE |= {
+    ("billing", m)
+    for m in ("tariff", "contract", "bill", "costcentre", "billingprofile", "facilitypeak", "demandinterval")
+}
 NO_ADD_PAGE |= {
     ("readings", "confirmedspan"),  # through readings_confirm, which recomputes the rollups
     ("readings", "counterreset"),  # reported by devices
