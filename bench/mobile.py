@@ -45,6 +45,11 @@ from typing import Any
 
 from _common import setup  # bench/ is this script's folder, so it is on sys.path
 
+# The devices here send a month's frames as fast as they can (realtime=False), so their sample times run
+# ahead of the clock; the gateway's future-readings guard (READINGS_MAX_FUTURE_S, 300 s) would refuse them
+# after 150 live frames. The bytes on the wire do not depend on it: the guard is opened for this process.
+os.environ.setdefault("READINGS_MAX_FUTURE_S", str(30 * 86_400))
+
 SECONDS_PER_MONTH = 30 * 86_400
 INTERVAL_S = 2
 BATCH = 15  # samples per batched frame (--batch)
