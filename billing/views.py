@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -24,10 +25,12 @@ from accounts.selectors import tenant_get
 from billing import documents, selectors, services
 from billing.errors import BillingError
 from billing.forms import AllocationForm, ContractForm, CostCentreForm, TariffForm, VersionForm
-from billing.models import Contract, CostCentre, Tariff
+from billing.models import Contract, Tariff
 from devices.models import Facility
 from devices.selectors import facility_list, load_list
 from portal.access import request_access
+
+_Row = TypeVar("_Row", bound=Model)
 
 MS = 1000
 
@@ -295,14 +298,18 @@ def tariffs_page(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _admin_contract(access: Access, contract_id: int) -> Contract:
-    """The tenant's contract for its admins; anyone else, or another tenant's contract, gets a 404."""
+def _admin_object(access: Access, objects: QuerySet[_Row], pk: int) -> _Row:
+    """One of the tenant's rows for its admins; anyone else, or another tenant's row, gets a 404."""
     if not access.is_admin:
         raise Http404()
     try:
-        return selectors.contract_list(access=access).get(pk=contract_id)
-    except Contract.DoesNotExist as exc:
+        return objects.get(pk=pk)
+    except ObjectDoesNotExist as exc:
         raise Http404() from exc
+
+
+def _admin_contract(access: Access, contract_id: int) -> Contract:
+    return _admin_object(access, selectors.contract_list(access=access), contract_id)
 
 
 @login_required
@@ -340,12 +347,7 @@ def cost_centre_delete(request: HttpRequest, centre_id: int) -> HttpResponse:
     """Ask first (GET), then delete (POST): the same service as DELETE /api/v1/cost-centres/<id>/. Tenant
     admins only; anyone else, or another tenant's cost centre, gets a 404."""
     access = _access(request)
-    if not access.is_admin:
-        raise Http404()
-    try:
-        centre = selectors.cost_centre_list(access=access).get(pk=centre_id)
-    except CostCentre.DoesNotExist as exc:
-        raise Http404() from exc
+    centre = _admin_object(access, selectors.cost_centre_list(access=access), centre_id)
     if request.method == "POST":
         services.cost_centre_delete(centre=centre)
         messages.success(request, _("Cost centre %(name)s deleted.") % {"name": centre.name})
