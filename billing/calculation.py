@@ -93,6 +93,7 @@ class Usage:
     starts_ms: IntArray
     kwh: FloatArray
     loads: dict[int, FloatArray] = field(default_factory=dict)
+    estimated: npt.NDArray[np.bool_] | None = None  # part of the interval's energy is a gap's spread share
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,7 @@ class BillResult:
     allocation: list[AllocationRow]
     top_peaks: list[tuple[int, float]]
     projected_gross: Decimal | None = None
+    peak_estimated: bool = False  # the peak interval's energy is partly a gap's spread share
 
 
 def utc_offsets_ms(starts_ms: IntArray, tz: ZoneInfo) -> IntArray:
@@ -326,12 +328,14 @@ def compute_bill(
     billed = seg_of >= 0
     candidates = np.where(billed & window, demand, -np.inf)
     peak_kw = peak_start = None
+    peak_estimated = False
     top: list[tuple[int, float]] = []
     if len(candidates) and np.isfinite(candidates.max()):
         order = np.argsort(-candidates, kind="stable")[:10]
         top = [(int(starts[i]), float(demand[i])) for i in order if np.isfinite(candidates[i])]
         peak_index = int(order[0])
         peak_kw, peak_start = float(demand[peak_index]), int(starts[peak_index])
+        peak_estimated = usage.estimated is not None and bool(usage.estimated[peak_index])
     month_peak = peak_kw or 0.0
     earlier_max = max((p.kw for p in history.earlier_peaks), default=0.0)
     annual_peak = max(earlier_max, month_peak)
@@ -499,6 +503,7 @@ def compute_bill(
         allocation=rows,
         top_peaks=top,
         projected_gross=projected,
+        peak_estimated=peak_estimated,
     )
 
 

@@ -61,6 +61,10 @@ class BillDocument:
         return f"{self.year}-{self.month:02d}"
 
     @property
+    def peak_estimated(self) -> bool:
+        return bool(self.detail.get("peak_estimated", False))
+
+    @property
     def allocation(self) -> list[dict[str, Any]]:
         return list(self.detail.get("allocation", []))
 

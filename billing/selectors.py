@@ -12,7 +12,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -51,7 +51,6 @@ from devices.quantities import Quantity
 from devices.selectors import channel_allocation_changes, facility_list
 from readings.models import Resolution as ResolutionLevel
 from readings.rollups import Flag, interval_edges
-from readings.selectors import readings_facility_demand
 from readings.store import get_store
 
 logger = logging.getLogger(__name__)
@@ -178,11 +177,16 @@ def holiday_dates(region: str, year: int) -> tuple[date, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Metering:
-    """Which channels measure the facility (main) and each load (submeters), energy counters first."""
+    """Which channels measure the facility (main) and each load (submeters).
+
+    Per device and load, the energy counters answer each interval where they have data, and the mean
+    power the intervals they leave: `fallback` maps each power channel to the counters it stands in for.
+    """
 
     main: tuple[Channel, ...]
     loads: dict[int, tuple[Channel, ...]]
     meters: int
+    fallback: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 NO_METERING = Metering((), {}, 0)
@@ -193,9 +197,9 @@ def facility_metering(*, facility: Facility) -> Metering:
 
 
 def facilities_metering(*, facility_ids: Sequence[int]) -> dict[int, Metering]:
-    """Per facility, per device and load: the all-phase channel if there is one, else the phases; an
-    energy counter where the group has one, else mean power. The main meter is the mains load where
-    there is one, otherwise every load together. One query for all the facilities."""
+    """Per facility, per device and load: the all-phase channel if there is one, else the phases; the
+    energy counters, with the mean power for the intervals they have no data in. The main meter is the
+    mains load where there is one, otherwise every load together. One query for all the facilities."""
     channels = Channel.objects.filter(
         device__facility_id__in=list(facility_ids),
         quantity__in=(Quantity.ACTIVE_ENERGY, Quantity.ACTIVE_POWER),
@@ -209,24 +213,30 @@ def facilities_metering(*, facility_ids: Sequence[int]) -> dict[int, Metering]:
 
 def _metering(channels: Sequence[Channel]) -> Metering:
     groups: dict[tuple[int, int | None], list[Channel]] = defaultdict(list)
-    for channel in channels:
+    for channel in sorted(channels, key=lambda c: c.pk):
         groups[(channel.device_id, channel.load_id)].append(channel)
     chosen: dict[tuple[int, int | None], list[Channel]] = {}
+    fallback: dict[int, tuple[int, ...]] = {}
     for key, members in groups.items():
-        energy = [c for c in members if c.quantity == Quantity.ACTIVE_ENERGY]
-        pick = energy or members
-        totals = [c for c in pick if c.phase == "total"]
-        chosen[key] = totals or pick
+        picked: list[Channel] = []
+        for quantity in (Quantity.ACTIVE_ENERGY, Quantity.ACTIVE_POWER):
+            of = [c for c in members if c.quantity == quantity]
+            picked.extend([c for c in of if c.phase == "total"] or of)
+        counters = tuple(c.pk for c in picked if c.quantity == Quantity.ACTIVE_ENERGY)
+        if counters:
+            fallback.update({c.pk: counters for c in picked if c.quantity == Quantity.ACTIVE_POWER})
+        chosen[key] = picked
     mains = {key for key, members in chosen.items() if members[0].load and members[0].load.kind == Load.Kind.MAINS}
     main = [c for key in (mains or chosen) for c in chosen[key]]
     loads: dict[int, list[Channel]] = defaultdict(list)
-    for (_, load_id), members in chosen.items():
-        if load_id is not None and (not mains or (_, load_id) not in mains):
+    for (device_id, load_id), members in chosen.items():
+        if load_id is not None and (not mains or (device_id, load_id) not in mains):
             loads[load_id].extend(members)
     return Metering(
         main=tuple(main),
         loads={lid: tuple(members) for lid, members in loads.items()},
         meters=len({c.device_id for c in main}),
+        fallback=fallback,
     )
 
 
@@ -260,8 +270,10 @@ def _kwh_by_channel(
         starts = block.columns["start_ms"]
         if channel.quantity == Quantity.ACTIVE_ENERGY:
             kwh = block.columns["delta"] * TO_KILO[channel.unit]
-        else:  # mean power over the quarter hour: kW × 0.25 h
-            kwh = block.columns["sum"] / block.columns["count"] * TO_KILO[channel.unit] * 0.25
+        else:  # mean power over the quarter hour: kW × 0.25 h; none where every reading was implausible
+            count = block.columns["count"]
+            mean = np.divide(block.columns["sum"], count, out=np.full(len(count), np.nan), where=count > 0)
+            kwh = mean * TO_KILO[channel.unit] * 0.25
         values = np.full(len(edges) - 1, np.nan)
         cells = (starts - edges[0]) // INTERVAL_MS
         values[cells] = kwh
@@ -308,38 +320,72 @@ def _loads_by_interval(*, access: Access, channels: Sequence[Channel], edges: np
     return result
 
 
-def _usage(metering: Metering, kwh: dict[int, np.ndarray], edges: np.ndarray, loads_at: dict[int, np.ndarray]) -> Usage:
-    """Main meter and per-load kWh per interval. A channel's kWh goes, interval by interval, to the load
-    its allocation names then: a submeter moved mid-month is split at the move."""
+def _counted(metering: Metering, kwh: dict[int, np.ndarray], fed: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Each channel's kWh per interval as the facility counts it: a power channel's only where no counter
+    of its device that feeds the same load then has data (the counters answer, the mean power fills in)."""
+    counted = dict(kwh)
+    for power_id, counter_ids in metering.fallback.items():
+        if power_id not in kwh:
+            continue
+        answered = np.zeros(len(kwh[power_id]), dtype=bool)
+        for counter_id in counter_ids:
+            if counter_id in kwh:
+                answered |= np.isfinite(kwh[counter_id]) & (fed[counter_id] == fed[power_id])
+        if answered.any():
+            counted[power_id] = np.where(answered, np.nan, kwh[power_id])
+    return counted
+
+
+def _usage(
+    metering: Metering,
+    kwh: dict[int, np.ndarray],
+    edges: np.ndarray,
+    loads_at: dict[int, np.ndarray],
+    flags: dict[int, np.ndarray] | None = None,
+) -> Usage:
+    """Main meter and per-load kWh per interval: the one rule of bills and of the stored demand and peaks.
+
+    A channel's kWh goes, interval by interval, to the load its allocation names then: a submeter moved
+    mid-month is split at the move. With `flags`, `Usage.estimated` marks the intervals where a channel
+    the main meter counts carries ESTIMATED (a gap's energy spread over the missing time)."""
     length = len(edges) - 1
     mains = {c.load.pk for c in metering.main if c.load is not None and c.load.kind == Load.Kind.MAINS}
     channels = [c for c in _channels(metering) if c.pk in kwh]
-
-    def fed(channel: Channel) -> np.ndarray:
-        return loads_at.get(channel.pk, np.full(length, channel.load_id or _NO_LOAD, dtype=np.int64))
-
+    fed = {c.pk: loads_at.get(c.pk, np.full(length, c.load_id or _NO_LOAD, dtype=np.int64)) for c in channels}
+    kwh = _counted(metering, kwh, fed)
     if mains:
-        main = _sum([np.where(np.isin(fed(c), sorted(mains)), kwh[c.pk], np.nan) for c in channels], length)
+        counted = [np.where(np.isin(fed[c.pk], sorted(mains)), kwh[c.pk], np.nan) for c in channels]
+        main_ids = [c.pk for c in channels]
     else:  # no main meter: every load together is the facility
-        main = _sum([kwh[c.pk] for c in metering.main if c.pk in kwh], length)
-    load_ids = set(metering.loads) | {int(i) for c in channels for i in np.unique(fed(c))}
+        main_ids = [c.pk for c in metering.main if c.pk in kwh]
+        counted = [kwh[pk] for pk in main_ids]
+    main = _sum(counted, length)
+    estimated = None
+    if flags is not None:
+        estimated = np.zeros(length, dtype=bool)
+        for pk, part in zip(main_ids, counted, strict=True):
+            if pk in flags:
+                estimated |= np.isfinite(part) & ((flags[pk] & int(Flag.ESTIMATED)) != 0)
+    load_ids = set(metering.loads) | {int(i) for c in channels for i in np.unique(fed[c.pk])}
     load_ids -= mains | {_NO_LOAD}
     loads = {
-        lid: _sum([np.where(fed(c) == lid, kwh[c.pk], np.nan) for c in channels if (fed(c) == lid).any()], length)
+        lid: _sum([np.where(fed[c.pk] == lid, kwh[c.pk], np.nan) for c in channels if (fed[c.pk] == lid).any()], length)
         for lid in sorted(load_ids)
     }
-    return Usage(starts_ms=edges[:-1], kwh=main, loads=loads)
+    return Usage(starts_ms=edges[:-1], kwh=main, loads=loads, estimated=estimated)
 
 
 def facility_usage(*, access: Access, facility: Facility, start_ms: int, end_ms: int, metering: Metering) -> Usage:
     """The facility's kWh per 15-minute interval over [start_ms, end_ms), main meter and each load."""
     edges = interval_edges("15m", ZoneInfo(facility.timezone), start_ms, end_ms)
     channels = _channels(metering)
+    flags: dict[int, np.ndarray] = {}
     return _usage(
         metering,
-        _kwh_by_channel(access=access, channels=channels, edges=edges),
+        _kwh_by_channel(access=access, channels=channels, edges=edges, flags=flags),
         edges,
         _loads_by_interval(access=access, channels=channels, edges=edges),
+        flags,
     )
 
 
@@ -371,9 +417,10 @@ def demand_compute(
 ) -> Demand:
     """The facility's 15-minute demand over [start_ms, end_ms), or over all its rollups when a bound is None.
 
-    It is `readings_facility_demand`, the dashboard's rule: the facility total (its mains load, else every
-    load), from the energy counters in each interval where they have data (energy × 4), else the mean
-    power; `estimated` where an interval's flags carry ESTIMATED (a gap's spread share).
+    It is the bills' rule (`facility_usage`, `_usage`), so a bill's own peak and the stored one never
+    differ: the main meter (its mains load, else every load), per device and load from the energy
+    counters in each interval where they have data (energy × 4), else the mean power; `estimated` where
+    a counted interval's flags carry ESTIMATED (a gap's spread share).
     """
     empty = Demand(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=bool))
     if not channel_ids:
@@ -398,20 +445,15 @@ def demand_compute(
     if end_ms <= start_ms:
         return empty
     access = Access(tenant_id=facility.tenant_id, role=Role.ADMIN, facility_ids=None)  # a worker's, tenant-wide
-    series = readings_facility_demand(
+    usage = facility_usage(
         access=access,
-        facility_id=facility.pk,
-        start=datetime.fromtimestamp(start_ms / 1000, tz=UTC),
-        end=datetime.fromtimestamp(end_ms / 1000, tz=UTC),
+        facility=facility,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        metering=facility_metering(facility=facility),
     )
-    starts = np.arange(start_ms, end_ms, INTERVAL_MS, dtype=np.int64)
-    kw = np.full(len(starts), np.nan)
-    estimated = np.zeros(len(starts), dtype=bool)
-    inside = (series.timestamps_ms >= start_ms) & (series.timestamps_ms < end_ms)
-    cells = (series.timestamps_ms[inside] - start_ms) // INTERVAL_MS
-    kw[cells] = series.demand_kw[inside]
-    estimated[cells] = (series.flags[inside] & int(Flag.ESTIMATED)) != 0
-    return Demand(starts, kw, estimated)
+    estimated = usage.estimated if usage.estimated is not None else np.zeros(len(usage.kwh), dtype=bool)
+    return Demand(usage.starts_ms, usage.kwh * 4, estimated)
 
 
 def _settle(facility_ids: Sequence[int]) -> None:
@@ -869,10 +911,11 @@ def client_month(*, access: Access, year: int, month: int, now_ms: int) -> list[
             size += count
         for chunk in chunks:
             channels = [c for g in chunk for c in _channels(meterings.get(g.pk, NO_METERING))]
-            kwh = _kwh_by_channel(access=access, channels=channels, edges=edges)
+            flags: dict[int, np.ndarray] = {}
+            kwh = _kwh_by_channel(access=access, channels=channels, edges=edges, flags=flags)
             loads_at = _loads_by_interval(access=access, channels=channels, edges=edges)
             for g in chunk:
-                usages[g.pk] = _usage(meterings.get(g.pk, NO_METERING), kwh, edges, loads_at)
+                usages[g.pk] = _usage(meterings.get(g.pk, NO_METERING), kwh, edges, loads_at, flags)
     rows: list[Bill | ComputedBill] = []
     for facility in facilities:
         if facility.pk in issued:

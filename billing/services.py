@@ -284,6 +284,7 @@ def bill_detail(computed: selectors.ComputedBill) -> dict[str, Any]:
             for s in computed.segments
         ],
         "billed_demand_kw": result.billed_demand_kw,
+        "peak_estimated": result.peak_estimated,
         "projected_gross": str(result.projected_gross) if result.projected_gross is not None else None,
         "top_peaks": [{"start": _dt(ms).isoformat(), "kw": kw} for ms, kw in result.top_peaks],  # type: ignore[union-attr]
         "allocation": [
