@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -203,6 +204,33 @@ def calendar(starts_ms: IntArray, tz: ZoneInfo, holidays: Sequence[date]) -> Cal
     )
 
 
+@lru_cache(maxsize=256)
+def _grid_calendar(start_ms: int, intervals: int, tz: ZoneInfo, holidays: tuple[date, ...]) -> Calendar:
+    """`calendar` of a whole 15-minute grid, built once per zone, month and holiday region: every bill of
+    the month in that zone shares it (its UTC offsets take a zone lookup per day). Read-only arrays."""
+    cal = calendar(np.arange(intervals, dtype=np.int64) * INTERVAL_MS + start_ms, tz, holidays)
+    for array in (cal.month_index, cal.hour, cal.day_type, cal.local_day):
+        array.setflags(write=False)
+    return cal
+
+
+def _calendar_of(starts_ms: IntArray, tz: ZoneInfo, holidays: Sequence[date]) -> Calendar:
+    n = len(starts_ms)
+    if n and int(starts_ms[-1]) - int(starts_ms[0]) == (n - 1) * INTERVAL_MS:  # the plain 15-minute grid
+        return _grid_calendar(int(starts_ms[0]), n, tz, tuple(holidays))
+    return calendar(starts_ms, tz, holidays)
+
+
+def _top(candidates: FloatArray, k: int) -> IntArray:
+    """Indices of the k highest finite-or-not candidates, highest first, ties to the earliest: what
+    `np.argsort(-candidates, kind="stable")[:k]` gives, without sorting the whole month."""
+    if len(candidates) <= k:
+        return np.argsort(-candidates, kind="stable")
+    threshold = np.partition(candidates, len(candidates) - k)[len(candidates) - k]
+    index = np.flatnonzero(candidates >= threshold)
+    return index[np.argsort(-candidates[index], kind="stable")][:k]
+
+
 def _lookup(schedules: dict[str, list[list[int]]], cal: Calendar, mask: npt.NDArray[np.bool_]) -> IntArray:
     table = np.array([schedules[name] for name in DAY_TYPES], dtype=np.int64)  # 3 × 12 × 24
     return table[cal.day_type[mask], cal.month_index[mask], cal.hour[mask]]
@@ -259,7 +287,7 @@ def compute_bill(
     currency = segments[0].terms.currency
     starts = usage.starts_ms
     kwh = np.nan_to_num(usage.kwh)
-    cal = calendar(starts, tz, holidays)
+    cal = _calendar_of(starts, tz, holidays)
     lines: list[Line] = []
     cost = np.zeros(len(starts))  # energy-dependent cost per interval, for the allocation
     rate_at = np.zeros(len(starts))
@@ -331,7 +359,7 @@ def compute_bill(
     peak_estimated = False
     top: list[tuple[int, float]] = []
     if len(candidates) and np.isfinite(candidates.max()):
-        order = np.argsort(-candidates, kind="stable")[:10]
+        order = _top(candidates, 10)
         top = [(int(starts[i]), float(demand[i])) for i in order if np.isfinite(candidates[i])]
         peak_index = int(order[0])
         peak_kw, peak_start = float(demand[peak_index]), int(starts[peak_index])
