@@ -77,6 +77,37 @@ def rss_mb(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
+def postgres_backends() -> list[int]:
+    """The server processes of this bench's database (the gateway's, its store processes', Daphne's)."""
+    import psycopg
+
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def redis_server_pid() -> int | None:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().split(" ", 2)[1] == "(redis-server)":
+                return int(stat.parent.name)
+        except OSError:
+            continue
+    return None
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:  # it exited meanwhile
+            pass
+    return total
+
+
 def copy_rate(readings: int) -> float:
     """Readings/s of one plain binary COPY into a table with a primary key (bench/ingest.py's)."""
     import numpy as np
@@ -119,11 +150,34 @@ def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str,
                 except OSError:  # the gateway exited (its failure is reported by the step)
                     return
 
+        # The rest of the machine in the measured window: what the gateway competes with for the cores.
+        others: dict[str, float] = {}
+
+        def machine(at: str) -> None:
+            pids = {
+                "daphne": [web.proc.pid],
+                "bench_clients": [os.getpid()],  # the dashboards' websockets, the tap and the baseline
+                "postgres_backends": postgres_backends(),
+                "redis_server_all_users": [pid] if (pid := redis_server_pid()) else [],
+            }
+            for name, group in pids.items():
+                others[f"{name}_{at}"] = cpu_of(group)
+            others[f"wall_{at}"] = time.time()
+
+        def window_timer() -> None:
+            if not done.wait(15.0):  # ll.measure's warm-up
+                machine("start")
+                if not done.wait(args.seconds):
+                    machine("end")
+
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        timer = threading.Thread(target=window_timer, daemon=True)
+        timer.start()
         result = asyncio.run(ll.measure(args, 15.0, specs, by_facility, session_key, gateway_port, web_port, cafile))
         done.set()
         sampler.join()
+        timer.join()
     finally:
         gateway.stop()
         web.stop()
@@ -148,6 +202,9 @@ def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str,
             "store_processes_cpu_percent": round(100 * store_cpu / wall, 1),
             "store_processes_cpu_us_per_frame": round(1e6 * store_cpu / frames_in_window * wall / args.seconds, 1),
             "gateway_rss_mb": round(max(s[2] for s in inside), 1),
+            # % of one core each, in the window; the machine has os.cpu_count() of them. Redis serves
+            # every user of the machine, so its figure is an upper bound of this bench's share.
+            "machine_cpu_percent": machine_breakdown(others, gateway=100 * cpu / wall, store=100 * store_cpu / wall),
             "gateway_frames": int(frames.group(1)) if frames else None,
             "readings_acked": readings_acked,
             "readings_stored": stored_now,
@@ -156,7 +213,22 @@ def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str,
             "stored_readings_per_s": round(frames_in_window * len(specs[0]["channels"]) / args.seconds, 1),
         }
     )
+    shares = result["machine_cpu_percent"]
+    if shares:
+        shares["simulators"] = round(sum(result["simulator_cpu_percent"]), 1)
+        shares["sum"] = round(sum(v for k, v in shares.items() if k != "cores"), 1)
     return result
+
+
+def machine_breakdown(others: dict[str, float], *, gateway: float, store: float) -> dict[str, Any]:
+    if "wall_end" not in others:
+        return {}
+    wall = others["wall_end"] - others["wall_start"]
+    shares = {"gateway": round(gateway, 1), "store_processes": round(store, 1)}
+    for name in ("daphne", "bench_clients", "postgres_backends", "redis_server_all_users"):
+        shares[name] = round(100 * (others[f"{name}_end"] - others[f"{name}_start"]) / wall, 1)
+    shares["cores"] = os.cpu_count() or 0
+    return shares
 
 
 # --- The anchor: Mosquitto over TLS ----------------------------------------------------------------

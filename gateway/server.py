@@ -79,6 +79,9 @@ class GatewayConfig:
     # Version 2: acks of compact live frames go together, every this many frames or seconds.
     live_ack_every: int = 8
     live_ack_within_s: float = 10.0
+    # Live rounds to the channel layer start at least this far apart (gateway/live.py): the bound on
+    # the latency it adds, under load only.
+    live_round_s: float = 0.01
     # Smoothed event-loop lag above which the gateway applies backpressure (gateway/overload.py);
     # 0 switches it off (the in-process test gateways; rungateway turns it on).
     overload_lag_ms: float = 0.0
@@ -574,7 +577,7 @@ class Gateway:
             max_inflight=self.config.max_inflight_enqueues,
             processes=self.config.store_processes,
         )
-        self.publisher = LivePublisher(layer=channel_layer)
+        self.publisher = LivePublisher(layer=channel_layer, round_interval_s=self.config.live_round_s)
         self.control = ControlSubscriber(layer=channel_layer)
         self.control.on(control.DISCONNECT, self._on_disconnect_command)
         self.control.on(control.CONFIG, lambda device_id, message: self.push_config(device_id, message["entries"]))

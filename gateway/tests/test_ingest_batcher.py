@@ -85,3 +85,41 @@ async def test_store_processes_run_the_seam_in_another_process_ack_only_after_it
     finally:
         await batcher.close()
     assert batcher.enqueued_batches == 2 and batcher.failed_batches == 2
+
+
+def record_groups(batches):  # type: ignore[no-untyped-def]
+    """A seam that logs each group's size; the group holding seq 1 waits until the test lets it go."""
+    import os
+    import time
+
+    folder = os.environ["EB_TEST_STORE_DIR"]
+    with open(os.path.join(folder, "groups.txt"), "a") as out:
+        out.write(f"{len(batches)}\n")
+    if any(batch.seq == 1 for batch in batches):
+        open(os.path.join(folder, "started"), "w").close()
+        while not os.path.exists(os.path.join(folder, "release")):
+            time.sleep(0.01)
+
+
+async def test_batches_that_arrive_while_the_store_process_stores_go_together_in_the_next_group(tmp_path, monkeypatch):
+    import asyncio
+
+    monkeypatch.setenv("EB_TEST_STORE_DIR", str(tmp_path))
+    batcher = ingest.IngestBatcher(enqueue=record_groups, linger_s=0.0, max_inflight=4, processes=1)
+    batcher.start()
+    try:
+        first = batcher.submit(_batch(1))
+        while not (tmp_path / "started").exists():  # noqa: ASYNC110 - the evidence is a file another process writes
+            await asyncio.sleep(0.01)
+        later = []
+        for seq in range(2, 7):
+            later.append(batcher.submit(_batch(seq)))
+            for _ in range(5):  # the batcher's loop gets its turns: it would send a group of one now
+                await asyncio.sleep(0)
+        (tmp_path / "release").touch()
+        await asyncio.gather(first, *later)
+    finally:
+        await batcher.close()
+    # One group of one, then the five that came meanwhile as one group: not five groups queued behind it.
+    assert (tmp_path / "groups.txt").read_text().split() == ["1", "5"]
+    assert batcher.enqueued_batches == 6

@@ -76,6 +76,23 @@ async def test_batches_arriving_while_a_round_is_sent_go_out_together_in_one_mes
     assert publisher.sent == 3 and publisher.dropped == 0
 
 
+async def test_batches_that_arrive_within_the_round_interval_of_a_round_go_out_together_in_the_next_one():
+    layer = InMemoryChannelLayer()
+    channel = await layer.new_channel()
+    await layer.group_add("facility.1", channel)
+    publisher = LivePublisher(layer=layer, round_interval_s=2.0)
+    publisher.start()
+    publisher.readings(identity(1, 1), batch(1, 1000))  # after a quiet spell: a round of its own
+    first = await asyncio.wait_for(layer.receive(channel), 2)
+    publisher.readings(identity(2, 1), batch(2, 2000))
+    await asyncio.sleep(0.1)  # a round of its own for each, were rounds not spaced
+    publisher.readings(identity(3, 1), batch(3, 3000))
+    second = await asyncio.wait_for(layer.receive(channel), 5)
+    await publisher.close()
+    assert [b["device_id"] for b in first["batches"]] == [1]
+    assert [b["device_id"] for b in second["batches"]] == [2, 3]
+
+
 async def test_while_the_layer_hangs_the_pending_batches_are_capped_and_the_excess_counted_as_dropped():
     class HangingLayer:
         async def group_send(self, group, message):

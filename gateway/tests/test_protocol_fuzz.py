@@ -104,3 +104,67 @@ def test_hello_refuses_a_firmware_version_longer_than_64_bytes(size):
     with pytest.raises(p.ProtocolError) as refused:
         p.Hello.decode(payload)
     assert refused.value.code == p.ErrorCode.MALFORMED
+
+
+def _decoded(decode, *args):  # type: ignore[no-untyped-def]
+    """What a decoder makes of a payload: the block's fields, or the refusal's code and message."""
+    try:
+        block = decode(*args)
+    except p.ProtocolError as exc:
+        return ("refused", exc.code, exc.message)
+    return (block.start_ms, block.interval_ms, block.raw.tolist(), block.present.tolist())
+
+
+@SETTINGS
+@given(
+    raw=st.lists(st.integers(-(2**53), 2**53), min_size=1, max_size=40),
+    absent=st.lists(st.booleans(), min_size=40, max_size=40),
+    interval_ms=st.integers(0, 2**24 - 1),
+    flips=st.lists(st.integers(0, 10_000), max_size=3),
+    cut=st.integers(-3, 2),
+)
+def test_a_one_sample_batch_decodes_as_the_vectorized_path_decodes_it_even_when_mangled(
+    raw, absent, interval_ms, flips, cut
+):
+    import numpy as np
+
+    payload = bytearray(
+        p.encode_readings(
+            start_ms=1_764_000_000_000,
+            interval_ms=interval_ms,
+            raw=np.array(raw, dtype=np.int64).reshape(-1, 1),
+            present=np.array(absent[: len(raw)]) | (np.arange(len(raw)) == 0),
+        )
+    )
+    for bit in flips:  # bit errors anywhere after the header, which stays a one-sample batch's
+        position = p.BATCH_HEADER_BITS + bit % max(1, len(payload) * 8 - p.BATCH_HEADER_BITS)
+        if position < len(payload) * 8:
+            payload[position // 8] ^= 0x80 >> position % 8
+    data = bytes(payload[: len(payload) + cut] if cut < 0 else payload + b"\0" * cut)
+    if len(data) * 8 < p.BATCH_HEADER_BITS:
+        return
+    start_ms, interval, samples, channels = p._BATCH_HEADER.unpack_from(data, 0)
+    assert samples == 1
+    if channels == 0:
+        return
+    bits = len(data) * 8
+    fast = _decoded(p._decode_one_sample, data, start_ms, interval, channels, bits)
+    assert fast == _decoded(p._decode_vectorized, data, start_ms, interval, 1, channels, bits)
+    assert fast == _decoded(p.decode_readings, data)
+
+
+@pytest.mark.parametrize("value", [2**53, -(2**53), 2**53 + 1, -(2**53) - 1, 2**62 - 1])
+def test_a_one_sample_value_beyond_2_to_the_53_is_refused_by_both_paths(value):
+    # Hand-built (the encoder refuses such values): header, then one DELTA channel of width 0 whose
+    # first value is `value`, zigzagged, padded to a byte.
+    zigzag = 2 * value if value >= 0 else -2 * value - 1
+    width = zigzag.bit_length()
+    acc, bits = (((((1 << 6) | 0) << 6) | width) << width) | zigzag, 8 + 6 + width
+    acc <<= -bits % 8
+    data = p._BATCH_HEADER.pack(1_764_000_000_000, 2000, 1, 1) + acc.to_bytes((bits + 7) // 8, "big")
+    fast = _decoded(p.decode_readings, data)
+    assert fast == _decoded(p._decode_vectorized, data, 1_764_000_000_000, 2000, 1, 1, len(data) * 8)
+    if abs(value) <= 2**53:
+        assert fast[2] == [[value]]
+    else:
+        assert fast == ("refused", p.ErrorCode.MALFORMED, "READINGS: a value lies outside ±2**53")
