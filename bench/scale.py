@@ -113,6 +113,8 @@ class ProcessWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._tick = os.sysconf("SC_CLK_TCK")
+        self._marks: dict[str, tuple[float, dict[str, float]]] = {}
+        self._lock = threading.Lock()
 
     def add(self, role: str, pid: int | None) -> None:
         if pid is not None:
@@ -120,6 +122,14 @@ class ProcessWatch:
 
     def start(self) -> None:
         self._thread.start()
+
+    def mark(self, name: str) -> None:
+        """CPU seconds per role now (the JSON's `cpu_s_at`), to tell the ramp's cost from the steady state's."""
+        self._sample()
+        self._marks[name] = (time.monotonic(), {role: self._cpu_of(role) for role in set(self._roles.values())})
+
+    def _cpu_of(self, role: str) -> float:
+        return sum(self._cpu.get(pid, 0.0) for pid, r in self._roles.items() if r == role)
 
     def _tree(self, pid: int) -> list[int]:
         pids = [pid]
@@ -131,6 +141,10 @@ class ProcessWatch:
         return pids
 
     def _sample(self) -> None:
+        with self._lock:
+            self._sample_locked()
+
+    def _sample_locked(self) -> None:
         for pid in list(self._roles):
             cpu, rss = 0.0, 0
             try:
@@ -162,6 +176,13 @@ class ProcessWatch:
                 "peak_rss_mb_per_process": round(peak / 2**20, 1),
                 "peak_rss_kb_per_device_all": round(sum(self._rss.get(pid, 0) for pid in pids) / 1024 / devices, 1),
             }
+        # Between two marks: CPU seconds per role per second of wall time (cores busy), e.g. from the
+        # end of the ramp to the kill, the steady state of the whole fleet.
+        names = list(self._marks)
+        for first, second in zip(names, names[1:], strict=False):
+            (t0, cpu0), (t1, cpu1) = self._marks[first], self._marks[second]
+            for role, entry in out.items():
+                entry[f"cores_{first}_to_{second}"] = round((cpu1.get(role, 0.0) - cpu0.get(role, 0.0)) / (t1 - t0), 3)
         return out
 
 
@@ -599,6 +620,7 @@ async def measure(args, specs, facility_ids, cafile: str, victim: Child, watch: 
         children.append(process)
         out_paths.append(out_path)
         watch.add("simulator", process.pid)
+    watch.mark("start")
     loop = asyncio.get_running_loop()
     ramp_s = len(specs) / args.connect_rate
 
@@ -611,9 +633,16 @@ async def measure(args, specs, facility_ids, cafile: str, victim: Child, watch: 
             f"load average {os.getloadavg()[0]:.1f}"
         )
 
+    ramp_marked = False
     while time.time() < started + args.kill_at:
         await asyncio.sleep(min(10.0, max(0.1, started + args.kill_at - time.time())))
+        if not ramp_marked and time.time() >= started + ramp_s:
+            watch.mark("ramp_end")
+            ramp_marked = True
         progress()
+    if not ramp_marked:
+        watch.mark("ramp_end")
+    watch.mark("kill")
     kill_at = time.time()
     os.kill(victim.proc.pid, signal.SIGKILL)
     log(f"SIGKILLed gateway pid {victim.proc.pid} at {kill_at - started:.0f} s")
@@ -622,6 +651,7 @@ async def measure(args, specs, facility_ids, cafile: str, victim: Child, watch: 
         progress(f" ({time.time() - kill_at:.0f} s after the kill)")
     for child in children:
         await loop.run_in_executor(None, child.join, 30)
+    watch.mark("fleet_end")
     stop.set()
     await asyncio.gather(tapper, pinger, leaser, return_exceptions=True)
     sent: list = []

@@ -619,7 +619,9 @@ class Gateway:
         if self.config.overload_lag_ms > 0:
             self.overload.start()
         # TLS starts in _handle, once the connection is admitted (gateway.overload.HandshakeAdmission).
-        self.admission = HandshakeAdmission(wait_s=self.config.handshake_timeout_s)
+        self.admission = HandshakeAdmission(
+            wait_s=self.config.handshake_timeout_s, overloaded=lambda: self.overload.overloaded
+        )
         self._server = await asyncio.start_server(self._handle, host, port, backlog=4096, limit=2 * 65536)
         loop = asyncio.get_running_loop()
         self._tasks = [
