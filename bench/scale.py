@@ -55,6 +55,7 @@ import resource
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -92,6 +93,97 @@ def raise_fd_limit(want: int = FD_LIMIT) -> int:
     target = want if hard == resource.RLIM_INFINITY else min(want, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
     return int(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+# --- What each process costs ---------------------------------------------------------------------------
+
+
+class ProcessWatch:
+    """CPU seconds and peak resident memory per role (gateway, worker, simulator, haproxy), from /proc.
+
+    A thread samples every process (and its children: a Celery worker's pool) every 2 s, so a process
+    that is killed keeps the figures of its last sample. Divided by the devices, these are the per-device
+    costs the sizing in docs/operations.md extrapolates from.
+    """
+
+    def __init__(self) -> None:
+        self._roles: dict[int, str] = {}
+        self._cpu: dict[int, float] = {}
+        self._rss: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._marks: dict[str, tuple[float, dict[str, float]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, role: str, pid: int | None) -> None:
+        if pid is not None:
+            self._roles[pid] = role
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def mark(self, name: str) -> None:
+        """CPU seconds per role now (the JSON's `cpu_s_at`), to tell the ramp's cost from the steady state's."""
+        self._sample()
+        self._marks[name] = (time.monotonic(), {role: self._cpu_of(role) for role in set(self._roles.values())})
+
+    def _cpu_of(self, role: str) -> float:
+        return sum(self._cpu.get(pid, 0.0) for pid, r in self._roles.items() if r == role)
+
+    def _tree(self, pid: int) -> list[int]:
+        pids = [pid]
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                pids += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+        return pids
+
+    def _sample(self) -> None:
+        with self._lock:
+            self._sample_locked()
+
+    def _sample_locked(self) -> None:
+        for pid in list(self._roles):
+            cpu, rss = 0.0, 0
+            try:
+                for member in self._tree(pid):
+                    fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+                    cpu += (int(fields[11]) + int(fields[12])) / self._tick
+                    rss += int(fields[21]) * resource.getpagesize()
+            except (OSError, IndexError, ValueError):
+                continue  # gone (the killed gateway): its last sample stands
+            self._cpu[pid] = max(self._cpu.get(pid, 0.0), cpu)
+            self._rss[pid] = max(self._rss.get(pid, 0), rss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(2.0):
+            self._sample()
+
+    def report(self, devices: int) -> dict[str, dict[str, float]]:
+        self._stop.set()
+        self._sample()
+        out: dict[str, dict[str, float]] = {}
+        for role in sorted(set(self._roles.values())):
+            pids = [pid for pid, r in self._roles.items() if r == role]
+            cpu = sum(self._cpu.get(pid, 0.0) for pid in pids)
+            peak = max((self._rss.get(pid, 0) for pid in pids), default=0)
+            out[role] = {
+                "processes": len(pids),
+                "cpu_s": round(cpu, 1),
+                "cpu_ms_per_device": round(1000 * cpu / devices, 1),
+                "peak_rss_mb_per_process": round(peak / 2**20, 1),
+                "peak_rss_kb_per_device_all": round(sum(self._rss.get(pid, 0) for pid in pids) / 1024 / devices, 1),
+            }
+        # Between two marks: CPU seconds per role per second of wall time (cores busy), e.g. from the
+        # end of the ramp to the kill, the steady state of the whole fleet.
+        names = list(self._marks)
+        for first, second in zip(names, names[1:], strict=False):
+            (t0, cpu0), (t1, cpu1) = self._marks[first], self._marks[second]
+            for role, entry in out.items():
+                entry[f"cores_{first}_to_{second}"] = round((cpu1.get(role, 0.0) - cpu0.get(role, 0.0)) / (t1 - t0), 3)
+        return out
 
 
 # --- Provisioning ------------------------------------------------------------------------------------
@@ -191,13 +283,21 @@ def provision(*, devices: int, facilities: int, cache: Path) -> tuple[list[dict]
 # --- The fleet (child processes) -------------------------------------------------------------------
 
 
-def simulate(specs: list[dict], watched: list[int], cafile: str, plan: dict, out_path: str) -> None:
-    """One child process's share of the fleet: records watched devices' live frames, acks, connected counts."""
+def simulate(specs: list[dict], watched: list[int], cafile: str, plan: dict, out_path: str, live_counts) -> None:  # type: ignore[no-untyped-def]
+    """One child process's share of the fleet: records watched devices' live frames, acks, connected counts.
+
+    `live_counts[plan["index"]]` is kept at this process's connected count, for the parent's progress lines.
+    """
+    import asyncio.sslproto
+
     from gateway import protocol as p
     from gateway.simulator import ChannelSpec, DeviceSpec, SimStats, SimulatedDevice
     from gateway.tls import client_context
 
     raise_fd_limit()
+    # asyncio gives every TLS connection a 256 KiB read buffer; a device reads frames of a few hundred
+    # bytes. The gateway cuts it to 16 KiB the same way (Gateway.start).
+    asyncio.sslproto.SSLProtocol.max_size = 16 * 1024
     sent: list[tuple[int, int, float]] = []
     timeline: dict[int, int] = {}
     watched_ids = set(watched)
@@ -222,10 +322,16 @@ def simulate(specs: list[dict], watched: list[int], cafile: str, plan: dict, out
     async def main() -> tuple[SimStats, list[TimedDevice]]:
         context = client_context(cafile=Path(cafile))
         stats = SimStats(devices=len(specs))
-        now = time.time_ns() // 1_000_000 // 10 * 10  # live sample times are whole 10 ms
         rng = np.random.default_rng(plan["seed"])
+        # Staggered over the whole fleet: this process's n-th device starts at its slot of the ramp.
+        slots = plan["first_slot"] + np.arange(len(specs)) * plan["slot_every"]
+        starts = plan["start"] + slots / plan["rate"]
         devices = []
-        for spec in specs:
+        for spec, at in zip(specs, starts, strict=True):
+            # A device powers up at its slot with at most one batch buffered (live sample times are whole
+            # 10 ms), not with every sample since the bench began: a late device would otherwise open with
+            # a burst of catch-up batches, and the fleet would store readings it never had to measure.
+            at_ms = int(at * 1000) // 10 * 10
             device = TimedDevice(
                 DeviceSpec(
                     serial=spec["serial"],
@@ -239,7 +345,7 @@ def simulate(specs: list[dict], watched: list[int], cafile: str, plan: dict, out
                 batch=BATCH,
                 interval_ms=INTERVAL_MS,
                 realtime=True,
-                start_ms=now - BATCH * INTERVAL_MS + 10 * int(rng.integers(0, BATCH * INTERVAL_MS // 10)),
+                start_ms=at_ms - BATCH * INTERVAL_MS + 10 * int(rng.integers(0, BATCH * INTERVAL_MS // 10)),
                 stats=stats,
                 seed=spec["device_id"],
                 record=True,
@@ -252,6 +358,7 @@ def simulate(specs: list[dict], watched: list[int], cafile: str, plan: dict, out
         async def sample() -> None:
             while True:
                 timeline[int(time.time() * TICKS_PER_S)] = stats.connected
+                live_counts[plan["index"]] = stats.connected
                 await asyncio.sleep(0.5 / TICKS_PER_S)
 
         async def run(device: SimulatedDevice, at: float) -> None:
@@ -259,9 +366,7 @@ def simulate(specs: list[dict], watched: list[int], cafile: str, plan: dict, out
             await device.run(duration_s=plan["end"] - time.time())
 
         sampler = asyncio.create_task(sample())
-        # Staggered over the whole fleet: this process's n-th device starts at its slot of the ramp.
-        slots = plan["first_slot"] + np.arange(len(devices)) * plan["slot_every"]
-        await asyncio.gather(*(run(d, plan["start"] + s / plan["rate"]) for d, s in zip(devices, slots, strict=True)))
+        await asyncio.gather(*(run(d, float(at)) for d, at in zip(devices, starts, strict=True)))
         sampler.cancel()
         return stats, devices
 
@@ -293,11 +398,20 @@ def _keys(channel_ids: np.ndarray, timestamps_ms: np.ndarray) -> np.ndarray:
 
 
 def ledger_check(acked: dict[str, list], *, chunk: int = 500) -> dict[str, int]:
-    """Acked (channel, timestamp) keys against the store, and physical copies after compaction, by chunks."""
+    """Acked (channel, timestamp) keys against the store, and physical copies after compaction, by chunks.
+
+    A reading can be stored twice only where two buckets of a channel overlap (a batch that came again:
+    a resend after the kill, a redelivered message). Compaction merges a window's buckets, so it is run
+    only on the channels whose buckets hold more readings than distinct timestamps; every other window
+    would compact to exactly the copies it has. Compacting the whole store instead (one transaction per
+    channel and day) took 243 s for 2,000 devices on the loaded machine: 2 hours for 20,000.
+    """
+    from django.db import IntegrityError
+    from django.db.models import Sum
+
     from devices.models import Channel, Device
     from readings import metadata
     from readings.models import Bucket
-    from readings.services import readings_compact
     from readings.store import get_store
 
     device_ids = sorted(int(d) for d in acked)
@@ -307,12 +421,16 @@ def ledger_check(acked: dict[str, list], *, chunk: int = 500) -> dict[str, int]:
         Channel.objects.filter(device_id__in=device_ids).order_by("device_id", "index").values_list("device_id", "id")
     ):
         channels[device_id].append(channel_id)
-    expected_total = not_stored = stored_total = physical = 0
     metadata.clear_caches()
-    started = time.monotonic()
-    readings_compact(max_windows=10_000_000)
-    log(f"  compacted in {time.monotonic() - started:.0f} s")
     store = get_store()
+
+    def copies(channel_ids: list[int]) -> dict[int, int]:
+        rows = Bucket.objects.filter(channel_id__in=channel_ids).values("channel_id").annotate(n=Sum("count"))
+        return {row["channel_id"]: int(row["n"]) for row in rows}
+
+    expected_total = not_stored = 0
+    overlapping: dict[int, list[int]] = defaultdict(list)  # tenant → channels with more copies than readings
+    started = time.monotonic()
     for start in range(0, len(device_ids), chunk):
         part = device_ids[start : start + chunk]
         pieces = []
@@ -332,13 +450,45 @@ def ledger_check(acked: dict[str, list], *, chunk: int = 500) -> dict[str, int]:
         )
         expected_total += len(expected)
         not_stored += len(np.setdiff1d(expected, stored, assume_unique=True))
-        stored_total += len(stored)
-        physical += sum(Bucket.objects.filter(channel_id__in=channel_ids).values_list("count", flat=True))
+        distinct = {c: len(s.timestamps_ms) for c, s in series.items()}
+        for channel_id, n in copies(channel_ids).items():
+            if n > distinct.get(channel_id, 0):
+                overlapping[tenant_of[part[0]]].append(channel_id)
+        if start and start // chunk % 10 == 0:
+            log(f"  ledger: {start:,}/{len(device_ids):,} devices read back in {time.monotonic() - started:.0f} s")
+    stored_twice = windows = 0
+    for tenant_id, channel_ids in overlapping.items():
+        with connection_cursor() as cursor:
+            cursor.execute(
+                "SELECT DISTINCT channel_id, window_ms FROM readings_bucket "
+                "WHERE packed = false AND channel_id = ANY(%s)",
+                [channel_ids],
+            )
+            pending = cursor.fetchall()
+        for channel_id, window_ms in pending:
+            try:
+                windows += store._compact_window(channel_id, window_ms)  # noqa: SLF001 - the store's own unit
+            except IntegrityError:
+                continue  # as readings_compact: a batch with exactly the merged span; counted as copies below
+        series = store.read(tenant_id=tenant_id, channel_ids=channel_ids, start_ms=0, end_ms=2**62)
+        after = copies(channel_ids)
+        stored_twice += sum(after.get(c, 0) - len(series[c].timestamps_ms) if c in series else 0 for c in channel_ids)
+    log(
+        f"  ledger: read back in {time.monotonic() - started:.0f} s; "
+        f"{sum(map(len, overlapping.values())):,} channels had overlapping batches, {windows:,} windows compacted"
+    )
     return {
         "readings_acked": expected_total,
         "acked_not_stored": not_stored,
-        "stored_twice": int(physical) - stored_total,
+        "stored_twice": stored_twice,
+        "channels_with_overlapping_batches": sum(map(len, overlapping.values())),
     }
+
+
+def connection_cursor():  # type: ignore[no-untyped-def]
+    from django.db import connection
+
+    return connection.cursor()
 
 
 # --- Measuring ---------------------------------------------------------------------------------------
@@ -445,7 +595,7 @@ async def leases(watched: list[int], stop: asyncio.Event) -> None:
     await send(0)
 
 
-async def measure(args, specs, facility_ids, cafile: str, victim: Child) -> dict:  # type: ignore[no-untyped-def]
+async def measure(args, specs, facility_ids, cafile: str, victim: Child, watch: ProcessWatch) -> dict:  # type: ignore[no-untyped-def]
     stop = asyncio.Event()
     arrivals: list[tuple[int, int, float]] = []
     base: list[float] = []
@@ -457,31 +607,51 @@ async def measure(args, specs, facility_ids, cafile: str, victim: Child) -> dict
     plan = {"start": started, "end": started + args.seconds, "rate": args.connect_rate}
     children, out_paths = [], []
     n = args.sim_processes
+    connected_now = multiprocessing.get_context("spawn").Array("i", n, lock=False)
     for k in range(n):
         out_path = tempfile.mktemp(prefix="bench-scale-", suffix=".json")  # noqa: S306 - the child writes it
         # Round robin, so every process has watched and batching devices and the ramp interleaves them.
         share = specs[k::n]
-        child_plan = {**plan, "first_slot": k, "slot_every": n, "seed": 5 + k}
+        child_plan = {**plan, "first_slot": k, "slot_every": n, "seed": 5 + k, "index": k}
         process = multiprocessing.get_context("spawn").Process(
-            target=simulate, args=(share, watched, cafile, child_plan, out_path)
+            target=simulate, args=(share, watched, cafile, child_plan, out_path, connected_now)
         )
         process.start()
         children.append(process)
         out_paths.append(out_path)
+        watch.add("simulator", process.pid)
+    watch.mark("start")
     loop = asyncio.get_running_loop()
     ramp_s = len(specs) / args.connect_rate
+
+    def progress(what: str = "") -> None:
+        elapsed = time.time() - started
+        due = min(len(specs), max(0, int(elapsed * args.connect_rate)))
+        log(
+            f"  {elapsed:4.0f} s{what}: {sum(connected_now):,}/{len(specs):,} connected "
+            f"({due:,} due by the ramp), {len(arrivals):,} live readings seen, "
+            f"load average {os.getloadavg()[0]:.1f}"
+        )
+
+    ramp_marked = False
     while time.time() < started + args.kill_at:
         await asyncio.sleep(min(10.0, max(0.1, started + args.kill_at - time.time())))
-        elapsed = time.time() - started
-        log(f"  {elapsed:.0f} s: {len(arrivals):,} readings seen on the channel layer (ramp {ramp_s:.0f} s)")
+        if not ramp_marked and time.time() >= started + ramp_s:
+            watch.mark("ramp_end")
+            ramp_marked = True
+        progress()
+    if not ramp_marked:
+        watch.mark("ramp_end")
+    watch.mark("kill")
     kill_at = time.time()
     os.kill(victim.proc.pid, signal.SIGKILL)
     log(f"SIGKILLed gateway pid {victim.proc.pid} at {kill_at - started:.0f} s")
     while any(c.is_alive() for c in children) and time.time() < started + args.seconds + 120:
-        await asyncio.sleep(10)
-        log(f"  {time.time() - started:.0f} s: {len(arrivals):,} readings seen on the channel layer")
+        await asyncio.sleep(5 if time.time() < kill_at + 60 else 10)
+        progress(f" ({time.time() - kill_at:.0f} s after the kill)")
     for child in children:
         await loop.run_in_executor(None, child.join, 30)
+    watch.mark("fleet_end")
     stop.set()
     await asyncio.gather(tapper, pinger, leaser, return_exceptions=True)
     sent: list = []
@@ -605,32 +775,44 @@ def main() -> None:
     gateway_argv = [python, "manage.py", "rungateway", "--cert", str(cert), "--key", str(key), "--stats-every", "10"]
     gateways = [Child(f"gateway{n}", [*gateway_argv, "--port", str(port)], env) for n, port in enumerate(ports)]
     balancers: list = []
+    watch = ProcessWatch()
     hog = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True) if args.cpu_hog else None
     if hog is not None:
         hog.start()
     try:
         for port, gateway in zip(ports, gateways, strict=True):
             wait_listening(port, process=gateway.proc, timeout=240)
+            watch.add("gateway", gateway.proc.pid)
+        for worker in workers:
+            watch.add("worker", worker.proc.pid)
         fronts = [free_port() for _ in range(args.balancers)]
         for n, front in enumerate(fronts):
             folder = data / f"haproxy{n}"
             folder.mkdir()
             balancers.append(start_haproxy(folder=folder, frontend_port=front, backend_ports=ports))
+            watch.add("haproxy", balancers[-1].pid)
+        watch.start()
         for n, spec in enumerate(specs):
             spec["port"] = fronts[n % len(fronts)]
         log(f"HAProxy :{fronts} → gateways {ports}; 2 workers")
-        result = asyncio.run(measure(args, specs, facility_ids, str(cert), gateways[0]))
+        fleet_started = time.monotonic()
+        result = asyncio.run(measure(args, specs, facility_ids, str(cert), gateways[0], watch))
+        result["fleet_wall_s"] = round(time.monotonic() - fleet_started)
         acked = result.pop("_acked")
         log("waiting for the workers to store every acked reading (the ingest queue empty)")
-        deadline = time.monotonic() + 300
+        drain_started = time.monotonic()
+        deadline = time.monotonic() + 300 + args.devices / 20  # the backlog grows with the fleet
         while (depth := ingest_queue_depth()) and time.monotonic() < deadline:
             log(f"  {depth} ingest messages still queued")
             time.sleep(5)
+        result["drain_s"] = round(time.monotonic() - drain_started)
+        ledger_started = time.monotonic()
         check = ledger_check(acked)
         while check["acked_not_stored"] and time.monotonic() < deadline:
             log(f"  {check['acked_not_stored']:,} acked readings not stored yet")
             time.sleep(5)
             check = ledger_check(acked)
+        result["ledger_s"] = round(time.monotonic() - ledger_started)
         result.update(check)
     finally:
         for child in [*gateways, *workers]:
@@ -655,6 +837,7 @@ def main() -> None:
             )
     # The gateways' own count of live messages to the channel layer (a failed one is a timeout there).
     result["gateway_live_publishes"] = publishes
+    result["processes"] = watch.report(args.devices)
     result["cpu_hog"] = args.cpu_hog
     result["wall_s"] = round(time.monotonic() - begun)
     result["machine"] = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end"

@@ -8,7 +8,15 @@ uses) in its own process; it answers one byte, as the gateway answers HELLO with
 when the client takes in its tickets. The client connects in a loop, `full` with no session, `resumed`
 with the previous connection's session (TLS 1.3 tickets, checked by `session_reused`).
 Also the server process's own CPU time per handshake (from /proc), which is what a reconnect storm
-costs a gateway. Last line: {"full_handshakes_per_s": …, "resumed_handshakes_per_s": …, …}.
+costs a gateway.
+
+Across processes: a second server process with the same certificate and key (a second gateway behind
+the balancer). The client takes a ticket from the first and offers it to the second, as a device of a
+killed gateway does to a survivor. OpenSSL encrypts tickets with keys of each SSL_CTX, chosen at
+random when the context is made, and Python's `ssl` module has no call that sets them
+(SSL_CTX_set_tlsext_ticket_key_cb is not wrapped): `cross_process_resumed_share` says how many of
+those offers were taken (0 means full handshakes, the reconnect storm gains nothing from tickets).
+Last line: {"full_handshakes_per_s": …, "resumed_handshakes_per_s": …, …}.
 """
 
 from __future__ import annotations
@@ -71,6 +79,27 @@ def handshakes_per_s(port: int, cafile: str, *, resume: bool) -> tuple[float, in
     return count / (time.monotonic() - started), reused
 
 
+def cross_process_reused(port_a: int, port_b: int, cafile: str, *, attempts: int = 50) -> int:
+    """Sessions from server A offered to server B: how many B resumed."""
+    from gateway.tls import client_context
+
+    context = client_context(cafile=Path(cafile))
+    reused = 0
+    for _ in range(attempts):
+        session = None
+        for port in (port_a, port_b):
+            with (
+                socket.create_connection(("127.0.0.1", port)) as raw,
+                context.wrap_socket(raw, server_hostname="localhost", session=session) as tls,
+            ):
+                tls.sendall(b"x")
+                tls.recv(1)
+                if port == port_b:
+                    reused += tls.session_reused
+                session = tls.session
+    return reused
+
+
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -85,6 +114,11 @@ def main() -> None:
     server.start()
     while not port.value:
         server.join(0.05)
+    port_b = mp.Value("i", 0)
+    other = mp.Process(target=serve, args=(str(cert), str(key), port_b), daemon=True)
+    other.start()
+    while not port_b.value:
+        other.join(0.05)
     try:
         assert server.pid is not None
         before = cpu_s(server.pid)
@@ -92,8 +126,11 @@ def main() -> None:
         middle = cpu_s(server.pid)
         resumed, reused = handshakes_per_s(port.value, str(cert), resume=True)
         after = cpu_s(server.pid)
+        attempts = 50
+        cross = cross_process_reused(port.value, port_b.value, str(cert), attempts=attempts)
     finally:
         server.terminate()
+        other.terminate()
     print(
         json.dumps(
             {
@@ -105,6 +142,9 @@ def main() -> None:
                 "server_cpu_ms_per_full": round(1000 * (middle - before) / max(1, full * SECONDS), 3),
                 "server_cpu_ms_per_resumed": round(1000 * (after - middle) / max(1, resumed * SECONDS), 3),
                 "resumed_share": round(reused / max(1, round(resumed * SECONDS)), 2),
+                # A ticket of one server process offered to another with the same certificate and key.
+                "cross_process_offers": attempts,
+                "cross_process_resumed_share": round(cross / attempts, 2),
             }
         )
     )

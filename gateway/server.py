@@ -32,7 +32,7 @@ from gateway.firmware import FirmwareWork
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
 from gateway.livemode import AckCoalescer, LiveModes
-from gateway.overload import Overload
+from gateway.overload import HandshakeAdmission, Overload
 from gateway.services import DeviceIdentity, FirmwareOfferInfo
 from readings.batch import ReadingsBatch
 
@@ -621,15 +621,11 @@ class Gateway:
         self.livemode.start()
         if self.config.overload_lag_ms > 0:
             self.overload.start()
-        self._server = await asyncio.start_server(
-            self._handle,
-            host,
-            port,
-            ssl=self.ssl_context,
-            ssl_handshake_timeout=self.config.handshake_timeout_s,
-            backlog=4096,
-            limit=2 * 65536,
+        # TLS starts in _handle, once the connection is admitted (gateway.overload.HandshakeAdmission).
+        self.admission = HandshakeAdmission(
+            wait_s=self.config.handshake_timeout_s, overloaded=lambda: self.overload.overloaded
         )
+        self._server = await asyncio.start_server(self._handle, host, port, backlog=4096, limit=2 * 65536)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._presence_loop(), name="gateway-presence"),
@@ -679,15 +675,31 @@ class Gateway:
         logger.info("gateway: stopped (%s)", self.stats)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.draining:
+        # Before the first await: the device's ClientHello must stay in the socket for the TLS layer
+        # (a plain read would take it into the stream's buffer, where the handshake never sees it).
+        writer.transport.pause_reading()
+        if self.draining or not await self.admission.admit(writer):
+            if not self.draining:
+                self.count("handshakes_shed")
             writer.close()
             return
-        connection = Connection(self, reader, writer)
-        self._all.add(connection)
+        connection: Connection | None = None
         try:
+            try:
+                await writer.start_tls(self.ssl_context, ssl_handshake_timeout=self.config.handshake_timeout_s)
+            except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
+                writer.close()  # start_tls closed the socket already; this only settles the writer
+                return
+            if self.draining:
+                writer.close()
+                return
+            connection = Connection(self, reader, writer)
+            self._all.add(connection)
             await connection.run()
         finally:
-            self._all.discard(connection)
+            self.admission.done(writer)
+            if connection is not None:
+                self._all.discard(connection)
 
     # --- registry and presence ---------------------------------------------------------------------
 
@@ -710,6 +722,7 @@ class Gateway:
     def register(self, connection: Connection) -> None:
         identity = connection.identity
         assert identity is not None
+        self.admission.done(connection.writer)  # authenticated: the next device's handshake may start
         old = self.connections.get(identity.device_id)
         self.connections[identity.device_id] = connection
         if old is not None and old is not connection:

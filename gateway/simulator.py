@@ -161,6 +161,7 @@ class Meter:
 
 HOUR_MS_F = 3_600_000.0
 PING_EVERY_MS = 30_000
+LIVE_RECONNECT_SHARE = 0.25  # of the reconnect delay, for a device that was live when its link broke
 COUNTER_RESET = p.COUNTER_RESET  # EVENT code a meter sends when its energy counter restarts from zero
 
 
@@ -328,9 +329,10 @@ class SimulatedDevice:
                 if not self._stopping:
                     self.stats.reconnects += 1
                     self._failures += 1
-                    await asyncio.sleep(
-                        reconnect_backoff(self._failures, base_s=self.reconnect_delay_s, max_s=self.reconnect_max_s)
-                    )
+                    # A device that was streaming live comes back first: someone is watching it, and the
+                    # gateways admit handshakes in the order they arrive (gateway.overload).
+                    base_s = self.reconnect_delay_s * (LIVE_RECONNECT_SHARE if self.live else 1.0)
+                    await asyncio.sleep(reconnect_backoff(self._failures, base_s=base_s, max_s=self.reconnect_max_s))
         finally:
             self.done.set()
 
@@ -429,6 +431,8 @@ class SimulatedDevice:
                             return
                 finally:
                     sender.cancel()
+                    if sender.done() and not sender.cancelled():
+                        sender.exception()  # retrieved: the session's own error already says why it ended
             finally:
                 self.stats.connected -= 1
                 self.connected.clear()
