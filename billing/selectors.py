@@ -592,7 +592,7 @@ def months_segments(*, months: dict[int, Month]) -> dict[int, list[Segment]]:
     for version_row in rows:
         facility_id = version_row.contract_facility  # type: ignore[attr-defined]
         month = months[facility_id]
-        contract_from = _as_date(version_row.contract_from)  # type: ignore[attr-defined]
+        contract_from = _as_date(version_row.contract_from) or month.first_day  # type: ignore[attr-defined]
         contract_to = _as_date(version_row.contract_to)  # type: ignore[attr-defined]
         lo = max(contract_from, version_row.valid_from, month.first_day)
         hi = min(contract_to or month.last_day, version_row.valid_to or month.last_day, month.last_day)
