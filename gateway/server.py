@@ -399,7 +399,9 @@ class Connection:
             self.nack(seq, p.ErrorCode.UNAVAILABLE, "ingest is unavailable; resend later")
             return
         self.gateway.count("frames_acked")
-        self.gateway.count("readings_acked", batch.reading_count)
+        # build_batch drops absent channels and scales integers, so every value is a reading: its
+        # size, not ReadingsBatch.reading_count's NaN count (5 us a frame).
+        self.gateway.count("readings_acked", batch.values.size)
         if compact:
             self.acks.add(seq)
         else:
