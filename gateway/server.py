@@ -81,7 +81,7 @@ class GatewayConfig:
     live_ack_within_s: float = 10.0
     # Live rounds to the channel layer start at least this far apart (gateway/live.py): the bound on
     # the latency it adds, under load only.
-    live_round_s: float = 0.01
+    live_round_s: float = 0.005
     # Smoothed event-loop lag above which the gateway applies backpressure (gateway/overload.py);
     # 0 switches it off (the in-process test gateways; rungateway turns it on).
     overload_lag_ms: float = 0.0
