@@ -5,7 +5,7 @@ list, and one background task sends, in rounds. Each round takes everything pend
 message per facility (statuses first, then readings), side by side; the next round starts when it is done. A
 round costs a few Redis round trips per facility whatever it carries, so a busy gateway sends
 bigger messages, not more of them, and a lightly loaded one sends each batch at once. Rounds start
-at least `round_interval_s` apart (the gateway's `live_round_s`, 10 ms): under load a round then
+at least `round_interval_s` apart (the gateway's `live_round_s`, 5 ms): under load a round then
 carries many frames instead of one or two.
 
 On channels_redis' pub/sub layer (production's) a round is one Redis round trip: every message of

@@ -771,6 +771,8 @@ class ReadingsBlock:
 
     @property
     def timestamps_ms(self) -> npt.NDArray[np.int64]:
+        if self.raw.shape[1] == 1:  # a live frame's: one array, not three operations on them
+            return np.array([self.start_ms], dtype=np.int64)
         return self.start_ms + self.interval_ms * np.arange(self.raw.shape[1], dtype=np.int64)
 
 

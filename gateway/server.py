@@ -81,7 +81,7 @@ class GatewayConfig:
     live_ack_within_s: float = 10.0
     # Live rounds to the channel layer start at least this far apart (gateway/live.py): the bound on
     # the latency it adds, under load only.
-    live_round_s: float = 0.01
+    live_round_s: float = 0.005
     # Smoothed event-loop lag above which the gateway applies backpressure (gateway/overload.py);
     # 0 switches it off (the in-process test gateways; rungateway turns it on).
     overload_lag_ms: float = 0.0
@@ -399,7 +399,9 @@ class Connection:
             self.nack(seq, p.ErrorCode.UNAVAILABLE, "ingest is unavailable; resend later")
             return
         self.gateway.count("frames_acked")
-        self.gateway.count("readings_acked", batch.reading_count)
+        # build_batch drops absent channels and scales integers, so every value is a reading: its
+        # size, not ReadingsBatch.reading_count's NaN count (5 us a frame).
+        self.gateway.count("readings_acked", batch.values.size)
         if compact:
             self.acks.add(seq)
         else:
