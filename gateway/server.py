@@ -674,7 +674,8 @@ class Gateway:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Before the first await: the device's ClientHello must stay in the socket for the TLS layer
         # (a plain read would take it into the stream's buffer, where the handshake never sees it).
-        writer.transport.pause_reading()
+        transport: Any = writer.transport  # a plain TCP transport here, which can pause
+        transport.pause_reading()
         if self.draining or not await self.admission.admit(writer):
             if not self.draining:
                 self.count("handshakes_shed")
