@@ -688,6 +688,8 @@ class Gateway:
             except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
                 writer.close()  # start_tls closed the socket already; this only settles the writer
                 return
+            # The key exchange and the certificate signature are done: the next device's may start.
+            self.admission.done(writer)
             if self.draining:
                 writer.close()
                 return
@@ -720,7 +722,6 @@ class Gateway:
     def register(self, connection: Connection) -> None:
         identity = connection.identity
         assert identity is not None
-        self.admission.done(connection.writer)  # authenticated: the next device's handshake may start
         old = self.connections.get(identity.device_id)
         self.connections[identity.device_id] = connection
         if old is not None and old is not connection:
