@@ -135,30 +135,34 @@ class Overload:
 
 
 class HandshakeAdmission:
-    """A bounded number of device handshakes (TLS through WELCOME) at once; the others wait their turn.
+    """A bounded number of TLS handshakes at once; the other connections wait their turn in TCP.
 
-    A handshake costs the gateway milliseconds of CPU on its event loop (the TLS key exchange and
-    certificate signature, the Ed25519 check, the identity lookup), a frame tens of microseconds.
+    A TLS handshake costs the gateway milliseconds of CPU on its event loop (the key exchange and the
+    certificate signature, in asyncio's TLS layer), a frame tens of microseconds.
     When a gateway dies, its devices reconnect to the survivors within a second or two, and the
     survivor's loop then had thousands of handshakes ready at once: every established connection's
     frame waited behind all of them (the scale bench's live p95 was 42.6 s during the takeover of
     2,000 devices on the loaded machine). With a bound, a frame waits behind at most that many
     handshake steps; the storm's CPU is the same, and the established devices are served throughout.
 
-    The bound follows the loop: `limit` while the gateway keeps up (a slot is held for the round trips
-    of the handshake too, so a busy fleet needs many in flight to keep the CPU busy), `limit_overloaded`
-    while `overloaded()` says the loop lags (`Overload.overloaded`). A connection that waits longer than
-    `wait_s` is closed before any TLS work was spent on it, and the device comes back after its
-    jittered backoff. Turns are first come, first served, and the TLS handshake timeout starts only at
-    admission, so a device admitted after a long wait is not timed out in the middle of a handshake the
-    gateway already paid for.
+    A slot is held until the TLS handshake is done, not until WELCOME: the Ed25519 check is a tenth of
+    a millisecond and the identity lookup runs on a thread, and holding the slot for the protocol's
+    round trips too throttled a loaded ramp (5,000 devices: 1,466 connected at the kill against 3,478
+    without a bound). The bound follows the loop: `limit` while the gateway keeps up (the client's
+    half of the handshake takes round trips, so many must be in flight to keep the CPU busy),
+    `limit_overloaded` while `overloaded()` says the loop lags (`Overload.overloaded`).
+
+    A connection that waits longer than `wait_s` is closed before any TLS work was spent on it, and
+    the device comes back after its jittered backoff. Turns are first come, first served, and the
+    TLS handshake timeout starts only at admission, so a device admitted after a long wait is not
+    timed out in the middle of a handshake the gateway already paid for.
     """
 
     def __init__(
         self,
         *,
         limit: int = 128,
-        limit_overloaded: int = 16,
+        limit_overloaded: int = 32,
         wait_s: float = 10.0,
         overloaded: Callable[[], bool] | None = None,
     ) -> None:

@@ -679,7 +679,8 @@ class Gateway:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Before the first await: the device's ClientHello must stay in the socket for the TLS layer
         # (a plain read would take it into the stream's buffer, where the handshake never sees it).
-        writer.transport.pause_reading()
+        transport: Any = writer.transport  # a plain TCP transport here, which can pause
+        transport.pause_reading()
         if self.draining or not await self.admission.admit(writer):
             if not self.draining:
                 self.count("handshakes_shed")
@@ -692,6 +693,8 @@ class Gateway:
             except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
                 writer.close()  # start_tls closed the socket already; this only settles the writer
                 return
+            # The key exchange and the certificate signature are done: the next device's may start.
+            self.admission.done(writer)
             if self.draining:
                 writer.close()
                 return
@@ -724,7 +727,6 @@ class Gateway:
     def register(self, connection: Connection) -> None:
         identity = connection.identity
         assert identity is not None
-        self.admission.done(connection.writer)  # authenticated: the next device's handshake may start
         old = self.connections.get(identity.device_id)
         self.connections[identity.device_id] = connection
         if old is not None and old is not connection:

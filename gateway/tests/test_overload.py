@@ -156,45 +156,55 @@ async def test_an_overloaded_gateway_keeps_a_watched_device_live(watched_and_idl
         idle.close()
 
 
-async def test_handshakes_beyond_the_bound_wait_their_turn_while_established_devices_are_served(
-    meter, other_meter, tmp_path
-):
-    (_, spec), (_, other) = meter, other_meter
-    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
-        gateway.admission = HandshakeAdmission(limit=1, wait_s=30.0)
+async def test_handshakes_beyond_the_bound_wait_their_turn_while_established_devices_are_served(meter, tmp_path):
+    _, spec = meter
+    config = dataclasses.replace(FAST, handshake_timeout_s=60.0)
+    async with running_gateway(tmp_path, enqueue=Recorder(), config=config) as (gateway, port, ctx):
+        gateway.admission = HandshakeAdmission(limit=1, wait_s=60.0)
         established = await RawClient.connect(port, ctx)
-        await established.handshake(spec.serial, spec.private_key)  # its WELCOME gave the slot back
-        holder = await RawClient.connect(port, ctx)  # TLS done, no HELLO yet: it holds the only slot
+        await established.handshake(spec.serial, spec.private_key)
+        # TCP only, no ClientHello yet: admitted, its TLS handshake holds the only slot.
+        _, holder = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(1000):
+            if gateway.admission.in_progress:
+                break
+            await asyncio.sleep(0.01)
         waiting = asyncio.create_task(RawClient.connect(port, ctx))
         for _ in range(1000):
             if gateway.admission.waiting:
                 break
             await asyncio.sleep(0.01)
-        assert gateway.admission.waiting == 1
+        assert gateway.admission.in_progress == 1 and gateway.admission.waiting == 1
         seq = established.send(p.FrameType.READINGS, batch_payload(12))
         frame = await established.frame()
         assert frame.type == p.FrameType.ACK and p.Ack.decode(frame.payload).ref_seq == seq
         assert not waiting.done()  # its TLS handshake has not even started
-        await holder.handshake(other.serial, other.private_key)
-        late = await asyncio.wait_for(waiting, 10)
+        holder.close()  # the handshake in the slot fails: the waiting device's starts
+        late = await asyncio.wait_for(waiting, 30)
         late.send(p.FrameType.HELLO, p.Hello(spec.serial).encode())
         assert (await late.frame()).type == p.FrameType.CHALLENGE
-        for client in (established, holder, late):
+        for client in (established, late):
             client.close()
 
 
-async def test_a_connection_that_waits_too_long_for_its_handshake_is_closed_before_any_tls(
-    meter, other_meter, tmp_path
-):
-    (_, spec), (_, other) = meter, other_meter
-    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+async def test_a_connection_that_waits_too_long_for_its_handshake_is_closed_before_any_tls(meter, tmp_path):
+    _, spec = meter
+    config = dataclasses.replace(FAST, handshake_timeout_s=60.0)
+    async with running_gateway(tmp_path, enqueue=Recorder(), config=config) as (gateway, port, ctx):
         gateway.admission = HandshakeAdmission(limit=1, wait_s=0.2)
-        holder = await RawClient.connect(port, ctx)
+        _, holder = await asyncio.open_connection("127.0.0.1", port)  # holds the slot, never says hello
+        for _ in range(1000):
+            if gateway.admission.in_progress:
+                break
+            await asyncio.sleep(0.01)
         with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
             await RawClient.connect(port, ctx)
         assert gateway.stats["handshakes_shed"] == 1
-        await holder.handshake(other.serial, other.private_key)  # the device admitted was never disturbed
-        again = await RawClient.connect(port, ctx)  # and the slot is free again
+        holder.close()
+        for _ in range(1000):
+            if not gateway.admission.in_progress:
+                break
+            await asyncio.sleep(0.01)
+        again = await RawClient.connect(port, ctx)  # the slot is free again
         await again.handshake(spec.serial, spec.private_key)
-        for client in (holder, again):
-            client.close()
+        again.close()
