@@ -376,7 +376,7 @@ async def main() -> None:  # noqa: PLR0915
             "devices_online_at_start": online_at_start,
             "batch_interval_ms": INTERVAL_MS,
             "image_bytes": IMAGE_SIZE,
-            "chunk_bytes": min(config.firmware_chunk_size, config.max_payload - 8),
+            "chunk_bytes": gateway.firmware_chunk_size(),
             "waves_percent": list(WAVES),
             "rollout_states": states,
             "time_to_complete_s": round(completed_s, 1),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -32,6 +33,52 @@ T = TypeVar("T")
 
 # At most this many statuses in one transaction; more wait for the next round.
 MAX_ROUND = 1000
+# At most this many firmware chunks are served per turn of the event loop (see ChunkTurns).
+CHUNKS_PER_TURN = 4
+
+
+class ChunkTurns:
+    """Lets at most `per_turn` chunk writes into each turn of the event loop; the rest wait their turn, in order.
+
+    A device asks for its next chunk as soon as it has the last, so in a wave of a thousand downloads every
+    loop turn held a chunk (CRC, TLS encryption, a copy) for each of them: hundreds of milliseconds per turn.
+    A reading's ack needs several turns (read, batcher, enqueue thread, callback), a chunk one, so during a
+    wave the acks waited seconds (bench/rollout.py: p95 318 times the baseline). Bounded turns keep the
+    readings' few turns short; the chunks still take every turn the loop has spare.
+    """
+
+    def __init__(self, *, per_turn: int = CHUNKS_PER_TURN) -> None:
+        self.per_turn = per_turn
+        self._used = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._armed = False
+
+    async def take(self) -> None:
+        if self._used < self.per_turn and not self._waiting:
+            self._used += 1
+            self._arm()
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        self._arm()
+        await future
+
+    def _arm(self) -> None:
+        if not self._armed:
+            self._armed = True
+            # call_soon from within a turn runs in the next turn: this is the turn boundary.
+            asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
+        self._armed = False
+        self._used = 0
+        while self._waiting and self._used < self.per_turn:
+            future = self._waiting.popleft()
+            if not future.done():  # cancelled: the connection went meanwhile
+                future.set_result(None)
+                self._used += 1
+        if self._waiting or self._used:
+            self._arm()
 
 
 class FirmwareWork:
@@ -44,6 +91,7 @@ class FirmwareWork:
         self._writing: asyncio.Task[None] | None = None
         self.rounds = 0
         self.statuses = 0
+        self.chunk_turns = ChunkTurns()
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()

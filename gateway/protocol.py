@@ -703,7 +703,7 @@ _FW_CHUNK = bitstruct.compile("u32u32")
 class FirmwareChunk:
     transfer_id: int
     offset: int
-    data: bytes
+    data: bytes | memoryview  # the gateway serves a view of its cached image: no copy before the frame's
 
     def encode(self) -> bytes:
         return _FW_CHUNK.pack(self.transfer_id, self.offset) + self.data
