@@ -146,9 +146,9 @@ class HandshakeAdmission:
     handshake steps; the storm's CPU is the same, and the established devices are served throughout.
 
     A slot is held until the TLS handshake is done, not until WELCOME: the Ed25519 check is a tenth of
-    a millisecond and the identity lookup runs on a thread, and holding the slot for the protocol's
-    round trips too throttled a loaded ramp (5,000 devices: 1,466 connected at the kill against 3,478
-    without a bound). The bound follows the loop: `limit` while the gateway keeps up (the client's
+    a millisecond and the identity lookup runs on a thread, so the slot covers what costs the loop.
+    (Not yet A/B-measured at 5,000 devices on a quiet machine: docs/operations.md.)
+    The bound follows the loop: `limit` while the gateway keeps up (the client's
     half of the handshake takes round trips, so many must be in flight to keep the CPU busy),
     `limit_overloaded` while `overloaded()` says the loop lags (`Overload.overloaded`).
 

@@ -6,12 +6,23 @@ import asyncio
 import dataclasses
 import ssl
 import time
+from collections.abc import Callable
 
 import pytest
 
 from gateway import protocol as p
 from gateway.overload import HandshakeAdmission, Overload
 from gateway.tests.helpers import FAST, RawClient, Recorder, batch_payload, running_gateway
+
+
+async def evidence(condition: Callable[[], object], within_s: float = 10.0) -> None:
+    """Wait until `condition()` holds; fail the test if it never does (evidence, not a clock)."""
+    for _ in range(int(within_s / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the gateway never showed what the test waits for, within {within_s:g} s")
+
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,15 +176,9 @@ async def test_handshakes_beyond_the_bound_wait_their_turn_while_established_dev
         await established.handshake(spec.serial, spec.private_key)
         # TCP only, no ClientHello yet: admitted, its TLS handshake holds the only slot.
         _, holder = await asyncio.open_connection("127.0.0.1", port)
-        for _ in range(1000):
-            if gateway.admission.in_progress:
-                break
-            await asyncio.sleep(0.01)
+        await evidence(lambda: gateway.admission.in_progress)
         waiting = asyncio.create_task(RawClient.connect(port, ctx))
-        for _ in range(1000):
-            if gateway.admission.waiting:
-                break
-            await asyncio.sleep(0.01)
+        await evidence(lambda: gateway.admission.waiting)
         assert gateway.admission.in_progress == 1 and gateway.admission.waiting == 1
         seq = established.send(p.FrameType.READINGS, batch_payload(12))
         frame = await established.frame()
@@ -193,18 +198,12 @@ async def test_a_connection_that_waits_too_long_for_its_handshake_is_closed_befo
     async with running_gateway(tmp_path, enqueue=Recorder(), config=config) as (gateway, port, ctx):
         gateway.admission = HandshakeAdmission(limit=1, wait_s=0.2)
         _, holder = await asyncio.open_connection("127.0.0.1", port)  # holds the slot, never says hello
-        for _ in range(1000):
-            if gateway.admission.in_progress:
-                break
-            await asyncio.sleep(0.01)
+        await evidence(lambda: gateway.admission.in_progress)
         with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
             await RawClient.connect(port, ctx)
         assert gateway.stats["handshakes_shed"] == 1
         holder.close()
-        for _ in range(1000):
-            if not gateway.admission.in_progress:
-                break
-            await asyncio.sleep(0.01)
+        await evidence(lambda: not gateway.admission.in_progress)
         again = await RawClient.connect(port, ctx)  # the slot is free again
         await again.handshake(spec.serial, spec.private_key)
         again.close()
