@@ -599,6 +599,10 @@ class Gateway:
             push_one=self.push_config,
             devices=lambda: list(self.connections),
         )
+        # At most so many TLS handshakes at once (gateway.overload.HandshakeAdmission).
+        self.admission = HandshakeAdmission(
+            wait_s=self.config.handshake_timeout_s, overloaded=lambda: self.overload.overloaded
+        )
         self.connections: dict[int, Connection] = {}
         self.stats: dict[str, int] = {}
         self.draining = False
@@ -628,10 +632,7 @@ class Gateway:
         self.livemode.start()
         if self.config.overload_lag_ms > 0:
             self.overload.start()
-        # TLS starts in _handle, once the connection is admitted (gateway.overload.HandshakeAdmission).
-        self.admission = HandshakeAdmission(
-            wait_s=self.config.handshake_timeout_s, overloaded=lambda: self.overload.overloaded
-        )
+        # TLS starts in _handle, once the connection is admitted (self.admission).
         self._server = await asyncio.start_server(self._handle, host, port, backlog=4096, limit=2 * 65536)
         loop = asyncio.get_running_loop()
         self._tasks = [
