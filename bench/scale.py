@@ -406,12 +406,12 @@ def ledger_check(acked: dict[str, list], *, chunk: int = 500) -> dict[str, int]:
     would compact to exactly the copies it has. Compacting the whole store instead (one transaction per
     channel and day) took 243 s for 2,000 devices on the loaded machine: 2 hours for 20,000.
     """
-    from django.db import IntegrityError
     from django.db.models import Sum
 
     from devices.models import Channel, Device
     from readings import metadata
     from readings.models import Bucket
+    from readings.services import readings_compact
     from readings.store import get_store
 
     device_ids = sorted(int(d) for d in acked)
@@ -458,18 +458,8 @@ def ledger_check(acked: dict[str, list], *, chunk: int = 500) -> dict[str, int]:
             log(f"  ledger: {start:,}/{len(device_ids):,} devices read back in {time.monotonic() - started:.0f} s")
     stored_twice = windows = 0
     for tenant_id, channel_ids in overlapping.items():
-        with connection_cursor() as cursor:
-            cursor.execute(
-                "SELECT DISTINCT channel_id, window_ms FROM readings_bucket "
-                "WHERE packed = false AND channel_id = ANY(%s)",
-                [channel_ids],
-            )
-            pending = cursor.fetchall()
-        for channel_id, window_ms in pending:
-            try:
-                windows += store._compact_window(channel_id, window_ms)  # noqa: SLF001 - the store's own unit
-            except IntegrityError:
-                continue  # as readings_compact: a batch with exactly the merged span; counted as copies below
+        # Overlapping windows only, in the store's own transaction per window (as the beat task compacts).
+        windows += readings_compact(max_windows=2**31 - 1, tenant_id=tenant_id, channel_ids=channel_ids)
         series = store.read(tenant_id=tenant_id, channel_ids=channel_ids, start_ms=0, end_ms=2**62)
         after = copies(channel_ids)
         stored_twice += sum(after.get(c, 0) - len(series[c].timestamps_ms) if c in series else 0 for c in channel_ids)
@@ -483,12 +473,6 @@ def ledger_check(acked: dict[str, list], *, chunk: int = 500) -> dict[str, int]:
         "stored_twice": stored_twice,
         "channels_with_overlapping_batches": sum(map(len, overlapping.values())),
     }
-
-
-def connection_cursor():  # type: ignore[no-untyped-def]
-    from django.db import connection
-
-    return connection.cursor()
 
 
 # --- Measuring ---------------------------------------------------------------------------------------

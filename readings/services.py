@@ -450,9 +450,11 @@ def _coarse_levels(
     return computed
 
 
-def readings_compact(*, max_windows: int = 500) -> int:
-    """Merge small ingest buckets into one packed bucket per channel and day; returns windows merged."""
-    return get_store().compact(max_windows=max_windows)
+def readings_compact(*, max_windows: int = 500, tenant_id: int | None = None, channel_ids: Sequence[int] = ()) -> int:
+    """Merge small ingest buckets into one packed bucket per channel and day; returns windows merged.
+
+    With `tenant_id` and `channel_ids`, only those channels of that tenant (e.g. to count copies after a fault)."""
+    return get_store().compact(max_windows=max_windows, tenant_id=tenant_id, channel_ids=channel_ids)
 
 
 def rollups_pack(*, max_windows: int = 500, now_ms: int | None = None) -> int:

@@ -111,8 +111,10 @@ class ReadingsStore(Protocol):
     def latest(self, *, tenant_id: int, channel_ids: Sequence[int]) -> dict[int, Points]:
         """The most recent reading of each channel (channels without data are absent)."""
 
-    def compact(self, *, max_windows: int) -> int:
-        """Merge the small buckets of up to `max_windows` windows; returns the windows merged."""
+    def compact(self, *, max_windows: int, tenant_id: int | None = None, channel_ids: Sequence[int] = ()) -> int:
+        """Merge the small buckets of up to `max_windows` windows; returns the windows merged.
+
+        With `tenant_id` and `channel_ids`, only those channels' windows (an audit of a few channels)."""
 
     def delete_raw_before(self, *, tenant_id: int, channel_ids: Sequence[int], before_ms: int) -> int:
         """Delete the channels' raw windows that end at or before `before_ms`; returns the buckets deleted."""

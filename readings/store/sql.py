@@ -331,12 +331,22 @@ class SqlStore:
                     result[channel_id] = Points(points.timestamps_ms[-1:], points.values[-1:])
         return result
 
-    def compact(self, *, max_windows: int) -> int:
+    def compact(self, *, max_windows: int, tenant_id: int | None = None, channel_ids: Sequence[int] = ()) -> int:
         with self._connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT DISTINCT channel_id, window_ms FROM readings_bucket WHERE packed = false LIMIT %s",
-                [max_windows],
-            )
+            if tenant_id is None:
+                cursor.execute(
+                    "SELECT DISTINCT channel_id, window_ms FROM readings_bucket WHERE packed = false LIMIT %s",
+                    [max_windows],
+                )
+            elif not channel_ids:
+                return 0
+            else:
+                clause, params = self._in(channel_ids)
+                cursor.execute(
+                    "SELECT DISTINCT channel_id, window_ms FROM readings_bucket "
+                    f"WHERE tenant_id = %s AND channel_id {clause} AND packed = false LIMIT %s",
+                    [tenant_id, *params, max_windows],
+                )
             windows = cursor.fetchall()
         merged = 0
         for channel_id, window in windows:

@@ -86,3 +86,29 @@ def test_conflicting_values_counts_later_values_that_differ_from_the_first():
         conflicting_values([(ts, np.array([1.0, 2.0, 3.0])), (ts[:1], np.array([5.0])), (ts[:1], np.array([6.0]))]) == 2
     )
     assert conflicting_values([(ts, np.array([1.0, 2.0, 3.0]))]) == 0
+
+
+def _unpacked(channel):
+    from readings.models import Bucket
+
+    return Bucket.objects.filter(channel_id=channel.pk, packed=False).count()
+
+
+def test_compaction_of_named_channels_merges_only_those_of_that_tenant():
+    """The scale bench counts copies after a fault by compacting just the channels with overlapping batches."""
+    ours, power, energy = device_with_channels()
+    theirs, their_power, _ = device_with_channels()  # another tenant
+    assert theirs.tenant_id != ours.tenant_id
+    for device, channel in ((ours, power), (ours, energy), (theirs, their_power)):
+        readings_ingest(batches=[batch_for(device, [channel], T0 + np.arange(4) * 2_000, [[1, 2, 3, 4]])])
+        readings_ingest(batches=[batch_for(device, [channel], T0 + np.arange(2, 6) * 2_000, [[3, 4, 5, 6]])])
+    assert [_unpacked(c) for c in (power, energy, their_power)] == [2, 2, 2]
+
+    # Another tenant's channel named under our tenant is not touched.
+    assert readings_compact(max_windows=100, tenant_id=ours.tenant_id, channel_ids=[their_power.pk]) == 0
+    assert readings_compact(max_windows=100, tenant_id=ours.tenant_id, channel_ids=[]) == 0
+    assert readings_compact(max_windows=100, tenant_id=ours.tenant_id, channel_ids=[power.pk]) == 1
+
+    assert [_unpacked(c) for c in (power, energy, their_power)] == [0, 2, 2]
+    assert [v for _, v in _stored(power)] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert [v for _, v in _stored(their_power)] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
