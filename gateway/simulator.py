@@ -329,12 +329,18 @@ class SimulatedDevice:
                 if not self._stopping:
                     self.stats.reconnects += 1
                     self._failures += 1
-                    # A device that was streaming live comes back first: someone is watching it, and the
-                    # gateways admit handshakes in the order they arrive (gateway.overload).
-                    base_s = self.reconnect_delay_s * (LIVE_RECONNECT_SHARE if self.live else 1.0)
-                    await asyncio.sleep(reconnect_backoff(self._failures, base_s=base_s, max_s=self.reconnect_max_s))
+                    await asyncio.sleep(self.reconnect_wait_s())
         finally:
             self.done.set()
+
+    def reconnect_wait_s(self) -> float:
+        """The wait before the next reconnect after `self._failures` failed sessions in a row.
+
+        A device that was streaming live comes back first (a quarter of the delay): someone is watching
+        it, and the gateways admit handshakes in the order they arrive (gateway.overload).
+        """
+        base_s = self.reconnect_delay_s * (LIVE_RECONNECT_SHARE if self.live else 1.0)
+        return reconnect_backoff(self._failures, base_s=base_s, max_s=self.reconnect_max_s)
 
     def stop(self) -> None:
         self._stopping = True

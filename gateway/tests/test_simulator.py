@@ -81,3 +81,22 @@ async def test_a_device_that_cannot_connect_backs_off(tmp_path):
     await device.run(duration_s=2.0)
     # 0.01, 0.02, 0.04 … capped at 0.4 (×0.5–1.5): about a dozen attempts in 2 s, not the ~130 of a fixed delay.
     assert 4 <= device.stats.reconnects <= 25
+
+
+def test_a_device_that_was_live_reconnects_after_a_quarter_of_the_delay(tmp_path):
+    from gateway.simulator import LIVE_RECONNECT_SHARE
+    from gateway.tests.helpers import simulated, tls_contexts
+
+    _, ctx = tls_contexts(tmp_path)
+    spec = DeviceSpec("SN-1", b"\0" * 32, CHANNELS, load_kind="refrigeration")
+    device = simulated(spec, 1, ctx, reconnect_delay_s=1.0, reconnect_max_s=60.0)
+    for failures, nominal in ((1, 1.0), (3, 4.0)):
+        device._failures = failures
+        device.live = False
+        batching = [device.reconnect_wait_s() for _ in range(200)]
+        device.live = True
+        live = [device.reconnect_wait_s() for _ in range(200)]
+        assert all(0.5 * nominal <= d <= 1.5 * nominal for d in batching)
+        share = LIVE_RECONNECT_SHARE * nominal
+        assert all(0.5 * share <= d <= 1.5 * share for d in live)
+        assert max(live) < min(batching)  # every live device is back before any batching one
