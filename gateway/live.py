@@ -9,7 +9,8 @@ at least `round_interval_s` apart (the gateway's `live_round_s`, 5 ms): under lo
 carries many frames instead of one or two.
 
 On channels_redis' pub/sub layer (production's) a round is one Redis round trip: every message of
-the round goes out in one pipeline of PUBLISHes, on a connection of the publisher's own. The layer's
+the round goes out as one write of raw RESP PUBLISHes, on a connection of the publisher's own
+(`RedisPipeline`, `RespConnection`). The layer's
 own `group_send` takes one PUBLISH at a time behind a lock per shard, which it shares with the
 subscriptions; with 50 facilities a round was 50 round trips in a row, each a turn of a busy event
 loop, and at 1,000 live devices the rounds took over a second (docs/live.md). Other layers (the
