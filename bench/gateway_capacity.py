@@ -18,6 +18,7 @@ In the same run:
   of its own; Mosquitto's CPU per message from /proc.
 
     .venv/bin/python bench/gateway_capacity.py [--steps 250,500,1000] [--seconds 30] [--clients 25]
+                                               [--live-round 0.005]
 
 Prints progress, then one JSON object on its last line.
 """
@@ -120,13 +121,16 @@ def copy_rate(readings: int) -> float:
     return len(channels) / plain_copy_arrays(channels, stamps, values)
 
 
-def step(n: int, *, clients: int, seconds: float, sim_processes: int, loop: str, breakdown: bool) -> dict[str, Any]:
+def step(
+    n: int, *, clients: int, seconds: float, sim_processes: int, loop: str, breakdown: bool, live_round: float | None
+) -> dict[str, Any]:
     import live_latency as ll
     from ingest import stored
 
     specs, by_facility, session_key = ll.provision(devices=n, facilities=clients)
     env = dict(os.environ)
-    gateway = ll.Child("gateway", ll.gateway_argv(loop=loop), env)
+    argv = ll.gateway_argv(loop=loop) + ([] if live_round is None else ["--live-round", str(live_round)])
+    gateway = ll.Child("gateway", argv, env)
     web = ll.Child(
         "daphne",
         [ll.sys.executable, "-m", "daphne", "-v", "1", "-b", "127.0.0.1", "-p", "0", "energybox.asgi:application"],
@@ -318,6 +322,9 @@ def main() -> None:
         "--breakdown", action="store_true", help="also split device → channel layer from layer → websocket"
     )
     parser.add_argument("--anchor-connections", type=int, default=100, help="MQTT connections of the anchor")
+    parser.add_argument(
+        "--live-round", type=float, default=None, help="the gateway's live round interval, s (rungateway --live-round)"
+    )
     args = parser.parse_args()
     os.environ.pop("CELERY_BROKER_URL", None)  # the embedded store: every batch stored by the gateway itself
     os.chdir(ROOT)
@@ -338,6 +345,7 @@ def main() -> None:
             sim_processes=args.sim_processes,
             loop=args.loop,
             breakdown=args.breakdown,
+            live_round=args.live_round,
         )
         result["ingest_ratio_to_copy"] = round(result["stored_readings_per_s"] / copy, 4)
         log(f"step {n}: {json.dumps(result)}")
@@ -362,6 +370,7 @@ def main() -> None:
                 "heading_devices": 20000,
                 "copy_readings_per_s": round(copy),
                 "gateway_loop": args.loop,
+                "live_round_s": args.live_round,  # None: rungateway's default
                 "steps": steps,
             }
         ),

@@ -36,6 +36,20 @@ def test_rungateway_wants_both_cert_and_key(tmp_path):
         call_command("rungateway", f"--cert={tmp_path / 'c.pem'}", f"--key={tmp_path / 'k.pem'}")
 
 
+def test_rungateway_takes_the_live_round_interval_and_refuses_one_out_of_range(tmp_path, settings):
+    from gateway.management.commands.rungateway import Command
+
+    settings.DATA_DIR = str(tmp_path)
+    command = Command()
+    parser = command.create_parser("manage.py", "rungateway")
+    config, _ = command.prepare(vars(parser.parse_args(["--live-round", "0.02"])))
+    assert config.live_round_s == 0.02
+    config, _ = command.prepare(vars(parser.parse_args([])))
+    assert config.live_round_s == 0.005
+    with pytest.raises(CommandError, match="--live-round must lie between 0 and 1 second, not -1"):
+        call_command("rungateway", "--live-round=-1")
+
+
 def test_rungateway_runs_on_uvloop_when_installed_and_falls_back_to_asyncio(monkeypatch):
     import uvloop
 

@@ -7,11 +7,14 @@ publisher groups batches, not about Redis (the consumer tests cover the Redis la
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 
 import numpy as np
+import pytest
 from channels.layers import InMemoryChannelLayer
 
-from gateway.live import LivePublisher
+from gateway.live import LivePublisher, RespConnection
 from gateway.services import DeviceIdentity
 from readings.batch import ReadingsBatch
 from readings.live import batch_readings
@@ -184,3 +187,133 @@ async def test_when_redis_is_unreachable_a_pipelined_round_is_counted_as_failed_
     finally:
         await publisher.close()
     assert publisher.failed == 3 and publisher.sent == 0
+
+
+async def test_after_redis_drops_the_publishers_connection_the_next_round_reconnects_and_arrives(redis_url):
+    """Real Redis: the raw RESP connection is killed from the server side between rounds."""
+    import redis.asyncio as aioredis
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    prefix = f"test-pipeline-kill-{id(object())}"
+    layer = RedisPubSubChannelLayer(hosts=[redis_url], prefix=prefix)
+    listener = RedisPubSubChannelLayer(hosts=[redis_url], prefix=prefix)
+    channel = await listener.new_channel()
+    await listener.group_add("facility.1", channel)
+    admin = aioredis.Redis.from_url(redis_url)
+    publisher = LivePublisher(layer=layer)
+    publisher.start()
+    try:
+        publisher.readings(identity(1, 1), batch(1, 1000))
+        first = await asyncio.wait_for(listener.receive(channel), 5)
+        assert publisher._pipeline is not None
+        (connection,) = publisher._pipeline._shards.values()
+        host, port = connection._writer.get_extra_info("sockname")[:2]
+        assert await admin.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}", "SKIPME", "yes") == 1
+        publisher.readings(identity(1, 1), batch(1, 3000))  # finds the connection gone
+        async with asyncio.timeout(10):
+            while publisher.sent + publisher.failed < 2:  # noqa: ASYNC110 - waits for the round's outcome
+                await asyncio.sleep(0.01)
+        publisher.readings(identity(1, 1), batch(1, 5000))
+        later = [await asyncio.wait_for(listener.receive(channel), 5)]
+        if publisher.failed == 0:  # the kill landed before the write: that round went out on a new connection
+            later.append(await asyncio.wait_for(listener.receive(channel), 5))
+    finally:
+        await publisher.close()
+        await admin.aclose()
+        await listener.flush()
+        await layer.flush()
+    assert batch_readings(first["batches"][0])[0] == [1000]
+    assert batch_readings(later[-1]["batches"][0])[0] == [5000]
+    assert publisher.failed <= 1 and publisher.sent + publisher.failed == 3
+
+
+async def test_a_redis_that_refuses_the_publishers_credentials_counts_the_rounds_as_failed(redis_url, caplog):
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    # This Redis has no password: AUTH with one is refused, as a wrong one would be.
+    address = redis_url.replace("redis://", "redis://:not-the-password@", 1)
+    layer = RedisPubSubChannelLayer(hosts=[address], prefix="test-pipeline-auth")
+    publisher = LivePublisher(layer=layer, send_timeout_s=2)
+    publisher.start()
+    try:
+        publisher.readings(identity(1, 1), batch(1, 1000))
+        async with asyncio.timeout(10):
+            while not publisher.failed:  # noqa: ASYNC110 - waits for the round's outcome
+                await asyncio.sleep(0.01)
+    finally:
+        await publisher.close()
+    assert publisher.failed == 1 and publisher.sent == 0
+    assert "Redis refused AUTH" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_layer", "close_thread_connections")
+async def test_a_facility_dashboard_shows_what_the_publishers_raw_rounds_carry_and_a_device_page_only_its_own(
+    settings,
+):
+    """The gateway's publisher on the process's channel layer (Redis pub/sub in CI) to the portal's consumers."""
+    from channels.db import database_sync_to_async
+    from channels.layers import get_channel_layer
+
+    from accounts.tests.factories import MembershipFactory
+    from devices.tests.factories import DeviceFactory, FacilityFactory
+    from portal.tests.live import communicator, session_cookie, snapshot_of
+
+    settings.LIVE_DEVICE_INTERVAL_S = 0.1
+
+    def make() -> tuple[int, list[tuple[int, int]], bytes]:
+        facility = FacilityFactory(name="Store")
+        meters = [DeviceFactory(facility=facility, name=f"Meter {k}") for k in (1, 2)]
+        cookie = session_cookie(MembershipFactory(tenant=facility.tenant).user)
+        return facility.pk, [(m.pk, m.channels.get(quantity="active_power").pk) for m in meters], cookie
+
+    facility_id, meters, cookie = await database_sync_to_async(make)()
+    layer = get_channel_layer()
+    publisher = LivePublisher(layer=layer)
+    dashboard = communicator(f"/ws/facilities/{facility_id}/live", cookie=cookie)
+    device_page = communicator(f"/ws/devices/{meters[1][0]}/live", cookie=cookie)
+    assert (await dashboard.connect(timeout=5))[0] and (await device_page.connect(timeout=5))[0]
+    await snapshot_of(dashboard)
+    await snapshot_of(device_page)
+    publisher.start()
+    now = int(time.time() * 1000)
+
+    def meter_identity(device_id: int, channel_id: int) -> DeviceIdentity:
+        return dataclasses.replace(identity(device_id, facility_id), channel_ids=np.array([channel_id]))
+
+    try:
+        for (device_id, channel_id), watts in zip(meters, (1500.0, 2500.0), strict=True):
+            publisher.readings(
+                meter_identity(device_id, channel_id),
+                ReadingsBatch(
+                    tenant_id=1,
+                    device_id=device_id,
+                    seq=1,
+                    channel_ids=np.array([channel_id]),
+                    timestamps_ms=np.array([now]),
+                    values=np.array([[watts]]),
+                ),
+            )
+        shown = {}
+        while len(shown) < 2:
+            message = await dashboard.receive_json_from(timeout=5)
+            if message["type"] == "readings":
+                shown[message["device_id"]] = (message["ts"], message["values"])
+        own = await device_page.receive_json_from(timeout=5)
+        while own["type"] != "readings":
+            own = await device_page.receive_json_from(timeout=5)
+        assert await device_page.receive_nothing(timeout=0.5)
+        if type(layer).__name__ == "RedisPubSubChannelLayer":  # CI's: the rounds went out as raw RESP
+            assert publisher._pipeline is not None
+            assert [type(c) for c in publisher._pipeline._shards.values()] == [RespConnection]
+    finally:
+        await publisher.close()
+        await dashboard.disconnect()
+        await device_page.disconnect()
+    (first, first_channel), (second, second_channel) = meters
+    assert shown == {
+        first: ([now], {str(first_channel): [1500.0]}),
+        second: ([now], {str(second_channel): [2500.0]}),
+    }
+    assert own["device_id"] == second and own["values"] == {str(second_channel): [2500.0]}
+    assert publisher.failed == 0 and publisher.sent >= 1

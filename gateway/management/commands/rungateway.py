@@ -79,6 +79,14 @@ class Command(BaseCommand):
             default=settings.GATEWAY_LIVE_HOLD_OVER_S,
             help="seconds a device stays live after its last viewer left",
         )
+        parser.add_argument(
+            "--live-round",
+            type=float,
+            default=defaults.live_round_s,
+            help="seconds between the starts of two live rounds to the channel layer (default 0.005): under load "
+            "a frame waits at most this long for its round, and a round carries every frame that came meanwhile; "
+            "0: a round as soon as the previous one is done",
+        )
         parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout_s, help="seconds")
         parser.add_argument(
             "--overload-lag-ms",
@@ -126,6 +134,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Using the development TLS certificate {cert_path} (pass --cert/--key in production).")
         if not 64 <= options["max_payload"] <= 0xFFFF:
             raise CommandError("--max-payload must lie between 64 and 65535 bytes.")
+        live_round = options.get("live_round", GatewayConfig.live_round_s)
+        if not 0 <= live_round <= 1:
+            raise CommandError(f"--live-round must lie between 0 and 1 second, not {live_round:g}.")
         config = GatewayConfig(
             handshake_timeout_s=options["handshake_timeout"],
             idle_timeout_s=options["idle_timeout"],
@@ -136,6 +147,7 @@ class Command(BaseCommand):
             max_unacked=min(255, options["max_unacked"]),
             drain_timeout_s=options["drain_timeout"],
             live_hold_over_s=max(0.0, options["live_hold_over"]),
+            live_round_s=live_round,
             overload_lag_ms=options["overload_lag_ms"],
             store_processes=store_processes(options.get("store_processes")),
         )
