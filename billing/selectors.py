@@ -52,12 +52,15 @@ from devices.selectors import facility_list
 from readings.demand import (
     NO_METERING,
     Metering,
+    ModelQuery,
     Quarters,
     channels_kwh,
     facilities_metering,
     facility_quarters,
     loads_by_interval,
-    models_from_sql,
+    metering_query,
+    meterings_from,
+    models_from_sqls,
     quarters_of,
 )
 from readings.models import Resolution as ResolutionLevel
@@ -382,11 +385,15 @@ def months_segments(*, months: dict[int, Month]) -> dict[int, list[Segment]]:
         return {}
     first = min(m.first_day for m in months.values())
     last = max(m.last_day for m in months.values())
+    return _segments_from(models_from_sqls([_segments_query(list(months), first, last)])[0], months)
+
+
+def _segments_query(facility_ids: Sequence[int], first: date, last: date) -> ModelQuery:
     # In SQL for the reason of `facilities_metering` (the ORM's join took 1.8 of 3.5 ms per bill to compile), and
     # without the RawQuerySet (`readings.demand.models_from_sql`).
     version, tariff, contract = TariffVersion._meta.db_table, Tariff._meta.db_table, Contract._meta.db_table
-    ids = [int(pk) for pk in months]
-    rows = models_from_sql(
+    ids = [int(pk) for pk in facility_ids]
+    return ModelQuery(
         TariffVersion,
         table_alias="v",
         select_tail=", t.name, t.currency, c.facility_id, c.valid_from, c.valid_to"  # noqa: S608 - names, not input
@@ -397,6 +404,9 @@ def months_segments(*, months: dict[int, Month]) -> dict[int, list[Segment]]:
         params=[*ids, last, first, last, first],
         extra=("tariff_name", "tariff_currency", "contract_facility", "contract_from", "contract_to"),
     )
+
+
+def _segments_from(rows: Sequence[TariffVersion], months: dict[int, Month]) -> dict[int, list[Segment]]:
     segments: dict[int, list[Segment]] = defaultdict(list)
     for version_row in rows:
         facility_id = version_row.contract_facility  # type: ignore[attr-defined]
@@ -530,16 +540,39 @@ def bill_compute(*, access: Access, facility_id: int, year: int, month: int, now
     The running month is a draft up to now, with a projection to month end; a future month is refused.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return _bill(access=access, facility=_billable_get(access, facility_id), year=year, month=month, now_ms=now_ms)
-
-
-def _billable_get(access: Access, facility_id: int) -> Facility:
-    """`_billable(access).get(pk=facility_id)` in SQL, for the reason of `facilities_metering` (compiling the
-    ORM's two subqueries took 1.3 ms per bill); out of reach raises Facility.DoesNotExist as `get` does."""
     if access.facility_ids is not None and int(facility_id) not in access.facility_ids:
         raise Facility.DoesNotExist("Facility matching query does not exist.")
+    # The facility, its tariff versions and its channels in one round trip; the last two are used only
+    # once the first has found the facility within the tenant.
+    found, versions, channels = models_from_sqls(
+        [
+            _billable_query(access, facility_id),
+            _segments_query(
+                [facility_id], date(year, month, 1), date(year, month, pycalendar.monthrange(year, month)[1])
+            ),
+            metering_query([facility_id]),
+        ]
+    )
+    if not found:
+        raise Facility.DoesNotExist("Facility matching query does not exist.")
+    facility = found[0]
+    period = Month(year, month, ZoneInfo(facility.timezone))
+    return _bill(
+        access=access,
+        facility=facility,
+        year=year,
+        month=month,
+        now_ms=now_ms,
+        segments=_segments_from(versions, {facility.pk: period}).get(facility.pk, []),
+        metering=meterings_from(channels).get(facility.pk, NO_METERING),
+    )
+
+
+def _billable_query(access: Access, facility_id: int) -> ModelQuery:
+    """`_billable(access).get(pk=facility_id)` in SQL, for the reason of `facilities_metering` (compiling the
+    ORM's two subqueries took 1.3 ms per bill); no row when it is out of reach."""
     facility, profile, centre = Facility._meta.db_table, BillingProfile._meta.db_table, CostCentre._meta.db_table
-    found = models_from_sql(
+    return ModelQuery(
         Facility,
         table_alias="f",
         select_tail=f", (SELECT p.fixed_charge_key FROM {profile} p WHERE p.tenant_id = f.tenant_id"  # noqa: S608 - names, not input
@@ -549,9 +582,6 @@ def _billable_get(access: Access, facility_id: int) -> Facility:
         params=[access.tenant_id, int(facility_id)],
         extra=("fixed_key", "has_centres"),
     )
-    if not found:
-        raise Facility.DoesNotExist("Facility matching query does not exist.")
-    return found[0]
 
 
 def _billed_until(period: Month, now_ms: int) -> int:
