@@ -21,6 +21,7 @@ import numpy.typing as npt
 from accounts.access import Access
 from devices.models import Channel, Facility
 from devices.quantities import Quantity, is_counter
+from readings.demand import INTERVAL_MS, NO_METERING, Metering, facilities_metering, facility_quarters, metering_of
 from readings.errors import ReadingsQueryError
 from readings.models import Resolution as ResolutionLevel
 from readings.store import get_store
@@ -215,13 +216,13 @@ def readings_latest(*, access: Access, channel_ids: Sequence[int]) -> dict[int, 
 
 @dataclass(frozen=True, slots=True)
 class DemandSeries:
-    """15-minute energy and demand, in the facility's time zone, with each interval's flags.
+    """15-minute energy and demand, in the facility's time zone, with each interval's flags (`readings.demand`).
 
-    Each interval comes from the energy counters where they have data in it, else from the mean
-    power (`source` is "counter", "power", "mixed" or "none"). From counters, `demand_kw` is the
-    interval's energy × 4, as a utility meter measures it. From power, `demand_kw` is the mean
-    active power over the interval's readings and `energy_kwh` that mean × the time the readings
-    cover (a quarter cut by a gap or still running counts only its covered part). Readings outside
+    Per device and load, the energy counters answer each interval where they have data, else the mean
+    power (`source` is "counter", "power", "mixed" or "none"). From counters, `energy_kwh` is the
+    interval's delta; from power, the mean active power × the time the interval's readings cover (a
+    quarter cut by a gap or still running counts only its covered part). `demand_kw` is `energy_kwh` × 4,
+    as a utility meter measures it (for the running quarter: its energy so far × 4). Readings outside
     a channel's plausible range are left out unless confirmed.
     `flags` is a bit mask of `readings.rollups.Flag` (use `flag_names`); intervals without data are absent.
     """
@@ -246,115 +247,64 @@ class DemandPeak:
     flags: int
 
 
-def _covered_ms(columns: dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]]) -> npt.NDArray[np.float64]:
-    """The time each interval's readings stand for: their span plus one sample step, at most the interval."""
-    count = columns["count"].astype(np.float64)
-    span = (columns["last_ms"] - columns["first_ms"]).astype(np.float64)
-    covered = np.divide(span * count, count - 1, out=np.zeros(len(count)), where=count > 1)
-    return np.minimum(covered, (columns["end_ms"] - columns["start_ms"]).astype(np.float64))
-
-
-def _demand(
-    *, tenant_id: int, channels: list[Channel], facility_id: int, timezone: str, start: datetime, end: datetime
+def _demand_series(
+    *, access: Access, metering: Metering, facility_id: int, timezone: str, start: datetime, end: datetime
 ) -> DemandSeries:
-    infos = [
-        ChannelInfo(id=c.pk, device_id=c.device_id, load_id=c.load_id, quantity=c.quantity, unit=c.unit, phase=c.phase)
-        for c in channels
-    ]
-    mains = [c.load.pk for c in channels if c.load is not None and c.load.kind == "mains"]
     start_ms, end_ms = _ms(start), _ms(end)
     if end_ms <= start_ms:
         raise ReadingsQueryError("end must be after start")
-    store = get_store()
-    energy: dict[int, float] = {}
-    power: dict[int, float] = {}
-    ends: dict[int, int] = {}
-    flags: dict[int, int] = {}
-    used: set[str] = set()
-    # Counters first; the mean power answers the intervals no counter covers.
-    for quantity, source in ((Quantity.ACTIVE_ENERGY, "counter"), (Quantity.ACTIVE_POWER, "power")):
-        counted, mains_ids = counted_channels(infos, quantity=quantity, mains_load_ids=mains)
-        wanted = {c.id: c for c in counted.values() if not mains_ids or c.load_id in mains_ids}
-        if not wanted:
-            continue
-        rows = store.read_rollups(
-            tenant_id=tenant_id,
-            channel_ids=list(wanted),
-            resolution=int(ResolutionLevel.M15),
-            start_ms=start_ms - _LONGEST_MS["15m"] + 1,
-            end_ms=end_ms,
-            fields=["end_ms", "count", "sum", "delta", "first_ms", "last_ms", "flags"],
-        )
-        covered = set(energy)
-        for channel_id, block in rows.items():
-            columns = block.columns
-            factor = UNIT_TO_KILO[wanted[channel_id].unit]
-            if source == "counter":
-                kwh = columns["delta"] * factor
-                kw = kwh * 4
-            else:
-                kw = np.divide(
-                    columns["sum"], columns["count"], out=np.zeros(len(columns["count"])), where=columns["count"] > 0
-                )
-                kw = kw * factor
-                kwh = kw * _covered_ms(columns) / 3_600_000
-            for at, until, e, p, mask in zip(
-                columns["start_ms"].tolist(),
-                columns["end_ms"].tolist(),
-                kwh.tolist(),
-                kw.tolist(),
-                columns["flags"].tolist(),
-                strict=True,
-            ):
-                if until <= start_ms or at in covered:
-                    continue
-                used.add(source)
-                energy[at] = energy.get(at, 0.0) + e
-                power[at] = power.get(at, 0.0) + p
-                ends[at] = until
-                flags[at] = flags.get(at, 0) | int(mask)
-    if energy:
-        starts = sorted(energy)
-        return DemandSeries(
-            facility_id=facility_id,
-            timezone=timezone,
-            source=used.pop() if len(used) == 1 else "mixed",  # type: ignore[arg-type]
-            timestamps_ms=np.array(starts, dtype=np.int64),
-            ends_ms=np.array([ends[s] for s in starts], dtype=np.int64),
-            energy_kwh=np.array([energy[s] for s in starts], dtype=np.float64),
-            demand_kw=np.array([power[s] for s in starts], dtype=np.float64),
-            flags=np.array([flags[s] for s in starts], dtype=np.int64),
-        )
-    empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    return DemandSeries(facility_id, timezone, "none", empty_i, empty_i, empty_f, empty_f, empty_i)
+    quarters = facility_quarters(access=access, timezone=timezone, start_ms=start_ms, end_ms=end_ms, metering=metering)
+    present = np.isfinite(quarters.kwh)
+    if not present.any():
+        empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        return DemandSeries(facility_id, timezone, "none", empty_i, empty_i, empty_f, empty_f, empty_i)
+    starts = quarters.starts_ms[present].astype(np.int64)
+    energy = quarters.kwh[present]
+    source = next(iter(quarters.sources)) if len(quarters.sources) == 1 else "mixed"
+    return DemandSeries(
+        facility_id=facility_id,
+        timezone=timezone,
+        source=source,  # type: ignore[arg-type]
+        timestamps_ms=starts,
+        ends_ms=starts + INTERVAL_MS,
+        energy_kwh=energy,
+        demand_kw=energy * 4,
+        flags=quarters.flags[present] if quarters.flags is not None else np.zeros(len(starts), dtype=np.int64),
+    )
 
 
 def _facility_channels(*, access: Access, facility_id: int) -> tuple[Facility, list[Channel]]:
     """The facility (another tenant's or a non-granted one fails like a missing one) and its channels."""
-    facilities = Facility.objects.filter(tenant_id=access.tenant_id, pk=facility_id)
-    if access.facility_ids is not None:
-        facilities = facilities.filter(pk__in=access.facility_ids)
-    facility = facilities.first()
-    if facility is None:
-        raise ReadingsQueryError(f"unknown facility: {facility_id}")
+    facility = _facility(access=access, facility_id=facility_id)
     channels = list(
         Channel.objects.filter(tenant_id=access.tenant_id, device__facility_id=facility_id).select_related("load")
     )
     return facility, channels
 
 
+def _facility(*, access: Access, facility_id: int) -> Facility:
+    facilities = Facility.objects.filter(tenant_id=access.tenant_id, pk=facility_id)
+    if access.facility_ids is not None:
+        facilities = facilities.filter(pk__in=access.facility_ids)
+    facility = facilities.first()
+    if facility is None:
+        raise ReadingsQueryError(f"unknown facility: {facility_id}")
+    return facility
+
+
 def readings_facility_demand(*, access: Access, facility_id: int, start: datetime, end: datetime) -> DemandSeries:
     """The facility's 15-minute energy and demand over the intervals overlapping [start, end).
 
-    The facility total follows `readings.totals.counted_channels` (the live dashboard's rule). Its
-    energy counters answer each interval where they have data, else the mean active power. Another
-    tenant's or a non-granted facility fails like a missing one, with `ReadingsQueryError`.
+    The rule of `readings.demand`, the bills' own: per device and load its energy counters answer each
+    interval where they have data, else its mean active power; the main meter is the mains load, else
+    every load. Another tenant's or a non-granted facility fails like a missing one, with
+    `ReadingsQueryError`.
     """
-    facility, channels = _facility_channels(access=access, facility_id=facility_id)
-    return _demand(
-        tenant_id=access.tenant_id,
-        channels=channels,
-        facility_id=facility_id,
+    facility = _facility(access=access, facility_id=facility_id)
+    return _demand_series(
+        access=access,
+        metering=facilities_metering(facility_ids=[facility.pk]).get(facility.pk, NO_METERING),
+        facility_id=facility.pk,
         timezone=facility.timezone,
         start=start,
         end=end,
@@ -365,9 +315,9 @@ def readings_channel_demand(*, access: Access, channel_id: int, start: datetime,
     """One energy-counter or active-power channel's 15-minute energy and demand (for cost allocation)."""
     channel = visible_channels(access=access, channel_ids=[channel_id])[int(channel_id)]
     facility = channel.device.facility
-    return _demand(
-        tenant_id=access.tenant_id,
-        channels=[channel],
+    return _demand_series(
+        access=access,
+        metering=metering_of([channel]),
         facility_id=facility.pk,
         timezone=facility.timezone,
         start=start,
