@@ -13,6 +13,12 @@ which the load of a shared machine moves least), and of the naive SQL;
 the client's monthly CSV of all 1,000 facilities (bar ≤ 30 s); the stored demand and peaks of
 SETTLE_SAMPLE facility-months computed from scratch (`demand_settle`, ms each). Last line: one JSON object.
 
+Where the wall tail comes from (issue 10, measured on this bench's data): the CPU per bill is flat (p95 about
+1.3 × p50), and the slowest facilities of one pass are not those of the next, so no facility, plan or tariff
+is slow. The wait is the rollup-pack read: each facility is billed once, and its packs (~190 buffers) do not
+stay in PostgreSQL's default 128 MB shared_buffers beside 1,000 facilities' ~1 GB of packs; a read from the
+OS cache took 3-8 ms, a shared-buffer hit 0.6 ms (EXPLAIN ANALYZE, BUFFERS). Size shared_buffers to the packs.
+
 Data generation is included (`load_s`, a few minutes). BENCH_BILLING_REUSE=1 reuses the last run's
 rollups and raw table when they are there for as many facilities (the raw table is kept for that).
 """
