@@ -84,10 +84,11 @@ def device_identity_get(*, serial: str) -> DeviceIdentity | None:
     )
 
 
-def device_firmware_version_record(*, device_id: int, version: str) -> None:
-    """Called at the handshake only when the reported version differs from the stored one."""
+def device_firmware_versions_record(*, versions: dict[int, str]) -> None:
+    """The versions devices reported in HELLO where they differ from the stored ones, a round at a time
+    (gateway.firmware.FirmwareWork.version_reported)."""
     close_old_connections()
-    firmware_services.firmware_version_reported(device_id=device_id, version=version)
+    firmware_services.firmware_versions_reported(versions=versions)
 
 
 def device_presence_record(*, last_seen_ms: dict[int, int], online: Iterable[int], offline: Iterable[int]) -> None:
