@@ -211,3 +211,41 @@ async def test_a_reported_version_whose_write_failed_is_written_in_a_later_round
         await task
     assert rounds == [{issued.device.pk: "1.1.0"}] * 2
     assert device.stats.reconnects == 0  # tried again by the gateway, not by a new handshake
+
+
+async def test_a_devices_readings_are_acked_while_its_chunk_request_waits(meter, tmp_path):
+    issued, spec = meter
+    transfer = await sync_to_async(start_transfer)(issued)
+    public_key = await sync_to_async(signing_public_key)()
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        requested, release = asyncio.Event(), asyncio.Event()
+        load = gateway.firmware_image
+
+        async def held_image(image_id: int) -> bytes:  # the chunk waits, as behind a wave's chunk turns
+            requested.set()
+            await release.wait()
+            return await load(image_id)
+
+        gateway.firmware_image = held_image  # type: ignore[method-assign]
+        device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key)
+        task = asyncio.create_task(device.run(duration_s=30))
+        try:
+            async with asyncio.timeout(10):
+                await requested.wait()
+                acked = device.stats.batches_acked
+                while True:
+                    if device.stats.batches_acked >= acked + 20:  # before: none, the reads waited for the chunk
+                        break
+                    await asyncio.sleep(0.02)
+            assert device.firmware_bytes_received == 0
+        finally:
+            release.set()
+        async with asyncio.timeout(20):
+            while True:
+                done = await sync_to_async(FirmwareTransfer.objects.get)(pk=transfer.pk)
+                if done.state not in FirmwareTransfer.ACTIVE_STATES:
+                    break
+                await asyncio.sleep(0.05)
+        device.stop()
+        await task
+    assert done.state == FirmwareTransfer.State.INSTALLED and device.firmware_bytes_received == len(IMAGE)
