@@ -17,7 +17,8 @@ Reports, beside their baselines measured in the same run:
 - live ingest p95 (a device's batch → the gateway's ack) during the rollouts, beside the same fleet
   streaming without a rollout (bar ≤ 2×).
 
-BENCH_DEVICES overrides the fleet size, BENCH_PROFILE=path writes a cProfile of the gateway process.
+BENCH_DEVICES overrides the fleet size, BENCH_PROFILE=path writes a cProfile of the gateway process,
+BENCH_PYSPY=folder py-spy samples (raw, one file per pid) of the gateway and device processes.
 Progress goes to stderr every 10 s; the figures are one JSON line on stdout.
 
 The chunk rate that counts against the bar is `chunk_throughput_mb_s_busiest_5s`: the 100 % wave in
@@ -50,15 +51,21 @@ INTERVAL_MS = int(os.environ.get("BENCH_INTERVAL_MS", "5000"))
 
 
 class TimedUnacked(OrderedDict):  # type: ignore[type-arg]
-    """The simulator's unacked batches, remembering when each was queued and how long its ack took."""
+    """The simulator's unacked batches, remembering when each was queued and how long its ack took.
 
-    def __init__(self, sink: list[tuple[float, float]]) -> None:
+    Each ack also says whether its batch outlived the connection it was sent on (the device rebooted
+    into the new image before the ack came, and resent the batch after its reconnect): such an ack's
+    time includes the device's own reboot, reconnect and handshake.
+    """
+
+    def __init__(self, sink: list[tuple[float, float, bool]], stats: Any) -> None:
         super().__init__()
         self.sink = sink
-        self.sent_at: dict[int, float] = {}
+        self.stats = stats
+        self.sent_at: dict[int, tuple[float, int]] = {}
 
     def __setitem__(self, key, value) -> None:  # type: ignore[no-untyped-def]
-        self.sent_at.setdefault(key, time.monotonic())
+        self.sent_at.setdefault(key, (time.monotonic(), self.stats.reconnects))
         super().__setitem__(key, value)
 
     def pop(self, key, *default):  # type: ignore[no-untyped-def]
@@ -66,8 +73,17 @@ class TimedUnacked(OrderedDict):  # type: ignore[type-arg]
         started = self.sent_at.pop(key, None)
         if started is not None:
             now = time.monotonic()  # CLOCK_MONOTONIC is system-wide: comparable with the gateway process's
-            self.sink.append((now, (now - started) * 1000))
+            self.sink.append((now, (now - started[0]) * 1000, self.stats.reconnects != started[1]))
         return value
+
+
+async def sample_loop_lag(sink: list[tuple[float, float]], every_s: float = 0.05) -> None:
+    """How late this process's event loop wakes a sleeper: (when, ms late), forever."""
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(every_s)
+        now = time.monotonic()
+        sink.append((now, (now - before - every_s) * 1000))
 
 
 def progress(message: str) -> None:
@@ -79,13 +95,43 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def start_py_spy(pids: list[int]) -> list[Any]:
+    """BENCH_PYSPY=folder: py-spy samples the gateway and the device processes while the rollouts run."""
+    import subprocess
+
+    folder = os.environ.get("BENCH_PYSPY")
+    if not folder:
+        return []
+    spy = Path(sys.executable).with_name("py-spy")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(  # noqa: S603 - our own pids, our own tool
+            [str(spy), "record", "--nonblocking", "-r", "50", "-f", "raw", "-p", str(pid), "-o", f"{folder}/{pid}.txt"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
+
+
+def stop_py_spy(spies: list[Any]) -> None:
+    import signal
+
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its samples when interrupted
+    for spy in spies:
+        spy.wait(60)
+
+
 def run_device_process(job: dict[str, Any], stop: Any, results: Any) -> None:
     """One device process: its share of the fleet, until `stop`; sends back ack latencies and counts."""
     from gateway.simulator import ChannelSpec, DeviceSpec, SimulatedDevice
     from gateway.tls import client_context
 
     async def main() -> None:
-        acks: list[tuple[float, float]] = []
+        acks: list[tuple[float, float, bool]] = []
+        lags: list[tuple[float, float]] = []
+        lag_sampler = asyncio.create_task(sample_loop_lag(lags))
         ctx = client_context(cafile=job["cafile"])
         devices = []
         # Real meters are not in step: each sends at its own phase of the interval, so the gateway
@@ -113,7 +159,7 @@ def run_device_process(job: dict[str, Any], stop: Any, results: Any) -> None:
                 reconnect_delay_s=0.5,
                 seed=seed,
             )
-            device.unacked = TimedUnacked(acks)
+            device.unacked = TimedUnacked(acks, device.stats)
             devices.append(device)
         tasks = []
         for device in devices:
@@ -124,9 +170,11 @@ def run_device_process(job: dict[str, Any], stop: Any, results: Any) -> None:
         for device in devices:
             device.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
+        lag_sampler.cancel()
         results.put(
             {
                 "acks": acks,
+                "loop_lags": lags,
                 "received": sum(d.firmware_bytes_received for d in devices),
                 "installed": sum(d.stats.firmware_installed for d in devices),
                 "cpu_s": cpu_s(),
@@ -230,6 +278,8 @@ async def main() -> None:  # noqa: PLR0915
     config = GatewayConfig(idle_timeout_s=300, firmware_poll_s=1.0, rate_per_s=1000)
     gateway = Gateway(ssl_context=server_context(cert=cert, key=key), config=config, enqueue=lambda batches: None)
     _, port = await gateway.start(host="127.0.0.1", port=0)
+    gateway_lags: list[tuple[float, float]] = []
+    gateway_lag_sampler = asyncio.create_task(sample_loop_lag(gateway_lags))
 
     spawn = mp.get_context("spawn")  # a fresh interpreter: no Django, no inherited sockets
     stop = spawn.Event()
@@ -302,6 +352,7 @@ async def main() -> None:  # noqa: PLR0915
 
         profile = cProfile.Profile()
         profile.enable()
+    spies = start_py_spy([os.getpid(), *(w.pid for w in workers if w.pid is not None)])
     started_at = time.monotonic()
     whole_id, delta_id = await sync_to_async(start)()
     bytes_before = gateway.stats.get("firmware_chunk_bytes", 0)
@@ -346,14 +397,30 @@ async def main() -> None:  # noqa: PLR0915
     if profile is not None:
         profile.disable()
         profile.dump_stats(os.environ["BENCH_PROFILE"])
+    stop_py_spy(spies)
     stop.set()
     outputs = [results.get(timeout=120) for _ in workers]
+    gateway_lag_sampler.cancel()
     for process in [*workers, ticker]:
         process.join(30)
     await gateway.shutdown()
     acks = [a for out in outputs for a in out["acks"]]
-    baseline = [ms for at, ms in acks if connected_at + 2 <= at < started_at]
-    during = [ms for at, ms in acks if started_at <= at <= started_at + completed_s]
+    ended_at = started_at + completed_s
+
+    def without(rows: list[Any]) -> list[float]:
+        return [row[1] for row in rows if connected_at + 2 <= row[0] < started_at]
+
+    def while_running(rows: list[Any]) -> list[float]:
+        return [row[1] for row in rows if started_at <= row[0] <= ended_at]
+
+    baseline = without(acks)
+    during = while_running(acks)
+    # The acks of batches sent and acked on one connection: without those the device's reboot held up.
+    during_same = while_running([a for a in acks if not a[2]])
+    device_lags = [lag for out in outputs for lag in out["loop_lags"]]
+
+    def p95(values: list[float]) -> float | None:
+        return round(percentile(values, 95), 1) if values else None
 
     def outcome():  # type: ignore[no-untyped-def]
         states = dict(Rollout.objects.filter(pk__in=[whole_id, delta_id]).values_list("name", "state"))
@@ -398,6 +465,17 @@ async def main() -> None:  # noqa: PLR0915
             "ingest_p95_ratio": round(p95_during / p95_base, 2) if p95_base else None,
             "ingest_p95_ratio_bar": 2.0,
             "ingest_samples": {"without": len(baseline), "during": len(during)},
+            "ingest_ack_p95_ms_during_rollout_same_connection": p95(during_same),
+            "ingest_acks_during_across_a_reconnect": len(during) - len(during_same),
+            "ingest_ack_max_ms_during_rollout": round(max(during), 1) if during else None,
+            "gateway_loop_lag_p95_ms": {
+                "without": p95(without(gateway_lags)),
+                "during": p95(while_running(gateway_lags)),
+            },
+            "device_processes_loop_lag_p95_ms": {
+                "without": p95(without(device_lags)),
+                "during": p95(while_running(device_lags)),
+            },
             "gateway_status_rounds": gateway.firmware.rounds,
             "gateway_statuses_written": gateway.firmware.statuses,
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),

@@ -11,6 +11,11 @@ So firmware work runs on its own single thread (one connection, writes in the or
 submitted), and statuses are coalesced: whatever the devices report while a round is being
 written goes into the next round, one transaction for all of them (`firmware_transfers_record`).
 A lone status is written after `linger_s`; under load a round holds hundreds.
+
+The version a device reports in HELLO goes the same way (`version_reported`): the handshake does not
+wait for it. A wave's reboots bring hundreds of devices back within seconds; awaiting each one's
+write before WELCOME put every reconnecting device, and the batches it had in flight at its reboot,
+behind the rounds of statuses on this thread.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ T = TypeVar("T")
 MAX_ROUND = 1000
 # At most this many firmware chunks are served per turn of the event loop (see ChunkTurns).
 CHUNKS_PER_TURN = 4
+# A round of reported versions that could not be written is tried again after this long.
+VERSIONS_RETRY_S = 1.0
 
 
 class ChunkTurns:
@@ -86,11 +93,13 @@ class FirmwareWork:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-firmware")
         self._linger_s = linger_s
         self._pending: list[tuple[StatusReport, asyncio.Future[bool]]] = []
+        self._versions: dict[int, str] = {}  # device id: the version it reported in HELLO, not yet written
         self._wakeup: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
         self._writing: asyncio.Task[None] | None = None
         self.rounds = 0
         self.statuses = 0
+        self.versions = 0
         self.chunk_turns = ChunkTurns()
 
     def start(self) -> None:
@@ -111,6 +120,17 @@ class FirmwareWork:
         self._wakeup.set()
         return future
 
+    def version_reported(self, *, device_id: int, version: str) -> None:
+        """Queue the version a device reported in HELLO for the next round; nobody waits for the write.
+
+        A later report of the same device replaces one not yet written: the last HELLO is what it runs.
+        A failed round is logged and tried again; the device, still stored with its old version, also
+        reports the new one again at its next handshake.
+        """
+        self._versions[device_id] = version
+        assert self._wakeup is not None, "start() first"
+        self._wakeup.set()
+
     async def _run(self) -> None:
         assert self._wakeup is not None
         while True:
@@ -125,6 +145,26 @@ class FirmwareWork:
                 self._wakeup.set()
 
     async def _round(self) -> None:
+        await self._statuses_round()
+        await self._versions_round(retry=True)
+
+    async def _versions_round(self, *, retry: bool) -> None:
+        versions, self._versions = self._versions, {}
+        if not versions:
+            return
+        try:
+            await self.call(services.device_firmware_versions_record, versions=versions)
+        except Exception:  # noqa: BLE001 - logged, and tried again: nobody waits for this write
+            logger.exception("gateway: recording the firmware versions of %d devices failed", len(versions))
+            if retry:
+                for device_id, version in versions.items():
+                    self._versions.setdefault(device_id, version)  # a newer report, if any, wins
+                assert self._wakeup is not None
+                asyncio.get_running_loop().call_later(VERSIONS_RETRY_S, self._wakeup.set)
+            return
+        self.versions += len(versions)
+
+    async def _statuses_round(self) -> None:
         batch, self._pending = self._pending[:MAX_ROUND], self._pending[MAX_ROUND:]
         if not batch:
             return
@@ -151,7 +191,8 @@ class FirmwareWork:
         if self._writing is not None:
             await asyncio.gather(self._writing, return_exceptions=True)
         while self._pending:
-            await self._round()
+            await self._statuses_round()
+        await self._versions_round(retry=False)  # once: the devices report again when they reconnect
         try:
             await self.call(connections.close_all)
         finally:

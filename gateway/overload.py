@@ -27,6 +27,7 @@ told at once (the gateway sends `config()` after WELCOME, before the live switch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -189,7 +190,9 @@ class HandshakeAdmission:
         except TimeoutError:
             if turn.done() and not turn.cancelled():
                 return True  # granted in the same instant: the slot is this holder's
-            self._queue.remove((holder, turn))
+            # The timeout cancelled the turn; a done() before this task resumed may have dropped it already.
+            with contextlib.suppress(ValueError):
+                self._queue.remove((holder, turn))
             self.shed += 1
             return False
         return True

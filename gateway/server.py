@@ -14,6 +14,7 @@ import logging
 import os
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -178,6 +179,8 @@ class Connection:
         self.inflight = 0
         self.closed = False
         self.offer: FirmwareOfferInfo | None = None
+        self._chunk_requests: deque[tuple[int, FirmwareOfferInfo, p.FirmwareRequest]] = deque()
+        self._chunk_server: asyncio.Task[None] | None = None
         self.generation: int | None = None  # across gateways (gateway.cluster); None until claimed
         self._sequence = p.SequenceChecker()
         self.version = p.VERSION  # the protocol version agreed in the handshake
@@ -303,10 +306,9 @@ class Connection:
                         self.version = version
                         parser.compact = version >= p.COMPACT_VERSION
                         if hello.firmware_version and hello.firmware_version != identity.firmware_version:
-                            await gateway.firmware.call(
-                                services.device_firmware_version_record,
-                                device_id=identity.device_id,
-                                version=hello.firmware_version,
+                            # Written in the firmware thread's next round; WELCOME does not wait for it.
+                            gateway.firmware.version_reported(
+                                device_id=identity.device_id, version=hello.firmware_version
                             )
                         self.identity = identity
                         gateway.register(self)
@@ -338,6 +340,8 @@ class Connection:
             timer.cancel()
             if identity_task is not None and not identity_task.done():
                 identity_task.cancel()
+            if self._chunk_server is not None:
+                self._chunk_server.cancel()
             self.closed = True
             if not self.writer.is_closing():
                 self.writer.close()
@@ -421,7 +425,7 @@ class Connection:
             nack = p.Nack.decode(frame.payload)
             logger.info("gateway: %s refused frame %d: %s", self._who(), nack.ref_seq, nack.message)
         elif kind == p.FrameType.FIRMWARE_REQUEST:
-            await self._on_firmware_request(frame)
+            self._on_firmware_request(frame)
         elif kind == p.FrameType.FIRMWARE_STATUS:
             await self._on_firmware_status(frame)
         elif kind in (p.FrameType.HELLO, p.FrameType.AUTH):
@@ -501,7 +505,10 @@ class Connection:
             return None
         return self.offer
 
-    async def _on_firmware_request(self, frame: p.Frame) -> None:
+    # The protocol asks for one range at a time; a few more are queued, the rest refused.
+    FIRMWARE_REQUESTS_QUEUED = 4
+
+    def _on_firmware_request(self, frame: p.Frame) -> None:
         request = p.FirmwareRequest.decode(frame.payload)
         offer = self._active_offer(request.transfer_id, frame.seq)
         if offer is None:
@@ -510,17 +517,38 @@ class Connection:
         if request.offset >= offer.size or request.length == 0 or request.length > chunk_size:
             self.nack(frame.seq, p.ErrorCode.FIRMWARE, f"bad range {request.offset}+{request.length} of {offer.size}")
             return
-        if offer.delta_id is not None:
-            image = await self.gateway.firmware_delta(offer.delta_id)
-        else:
-            image = await self.gateway.firmware_image(offer.image_id)
-        await self.gateway.firmware.chunk_turns.take()  # readings' acks first (gateway.firmware.ChunkTurns)
-        if self.closed:
+        if len(self._chunk_requests) >= self.FIRMWARE_REQUESTS_QUEUED:
+            self.nack(frame.seq, p.ErrorCode.FIRMWARE, "one range at a time: earlier requests are still being served")
             return
-        data = memoryview(image)[request.offset : request.offset + request.length]
-        self.send(p.FrameType.FIRMWARE_CHUNK, p.FirmwareChunk(offer.transfer_id, request.offset, data).encode())
-        self.gateway.count("firmware_chunk_bytes", len(data))
-        await self.writer.drain()
+        # Served beside the connection's reads, not in them: a chunk waits for its turn (ChunkTurns) and
+        # for the device to take the last one (drain), and the device's readings behind the request in
+        # the same stream were held all that time (bench/rollout.py: acks of seconds in a wave).
+        self._chunk_requests.append((frame.seq, offer, request))
+        if self._chunk_server is None or self._chunk_server.done():
+            self._chunk_server = asyncio.create_task(self._serve_chunks())
+
+    async def _serve_chunks(self) -> None:
+        while self._chunk_requests and not self.closed:
+            seq, offer, request = self._chunk_requests.popleft()
+            try:
+                if offer.delta_id is not None:
+                    image = await self.gateway.firmware_delta(offer.delta_id)
+                else:
+                    image = await self.gateway.firmware_image(offer.image_id)
+            except Exception:  # noqa: BLE001 - the device asks again; the connection and its readings go on
+                logger.exception("gateway: reading the image of transfer %d failed", offer.transfer_id)
+                self.nack(seq, p.ErrorCode.UNAVAILABLE, "the image could not be read; ask again")
+                continue
+            await self.gateway.firmware.chunk_turns.take()  # readings' acks first (gateway.firmware.ChunkTurns)
+            if self.closed or self.offer is None or self.offer.transfer_id != offer.transfer_id:
+                continue  # closed, or the transfer ended or was replaced meanwhile: the device drops stale chunks
+            data = memoryview(image)[request.offset : request.offset + request.length]
+            self.send(p.FrameType.FIRMWARE_CHUNK, p.FirmwareChunk(offer.transfer_id, request.offset, data).encode())
+            self.gateway.count("firmware_chunk_bytes", len(data))
+            try:
+                await self.writer.drain()
+            except (ConnectionError, OSError):
+                return
 
     def _record_status(self, offer: FirmwareOfferInfo, status: p.FirmwareStatus) -> asyncio.Future[bool]:
         """Queue the device's status of its transfer for the gateway's next round of status writes."""

@@ -18,7 +18,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from alerts import services as alerts_services
-from devices.models import Channel, Device
+from devices.models import Device
 from firmware import selectors as firmware_selectors
 from firmware import services as firmware_services
 from firmware.models import FirmwareDelta, FirmwareImage, FirmwareTransfer
@@ -44,10 +44,14 @@ class DeviceIdentity:
 
 
 def device_identity_get(*, serial: str) -> DeviceIdentity | None:
+    """The device and its channels in one query (a LEFT JOIN: a row per channel, one without any).
+
+    It runs at every handshake, and a wave's reboots bring hundreds of devices back within seconds, each
+    lookup waiting for the one before on the shared database thread: one round trip, not two.
+    """
     close_old_connections()
-    device = (
-        Device.objects.filter(serial=serial)
-        .only(
+    rows = list(
+        Device.objects.filter(serial=serial).values_list(
             "id",
             "tenant_id",
             "facility_id",
@@ -57,37 +61,41 @@ def device_identity_get(*, serial: str) -> DeviceIdentity | None:
             "key_revoked_at",
             "status",
             "firmware_version",
+            "channels__index",
+            "channels__id",
+            "channels__scale",
         )
-        .first()
     )
-    if device is None:
+    if not rows:
         return None
-    rows = list(Channel.objects.filter(device_id=device.pk).values_list("index", "id", "scale"))
-    size = max((index for index, _, _ in rows), default=-1) + 1
+    device_id, tenant_id, facility_id, _, public_key, key_version, revoked_at, status, version = rows[0][:9]
+    channels = [(index, channel_id, scale) for *_, index, channel_id, scale in rows if channel_id is not None]
+    size = max((index for index, _, _ in channels), default=-1) + 1
     channel_ids = np.full(size, -1, dtype=np.int64)
     scales = np.ones(size, dtype=np.float64)
-    for index, channel_id, scale in rows:
+    for index, channel_id, scale in channels:
         channel_ids[index] = channel_id
         scales[index] = scale
     return DeviceIdentity(
-        device_id=device.pk,
-        tenant_id=device.tenant_id,
-        facility_id=device.facility_id,
-        serial=device.serial,
-        public_key=bytes(device.public_key) if device.public_key else None,
-        key_version=device.key_version,
-        revoked=device.key_revoked_at is not None,
-        disabled=device.status == Device.Status.DISABLED,
+        device_id=device_id,
+        tenant_id=tenant_id,
+        facility_id=facility_id,
+        serial=serial,
+        public_key=bytes(public_key) if public_key else None,
+        key_version=key_version,
+        revoked=revoked_at is not None,
+        disabled=status == Device.Status.DISABLED,
         channel_ids=channel_ids,
         scales=scales,
-        firmware_version=device.firmware_version,
+        firmware_version=version,
     )
 
 
-def device_firmware_version_record(*, device_id: int, version: str) -> None:
-    """Called at the handshake only when the reported version differs from the stored one."""
+def device_firmware_versions_record(*, versions: dict[int, str]) -> None:
+    """The versions devices reported in HELLO where they differ from the stored ones, a round at a time
+    (gateway.firmware.FirmwareWork.version_reported)."""
     close_old_connections()
-    firmware_services.firmware_version_reported(device_id=device_id, version=version)
+    firmware_services.firmware_versions_reported(versions=versions)
 
 
 def device_presence_record(*, last_seen_ms: dict[int, int], online: Iterable[int], offline: Iterable[int]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import bsdiff4
@@ -238,4 +238,25 @@ def firmware_transfers_offered(*, transfers: dict[int, int]) -> set[int]:
 def firmware_version_reported(*, device_id: int, version: str) -> None:
     """The version a device reported in HELLO after it authenticated: how a rollout learns the device
     came back running the new image."""
-    Device.objects.filter(pk=device_id).exclude(firmware_version=version).update(firmware_version=version[:64])
+    firmware_versions_reported(versions={device_id: version})
+
+
+# Devices per UPDATE in firmware_versions_reported: a short IN list, whatever the size of the wave.
+VERSIONS_PER_STATEMENT = 500
+
+
+@transaction.atomic
+def firmware_versions_reported(*, versions: Mapping[int, str]) -> None:
+    """The versions many devices reported in HELLO ({device id: version}), in one transaction.
+
+    A wave's reboots bring hundreds of devices back within seconds, nearly all with the same version:
+    one `UPDATE … WHERE id IN (…)` per distinct version (and per VERSIONS_PER_STATEMENT devices), not
+    one transaction per device.
+    """
+    by_version: dict[str, list[int]] = {}
+    for device_id, version in versions.items():
+        by_version.setdefault(version[:64], []).append(device_id)
+    for version, device_ids in by_version.items():
+        for start in range(0, len(device_ids), VERSIONS_PER_STATEMENT):
+            chunk = device_ids[start : start + VERSIONS_PER_STATEMENT]
+            Device.objects.filter(pk__in=chunk).exclude(firmware_version=version).update(firmware_version=version)

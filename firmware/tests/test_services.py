@@ -5,6 +5,7 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from devices.models import Device
 from devices.tests.factories import DeviceFactory, DeviceTypeFactory
 from firmware.errors import FirmwareError
 from firmware.models import FirmwareTransfer
@@ -16,6 +17,7 @@ from firmware.services import (
     firmware_transfer_start,
     firmware_transfers_record,
     firmware_version_reported,
+    firmware_versions_reported,
 )
 from firmware.signing import signing_key, signing_public_key
 from gateway.protocol import firmware_message
@@ -84,6 +86,17 @@ def test_recording_installed_leaves_the_version_to_the_devices_next_hello_and_ig
     device.refresh_from_db()
     assert device.firmware_version == "1.1.0"
     assert firmware_transfer_record(transfer_id=transfer.pk, device_id=device.pk, state="failed", offset=0) is None
+
+
+def test_a_round_of_reported_versions_sets_each_devices_own_version_and_no_other(django_assert_max_num_queries):
+    back = [DeviceFactory(firmware_version="1.0.0") for _ in range(3)]
+    rolled_back = DeviceFactory(firmware_version="1.1.0")
+    bystander = DeviceFactory(firmware_version="1.0.0")
+    versions = {device.pk: "1.1.0" for device in back} | {rolled_back.pk: "1.0.0"}
+    with django_assert_max_num_queries(4):  # one UPDATE per distinct version, not one per device
+        firmware_versions_reported(versions=versions)
+    stored = dict(Device.objects.values_list("pk", "firmware_version"))
+    assert stored == versions | {bystander.pk: "1.0.0"}
 
 
 def test_a_round_of_statuses_is_applied_in_order_as_one_at_a_time_would_be():

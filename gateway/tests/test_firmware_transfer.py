@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import threading
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -152,3 +154,98 @@ async def test_a_device_cannot_touch_another_tenants_transfer(meter, other_meter
     untouched = await sync_to_async(FirmwareTransfer.objects.get)(pk=transfer.pk)
     assert untouched.state in (FirmwareTransfer.State.PENDING, FirmwareTransfer.State.OFFERED)
     assert untouched.device_id == victim.device.pk
+
+
+async def stored_version(device_id: int) -> str:
+    return (await sync_to_async(Device.objects.get)(pk=device_id)).firmware_version
+
+
+async def until_stored(device_id: int, version: str, *, within_s: float = 10.0) -> None:
+    async with asyncio.timeout(within_s):
+        while True:
+            if await stored_version(device_id) == version:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_a_device_back_on_a_new_version_is_welcomed_before_the_version_is_written(meter, tmp_path):
+    issued, spec = meter
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        # The firmware thread is busy (as with a wave's rounds of statuses) until `held` is set.
+        held = threading.Event()
+        busy = asyncio.ensure_future(gateway.firmware.call(held.wait, timeout=30))
+        device = simulated(dataclasses.replace(spec, firmware_version="1.1.0"), port, ctx, max_batches=None)
+        task = asyncio.create_task(device.run(duration_s=30))
+        try:
+            async with asyncio.timeout(10):  # before: WELCOME waited for the write behind the busy thread
+                await device.connected.wait()
+            assert await stored_version(issued.device.pk) == "1.0.0"
+        finally:
+            held.set()
+        await busy
+        await until_stored(issued.device.pk, "1.1.0")  # the next round wrote it
+        device.stop()
+        await task
+    assert device.stats.reconnects == 0
+
+
+async def test_a_reported_version_whose_write_failed_is_written_in_a_later_round(meter, tmp_path, monkeypatch):
+    from gateway import services
+
+    issued, spec = meter
+    write = services.device_firmware_versions_record
+    rounds: list[dict[int, str]] = []
+
+    def fails_once(*, versions: dict[int, str]) -> None:
+        rounds.append(dict(versions))
+        if len(rounds) == 1:
+            raise RuntimeError("database unavailable")
+        write(versions=versions)
+
+    monkeypatch.setattr(services, "device_firmware_versions_record", fails_once)
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        device = simulated(dataclasses.replace(spec, firmware_version="1.1.0"), port, ctx, max_batches=None)
+        task = asyncio.create_task(device.run(duration_s=30))
+        await until_stored(issued.device.pk, "1.1.0")
+        device.stop()
+        await task
+    assert rounds == [{issued.device.pk: "1.1.0"}] * 2
+    assert device.stats.reconnects == 0  # tried again by the gateway, not by a new handshake
+
+
+async def test_a_devices_readings_are_acked_while_its_chunk_request_waits(meter, tmp_path):
+    issued, spec = meter
+    transfer = await sync_to_async(start_transfer)(issued)
+    public_key = await sync_to_async(signing_public_key)()
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        requested, release = asyncio.Event(), asyncio.Event()
+        load = gateway.firmware_image
+
+        async def held_image(image_id: int) -> bytes:  # the chunk waits, as behind a wave's chunk turns
+            requested.set()
+            await release.wait()
+            return await load(image_id)
+
+        gateway.firmware_image = held_image  # type: ignore[method-assign]
+        device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key)
+        task = asyncio.create_task(device.run(duration_s=30))
+        try:
+            async with asyncio.timeout(10):
+                await requested.wait()
+                acked = device.stats.batches_acked
+                while True:
+                    if device.stats.batches_acked >= acked + 20:  # before: none, the reads waited for the chunk
+                        break
+                    await asyncio.sleep(0.02)
+            assert device.firmware_bytes_received == 0
+        finally:
+            release.set()
+        async with asyncio.timeout(20):
+            while True:
+                done = await sync_to_async(FirmwareTransfer.objects.get)(pk=transfer.pk)
+                if done.state not in FirmwareTransfer.ACTIVE_STATES:
+                    break
+                await asyncio.sleep(0.05)
+        device.stop()
+        await task
+    assert done.state == FirmwareTransfer.State.INSTALLED and device.firmware_bytes_received == len(IMAGE)
