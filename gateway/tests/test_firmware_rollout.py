@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -128,10 +130,34 @@ async def run_fleet(devices):
     return [asyncio.create_task(device.run()) for device in devices]
 
 
-async def stop_fleet(devices, tasks):
+def _stacks(tasks) -> str:
+    out = io.StringIO()
+    for task in tasks:
+        task.print_stack(limit=12, file=out)
+    return out.getvalue()
+
+
+async def stop_fleet(devices, tasks, *, within_s: float = 60.0):
+    """Stop the simulated devices; one that does not stop is a harness fault, reported with its stack."""
     for device in devices:
         device.stop()
+    _, stuck = await asyncio.wait(tasks, timeout=within_s)
+    if stuck:
+        warnings.warn(
+            f"{len(stuck)} simulated devices did not stop within {within_s} s:\n{_stacks(stuck)}", stacklevel=2
+        )
+        for task in stuck:
+            task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def shutdown(gateway, *, within_s: float = 60.0) -> None:
+    """The gateway's shutdown, bounded: one that hangs fails the test with every task's stack."""
+    try:
+        await asyncio.wait_for(gateway.shutdown(), within_s)
+    except TimeoutError:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        pytest.fail(f"the gateway did not shut down within {within_s} s; tasks:\n{_stacks(others)}")
 
 
 async def test_a_200_device_rollout_pauses_at_the_error_threshold_and_completes_after_the_fix(tmp_path):
@@ -191,7 +217,7 @@ async def test_a_200_device_rollout_pauses_at_the_error_threshold_and_completes_
         )
     finally:
         await stop_fleet(devices, tasks)
-        await gateway.shutdown()
+        await shutdown(gateway)
     done = await sync_to_async(Rollout.objects.get)(pk=rollout.pk)
     entries = await sync_to_async(lambda: list(done.devices.select_related("device", "wave")))()
     assert len(entries) == 200 and {e.status for e in entries} == {RolloutDevice.Status.SUCCEEDED}
@@ -239,7 +265,7 @@ async def test_transfers_start_only_inside_each_facilitys_maintenance_window(tmp
         )
     finally:
         await stop_fleet(devices, tasks)
-        await gateway.shutdown()
+        await shutdown(gateway)
     assert all(d.firmware_version == "1.1.0" for d in devices)
 
 
@@ -301,7 +327,7 @@ async def test_a_device_offline_in_its_window_waits_for_the_next_and_one_that_ne
         )
     finally:
         await stop_fleet(devices, tasks)
-        await gateway.shutdown()
+        await shutdown(gateway)
     assert (punctual.firmware_version, away.firmware_version, mute.firmware_version) == ("1.1.0", "1.1.0", "1.0.0")
     final = await sync_to_async(entries)(rollout.pk)
     assert {serial: status for serial, (status, _) in final.items()} == {
@@ -358,7 +384,7 @@ async def test_a_device_that_took_its_offer_and_went_offline_does_not_resume_aft
         )
     finally:
         await stop_fleet([device], tasks)
-        await gateway.shutdown()
+        await shutdown(gateway)
     assert device.firmware_version == "1.1.0"
     assert device.firmware_requests.count(0) == 2  # the next window's transfer started from the beginning
     assert await sync_to_async(transfer_states)(spec.serial) == ["cancelled", "installed"]
@@ -379,14 +405,14 @@ async def test_a_gateway_restart_mid_rollout_resumes_the_transfers_where_they_st
         await sync_to_async(tick)()
         async with asyncio.timeout(30):
             await asyncio.gather(*(d.download_stalled.wait() for d in devices))
-        await gateway.shutdown()
+        await shutdown(gateway)
         gateway, _ = await start_gateway(tmp_path, port=port, server_ctx=server_ctx)
         await wait_for(
             lambda: rollout_state(rollout.pk) == Rollout.State.COMPLETED, within_s=60, what="completion", tick=tick
         )
     finally:
         await stop_fleet(devices, tasks)
-        await gateway.shutdown()
+        await shutdown(gateway)
     for device in devices:
         assert device.firmware_version == "1.1.0"
         assert device.firmware_requests.count(0) == 1  # never started over
@@ -458,7 +484,7 @@ async def test_a_delta_update_leaves_the_device_on_the_exact_new_image_and_a_fai
         )
     finally:
         await stop_fleet(devices, tasks)
-        await gateway.shutdown()
+        await shutdown(gateway)
     assert all(d.firmware_image == bytes(new) and d.firmware_version == "1.2.0" for d in devices)
     transfers = await sync_to_async(
         lambda: list(FirmwareTransfer.objects.select_related("device", "delta").order_by("device__serial", "id"))
