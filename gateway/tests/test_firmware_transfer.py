@@ -249,3 +249,57 @@ async def test_a_devices_readings_are_acked_while_its_chunk_request_waits(meter,
         device.stop()
         await task
     assert done.state == FirmwareTransfer.State.INSTALLED and device.firmware_bytes_received == len(IMAGE)
+
+
+async def test_chunk_requests_beyond_the_queue_are_refused_and_the_queued_ones_served(meter, tmp_path):
+    from gateway import protocol as p
+    from gateway.server import Connection
+    from gateway.tests.helpers import RawClient, nack_of
+
+    issued, spec = meter
+    await sync_to_async(start_transfer)(issued)
+    async with running_gateway(tmp_path, enqueue=Recorder()) as (gateway, port, ctx):
+        requested, release = asyncio.Event(), asyncio.Event()
+        load = gateway.firmware_image
+
+        async def held_image(image_id: int) -> bytes:
+            requested.set()
+            await release.wait()
+            return await load(image_id)
+
+        gateway.firmware_image = held_image  # type: ignore[method-assign]
+        client = await RawClient.connect(port, ctx)
+        await client.handshake(spec.serial, spec.private_key)
+        frame = await client.frame(timeout=10)
+        while frame.type != p.FrameType.FIRMWARE_OFFER:
+            frame = await client.frame(timeout=10)
+        offer = p.FirmwareOffer.decode(frame.payload)
+        sent = 10
+        for k in range(sent):
+            client.send(p.FrameType.FIRMWARE_REQUEST, p.FirmwareRequest(offer.transfer_id, k * 1000, 1000).encode())
+        refused = []
+        async with asyncio.timeout(10):
+            await requested.wait()
+            # One request is being served (its image held), at most FIRMWARE_REQUESTS_QUEUED wait: the rest are refused.
+            while len(refused) < sent - 1 - Connection.FIRMWARE_REQUESTS_QUEUED:
+                nack = nack_of(await client.frame())
+                assert (nack.code, nack.fatal) == (p.ErrorCode.FIRMWARE, False)
+                assert "one range at a time" in nack.message
+                refused.append(nack.ref_seq)
+        release.set()
+        offsets = []
+        while len(offsets) + len(refused) < sent:
+            frame = await client.frame(timeout=10)
+            if frame.type == p.FrameType.NACK:
+                refused.append(nack_of(frame).ref_seq)  # the first request was taken before the rest came
+                continue
+            assert frame.type == p.FrameType.FIRMWARE_CHUNK
+            chunk = p.FirmwareChunk.decode(frame.payload)
+            assert bytes(chunk.data) == IMAGE[chunk.offset : chunk.offset + 1000]
+            offsets.append(chunk.offset)
+        assert len(refused) in (
+            sent - 1 - Connection.FIRMWARE_REQUESTS_QUEUED,
+            sent - Connection.FIRMWARE_REQUESTS_QUEUED,
+        )
+        assert offsets == sorted(offsets) and len(offsets) == sent - len(refused)  # served in order, none lost
+        client.close()
