@@ -277,7 +277,7 @@ async def test_chunk_requests_beyond_the_queue_are_refused_and_the_queued_ones_s
         sent = 10
         for k in range(sent):
             client.send(p.FrameType.FIRMWARE_REQUEST, p.FirmwareRequest(offer.transfer_id, k * 1000, 1000).encode())
-        refused = []
+        refused: list[int] = []
         async with asyncio.timeout(10):
             await requested.wait()
             # One request is being served (its image held), at most FIRMWARE_REQUESTS_QUEUED wait: the rest are refused.
@@ -287,7 +287,7 @@ async def test_chunk_requests_beyond_the_queue_are_refused_and_the_queued_ones_s
                 assert "one range at a time" in nack.message
                 refused.append(nack.ref_seq)
         release.set()
-        offsets = []
+        offsets: list[int] = []
         while len(offsets) + len(refused) < sent:
             frame = await client.frame(timeout=10)
             if frame.type == p.FrameType.NACK:
