@@ -182,7 +182,7 @@ def gateway_argv(*, loop: str = "auto", store_processes: int | None = None) -> l
         "--port",
         "0",
         "--stats-every",
-        "20",
+        os.environ.get("BENCH_GATEWAY_STATS_EVERY", "20"),
         "--overload-lag-ms",
         "0",
         "--loop",
@@ -420,7 +420,7 @@ def main() -> None:
         log(f"gateway: {line[:300]}")
     if len(warnings) > 3:
         log(f"gateway: … {len(warnings) - 3} more warnings")
-    for line in [line for line in gateway.lines if "live sent" in line][-1:] + gateway.lines[-1:]:
+    for line in [line for line in gateway.lines if "live sent" in line] + gateway.lines[-1:]:
         log(f"gateway: {line[:300]}")
     print(json.dumps(result), flush=True)
 

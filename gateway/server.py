@@ -12,6 +12,7 @@ import asyncio.sslproto
 import functools
 import logging
 import os
+import socket
 import ssl
 import time
 from collections import deque
@@ -48,6 +49,15 @@ _identity_get = sync_to_async(services.device_identity_get)
 _presence_record = sync_to_async(services.device_presence_record)
 _counter_reset_record = sync_to_async(services.counter_reset_record)
 _event_record = sync_to_async(services.device_event_record)
+
+
+def _listen(host: str, port: int, *, backlog: int = 4096) -> socket.socket:
+    """A non-blocking listening TCP socket on `host` (a name or an address; IPv6 is dual-stack)."""
+    family, *_ = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    dualstack = family == socket.AF_INET6 and socket.has_dualstack_ipv6()
+    listener = socket.create_server((host, port), family=family, backlog=backlog, dualstack_ipv6=dualstack)
+    listener.setblocking(False)
+    return listener
 
 
 def now_ms() -> int:
@@ -709,7 +719,8 @@ class Gateway:
         self._images: dict[tuple[str, int], asyncio.Future[bytes]] = {}
         self._firmware_wakeup = asyncio.Event()
         self._firmware_joined: set[int] = set()  # connected since the last check: asked about at once
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
 
@@ -727,14 +738,16 @@ class Gateway:
         self.livemode.start()
         if self.config.overload_lag_ms > 0:
             self.overload.start()
-        # TLS starts in _handle, once the connection is admitted (self.admission).
-        self._server = await asyncio.start_server(self._handle, host, port, backlog=4096, limit=2 * 65536)
+        # Accepted here as plain sockets; TLS starts on one in _handle once its handshake is admitted
+        # (self.admission), and nothing is read from it before that (_accept_loop says why).
+        self._listener = _listen(host, port)
         loop = asyncio.get_running_loop()
         self._tasks = [
+            loop.create_task(self._accept_loop(self._listener), name="gateway-accept"),
             loop.create_task(self._presence_loop(), name="gateway-presence"),
             loop.create_task(self._firmware_loop(), name="gateway-firmware"),
         ]
-        sockname = self._server.sockets[0].getsockname()
+        sockname = self._listener.getsockname()
         logger.info("gateway: listening on %s:%s (TLS)", sockname[0], sockname[1])
         return sockname[0], sockname[1]
 
@@ -748,8 +761,9 @@ class Gateway:
             return
         self.draining = True
         logger.info("gateway: draining %d connections", len(self._all))
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._tasks[0].cancel()  # the accept loop
+            self._listener.close()
         for connection in list(self._all):
             connection.pause()
         await self.batcher.drain(within_s=self.config.drain_timeout_s)
@@ -777,25 +791,58 @@ class Gateway:
         self._stopped.set()
         logger.info("gateway: stopped (%s)", self.stats)
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Before the first await: the device's ClientHello must stay in the socket for the TLS layer
-        # (a plain read would take it into the stream's buffer, where the handshake never sees it).
-        transport: Any = writer.transport  # a plain TCP transport here, which can pause
-        transport.pause_reading()
-        if self.draining or not await self.admission.admit(writer):
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept connections as plain sockets; each is handled in a task of its own.
+
+        Not `asyncio.start_server`: its stream protocol reads from the moment of the accept, and the
+        handler can pause it only in its task's first step, an event-loop iteration later. On
+        asyncio's own loop that pause still comes before the first read; on uvloop, which starts
+        reading once `connection_made` has returned (whatever the protocol does there), it does not.
+        A ClientHello that arrived in between lay in the plain stream's buffer, where a later `start_tls` never
+        sees it: the handshake held its admission slot until the handshake timeout. In a connect storm
+        on uvloop that was most connections (641 of 1,000 in `bench/live_latency.py`), and the
+        devices behind them waited in line or were shed. A socket that is only accepted reads
+        nothing, so its ClientHello waits in the kernel until `connect_accepted_socket` wraps it in
+        TLS.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as exc:
+                if listener.fileno() == -1:
+                    return  # closed by shutdown()
+                # Out of file descriptors and the like: the backlog keeps the devices meanwhile.
+                logger.warning("gateway: accepting a connection failed (%s); retrying", exc)
+                await asyncio.sleep(0.1)
+                continue
+            task = loop.create_task(self._handle(sock))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def _handle(self, sock: socket.socket) -> None:
+        if self.draining or not await self.admission.admit(sock):
             if not self.draining:
                 self.count("handshakes_shed")
-            writer.close()
+            sock.close()
             return
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2 * 65536, loop=loop)
         connection: Connection | None = None
         try:
             try:
-                await writer.start_tls(self.ssl_context, ssl_handshake_timeout=self.config.handshake_timeout_s)
+                transport, protocol = await loop.connect_accepted_socket(
+                    lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+                    sock,
+                    ssl=self.ssl_context,
+                    ssl_handshake_timeout=self.config.handshake_timeout_s,
+                )
             except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
-                writer.close()  # start_tls closed the socket already; this only settles the writer
+                sock.close()  # closed already by the failed handshake; this only makes sure
                 return
             # The key exchange and the certificate signature are done: the next device's may start.
-            self.admission.done(writer)
+            self.admission.done(sock)
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             if self.draining:
                 writer.close()
                 return
@@ -803,7 +850,7 @@ class Gateway:
             self._all.add(connection)
             await connection.run()
         finally:
-            self.admission.done(writer)
+            self.admission.done(sock)
             if connection is not None:
                 self._all.discard(connection)
 

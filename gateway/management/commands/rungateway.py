@@ -174,8 +174,11 @@ class Command(BaseCommand):
         while True:
             await asyncio.sleep(every_s)
             logger.info(
-                "gateway: %d devices connected, stats %s, live sent %d dropped %d failed %d",
+                "gateway: %d devices connected, %d handshakes in progress, %d waiting, stats %s, "
+                "live sent %d dropped %d failed %d",
                 len(gateway.connections),
+                gateway.admission.in_progress,
+                gateway.admission.waiting,
                 gateway.stats,
                 gateway.publisher.sent,
                 gateway.publisher.dropped,
