@@ -171,31 +171,41 @@ class HandshakeAdmission:
         self.wait_s = wait_s
         self._overloaded = overloaded or (lambda: False)
         self._holders: set[object] = set()
-        self._queue: deque[tuple[object, asyncio.Future[None]]] = deque()
+        self._queue: deque[tuple[object, asyncio.Future[bool]]] = deque()
         self.shed = 0
+        self._closed = False
 
     def _bound(self) -> int:
         return self.limit_overloaded if self._overloaded() else self.limit
 
     async def admit(self, holder: object) -> bool:
-        """Wait for a slot for `holder`; False (and no slot) after `wait_s`."""
+        """Wait for a slot for `holder`; False (and no slot) after `wait_s` or once closed."""
+        if self._closed:
+            return False
         if not self._queue and len(self._holders) < self._bound():
             self._holders.add(holder)
             return True
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turn: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append((holder, turn))
         try:
             async with asyncio.timeout(self.wait_s):
-                await turn
+                return await turn
         except TimeoutError:
             if turn.done() and not turn.cancelled():
-                return True  # granted in the same instant: the slot is this holder's
+                return turn.result()  # granted (or refused) in the same instant
             # The timeout cancelled the turn; a done() before this task resumed may have dropped it already.
             with contextlib.suppress(ValueError):
                 self._queue.remove((holder, turn))
             self.shed += 1
             return False
-        return True
+
+    def close(self) -> None:
+        """Refuse the connections still waiting, and any that come (the gateway is shutting down)."""
+        self._closed = True
+        while self._queue:
+            _, turn = self._queue.popleft()
+            if not turn.done():
+                turn.set_result(False)
 
     def done(self, holder: object) -> None:
         """`holder`'s handshake ended (authenticated or not); idempotent."""
@@ -205,7 +215,7 @@ class HandshakeAdmission:
                 waiter, turn = self._queue.popleft()
                 if not turn.done():
                     self._holders.add(waiter)
-                    turn.set_result(None)
+                    turn.set_result(True)
 
     @property
     def waiting(self) -> int:

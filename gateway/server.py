@@ -762,8 +762,11 @@ class Gateway:
         self.draining = True
         logger.info("gateway: draining %d connections", len(self._all))
         if self._listener is not None:
-            self._tasks[0].cancel()  # the accept loop
+            accepting = self._tasks[0]
+            accepting.cancel()
+            await asyncio.gather(accepting, return_exceptions=True)
             self._listener.close()
+        self.admission.close()  # the connections still waiting for a handshake slot are closed now
         for connection in list(self._all):
             connection.pause()
         await self.batcher.drain(within_s=self.config.drain_timeout_s)

@@ -24,7 +24,9 @@ import pytest
 import uvloop
 
 from gateway import protocol as p
-from gateway.tests.helpers import FAST, Recorder, running_gateway
+from gateway.overload import HandshakeAdmission
+from gateway.tests.helpers import FAST, RawClient, Recorder, running_gateway
+from gateway.tests.test_overload import evidence
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,3 +97,23 @@ def test_a_clienthello_sent_before_the_accept_still_completes_the_handshake(mete
         assert device.error is None, f"the handshake did not complete: {device.error!r}"
         assert device.reply is not None and device.reply.type == p.FrameType.CHALLENGE
     assert admission == {"in_progress": 0, "shed": 0}
+
+
+async def test_a_shutdown_closes_the_connections_still_waiting_for_a_handshake_slot(meter, tmp_path):
+    config = dataclasses.replace(FAST, handshake_timeout_s=60.0)
+    async with running_gateway(tmp_path, enqueue=Recorder(), config=config) as (gateway, port, ctx):
+        gateway.admission = HandshakeAdmission(limit=1, wait_s=60.0)
+        _, holder = await asyncio.open_connection("127.0.0.1", port)  # holds the only slot, never says hello
+        await evidence(lambda: gateway.admission.in_progress)
+        waiting = asyncio.create_task(RawClient.connect(port, ctx))
+        await evidence(lambda: gateway.admission.waiting)
+        await gateway.shutdown()
+        # Closed by the shutdown, not 60 s later by the wait's end; nothing counted as shed.
+        done, _ = await asyncio.wait({waiting}, timeout=10)
+        assert done, "the connection waiting for a slot was left open by the shutdown"
+        assert isinstance(waiting.exception(), (ConnectionError, ssl.SSLError, OSError))
+        assert gateway.admission.waiting == 0 and "handshakes_shed" not in gateway.stats
+        # And a device that comes now is not let in.
+        with pytest.raises(ConnectionRefusedError):
+            await RawClient.connect(port, ctx)
+        holder.close()
