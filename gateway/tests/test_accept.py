@@ -8,8 +8,9 @@ the handler paused it a loop iteration later), where the TLS layer never saw it:
 hung, held its admission slot until the handshake timeout, and the devices behind it waited or were
 shed (641 of 1,000 devices in `bench/live_latency.py`, p95 534.6 ms against 8.1 ms).
 
-Each case blocks the gateway's event loop while a device connects and sends its ClientHello, then
-lets the loop go on, on both loops the gateway runs on.
+The first case blocks the gateway's event loop while devices connect and send their ClientHello,
+then lets the loop go on, on both loops the gateway runs on. The second: a shutdown closes the
+connections still waiting for a handshake slot at once.
 """
 
 from __future__ import annotations
