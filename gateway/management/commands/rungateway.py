@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import resource
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,29 @@ def store_processes(asked: int | None) -> int:
     if asked is not None:
         return max(0, asked)
     return 0 if settings.CELERY_BROKER_URL else 1
+
+
+class GcPauses:
+    """The garbage collector's passes and the time they stopped the gateway, per generation (stats line)."""
+
+    def __init__(self) -> None:
+        self.passes = [0, 0, 0]
+        self.ms = [0.0, 0.0, 0.0]
+        self.longest_ms = 0.0
+        self._started = 0.0
+
+    def callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took_ms = (time.perf_counter() - self._started) * 1000
+        self.passes[info["generation"]] += 1
+        self.ms[info["generation"]] += took_ms
+        self.longest_ms = max(self.longest_ms, took_ms)
+
+    def __str__(self) -> str:
+        rounded = [round(ms) for ms in self.ms]
+        return f"gc passes {self.passes} took {rounded} ms (longest {self.longest_ms:.0f} ms)"
 
 
 class Command(BaseCommand):
@@ -164,6 +188,8 @@ class Command(BaseCommand):
         # What is loaded by now lives as long as the process: spare it the collector's full passes,
         # which paused every connection for about 100 ms at a thousand devices.
         gc.freeze()
+        self._gc = GcPauses()
+        gc.callbacks.append(self._gc.callback)
         self.stdout.write(self.style.SUCCESS(f"Gateway listening on {host}:{port} (TLS). SIGTERM drains gracefully."))
         install_signal_handlers(gateway)
         stats = asyncio.create_task(self._stats(gateway, options["stats_every"]))
@@ -175,7 +201,7 @@ class Command(BaseCommand):
             await asyncio.sleep(every_s)
             logger.info(
                 "gateway: %d devices connected, %d handshakes in progress, %d waiting, stats %s, "
-                "live sent %d dropped %d failed %d",
+                "live sent %d dropped %d failed %d, %s",
                 len(gateway.connections),
                 gateway.admission.in_progress,
                 gateway.admission.waiting,
@@ -183,4 +209,5 @@ class Command(BaseCommand):
                 gateway.publisher.sent,
                 gateway.publisher.dropped,
                 gateway.publisher.failed,
+                self._gc,
             )
