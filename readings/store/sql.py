@@ -708,9 +708,12 @@ class SqlStore:
             f"CAST(CASE WHEN grid_start_ms IS NULL THEN 0 ELSE {first_at} END AS integer) AS lo, "
             f"CAST(CASE WHEN grid_start_ms IS NULL THEN intervals ELSE {first_at} END AS integer) AS hi "
             f"FROM readings_rollup_pack WHERE tenant_id = %s AND channel_id {clause} AND resolution = %s "
-            "AND NOT stale AND window_ms < %s AND window_end_ms > %s) AS pack ORDER BY channel_id, window_ms"
+            # window_end_ms is window_ms + the span: bounding window_ms on both sides keeps the index scan to
+            # the range's own packs, not every pack of the channel's history before its end.
+            "AND NOT stale AND window_ms < %s AND window_ms > %s AND window_end_ms > %s) AS pack "
+            "ORDER BY channel_id, window_ms"
         )
-        args = [start_ms, end_ms, tenant_id, *params, resolution, end_ms, start_ms]
+        args = [start_ms, end_ms, tenant_id, *params, resolution, end_ms, start_ms - PACK_SPAN_MS[resolution], start_ms]
         if self._postgres:
             # Binary results: the blobs arrive as bytes, not as hex text to decode.
             with psycopg.Cursor(cursor.connection) as binary_cursor:
