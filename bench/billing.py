@@ -9,7 +9,8 @@ For BASELINE_FACILITIES of them the raw 2-second readings also go into a plain
 15 minutes in SQL: the naive way, beside ours, in the same run (and checked to agree).
 
 Figures: per facility-month, p50/p95 ms of `bill_compute` (bar ≤ 20 ms), its CPU ms p50/p95 (process time,
-which the load of a shared machine moves least), and of the naive SQL;
+which the load of a shared machine moves least), the PostgreSQL buffers it touches and reads (not in
+shared_buffers), and of the naive SQL;
 the client's monthly CSV of all 1,000 facilities (bar ≤ 30 s); the stored demand and peaks of
 SETTLE_SAMPLE facility-months computed from scratch (`demand_settle`, ms each). Last line: one JSON object.
 
@@ -18,6 +19,10 @@ Where the wall tail comes from (issue 10, measured on this bench's data): the CP
 is slow. The wait is the rollup-pack read: each facility is billed once, and its packs (~190 buffers) do not
 stay in PostgreSQL's default 128 MB shared_buffers beside 1,000 facilities' ~1 GB of packs; a read from the
 OS cache took 3-8 ms, a shared-buffer hit 0.6 ms (EXPLAIN ANALYZE, BUFFERS). Size shared_buffers to the packs.
+Since then a bill reads less of each pack (`readings.models.RollupPack.grid_start_ms` and `flags_or`): only a
+counter's delta over the month, not start_ms and flags over whole weeks, which took a bill from 297 buffers
+(60 read) to 166 (22 read) on this data, pg_stat_database. What is left is mostly per pack (15 weekly packs a
+facility-month: the toast index and the pack row) and the 2,880 deltas per channel themselves.
 
 Data generation is included (`load_s`, a few minutes). BENCH_BILLING_REUSE=1 reuses the last run's
 rollups and raw table when they are there for as many facilities (the raw table is kept for that).
@@ -282,8 +287,19 @@ def main() -> None:
         assert abs(a.gross - b.gross) <= 0.01 * len(a.lines), (a.gross, b.gross)
         assert abs(a.peak_kw - b.peak_kw) < 1e-6 * a.peak_kw
 
+    def buffers() -> tuple[int, int]:
+        """The buffers PostgreSQL has touched in this database (hits, and reads: not in shared_buffers, so
+        from the OS cache or the disk), with this connection's own counts flushed first."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_force_next_flush()")
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute("SELECT blks_hit, blks_read FROM pg_stat_database WHERE datname = current_database()")
+            hit, read = cursor.fetchone()
+        return hit, read
+
     print("  billing each facility-month", file=sys.stderr, flush=True)
     timings, cpu_timings = [], []
+    buffers_before = buffers()
     for n, facility in enumerate(facilities):
         started, cpu_started = time.perf_counter(), time.process_time()
         ours(facility)
@@ -291,6 +307,7 @@ def main() -> None:
         cpu_timings.append((time.process_time() - cpu_started) * 1000)
         if (n + 1) % 200 == 0:
             print(f"  {n + 1} bills, p50 so far {percentile(timings, 50)} ms", file=sys.stderr, flush=True)
+    bill_hit, bill_read = (after - before for after, before in zip(buffers(), buffers_before, strict=True))
     # The stored demand and peaks (billing.services.demand_settle) of a sample, from scratch: the rows
     # were loaded around the rollup refresh, so these facilities have no stored demand yet.
     from billing.models import DemandInterval, DemandState
@@ -304,11 +321,13 @@ def main() -> None:
     assert DemandInterval.objects.filter(facility_id=sample[0]).count() == (hi - lo) // 900_000
     print("  naive SQL baseline", file=sys.stderr, flush=True)
     naive_timings = []
+    buffers_before = buffers()
     for _ in range(3):
         for facility in baseline:
             started = time.perf_counter()
             naive(facility)
             naive_timings.append((time.perf_counter() - started) * 1000)
+    naive_hit, naive_read = (after - before for after, before in zip(buffers(), buffers_before, strict=True))
     started = time.perf_counter()
     rows = client_month(access=access, year=YEAR, month=MONTH, now_ms=now_ms)
     text = client_csv([document_from_computed(r) for r in rows])  # type: ignore[arg-type]
@@ -326,6 +345,11 @@ def main() -> None:
             # Beside the wall p95: a tail in wall time but not in CPU is waiting (the database, the machine).
             "facility_month_cpu_ms_p95": percentile(cpu_timings, 95),
             "facility_month_cpu_ms_mean": round(sum(cpu_timings) / len(cpu_timings), 3),
+            # What a bill reads: PostgreSQL's buffers per bill, all touched and those not in shared_buffers
+            # (each such read waits for the OS cache or the disk: the wall tail of issue 10).
+            "facility_month_pg_buffers_mean": round((bill_hit + bill_read) / len(facilities), 1),
+            "facility_month_pg_buffers_read_mean": round(bill_read / len(facilities), 1),
+            "naive_sql_raw_facility_month_pg_buffers_mean": round((naive_hit + naive_read) / len(naive_timings), 1),
             "naive_sql_raw_facility_month_ms_p50": percentile(naive_timings, 50),
             "naive_sql_raw_facility_month_ms_p95": percentile(naive_timings, 95),
             "naive_facilities": BASELINE_FACILITIES,

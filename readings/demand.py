@@ -120,9 +120,9 @@ def models_from_sqls(queries: Sequence[ModelQuery]) -> list[list[Any]]:
         instances = []
         for row in rows:
             values = list(row[:width])
-            for index, functions in converters:
+            for index, functions, col in converters:
                 for function in functions:
-                    values[index] = function(values[index], None, connection)
+                    values[index] = function(values[index], col, connection)
             instance = q.model.from_db(connection.alias, names, values)
             for name, value in zip(q.extra, row[width:], strict=True):
                 setattr(instance, name, value)
@@ -134,7 +134,7 @@ def models_from_sqls(queries: Sequence[ModelQuery]) -> list[list[Any]]:
 @lru_cache(maxsize=32)
 def _model_columns(
     model: type[Model], table_alias: str, alias: str
-) -> tuple[list[str], str, list[tuple[int, list[Any]]]]:
+) -> tuple[list[str], str, list[tuple[int, list[Any], Any]]]:
     connection = connections[alias]
     fields = model._meta.concrete_fields
     names = [f.attname for f in fields]
@@ -144,7 +144,8 @@ def _model_columns(
         col = f.get_col(table_alias)
         functions = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
         if functions:
-            converters.append((index, functions))
+            # With the column as the expression: SQLite's decimal and date converters read its output field.
+            converters.append((index, functions, col))
     return names, columns, converters
 
 

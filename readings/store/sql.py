@@ -21,6 +21,7 @@ from readings.store import codec
 from readings.store.base import (
     DAY_MS,
     EMPTY,
+    INTERVAL_MS,
     PACK_SPAN_MS,
     ROLLUP_FIELDS,
     Chunk,
@@ -562,13 +563,15 @@ class SqlStore:
                 if columns is None:
                     cursor.execute("DELETE FROM readings_rollup_pack WHERE id = %s", [pk])
                     continue
-                data = b"".join(
-                    np.asarray(column, dtype="<i8" if name in _ROLLUP_INT_FIELDS else "<f8").tobytes()
+                arrays = [
+                    np.asarray(column, dtype="<i8" if name in _ROLLUP_INT_FIELDS else "<f8")
                     for name, column in zip(ROLLUP_FIELDS, columns, strict=True)
-                )
+                ]
+                grid_start, flags_or = pack_layout(resolution, arrays[0], arrays[ROLLUP_FIELDS.index("flags")])
                 cursor.execute(
-                    "UPDATE readings_rollup_pack SET intervals = %s, data = %s, stale = %s WHERE id = %s",
-                    [len(columns[0]), data, False, pk],
+                    "UPDATE readings_rollup_pack SET intervals = %s, data = %s, stale = %s, grid_start_ms = %s, "
+                    "flags_or = %s WHERE id = %s",
+                    [len(arrays[0]), b"".join(a.tobytes() for a in arrays), False, grid_start, flags_or, pk],
                 )
                 packed += 1
         return packed
@@ -682,16 +685,35 @@ class SqlStore:
         parts: dict[int, list[list[Any]]],
     ) -> dict[int, set[int]]:
         """Append the fresh packs' columns (clipped to [start_ms, end_ms)) to `parts`; return their windows."""
-        # Only the wanted fields of each pack: `substr` of an uncompressed blob reads just their bytes.
-        slices = ", ".join(
-            f"substr(data, 1 + {ROLLUP_FIELDS.index(name)} * intervals * 8, intervals * 8)" for name in names
-        )
+        # Only the wanted fields of each pack: `substr` of an uncompressed blob reads just their bytes, and
+        # of a pack without holes (`grid_start_ms`) just the intervals in range, with start_ms computed and
+        # not read, and no flags when it has none (`flags_or` 0): the bytes a pack is read for are mostly
+        # a counter's delta then.
+        least, greatest = ("least", "greatest") if self._postgres else ("min", "max")
+
+        # The index of the pack's first interval starting at or after a bound (a parameter), on its grid.
+        first_at = f"{least}(intervals, ({greatest}(0, %s - grid_start_ms) + {INTERVAL_MS - 1}) / {INTERVAL_MS})"
+
+        def field(name: str) -> str:
+            part = f"substr(data, 1 + {ROLLUP_FIELDS.index(name)} * intervals * 8 + lo * 8, (hi - lo) * 8)"
+            if name == "start_ms":
+                return f"CASE WHEN grid_start_ms IS NULL THEN {part} END"
+            if name == "flags":
+                return f"CASE WHEN flags_or = 0 THEN NULL ELSE {part} END"
+            return part
+
         query = (
-            f"SELECT channel_id, window_ms, {slices} FROM readings_rollup_pack "
-            f"WHERE tenant_id = %s AND channel_id {clause} AND resolution = %s AND NOT stale "
-            "AND window_ms < %s AND window_end_ms > %s ORDER BY channel_id, window_ms"
+            f"SELECT channel_id, window_ms, grid_start_ms, lo, hi, {', '.join(field(name) for name in names)} FROM ("
+            "SELECT channel_id, window_ms, grid_start_ms, flags_or, intervals, data, "
+            f"CAST(CASE WHEN grid_start_ms IS NULL THEN 0 ELSE {first_at} END AS integer) AS lo, "
+            f"CAST(CASE WHEN grid_start_ms IS NULL THEN intervals ELSE {first_at} END AS integer) AS hi "
+            f"FROM readings_rollup_pack WHERE tenant_id = %s AND channel_id {clause} AND resolution = %s "
+            # window_end_ms is window_ms + the span: bounding window_ms on both sides keeps the index scan to
+            # the range's own packs, not every pack of the channel's history before its end.
+            "AND NOT stale AND window_ms < %s AND window_ms > %s AND window_end_ms > %s) AS pack "
+            "ORDER BY channel_id, window_ms"
         )
-        args = [tenant_id, *params, resolution, end_ms, start_ms]
+        args = [start_ms, end_ms, tenant_id, *params, resolution, end_ms, start_ms - PACK_SPAN_MS[resolution], start_ms]
         if self._postgres:
             # Binary results: the blobs arrive as bytes, not as hex text to decode.
             with psycopg.Cursor(cursor.connection) as binary_cursor:
@@ -701,12 +723,16 @@ class SqlStore:
             cursor.execute(query, args)
             packs = cursor.fetchall()
         covered: dict[int, set[int]] = defaultdict(set)
-        for channel_id, window_ms, *blobs in packs:
+        for channel_id, window_ms, grid_start, lo, hi, *blobs in packs:
             covered[channel_id].add(window_ms)
             arrays = [
                 np.frombuffer(blob, dtype="<i8" if name in _ROLLUP_INT_FIELDS else "<f8")
+                if blob is not None
+                else np.zeros(hi - lo, dtype=np.int64)  # start_ms on a grid, flags of a pack without any
                 for name, blob in zip(names, blobs, strict=True)
             ]
+            if grid_start is not None:
+                arrays[0] = grid_start + np.arange(lo, hi, dtype=np.int64) * INTERVAL_MS
             starts = arrays[0]
             lo, hi = np.searchsorted(starts, [start_ms, end_ms], side="left")
             if hi > lo:
@@ -745,6 +771,15 @@ class SqlStore:
         for channel_id, records in by_channel.items():
             columns_by_channel[channel_id] = list(zip(*records, strict=True))
         return columns_by_channel
+
+
+def pack_layout(resolution: int, starts: np.ndarray, flags: np.ndarray) -> tuple[int | None, int]:
+    """A pack's `grid_start_ms` (None unless its 15-minute intervals follow each other without a hole)
+    and `flags_or` (see `readings.models.RollupPack`)."""
+    flags_or = int(np.bitwise_or.reduce(flags.astype(np.int64))) if len(flags) else 0
+    if resolution != 1 or not len(starts) or not (np.diff(starts) == INTERVAL_MS).all():
+        return None, flags_or
+    return int(starts[0]), flags_or
 
 
 def _uncovered(windows: set[int], span: int, start_ms: int, end_ms: int) -> tuple[tuple[int, int], ...]:

@@ -167,13 +167,14 @@ def test_another_tenants_packs_are_never_read():
     assert answer == {}
 
 
-def test_the_migration_packs_the_rollups_already_stored():
+def test_the_migrations_pack_the_rollups_already_stored():
     device, power, energy = device_with_channels(facility__timezone="Europe/Berlin")
     start = _ms(2026, 2, 2)
     _ingest(device, power, energy, start, start + 10 * DAY_MS, seed=5)
-    RollupPack.objects.all().delete()  # as before the migration: rollup rows and no pack
-    migration = importlib.import_module("readings.migrations.0005_rollup_packs")
-    migration.pack_existing(None, SimpleNamespace(connection=connection))
+    RollupPack.objects.all().delete()  # as before the migrations: rollup rows and no pack
+    editor = SimpleNamespace(connection=connection)
+    importlib.import_module("readings.migrations.0005_rollup_packs").pack_existing(None, editor)
+    importlib.import_module("readings.migrations.0008_rollup_pack_layout").layout_existing(None, editor)
     windows = RollupPack.objects.filter(channel_id=energy.pk)
     assert set(windows.values_list("resolution", flat=True)) == {1, 2, 3, 4}
     # Settled windows are packed at once; the month's decade-long window waits for the beat task.
@@ -207,3 +208,30 @@ def test_the_beat_task_packs_the_settled_windows(settings):
     assert RollupPack.objects.filter(resolution=1, stale=True).exists()
     assert rollups_pack_task.apply().get() > 0
     assert not RollupPack.objects.filter(resolution=1, stale=True, window_end_ms__lte=start + 8 * DAY_MS).exists()
+
+
+def test_packs_read_in_part_answer_what_the_rows_answer():
+    """A pack without holes is read for its intervals in range only, and without its flags when it has
+    none; a pack with a hole, or with flags, in full. Every one answers what its rows answer."""
+    device, power, energy = device_with_channels(facility__timezone="Europe/Berlin")
+    week = PACK_SPAN_MS[1]
+    first = _ms(2026, 9, 1) - _ms(2026, 9, 1) % week + week  # a window's start, in Berlin's night
+    _ingest(device, power, energy, first, first + 2 * DAY_MS, seed=6)
+    _ingest(device, power, energy, first + 2 * DAY_MS + 5 * 3_600_000, first + 3 * week, seed=7)  # a 5-hour gap
+    rollups_pack(max_windows=10_000, now_ms=FAR_FUTURE_MS)
+
+    packs = RollupPack.objects.filter(resolution=1, channel_id__in=[power.pk, energy.pk])
+    plain = packs.filter(grid_start_ms__isnull=False, flags_or=0)
+    assert plain.count() == 4  # both channels' second and third weeks
+    assert set(plain.values_list("grid_start_ms", flat=True)) == {first + week, first + 2 * week}
+    assert packs.exclude(pk__in=plain).filter(window_ms=first).count() == 2  # the gap's week: a hole or flags
+    for lo, hi in (
+        (first, first + 3 * week),
+        (first + week + 5 * 900_000, first + 2 * week - 3 * 900_000),  # inside one window, cut at both ends
+        (first + week + 1, first + week + 900_000 + 1),  # bounds off the quarter-hour grid
+        (first + 2 * DAY_MS, first + 2 * week + 17),
+        (first - DAY_MS, first + week + 96 * 900_000),
+    ):
+        _assert_same(device.tenant_id, [power.pk, energy.pk], lo, hi)
+        _assert_same(device.tenant_id, [power.pk, energy.pk], lo, hi, fields=("flags", "delta", "count"))
+        _assert_same(device.tenant_id, [power.pk, energy.pk], lo, hi, fields=("delta",))
