@@ -102,7 +102,15 @@ def start_py_spy(pids: list[int]) -> list[Any]:
     folder = os.environ.get("BENCH_PYSPY")
     if not folder:
         return []
+    import shutil
+
+    # The venv's py-spy if it has one, else whichever the PATH names (a wheel unpacked by hand).
     spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        found = shutil.which("py-spy")
+        if found is None:
+            raise SystemExit("bench: BENCH_PYSPY is set but no py-spy is installed (pip install py-spy)")
+        spy = Path(found)
     Path(folder).mkdir(parents=True, exist_ok=True)
     return [
         subprocess.Popen(  # noqa: S603 - our own pids, our own tool
