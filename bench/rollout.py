@@ -17,7 +17,8 @@ Reports, beside their baselines measured in the same run:
 - live ingest p95 (a device's batch → the gateway's ack) during the rollouts, beside the same fleet
   streaming without a rollout (bar ≤ 2×).
 
-BENCH_DEVICES overrides the fleet size, BENCH_PROFILE=path writes a cProfile of the gateway process,
+BENCH_DEVICES overrides the fleet size, BENCH_CHUNK_MAX_LAG_MS and BENCH_CHUNK_MB_S the gateway's chunk budget
+(GatewayConfig.firmware_chunk_max_lag_ms, firmware_chunk_mb_s; 0 switches a bound off), BENCH_PROFILE=path writes a cProfile of the gateway process,
 BENCH_PYSPY=folder py-spy samples (raw, one file per pid) of the gateway and device processes.
 Progress goes to stderr every 10 s; the figures are one JSON line on stdout.
 
@@ -283,7 +284,12 @@ async def main() -> None:  # noqa: PLR0915
     public_key = await sync_to_async(signing_public_key)()
     folder = Path(mkdtemp())
     cert, key = dev_certificate(folder)
-    config = GatewayConfig(idle_timeout_s=300, firmware_poll_s=1.0, rate_per_s=1000)
+    budget = {}  # the gateway's chunk budget (gateway.firmware.ChunkTurns): its defaults unless overridden
+    if "BENCH_CHUNK_MAX_LAG_MS" in os.environ:
+        budget["firmware_chunk_max_lag_ms"] = float(os.environ["BENCH_CHUNK_MAX_LAG_MS"])
+    if "BENCH_CHUNK_MB_S" in os.environ:
+        budget["firmware_chunk_mb_s"] = float(os.environ["BENCH_CHUNK_MB_S"])
+    config = GatewayConfig(idle_timeout_s=300, firmware_poll_s=1.0, rate_per_s=1000, **budget)
     gateway = Gateway(ssl_context=server_context(cert=cert, key=key), config=config, enqueue=lambda batches: None)
     _, port = await gateway.start(host="127.0.0.1", port=0)
     gateway_lags: list[tuple[float, float]] = []
@@ -483,6 +489,13 @@ async def main() -> None:  # noqa: PLR0915
             "device_processes_loop_lag_p95_ms": {
                 "without": p95(without(device_lags)),
                 "during": p95(while_running(device_lags)),
+            },
+            "chunk_budget": {
+                "per_turn": config.firmware_chunks_per_turn,
+                "max_lag_ms": config.firmware_chunk_max_lag_ms,
+                "mb_s": config.firmware_chunk_mb_s,
+                "turns_held_for_lag": gateway.firmware.chunk_turns.held_for_lag,
+                "turns_held_for_rate": gateway.firmware.chunk_turns.held_for_rate,
             },
             "gateway_status_rounds": gateway.firmware.rounds,
             "gateway_statuses_written": gateway.firmware.statuses,
