@@ -17,9 +17,11 @@ Reports, beside their baselines measured in the same run:
 - live ingest p95 (a device's batch → the gateway's ack) during the rollouts, beside the same fleet
   streaming without a rollout (bar ≤ 2×).
 
-BENCH_DEVICES overrides the fleet size, BENCH_CHUNK_MAX_LAG_MS and BENCH_CHUNK_MB_S the gateway's chunk budget
-(GatewayConfig.firmware_chunk_max_lag_ms, firmware_chunk_mb_s; 0 switches a bound off), BENCH_PROFILE=path writes a cProfile of the gateway process,
-BENCH_PYSPY=folder py-spy samples (raw, one file per pid) of the gateway and device processes.
+BENCH_DEVICES overrides the fleet size, BENCH_CHUNK_MAX_LAG_MS and BENCH_CHUNK_MB_S the gateway's chunk
+budget (GatewayConfig.firmware_chunk_max_lag_ms, firmware_chunk_mb_s; 0 switches a bound off),
+BENCH_SWITCH_INTERVAL_S the gateway process's sys.setswitchinterval (how long a thread holds the GIL before
+another may take it), BENCH_PROFILE=path writes a cProfile of the gateway process, BENCH_PYSPY=folder
+py-spy samples (raw, one file per pid) of the gateway and device processes.
 Progress goes to stderr every 10 s; the figures are one JSON line on stdout.
 
 The chunk rate that counts against the bar is `chunk_throughput_mb_s_busiest_5s`: the 100 % wave in
@@ -85,6 +87,37 @@ async def sample_loop_lag(sink: list[tuple[float, float]], every_s: float = 0.05
         await asyncio.sleep(every_s)
         now = time.monotonic()
         sink.append((now, (now - before - every_s) * 1000))
+
+
+def time_callbacks(slow_ms: float) -> dict[str, list[float]]:
+    """BENCH_SLOW_MS: time every callback of this process's event loop; {callback: [count, total s, slow count]}.
+
+    For finding what makes the gateway's loop late: the loop-lag figure says how late, this says who.
+    """
+    import asyncio.events
+
+    totals: dict[str, list[float]] = {}
+    run = asyncio.events.Handle._run
+
+    def timed(handle: Any) -> None:
+        started = time.perf_counter()
+        run(handle)
+        took = time.perf_counter() - started
+        callback = handle._callback
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, asyncio.Task):
+            frame = owner.get_coro().cr_frame if hasattr(owner.get_coro(), "cr_frame") else None
+            name = owner.get_coro().__qualname__ + (f":{frame.f_lineno}" if frame is not None else "")
+        else:
+            name = getattr(callback, "__qualname__", repr(callback))
+        row = totals.setdefault(name, [0, 0.0, 0])
+        row[0] += 1
+        row[1] += took
+        if took * 1000 >= slow_ms:
+            row[2] += 1
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+    return totals
 
 
 def progress(message: str) -> None:
@@ -367,6 +400,7 @@ async def main() -> None:  # noqa: PLR0915
         profile = cProfile.Profile()
         profile.enable()
     spies = start_py_spy([os.getpid(), *(w.pid for w in workers if w.pid is not None)])
+    callbacks = time_callbacks(float(os.environ["BENCH_SLOW_MS"])) if os.environ.get("BENCH_SLOW_MS") else None
     started_at = time.monotonic()
     whole_id, delta_id = await sync_to_async(start)()
     bytes_before = gateway.stats.get("firmware_chunk_bytes", 0)
@@ -412,6 +446,9 @@ async def main() -> None:  # noqa: PLR0915
         profile.disable()
         profile.dump_stats(os.environ["BENCH_PROFILE"])
     stop_py_spy(spies)
+    if callbacks is not None:
+        for name, (count, total, slow) in sorted(callbacks.items(), key=lambda kv: -kv[1][1])[:25]:
+            progress(f"callback {name}: {count} runs, {total:.2f} s, {slow} slow")
     stop.set()
     outputs = [results.get(timeout=120) for _ in workers]
     gateway_lag_sampler.cancel()
@@ -506,5 +543,7 @@ async def main() -> None:  # noqa: PLR0915
 
 
 if __name__ == "__main__":
+    if os.environ.get("BENCH_SWITCH_INTERVAL_S"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL_S"]))
     setup()
     asyncio.run(main())

@@ -41,4 +41,3 @@ class IdIn(Lookup):  # type: ignore[type-arg]
         if not self.rhs:
             return "0", []
         return f"{lhs} IN ({', '.join(['%s'] * len(self.rhs))})", [*lhs_params, *self.rhs]
-

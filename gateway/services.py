@@ -28,7 +28,6 @@ from gateway import protocol as p
 from readings import live
 from readings import services as readings_services
 
-
 # The identity and firmware calls look at their thread's connection at most this often (below).
 CONNECTION_CHECK_EVERY_S = 1.0
 _checked = threading.local()

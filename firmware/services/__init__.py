@@ -241,7 +241,9 @@ def _transfers_write(rows: Mapping[int, list[Any]], *, now: dt.datetime) -> None
     if connection.vendor != "postgresql":
         FirmwareTransfer.objects.bulk_update(
             [
-                FirmwareTransfer(pk=pk, state=state, offset=offset, message=message, finished_at=finished, updated_at=now)
+                FirmwareTransfer(
+                    pk=pk, state=state, offset=offset, message=message, finished_at=finished, updated_at=now
+                )
                 for pk, (_, state, offset, message, finished, _) in rows.items()
             ],
             ["state", "offset", "message", "finished_at", "updated_at"],
@@ -251,7 +253,7 @@ def _transfers_write(rows: Mapping[int, list[Any]], *, now: dt.datetime) -> None
     columns = [list(column) for column in zip(*([pk, *row[1:5]] for pk, row in rows.items()), strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} AS t SET state = v.state, \"offset\" = v.off, message = v.message, "  # noqa: S608 - our table name
+            f'UPDATE {table} AS t SET state = v.state, "offset" = v.off, message = v.message, '  # noqa: S608 - our table name
             "finished_at = v.finished_at, updated_at = %s "
             "FROM unnest(%s::bigint[], %s::varchar[], %s::integer[], %s::varchar[], %s::timestamptz[]) "
             "AS v(id, state, off, message, finished_at) WHERE t.id = v.id",

@@ -58,9 +58,11 @@ def test_rungateway_takes_the_firmware_chunk_budget(tmp_path, settings):
     parser = command.create_parser("manage.py", "rungateway")
     args = ["--firmware-chunk-max-lag-ms", "12", "--firmware-chunk-mb-s", "30", "--firmware-chunks-per-turn", "2"]
     config, _ = command.prepare(vars(parser.parse_args(args)))
-    assert (config.firmware_chunk_max_lag_ms, config.firmware_chunk_mb_s, config.firmware_chunks_per_turn) == (12, 30, 2)
+    budget = (config.firmware_chunk_max_lag_ms, config.firmware_chunk_mb_s, config.firmware_chunks_per_turn)
+    assert budget == (12, 30, 2)
     config, _ = command.prepare(vars(parser.parse_args([])))
-    assert (config.firmware_chunk_max_lag_ms, config.firmware_chunk_mb_s, config.firmware_chunks_per_turn) == (5, 0, 4)
+    budget = (config.firmware_chunk_max_lag_ms, config.firmware_chunk_mb_s, config.firmware_chunks_per_turn)
+    assert budget == (5, 0, 4)
 
 
 def test_rungateway_runs_on_uvloop_when_installed_and_falls_back_to_asyncio(monkeypatch):

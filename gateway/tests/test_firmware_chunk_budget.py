@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -37,6 +38,13 @@ def hog(loop: asyncio.AbstractEventLoop, block_s: float, until: asyncio.Event) -
     loop.call_soon(hog, loop, block_s, until)
 
 
+async def until(condition: Callable[[], bool], *, every_s: float = 0.05) -> None:
+    while True:
+        if condition():
+            return
+        await asyncio.sleep(every_s)
+
+
 async def until_finished(transfer_id: int, *, within_s: float = 20) -> FirmwareTransfer:
     async with asyncio.timeout(within_s):
         while True:
@@ -60,11 +68,9 @@ async def test_no_chunk_goes_out_while_the_gateways_loop_runs_late_but_readings_
         try:
             async with asyncio.timeout(30):
                 # Offered and accepted: the device's first chunk request waits for a turn the loop has spare.
-                while not gateway.firmware.chunk_turns.held_for_lag:
-                    await asyncio.sleep(0.05)
+                await until(lambda: gateway.firmware.chunk_turns.held_for_lag > 0)
                 acked = device.stats.batches_acked
-                while device.stats.batches_acked < acked + 5:  # its readings are still acked meanwhile
-                    await asyncio.sleep(0.05)
+                await until(lambda: device.stats.batches_acked >= acked + 5)  # its readings are still acked meanwhile
             assert device.firmware_requests == [0]
             assert gateway.stats.get("firmware_chunk_bytes", 0) == 0
             assert device.firmware_bytes_received == 0
@@ -88,8 +94,7 @@ async def test_a_chunk_rate_cap_spreads_a_download_over_time(meter, tmp_path):
         device = simulated(spec, port, ctx, max_batches=None, firmware_public_key=public_key)
         task = asyncio.create_task(device.run(duration_s=60))
         async with asyncio.timeout(20):
-            while not device.firmware_bytes_received:
-                await asyncio.sleep(0.01)
+            await until(lambda: device.firmware_bytes_received > 0, every_s=0.01)
         first_chunk_at = time.monotonic()
         done = await until_finished(transfer.pk)
         finished_at = time.monotonic()

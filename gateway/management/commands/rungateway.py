@@ -111,8 +111,8 @@ class Command(BaseCommand):
             "--firmware-chunk-max-lag-ms",
             type=float,
             default=defaults.firmware_chunk_max_lag_ms,
-            help=f"firmware chunks wait while the event loop runs this late (default {defaults.firmware_chunk_max_lag_ms:g} "
-            "ms): a rollout takes only the time that readings leave; 0: never held",
+            help=f"firmware chunks wait while the event loop runs this many ms late (default "
+            f"{defaults.firmware_chunk_max_lag_ms:g}): a rollout takes only the time readings leave; 0: never held",
         )
         parser.add_argument(
             "--firmware-chunk-mb-s",
