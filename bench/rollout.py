@@ -32,6 +32,7 @@ for the devices of the one before to reboot and report their new version.
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing as mp
 import os
 import resource
@@ -118,6 +119,20 @@ def time_callbacks(slow_ms: float) -> dict[str, list[float]]:
 
     asyncio.events.Handle._run = timed  # type: ignore[method-assign]
     return totals
+
+
+def time_collections(sink: list[tuple[float, int, float]]) -> None:
+    """Every pass of this process's garbage collector: (when it ended, generation, ms), appended to `sink`."""
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        now = time.monotonic()
+        if phase == "start":
+            started[0] = now
+        else:
+            sink.append((now, info["generation"], (now - started[0]) * 1000))
+
+    gc.callbacks.append(callback)
 
 
 def progress(message: str) -> None:
@@ -367,6 +382,13 @@ async def main() -> None:  # noqa: PLR0915
         progress(f"{count} online")
         await asyncio.sleep(3)
     connected_at = time.monotonic()
+    # As rungateway does once it listens: what is loaded by now lives as long as the process, and the
+    # collector's full passes over it paused this process's loop (the gateway's) for 100 ms and more.
+    # BENCH_GC_FREEZE=0 leaves it out, as the benchmark ran before.
+    if os.environ.get("BENCH_GC_FREEZE", "1") != "0":
+        gc.freeze()
+    collections: list[tuple[float, int, float]] = []
+    time_collections(collections)
     online_at_start = await sync_to_async(online)()
     progress(f"{online_at_start} online; {BASELINE_S:.0f} s of ingest without a rollout (the baseline)")
     await asyncio.sleep(BASELINE_S)
@@ -383,6 +405,10 @@ async def main() -> None:  # noqa: PLR0915
             "wave_values": WAVES,
             "success_threshold_percent": 90,
             "device_timeout_s": 600,
+            # BENCH_RATE_PER_MINUTE: each rollout starts at most so many devices a minute (the rollout's rate).
+            "rate_per_minute": int(os.environ["BENCH_RATE_PER_MINUTE"])
+            if os.environ.get("BENCH_RATE_PER_MINUTE")
+            else None,
         }
         whole = rollout_create(
             access=access,
@@ -533,6 +559,12 @@ async def main() -> None:  # noqa: PLR0915
                 "mb_s": config.firmware_chunk_mb_s,
                 "turns_held_for_lag": gateway.firmware.chunk_turns.held_for_lag,
                 "turns_held_for_rate": gateway.firmware.chunk_turns.held_for_rate,
+            },
+            "gateway_gc": {
+                "frozen": os.environ.get("BENCH_GC_FREEZE", "1") != "0",
+                "full_passes_during": len([c for c in collections if c[1] == 2 and started_at <= c[0] <= ended_at]),
+                "pause_max_ms_during": round(max(while_running([(c[0], c[2]) for c in collections]), default=0.0), 1),
+                "pause_total_ms_during": round(sum(while_running([(c[0], c[2]) for c in collections])), 1),
             },
             "gateway_status_rounds": gateway.firmware.rounds,
             "gateway_statuses_written": gateway.firmware.statuses,
