@@ -22,21 +22,18 @@ class IdIn(Lookup):  # type: ignore[type-arg]
     """
 
     lookup_name = "id_in"
-    prepare_rhs = False
+    prepare_rhs = False  # the list is one parameter, not a value of the column's type
 
     def __init__(self, lhs: Any, rhs: Iterable[int]) -> None:
         super().__init__(lhs, [int(i) for i in rhs])
 
-    def get_db_prep_lookup(self, value: Any, connection: Any) -> tuple[str, list[Any]]:
-        return "%s", [list(value)]
-
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         if not self.rhs:
             return "FALSE", []
         return f"{lhs} = ANY(%s::bigint[])", [*lhs_params, list(self.rhs)]
 
-    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+    def as_sqlite(self, compiler: Any, connection: Any) -> Any:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         if not self.rhs:
             return "0", []

@@ -211,7 +211,7 @@ def firmware_transfers_record(*, reports: Sequence[StatusReport]) -> list[bool]:
         .values_list("pk", "device_id", "state", "offset", "message", "finished_at", "image__size", "delta__size")
     )
     # pk: [device id, state, offset, message, finished_at, the size of what is sent]
-    transfers = {
+    transfers: dict[int, list[Any]] = {
         pk: [device_id, state, offset, message, finished, image_size if delta_size is None else delta_size]
         for pk, device_id, state, offset, message, finished, image_size, delta_size in rows
     }
