@@ -565,6 +565,10 @@ async def main() -> None:  # noqa: PLR0915
                 "full_passes_during": len([c for c in collections if c[1] == 2 and started_at <= c[0] <= ended_at]),
                 "pause_max_ms_during": round(max(while_running([(c[0], c[2]) for c in collections]), default=0.0), 1),
                 "pause_total_ms_during": round(sum(while_running([(c[0], c[2]) for c in collections])), 1),
+                "pause_max_ms_by_generation": [
+                    round(max(while_running([(c[0], c[2]) for c in collections if c[1] == g]), default=0.0), 1)
+                    for g in range(3)
+                ],
             },
             "gateway_status_rounds": gateway.firmware.rounds,
             "gateway_statuses_written": gateway.firmware.statuses,

@@ -61,8 +61,8 @@ class ChunkTurns:
     - none while the loop lags more than `max_lag_ms`: how late the budget's own callback runs after it
       was scheduled is how late an ack's callbacks run, whatever makes the loop late (a wave's reconnects,
       the GIL taken by the database threads, another process on the core). Bounded turns alone still let
-      4 chunks into every turn of a loop 280 ms late (bench/rollout.py at 4 per turn: ack p95 1.5 s against
-      7.5 ms without a rollout); with this bound the chunks take only the time the frames leave;
+      4 chunks into every turn of a loop that is already late; with this bound a chunk goes only into a
+      turn that ran on time, so chunks never add to a lag that something else started;
     - at most `bytes_per_s` of chunk data a second (a token bucket with a second's burst), for a gateway
       that must leave its CPU or uplink to something else; 0: no cap.
     """
