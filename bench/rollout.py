@@ -20,8 +20,10 @@ Reports, beside their baselines measured in the same run:
 BENCH_DEVICES overrides the fleet size, BENCH_CHUNK_MAX_LAG_MS and BENCH_CHUNK_MB_S the gateway's chunk
 budget (GatewayConfig.firmware_chunk_max_lag_ms, firmware_chunk_mb_s; 0 switches a bound off),
 BENCH_SWITCH_INTERVAL_S the gateway process's sys.setswitchinterval (how long a thread holds the GIL before
-another may take it), BENCH_PROFILE=path writes a cProfile of the gateway process, BENCH_PYSPY=folder
-py-spy samples (raw, one file per pid) of the gateway and device processes.
+another may take it), BENCH_SLOW_MS times every callback of the gateway's loop (the costliest to stderr),
+BENCH_GC_FREEZE=0 leaves the gateway process's collector unfrozen, BENCH_RATE_PER_MINUTE sets the rollouts'
+rate, BENCH_PROFILE=path writes a cProfile of the gateway process, BENCH_PYSPY=folder py-spy samples (raw,
+one file per pid) of the gateway and device processes.
 Progress goes to stderr every 10 s; the figures are one JSON line on stdout.
 
 The chunk rate that counts against the bar is `chunk_throughput_mb_s_busiest_5s`: the 100 % wave in
