@@ -17,8 +17,13 @@ Reports, beside their baselines measured in the same run:
 - live ingest p95 (a device's batch → the gateway's ack) during the rollouts, beside the same fleet
   streaming without a rollout (bar ≤ 2×).
 
-BENCH_DEVICES overrides the fleet size, BENCH_PROFILE=path writes a cProfile of the gateway process,
-BENCH_PYSPY=folder py-spy samples (raw, one file per pid) of the gateway and device processes.
+BENCH_DEVICES overrides the fleet size, BENCH_CHUNK_MAX_LAG_MS and BENCH_CHUNK_MB_S the gateway's chunk
+budget (GatewayConfig.firmware_chunk_max_lag_ms, firmware_chunk_mb_s; 0 switches a bound off),
+BENCH_SWITCH_INTERVAL_S the gateway process's sys.setswitchinterval (how long a thread holds the GIL before
+another may take it), BENCH_SLOW_MS times every callback of the gateway's loop (the costliest to stderr),
+BENCH_GC_FREEZE=0 leaves the gateway process's collector unfrozen, BENCH_RATE_PER_MINUTE sets the rollouts'
+rate, BENCH_PROFILE=path writes a cProfile of the gateway process, BENCH_PYSPY=folder py-spy samples (raw,
+one file per pid) of the gateway and device processes.
 Progress goes to stderr every 10 s; the figures are one JSON line on stdout.
 
 The chunk rate that counts against the bar is `chunk_throughput_mb_s_busiest_5s`: the 100 % wave in
@@ -29,6 +34,7 @@ for the devices of the one before to reboot and report their new version.
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing as mp
 import os
 import resource
@@ -86,6 +92,51 @@ async def sample_loop_lag(sink: list[tuple[float, float]], every_s: float = 0.05
         sink.append((now, (now - before - every_s) * 1000))
 
 
+def time_callbacks(slow_ms: float) -> dict[str, list[float]]:
+    """BENCH_SLOW_MS: time every callback of this process's event loop; {callback: [count, total s, slow count]}.
+
+    For finding what makes the gateway's loop late: the loop-lag figure says how late, this says who.
+    """
+    import asyncio.events
+
+    totals: dict[str, list[float]] = {}
+    run = asyncio.events.Handle._run
+
+    def timed(handle: Any) -> None:
+        started = time.perf_counter()
+        run(handle)
+        took = time.perf_counter() - started
+        callback = handle._callback
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, asyncio.Task):
+            frame = owner.get_coro().cr_frame if hasattr(owner.get_coro(), "cr_frame") else None
+            name = owner.get_coro().__qualname__ + (f":{frame.f_lineno}" if frame is not None else "")
+        else:
+            name = getattr(callback, "__qualname__", repr(callback))
+        row = totals.setdefault(name, [0, 0.0, 0])
+        row[0] += 1
+        row[1] += took
+        if took * 1000 >= slow_ms:
+            row[2] += 1
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+    return totals
+
+
+def time_collections(sink: list[tuple[float, int, float]]) -> None:
+    """Every pass of this process's garbage collector: (when it ended, generation, ms), appended to `sink`."""
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        now = time.monotonic()
+        if phase == "start":
+            started[0] = now
+        else:
+            sink.append((now, info["generation"], (now - started[0]) * 1000))
+
+    gc.callbacks.append(callback)
+
+
 def progress(message: str) -> None:
     print(f"  [rollout {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -102,7 +153,15 @@ def start_py_spy(pids: list[int]) -> list[Any]:
     folder = os.environ.get("BENCH_PYSPY")
     if not folder:
         return []
+    import shutil
+
+    # The venv's py-spy if it has one, else whichever the PATH names (a wheel unpacked by hand).
     spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        found = shutil.which("py-spy")
+        if found is None:
+            raise SystemExit("bench: BENCH_PYSPY is set but no py-spy is installed (pip install py-spy)")
+        spy = Path(found)
     Path(folder).mkdir(parents=True, exist_ok=True)
     return [
         subprocess.Popen(  # noqa: S603 - our own pids, our own tool
@@ -275,7 +334,12 @@ async def main() -> None:  # noqa: PLR0915
     public_key = await sync_to_async(signing_public_key)()
     folder = Path(mkdtemp())
     cert, key = dev_certificate(folder)
-    config = GatewayConfig(idle_timeout_s=300, firmware_poll_s=1.0, rate_per_s=1000)
+    budget = {}  # the gateway's chunk budget (gateway.firmware.ChunkTurns): its defaults unless overridden
+    if "BENCH_CHUNK_MAX_LAG_MS" in os.environ:
+        budget["firmware_chunk_max_lag_ms"] = float(os.environ["BENCH_CHUNK_MAX_LAG_MS"])
+    if "BENCH_CHUNK_MB_S" in os.environ:
+        budget["firmware_chunk_mb_s"] = float(os.environ["BENCH_CHUNK_MB_S"])
+    config = GatewayConfig(idle_timeout_s=300, firmware_poll_s=1.0, rate_per_s=1000, **budget)
     gateway = Gateway(ssl_context=server_context(cert=cert, key=key), config=config, enqueue=lambda batches: None)
     _, port = await gateway.start(host="127.0.0.1", port=0)
     gateway_lags: list[tuple[float, float]] = []
@@ -320,6 +384,13 @@ async def main() -> None:  # noqa: PLR0915
         progress(f"{count} online")
         await asyncio.sleep(3)
     connected_at = time.monotonic()
+    # As rungateway does once it listens: what is loaded by now lives as long as the process, and the
+    # collector's full passes over it paused this process's loop (the gateway's) for 100 ms and more.
+    # BENCH_GC_FREEZE=0 leaves it out, as the benchmark ran before.
+    if os.environ.get("BENCH_GC_FREEZE", "1") != "0":
+        gc.freeze()
+    collections: list[tuple[float, int, float]] = []
+    time_collections(collections)
     online_at_start = await sync_to_async(online)()
     progress(f"{online_at_start} online; {BASELINE_S:.0f} s of ingest without a rollout (the baseline)")
     await asyncio.sleep(BASELINE_S)
@@ -336,6 +407,10 @@ async def main() -> None:  # noqa: PLR0915
             "wave_values": WAVES,
             "success_threshold_percent": 90,
             "device_timeout_s": 600,
+            # BENCH_RATE_PER_MINUTE: each rollout starts at most so many devices a minute (the rollout's rate).
+            "rate_per_minute": int(os.environ["BENCH_RATE_PER_MINUTE"])
+            if os.environ.get("BENCH_RATE_PER_MINUTE")
+            else None,
         }
         whole = rollout_create(
             access=access,
@@ -353,6 +428,7 @@ async def main() -> None:  # noqa: PLR0915
         profile = cProfile.Profile()
         profile.enable()
     spies = start_py_spy([os.getpid(), *(w.pid for w in workers if w.pid is not None)])
+    callbacks = time_callbacks(float(os.environ["BENCH_SLOW_MS"])) if os.environ.get("BENCH_SLOW_MS") else None
     started_at = time.monotonic()
     whole_id, delta_id = await sync_to_async(start)()
     bytes_before = gateway.stats.get("firmware_chunk_bytes", 0)
@@ -398,6 +474,9 @@ async def main() -> None:  # noqa: PLR0915
         profile.disable()
         profile.dump_stats(os.environ["BENCH_PROFILE"])
     stop_py_spy(spies)
+    if callbacks is not None:
+        for name, (count, total, slow) in sorted(callbacks.items(), key=lambda kv: -kv[1][1])[:25]:
+            progress(f"callback {name}: {count} runs, {total:.2f} s, {slow} slow")
     stop.set()
     outputs = [results.get(timeout=120) for _ in workers]
     gateway_lag_sampler.cancel()
@@ -476,6 +555,23 @@ async def main() -> None:  # noqa: PLR0915
                 "without": p95(without(device_lags)),
                 "during": p95(while_running(device_lags)),
             },
+            "chunk_budget": {
+                "per_turn": config.firmware_chunks_per_turn,
+                "max_lag_ms": config.firmware_chunk_max_lag_ms,
+                "mb_s": config.firmware_chunk_mb_s,
+                "turns_held_for_lag": gateway.firmware.chunk_turns.held_for_lag,
+                "turns_held_for_rate": gateway.firmware.chunk_turns.held_for_rate,
+            },
+            "gateway_gc": {
+                "frozen": os.environ.get("BENCH_GC_FREEZE", "1") != "0",
+                "full_passes_during": len([c for c in collections if c[1] == 2 and started_at <= c[0] <= ended_at]),
+                "pause_max_ms_during": round(max(while_running([(c[0], c[2]) for c in collections]), default=0.0), 1),
+                "pause_total_ms_during": round(sum(while_running([(c[0], c[2]) for c in collections])), 1),
+                "pause_max_ms_by_generation": [
+                    round(max(while_running([(c[0], c[2]) for c in collections if c[1] == g]), default=0.0), 1)
+                    for g in range(3)
+                ],
+            },
             "gateway_status_rounds": gateway.firmware.rounds,
             "gateway_statuses_written": gateway.firmware.statuses,
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),
@@ -485,5 +581,7 @@ async def main() -> None:  # noqa: PLR0915
 
 
 if __name__ == "__main__":
+    if os.environ.get("BENCH_SWITCH_INTERVAL_S"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL_S"]))
     setup()
     asyncio.run(main())

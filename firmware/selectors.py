@@ -4,12 +4,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from accounts.access import Access
 from devices.models import Device
 from devices.selectors import device_type_available_list
 from firmware.models import FirmwareImage, FirmwareTransfer, Rollout, RolloutDevice
+from firmware.sql import IdIn
 
 # The live page lists at most this many devices; the counts always cover all of them.
 PROGRESS_DEVICES = 2000
@@ -25,7 +26,7 @@ def firmware_transfer_list(*, access: Access) -> QuerySet[FirmwareTransfer]:
 def firmware_transfers_active_for(*, device_ids: Iterable[int]) -> QuerySet[FirmwareTransfer]:
     """For the gateway: active transfers of the devices connected to it (the gateway has no Access)."""
     return FirmwareTransfer.objects.filter(
-        device_id__in=list(device_ids), state__in=FirmwareTransfer.ACTIVE_STATES
+        IdIn(F("device_id"), device_ids), state__in=FirmwareTransfer.ACTIVE_STATES
     ).select_related("image")
 
 

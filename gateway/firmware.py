@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,56 +41,118 @@ T = TypeVar("T")
 MAX_ROUND = 1000
 # At most this many firmware chunks are served per turn of the event loop (see ChunkTurns).
 CHUNKS_PER_TURN = 4
+# Chunk writes wait while a turn of the event loop runs this late (see ChunkTurns); 0: never.
+CHUNK_MAX_LAG_MS = 5.0
+# While chunks wait for the loop to catch up, it is looked at again this often.
+CHUNK_PROBE_S = 0.005
 # A round of reported versions that could not be written is tried again after this long.
 VERSIONS_RETRY_S = 1.0
 
 
 class ChunkTurns:
-    """Lets at most `per_turn` chunk writes into each turn of the event loop; the rest wait their turn, in order.
+    """The gateway's budget for firmware chunk writes: they go only into turns of the event loop it has spare.
 
-    A device asks for its next chunk as soon as it has the last, so in a wave of a thousand downloads every
-    loop turn held a chunk (CRC, TLS encryption, a copy) for each of them: hundreds of milliseconds per turn.
-    A reading's ack needs several turns (read, batcher, enqueue thread, callback), a chunk one, so during a
-    wave the acks waited seconds (bench/rollout.py: p95 318 times the baseline). Bounded turns keep the
-    readings' few turns short; the chunks still take every turn the loop has spare.
+    Three bounds, all per gateway process:
+    - at most `per_turn` chunk writes in one turn; the rest wait their turn, in order. A device asks for its
+      next chunk as soon as it has the last, so in a wave of a thousand downloads every loop turn held a
+      chunk (CRC, TLS encryption, a copy) for each of them, while a reading's ack needs several turns (read,
+      batcher, enqueue thread, callback): the acks waited seconds (bench/rollout.py: p95 318 times the
+      baseline);
+    - none while the loop lags more than `max_lag_ms`: how late the budget's own callback runs after it
+      was scheduled is how late an ack's callbacks run, whatever makes the loop late (a wave's reconnects,
+      the GIL taken by the database threads, another process on the core). Bounded turns alone still let
+      4 chunks into every turn of a loop that is already late; with this bound a chunk goes only into a
+      turn that ran on time, so chunks never add to a lag that something else started;
+    - at most `bytes_per_s` of chunk data a second (a token bucket with a second's burst), for a gateway
+      that must leave its CPU or uplink to something else; 0: no cap.
     """
 
-    def __init__(self, *, per_turn: int = CHUNKS_PER_TURN) -> None:
-        self.per_turn = per_turn
+    def __init__(
+        self,
+        *,
+        per_turn: int = CHUNKS_PER_TURN,
+        max_lag_ms: float = CHUNK_MAX_LAG_MS,
+        bytes_per_s: float = 0.0,
+        probe_s: float = CHUNK_PROBE_S,
+    ) -> None:
+        self.per_turn = max(1, per_turn)
+        self.max_lag_s = max(0.0, max_lag_ms) / 1000
+        self.bytes_per_s = max(0.0, bytes_per_s)
+        self.probe_s = probe_s
+        self._tokens = self.bytes_per_s
+        self._filled_at = time.monotonic()
         self._used = 0
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._waiting: deque[tuple[asyncio.Future[None], int]] = deque()
         self._armed = False
+        self._due = 0.0  # loop time at which the armed callback should run
+        # The last turn found the loop lagging (or none was measured yet): even a lone chunk waits for a turn.
+        self._late = True
+        # What the bounds held back: turns skipped because the loop lagged, and because the bucket was empty.
+        self.held_for_lag = 0
+        self.held_for_rate = 0
 
-    async def take(self) -> None:
-        if self._used < self.per_turn and not self._waiting:
+    async def take(self, size: int = 0) -> None:
+        """Wait for the turn of a chunk write of `size` bytes."""
+        if self._used < self.per_turn and not self._waiting and not self._late and self._spend(size):
             self._used += 1
             self._arm()
             return
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append(future)
+        self._waiting.append((future, size))
         self._arm()
         await future
 
-    def _arm(self) -> None:
-        if not self._armed:
-            self._armed = True
-            # call_soon from within a turn runs in the next turn: this is the turn boundary.
-            asyncio.get_running_loop().call_soon(self._turn)
+    def _spend(self, size: int) -> bool:
+        if not self.bytes_per_s:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self.bytes_per_s, self._tokens + (now - self._filled_at) * self.bytes_per_s)
+        self._filled_at = now
+        if self._tokens < min(size, self.bytes_per_s):  # a chunk larger than the burst goes once it is full
+            return False
+        self._tokens -= size
+        return True
+
+    def _arm(self, delay: float = 0.0) -> None:
+        if self._armed:
+            return
+        self._armed = True
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + delay
+        # call_soon from within a turn runs in the next turn: this is the turn boundary.
+        if delay:
+            loop.call_later(delay, self._turn)
+        else:
+            loop.call_soon(self._turn)
 
     def _turn(self) -> None:
         self._armed = False
         self._used = 0
+        loop = asyncio.get_running_loop()
+        self._late = bool(self.max_lag_s) and loop.time() - self._due > self.max_lag_s
+        if self._late and self._waiting:
+            # The loop ran late: what came in meanwhile (frames, acks) goes first; look again soon.
+            self.held_for_lag += 1
+            self._arm(self.probe_s)
+            return
         while self._waiting and self._used < self.per_turn:
-            future = self._waiting.popleft()
-            if not future.done():  # cancelled: the connection went meanwhile
-                future.set_result(None)
-                self._used += 1
+            future, size = self._waiting[0]
+            if future.done():  # cancelled: the connection went meanwhile
+                self._waiting.popleft()
+                continue
+            if not self._spend(size):
+                self.held_for_rate += 1
+                self._arm(max(self.probe_s, (min(size, self.bytes_per_s) - self._tokens) / self.bytes_per_s))
+                return
+            self._waiting.popleft()
+            future.set_result(None)
+            self._used += 1
         if self._waiting or self._used:
             self._arm()
 
 
 class FirmwareWork:
-    def __init__(self, *, linger_s: float = 0.01) -> None:
+    def __init__(self, *, linger_s: float = 0.01, chunk_turns: ChunkTurns | None = None) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-firmware")
         self._linger_s = linger_s
         self._pending: list[tuple[StatusReport, asyncio.Future[bool]]] = []
@@ -100,7 +163,7 @@ class FirmwareWork:
         self.rounds = 0
         self.statuses = 0
         self.versions = 0
-        self.chunk_turns = ChunkTurns()
+        self.chunk_turns = chunk_turns or ChunkTurns()
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()

@@ -30,7 +30,7 @@ from gateway import metrics, services
 from gateway import protocol as p
 from gateway.cluster import Cluster
 from gateway.control import ControlSubscriber
-from gateway.firmware import FirmwareWork
+from gateway.firmware import CHUNK_MAX_LAG_MS, CHUNKS_PER_TURN, ChunkTurns, FirmwareWork
 from gateway.ingest import Enqueue, IngestBatcher, seam_enqueue
 from gateway.live import LivePublisher
 from gateway.livemode import AckCoalescer, LiveModes
@@ -80,6 +80,11 @@ class GatewayConfig:
     # The most a FIRMWARE_CHUNK carries (a device may ask for less); the frame's length field allows 65,535
     # bytes. Four times the 16 KiB of before: a quarter of the requests, frames and turns per image.
     firmware_chunk_size: int = 64 * 1024 - 64
+    # The gateway's budget for chunk writes (gateway.firmware.ChunkTurns): so many per turn of the event
+    # loop, none while the loop lags more than so many ms (0: never held), at most so many MB/s (0: no cap).
+    firmware_chunks_per_turn: int = CHUNKS_PER_TURN
+    firmware_chunk_max_lag_ms: float = CHUNK_MAX_LAG_MS
+    firmware_chunk_mb_s: float = 0.0
     drain_timeout_s: float = 20.0
     linger_s: float = 0.005
     max_inflight_enqueues: int = 4
@@ -549,7 +554,8 @@ class Connection:
                 logger.exception("gateway: reading the image of transfer %d failed", offer.transfer_id)
                 self.nack(seq, p.ErrorCode.UNAVAILABLE, "the image could not be read; ask again")
                 continue
-            await self.gateway.firmware.chunk_turns.take()  # readings' acks first (gateway.firmware.ChunkTurns)
+            # Readings' acks first: chunks take only the turns the loop has spare (gateway.firmware.ChunkTurns).
+            await self.gateway.firmware.chunk_turns.take(request.length)
             if self.closed or self.offer is None or self.offer.transfer_id != offer.transfer_id:
                 continue  # closed, or the transfer ended or was replaced meanwhile: the device drops stale chunks
             data = memoryview(image)[request.offset : request.offset + request.length]
@@ -682,7 +688,13 @@ class Gateway:
         self.config = config or GatewayConfig()
         self.cluster = cluster
         self.ssl_context = ssl_context
-        self.firmware = FirmwareWork()
+        self.firmware = FirmwareWork(
+            chunk_turns=ChunkTurns(
+                per_turn=self.config.firmware_chunks_per_turn,
+                max_lag_ms=self.config.firmware_chunk_max_lag_ms,
+                bytes_per_s=self.config.firmware_chunk_mb_s * 1e6,
+            )
+        )
         self.batcher = IngestBatcher(
             enqueue=enqueue,
             linger_s=self.config.linger_s,

@@ -7,6 +7,8 @@ batches, firmware state changes only when a device reports one.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -14,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from alerts import services as alerts_services
@@ -25,6 +27,24 @@ from firmware.models import FirmwareDelta, FirmwareImage, FirmwareTransfer
 from gateway import protocol as p
 from readings import live
 from readings import services as readings_services
+
+# The identity and firmware calls look at their thread's connection at most this often (below).
+CONNECTION_CHECK_EVERY_S = 1.0
+_checked = threading.local()
+
+
+def _connection_checked() -> None:
+    """`close_old_connections()`, at most every CONNECTION_CHECK_EVERY_S per thread, or after an error.
+
+    With CONN_HEALTH_CHECKS each such call makes the next query begin with a `SELECT 1` round trip. A
+    wave's reboots bring a thousand handshakes within seconds, each a lookup: in bench/rollout.py's
+    profile the health check was 9 % of the gateway process's samples, 38 % of a lookup's time. A
+    connection that broke meanwhile fails its query, which sets `errors_occurred`; the next call checks.
+    """
+    now = time.monotonic()
+    if connection.errors_occurred or now - getattr(_checked, "at", float("-inf")) >= CONNECTION_CHECK_EVERY_S:
+        close_old_connections()
+        _checked.at = now
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +69,7 @@ def device_identity_get(*, serial: str) -> DeviceIdentity | None:
     It runs at every handshake, and a wave's reboots bring hundreds of devices back within seconds, each
     lookup waiting for the one before on the shared database thread: one round trip, not two.
     """
-    close_old_connections()
+    _connection_checked()
     rows = list(
         Device.objects.filter(serial=serial).values_list(
             "id",
@@ -94,7 +114,7 @@ def device_identity_get(*, serial: str) -> DeviceIdentity | None:
 def device_firmware_versions_record(*, versions: dict[int, str]) -> None:
     """The versions devices reported in HELLO where they differ from the stored ones, a round at a time
     (gateway.firmware.FirmwareWork.version_reported)."""
-    close_old_connections()
+    _connection_checked()
     firmware_services.firmware_versions_reported(versions=versions)
 
 
@@ -182,7 +202,7 @@ class FirmwareOfferInfo:
 
 def firmware_offers_for(*, device_ids: Iterable[int], only_pending: bool = False) -> list[FirmwareOfferInfo]:
     """The active transfers of these devices (only those not yet offered: `only_pending`)."""
-    close_old_connections()
+    _connection_checked()
     wanted = set(device_ids)
     if not wanted:
         return []
@@ -209,12 +229,12 @@ def firmware_offers_for(*, device_ids: Iterable[int], only_pending: bool = False
 
 
 def firmware_image_bytes(*, image_id: int) -> bytes:
-    close_old_connections()
+    _connection_checked()
     return bytes(FirmwareImage.objects.values_list("image", flat=True).get(pk=image_id))
 
 
 def firmware_delta_bytes(*, delta_id: int) -> bytes:
-    close_old_connections()
+    _connection_checked()
     return bytes(FirmwareDelta.objects.values_list("patch", flat=True).get(pk=delta_id))
 
 
@@ -222,7 +242,7 @@ def firmware_status_record(
     *, transfer_id: int, device_id: int, state: str, offset: int | None, message: str = "", offered: bool = False
 ) -> bool:
     """False when the transfer is no longer active for this device (cancelled, finished, someone else's)."""
-    close_old_connections()
+    _connection_checked()
     return (
         firmware_services.firmware_transfer_record(
             transfer_id=transfer_id, device_id=device_id, state=state, offset=offset, message=message, offered=offered
@@ -233,7 +253,7 @@ def firmware_status_record(
 
 def firmware_statuses_record(*, reports: Sequence[firmware_services.StatusReport]) -> list[bool]:
     """One round of FIRMWARE_STATUS reports of many devices, in one transaction (gateway.firmware)."""
-    close_old_connections()
+    _connection_checked()
     return firmware_services.firmware_transfers_record(reports=reports)
 
 
@@ -253,7 +273,7 @@ def device_event_record(*, identity: DeviceIdentity, event: p.Event) -> None:
 
 def firmware_offers_record(*, transfers: dict[int, int]) -> set[int]:
     """One round of offers ({transfer id: device id}) recorded at once; returns those still active."""
-    close_old_connections()
+    _connection_checked()
     return firmware_services.firmware_transfers_offered(transfers=transfers)
 
 

@@ -50,6 +50,21 @@ def test_rungateway_takes_the_live_round_interval_and_refuses_one_out_of_range(t
         call_command("rungateway", "--live-round=-1")
 
 
+def test_rungateway_takes_the_firmware_chunk_budget(tmp_path, settings):
+    from gateway.management.commands.rungateway import Command
+
+    settings.DATA_DIR = str(tmp_path)
+    command = Command()
+    parser = command.create_parser("manage.py", "rungateway")
+    args = ["--firmware-chunk-max-lag-ms", "12", "--firmware-chunk-mb-s", "30", "--firmware-chunks-per-turn", "2"]
+    config, _ = command.prepare(vars(parser.parse_args(args)))
+    budget = (config.firmware_chunk_max_lag_ms, config.firmware_chunk_mb_s, config.firmware_chunks_per_turn)
+    assert budget == (12, 30, 2)
+    config, _ = command.prepare(vars(parser.parse_args([])))
+    budget = (config.firmware_chunk_max_lag_ms, config.firmware_chunk_mb_s, config.firmware_chunks_per_turn)
+    assert budget == (5, 0, 4)
+
+
 def test_rungateway_runs_on_uvloop_when_installed_and_falls_back_to_asyncio(monkeypatch):
     import uvloop
 

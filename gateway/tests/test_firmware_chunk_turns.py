@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 from gateway.firmware import ChunkTurns
@@ -92,8 +93,63 @@ async def test_a_writer_cancelled_while_waiting_leaves_its_place_to_the_next():
 async def test_a_lone_chunk_write_goes_at_once_and_every_turn_starts_afresh():
     turns = ChunkTurns(per_turn=1)
     loop = asyncio.get_running_loop()
+    await turns.take()  # the first waits for a turn: the budget has not yet seen the loop on time
+    await asyncio.sleep(0)
     for _ in range(3):  # one a turn: none of them ever waits
         waiter = loop.create_task(turns.take())
         await asyncio.sleep(0)
         assert waiter.done()
         await asyncio.sleep(0)  # the next turn
+
+
+def hog(loop: asyncio.AbstractEventLoop, block_s: float, until: asyncio.Event) -> None:
+    """Blocks the loop for `block_s` in every turn until `until` is set: a loop that runs late."""
+    if until.is_set():
+        return
+    time.sleep(block_s)
+    loop.call_soon(hog, loop, block_s, until)
+
+
+async def test_no_chunk_write_goes_while_the_loop_runs_late_and_all_go_once_it_catches_up():
+    loop = asyncio.get_running_loop()
+    turns = ChunkTurns(per_turn=4, max_lag_ms=5)
+    passed: list[int] = []
+
+    async def write(i: int) -> None:
+        await turns.take()
+        passed.append(i)
+
+    caught_up = asyncio.Event()
+    loop.call_soon(hog, loop, 0.02, caught_up)
+    writes = asyncio.gather(*(write(i) for i in range(12)))
+    await asyncio.sleep(0.3)  # 15 turns of 20 ms
+    assert passed == []
+    assert turns.held_for_lag > 0
+    caught_up.set()
+    async with asyncio.timeout(5):
+        await writes
+    assert passed == list(range(12))
+
+
+async def test_without_a_lag_bound_chunk_writes_go_into_late_turns_too():
+    # The bound is what holds them: with it off (0), the late loop serves the chunks 4 a turn.
+    loop = asyncio.get_running_loop()
+    turns = ChunkTurns(per_turn=4, max_lag_ms=0)
+    caught_up = asyncio.Event()
+    loop.call_soon(hog, loop, 0.02, caught_up)
+    try:
+        async with asyncio.timeout(5):
+            await asyncio.gather(*(turns.take() for _ in range(12)))
+    finally:
+        caught_up.set()
+    assert turns.held_for_lag == 0
+
+
+async def test_a_byte_rate_spreads_chunk_writes_over_time():
+    turns = ChunkTurns(per_turn=4, max_lag_ms=0, bytes_per_s=200_000)
+    started = time.monotonic()
+    async with asyncio.timeout(5):
+        for _ in range(4):  # a second's burst (200 KB) covers the first 2 of 100 KB; the other 2 take 0.5 s each
+            await turns.take(100_000)
+    assert time.monotonic() - started >= 0.95
+    assert turns.held_for_rate > 0

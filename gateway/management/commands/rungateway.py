@@ -125,6 +125,25 @@ class Command(BaseCommand):
             help="processes that store the batches in the embedded mode (no CELERY_BROKER_URL; default 1); "
             "0: threads of the gateway process. With a broker the enqueue runs in threads.",
         )
+        parser.add_argument(
+            "--firmware-chunks-per-turn",
+            type=int,
+            default=defaults.firmware_chunks_per_turn,
+            help="firmware chunks written at most per turn of the event loop",
+        )
+        parser.add_argument(
+            "--firmware-chunk-max-lag-ms",
+            type=float,
+            default=defaults.firmware_chunk_max_lag_ms,
+            help=f"firmware chunks wait while the event loop runs this many ms late (default "
+            f"{defaults.firmware_chunk_max_lag_ms:g}): a rollout takes only the time readings leave; 0: never held",
+        )
+        parser.add_argument(
+            "--firmware-chunk-mb-s",
+            type=float,
+            default=defaults.firmware_chunk_mb_s,
+            help="at most this many MB/s of firmware chunks from this process; 0 (default): no cap",
+        )
         parser.add_argument("--stats-every", type=float, default=30.0, help="seconds between stats log lines")
         parser.add_argument(
             "--loop",
@@ -174,6 +193,9 @@ class Command(BaseCommand):
             live_round_s=live_round,
             overload_lag_ms=options["overload_lag_ms"],
             store_processes=store_processes(options.get("store_processes")),
+            firmware_chunks_per_turn=max(1, options["firmware_chunks_per_turn"]),
+            firmware_chunk_max_lag_ms=max(0.0, options["firmware_chunk_max_lag_ms"]),
+            firmware_chunk_mb_s=max(0.0, options["firmware_chunk_mb_s"]),
         )
         limit = raise_open_files_limit()
         self.stdout.write(f"Open-file limit {limit}: room for about {max(0, limit - 64):,} device connections.")
