@@ -418,6 +418,12 @@ def main() -> None:
         log(f"gateway on :{gateway_port}, daphne on :{web_port}")
         cafile = str(Path(env["ENERGYBOX_DATA_DIR"]) / "gateway-dev-cert.pem")
         result = asyncio.run(measure(args, warmup, specs, by_facility, session_key, gateway_port, web_port, cafile))
+    except BaseException:
+        # What Daphne said, for a run that ended early (a consumer's error closes its socket with 1011).
+        starts = [i for i, line in enumerate(web.lines) if "Traceback" in line]
+        for line in web.lines[starts[0] : starts[0] + 80] if starts else web.lines[-20:]:
+            log(f"daphne: {line[:400]}")
+        raise
     finally:
         gateway.stop()
         web.stop()
