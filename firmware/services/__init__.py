@@ -7,7 +7,6 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import bsdiff4
 from django.db import IntegrityError, connection, transaction
@@ -163,18 +162,37 @@ def _active_transfers(ids: Iterable[int]) -> QuerySet[FirmwareTransfer]:
     )
 
 
-def _apply(transfer: FirmwareTransfer, report: StatusReport, *, offered: bool = False) -> None:
+@dataclass(slots=True)
+class _TransferRow:
+    """The fields of a transfer a status report changes, read as a plain row (firmware_transfers_record)."""
+
+    device_id: int
+    state: str
+    offset: int
+    message: str
+    finished_at: dt.datetime | None
+    sent_size: int  # of the image, or of the delta when one is sent
+
+
+def _report_apply(
+    transfer: FirmwareTransfer | _TransferRow, report: StatusReport, *, sent_size: int, now: dt.datetime
+) -> None:
+    """The one rule for what a device's status report changes, on a model instance or a plain row."""
     transfer.state = report.state
     if report.offset is not None:
-        sent_size = transfer.delta.size if transfer.delta is not None else transfer.image.size
         transfer.offset = min(max(report.offset, 0), sent_size)
     transfer.message = report.message[:255]
-    if offered:
-        transfer.attempts += 1
     if report.state in _FINAL:
-        transfer.finished_at = timezone.now()
+        transfer.finished_at = now
     # The device's firmware_version changes only when it comes back and reports it in HELLO: an
     # image that installs but does not boot must not count as running.
+
+
+def _apply(transfer: FirmwareTransfer, report: StatusReport, *, offered: bool = False) -> None:
+    sent_size = transfer.delta.size if transfer.delta is not None else transfer.image.size
+    _report_apply(transfer, report, sent_size=sent_size, now=timezone.now())
+    if offered:
+        transfer.attempts += 1
 
 
 @transaction.atomic
@@ -210,9 +228,8 @@ def firmware_transfers_record(*, reports: Sequence[StatusReport]) -> list[bool]:
         .order_by("pk")
         .values_list("pk", "device_id", "state", "offset", "message", "finished_at", "image__size", "delta__size")
     )
-    # pk: [device id, state, offset, message, finished_at, the size of what is sent]
-    transfers: dict[int, list[Any]] = {
-        pk: [device_id, state, offset, message, finished, image_size if delta_size is None else delta_size]
+    transfers = {
+        pk: _TransferRow(device_id, state, offset, message, finished, image_size if delta_size is None else delta_size)
         for pk, device_id, state, offset, message, finished, image_size, delta_size in rows
     }
     answers: list[bool] = []
@@ -220,15 +237,10 @@ def firmware_transfers_record(*, reports: Sequence[StatusReport]) -> list[bool]:
     now = timezone.now()
     for report in reports:
         row = transfers.get(report.transfer_id)
-        if row is None or row[0] != report.device_id or row[1] not in FirmwareTransfer.ACTIVE_STATES:
+        if row is None or row.device_id != report.device_id or row.state not in FirmwareTransfer.ACTIVE_STATES:
             answers.append(False)
             continue
-        row[1] = report.state
-        if report.offset is not None:
-            row[2] = min(max(report.offset, 0), row[5])
-        row[3] = report.message[:255]
-        if report.state in _FINAL:
-            row[4] = now
+        _report_apply(row, report, sent_size=row.sent_size, now=now)
         changed.add(report.transfer_id)
         answers.append(True)
     if changed:
@@ -236,28 +248,40 @@ def firmware_transfers_record(*, reports: Sequence[StatusReport]) -> list[bool]:
     return answers
 
 
-def _transfers_write(rows: Mapping[int, list[Any]], *, now: dt.datetime) -> None:
-    """{pk: [device id, state, offset, message, finished_at, size]}: one UPDATE for all of them."""
+def _transfers_write(rows: Mapping[int, _TransferRow], *, now: dt.datetime) -> None:
+    """One UPDATE for all of them (a `bulk_update` where the database is not PostgreSQL)."""
     if connection.vendor != "postgresql":
         FirmwareTransfer.objects.bulk_update(
             [
                 FirmwareTransfer(
-                    pk=pk, state=state, offset=offset, message=message, finished_at=finished, updated_at=now
+                    pk=pk,
+                    state=row.state,
+                    offset=row.offset,
+                    message=row.message,
+                    finished_at=row.finished_at,
+                    updated_at=now,
                 )
-                for pk, (_, state, offset, message, finished, _) in rows.items()
+                for pk, row in rows.items()
             ],
             ["state", "offset", "message", "finished_at", "updated_at"],
         )
         return
     table = connection.ops.quote_name(FirmwareTransfer._meta.db_table)
-    columns = [list(column) for column in zip(*([pk, *row[1:5]] for pk, row in rows.items()), strict=True)]
+    values = list(rows.values())
     with connection.cursor() as cursor:
         cursor.execute(
             f'UPDATE {table} AS t SET state = v.state, "offset" = v.off, message = v.message, '  # noqa: S608 - our table name
             "finished_at = v.finished_at, updated_at = %s "
             "FROM unnest(%s::bigint[], %s::varchar[], %s::integer[], %s::varchar[], %s::timestamptz[]) "
             "AS v(id, state, off, message, finished_at) WHERE t.id = v.id",
-            [now, *columns],
+            [
+                now,
+                list(rows),
+                [row.state for row in values],
+                [row.offset for row in values],
+                [row.message for row in values],
+                [row.finished_at for row in values],
+            ],
         )
 
 
