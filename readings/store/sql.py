@@ -16,7 +16,7 @@ import numpy as np
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, router, transaction
 
-from readings.models import Bucket
+from readings.models import Bucket, Resolution
 from readings.store import codec
 from readings.store.base import (
     DAY_MS,
@@ -777,7 +777,7 @@ def pack_layout(resolution: int, starts: np.ndarray, flags: np.ndarray) -> tuple
     """A pack's `grid_start_ms` (None unless its 15-minute intervals follow each other without a hole)
     and `flags_or` (see `readings.models.RollupPack`)."""
     flags_or = int(np.bitwise_or.reduce(flags.astype(np.int64))) if len(flags) else 0
-    if resolution != 1 or not len(starts) or not (np.diff(starts) == INTERVAL_MS).all():
+    if resolution != Resolution.M15 or not len(starts) or not (np.diff(starts) == INTERVAL_MS).all():
         return None, flags_or
     return int(starts[0]), flags_or
 
