@@ -21,7 +21,9 @@ BENCH_DEVICES overrides the fleet size, BENCH_CHUNK_MAX_LAG_MS and BENCH_CHUNK_M
 budget (GatewayConfig.firmware_chunk_max_lag_ms, firmware_chunk_mb_s; 0 switches a bound off),
 BENCH_SWITCH_INTERVAL_S the gateway process's sys.setswitchinterval (how long a thread holds the GIL before
 another may take it), BENCH_SLOW_MS times every callback of the gateway's loop (the costliest to stderr),
-BENCH_GC_FREEZE=0 leaves the gateway process's collector unfrozen, BENCH_RATE_PER_MINUTE sets the rollouts'
+BENCH_GC_FREEZE=0 leaves the gateway process's collector unfrozen, BENCH_GC_THRESHOLD=a,b,c sets its
+thresholds after the freeze (gc.set_threshold; the third: generation-1 passes before a full one),
+BENCH_RATE_PER_MINUTE sets the rollouts'
 rate, BENCH_PROFILE=path writes a cProfile of the gateway process, BENCH_PYSPY=folder py-spy samples (raw,
 one file per pid) of the gateway and device processes.
 Progress goes to stderr every 10 s; the figures are one JSON line on stdout.
@@ -389,6 +391,8 @@ async def main() -> None:  # noqa: PLR0915
     # BENCH_GC_FREEZE=0 leaves it out, as the benchmark ran before.
     if os.environ.get("BENCH_GC_FREEZE", "1") != "0":
         gc.freeze()
+    if os.environ.get("BENCH_GC_THRESHOLD"):
+        gc.set_threshold(*(int(v) for v in os.environ["BENCH_GC_THRESHOLD"].split(",")))
     collections: list[tuple[float, int, float]] = []
     time_collections(collections)
     online_at_start = await sync_to_async(online)()
@@ -564,6 +568,7 @@ async def main() -> None:  # noqa: PLR0915
             },
             "gateway_gc": {
                 "frozen": os.environ.get("BENCH_GC_FREEZE", "1") != "0",
+                "thresholds": list(gc.get_threshold()),
                 "full_passes_during": len([c for c in collections if c[1] == 2 and started_at <= c[0] <= ended_at]),
                 "pause_max_ms_during": round(max(while_running([(c[0], c[2]) for c in collections]), default=0.0), 1),
                 "pause_total_ms_during": round(sum(while_running([(c[0], c[2]) for c in collections])), 1),

@@ -65,6 +65,23 @@ def test_rungateway_takes_the_firmware_chunk_budget(tmp_path, settings):
     assert budget == (5, 0, 4)
 
 
+def test_rungateway_spaces_out_full_collections_and_refuses_a_bad_spacing():
+    import gc
+
+    from gateway.management.commands.rungateway import GC_FULL_EVERY, collector_settle
+
+    before = gc.get_threshold()
+    try:
+        collector_settle(GC_FULL_EVERY)
+        assert gc.get_threshold() == (before[0], before[1], GC_FULL_EVERY)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    with pytest.raises(CommandError, match="--gc-full-every must lie between 1 and 100000, not 0"):
+        call_command("rungateway", "--gc-full-every=0")
+
+
 def test_rungateway_runs_on_uvloop_when_installed_and_falls_back_to_asyncio(monkeypatch):
     import uvloop
 
