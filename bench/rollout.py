@@ -390,7 +390,9 @@ async def main() -> None:  # noqa: PLR0915
     # collector's full passes over it paused this process's loop (the gateway's) for 100 ms and more.
     # BENCH_GC_FREEZE=0 leaves it out, as the benchmark ran before.
     if os.environ.get("BENCH_GC_FREEZE", "1") != "0":
-        gc.freeze()
+        from gateway.management.commands.rungateway import GC_FULL_EVERY, collector_settle
+
+        collector_settle(GC_FULL_EVERY)  # rungateway's own step: the freeze, and its spacing of full passes
     if os.environ.get("BENCH_GC_THRESHOLD"):
         gc.set_threshold(*(int(v) for v in os.environ["BENCH_GC_THRESHOLD"].split(",")))
     collections: list[tuple[float, int, float]] = []

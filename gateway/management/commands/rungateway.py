@@ -60,10 +60,8 @@ def store_processes(asked: int | None) -> int:
 
 # Generation-1 passes before a full one (Python's own default is 10). Once the start-up objects are
 # frozen, a full pass walks what the connections made since, and a burst of reconnects (a firmware
-# wave) set one off every few seconds, each pausing the loop for 100 ms and more. bench/rollout.py, two
-# pairs of runs at 10 and at 100: 4 and 4 full passes against none, collector pauses 1,013 and 1,072 ms
-# against 404 and 618 ms, the gateway's loop lag p95 205 and 186 ms against 112 and 151 ms. (Its ingest
-# p95 ratio did not follow: 116 and 110 against 82 and 345.) Cyclic garbage waits longer to be freed.
+# wave) set one off every few seconds, each pausing the loop for 100 ms and more; docs/gateway.md has
+# the bench/rollout.py figures. Cyclic garbage waits longer to be freed.
 GC_FULL_EVERY = 100
 
 
@@ -197,8 +195,9 @@ class Command(BaseCommand):
         else:
             cert_path, key_path = dev_certificate(Path(settings.DATA_DIR))
             self.stdout.write(f"Using the development TLS certificate {cert_path} (pass --cert/--key in production).")
-        if not 1 <= options.get("gc_full_every", GC_FULL_EVERY) <= 100_000:
-            raise CommandError(f"--gc-full-every must lie between 1 and 100000, not {options['gc_full_every']}.")
+        full_every = options.get("gc_full_every", GC_FULL_EVERY)
+        if not 1 <= full_every <= 100_000:
+            raise CommandError(f"--gc-full-every must lie between 1 and 100000, not {full_every}.")
         if not 64 <= options["max_payload"] <= 0xFFFF:
             raise CommandError("--max-payload must lie between 64 and 65535 bytes.")
         live_round = options.get("live_round", GatewayConfig.live_round_s)
@@ -231,8 +230,6 @@ class Command(BaseCommand):
             ssl_context=ssl_context, config=config, channel_layer=layer, cluster=cluster_from_settings(layer=layer)
         )
         host, port = await gateway.start(host=options["host"], port=options["port"])
-        # What is loaded by now lives as long as the process: spare it the collector's full passes,
-        # which paused every connection for about 100 ms at a thousand devices.
         collector_settle(options.get("gc_full_every", GC_FULL_EVERY))
         self._gc = GcPauses()
         gc.callbacks.append(self._gc.callback)
